@@ -1,0 +1,91 @@
+"""The exception hierarchy of netpol-proof.
+
+Why: every error the harness raises names what it was doing and the object it was doing it to,
+so that a user reads one line and knows which file, field, pod or command to look at. A broken
+transport is never turned into an exit code (see ExecError): in a policy harness that would turn
+"the harness is broken" into "the packet was blocked".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class HarnessError(Exception):
+    """Base class: something netpol-proof itself could not do."""
+
+
+@dataclass
+class Problem:
+    """One problem found in a scenario file: where it is and what is wrong."""
+
+    path: str
+    field: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = self.path if self.line is None else f"{self.path}:{self.line}"
+        return f"{where}: {self.field}: {self.message}"
+
+
+class ScenarioError(HarnessError):
+    """A scenario file is malformed or disagrees with the oracle.
+
+    Carries every problem found, not only the first: a user fixes a file in one pass.
+    """
+
+    def __init__(self, problems: list[Problem] | Problem):
+        self.problems = [problems] if isinstance(problems, Problem) else list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class BackendError(HarnessError):
+    """A backend could not do what was asked (bring a cluster up, create a pod, apply a policy)."""
+
+    def __init__(self, doing: str, cause: str = "", output: str = ""):
+        self.doing = doing
+        self.cause = cause
+        self.output = output
+        msg = f"while {doing}: {cause}" if cause else doing
+        super().__init__(msg)
+
+
+class PrivilegeError(BackendError):
+    """The local backend needs root or CAP_NET_ADMIN and does not have it."""
+
+
+class MissingToolError(BackendError):
+    """A system tool the backend needs is not installed; the message names the package."""
+
+
+@dataclass
+class ExecError(HarnessError):
+    """A command's exit status is unknown: the transport failed, not the command.
+
+    Why a separate type: kr8s sets returncode=1 when an exec stream carries no status; in a
+    policy harness that would make a broken exec look like a blocked connection.
+    """
+
+    argv: list[str]
+    cause: str
+    output: str = ""
+    target: str = ""
+
+    def __post_init__(self) -> None:
+        Exception.__init__(self, str(self))
+
+    def __str__(self) -> str:
+        where = f" in {self.target}" if self.target else ""
+        return f"exec{where} failed: {self.cause}: {' '.join(self.argv)}"
+
+
+class ProbeInfraError(HarnessError):
+    """The network or the harness is broken (e.g. the baseline did not connect).
+
+    Reported as an infrastructure error, never as a policy verdict.
+    """
+
+
+class UsageError(HarnessError):
+    """The user asked for something that cannot be done as asked (bad option, unsafe context)."""

@@ -1,0 +1,103 @@
+"""The results of a run: per cell, per step, per scenario. Plain data with a JSON form.
+
+Why separate from the runner: reports (terminal, JSON, HTML, JUnit, GitHub summary) and
+`compare` read results files without running anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Verdict(str, Enum):
+    """The verdict on one probe: what happened measured against what the spec requires."""
+
+    PASS = "pass"
+    NOT_ENFORCED = "not enforced"      # expected blocked, connected: fail-open, false security
+    OVER_BLOCKED = "over-blocked"      # expected to connect, blocked: fail-closed, an outage
+    PROBE_ERROR = "probe error"        # the harness or the network is broken: no policy verdict
+    NOT_ASSERTED = "not asserted"      # the spec leaves it undefined, or the scenario says '-'
+
+
+class Expectation(str, Enum):
+    ALLOW = "allow"
+    DENY = "deny"
+    UNDEFINED = "undefined"
+
+
+@dataclass
+class Attempt:
+    """One probe attempt of one cell in one round."""
+
+    round: int
+    outcome: str
+    elapsed: float
+    answered_by: str | None = None
+    detail: str = ""
+    positive_control: bool | None = None
+
+
+@dataclass
+class CellResult:
+    source: str
+    target: str
+    port: str
+    protocol: str
+    expected: str
+    observed: str
+    verdict: str
+    reason: str = ""
+    attempts: list[Attempt] = field(default_factory=list)
+    dns_name: str | None = None
+
+
+@dataclass
+class StepResult:
+    index: int
+    title: str
+    converged: bool
+    converge_seconds: float | None
+    rounds: int
+    cells: list[CellResult] = field(default_factory=list)
+    infra_error: str | None = None
+
+
+@dataclass
+class ScenarioResult:
+    scenario: str
+    path: str
+    backend: str
+    profile: str
+    run_id: str
+    description: str = ""
+    outcome: str = "passed"            # passed | failed | xfailed | xpassed | skipped | error
+    skip_reason: str | None = None
+    infra_error: str | None = None
+    enforcing_cluster: bool | None = None
+    policies_accepted: int = 0
+    duration: float = 0.0
+    baseline: StepResult | None = None
+    steps: list[StepResult] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> "ScenarioResult":
+        def step(d):
+            if d is None:
+                return None
+            cells = [CellResult(**{**c, "attempts": [Attempt(**a) for a in c.get("attempts", [])]})
+                     for c in d.get("cells", [])]
+            return StepResult(**{**d, "cells": cells})
+        return ScenarioResult(**{**data, "baseline": step(data.get("baseline")),
+                                 "steps": [step(s) for s in data.get("steps", [])]})
+
+    def verdict_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for s in self.steps:
+            for c in s.cells:
+                counts[c.verdict] = counts.get(c.verdict, 0) + 1
+        return counts

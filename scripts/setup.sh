@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Install what netpol-proof needs on Debian/Ubuntu, idempotently:
+#   system tools (ip, nft, curl, nslookup/dig, nc) through apt-get when missing,
+#   a virtualenv in .venv with the package and its test extras.
+# Usage: scripts/setup.sh [--with-browser]   (--with-browser adds Debian's chromium for the HTML test)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+    echo "netpol-proof setup: needs root (or sudo) to install system packages" >&2; exit 1; fi
+fi
+
+want=()
+need() { command -v "$1" >/dev/null 2>&1 || want+=("$2"); }
+need ip iproute2
+need nft nftables
+need curl curl
+need nslookup dnsutils
+need dig dnsutils
+need nc netcat-openbsd
+need make make
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || want+=("python3-venv")
+if [ "${1:-}" = "--with-browser" ]; then need chromium chromium; fi
+
+if [ "${#want[@]}" -gt 0 ]; then
+  # de-duplicate
+  mapfile -t want < <(printf '%s\n' "${want[@]}" | sort -u)
+  echo "netpol-proof setup: installing ${want[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+stamp=.venv/.netpol-proof-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q -e '.[test]'
+  touch "$stamp"
+fi
