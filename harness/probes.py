@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from harness.model import Protocol
+from harness.shell import ExecResult
 
 
 class Outcome(str, Enum):
@@ -23,6 +24,7 @@ class Outcome(str, Enum):
     DNS_NXDOMAIN = "dns-nxdomain"    # the DNS server answered: no such name
     DNS_REFUSED = "dns-refused"      # the DNS server (or a DNS proxy) answered REFUSED/SERVFAIL
     DNS_TIMEOUT = "dns-timeout"      # no DNS server could be reached
+    DNS_FAILED = "dns-failed"        # a client (curl, agnhost) could not resolve the target name
     TOOL_ERROR = "tool-error"        # the tool failed for a reason that says nothing of policy
 
     @property
@@ -72,3 +74,167 @@ class ProbeOutcome:
     #: the tool's exit code and the first line of its error output, for reports
     detail: str = ""
     elapsed: float = 0.0
+
+
+# -- the real tools that perform a probe ------------------------------------------------------
+
+#: What `-w` appends after curl's body, so classify() reads the HTTP status from stdout.
+CURL_CODE_MARK = "\n__np_http_code="
+
+#: The UDP client for the "debian" toolkit, an inline script that behaves like
+#: `/agnhost connect --protocol=udp`: sends `hostname\n`, prints the reply, exits 0; on failure
+#: exits 1 with stderr starting TIMEOUT / REFUSED / DNS / OTHER.
+#: Why not netcat: OpenBSD `nc -u -w T` exits 0 with empty output both when an ICMP port
+#: unreachable came back (after 3 ms) and when nothing came back (after T seconds), so its
+#: result cannot tell a reject from a drop (measured with nc 1.219 on this machine).
+UDP_CLIENT = (
+    "import socket,sys\n"
+    "h,p,t=sys.argv[1],int(sys.argv[2]),float(sys.argv[3])\n"
+    "try:\n"
+    " a=socket.getaddrinfo(h,p,socket.AF_INET,socket.SOCK_DGRAM)[0][4]\n"
+    "except OSError as e:\n"
+    " sys.stderr.write('DNS: %s\\n'%e);sys.exit(1)\n"
+    "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(t)\n"
+    "try:\n"
+    " s.connect(a);s.send(b'hostname\\n');d=s.recv(4096)\n"
+    "except socket.timeout:\n"
+    " sys.stderr.write('TIMEOUT: no reply from %s:%d within %ss\\n'%(a[0],p,t));sys.exit(1)\n"
+    "except ConnectionRefusedError as e:\n"
+    " sys.stderr.write('REFUSED: %s\\n'%e);sys.exit(1)\n"
+    "except OSError as e:\n"
+    " sys.stderr.write('OTHER: %s\\n'%e);sys.exit(1)\n"
+    "sys.stdout.write(d.decode(errors='replace'))\n"
+)
+
+TOOLKITS = ("debian", "agnhost")
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds:g}"
+
+
+def argv_for(spec: ProbeSpec, dest: str, timeout: float, toolkit: str = "debian") -> list[str]:
+    """The in-pod argv of the real tool that performs `spec` against `dest` (IP or DNS name).
+
+    Why per toolkit: the local backend's pods see this machine's tools (curl, nslookup, python3);
+    kind pods run agnhost, whose `connect` subcommand covers UDP and SCTP.
+    """
+    if toolkit not in TOOLKITS:
+        raise ValueError(f"unknown probe toolkit {toolkit!r}: expected one of {', '.join(TOOLKITS)}")
+    if timeout <= 0:
+        raise ValueError(f"probe timeout must be positive, got {timeout}")
+    if spec.is_dns:
+        argv = ["nslookup", f"-timeout={max(1, round(timeout))}", "-retry=0"]
+        if spec.protocol == Protocol.TCP:
+            argv.append("-vc")
+        return argv + [spec.dns_name]
+    port = spec.port
+    if not isinstance(port, int):
+        raise ValueError(f"probe {spec.label}: port {port!r} must be resolved to a number first")
+    if spec.protocol == Protocol.TCP:
+        # A fresh connection per probe: policies act on new connections (conntrack).
+        return ["curl", "-sS", "--connect-timeout", _fmt(timeout), "--max-time", _fmt(timeout * 2),
+                "--no-keepalive", "-w", CURL_CODE_MARK + "%{http_code}", f"http://{dest}:{port}/"]
+    if toolkit == "agnhost" or spec.protocol == Protocol.SCTP:
+        return ["/agnhost", "connect", f"{dest}:{port}", f"--protocol={spec.protocol.value.lower()}",
+                f"--timeout={_fmt(timeout)}s"]
+    return ["python3", "-c", UDP_CLIENT, dest, str(port), _fmt(timeout)]
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def _tool(argv: tuple[str, ...]) -> str:
+    """Which tool ran, ignoring a wrapper such as `ip netns exec NS` or `kubectl exec -- `."""
+    for a in argv:
+        base = a.rsplit("/", 1)[-1]
+        if base in ("curl", "nslookup"):
+            return base
+        if base == "agnhost":
+            return "connect"
+        if a == UDP_CLIENT:
+            return "connect"
+    return "unknown"
+
+
+def classify(spec: ProbeSpec, result: ExecResult) -> ProbeOutcome:
+    """The named outcome of one probe from the tool's own exit status and output. Pure.
+
+    Why here: this is where "blocked" is told apart from "the harness is broken"; anything that
+    does not positively say connected, refused, timed out or a DNS answer is TOOL_ERROR.
+    """
+    tool = _tool(result.argv)
+    rc, out, err = result.returncode, result.stdout, result.stderr
+    el = result.elapsed
+    detail = f"exit {rc}: {_first_line(err) or _first_line(out)}".rstrip(": ")
+    if tool == "nslookup":
+        return _classify_nslookup(rc, out + "\n" + err, detail, el)
+    if tool == "curl":
+        return _classify_curl(rc, out, detail, el)
+    if tool == "connect":
+        return _classify_connect(rc, out, err, detail, el)
+    return ProbeOutcome(Outcome.TOOL_ERROR, None, f"unrecognised probe tool: {detail}", el)
+
+
+def _classify_curl(rc: int, out: str, detail: str, el: float) -> ProbeOutcome:
+    if rc == 0:
+        body, _, code = out.rpartition(CURL_CODE_MARK)
+        if not _:
+            return ProbeOutcome(Outcome.TOOL_ERROR, None, f"curl output lacks the status mark: {detail}", el)
+        code = code.strip()
+        if code == "403" and "access denied" in body.lower():
+            return ProbeOutcome(Outcome.HTTP_DENIED, None, f"HTTP 403: {_first_line(body)}", el)
+        if code == "000":
+            return ProbeOutcome(Outcome.TOOL_ERROR, None, "curl exit 0 without an HTTP response", el)
+        return ProbeOutcome(Outcome.CONNECTED, body.strip() or None, f"HTTP {code}", el)
+    if rc == 28:
+        return ProbeOutcome(Outcome.TIMEOUT, None, detail, el)
+    if rc == 7:
+        return ProbeOutcome(Outcome.REFUSED, None, detail, el)
+    if rc == 6:
+        return ProbeOutcome(Outcome.DNS_FAILED, None, detail, el)
+    return ProbeOutcome(Outcome.TOOL_ERROR, None, detail, el)
+
+
+def _classify_connect(rc: int, out: str, err: str, detail: str, el: float) -> ProbeOutcome:
+    if rc == 0:
+        return ProbeOutcome(Outcome.CONNECTED, out.strip() or None, "connected", el)
+    head = err.lstrip()
+    for prefix, outcome in (("TIMEOUT", Outcome.TIMEOUT), ("REFUSED", Outcome.REFUSED),
+                            ("DNS", Outcome.DNS_FAILED)):
+        if head.startswith(prefix):
+            return ProbeOutcome(outcome, None, detail, el)
+    return ProbeOutcome(Outcome.TOOL_ERROR, None, detail, el)
+
+
+def _classify_nslookup(rc: int, text: str, detail: str, el: float) -> ProbeOutcome:
+    # nslookup exits 1 for every failure, so the output decides (kind-cni-notes.md §5.4).
+    low = text.lower()
+    if "communications error" in low or "no servers could be reached" in low \
+            or "connection timed out" in low:
+        return ProbeOutcome(Outcome.DNS_TIMEOUT, None, detail, el)
+    if "nxdomain" in low:
+        return ProbeOutcome(Outcome.DNS_NXDOMAIN, None, detail, el)
+    if "refused" in low or "servfail" in low:
+        return ProbeOutcome(Outcome.DNS_REFUSED, None, detail, el)
+    if rc == 0:
+        addrs = _nslookup_addresses(text)
+        if addrs:
+            return ProbeOutcome(Outcome.DNS_RESOLVED, ",".join(addrs), f"resolved to {', '.join(addrs)}", el)
+    return ProbeOutcome(Outcome.TOOL_ERROR, None, detail, el)
+
+
+def _nslookup_addresses(text: str) -> list[str]:
+    """The answer addresses (after the `Name:` line; the first `Address:` is the server's)."""
+    addrs, seen_name = [], False
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("Name:"):
+            seen_name = True
+        elif seen_name and line.startswith("Address:"):
+            addrs.append(line.split(":", 1)[1].strip())
+    return addrs
