@@ -1,0 +1,79 @@
+"""The JSON results file: every probe with its attempts, per-step convergence, meta; read back.
+
+Why versioned: `compare` reads files written by other runs (before and after a CNI migration,
+possibly by another version of netpol-proof), so the format names itself and `read` refuses a
+file it does not understand instead of guessing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.results import ScenarioResult
+
+FORMAT = "netpol-proof/results/v1"
+
+
+class ResultsFileError(HarnessError):
+    """A results file cannot be read: missing, not JSON, another format, or malformed."""
+
+
+def to_document(results: list[ScenarioResult], meta: dict[str, Any]) -> dict[str, Any]:
+    """The JSON document: format, meta, and each scenario with its steps, cells and attempts."""
+    scenarios = []
+    for r in results:
+        d = r.to_dict()
+        d["verdict_counts"] = r.verdict_counts()
+        d["convergence"] = [{"step": s.index, "title": s.title, "converged": s.converged,
+                             "seconds": s.converge_seconds, "rounds": s.rounds}
+                            for s in r.steps]
+        scenarios.append(d)
+    return {"format": FORMAT, "meta": dict(meta), "scenarios": scenarios}
+
+
+def write(results: list[ScenarioResult], path: str | os.PathLike, meta: dict[str, Any]) -> None:
+    """Write the results file atomically (a crash mid-write never leaves half a file)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(to_document(results, meta), indent=1, sort_keys=False, default=str)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# Keys `write` adds for readers other than `read`; dropped before rebuilding the dataclasses.
+_DERIVED = ("verdict_counts", "convergence")
+
+
+def read(path: str | os.PathLike) -> tuple[dict[str, Any], list[ScenarioResult]]:
+    """Read a results file written by `write`: (meta, results)."""
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultsFileError(f"{p}: no such results file (write one with --netpol-json {p})")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsFileError(f"{p}: not a readable JSON results file: {exc}") from exc
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise ResultsFileError(f"{p}: format is {found!r}, expected {FORMAT!r}; "
+                               f"was it written by netpol-proof --netpol-json?")
+    results = []
+    for i, data in enumerate(doc.get("scenarios", [])):
+        try:
+            clean = {k: v for k, v in data.items() if k not in _DERIVED}
+            results.append(ScenarioResult.from_dict(clean))
+        except (TypeError, AttributeError, KeyError) as exc:
+            name = data.get("scenario", "?") if isinstance(data, dict) else "?"
+            raise ResultsFileError(f"{p}: scenarios[{i}] ({name}) is malformed: {exc}") from exc
+    return dict(doc.get("meta") or {}), results

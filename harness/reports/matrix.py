@@ -1,0 +1,162 @@
+"""Truth tables rebuilt from a step's cells: symbols, grouping by (port, protocol), differences.
+
+Why one module: the terminal, HTML and Markdown renderers all show the same expected/observed
+tables, so the mapping from result strings to symbols and the row/column order live here once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from harness.results import CellResult, Expectation, StepResult, Verdict
+
+EXPECTED_SYMBOLS = {Expectation.ALLOW.value: ".", Expectation.DENY.value: "X",
+                    Expectation.UNDEFINED.value: "-"}
+CONNECTED, BLOCKED, ERROR, NOT_PROBED = ".", "X", "!", "?"
+
+# Observed strings the runner may record, mapped to what they mean for a truth table. The
+# classifier's outcome names (harness/probes.py Outcome) and the plain words are both accepted,
+# so a results file stays readable if the runner records either.
+_DELIVERED = {"connected", "allow", "allowed", "delivered", "dns-resolved", "dns-nxdomain",
+              "http-denied", "resolves"}
+_BLOCKED = {"blocked", "deny", "denied", "timeout", "dns-timeout", "dropped", "fails"}
+_NOT_PROBED = {"", "not probed", "not-probed", "none", "skipped"}
+
+LEGEND_EXPECTED = "expected: '.' must connect  'X' must be blocked  '-' not asserted"
+LEGEND_OBSERVED = ("observed: '.' connected  'X' blocked  '!' probe error  '?' not probed;"
+                   "  '*' marks a cell that differs")
+
+
+def expected_symbol(cell: CellResult) -> str:
+    """The expected table's symbol for one cell."""
+    return EXPECTED_SYMBOLS.get(cell.expected, "?")
+
+
+def observed_symbol(cell: CellResult) -> str:
+    """The observed table's symbol for one cell.
+
+    A probe error is '!' whatever the tool printed: it never reads as blocked or connected.
+    """
+    if cell.verdict == Verdict.PROBE_ERROR.value:
+        return ERROR
+    observed = (cell.observed or "").strip().lower()
+    if observed in _NOT_PROBED:
+        return NOT_PROBED
+    if observed in _DELIVERED:
+        return CONNECTED
+    if observed in _BLOCKED:
+        return BLOCKED
+    return ERROR
+
+
+def differs(cell: CellResult) -> bool:
+    """True when the cell's verdict is neither pass nor not asserted: a cell the report explains."""
+    return cell.verdict not in (Verdict.PASS.value, Verdict.NOT_ASSERTED.value)
+
+
+def target_label(cell: CellResult) -> str:
+    """The column label: the target, or `dns:<name>` for a DNS probe."""
+    return f"dns:{cell.dns_name}" if cell.dns_name else cell.target
+
+
+@dataclass
+class Table:
+    """The cells of one step for one (port, protocol), with sources and targets in order seen."""
+
+    port: str
+    protocol: str
+    sources: list[str] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)
+    cells: dict[tuple[str, str], CellResult] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        return f"{self.port}/{self.protocol}"
+
+    def get(self, source: str, target: str) -> CellResult | None:
+        return self.cells.get((source, target))
+
+    def differing(self) -> list[CellResult]:
+        """The cells whose verdict needs explaining, in row then column order."""
+        out = []
+        for s in self.sources:
+            for t in self.targets:
+                c = self.cells.get((s, t))
+                if c is not None and differs(c):
+                    out.append(c)
+        return out
+
+
+def tables(step: StepResult) -> list[Table]:
+    """Group a step's cells into one Table per (port, protocol), in the order they appear."""
+    by_key: dict[tuple[str, str], Table] = {}
+    for cell in step.cells:
+        key = (str(cell.port), str(cell.protocol))
+        table = by_key.get(key)
+        if table is None:
+            table = by_key[key] = Table(port=key[0], protocol=key[1])
+        target = target_label(cell)
+        if cell.source not in table.sources:
+            table.sources.append(cell.source)
+        if target not in table.targets:
+            table.targets.append(target)
+        table.cells[(cell.source, target)] = cell
+    return list(by_key.values())
+
+
+def attempts_text(cell: CellResult) -> str:
+    """The attempts, runs of identical ones folded: `r1-r4 connected 0.004-0.008s by y/b (HTTP 200)`.
+
+    Why folded: an open cluster answers the same way every round; one line per round would bury
+    the one round that differs.
+    """
+    groups: list[list] = []
+    for a in cell.attempts:
+        key = (a.outcome, a.answered_by, a.detail, a.positive_control)
+        if groups and groups[-1][0] == key:
+            groups[-1][1].append(a)
+        else:
+            groups.append([key, [a]])
+    parts = []
+    for (outcome, by, detail, control), runs in groups:
+        first, last = runs[0], runs[-1]
+        rounds = f"r{first.round}" if len(runs) == 1 else f"r{first.round}-r{last.round}"
+        lo, hi = min(a.elapsed for a in runs), max(a.elapsed for a in runs)
+        took = f"{lo:.3f}s" if hi - lo < 0.0005 else f"{lo:.3f}-{hi:.3f}s"
+        text = f"{rounds} {outcome} {took}"
+        if by:
+            text += f" by {by}"
+        if detail:
+            text += f" ({detail})"
+        if control is False:
+            text += " [no positive control in that round]"
+        parts.append(text)
+    return ", ".join(parts) if parts else "no attempts recorded"
+
+
+def cni_of(result) -> str:
+    """The CNI (or local profile) a result ran on: the column of scenario x CNI summaries."""
+    return result.profile or "-"
+
+
+def grid(results) -> tuple[list[str], list[str], dict[tuple[str, str], object]]:
+    """Scenario x CNI: (scenarios in order seen, CNIs in order seen, {(scenario, cni): result})."""
+    scenarios: list[str] = []
+    cnis: list[str] = []
+    cells: dict[tuple[str, str], object] = {}
+    for r in results:
+        if r.scenario not in scenarios:
+            scenarios.append(r.scenario)
+        cni = cni_of(r)
+        if cni not in cnis:
+            cnis.append(cni)
+        cells[(r.scenario, cni)] = r
+    return scenarios, cnis, cells
+
+
+def short_counts(result) -> str:
+    """Per-verdict counts of one result, e.g. `12 pass, 4 not enforced`; zero counts omitted."""
+    counts = result.verdict_counts()
+    order = [v.value for v in Verdict]
+    keys = [k for k in order if counts.get(k)] + sorted(k for k in counts if k not in order)
+    return ", ".join(f"{counts[k]} {k}" for k in keys)

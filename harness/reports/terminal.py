@@ -1,0 +1,184 @@
+"""Terminal rendering: failing scenarios as side-by-side truth tables, the scenario x CNI summary,
+and the banner for clusters that do not enforce.
+
+Why pure (results in, str out): the pytest plugin, `python -m harness run` and the tests all call
+the same functions; whether to colour is the caller's decision (`color=` True on a tty).
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+from harness.reports import matrix as mx
+from harness.results import CellResult, ScenarioResult, StepResult, Verdict
+
+_RESET = "\x1b[0m"
+_COLOURS = {
+    Verdict.NOT_ENFORCED.value: "\x1b[1;31m",   # red: fail-open, false security
+    Verdict.OVER_BLOCKED.value: "\x1b[1;33m",   # yellow/orange: fail-closed, an outage
+    Verdict.PROBE_ERROR.value: "\x1b[1;35m",    # magenta: the harness or network is broken
+    Verdict.PASS.value: "\x1b[32m",
+}
+VERDICT_WORDS = {
+    Verdict.NOT_ENFORCED.value: "NOT ENFORCED",
+    Verdict.OVER_BLOCKED.value: "OVER-BLOCKED",
+    Verdict.PROBE_ERROR.value: "PROBE ERROR",
+    Verdict.PASS.value: "pass",
+    Verdict.NOT_ASSERTED.value: "not asserted",
+}
+# Labels longer than this turn the table header into column numbers plus a key line, so that
+# tables with names like `prod/frontend` stay narrow enough to sit side by side.
+_MAX_HEADER_LABEL = 5
+
+
+def _paint(text: str, verdict: str, color: bool) -> str:
+    code = _COLOURS.get(verdict) if color else None
+    return f"{code}{text}{_RESET}" if code else text
+
+
+def _side_by_side(table: mx.Table, color: bool) -> list[str]:
+    """The expected and observed tables of one (port, protocol), next to each other."""
+    numbered = any(len(t) > _MAX_HEADER_LABEL for t in table.targets)
+    heads = [str(i + 1) if numbered else t for i, t in enumerate(table.targets)]
+    colw = max([len(h) for h in heads] + [1]) + 1          # +1: room for the '*' marker
+    roww = max([len(s) for s in table.sources] + [len(table.title)])
+    block = max(len(heads) * (colw + 1), len("expected") + 1)
+
+    def row_cells(source: str, observed: bool) -> str:
+        out = []
+        for target in table.targets:
+            cell = table.get(source, target)
+            if cell is None:
+                sym, mark, verdict = " ", " ", ""
+            elif observed:
+                sym, verdict = mx.observed_symbol(cell), cell.verdict
+                mark = "*" if mx.differs(cell) else " "
+            else:
+                sym, mark, verdict = mx.expected_symbol(cell), " ", ""
+            paint = bool(cell) and color and observed and mx.differs(cell)
+            out.append(_paint(sym + mark, verdict, paint) + " " * (colw - 2))
+        visible = len(heads) * (colw + 1)
+        return " ".join(out) + " " + " " * (block - visible)
+
+    header = (" ".join(h.ljust(colw) for h in heads) + " ").ljust(block)
+    lines = [f"  {table.title.ljust(roww)}  {'expected'.ljust(block)}   observed",
+             f"  {''.ljust(roww)}  {header}   {header}"]
+    for source in table.sources:
+        lines.append(f"  {source.ljust(roww)}  {row_cells(source, False)}   {row_cells(source, True)}")
+    if numbered:
+        key = "  ".join(f"{i + 1}={t}" for i, t in enumerate(table.targets))
+        lines.append(f"  {''.ljust(roww)}  columns: {key}")
+    return [line.rstrip() for line in lines]
+
+
+def render_cell(cell: CellResult, color: bool = False) -> str:
+    """One line per differing cell: verdict, expected and observed, the attempts, the reason."""
+    word = VERDICT_WORDS.get(cell.verdict, cell.verdict.upper())
+    where = f"{cell.source} -> {mx.target_label(cell)} {cell.port}/{cell.protocol}"
+    line = (f"    {_paint(word.ljust(12), cell.verdict, color)}  {where}: expected {cell.expected}, "
+            f"observed {cell.observed or 'nothing'} [{mx.attempts_text(cell)}]")
+    return line + (f"; why: {cell.reason}" if cell.reason else "")
+
+
+def _step_heading(step: StepResult, name: str) -> str:
+    if step.converged:
+        took = f"{step.converge_seconds:.1f}s" if step.converge_seconds is not None else "?"
+        state = f"converged in {took}, {step.rounds} round(s)"
+    else:
+        state = f"did NOT converge after {step.rounds} round(s)"
+    title = f" {step.title}" if step.title else ""
+    return f"{name} {step.index}:{title} ({state})"
+
+
+def render_step(step: StepResult, name: str = "step", color: bool = False) -> list[str]:
+    """A step with differing cells: its tables side by side, then one explanation per cell."""
+    lines = [_step_heading(step, name)]
+    if step.infra_error:
+        lines.append(f"  infrastructure error (no policy verdict): {step.infra_error}")
+    for table in mx.tables(step):
+        cells = table.differing()
+        if not cells:
+            continue
+        lines.extend(_side_by_side(table, color))
+        for cell in cells:
+            lines.append(render_cell(cell, color))
+    return lines
+
+
+def render_failure(result: ScenarioResult, color: bool = False) -> str:
+    """Everything a reader needs to see why one scenario on one CNI failed (or failed as expected)."""
+    counts = mx.short_counts(result) or "no probes"
+    lines = [f"{result.outcome.upper()} {result.scenario} [{mx.cni_of(result)}] on backend "
+             f"{result.backend}, run {result.run_id}: {counts}",
+             f"  file: {result.path}",
+             f"  policies accepted by the API: {result.policies_accepted}"]
+    if result.enforcing_cluster is False:
+        lines.append("  the enforcement canary says this cluster does NOT enforce NetworkPolicy")
+    if result.infra_error:
+        lines.append(f"  infrastructure error (no policy verdict): {result.infra_error}")
+    if result.skip_reason:
+        lines.append(f"  skipped: {result.skip_reason}")
+    if result.baseline is not None and (result.baseline.infra_error
+                                        or any(mx.differs(c) for c in result.baseline.cells)):
+        lines.extend(render_step(result.baseline, "baseline", color))
+    for step in result.steps:
+        if step.infra_error or any(mx.differs(c) for c in step.cells):
+            lines.extend(render_step(step, "step", color))
+        else:
+            lines.append(_step_heading(step, "step") + ": every probe as expected")
+    lines.append(f"  {mx.LEGEND_EXPECTED}")
+    lines.append(f"  {mx.LEGEND_OBSERVED}")
+    return "\n".join(lines)
+
+
+SUMMARY_LEGEND = [
+    "counts: pass / not enforced (fail-open) / over-blocked (fail-closed) / probe error",
+    "passed: every probe as the spec says; failed: some probe not; xfailed: failed as expected on "
+    "a CNI declared not to enforce; xpassed: that CNI enforced after all (strict: reported); "
+    "error: infrastructure broken, no policy verdict",
+]
+
+
+def _summary_cell(result: ScenarioResult | None) -> str:
+    if result is None:
+        return "-"
+    c = result.verdict_counts()
+    nums = "/".join(str(c.get(v.value, 0)) for v in (Verdict.PASS, Verdict.NOT_ENFORCED,
+                                                     Verdict.OVER_BLOCKED, Verdict.PROBE_ERROR))
+    return f"{result.outcome} {nums}" if result.outcome not in ("skipped",) else "skipped"
+
+
+def render_summary(results: list[ScenarioResult]) -> str:
+    """Scenario x CNI table with the outcome and per-verdict counts in each cell, and a legend."""
+    scenarios, cnis, cells = mx.grid(results)
+    if not scenarios:
+        return "netpol-proof: no scenario results"
+    table = [[s] + [_summary_cell(cells.get((s, c))) for c in cnis] for s in scenarios]
+    header = ["scenario"] + cnis
+    widths = [max(len(row[i]) for row in table + [header]) for i in range(len(header))]
+
+    def fmt(row: list[str]) -> str:
+        return "  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip()
+
+    lines = ["netpol-proof summary (scenario x CNI)", fmt(header),
+             fmt(["-" * w for w in widths])]
+    lines.extend(fmt(row) for row in table)
+    totals = {}
+    for r in results:
+        totals[r.outcome] = totals.get(r.outcome, 0) + 1
+    lines.append("total: " + ", ".join(f"{n} {k}" for k, n in sorted(totals.items())))
+    for text in SUMMARY_LEGEND:
+        lines.extend(textwrap.wrap(text, 100, subsequent_indent="  "))
+    return "\n".join(lines)
+
+
+DEFAULT_BANNER = ("this cluster accepts NetworkPolicy objects but does not enforce them; "
+                  "every policy here is false security.")
+
+
+def render_banner(text: str = DEFAULT_BANNER, width: int = 78) -> str:
+    """A framed, wrapped warning that cannot be overlooked at the top and bottom of a run."""
+    inner = width - 6
+    body = textwrap.wrap(text, inner) or [""]
+    rule = "!" * width
+    return "\n".join([rule] + [f"!! {line.ljust(inner)} !!" for line in body] + [rule])

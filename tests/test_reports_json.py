@@ -1,0 +1,63 @@
+"""The JSON results file: written, read back identical, versioned, and refusing what it is not."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.reports import json_report
+from harness.reports.examples import META, results as example_results
+
+
+def test_round_trip_keeps_every_probe_and_attempt(tmp_path):
+    rs = example_results()
+    path = tmp_path / "out" / "results.json"
+    json_report.write(rs, path, META)
+    meta, back = json_report.read(path)
+    assert meta == META
+    assert back == rs                                     # dataclass equality: every field
+
+
+def test_document_has_format_probes_attempts_and_convergence(tmp_path):
+    path = tmp_path / "r.json"
+    json_report.write(example_results(), path, META)
+    doc = json.loads(path.read_text())
+    assert doc["format"] == "netpol-proof/results/v1"
+    assert doc["meta"]["canary"]["open"]["enforcing"] is False
+    scen = next(s for s in doc["scenarios"]
+                if s["scenario"] == "restrict-egress" and s["profile"] == "open")
+    assert scen["outcome"] == "xfailed"
+    assert scen["verdict_counts"] == {"not asserted": 1, "not enforced": 5, "pass": 1}
+    assert scen["convergence"] == [{"step": 1, "title": "restrict backend egress to 10.0.0.0/16",
+                                    "converged": False, "seconds": None, "rounds": 8}]
+    dns = next(c for c in scen["steps"][0]["cells"] if c["dns_name"])
+    assert set(dns) >= {"source", "target", "port", "protocol", "expected", "observed", "verdict",
+                        "reason", "attempts"}
+    assert set(dns["attempts"][0]) >= {"round", "outcome", "elapsed", "answered_by", "detail"}
+    assert dns["attempts"][0]["outcome"] == "dns-resolved"
+
+
+def test_no_temporary_file_is_left_beside_the_result(tmp_path):
+    json_report.write(example_results(), tmp_path / "r.json", META)
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"format": "something/else", "scenarios": []}', "format is 'something/else'"),
+    ("not json at all", "not a readable JSON results file"),
+    ('[1, 2]', "format is 'list'"),
+    ('{"format": "netpol-proof/results/v1", "scenarios": [{"scenario": "s1", "bogus": 1}]}',
+     "scenarios[0] (s1) is malformed"),
+])
+def test_read_names_the_file_and_the_problem(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(json_report.ResultsFileError) as err:
+        json_report.read(path)
+    assert str(path) in str(err.value) and message in str(err.value)
+
+
+def test_read_missing_file_says_how_to_make_one(tmp_path):
+    with pytest.raises(json_report.ResultsFileError, match="--netpol-json"):
+        json_report.read(tmp_path / "missing.json")
