@@ -1,0 +1,110 @@
+"""Network namespaces, veths and addresses of the emulated cluster, through `ip` in batches.
+
+Why batches: bring-up is dominated by process starts; one `ip -n NS -batch -` per namespace
+replaces a dozen `ip` calls. Veth pairs are created inside our node namespace with the peer
+moved straight into the pod namespace, so no interface ever appears in the root namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from typing import Iterable, Sequence
+
+from harness.errors import BackendError
+from harness.model import CLUSTER_DOMAIN, DNS_SERVICE_IP
+from harness.shell import run
+
+NETNS_DIR = "/run/netns"
+ETC_NETNS = "/etc/netns"
+
+
+def ip_batch(lines: Sequence[str], netns: str | None = None, doing: str = "") -> None:
+    """Run `ip [-n netns] -batch -` over `lines`; BackendError with the output on failure."""
+    if not lines:
+        return
+    argv = ["ip"] + (["-n", netns] if netns else []) + ["-batch", "-"]
+    res = run(argv, input="\n".join(lines) + "\n", timeout=30, doing=doing)
+    if res.returncode != 0:
+        raise BackendError(doing or f"configuring network namespace {netns}",
+                           f"`ip -batch` exit {res.returncode}", (res.stdout + res.stderr).strip())
+
+
+def add_netns(names: Iterable[str]) -> None:
+    ip_batch([f"netns add {n}" for n in names], doing="creating network namespaces")
+
+
+def list_netns() -> list[str]:
+    """Names of all named network namespaces (from /run/netns, as `ip netns list` reads them)."""
+    try:
+        return sorted(os.listdir(NETNS_DIR))
+    except FileNotFoundError:
+        return []
+
+
+def netns_pids(name: str) -> list[int]:
+    res = run(["ip", "netns", "pids", name], timeout=10)
+    return [int(x) for x in res.stdout.split() if x.isdigit()] if res.returncode == 0 else []
+
+
+def kill_pids(pids: Iterable[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def delete_netns(name: str) -> str | None:
+    """Kill what still runs in `name`, delete it and its /etc/netns dir; an error text or None."""
+    errors = []
+    if name in list_netns():
+        kill_pids(netns_pids(name))
+        res = run(["ip", "netns", "del", name], timeout=10)
+        if res.returncode != 0:
+            errors.append(f"ip netns del {name}: {res.stderr.strip()}")
+    etc = os.path.join(ETC_NETNS, name)
+    if os.path.isdir(etc):
+        try:
+            shutil.rmtree(etc)
+        except OSError as exc:
+            errors.append(f"removing {etc}: {exc}")
+    return "; ".join(errors) or None
+
+
+def sysctl(netns: str, settings: dict[str, str]) -> None:
+    argv = ["ip", "netns", "exec", netns, "sysctl", "-qw"] + [f"{k}={v}" for k, v in settings.items()]
+    res = run(argv, timeout=10, doing=f"setting sysctls in {netns}")
+    if res.returncode != 0:
+        raise BackendError(f"setting sysctls in network namespace {netns}",
+                           res.stderr.strip() or f"exit {res.returncode}")
+
+
+def write_resolv_conf(netns: str, namespace: str, timeout: int = 1) -> str:
+    """/etc/netns/<netns>/resolv.conf as kubelet writes it for a pod in `namespace`.
+
+    Why: `ip netns exec` bind-mounts it over /etc/resolv.conf, so curl and nslookup in the pod
+    resolve short names through the search path exactly as on Kubernetes.
+    """
+    d = os.path.join(ETC_NETNS, netns)
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, "resolv.conf")
+    with open(path, "w") as fh:
+        fh.write(f"nameserver {DNS_SERVICE_IP}\n"
+                 f"search {namespace}.svc.{CLUSTER_DOMAIN} svc.{CLUSTER_DOMAIN} {CLUSTER_DOMAIN}\n"
+                 f"options ndots:5 timeout:{timeout} attempts:1\n")
+    return path
+
+
+def endpoint_lines(veth: str, peer_netns: str, ip: str, gateway: str) -> tuple[list[str], list[str]]:
+    """(node-side lines, endpoint-side lines) wiring one pod or external host, Calico style:
+    the endpoint has ip/32 on eth0 and a default route via the node gateway (on-link); the node
+    has a /32 route to it over the veth and answers ARP for the gateway by proxy ARP."""
+    node = [f"link add {veth} type veth peer name eth0 netns {peer_netns}",
+            f"link set {veth} up",
+            f"route add {ip}/32 dev {veth}"]
+    pod = ["link set lo up", "link set eth0 up", f"addr add {ip}/32 dev eth0",
+           f"route add {gateway}/32 dev eth0 scope link",
+           f"route add default via {gateway} dev eth0"]
+    return node, pod
