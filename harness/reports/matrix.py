@@ -160,3 +160,27 @@ def short_counts(result) -> str:
     order = [v.value for v in Verdict]
     keys = [k for k in order if counts.get(k)] + sorted(k for k in counts if k not in order)
     return ", ".join(f"{counts[k]} {k}" for k in keys)
+
+
+def canary_state(value) -> tuple[str, str]:
+    """Normalise one CNI's canary entry of meta: ('enforcing' | 'not-enforcing' | 'unknown', detail).
+
+    Accepts a bool, a word ("enforcing", "not enforcing"), or {"enforcing": bool, "detail": str},
+    so the runner may record whichever it has.
+    """
+    detail = ""
+    if isinstance(value, dict):
+        detail = str(value.get("detail") or value.get("reason") or "")
+        value = value.get("enforcing", value.get("verdict"))
+    if value is True or (isinstance(value, str) and value.strip().lower() in
+                         ("enforcing", "enforces", "enforced", "yes", "true")):
+        return "enforcing", detail
+    if value is False or (isinstance(value, str) and value.strip().lower() in
+                          ("not enforcing", "not-enforcing", "open", "no", "false")):
+        return "not-enforcing", detail
+    return "unknown", detail or (str(value) if value not in (None, "") else "canary not run")
+
+
+def verdict_class(verdict: str) -> str:
+    """CSS-safe slug of a verdict: `not enforced` -> `not-enforced`."""
+    return "".join(ch if ch.isalnum() else "-" for ch in (verdict or "none").lower())
