@@ -1,0 +1,31 @@
+"""Process lifecycle: make SIGTERM unwind the stack like Ctrl-C, so teardown always runs.
+
+Why: Python's default SIGTERM kills the process without running `finally` blocks or context
+managers, which would leave network namespaces and clusters behind when CI cancels a job. The
+CLI and the pytest plugin call `install_sigterm_handler()` once at start.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when SIGTERM arrives; a KeyboardInterrupt so that every
+    `except KeyboardInterrupt` teardown path handles it too."""
+
+
+def _raise_terminated(signum, frame):
+    # Further SIGTERMs while tearing down must not interrupt the teardown itself.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated(f"terminated by signal {signum}")
+
+
+def install_sigterm_handler() -> bool:
+    """Turn SIGTERM into a Terminated exception in the main thread. False when not possible
+    (called from another thread, where Python does not allow signal handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    return True
