@@ -1,0 +1,66 @@
+"""The GitHub Actions step summary: the scenario x CNI table as Markdown, appended to the file
+named by $GITHUB_STEP_SUMMARY.
+
+Why append: other steps of the same job write to the same file; GitHub renders it on the run page.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from harness.reports import matrix as mx
+from harness.reports.terminal import DEFAULT_BANNER
+from harness.results import ScenarioResult, Verdict
+
+_ICONS = {"passed": ":white_check_mark:", "failed": ":x:", "xfailed": ":warning:",
+          "xpassed": ":bangbang:", "error": ":no_entry:", "skipped": ":fast_forward:"}
+
+
+def _md(text: Any) -> str:
+    """Table-safe Markdown text: pipes escaped, newlines folded, HTML angle brackets neutralised."""
+    return (str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+            .replace("<", "&lt;").replace(">", "&gt;"))
+
+
+def render_markdown(results: list[ScenarioResult], meta: Mapping[str, Any]) -> str:
+    """The summary as Markdown (pure): banner when a canary failed, table, legend."""
+    scenarios, cnis, cells = mx.grid(results)
+    lines = [f"## netpol-proof: run `{_md(meta.get('run_id', ''))}` on backend "
+             f"`{_md(meta.get('backend', ''))}`", ""]
+    canary = meta.get("canary") or {}
+    if isinstance(canary, Mapping):
+        for cni, value in canary.items():
+            state, detail = mx.canary_state(value)
+            if state == "not-enforcing":
+                lines += [f"> [!CAUTION]\n> **{_md(cni)}**: {DEFAULT_BANNER}"
+                          + (f" ({_md(detail)})" if detail else ""), ""]
+    lines.append("| scenario | " + " | ".join(_md(c) for c in cnis) + " |")
+    lines.append("|---" * (len(cnis) + 1) + "|")
+    for s in scenarios:
+        row = [f"`{_md(s)}`"]
+        for c in cnis:
+            r = cells.get((s, c))
+            if r is None:
+                row.append("not run")
+                continue
+            counts = r.verdict_counts()
+            nums = " / ".join(str(counts.get(v.value, 0)) for v in (
+                Verdict.PASS, Verdict.NOT_ENFORCED, Verdict.OVER_BLOCKED, Verdict.PROBE_ERROR))
+            row.append(f"{_ICONS.get(r.outcome, '')} {_md(r.outcome)} ({nums})".strip())
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "Counts: pass / not enforced (fail-open) / over-blocked (fail-closed) / probe "
+              "error. *xfailed*: failed as expected on a CNI declared not to enforce.", ""]
+    return "\n".join(lines)
+
+
+def write_step_summary(results: list[ScenarioResult], meta: Mapping[str, Any],
+                       environ: Mapping[str, str] | None = None) -> bool:
+    """Append the summary to $GITHUB_STEP_SUMMARY; False (nothing written) when it is not set."""
+    env = os.environ if environ is None else environ
+    path = env.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return False
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(render_markdown(results, meta) + "\n")
+    return True
