@@ -124,9 +124,9 @@ class TruthTable:
             if not line or line.startswith("#"):
                 continue
             tokens = line.split()
-            if tuple(tokens) == table.cols:
-                continue  # a header line
-            if any(t in table._colset for t in tokens) and not tokens[0] in table._rowset:
+            if all(t in table._colset for t in tokens):
+                if tuple(tokens) == table.cols:
+                    continue  # a header line
                 raise ValueError(f"line {ln}: looks like a header but does not list the "
                                  f"columns in model order: {' '.join(table.cols)}")
             label = None
