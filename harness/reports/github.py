@@ -38,7 +38,7 @@ def render_markdown(results: list[ScenarioResult], meta: Mapping[str, Any]) -> s
     lines.append("| scenario | " + " | ".join(_md(c) for c in cnis) + " |")
     lines.append("|---" * (len(cnis) + 1) + "|")
     for s in scenarios:
-        row = [f"`{_md(s)}`"]
+        row = [_md(s)]   # no code span: entities in it would show literally
         for c in cnis:
             r = cells.get((s, c))
             if r is None:
