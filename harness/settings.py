@@ -1,0 +1,200 @@
+"""One frozen Settings for a run, resolved once from options, ini, environment and defaults.
+
+Why one object: the plugin, the CLI, the runner and the canary all read the same values, so a
+run is described (and reproduced) by one thing; each bad value is rejected here with a plain
+message naming the option, not deep in a backend. Precedence: explicit option / CLI argument,
+then environment (NETPOL_*), then ini (`[tool.pytest.ini_options]` netpol_*), then defaults.
+No pytest import: the plugin passes plain values in.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+from harness import naming
+from harness.backends import BACKENDS
+from harness.errors import UsageError
+
+LOCAL_PROFILES = ("enforcing", "open")
+_CNI_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
+
+#: (setting, option spelling for messages, environment variable, ini key)
+SOURCES = {
+    "backend": ("--backend", "NETPOL_BACKEND", "netpol_backend"),
+    "cnis": ("--cni", "NETPOL_CNI", "netpol_cni"),
+    "probe_timeout": ("--probe-timeout", "NETPOL_PROBE_TIMEOUT", "netpol_probe_timeout"),
+    "converge_timeout": ("--converge-timeout", "NETPOL_CONVERGE_TIMEOUT", "netpol_converge_timeout"),
+    "settle_seconds": ("--settle-seconds", "NETPOL_SETTLE_SECONDS", "netpol_settle_seconds"),
+    "keep_cluster": ("--keep-cluster", "NETPOL_KEEP_CLUSTER", "netpol_keep_cluster"),
+    "reuse_cluster": ("--reuse-cluster", "NETPOL_REUSE_CLUSTER", "netpol_reuse_cluster"),
+    "json_path": ("--netpol-json", "NETPOL_JSON", "netpol_json"),
+    "html_path": ("--netpol-html", "NETPOL_HTML", "netpol_html"),
+    "run_id": ("--netpol-run-id", "NETPOL_RUN_ID", "netpol_run_id"),
+    "concurrency": ("--netpol-concurrency", "NETPOL_CONCURRENCY", "netpol_concurrency"),
+    "context": ("--context", "NETPOL_CONTEXT", "netpol_context"),
+    "allow_context": ("--allow-context", "NETPOL_ALLOW_CONTEXT", "netpol_allow_context"),
+    "allow_cluster_scoped": ("--allow-cluster-scoped", "NETPOL_ALLOW_CLUSTER_SCOPED",
+                             "netpol_allow_cluster_scoped"),
+    "canary": ("--netpol-canary", "NETPOL_CANARY", "netpol_canary"),
+}
+
+
+class SettingsError(UsageError):
+    """A setting has a value that cannot be used; the message names the option and the fix."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that decides how a run behaves (see the module docstring for sources)."""
+
+    backend: str = "local"
+    cnis: tuple[str, ...] = ("enforcing",)
+    probe_timeout: float = 1.0
+    converge_timeout: float = 10.0
+    #: how long a stable non-pass result must have lasted (since the step's apply) before it is
+    #: final. 0 on the local backend: its policy table is loaded before apply_policy returns.
+    #: On a real cluster the API cannot say when a policy is programmed, so polling continues
+    #: until the convergence deadline before calling a cell not enforced.
+    settle_seconds: float = 0.0
+    keep_cluster: bool = False
+    reuse_cluster: bool = False
+    json_path: str | None = None
+    html_path: str | None = None
+    run_id: str = field(default_factory=naming.new_run_id)
+    #: probes in flight at once (a live API server must not receive thousands of execs at once)
+    concurrency: int = 16
+    context: str | None = None
+    allow_context: str | None = None
+    allow_cluster_scoped: bool = False
+    #: run the enforcement canary before the first scenario on each CNI
+    canary: bool = True
+
+    @property
+    def is_kube(self) -> bool:
+        return self.backend != "local"
+
+    def for_worker(self, worker: str | None) -> "Settings":
+        """The settings of one pytest-xdist worker: its own run id derived from the controller's."""
+        return replace(self, run_id=naming.worker_run_id(self.run_id, worker))
+
+    def backend_options(self) -> dict[str, Any]:
+        """The keyword arguments harness.backends.get_backend takes for this backend."""
+        opts: dict[str, Any] = {"run_id": self.run_id, "probe_timeout": self.probe_timeout}
+        if self.is_kube:
+            opts.update(keep_cluster=self.keep_cluster, reuse_cluster=self.reuse_cluster)
+            if self.backend == "kubeconfig":
+                opts.update(context=self.context, allow_context=self.allow_context,
+                            allow_cluster_scoped=self.allow_cluster_scoped)
+        return opts
+
+    def describe(self) -> str:
+        """One line that makes a run reproducible (the pytest report header prints it)."""
+        return (f"netpol-proof: backend={self.backend} cni={','.join(self.cnis)} "
+                f"run-id={self.run_id} probe-timeout={self.probe_timeout:g}s "
+                f"converge-timeout={self.converge_timeout:g}s")
+
+
+def _bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise SettingsError(f"{name}: {value!r} is not a boolean; use true or false")
+
+
+def _seconds(name: str, value: Any) -> float:
+    try:
+        n = float(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name}: {value!r} is not a number of seconds, e.g. 1.5") from None
+    if not n > 0 or n > 3600:
+        raise SettingsError(f"{name}: {value!r} must be more than 0 and at most 3600 seconds")
+    return n
+
+
+def _cnis(name: str, value: Any, backend: str) -> tuple[str, ...]:
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    names = tuple(dict.fromkeys(str(v).strip() for v in items if str(v).strip()))
+    if not names:
+        raise SettingsError(f"{name}: empty; name at least one CNI, e.g. --cni enforcing")
+    for cni in names:
+        if backend == "local" and cni not in LOCAL_PROFILES:
+            raise SettingsError(f"{name}: {cni!r} is not a local profile; the local backend runs "
+                                f"{' or '.join(LOCAL_PROFILES)} (e.g. --cni enforcing,open)")
+        if not _CNI_RE.match(cni):
+            raise SettingsError(f"{name}: {cni!r} is not a CNI name ([a-z0-9-], e.g. calico)")
+    return names
+
+
+def build(values: Mapping[str, Any] | None = None, ini: Mapping[str, Any] | None = None,
+          env: Mapping[str, str] | None = None) -> Settings:
+    """Resolve Settings from explicit values (options/CLI; None = not given), env and ini.
+
+    Why this order: what a person typed wins over what the environment says, which wins over
+    the project's pyproject defaults.
+    """
+    values = {k: v for k, v in (values or {}).items() if v is not None and v != ""}
+    ini = {k: v for k, v in (ini or {}).items() if v is not None and v != "" and v != []}
+    env = os.environ if env is None else env
+    raw: dict[str, tuple[str, Any]] = {}
+    for key, (opt, env_name, ini_key) in SOURCES.items():
+        if key in values:
+            raw[key] = (opt, values[key])
+        elif env.get(env_name):
+            raw[key] = (env_name, env[env_name])
+        elif ini_key in ini:
+            raw[key] = (f"ini {ini_key}", ini[ini_key])
+    out: dict[str, Any] = {}
+    backend = str(raw.get("backend", ("", "local"))[1]).strip()
+    if backend not in BACKENDS:
+        raise SettingsError(f"{raw['backend'][0]}: unknown backend {backend!r}; "
+                            f"choose one of {', '.join(BACKENDS)}")
+    out["backend"] = backend
+    kube = backend != "local"
+    if "cnis" in raw:
+        out["cnis"] = _cnis(raw["cnis"][0], raw["cnis"][1], backend)
+    elif kube:
+        raise SettingsError(f"--cni: the {backend} backend needs a CNI name (e.g. --cni calico)")
+    out["probe_timeout"] = _seconds(*raw["probe_timeout"]) if "probe_timeout" in raw \
+        else (2.0 if kube else 1.0)
+    out["converge_timeout"] = _seconds(*raw["converge_timeout"]) if "converge_timeout" in raw \
+        else (60.0 if kube else 10.0)
+    if "settle_seconds" in raw:
+        name, v = raw["settle_seconds"]
+        out["settle_seconds"] = 0.0 if str(v).strip() in ("0", "0.0") else _seconds(name, v)
+    else:
+        out["settle_seconds"] = out["converge_timeout"] if kube else 0.0
+    for key in ("keep_cluster", "reuse_cluster", "allow_cluster_scoped", "canary"):
+        if key in raw:
+            out[key] = _bool(*raw[key])
+    for key in ("json_path", "html_path", "context", "allow_context"):
+        if key in raw:
+            out[key] = str(raw[key][1])
+    if "run_id" in raw:
+        name, rid = raw["run_id"]
+        if not naming.valid_run_id(str(rid)):
+            raise SettingsError(f"{name}: {rid!r} is not a run id: 4-8 characters of [a-z0-9]")
+        out["run_id"] = str(rid)
+    if "concurrency" in raw:
+        name, v = raw["concurrency"]
+        try:
+            n = int(v)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{name}: {v!r} is not a whole number of probes") from None
+        if not 1 <= n <= 256:
+            raise SettingsError(f"{name}: {n} must be between 1 and 256 probes in flight")
+        out["concurrency"] = n
+    if backend == "kubeconfig":
+        ctx, allow = out.get("context"), out.get("allow_context")
+        if not ctx:
+            raise SettingsError("--context: the kubeconfig backend needs the context to run in")
+        if allow != ctx:
+            raise SettingsError(f"--allow-context: the kubeconfig backend modifies context "
+                                f"{ctx!r}; repeat its name with --allow-context {ctx} to agree")
+    return Settings(**out)

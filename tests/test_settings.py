@@ -1,0 +1,59 @@
+"""Settings: precedence (option > env > ini > default), per-backend defaults, plain errors."""
+
+import pytest
+
+from harness.settings import Settings, SettingsError, build
+
+
+def test_local_defaults():
+    s = build({}, {}, env={})
+    assert (s.backend, s.cnis, s.probe_timeout, s.converge_timeout, s.settle_seconds) == \
+        ("local", ("enforcing",), 1.0, 10.0, 0.0)
+    assert len(s.run_id) == 6
+
+
+def test_kube_defaults_are_slower_and_settle_until_the_deadline():
+    s = build({"backend": "kind", "cnis": "calico,cilium"}, env={})
+    assert s.cnis == ("calico", "cilium")
+    assert (s.probe_timeout, s.converge_timeout, s.settle_seconds) == (2.0, 60.0, 60.0)
+
+
+def test_precedence_option_env_ini():
+    ini = {"netpol_cni": "open", "netpol_probe_timeout": "3", "netpol_converge_timeout": "7"}
+    env = {"NETPOL_PROBE_TIMEOUT": "2.5"}
+    s = build({"converge_timeout": 4}, ini, env)
+    assert s.cnis == ("open",)          # ini
+    assert s.probe_timeout == 2.5       # env beats ini
+    assert s.converge_timeout == 4.0    # option beats all
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"backend": "docker"}, "unknown backend 'docker'"),
+    ({"cnis": "calico"}, "'calico' is not a local profile"),
+    ({"probe_timeout": "fast"}, "--probe-timeout: 'fast' is not a number"),
+    ({"probe_timeout": "-1"}, "must be more than 0"),
+    ({"run_id": "NOPE!"}, "--netpol-run-id"),
+    ({"concurrency": "0"}, "between 1 and 256"),
+    ({"backend": "kind"}, "needs a CNI name"),
+    ({"backend": "kubeconfig", "cnis": "calico", "context": "prod"}, "--allow-context prod"),
+    ({"keep_cluster": "perhaps"}, "not a boolean"),
+])
+def test_bad_values_are_plain_errors(values, message):
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(")):
+        build(values, env={})
+
+
+def test_kubeconfig_needs_matching_allow_context():
+    s = build({"backend": "kubeconfig", "cnis": "calico", "context": "lab", "allow_context": "lab"},
+              env={})
+    assert s.backend_options()["context"] == "lab"
+
+
+def test_worker_run_ids_differ_and_settings_are_frozen():
+    s = build({"run_id": "abc123"}, env={})
+    w0, w1 = s.for_worker("gw0"), s.for_worker("gw1")
+    assert len({s.run_id, w0.run_id, w1.run_id}) == 3
+    with pytest.raises(Exception):
+        s.backend = "kind"  # type: ignore[misc]
+    assert "run-id=abc123" in s.describe()
+    assert isinstance(s, Settings)
