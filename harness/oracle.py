@@ -112,6 +112,11 @@ class Oracle:
         # Why sort: policies are unordered; sorting by key makes reasons deterministic whatever
         # order the scenario listed them in.
         self.policies.sort(key=lambda p: p.key)
+        keys = [p.key for p in self.policies]
+        dupes = sorted({k for k in keys if keys.count(k) > 1})
+        if dupes:
+            raise ValueError(f"policy {dupes[0]} is given twice; a namespace holds one policy "
+                             f"of a name (apply replaces it: pass only the latest)")
         self._compiled = [self._compile(p) for p in self.policies]
         self._ingress_of: dict[str, list[_Compiled]] = {k: [] for k in self._pods}
         self._egress_of: dict[str, list[_Compiled]] = {k: [] for k in self._pods}
@@ -199,6 +204,9 @@ class Oracle:
                 return _undefined(f"{source} -> {target}: neither end is in the cluster, so no "
                                   f"NetworkPolicy can apply")
             return self._decide_endpoint(source, target, port, protocol)
+        if "/" in target or ":" in target:
+            raise KeyError(f"unknown target {target!r}: not a pod of the model, svc:<ns>/<name>, "
+                           f"ext:<host> nor a DNS name")
         return self._decide_dns_name(source, target, port, protocol)
 
     def decide_dns(self, source: str, name: str) -> Decision:
