@@ -3,7 +3,9 @@
 Why real: "allow DNS" policies and DNS probes must meet a server that answers the way CoreDNS
 does — A records for `<svc>.<ns>.svc.cluster.local` and `kubernetes.default.svc.cluster.local`,
 NXDOMAIN for other names in cluster.local, REFUSED for names outside (this cluster has no
-upstream: nothing leaves the emulated cluster). Records come from a JSON file {name: ip}.
+upstream: nothing leaves the emulated cluster). Exception: a single-label name (`web.`, the last
+try of a search-path walk) gets NXDOMAIN, which is what CoreDNS relays from the root servers —
+otherwise a short name that does not exist would end in REFUSED instead of NXDOMAIN. Records come from a JSON file {name: ip}.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ def answer(wire: bytes, records: dict[str, str]) -> bytes | None:
         return reply.to_wire()
     q = query.question[0]
     name = q.name.to_text().lower()
-    if not (name == ZONE or name.endswith("." + ZONE)):
+    if name.count(".") == 1 and name != ZONE:
+        reply.set_rcode(dns.rcode.NXDOMAIN)
+    elif not (name == ZONE or name.endswith("." + ZONE)):
         reply.flags &= ~dns.flags.AA
         reply.set_rcode(dns.rcode.REFUSED)
     elif name in records:

@@ -64,7 +64,7 @@ def service_rules(model: Model, addresses: Addresses, gateway: str) -> list[str]
             vmap = []
             for t_i, (ip, port) in enumerate(targets):
                 chain = f"svc{s_i}_{p_i}_{t_i}"
-                chains.append(f"chain {chain} {{ dnat ip to {ip}:{port}; }}")
+                chains.append(f"chain {chain} {{ meta l4proto {proto} dnat ip to {ip}:{port}; }}")
                 vmap.append(f"{t_i} : jump {chain}")
             pre.append(f"{match} numgen random mod {len(targets)} vmap {{ {', '.join(vmap)} }}")
     body = chains + ["chain prerouting {", "  type nat hook prerouting priority dstnat; policy accept;"]
