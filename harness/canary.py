@@ -1,0 +1,163 @@
+"""Does this cluster enforce NetworkPolicy at all? Decided by probes, never by the CNI's name.
+
+Why: a CNI that accepts NetworkPolicy objects and ignores them is the most dangerous result a
+run can find (every policy is false security), and names lie both ways: kindnet enforces since
+kind v0.24, Flannel can run with a policy controller. So before the first scenario on a cluster
+the harness deploys its own two pods, proves b reaches a, applies a deny-all ingress policy and
+probes until b stops reaching a (enforcing) or the deadline passes (not enforcing). A block
+counts only while a's server still answers on its own loopback (the positive control).
+
+Also home of `loopback_probe`, the positive control the runner uses when no source may reach a
+target: the upstream readiness probe, a request to the server on 127.0.0.1 inside its own pod.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from harness.errors import HarnessError
+from harness.model import ContainerPort, Model, Namespace, Pod, Protocol
+from harness.probes import Outcome, ProbeOutcome, ProbeSpec, argv_for, classify
+from harness.prober import EXEC_MARGIN, probe_one
+from harness.verdicts import blocked_kind, self_probe_proves
+
+NAMESPACE = "np-canary"
+POLICY_NAME = "netpol-proof-canary-deny-all"
+BANNER = ("this cluster accepts NetworkPolicy objects but does not enforce them; "
+          "every policy here is false security.")
+
+
+@dataclass(frozen=True)
+class CanaryResult:
+    """enforcing: True (deny-all blocked), False (traffic still flowed), None (could not tell)."""
+
+    enforcing: bool | None
+    detail: str
+    seconds: float = 0.0
+    rounds: int = 0
+
+    def as_meta(self) -> dict:
+        """The form reports read from meta["canary"][cni]."""
+        return {"enforcing": self.enforcing, "detail": self.detail,
+                "seconds": round(self.seconds, 3), "rounds": self.rounds}
+
+
+def toolkit_of(backend) -> str:
+    return getattr(backend, "toolkit", "debian")
+
+
+def loopback_probe(backend, endpoint: str, port: int, protocol: Protocol, timeout: float,
+                   dns_name: str | None = None) -> ProbeOutcome:
+    """Probe a server from inside its own pod on 127.0.0.1: proves it serves, whatever policy says.
+
+    For DNS the query goes to 127.0.0.1 as the server (nslookup NAME 127.0.0.1).
+    """
+    if dns_name:
+        spec = ProbeSpec(endpoint, "127.0.0.1", 53, Protocol.UDP, dns_name)
+        argv = argv_for(spec, dns_name, timeout, toolkit_of(backend)) + ["127.0.0.1"]
+        started = time.monotonic()
+        try:
+            res = backend.exec(endpoint, argv, timeout=timeout * 2 + EXEC_MARGIN)
+        except HarnessError as exc:
+            return ProbeOutcome(Outcome.TOOL_ERROR, None, f"{type(exc).__name__}: {exc}",
+                                time.monotonic() - started)
+        return classify(spec, res)
+    spec = ProbeSpec(endpoint, "127.0.0.1", port, protocol)
+    return probe_one(backend, spec, _NoAddresses(), timeout, toolkit_of(backend))
+
+
+class _NoAddresses:
+    """Stand-in Addresses for loopback probes: prober.destination finds nothing and uses
+    the target (127.0.0.1) as is."""
+
+    pod_ips: dict = {}
+    service_ips: dict = {}
+    external_ips: dict = {}
+
+
+def canary_model() -> Model:
+    """Two pods in a harness-owned namespace, serving 80/TCP."""
+    ports = (ContainerPort.serve(80, Protocol.TCP),)
+    ns = Namespace(NAMESPACE, {"netpol-proof/canary": "true"})
+    return Model.build([ns], [Pod(NAMESPACE, "a", {"pod": "a"}, ports),
+                              Pod(NAMESPACE, "b", {"pod": "b"}, ports)])
+
+
+def deny_all_policy() -> dict:
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": POLICY_NAME, "namespace": NAMESPACE},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}
+
+
+def run_canary(backend, settings, log: Callable[[str], None] = lambda s: None) -> CanaryResult:
+    """Deploy the canary, prove the baseline connects, deny all ingress, probe until blocked.
+
+    The backend must be up; the canary topology is removed before returning.
+    """
+    started = time.monotonic()
+    timeout = settings.probe_timeout
+    spec = ProbeSpec(f"{NAMESPACE}/b", f"{NAMESPACE}/a", 80, Protocol.TCP)
+    deny = getattr(backend.capabilities(), "deny_response", "drop")
+    rounds = 0
+    try:
+        addresses = backend.deploy(canary_model())
+        # Baseline: before any policy b must reach a, or nothing below means anything.
+        base = None
+        deadline = time.monotonic() + settings.converge_timeout
+        while time.monotonic() < deadline:
+            base = probe_one(backend, spec, addresses, timeout, toolkit_of(backend))
+            if base.outcome == Outcome.CONNECTED:
+                break
+            time.sleep(0.2)
+        if base is None or base.outcome != Outcome.CONNECTED:
+            return CanaryResult(None, f"baseline {spec.label} did not connect before any policy "
+                                      f"({base.outcome.value if base else 'not run'}: "
+                                      f"{base.detail if base else ''}); the network or harness "
+                                      "is broken", time.monotonic() - started)
+        backend.apply_policy(deny_all_policy())
+        applied = time.monotonic()
+        deadline = applied + max(settings.settle_seconds, 0.0) + 0.0
+        hard_deadline = applied + settings.converge_timeout
+        last_detail = ""
+        streak_open = 0
+        while True:
+            rounds += 1
+            obs = probe_one(backend, spec, addresses, timeout, toolkit_of(backend))
+            kind = blocked_kind(obs.outcome, deny)
+            if kind == "delivered":
+                streak_open += 1
+                last_detail = f"deny-all probe {spec.label} still connected " \
+                              f"(answered by {obs.answered_by or '?'})"
+            elif kind == "blocked":
+                control = loopback_probe(backend, f"{NAMESPACE}/a", 80, Protocol.TCP, timeout)
+                if self_probe_proves(control):
+                    secs = time.monotonic() - applied
+                    log(f"canary on {backend.profile}: enforcing (blocked after {secs:.2f}s)")
+                    return CanaryResult(True, f"deny-all probe {spec.label} {obs.outcome.value} "
+                                              f"after {secs:.2f}s while the server answered on "
+                                              "loopback", time.monotonic() - started, rounds)
+                streak_open = 0
+                last_detail = (f"deny-all probe {obs.outcome.value} but the server did not answer "
+                               f"on loopback ({control.outcome.value}: {control.detail})")
+            else:
+                streak_open = 0
+                last_detail = f"deny-all probe {obs.outcome.value}: {obs.detail}"
+            now = time.monotonic()
+            if streak_open >= 2 and now >= deadline:
+                log(f"canary on {backend.profile}: NOT enforcing")
+                return CanaryResult(False, last_detail + "; " + BANNER,
+                                    now - started, rounds)
+            if now >= hard_deadline:
+                return CanaryResult(None, f"could not tell within {settings.converge_timeout:g}s: "
+                                          f"{last_detail}", now - started, rounds)
+            time.sleep(0.2 if settings.settle_seconds == 0 else 1.0)
+    except HarnessError as exc:
+        return CanaryResult(None, f"canary could not run: {exc}", time.monotonic() - started,
+                            rounds)
+    finally:
+        try:
+            backend.undeploy()
+        except HarnessError as exc:
+            log(f"canary teardown: {exc}")
