@@ -397,11 +397,8 @@ class Oracle:
                     c, direction, i, rule, pod_key, peer, port, protocol)))
         if allowed:
             return tuple(allowed)
-        word = "to" if direction == "egress" else "from"
         return tuple(Reason(direction, c.policy.key, None, False,
-                            f"{c.policy.key} isolates {pod_key} for {direction} ({c.why_selected})"
-                            f" and none of its {len(c.egress if direction == 'egress' else c.ingress)}"
-                            f" {direction} rules allows {word} {peer} on {protocol.value} {port}")
+                            _deny_text(c, direction, pod_key, peer, port, protocol))
                      for c in isolating)
 
 
@@ -435,5 +432,18 @@ def _allow_text(c: _Compiled, direction: str, i: int, rule: Rule, pod_key: str, 
              else " or ".join(p.describe(ns) for p in rule.peers))
     ports = "every port" if rule.all_ports else ", ".join(p.describe() for p in rule.ports)
     word = "to" if direction == "egress" else "from"
-    return (f"{c.policy.key} {direction} rule {i} allows {pod_key} {word} {peer} on "
+    src, dst = (pod_key, peer) if direction == "egress" else (peer, pod_key)
+    return (f"{c.policy.key} {direction} rule {i} allows {src} -> {dst} on "
             f"{protocol.value} {port} ({word} {peers}; ports: {ports})")
+
+
+def _deny_text(c: _Compiled, direction: str, pod_key: str, peer: str, port: int,
+               protocol: Protocol) -> str:
+    n = len(c.egress if direction == "egress" else c.ingress)
+    head = f"{c.policy.key} isolates {pod_key} for {direction} ({c.why_selected})"
+    if n == 0:
+        return f"{head} and has no {direction} rule, so it allows nothing"
+    word = "to" if direction == "egress" else "from"
+    rules = "its only rule does not" if n == 1 else f"none of its {n} {direction} rules"
+    verb = "" if n == 1 else "s"
+    return f"{head}, but {rules} allow{verb} traffic {word} {peer} on {protocol.value} {port}"
