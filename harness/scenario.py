@@ -1,0 +1,526 @@
+"""Scenario files: find them, read them strictly, and turn them into Scenario / Step data.
+
+Why strict and exhaustive: a scenario is the contract a live run is judged against. An unknown
+key, a pod that does not exist or a policy the API server would reject must stop the run before
+any cluster is touched, and every problem is reported at once with file, line and field (the
+way kind's config loader decodes strictly and validates everything before returning). The format
+is documented in docs/scenarios.md; harness/schema/scenario.schema.json mirrors it for editors.
+
+What the oracle says about the expectations (check_scenario, expected_cells) lives in
+harness.scenario_check; this module only reads and validates the file's own content.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from harness import capabilities
+from harness.errors import Problem, ScenarioError
+from harness.model import (DNS_SERVICE, SYSTEM_NAMESPACE, Model, Protocol, plan_addresses)
+from harness.results import Expectation
+from harness.scenario_check import (ExpectedCell, check_scenario, expected_cells,
+                                    model_at, policies_at)
+from harness.scenario_model import check_keys, check_labels, parse_model
+from harness.scenario_policy import OTHER_POLICY_KINDS, PolicyDoc, read_apply_entry
+from harness.scenario_render import render_manifest
+from harness.scenario_yaml import LineDict, LineList, did_you_mean, load_documents, \
+    yaml_error_line
+from harness.truthtable import TruthTable
+
+__all__ = ["Scenario", "Step", "PolicyDoc", "MatrixExpectation", "ProbeExpectation", "Assume",
+           "ExpectedCell", "load_scenario", "find_scenarios", "is_scenario_file",
+           "render_manifest", "expected_cells", "check_scenario", "validate_file",
+           "model_at", "policies_at"]
+
+TOP_KEYS = ("kind", "name", "description", "requires", "model", "steps")
+STEP_KEYS = ("title", "namespace_labels", "pod_labels", "apply", "delete", "expect", "probes",
+             "assume")
+_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+_DNS_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?$")
+_PROBE_WORDS = {"allow": Expectation.ALLOW, "deny": Expectation.DENY}
+_DNS_WORDS = {"resolves": Expectation.ALLOW, "fails": Expectation.DENY}
+
+
+@dataclass(frozen=True)
+class MatrixExpectation:
+    """One `expect:` entry: a truth table of symbols ('.', 'X', '-') for one port/protocol.
+
+    `row_lines` maps each source pod to the file line of its matrix row, so a disagreement
+    names the exact line to fix.
+    """
+
+    port: int | str
+    protocol: Protocol
+    table: TruthTable
+    field: str
+    line: int
+    row_lines: tuple[tuple[str, int], ...] = ()
+
+    def row_line(self, row: str) -> int:
+        return dict(self.row_lines).get(row, self.line)
+
+
+@dataclass(frozen=True)
+class ProbeExpectation:
+    """One `probes:` entry. For a DNS probe `dns_name` is set and `target` is the DNS Service."""
+
+    source: str
+    target: str
+    port: int | str
+    protocol: Protocol
+    expect: Expectation
+    field: str
+    line: int
+    dns_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Assume:
+    """`assume: {cni, why}`: the step describes one CNI's behaviour where the spec is silent."""
+
+    cni: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Step:
+    index: int
+    title: str
+    namespace_labels: dict
+    pod_labels: dict
+    apply: tuple[PolicyDoc, ...]
+    delete: tuple[str, ...]
+    expect: tuple[MatrixExpectation, ...]
+    probes: tuple[ProbeExpectation, ...]
+    assume: Assume | None
+    line: int = 0
+
+    @property
+    def has_expectations(self) -> bool:
+        return bool(self.expect or self.probes)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    path: Path
+    name: str
+    description: str
+    requires: tuple[str, ...]
+    model: Model
+    steps: tuple[Step, ...]
+    source_lines: tuple[str, ...] = ()
+
+
+# -- finding ------------------------------------------------------------------------------------
+def is_scenario_file(path: Path) -> bool:
+    """True for a YAML file whose top level (first document) has `kind: Scenario`.
+
+    Why a cheap text scan first: directories hold many YAML files (policies, kind configs) and
+    only scenario files should be parsed.
+    """
+    if path.suffix not in (".yaml", ".yml") or not path.is_file():
+        return False
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return False
+    if not re.search(r"^kind:\s*['\"]?Scenario['\"]?\s*(#.*)?$", text, re.M):
+        return False
+    try:
+        first = next(iter(yaml.safe_load_all(text)), None)
+    except yaml.YAMLError:
+        return True  # looks like a scenario: let load_scenario report the YAML error
+    return isinstance(first, dict) and first.get("kind") == "Scenario"
+
+
+def find_scenarios(paths: Iterable[str | Path]) -> list[Path]:
+    """Scenario files among `paths`: files as given (if they are scenarios), directories
+    searched recursively, sorted; a path that does not exist raises ScenarioError."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(f for f in sorted(p.rglob("*")) if is_scenario_file(f))
+        elif p.is_file():
+            if is_scenario_file(p):
+                out.append(p)
+        else:
+            raise ScenarioError(Problem(str(p), "path", "no such file or directory"))
+    seen: set[Path] = set()
+    return [p for p in out if not (p.resolve() in seen or seen.add(p.resolve()))]
+
+
+# -- loading ------------------------------------------------------------------------------------
+class _Collector:
+    """Collects problems for one file; `report(field, message, line, path=None)`."""
+
+    def __init__(self, path: Path):
+        self.path = str(path)
+        self.problems: list[Problem] = []
+
+    def __call__(self, field: str, message: str, line: int | None = None,
+                 path: str | None = None) -> None:
+        self.problems.append(Problem(path or self.path, field, message, line))
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate one scenario file; ScenarioError lists every problem found."""
+    path = Path(path)
+    report = _Collector(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ScenarioError(Problem(str(path), "file", f"cannot read: {exc.strerror}")) from None
+    try:
+        docs = load_documents(text)
+    except yaml.YAMLError as exc:
+        msg = " ".join(str(getattr(exc, "problem", exc) or exc).split())
+        raise ScenarioError(Problem(str(path), "yaml", f"not valid YAML: {msg}",
+                                    yaml_error_line(exc))) from None
+    if len(docs) != 1 or not isinstance(docs[0], dict):
+        raise ScenarioError(Problem(str(path), "file", "a scenario file holds exactly one YAML "
+                                                      "mapping with kind: Scenario", 1))
+    data: LineDict = docs[0]
+    if data.get("kind") != "Scenario":
+        report("kind", f"must be Scenario, got {data.get('kind')!r}", data.key_line("kind"))
+    check_keys(data, TOP_KEYS, "", report)
+    name = data.get("name")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        report("name", f"required: a name of lower case a-z0-9- (the test id), got {name!r}",
+               data.key_line("name"))
+        name = path.stem
+    description = data.get("description")
+    if not isinstance(description, str) or not description.strip():
+        report("description", "required: say what the scenario shows and why it matters "
+                              "(reports and labs print it)", data.key_line("description"))
+        description = ""
+    requires = _requires(data.get("requires"), data.key_line("requires"), report)
+    model = parse_model(data.get("model"), report)
+    steps = _steps(data.get("steps"), data, path, model, report)
+    _check_requires_kinds(steps, requires, data.key_line("requires"), report)
+    if report.problems:
+        raise ScenarioError(report.problems)
+    return Scenario(path, name, description.strip(), requires, model, steps,
+                    tuple(text.splitlines()))
+
+
+def validate_file(path: str | Path) -> list[Problem]:
+    """Every problem of one scenario file: malformed content, then disagreement with the oracle."""
+    try:
+        scenario = load_scenario(path)
+    except ScenarioError as exc:
+        return exc.problems
+    return check_scenario(scenario)
+
+
+def _requires(data: Any, line: int, report: _Collector) -> tuple[str, ...]:
+    if data is None:
+        return ()
+    if not isinstance(data, list) or not all(isinstance(r, str) for r in data):
+        report("requires", "must be a list of capability names, e.g. [networkpolicy, egress]",
+               line)
+        return ()
+    for i, r in enumerate(data):
+        if r in capabilities.unknown([r]):
+            report(f"requires[{i}]", f"unknown capability {r!r}"
+                                     f"{did_you_mean(r, capabilities.KNOWN)}", data.item_line(i))
+    return tuple(data)
+
+
+def _check_requires_kinds(steps: tuple[Step, ...], requires: tuple[str, ...], line: int,
+                          report: _Collector) -> None:
+    """A scenario applying a CNI-specific policy kind must require the capability for it."""
+    for step in steps:
+        for doc in step.apply:
+            need = OTHER_POLICY_KINDS.get(str(doc.manifest.get("kind")), (None, None))[1]
+            if need and doc.manifest.get("apiVersion") != "networking.k8s.io/v1" \
+                    and need not in requires:
+                report("requires", f"{doc.kind} {doc.key} (step {step.index}) needs the "
+                                   f"capability {need!r}: add it to requires so backends "
+                                   f"without it skip the scenario", line)
+
+
+def _steps(data: Any, top: LineDict, path: Path, model: Model,
+           report: _Collector) -> tuple[Step, ...]:
+    if not isinstance(data, list) or not data:
+        report("steps", "required: a non-empty list of steps", top.key_line("steps"))
+        return ()
+    stand_ins = plan_addresses(model)
+    steps = []
+    in_force: set[str] = set()
+    current = model
+    for i, raw in enumerate(data):
+        where, line = f"steps[{i}]", data.item_line(i)
+        if not isinstance(raw, dict):
+            report(where, "a step is a mapping (title, apply, expect, ...)", line)
+            continue
+        check_keys(raw, STEP_KEYS, where, report)
+        title = raw.get("title") or f"step {i}"
+        if not isinstance(title, str):
+            report(f"{where}.title", "must be a string", raw.key_line("title"))
+            title = f"step {i}"
+        ns_labels = _label_changes(raw, "namespace_labels", where, current, report)
+        pod_labels = _label_changes(raw, "pod_labels", where, current, report)
+        try:
+            current = current.with_labels(ns_labels, pod_labels)
+        except KeyError:
+            pass  # already reported by _label_changes
+        delete = _deletes(raw, where, in_force, report)
+        in_force -= set(delete)
+        apply = _applies(raw, where, path, current, stand_ins, report)
+        in_force |= {d.key for d in apply}
+        expect = _matrices(raw, where, current, report)
+        probes = _probes(raw, where, current, report)
+        assume = _assume(raw, where, report)
+        steps.append(Step(i, title, ns_labels, pod_labels, tuple(apply), tuple(delete),
+                          tuple(expect), tuple(probes), assume, line))
+    return tuple(steps)
+
+
+def _label_changes(raw: LineDict, key: str, where: str, model: Model,
+                   report: _Collector) -> dict:
+    data = raw.get(key)
+    if data is None:
+        return {}
+    w, line = f"{where}.{key}", raw.key_line(key)
+    if not isinstance(data, dict):
+        report(w, "must be a mapping: {<target>: {label: value or null}}", line)
+        return {}
+    names = ([n.name for n in model.namespaces] if key == "namespace_labels"
+             else [p.key for p in model.pods])
+    out = {}
+    for target, labels in data.items():
+        if target not in names:
+            what = "namespace" if key == "namespace_labels" else "pod"
+            report(f"{w}.{target}", f"unknown {what} {target!r}{did_you_mean(str(target), names)}",
+                   data.key_line(target))
+            continue
+        out[target] = check_labels(labels, f"{w}.{target}", data.key_line(target), report,
+                                   allow_null=True)
+    return out
+
+
+def _deletes(raw: LineDict, where: str, in_force: set[str], report: _Collector) -> list[str]:
+    data = raw.get("delete")
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        report(f"{where}.delete", "must be a list of ns/name", raw.key_line("delete"))
+        return []
+    out = []
+    for j, key in enumerate(data):
+        w, ln = f"{where}.delete[{j}]", data.item_line(j)
+        if not isinstance(key, str) or key not in in_force:
+            report(w, f"no policy {key!r} is in force at this step"
+                      f"{did_you_mean(str(key), in_force) if in_force else ' (none is)'}", ln)
+            continue
+        out.append(key)
+    return out
+
+
+def _applies(raw: LineDict, where: str, path: Path, model: Model, stand_ins,
+             report: _Collector) -> list[PolicyDoc]:
+    data = raw.get("apply")
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        report(f"{where}.apply", "must be a list of manifests or {file: PATH}",
+               raw.key_line("apply"))
+        return []
+    out: list[PolicyDoc] = []
+    seen: dict[tuple[str, str], str] = {}
+    for j, entry in enumerate(data):
+        w, ln = f"{where}.apply[{j}]", data.item_line(j)
+        for doc in read_apply_entry(entry, w, ln, path, model, stand_ins, report):
+            ident = (str(doc.manifest.get("kind")), doc.key)
+            if ident in seen:
+                report(w, f"{ident[0]} {doc.key} is applied twice in this step (first at "
+                          f"{seen[ident]}); one object per name: merge them or rename one", ln)
+                continue
+            seen[ident] = doc.origin
+            out.append(doc)
+    return out
+
+
+def _port_value(value: Any, field: str, line: int, report: _Collector) -> int | str | None:
+    if isinstance(value, bool) or value is None or not isinstance(value, (int, str)):
+        report(field, f"required: a port number or a port name, got {value!r}", line)
+        return None
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    if isinstance(value, int) and not 1 <= value <= 65535:
+        report(field, f"{value} is outside 1-65535", line)
+        return None
+    return value
+
+
+def _protocol(value: Any, field: str, line: int, report: _Collector) -> Protocol | None:
+    try:
+        return Protocol.parse(value if value is not None else "TCP")
+    except ValueError as exc:
+        report(field, str(exc), line)
+        return None
+
+
+def _model_has_port(model: Model, port: int | str, protocol: Protocol) -> bool:
+    return any(p.resolve_port(port, protocol) is not None and
+               p.serves(p.resolve_port(port, protocol), protocol) for p in model.user_pods)
+
+
+def _matrices(raw: LineDict, where: str, model: Model,
+              report: _Collector) -> list[MatrixExpectation]:
+    data = raw.get("expect")
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        report(f"{where}.expect", "must be a list of {port, protocol, matrix}",
+               raw.key_line("expect"))
+        return []
+    out, seen = [], set()
+    keys = model.pod_keys
+    for j, item in enumerate(data):
+        w, ln = f"{where}.expect[{j}]", data.item_line(j)
+        if not isinstance(item, dict):
+            report(w, "must be a mapping {port, protocol, matrix}", ln)
+            continue
+        check_keys(item, ("port", "protocol", "matrix"), w, report)
+        port = _port_value(item.get("port"), f"{w}.port", item.key_line("port"), report)
+        proto = _protocol(item.get("protocol"), f"{w}.protocol", item.key_line("protocol"),
+                          report)
+        text = item.get("matrix")
+        if not isinstance(text, str):
+            report(f"{w}.matrix", "required: the truth table as a block (matrix: |)", ln)
+            continue
+        if port is None or proto is None:
+            continue
+        if (port, proto) in seen:
+            report(w, f"a second table for {port}/{proto.value} in this step", ln)
+            continue
+        seen.add((port, proto))
+        if not _model_has_port(model, port, proto):
+            report(f"{w}.port", f"no pod of the model serves {proto.value} {port}", 
+                   item.key_line("port"))
+            continue
+        first = item.value_line("matrix")
+        try:
+            table = TruthTable.parse(text, keys, keys, line_offset=first - 1)
+        except ValueError as exc:
+            msg = str(exc)
+            m = re.match(r"lines? (\d+)", msg)
+            report(f"{w}.matrix", re.sub(r"^lines? [\d-]+: ", "", msg),
+                   int(m.group(1)) if m else first)
+            continue
+        out.append(MatrixExpectation(port, proto, table, f"{w}.matrix", first,
+                                     _row_lines(text, keys, first)))
+    return out
+
+
+def _row_lines(text: str, rows: tuple[str, ...], first: int) -> tuple[tuple[str, int], ...]:
+    """The file line of each row of a matrix that TruthTable.parse accepted."""
+    out, next_row, done = [], 0, set()
+    for i, raw in enumerate(text.splitlines()):
+        tokens = raw.split()
+        if not tokens or tokens[0].startswith("#") or tuple(tokens) == rows:
+            continue
+        label = tokens[0] if tokens[0] in rows else None
+        if label is None:
+            while next_row < len(rows) and rows[next_row] in done:
+                next_row += 1
+            if next_row >= len(rows):
+                break
+            label = rows[next_row]
+        done.add(label)
+        out.append((label, first + i))
+    return tuple(out)
+
+
+def _endpoint_problem(value: Any, model: Model, role: str) -> str | None:
+    """Why `value` is not a valid probe source/target, or None."""
+    if not isinstance(value, str) or not value:
+        return "required"
+    if value.startswith("ext:"):
+        names = [e.name for e in model.externals]
+        return None if value[4:] in names else (
+            f"unknown external host {value[4:]!r}" + (did_you_mean(value[4:], names) if names
+                                                       else " (the model declares none)"))
+    if value.startswith("svc:"):
+        if role == "from":
+            return "a Service cannot open a connection; use a pod or ext:<host>"
+        names = [s.key for s in model.services]
+        return None if value[4:] in names else (
+            f"unknown Service {value[4:]!r}{did_you_mean(value[4:], names)}")
+    if "/" in value:
+        keys = [p.key for p in model.user_pods]
+        return None if value in keys else f"unknown pod {value!r}{did_you_mean(value, keys)}"
+    if role == "from":
+        return f"{value!r} is not a pod (ns/name) or an external host (ext:name)"
+    if not _DNS_NAME_RE.match(value):
+        return f"{value!r} is not a pod, svc:ns/name, ext:name or DNS name"
+    return None
+
+
+def _probes(raw: LineDict, where: str, model: Model,
+            report: _Collector) -> list[ProbeExpectation]:
+    data = raw.get("probes")
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        report(f"{where}.probes", "must be a list of probes", raw.key_line("probes"))
+        return []
+    out = []
+    for j, item in enumerate(data):
+        w, ln = f"{where}.probes[{j}]", data.item_line(j)
+        if not isinstance(item, dict):
+            report(w, "a probe is {from, to, port, protocol, expect} or {from, dns, expect}", ln)
+            continue
+        dns = "dns" in item
+        check_keys(item, ("from", "dns", "expect") if dns else
+                   ("from", "to", "port", "protocol", "expect"), w, report)
+        bad = False
+        for role in ("from",) if dns else ("from", "to"):
+            why = _endpoint_problem(item.get(role), model, role)
+            if why:
+                report(f"{w}.{role}", why, item.key_line(role))
+                bad = True
+        words = _DNS_WORDS if dns else _PROBE_WORDS
+        expect = words.get(item.get("expect"))
+        if expect is None:
+            report(f"{w}.expect", f"must be {' or '.join(words)}, got {item.get('expect')!r}",
+                   item.key_line("expect"))
+            bad = True
+        if dns:
+            name = item.get("dns")
+            if not isinstance(name, str) or not _DNS_NAME_RE.match(name):
+                report(f"{w}.dns", f"{name!r} is not a DNS name", item.key_line("dns"))
+                bad = True
+            if not bad:
+                out.append(ProbeExpectation(item["from"], f"svc:{SYSTEM_NAMESPACE}/{DNS_SERVICE}",
+                                            53, Protocol.UDP, expect, w, ln, name))
+            continue
+        port = _port_value(item.get("port"), f"{w}.port", item.key_line("port"), report)
+        proto = _protocol(item.get("protocol"), f"{w}.protocol", item.key_line("protocol"),
+                          report)
+        if bad or port is None or proto is None:
+            continue
+        out.append(ProbeExpectation(item["from"], item["to"], port, proto, expect, w, ln))
+    return out
+
+
+def _assume(raw: LineDict, where: str, report: _Collector) -> Assume | None:
+    data = raw.get("assume")
+    if data is None:
+        return None
+    w, line = f"{where}.assume", raw.key_line("assume")
+    if not isinstance(data, dict):
+        report(w, "must be {cni: NAME, why: TEXT}", line)
+        return None
+    check_keys(data, ("cni", "why"), w, report)
+    cni, why = data.get("cni"), data.get("why")
+    if not isinstance(cni, str) or not cni or not isinstance(why, str) or not why.strip():
+        report(w, "needs both cni (which CNI this behaviour describes) and why", line)
+        return None
+    return Assume(cni, why.strip())

@@ -1,0 +1,173 @@
+"""What a scenario's steps must produce, per the oracle, and where the file disagrees with it.
+
+Why separate from the loader: loading checks the file against itself (names, shapes, the API
+schema); this module checks it against the NetworkPolicy spec. `expected_cells` is also what the
+runner probes: the explicit expectations of a step, or, where a step states none, the oracle's
+full matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from harness.errors import Problem
+from harness.model import Addresses, Model, Protocol, plan_addresses
+from harness.oracle import Decision, Oracle
+from harness.policy import is_network_policy
+from harness.results import Expectation
+from harness.scenario_render import render_manifest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from harness.scenario import Scenario
+
+_SYMBOL = {"." : Expectation.ALLOW, "X": Expectation.DENY, "-": Expectation.UNDEFINED}
+
+
+@dataclass(frozen=True)
+class ExpectedCell:
+    """One connection a step asserts (explicit) or the oracle computed (explicit=False).
+
+    `port` is numeric when the destination resolves it; a DNS probe has `dns_name` set and
+    target/port/protocol of the DNS Service query (svc:kube-system/kube-dns, 53, UDP).
+    `field`/`line` say where in the file an explicit expectation was written.
+    """
+
+    source: str
+    target: str
+    port: int | str
+    protocol: Protocol
+    expectation: Expectation
+    decision: Decision
+    dns_name: str | None = None
+    explicit: bool = False
+    field: str = ""
+    line: int | None = None
+
+    @property
+    def label(self) -> str:
+        if self.dns_name:
+            return f"{self.source} -> dns {self.dns_name}"
+        return f"{self.source} -> {self.target} on {self.protocol.value} {self.port}"
+
+
+def model_at(scenario: "Scenario", step_index: int) -> Model:
+    """The model with the label changes of steps 0..step_index applied, in order."""
+    _check_index(scenario, step_index)
+    model = scenario.model
+    for step in scenario.steps[:step_index + 1]:
+        if step.namespace_labels or step.pod_labels:
+            model = model.with_labels(step.namespace_labels, step.pod_labels)
+    return model
+
+
+def policies_at(scenario: "Scenario", step_index: int,
+                addresses: Addresses | None = None) -> list[dict]:
+    """The policy manifests in force at a step, rendered with `addresses` (stand-ins if None).
+
+    Each step deletes, then applies; applying an object that exists (same kind and ns/name)
+    replaces it, as `kubectl apply` does.
+    """
+    _check_index(scenario, step_index)
+    addresses = addresses or plan_addresses(scenario.model)
+    in_force: dict[tuple[str, str], dict] = {}
+    for step in scenario.steps[:step_index + 1]:
+        for key in step.delete:
+            for ident in [i for i in in_force if i[1] == key]:
+                del in_force[ident]
+        for doc in step.apply:
+            in_force[(str(doc.manifest.get("kind")), doc.key)] = doc.manifest
+    return [render_manifest(m, addresses) for m in in_force.values()]
+
+
+def _check_index(scenario: "Scenario", step_index: int) -> None:
+    if not 0 <= step_index < len(scenario.steps):
+        raise IndexError(f"{scenario.path}: step {step_index} does not exist (the scenario has "
+                         f"steps 0-{len(scenario.steps) - 1})")
+
+
+def oracle_at(scenario: "Scenario", step_index: int,
+              addresses: Addresses | None = None) -> Oracle:
+    """The oracle for one step: its model (labels) and the policies in force."""
+    model = model_at(scenario, step_index)
+    addresses = addresses or plan_addresses(scenario.model)
+    return Oracle(model, policies_at(scenario, step_index, addresses), addresses)
+
+
+def model_ports(model: Model) -> list[tuple[int, Protocol]]:
+    """Every (port, protocol) some user pod serves, in a stable order (port, then TCP/UDP/SCTP)."""
+    order = list(Protocol)
+    found = {(cp.port, cp.protocol) for p in model.user_pods for cp in p.ports}
+    return sorted(found, key=lambda pp: (pp[0], order.index(pp[1])))
+
+
+def expected_cells(scenario: "Scenario", step_index: int,
+                   addresses: Addresses | None = None) -> list[ExpectedCell]:
+    """The expectations of one step, each with the oracle's decision.
+
+    Explicit matrix cells (including '-', as UNDEFINED) and probes when the step states any;
+    otherwise the oracle's full matrix for every (port, protocol) the model's pods serve.
+    """
+    oracle = oracle_at(scenario, step_index, addresses)
+    step = scenario.steps[step_index]
+    model = oracle.model
+    cells: list[ExpectedCell] = []
+    if not step.has_expectations:
+        for port, proto in model_ports(model):
+            for src, dst, decision in oracle.matrix(port, proto).items():
+                cells.append(ExpectedCell(src, dst, port, proto, decision.expectation, decision))
+        return cells
+    for mx in step.expect:
+        for src, dst, sym in mx.table.items():
+            port = mx.port
+            if isinstance(port, str):
+                port = model.pod(dst).resolve_port(port, mx.protocol) or port
+            decision = oracle.decide(src, dst, mx.port, mx.protocol)
+            cells.append(ExpectedCell(src, dst, port, mx.protocol, _SYMBOL[sym], decision, None,
+                                      True, mx.field, mx.row_line(src)))
+    for pr in step.probes:
+        if pr.dns_name:
+            decision = oracle.decide_dns(pr.source, pr.dns_name)
+        else:
+            decision = oracle.decide(pr.source, pr.target, pr.port, pr.protocol)
+        cells.append(ExpectedCell(pr.source, pr.target, pr.port, pr.protocol, pr.expect,
+                                  decision, pr.dns_name, True, pr.field, pr.line))
+    return cells
+
+
+def _reasons(decision: Decision) -> str:
+    return "; ".join(r.text for r in decision.reasons)
+
+
+def check_scenario(scenario: "Scenario") -> list[Problem]:
+    """Every explicit expectation the oracle disagrees with, as a Problem naming file, step,
+    port/protocol, cell, expected vs computed and the deciding rule."""
+    problems: list[Problem] = []
+    path = str(scenario.path)
+    for step in scenario.steps:
+        label = f"step {step.index} ({step.title})"
+        unmodelled = [m for m in policies_at(scenario, step.index) if not is_network_policy(m)]
+        if unmodelled and not step.has_expectations:
+            kinds = ", ".join(sorted({f"{m.get('kind')} {(m.get('metadata') or {}).get('name')}"
+                                      for m in unmodelled}))
+            problems.append(Problem(path, f"steps[{step.index}]", (
+                f"{label}: policies the oracle does not model are in force ({kinds}); the step "
+                f"must state its expectations explicitly (expect: or probes:) and say which CNI "
+                f"it describes (assume:)"), step.line))
+        for cell in expected_cells(scenario, step.index):
+            if cell.expectation is Expectation.UNDEFINED:
+                continue  # '-': not asserted
+            computed = cell.decision.expectation
+            where = f"{label}: {cell.label}"
+            if computed is Expectation.UNDEFINED:
+                if step.assume is None:
+                    problems.append(Problem(path, cell.field, (
+                        f"{where}: expected {cell.expectation.value}, but the spec leaves this "
+                        f"undefined ({_reasons(cell.decision)}); write '-' or add "
+                        f"assume: {{cni: NAME, why: ...}} to the step"), cell.line))
+                continue
+            if computed is not cell.expectation:
+                problems.append(Problem(path, cell.field, (
+                    f"{where}: expected {cell.expectation.value}, the oracle computes "
+                    f"{computed.value}: {_reasons(cell.decision)}"), cell.line))
+    return problems
