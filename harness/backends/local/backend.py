@@ -92,8 +92,8 @@ class LocalBackend:
             return
         tools.check_privileges()
         tools.check_tools()
+        self._write_state()  # first: cleanup must never see our objects without a live owner
         os.makedirs(self.workdir, exist_ok=True)
-        self._write_state()
         try:
             if self.node not in nsx.list_netns():
                 nsx.add_netns([self.node])
