@@ -1,0 +1,53 @@
+"""`python -m harness check PATH...`: validate scenario files and their expectations offline."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EPILOG = """examples:
+  python -m harness check scenarios/
+  python -m harness check scenarios/conformance/deny-all-ingress.yaml tests/data/scenarios/
+
+exit status: 0 when every file is valid and every hand-written expectation agrees with the
+oracle; 1 otherwise (each problem is printed as FILE:LINE: FIELD: MESSAGE)."""
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "check", help="validate scenario files and check their expectations against the oracle",
+        description="Validate scenario files (or directories searched recursively for YAML with "
+        "top-level kind: Scenario): the format, every policy against the Kubernetes API schema, "
+        "and every hand-written truth table and probe against the NetworkPolicy oracle. Needs "
+        "no cluster.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="scenario files or directories")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.errors import Problem
+    from harness.scenario import find_scenarios, is_scenario_file, validate_file
+
+    files = find_scenarios(args.paths)
+    # Why: a file named explicitly that is not a scenario is a mistake, not something to skip.
+    stray = [Path(p) for p in args.paths if Path(p).is_file() and not is_scenario_file(Path(p))]
+    for p in stray:
+        print(Problem(str(p), "kind", "not a scenario file: no top-level `kind: Scenario`"))
+    if not files and not stray:
+        print(f"no scenario files (YAML with top-level kind: Scenario) in {' '.join(args.paths)}")
+        return 1
+    bad = total = 0
+    for f in files:
+        problems = validate_file(f)
+        if problems:
+            bad += 1
+            total += len(problems)
+            print(f"FAIL {f}")
+            for pr in problems:
+                print(f"  {pr}")
+        else:
+            print(f"ok   {f}")
+    print(f"{len(files)} scenario file(s) checked: {len(files) - bad} ok, {bad} with problems"
+          f" ({total} problem(s))" + (f"; {len(stray)} file(s) are not scenarios" if stray else ""))
+    return 0 if bad == 0 and not stray else 1
