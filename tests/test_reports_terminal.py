@@ -118,3 +118,33 @@ def test_banner_frames_and_wraps_the_whole_text():
     assert all(len(line) == 40 for line in lines)
     words = " ".join(line.strip("! ").strip() for line in lines[1:-1])
     assert words == terminal.DEFAULT_BANNER
+
+
+def test_broken_baseline_is_an_infrastructure_error_not_a_policy_verdict():
+    base = StepResult(0, "baseline", False, None, 3, [
+        cell("x/a", "x/b", "allow", "connected", "pass"),
+        cell("x/b", "x/a", "allow", "timeout", "probe error", "baseline: everything must connect",
+             attempts=[Attempt(1, "timeout", 1.0, None, "curl: (28)", None)])],
+        infra_error="x/a is not serving 80/TCP")
+    r = ScenarioResult("s", "s.yaml", "local", "enforcing", "ab12cd", outcome="error",
+                       infra_error="baseline failed: the network is broken", baseline=base)
+    text = terminal.render_failure(r)
+    assert "ERROR s [enforcing]" in text
+    assert "infrastructure error (no policy verdict): baseline failed: the network is broken" in text
+    assert "baseline 0: baseline (did NOT converge after 3 round(s))" in text
+    assert "infrastructure error (no policy verdict): x/a is not serving 80/TCP" in text
+    header, row_a, row_b = [line for line in text.splitlines() if line.strip().startswith("x/")][:3]
+    assert header.split() == ["x/b", "x/a", "x/b", "x/a"]      # columns in the order cells appear
+    assert row_a.split() == ["x/a", ".", "."]
+    assert row_b.split() == ["x/b", ".", "!*"]                  # x/b -> x/b was not probed: blank
+    assert "NOT ENFORCED" not in text and "OVER-BLOCKED" not in text
+    assert "PROBE ERROR   x/b -> x/a 80/TCP" in text
+
+
+def test_summary_marks_missing_and_skipped_cells():
+    a = ScenarioResult("one", "1.yaml", "kind", "calico", "r", outcome="skipped",
+                       skip_reason="backend lacks sctp")
+    b = ScenarioResult("two", "2.yaml", "kind", "cilium", "r", outcome="xpassed")
+    lines = terminal.render_summary([a, b]).splitlines()
+    assert next(line for line in lines if line.startswith("one")).split() == ["one", "skipped", "-"]
+    assert next(line for line in lines if line.startswith("two")).split() == ["two", "-", "xpassed", "0/0/0/0"]
