@@ -47,7 +47,7 @@ _APISERVER_NAMES = ("kubernetes.default.svc.cluster.local", "kubernetes.default.
                     "kubernetes.default")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reason:
     """One step of a decision. direction: "egress" | "ingress" | "dns" | "spec"."""
 
@@ -58,7 +58,7 @@ class Reason:
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     """What must happen to one connection (ALLOW / DENY / UNDEFINED) and why (never empty)."""
 
@@ -85,9 +85,10 @@ class _Compiled:
 
     policy: NetworkPolicy
     selected: frozenset[str]
-    # per rule: (pod keys the peers match, or None = every peer; ipBlocks for non-pod addresses)
-    ingress: tuple[tuple[frozenset[str] | None, tuple, Rule], ...]
-    egress: tuple[tuple[frozenset[str] | None, tuple, Rule], ...]
+    # per rule: (pod keys the peers match, or None = every peer; ipBlocks for non-pod addresses;
+    # the rule; its description for reasons, precomputed because matrices repeat it)
+    ingress: tuple[tuple[frozenset[str] | None, tuple, Rule, str], ...]
+    egress: tuple[tuple[frozenset[str] | None, tuple, Rule, str], ...]
     why_selected: str
 
 
@@ -137,20 +138,21 @@ class Oracle:
         how = ("podSelector {} selects every pod in " + p.namespace if p.pod_selector.is_empty
                else f"podSelector {p.pod_selector.describe()}")
 
-        def rules(rs: tuple[Rule, ...]):
+        def rules(rs: tuple[Rule, ...], word: str):
             out = []
             for r in rs:
+                desc = _rule_text(p.namespace, r, word)
                 if r.all_peers:
-                    out.append((None, (), r))
+                    out.append((None, (), r, desc))
                     continue
                 keys = frozenset(k for k, pod in self._pods.items()
                                  if any(self._peer_matches_pod(p.namespace, peer, pod)
                                         for peer in r.peers))
                 blocks = tuple(peer.ip_block for peer in r.peers if peer.ip_block is not None)
-                out.append((keys, blocks, r))
+                out.append((keys, blocks, r, desc))
             return tuple(out)
 
-        return _Compiled(p, selected, rules(p.ingress), rules(p.egress), how)
+        return _Compiled(p, selected, rules(p.ingress, "from"), rules(p.egress, "to"), how)
 
     def _peer_matches_pod(self, policy_ns: str, peer, pod: Pod) -> bool:
         if peer.ip_block is not None:
@@ -317,7 +319,7 @@ class Oracle:
 
     def _ipblock_allows_ip(self, source: str, ip: str, port: int, protocol: Protocol) -> bool:
         for c in self._egress_of.get(source, ()):
-            for _, blocks, rule in c.egress:
+            for _, blocks, rule, _ in c.egress:
                 if any(b.contains(ip) for b in blocks) and _ports_match(rule, None, port,
                                                                         protocol):
                     return True
@@ -384,7 +386,7 @@ class Oracle:
         allowed: list[Reason] = []
         for c in isolating:
             rules = c.egress if direction == "egress" else c.ingress
-            for i, (keys, blocks, rule) in enumerate(rules):
+            for i, (keys, blocks, rule, desc) in enumerate(rules):
                 if keys is not None:
                     if peer_ip is None:
                         if peer not in keys:
@@ -393,8 +395,10 @@ class Oracle:
                         continue
                 if not _ports_match(rule, dst_pod, port, protocol):
                     continue
-                allowed.append(Reason(direction, c.policy.key, i, True, _allow_text(
-                    c, direction, i, rule, pod_key, peer, port, protocol)))
+                src, dst = (pod_key, peer) if direction == "egress" else (peer, pod_key)
+                allowed.append(Reason(direction, c.policy.key, i, True,
+                                      f"{c.policy.key} {direction} rule {i} allows {src} -> "
+                                      f"{dst} on {protocol.value} {port} ({desc})"))
         if allowed:
             return tuple(allowed)
         return tuple(Reason(direction, c.policy.key, None, False,
@@ -425,16 +429,10 @@ def _port_matches(pr: PortRule, dst_pod: Pod | None, port: int, protocol: Protoc
     return pr.port == port
 
 
-def _allow_text(c: _Compiled, direction: str, i: int, rule: Rule, pod_key: str, peer: str,
-                port: int, protocol: Protocol) -> str:
-    ns = c.policy.namespace
-    peers = ("every peer" if rule.all_peers
-             else " or ".join(p.describe(ns) for p in rule.peers))
+def _rule_text(ns: str, rule: Rule, word: str) -> str:
+    peers = "every peer" if rule.all_peers else " or ".join(p.describe(ns) for p in rule.peers)
     ports = "every port" if rule.all_ports else ", ".join(p.describe() for p in rule.ports)
-    word = "to" if direction == "egress" else "from"
-    src, dst = (pod_key, peer) if direction == "egress" else (peer, pod_key)
-    return (f"{c.policy.key} {direction} rule {i} allows {src} -> {dst} on "
-            f"{protocol.value} {port} ({word} {peers}; ports: {ports})")
+    return f"{word} {peers}; ports: {ports}"
 
 
 def _deny_text(c: _Compiled, direction: str, pod_key: str, peer: str, port: int,
