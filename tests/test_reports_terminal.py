@@ -94,7 +94,13 @@ def test_observed_symbols_never_read_a_probe_error_as_blocked():
     assert mx.observed_symbol(cell("a", "b", "deny", "timeout", "pass")) == "X"
     assert mx.observed_symbol(cell("a", "b", "deny", "dns-nxdomain", "not enforced")) == "."
     assert mx.observed_symbol(cell("a", "b", "deny", "", "not asserted")) == "?"
-    assert mx.observed_symbol(cell("a", "b", "deny", "something new", "pass")) == "!"
+    assert mx.observed_symbol(cell("a", "b", "deny", "something new", "not asserted")) == "!"
+    assert mx.observed_symbol(cell("a", "b", "deny", "exec-failed", "probe error")) == "!"
+    # the verdict decides for policy verdicts: an L7 denial that passes reads as blocked
+    assert mx.observed_symbol(cell("a", "b", "deny", "http-denied", "pass")) == "X"
+    assert mx.observed_symbol(cell("a", "b", "allow", "dns-nxdomain", "pass")) == "."
+    assert mx.observed_symbol(cell("a", "b", "allow", "blocked", "over-blocked")) == "X"
+    assert mx.observed_symbol(cell("a", "a", "undefined", "connected", "not asserted")) == "."
 
 
 def test_summary_is_scenario_by_cni_with_counts_and_legend():

@@ -18,8 +18,10 @@ CONNECTED, BLOCKED, ERROR, NOT_PROBED = ".", "X", "!", "?"
 # classifier's outcome names (harness/probes.py Outcome) and the plain words are both accepted,
 # so a results file stays readable if the runner records either.
 _DELIVERED = {"connected", "allow", "allowed", "delivered", "dns-resolved", "dns-nxdomain",
-              "http-denied", "resolves"}
-_BLOCKED = {"blocked", "deny", "denied", "timeout", "dns-timeout", "dropped", "fails"}
+              "resolves"}
+# http-denied: an L7 proxy answered 403, which verdicts.py counts as a (layer 7) block.
+_BLOCKED = {"blocked", "deny", "denied", "timeout", "dns-timeout", "dropped", "fails",
+            "http-denied"}
 _NOT_PROBED = {"", "not probed", "not-probed", "none", "skipped"}
 
 LEGEND_EXPECTED = "expected: '.' must connect  'X' must be blocked  '-' not asserted"
@@ -35,13 +37,22 @@ def expected_symbol(cell: CellResult) -> str:
 def observed_symbol(cell: CellResult) -> str:
     """The observed table's symbol for one cell.
 
-    A probe error is '!' whatever the tool printed: it never reads as blocked or connected.
+    A probe error is '!' whatever the tool printed: it never reads as blocked or connected. For
+    a policy verdict the verdict decides (verdicts.py already weighed refusals, L7 denials and
+    positive controls); only a not-asserted cell is read from the observed word.
     """
+    observed = (cell.observed or "").strip().lower()
     if cell.verdict == Verdict.PROBE_ERROR.value:
         return ERROR
-    observed = (cell.observed or "").strip().lower()
     if observed in _NOT_PROBED:
         return NOT_PROBED
+    if cell.verdict == Verdict.NOT_ENFORCED.value:
+        return CONNECTED
+    if cell.verdict == Verdict.OVER_BLOCKED.value:
+        return BLOCKED
+    if cell.verdict == Verdict.PASS.value and cell.expected in (Expectation.ALLOW.value,
+                                                                Expectation.DENY.value):
+        return CONNECTED if cell.expected == Expectation.ALLOW.value else BLOCKED
     if observed in _DELIVERED:
         return CONNECTED
     if observed in _BLOCKED:
