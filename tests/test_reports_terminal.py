@@ -154,3 +154,14 @@ def test_summary_marks_missing_and_skipped_cells():
     lines = terminal.render_summary([a, b]).splitlines()
     assert next(line for line in lines if line.startswith("one")).split() == ["one", "skipped", "-"]
     assert next(line for line in lines if line.startswith("two")).split() == ["two", "-", "xpassed", "0/0/0/0"]
+
+
+def test_max_cells_caps_explanations_but_keeps_the_tables():
+    r = next(r for r in example_results() if r.profile == "open" and r.scenario == "deny-all-ingress")
+    full = terminal.render_failure(r)
+    capped = terminal.render_failure(r, max_cells=2)
+    assert sum("NOT ENFORCED" in line for line in full.splitlines()) == 9
+    assert sum("NOT ENFORCED" in line for line in capped.splitlines()) == 2
+    assert "... 7 more differing cell(s) in 80/TCP" in capped
+    table = [line for line in full.splitlines() if line.strip().startswith(("prod/", "dev/"))]
+    assert all(line in capped.splitlines() for line in table)

@@ -186,6 +186,9 @@ def _result(result: ScenarioResult) -> str:
     if result.baseline is not None and (result.baseline.infra_error or
                                         any(mx.differs(c) for c in result.baseline.cells)):
         out.append(_step(result.baseline, "baseline"))
+    elif result.baseline is not None:
+        out.append(f'<p class="meta baseline">baseline before any policy: '
+                   f'{len(result.baseline.cells)} probes, every one as expected</p>')
     out += [_step(s, "step") for s in result.steps]
     out.append("</section></details>")
     return "\n".join(out)

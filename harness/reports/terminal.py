@@ -90,8 +90,13 @@ def _step_heading(step: StepResult, name: str) -> str:
     return f"{name} {step.index}:{title} ({state})"
 
 
-def render_step(step: StepResult, name: str = "step", color: bool = False) -> list[str]:
-    """A step with differing cells: its tables side by side, then one explanation per cell."""
+def render_step(step: StepResult, name: str = "step", color: bool = False,
+                max_cells: int | None = None) -> list[str]:
+    """A step with differing cells: its tables side by side, then one explanation per cell.
+
+    `max_cells` caps the explanation lines per table (None: all); the tables always show every
+    cell, and the line that replaces the rest says how many were left out.
+    """
     lines = [_step_heading(step, name)]
     if step.infra_error:
         lines.append(f"  infrastructure error (no policy verdict): {step.infra_error}")
@@ -100,13 +105,21 @@ def render_step(step: StepResult, name: str = "step", color: bool = False) -> li
         if not cells:
             continue
         lines.extend(_side_by_side(table, color))
-        for cell in cells:
-            lines.append(render_cell(cell, color))
+        shown = cells if max_cells is None else cells[:max_cells]
+        lines.extend(render_cell(cell, color) for cell in shown)
+        if len(shown) < len(cells):
+            lines.append(f"    ... {len(cells) - len(shown)} more differing cell(s) in "
+                         f"{table.title}: every one is in the JSON and HTML reports")
     return lines
 
 
-def render_failure(result: ScenarioResult, color: bool = False) -> str:
-    """Everything a reader needs to see why one scenario on one CNI failed (or failed as expected)."""
+def render_failure(result: ScenarioResult, color: bool = False,
+                   max_cells: int | None = None) -> str:
+    """Everything a reader needs to see why one scenario on one CNI failed (or failed as expected).
+
+    Why `max_cells`: a full conformance matrix on a CNI that enforces nothing has hundreds of
+    differing cells per step; a terminal reader may want the tables and the first few reasons.
+    """
     counts = mx.short_counts(result) or "no probes"
     lines = [f"{result.outcome.upper()} {result.scenario} [{mx.cni_of(result)}] on backend "
              f"{result.backend}, run {result.run_id}: {counts}",
@@ -120,10 +133,10 @@ def render_failure(result: ScenarioResult, color: bool = False) -> str:
         lines.append(f"  skipped: {result.skip_reason}")
     if result.baseline is not None and (result.baseline.infra_error
                                         or any(mx.differs(c) for c in result.baseline.cells)):
-        lines.extend(render_step(result.baseline, "baseline", color))
+        lines.extend(render_step(result.baseline, "baseline", color, max_cells))
     for step in result.steps:
         if step.infra_error or any(mx.differs(c) for c in step.cells):
-            lines.extend(render_step(step, "step", color))
+            lines.extend(render_step(step, "step", color, max_cells))
         else:
             lines.append(_step_heading(step, "step") + ": every probe as expected")
     lines.append(f"  {mx.LEGEND_EXPECTED}")
