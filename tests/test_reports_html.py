@@ -111,3 +111,23 @@ def test_everything_from_the_results_is_escaped(tmp_path):
     assert "script" not in names and "img" not in names
     assert "<script>" not in text and "<img" not in text and "x/<b>" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+
+
+def test_comparison_counts_probes_where_cnis_differ(tmp_path):
+    rs = example_results()
+    _, page = render(tmp_path, rs)
+    text = "".join(page.text)
+    assert "probes where the CNIs differ" in text
+    # open fails to enforce exactly the deny cells: 9, 17 and 5 of 16, 32 and 7 step probes
+    assert [a for a in page.with_class("td", "disagree")] == [{"class": "disagree"}] * 3
+    assert "9 of 16" in text and "17 of 32" in text and "5 of 7" in text
+    _, single = render(tmp_path, [r for r in rs if r.profile == "open"])
+    assert single.with_class("td", "disagree") == []
+
+
+def test_a_probe_missing_on_one_cni_counts_as_a_difference():
+    from harness.reports.matrix import disagreements
+    a, b = [copy.deepcopy(r) for r in example_results() if r.scenario == "deny-all-ingress"]
+    assert disagreements([a, copy.deepcopy(a)]) == (0, 16)
+    del a.steps[0].cells[3]                 # prod/frontend -> dev/tools: allowed, passes on both
+    assert disagreements([a, b]) == (10, 16)

@@ -78,6 +78,8 @@ def _comparison(results: list[ScenarioResult]) -> str:
            'probe error. Click a cell for its matrices.</p>',
            '<table class="grid comparison"><thead><tr><th>scenario</th>']
     out += [f"<th>{_e(c)}</th>" for c in cnis]
+    if len(cnis) > 1:
+        out.append("<th>probes where the CNIs differ</th>")
     out.append("</tr></thead><tbody>")
     for s in scenarios:
         out.append(f"<tr><th>{_e(s)}</th>")
@@ -90,6 +92,9 @@ def _comparison(results: list[ScenarioResult]) -> str:
             out.append(f'<td class="outcome outcome-{mx.verdict_class(r.outcome)}" title="{_e(tip)}">'
                        f'<a href="#{anchor(r)}">{_e(r.outcome)}'
                        f'<span class="counts">{_counts(r)}</span></a></td>')
+        if len(cnis) > 1:
+            differing, total = mx.disagreements([r for r in results if r.scenario == s])
+            out.append(f'<td class="disagree">{differing} of {total}</td>')
         out.append("</tr>")
     out.append("</tbody></table></section>")
     return "\n".join(out)

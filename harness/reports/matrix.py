@@ -195,3 +195,20 @@ def canary_state(value) -> tuple[str, str]:
 def verdict_class(verdict: str) -> str:
     """CSS-safe slug of a verdict: `not enforced` -> `not-enforced`."""
     return "".join(ch if ch.isalnum() else "-" for ch in (verdict or "none").lower())
+
+
+def disagreements(results) -> tuple[int, int]:
+    """Across the CNIs one scenario ran on: (probes whose verdict differs between CNIs, probes).
+
+    Why: the CNI comparison's question is "where do these CNIs behave differently?"; a probe
+    counts when it was not probed on every CNI or got different verdicts.
+    """
+    per_key: dict[tuple, list[str]] = {}
+    for r in results:
+        for step in r.steps:
+            for c in step.cells:
+                key = (step.index, c.source, target_label(c), str(c.port), str(c.protocol))
+                per_key.setdefault(key, []).append(c.verdict)
+    n = len(results)
+    differing = sum(1 for v in per_key.values() if len(v) != n or len(set(v)) > 1)
+    return differing, len(per_key)
