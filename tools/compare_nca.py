@@ -1,0 +1,318 @@
+"""Compare the oracle with IBM's Network Config Analyzer (NCA) on the classic cases.
+
+Why: the oracle is the reference every live run is judged against; an independent analyser
+written by other people from the same spec catches the mistakes our own tests share with our
+code. NCA (PyPI `network-config-analyzer`) pins old dependencies, so it lives in its own venv
+`.venv-nca` at the repository root, created here on first use; it never enters the main env.
+
+For each case the model is written as the YAML NCA reads (a NamespaceList and a PodList whose
+pods carry the model's labels, named container ports and stand-in pod IPs) and the policies as
+a List; `nca --connectivity --output_format txt_no_fw_rules` prints one line per allowed
+(source, destination, connection set), which is compared cell by cell (pod to pod, ports 80/81,
+TCP/UDP/SCTP, self excluded) with Oracle.decide. Findings are recorded in docs/oracle.md.
+
+Usage: python tools/compare_nca.py [--case NAME] [--nca PATH] [--show-cells N]
+Exit status: 0 when every difference is one of the KNOWN_DIFFERENCES explained in
+docs/oracle.md, 1 otherwise, 2 when NCA cannot be run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from harness.errors import ExecError  # noqa: E402
+from harness.model import (ContainerPort, Model, Namespace, Pod, Protocol,  # noqa: E402
+                           plan_addresses)
+from harness.oracle import Oracle  # noqa: E402
+from harness.results import Expectation  # noqa: E402
+from harness.shell import run  # noqa: E402
+
+NCA_VERSION = "2.1.0"
+VENV = ROOT / ".venv-nca"
+PORTS = (80, 81)
+PROTOCOLS = (Protocol.TCP, Protocol.UDP, Protocol.SCTP)
+
+
+def np(ns: str, name: str, spec: dict) -> dict:
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": ns}, "spec": spec}
+
+
+def sel(**labels) -> dict:
+    return {"matchLabels": labels}
+
+
+@dataclass
+class Case:
+    name: str
+    policies: list[dict]
+    model: Model = field(default_factory=Model.default)
+    #: why the two analysers are expected to differ here, when they are (see docs/oracle.md)
+    known_difference: str = ""
+
+
+def _web_model() -> Model:
+    """Two servers that give the port name `web` different numbers (egress named ports)."""
+    def cps(web: int):
+        other = 81 if web == 80 else 80
+        return (ContainerPort(web, Protocol.TCP, "web"), ContainerPort(other, Protocol.TCP, "other"))
+    plain = (ContainerPort(80, Protocol.TCP), ContainerPort(81, Protocol.TCP))
+    return Model.build([Namespace("x", {"ns": "x"}), Namespace("y", {"ns": "y"})],
+                       [Pod("x", "a", {"pod": "a"}, plain), Pod("y", "b", {"pod": "b"}, cps(80)),
+                        Pod("y", "c", {"pod": "c"}, cps(81))])
+
+
+DENY_INGRESS = np("x", "deny-all", {"podSelector": {}, "policyTypes": ["Ingress"]})
+POD_A = sel(pod="a")
+IPBLOCK_PODS = ("ipBlock matching pod IPs: the upstream conformance tests (netpol "
+                "'should allow egress access to server in CIDR block', 'should enforce except "
+                "clause while egress access to server in CIDR block') expect ipBlock to match "
+                "pod IPs; NCA applies ipBlock to addresses outside the cluster's pods only")
+FROM_UPDATED = np("x", "from-updated", {"podSelector": POD_A, "ingress": [
+    {"from": [{"namespaceSelector": sel(ns2="updated")}]}]})
+
+CASES = [
+    Case("no-policy", []),
+    Case("deny-all-ingress", [DENY_INGRESS]),
+    Case("deny-all-egress", [np("x", "deny-egress", {"podSelector": {},
+                                                     "policyTypes": ["Egress"]})]),
+    Case("allow-from-one-namespace", [DENY_INGRESS, np("x", "allow-from-y", {
+        "podSelector": {}, "ingress": [{"from": [{"namespaceSelector": sel(ns="y")}]}]})]),
+    Case("pod-and-namespace-selector-and", [np("x", "and", {"podSelector": POD_A, "ingress": [
+        {"from": [{"namespaceSelector": sel(ns="y"), "podSelector": sel(pod="b")}]}]})]),
+    Case("pod-and-namespace-selector-or", [np("x", "or", {"podSelector": POD_A, "ingress": [
+        {"from": [{"namespaceSelector": sel(ns="y")}, {"podSelector": sel(pod="b")}]}]})]),
+    Case("namespace-selector-empty", [np("x", "all-ns", {"podSelector": POD_A, "ingress": [
+        {"from": [{"namespaceSelector": {}, "podSelector": sel(pod="b")}]}]})]),
+    Case("match-expressions", [np("x", "expr", {"podSelector": POD_A, "ingress": [
+        {"from": [{"namespaceSelector": {"matchExpressions": [
+            {"key": "ns", "operator": "NotIn", "values": ["x", "y"]}]},
+            "podSelector": {"matchExpressions": [
+                {"key": "pod", "operator": "In", "values": ["a", "c"]}]}}]}]})]),
+    Case("selector-matching-nothing", [np("x", "nothing", {"podSelector": POD_A, "ingress": [
+        {"from": [{"podSelector": sel(pod="nope")}]}]})]),
+    Case("empty-from", [np("x", "empty-from", {"podSelector": POD_A, "ingress": [
+        {"from": [], "ports": [{"port": 81}]}]})]),
+    Case("ipblock-except-egress", [np("x", "egress-cidr", {
+        "podSelector": POD_A, "policyTypes": ["Egress"],
+        "egress": [{"to": [{"ipBlock": {"cidr": "10.244.0.0/16",
+                                        "except": ["10.244.1.13/32", "10.244.1.16/30"]}}]}]})],
+         known_difference=IPBLOCK_PODS),
+    Case("ipblock-except-ingress", [np("x", "ingress-cidr", {
+        "podSelector": POD_A,
+        "ingress": [{"from": [{"ipBlock": {"cidr": "10.244.1.8/29",
+                                           "except": ["10.244.1.12/31"]}}]}]})],
+         known_difference=IPBLOCK_PODS),
+    Case("named-port-ingress", [np("x", "named", {"podSelector": POD_A, "ingress": [
+        {"ports": [{"port": "serve-81-tcp"}]}]})]),
+    Case("named-port-egress-per-destination", [np("x", "egress-web", {
+        "podSelector": POD_A, "policyTypes": ["Egress"],
+        "egress": [{"ports": [{"port": "web"}]}]})], model=_web_model()),
+    Case("end-port", [np("x", "range", {"podSelector": POD_A, "policyTypes": ["Egress"],
+                                        "egress": [{"ports": [{"port": 81, "endPort": 82}]}]})]),
+    Case("sctp-only", [np("x", "sctp", {"podSelector": POD_A, "ingress": [
+        {"ports": [{"protocol": "SCTP", "port": 80}]}]})]),
+    Case("multiple-additive", [DENY_INGRESS,
+        np("x", "a-from-y-a", {"podSelector": POD_A, "ingress": [
+            {"from": [{"namespaceSelector": sel(ns="y"), "podSelector": sel(pod="a")}]}]}),
+        np("x", "b-from-z", {"podSelector": sel(pod="b"), "ingress": [
+            {"from": [{"namespaceSelector": sel(ns="z")}]}]})]),
+    Case("needs-egress-and-ingress", [
+        np("x", "a-egress-to-y", {"podSelector": POD_A, "policyTypes": ["Egress"], "egress": [
+            {"to": [{"namespaceSelector": sel(ns="y")}]}]}),
+        np("y", "deny-b", {"podSelector": sel(pod="b")})]),
+    Case("egress-rules-default-policy-types", [np("x", "eg", {"podSelector": POD_A, "egress": [
+        {"to": [{"podSelector": {}}]}]})]),
+    Case("policy-update-step-1", [DENY_INGRESS]),
+    Case("policy-update-step-2", [np("x", "deny-all", {"podSelector": {}, "ingress": [{}]})]),
+    Case("label-change-step-1", [FROM_UPDATED]),
+    Case("label-change-step-2", [FROM_UPDATED], model=Model.default().with_labels(
+        namespace_labels={"y": {"ns2": "updated"}}, pod_labels={"x/b": {"pod": "a"}})),
+]
+
+
+# -- NCA input ------------------------------------------------------------------------------------
+def k8s_resources(model: Model) -> tuple[dict, dict]:
+    """The model's user namespaces and pods as the NamespaceList/PodList NCA reads."""
+    addrs = plan_addresses(model)
+    nss = [{"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": n.name, "labels": n.effective_labels}}
+           for n in model.namespaces if not n.system]
+    pods = []
+    for p in model.user_pods:
+        containers = [{"name": f"c{i}", "image": "registry.k8s.io/e2e-test-images/agnhost:2.43",
+                       "ports": [{"containerPort": cp.port, "protocol": cp.protocol.value,
+                                  **({"name": cp.name} if cp.name else {})}]}
+                      for i, cp in enumerate(p.ports)]
+        pods.append({"apiVersion": "v1", "kind": "Pod",
+                     "metadata": {"name": p.name, "namespace": p.namespace,
+                                  "labels": dict(p.labels)},
+                     "spec": {"containers": containers},
+                     "status": {"phase": "Running", "podIP": addrs.pod_ips[p.key],
+                                "hostIP": "172.18.0.2"}})
+    return ({"apiVersion": "v1", "kind": "NamespaceList", "items": nss},
+            {"apiVersion": "v1", "kind": "PodList", "items": pods})
+
+
+def ensure_nca(explicit: str | None) -> Path:
+    """The nca executable: --nca, or .venv-nca/bin/nca, creating the venv on first use."""
+    if explicit:
+        return Path(explicit)
+    nca = VENV / "bin" / "nca"
+    if nca.exists():
+        return nca
+    print(f"creating {VENV} with network-config-analyzer=={NCA_VERSION} (first use) ...",
+          file=sys.stderr)
+    run([sys.executable, "-m", "venv", str(VENV)], check=True, timeout=300,
+        doing=f"creating the venv {VENV}")
+    run([str(VENV / "bin" / "pip"), "install", "-q", f"network-config-analyzer=={NCA_VERSION}"],
+        check=True, timeout=900, doing=f"installing network-config-analyzer into {VENV}")
+    return nca
+
+
+# -- NCA output -----------------------------------------------------------------------------------
+_LINE = re.compile(r"^(?P<src>\S+)\[Pod\] => (?P<dst>\S+)\[Pod\] : (?P<conn>.+)$")
+_SET = re.compile(r"\{protocols:(?P<protos>[A-Z, ]+?)(?:,dst_ports:(?P<ports>[0-9,\- ]+))?\}")
+
+# (protocols, port ranges or None for every port); None as a whole means "All connections"
+ConnSet = list[tuple[frozenset[str], list[tuple[int, int]] | None]] | None
+
+
+def parse_connections(text: str) -> ConnSet:
+    """One NCA connection-set text ("All connections", "{protocols:TCP,dst_ports:80-81}")."""
+    text = text.strip()
+    if text == "All connections":
+        return None
+    out = []
+    for m in _SET.finditer(text):
+        protos = frozenset(p.strip() for p in m.group("protos").split(",") if p.strip())
+        ranges = None
+        if m.group("ports"):
+            ranges = []
+            for part in m.group("ports").split(","):
+                lo, _, hi = part.strip().partition("-")
+                ranges.append((int(lo), int(hi or lo)))
+        out.append((protos, ranges))
+    if not out:
+        raise ValueError(f"cannot read NCA connection set {text!r}: update parse_connections")
+    return out
+
+
+def allows(conns: ConnSet, port: int, proto: Protocol) -> bool:
+    if conns is None:
+        return True
+    return any(proto.value in protos and (ranges is None or any(lo <= port <= hi
+                                                                for lo, hi in ranges))
+               for protos, ranges in conns)
+
+
+def run_nca(nca: Path, case: Case, workdir: Path) -> dict[tuple[str, str], list[ConnSet]]:
+    """Run NCA's connectivity report on one case: {(src, dst): [connection sets]}."""
+    ns_list, pod_list = k8s_resources(case.model)
+    files = {"ns.yaml": ns_list, "pods.yaml": pod_list,
+             "policies.yaml": {"apiVersion": "v1", "kind": "List", "items": case.policies}}
+    for name, data in files.items():
+        (workdir / name).write_text(yaml.safe_dump(data, sort_keys=False))
+    res = run([str(nca), "--connectivity", str(workdir / "policies.yaml"),
+               "--pod_list", str(workdir / "pods.yaml"), "--ns_list", str(workdir / "ns.yaml"),
+               "--output_format", "txt_no_fw_rules"], timeout=120,
+              doing=f"running NCA on case {case.name}")
+    if res.returncode != 0 or "Total run time" not in res.stdout:
+        raise ExecError(list(res.argv), f"NCA failed on case {case.name} (exit "
+                        f"{res.returncode})", output=(res.stdout + res.stderr)[-2000:])
+    edges: dict[tuple[str, str], list[ConnSet]] = {}
+    for line in res.stdout.splitlines():
+        m = _LINE.match(line.strip())
+        if m:
+            edges.setdefault((m["src"], m["dst"]), []).append(parse_connections(m["conn"]))
+    return edges
+
+
+@dataclass
+class CaseResult:
+    case: Case
+    cells: int
+    differing: list[tuple[str, str, int, str, str, str]]   # src, dst, port, proto, oracle, nca
+
+
+def compare(nca: Path, case: Case, workdir: Path) -> CaseResult:
+    edges = run_nca(nca, case, workdir)
+    oracle = Oracle(case.model, case.policies)
+    keys = case.model.pod_keys
+    ports = sorted({cp.port for p in case.model.user_pods for cp in p.ports} | set(PORTS))
+    cells, diff = 0, []
+    for s in keys:
+        for d in keys:
+            if s == d:
+                continue
+            for port in ports:
+                for proto in PROTOCOLS:
+                    dec = oracle.decide(s, d, port, proto)
+                    if dec.expectation is Expectation.UNDEFINED:
+                        continue   # nothing listens there: not a policy question
+                    cells += 1
+                    theirs = any(allows(c, port, proto) for c in edges.get((s, d), []))
+                    ours = dec.expectation is Expectation.ALLOW
+                    if ours != theirs:
+                        diff.append((s, d, port, proto.value, "allow" if ours else "deny",
+                                     "allow" if theirs else "deny"))
+    return CaseResult(case, cells, diff)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--case", action="append", help="run only this case (repeatable)")
+    ap.add_argument("--nca", help="path of an nca executable (default: .venv-nca/bin/nca)")
+    ap.add_argument("--show-cells", type=int, default=4, help="differing cells shown per case")
+    args = ap.parse_args(argv)
+    cases = [c for c in CASES if not args.case or c.name in args.case]
+    if not cases:
+        print(f"no such case; cases are: {', '.join(c.name for c in CASES)}", file=sys.stderr)
+        return 2
+    try:
+        nca = ensure_nca(args.nca)
+        version = run([str(nca), "--version"], timeout=60).stdout.strip()
+    except ExecError as exc:
+        print(f"cannot run NCA: {exc}\n{exc.output}", file=sys.stderr)
+        return 2
+    print(f"oracle vs NCA ({version or 'nca ' + NCA_VERSION}): pod-to-pod cells, ports and "
+          f"protocols of each model, self excluded")
+    print(f"{'case':<36} {'cells':>5} {'differ':>6}  verdict")
+    unexplained = 0
+    with tempfile.TemporaryDirectory(prefix="netpol-proof-nca-") as tmp:
+        for case in cases:
+            work = Path(tmp) / case.name
+            work.mkdir()
+            try:
+                r = compare(nca, case, work)
+            except ExecError as exc:
+                print(f"{case.name:<36} NCA failed: {exc}\n{exc.output}")
+                unexplained += 1
+                continue
+            if not r.differing:
+                verdict = "agree"
+            elif case.known_difference:
+                verdict = "differ (known: see docs/oracle.md)"
+            else:
+                verdict = "DIFFER (unexplained)"
+                unexplained += 1
+            print(f"{case.name:<36} {r.cells:>5} {len(r.differing):>6}  {verdict}")
+            for s, d, port, proto, ours, theirs in r.differing[:args.show_cells]:
+                print(f"    {s} -> {d} {proto} {port}: oracle {ours}, NCA {theirs}")
+            if len(r.differing) > args.show_cells:
+                print(f"    ... {len(r.differing) - args.show_cells} more")
+    return 1 if unexplained else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
