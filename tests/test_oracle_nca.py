@@ -1,0 +1,53 @@
+"""tools/compare_nca.py: reading NCA's output, writing the model for it, and (when NCA's venv
+exists) one real comparison run.
+
+Why: the comparison is the oracle's independent check; its parser must not turn an unreadable
+NCA line into "deny" silently, and the resources it writes must carry labels, named ports and IPs.
+"""
+
+import importlib.util
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from harness.model import Model, Protocol
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("compare_nca", ROOT / "tools" / "compare_nca.py")
+nca = importlib.util.module_from_spec(spec)
+sys.modules["compare_nca"] = nca   # dataclasses look their module up there
+spec.loader.exec_module(nca)
+
+
+def test_parse_connection_sets():
+    assert nca.parse_connections("All connections") is None
+    c = nca.parse_connections("{protocols:UDP,dst_ports:80-81,90}")
+    assert nca.allows(c, 81, Protocol.UDP) and nca.allows(c, 90, Protocol.UDP)
+    assert not nca.allows(c, 82, Protocol.UDP) and not nca.allows(c, 80, Protocol.TCP)
+    c = nca.parse_connections("{protocols:TCP,UDP}")
+    assert nca.allows(c, 5, Protocol.UDP) and not nca.allows(c, 5, Protocol.SCTP)
+    with pytest.raises(ValueError, match="cannot read NCA connection set"):
+        nca.parse_connections("something new")
+
+
+def test_resources_carry_labels_named_ports_and_ips():
+    ns, pods = nca.k8s_resources(Model.default(namespaces=["x"], pods=["a"]))
+    assert ns["items"][0]["metadata"]["labels"] == {"ns": "x", "kubernetes.io/metadata.name": "x"}
+    pod = pods["items"][0]
+    assert pod["metadata"] == {"name": "a", "namespace": "x", "labels": {"pod": "a"}}
+    assert pod["status"]["podIP"] == "10.244.1.10"
+    ports = [c["ports"][0] for c in pod["spec"]["containers"]]
+    assert {"containerPort": 81, "protocol": "SCTP", "name": "serve-81-sctp"} in ports
+    assert len(ports) == 6
+
+
+@pytest.mark.skipif(not (nca.VENV / "bin" / "nca").exists(),
+                    reason="NCA's venv .venv-nca is not installed (python tools/compare_nca.py "
+                           "creates it)")
+def test_a_real_nca_run_agrees_with_the_oracle_on_and_vs_or():
+    case = next(c for c in nca.CASES if c.name == "pod-and-namespace-selector-or")
+    with tempfile.TemporaryDirectory(prefix="netpol-proof-nca-") as tmp:
+        r = nca.compare(nca.VENV / "bin" / "nca", case, Path(tmp))
+    assert r.cells == 432 and r.differing == []
