@@ -1,0 +1,142 @@
+"""run_scenario on the real local backend: every verdict from real packets, and the probe
+errors that must never become policy verdicts.
+
+Why real: the runner's job is to turn packets into honest verdicts; only real namespaces, real
+nftables drops and real dead servers show that a dead server is not "blocked".
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from harness.backends.local import LocalBackend
+from harness.backends.local import netns as nsx
+from harness.runner import run_scenario
+from harness.scenario import load_scenario
+from harness.settings import build
+from tests.conftest import needs_local
+
+pytestmark = needs_local
+DATA = Path(__file__).parent / "data" / "run"
+
+
+def verdicts_of(step) -> dict[tuple[str, str, str, str], str]:
+    return {(c.source, c.target if not c.dns_name else f"dns:{c.dns_name}", c.port, c.protocol):
+            c.verdict for c in step.cells}
+
+
+@pytest.fixture
+def run_on():
+    backends = []
+
+    def run(name: str, profile: str = "enforcing", cls=LocalBackend, **settings):
+        s = build({"cnis": profile, **settings}, env={})
+        backend = cls(profile=profile, run_id=s.run_id, probe_timeout=s.probe_timeout)
+        backend.up()
+        backends.append(backend)
+        lines: list[str] = []
+        result = run_scenario(load_scenario(DATA / name), backend, s, log=lines.append,
+                              enforcing=profile == "enforcing")
+        result.log = lines  # type: ignore[attr-defined]
+        # the topology is gone after the run, whatever happened
+        assert backend.model is None
+        assert not [n for n in nsx.list_netns() if n.startswith(backend.prefix + "p")]
+        return result
+
+    yield run
+    for b in backends:
+        b.down()
+
+
+def test_enforcing_profile_passes_with_tcp_udp_and_dns(run_on):
+    r = run_on("deny-ingress-small.yaml")
+    assert r.outcome == "passed", r.infra_error or r.verdict_counts()
+    assert r.baseline is not None and r.baseline.infra_error is None
+    assert r.policies_accepted == 1
+    step1, step2 = r.steps
+    v = verdicts_of(step1)
+    assert v[("y/a", "x/a", "80", "TCP")] == "pass"
+    assert v[("y/a", "x/a", "81", "UDP")] == "pass"
+    assert v[("y/a", "dns:kubernetes.default.svc.cluster.local", "53", "UDP")] == "pass"
+    assert v[("x/a", "x/a", "80", "TCP")] == "not asserted"
+    blocked = next(c for c in step1.cells if (c.source, c.target, c.protocol) == ("y/a", "x/a", "TCP"))
+    assert blocked.expected == "deny" and blocked.observed == "blocked"
+    # every attempt kept, and the block was counted only with a positive control
+    assert len(blocked.attempts) == step1.rounds >= 2
+    assert all(a.outcome == "timeout" and a.positive_control is True for a in blocked.attempts)
+    assert step1.converged and step1.converge_seconds is not None
+    assert set(verdicts_of(step2).values()) <= {"pass", "not asserted"}
+    assert any("applied NetworkPolicy x/deny-all" in line for line in r.log)
+
+
+def test_open_profile_is_an_expected_failure_with_the_proof(run_on):
+    r = run_on("deny-ingress-small.yaml", "open")
+    assert r.outcome == "xfailed"
+    assert r.policies_accepted == 1          # the API accepted it ...
+    counts = r.verdict_counts()
+    assert counts["not enforced"] == 12      # ... and 6 TCP + 6 UDP cells into x still connect
+    assert "over-blocked" not in counts and "probe error" not in counts
+    assert r.enforcing_cluster is False
+
+
+def test_nothing_to_enforce_on_open_is_a_plain_pass(run_on):
+    assert run_on("allow-only-open.yaml", "open").outcome == "passed"
+
+
+class DeclaredOpenButEnforcing(LocalBackend):
+    """The enforcing dataplane whose capabilities claim it does not enforce (a wrong declaration)."""
+
+    def capabilities(self):
+        return replace(super().capabilities(), enforces=False)
+
+
+def test_declared_non_enforcing_that_enforces_is_xpassed(run_on):
+    r = run_on("deny-ingress-small.yaml", "enforcing", DeclaredOpenButEnforcing)
+    assert r.outcome == "xpassed"
+
+
+def test_wrong_expectations_give_over_blocked_and_not_enforced(run_on):
+    r = run_on("wrong-expectations.yaml")
+    v = verdicts_of(r.steps[0])
+    assert v[("y/a", "x/a", "80", "TCP")] == "over-blocked"
+    assert v[("x/a", "y/a", "80", "TCP")] == "not enforced"
+    assert r.outcome == "failed"
+    over = next(c for c in r.steps[0].cells if c.verdict == "over-blocked")
+    # nobody may reach x/a, so the control was the loopback self-probe inside x/a
+    assert all(a.positive_control is True for a in over.attempts)
+
+
+def test_a_port_nothing_serves_is_an_infrastructure_error_not_a_verdict(run_on):
+    r = run_on("unserved-port.yaml")
+    assert r.outcome == "error"
+    assert "baseline" in r.infra_error and "refused" in r.infra_error
+    assert r.steps == []                     # no policy verdict at all
+    assert r.policies_accepted == 0
+
+
+class ServerDiesOnApply(LocalBackend):
+    """The real local backend; x/a's server process is killed when the first policy is applied."""
+
+    def apply_policy(self, manifest):
+        proc = self._procs.get("x/a")
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=5)
+        super().apply_policy(manifest)
+
+
+def test_dead_server_behind_a_deny_policy_is_a_probe_error_not_a_pass(run_on):
+    r = run_on("deny-ingress-small.yaml", "enforcing", ServerDiesOnApply, converge_timeout=3)
+    step1 = r.steps[0]
+    to_a = [c for c in step1.cells if c.target == "x/a" and c.source != "x/a"]
+    assert to_a and all(c.verdict == "probe error" for c in to_a), [c.verdict for c in to_a]
+    # the drop looked exactly like enforcement; only the failed loopback control tells them apart
+    tcp = next(c for c in to_a if c.protocol == "TCP" and c.source == "y/a")
+    assert tcp.attempts[-1].outcome == "timeout" and tcp.attempts[-1].positive_control is False
+    assert "positive control" in tcp.reason
+    to_b = [c for c in step1.cells if c.target == "x/b" and c.source != "x/b"]
+    assert {c.verdict for c in to_b} == {"pass"}
+    assert r.outcome == "error"
