@@ -141,7 +141,7 @@ def results() -> list[ScenarioResult]:
 
 
 def main(argv: list[str]) -> int:
-    """Write the example HTML report to argv[0] (default docs/report-example.html)."""
+    """Write the example HTML report to argv[0] (default ./report-example.html)."""
     from harness.reports import html_report
     path = argv[0] if argv else "report-example.html"
     html_report.write(results(), path, META)
