@@ -411,6 +411,10 @@ def _matrices(raw: LineDict, where: str, model: Model,
         except ValueError as exc:
             msg = str(exc)
             m = re.match(r"lines? (\d+)", msg)
+            bad = re.search(r"unknown row label '(.)';", msg)
+            if bad:  # a one-character "label" is a mistyped symbol in an unlabelled row
+                msg = re.sub(r"unknown row label .*", f"bad symbol {bad.group(1)!r}; use '.' "
+                             f"(connects), 'X' (blocked) or '-' (not asserted)", msg)
             report(f"{w}.matrix", re.sub(r"^lines? [\d-]+: ", "", msg),
                    int(m.group(1)) if m else first)
             continue

@@ -33,7 +33,7 @@ def _line(container: Any, key: Any) -> int:
         return container.key_line(key)
     if isinstance(container, LineList) and isinstance(key, int):
         return container.item_line(key)
-    return getattr(container, "line", 0)
+    return getattr(container, "line", None)
 
 
 def check_keys(data: LineDict, allowed: tuple[str, ...], where: str, report: Report) -> None:
@@ -62,8 +62,9 @@ def check_labels(labels: Any, where: str, line: int, report: Report,
             out[k] = None
             continue
         if not isinstance(v, str):
-            report(f"{where}.{k}", f"label value {v!r} must be a string: YAML reads it as "
-                                   f"{type(v).__name__}; quote it (\"{v}\")", ln)
+            text = str(v).lower() if isinstance(v, bool) else str(v)
+            report(f"{where}.{k}", f"label value {text} must be a string: YAML reads it as "
+                                   f"{type(v).__name__}; quote it (\"{text}\")", ln)
             continue
         if not _LABEL_VALUE.match(v):
             report(f"{where}.{k}", f"{v!r} is not a valid label value (at most 63 characters "
@@ -74,6 +75,8 @@ def check_labels(labels: Any, where: str, line: int, report: Report,
 
 
 def _protocol(value: Any, where: str, line: int, report: Report) -> Protocol | None:
+    if isinstance(value, Protocol):
+        return value
     try:
         return Protocol.parse(value)
     except ValueError as exc:

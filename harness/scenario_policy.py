@@ -9,6 +9,7 @@ stand-in addresses first, so `{{podIP x/a}}/32` is checked as the CIDR it will b
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -81,6 +82,14 @@ def _path_text(path: list) -> str:
     for p in path:
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
     return out
+
+
+def _path_in_message(msg: str) -> list:
+    """The field path harness.policy names in its message (spec.ingress[0].ports[1]), as a list."""
+    m = re.search(r"\bspec(?:\.[A-Za-z]+|\[\d+\])*", msg)
+    if not m:
+        return []
+    return [int(p) if p.isdigit() else p for p in re.findall(r"[A-Za-z]+|\d+", m.group(0))]
 
 
 def _line_at(doc: Any, path: list) -> int | None:
@@ -211,7 +220,10 @@ def _check_manifest(doc: Any, where: str, line: int, file_path: str | None, scen
             try:
                 parse_policy(rendered, where="")
             except ValueError as exc:
-                rep(where, f"invalid NetworkPolicy: {str(exc).lstrip(': ')}", line)
+                msg = str(exc).lstrip(": ")
+                path = _path_in_message(msg)
+                rep(f"{where}.{_path_text(path)}" if path else where,
+                    f"invalid NetworkPolicy: {msg}", _line_at(doc, path) or line)
                 ok = False
     if not ok:
         return None
