@@ -1,0 +1,183 @@
+"""Readiness waits of a Kubernetes cluster behind a narrow `KubeOps` boundary: CNI rollouts,
+TigeraStatus, nodes Ready, CoreDNS Ready, probe pods Ready.
+
+Why a narrow protocol: the readiness and retry logic is the part of cluster bring-up most likely
+to be wrong (kubectl wait on a missing object fails at once; kind --wait returns 0 on timeout,
+notes §1.5/§9), and it can only be tested here against a fake. KubeOps returns plain API dicts
+(what `kubectl get -o json` shows), so FakeKubeOps in the tests is a dict table. Every wait runs
+on harness.waits (tenacity), has a deadline, and names what never became ready.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol, Sequence
+
+from harness.backends.cni import Workload
+from harness.waits import wait_for
+
+Obj = dict[str, Any]
+
+
+class KubeOps(Protocol):
+    """The few reads readiness needs. Each returns the object as an API dict, or None if absent."""
+
+    def get_workload(self, kind: str, namespace: str, name: str) -> Obj | None: ...
+
+    def get_custom_object(self, group: str, version: str, plural: str, name: str,
+                          namespace: str | None = None) -> Obj | None: ...
+
+    def list_nodes(self) -> list[Obj]: ...
+
+    def list_pods(self, namespace: str, label_selector: str = "") -> list[Obj]: ...
+
+
+def _conditions(obj: Obj | None) -> dict[str, Obj]:
+    return {c.get("type"): c for c in ((obj or {}).get("status") or {}).get("conditions") or []}
+
+
+def _true(obj: Obj | None, cond: str) -> bool:
+    return _conditions(obj).get(cond, {}).get("status") == "True"
+
+
+def rollout_state(kind: str, obj: Obj | None) -> tuple[bool, str]:
+    """(complete, description) with `kubectl rollout status` semantics for a DaemonSet or a
+    Deployment: the controller saw the newest spec, and every replica is updated and available."""
+    if obj is None:
+        return False, "does not exist yet"
+    gen = (obj.get("metadata") or {}).get("generation", 0)
+    st = obj.get("status") or {}
+    if st.get("observedGeneration", 0) < gen:
+        return False, f"controller has not observed generation {gen} yet"
+    if kind == "DaemonSet":
+        want = st.get("desiredNumberScheduled", 0)
+        upd, avail = st.get("updatedNumberScheduled", 0), st.get("numberAvailable", 0)
+    else:
+        want = (obj.get("spec") or {}).get("replicas", 1)
+        upd, avail = st.get("updatedReplicas", 0), st.get("availableReplicas", 0)
+    desc = f"{avail}/{want} available, {upd}/{want} updated"
+    return (want > 0 and upd >= want and avail >= want), desc
+
+
+def _guard(check: Callable[[], Any]) -> Callable[[], Any]:
+    """An API error while polling is a state to report ("API error: ..."), not an abort: the API
+    server of a fresh cluster refuses connections for a while."""
+
+    def guarded():
+        try:
+            return check()
+        except Exception as exc:  # noqa: BLE001 - any client error is "not ready yet"
+            return ApiFailure(f"API error: {type(exc).__name__}: {exc}")
+    return guarded
+
+
+class ApiFailure(str):
+    """A poll that failed with an API error (kept as the state the timeout message shows)."""
+
+
+def wait_rollout(ops: KubeOps, workload: Workload, timeout: float, interval: float = 2.0) -> str:
+    """Wait until `workload` exists and has rolled out; returns its final description."""
+    def check():
+        return rollout_state(workload.kind, ops.get_workload(workload.kind, workload.namespace,
+                                                             workload.name))
+    state = wait_for(_guard(check), lambda s: not isinstance(s, ApiFailure) and s[0], timeout,
+                     f"rollout of {workload}", interval,
+                     describe=lambda s: s if isinstance(s, ApiFailure) else s[1])
+    return state[1]
+
+
+def wait_tigerastatus(ops: KubeOps, name: str, timeout: float, interval: float = 5.0) -> None:
+    """Wait until TigeraStatus `name` exists (kubectl wait would fail at once, notes §2.5 #3),
+    then until its Available condition is True; Degraded messages appear in the timeout text."""
+    def check():
+        return ops.get_custom_object("operator.tigera.io", "v1", "tigerastatuses", name)
+
+    def describe(obj):
+        if isinstance(obj, ApiFailure):
+            return obj
+        if obj is None:
+            return "does not exist yet (the operator has not reconciled)"
+        conds = _conditions(obj)
+        parts = [f"{t}={c.get('status')}" + (f" ({c.get('message')})" if c.get("message") else "")
+                 for t, c in sorted(conds.items())]
+        return ", ".join(parts) or "no conditions yet"
+
+    wait_for(_guard(check), lambda o: isinstance(o, dict) and _true(o, "Available"), timeout,
+             f"TigeraStatus {name} Available", interval, describe=describe)
+
+
+def _node_line(node: Obj) -> str:
+    name = (node.get("metadata") or {}).get("name", "?")
+    ready = _conditions(node).get("Ready", {})
+    why = ready.get("reason") or ready.get("message") or ""
+    return f"{name}={ready.get('status', 'Unknown')}" + (f" ({why})" if why and
+                                                          ready.get("status") != "True" else "")
+
+
+def wait_nodes_ready(ops: KubeOps, count: int, timeout: float, interval: float = 2.0) -> None:
+    """Wait until `count` nodes exist and every node is Ready (a CNI-less node stays NotReady)."""
+    def done(nodes):
+        return (not isinstance(nodes, ApiFailure) and len(nodes) >= count
+                and all(_true(n, "Ready") for n in nodes))
+
+    def describe(nodes):
+        if isinstance(nodes, ApiFailure):
+            return nodes
+        return f"{len(nodes)}/{count} nodes: " + ", ".join(_node_line(n) for n in nodes)
+
+    wait_for(_guard(ops.list_nodes), done, timeout, f"{count} nodes Ready", interval,
+             describe=describe)
+
+
+def pod_line(pod: Obj) -> str:
+    """`name: phase, not ready: container (reason: message)` — what a stuck pod is doing."""
+    name = (pod.get("metadata") or {}).get("name", "?")
+    st = pod.get("status") or {}
+    parts = [st.get("phase", "Unknown")]
+    for cs in st.get("containerStatuses") or []:
+        if not cs.get("ready"):
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            why = waiting.get("reason", "")
+            if waiting.get("message"):
+                why += f": {waiting['message']}"
+            parts.append(f"{cs.get('name')} not ready" + (f" ({why})" if why else ""))
+    return f"{name}: " + ", ".join(parts)
+
+
+def wait_pods_ready(ops: KubeOps, namespace: str, label_selector: str, timeout: float,
+                    what: str, expect: int = 1, interval: float = 1.0) -> list[Obj]:
+    """Wait until at least `expect` pods match and all are Ready; returns them."""
+    def check():
+        return ops.list_pods(namespace, label_selector)
+
+    def done(pods):
+        return (not isinstance(pods, ApiFailure) and len(pods) >= expect
+                and all(_true(p, "Ready") for p in pods))
+
+    def describe(pods):
+        if isinstance(pods, ApiFailure):
+            return pods
+        if not pods:
+            return f"no pods match {label_selector!r} in {namespace}"
+        return "; ".join(pod_line(p) for p in pods)
+
+    return wait_for(_guard(check), done, timeout, what, interval, describe=describe)
+
+
+def wait_coredns(ops: KubeOps, timeout: float, interval: float = 2.0) -> None:
+    """CoreDNS Ready; a pod stuck in ContainerCreating here is usually the CNI (e.g. Flannel's
+    missing `bridge` plugin, notes §4.3): a harness error, never a policy result."""
+    wait_pods_ready(ops, "kube-system", "k8s-app=kube-dns", timeout,
+                    "CoreDNS pods (kube-system, k8s-app=kube-dns) Ready (if they stay "
+                    "ContainerCreating, the CNI is not working)", expect=1, interval=interval)
+
+
+def wait_cni(ops: KubeOps, workloads: Sequence[Workload], tigera: Sequence[str],
+             timeout: float, interval: float = 2.0, status: Callable[[str], None] = print) -> None:
+    """A CNI's own readiness condition: each workload rolled out in order, then every TigeraStatus
+    Available (Calico operator mode, notes §2.3)."""
+    for w in workloads:
+        status(f"  waiting for the rollout of {w}")
+        wait_rollout(ops, w, timeout, interval)
+    for name in tigera:
+        status(f"  waiting for TigeraStatus {name} to exist, then be Available")
+        wait_tigerastatus(ops, name, timeout, interval)
