@@ -188,9 +188,10 @@ class Oracle:
         if isinstance(port, str) and port.isdigit():
             port = int(port)
         if source.startswith("node") or target.startswith("node"):
-            return _undefined("traffic from or to a node is left to the implementation by the "
-                              "spec (the docs: traffic to and from the node where a pod is "
-                              "running is always allowed by some CNIs and not by others)")
+            return _undefined("traffic from or to a node is not asserted: the docs say "
+                              "traffic to and from the node where a pod runs is always allowed, "
+                              "whatever the policies say, but what counts as node traffic "
+                              "(other nodes, hostNetwork pods, SNAT) differs between CNIs")
         if source.startswith("svc:"):
             raise ValueError(f"source {source!r}: a Service cannot open a connection; use a pod "
                              f"(ns/name) or an external host (ext:name)")
@@ -329,8 +330,9 @@ class Oracle:
                          protocol: Protocol) -> Decision:
         """A pod or external host to a pod or external host (at least one is a pod)."""
         if source == target:
-            return _undefined(f"{source} to itself: the spec leaves traffic from a pod to "
-                              f"itself undefined (kubernetes#95879); some CNIs never filter it")
+            return _undefined(f"{source} to itself: the docs say a pod cannot block access to "
+                              f"itself, yet CNIs differ on it and the conformance tests skip it "
+                              f"(kubernetes#95879), so it is not asserted")
         hidden = self._unmodelled_near(source, target)
         if hidden:
             return _undefined(f"policies the oracle does not model apply here ("

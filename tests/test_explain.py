@@ -38,7 +38,7 @@ def test_allowed_names_the_rule():
 def test_undefined_gives_the_spec_reason():
     text = say("x/a", "x/a")
     assert text.startswith("x/a -> x/a on TCP 80: UNDEFINED")
-    assert "x/a to itself: the spec leaves traffic from a pod to itself undefined" in text
+    assert "x/a to itself: the docs say a pod cannot block access to itself" in text
 
 
 def test_dns_no_such_name_reads_differently_from_blocked():
