@@ -140,8 +140,9 @@ def read_apply_entry(entry: Any, field: str, line: int, scenario_path: Path, mod
         if default_ns is not None and not isinstance(default_ns, str):
             report(f"{field}.namespace", "must be a namespace name", line)
             default_ns = None
-        found = [(d, f"{ref} document {i + 1}", getattr(d, "line", 1), origin_path)
-                 for i, d in enumerate(docs)]
+        # Why the entry's field: the problem's path and line point into the policy file itself
+        found = [(d, field, getattr(d, "line", 1), origin_path)
+                 for d in docs]
     else:
         default_ns = None
         found = [(entry, field, line, None)]
