@@ -16,7 +16,8 @@ import sys
 import pytest
 
 from harness.model import Protocol
-from harness.probes import (UDP_CLIENT, Outcome, ProbeOutcome, ProbeSpec, argv_for, classify)
+from harness.probes import (UDP_CLIENT, Outcome, ProbeOutcome, ProbeSpec, argv_for, batch_argv_for,
+                            classify, split_batch)
 from harness.shell import ExecResult
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "probe-outputs")
@@ -59,7 +60,42 @@ def _spec_for(name: str) -> ProbeSpec:
 
 def test_every_capture_has_an_expectation():
     files = {f[:-5] for f in os.listdir(DATA) if f.endswith(".json")}
-    assert files == set(EXPECTED)
+    assert files == set(EXPECTED) | {"curl-batch"}
+
+
+def _batch_probes():
+    tcp = lambda target, port: ProbeSpec("x/a", target, port, Protocol.TCP)
+    return [(tcp("x/b", 80), "127.0.0.1"), (tcp("x/b", 82), "127.0.0.1"),
+            (tcp("x/c", 80), "127.0.0.53"), (tcp("x/b", 8500), "127.0.0.1")]
+
+
+def _batch_outcomes(result):
+    probes = _batch_probes()
+    per = split_batch(probes, result)
+    return [(classify(s, per[s]).outcome, classify(s, per[s]).answered_by) if s in per else None
+            for s, _ in probes]
+
+
+BATCH_EXPECTED = [(Outcome.CONNECTED, "x/b"), (Outcome.REFUSED, None), (Outcome.TIMEOUT, None),
+                  (Outcome.CONNECTED, None)]
+
+
+def test_batched_curl_splits_into_single_probe_results():
+    assert _batch_outcomes(_load("curl-batch")) == BATCH_EXPECTED
+
+
+def test_batched_curl_missing_line_is_left_out_not_invented():
+    r = _load("curl-batch")
+    first = [ln for ln in r.stdout.splitlines() if "127.0.0.53" not in ln]
+    cut = ExecResult(r.argv, r.returncode, "\n".join(first), r.stderr, r.elapsed)
+    assert _batch_outcomes(cut)[2] is None
+
+
+def test_batch_argv_refuses_what_it_cannot_match():
+    with pytest.raises(ValueError, match="distinct URLs"):
+        batch_argv_for([(TCP80, "10.0.0.1"), (TCP80, "10.0.0.1")], 1.0)
+    with pytest.raises(ValueError, match="only resolved TCP"):
+        batch_argv_for([(UDP81, "10.0.0.1")], 1.0)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -148,7 +184,10 @@ def test_fresh_capture_classifies_the_same(tmp_path):
     finally:
         sys.path.remove(DATA)
     fresh = capture.capture(str(tmp_path))
-    assert set(fresh) == set(EXPECTED)
+    assert set(fresh) == set(EXPECTED) | {"curl-batch"}
+    d = fresh.pop("curl-batch")
+    assert _batch_outcomes(ExecResult(tuple(d["argv"]), d["returncode"], d["stdout"], d["stderr"],
+                                      d["elapsed"])) == BATCH_EXPECTED
     for name, d in fresh.items():
         r = ExecResult(tuple(d["argv"]), d["returncode"], d["stdout"], d["stderr"], d["elapsed"])
         assert classify(_spec_for(name), r).outcome == EXPECTED[name][0], (name, d)

@@ -27,6 +27,7 @@ def _http_handler(name: str):
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(body)))
+            self.send_header("X-Pod", name)  # for batched curl probes, which discard bodies
             self.end_headers()
             self.wfile.write(body)
 

@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(HERE))))
 
 from harness import naming  # noqa: E402
 from harness.model import Protocol  # noqa: E402
-from harness.probes import ProbeSpec, argv_for  # noqa: E402
+from harness.probes import ProbeSpec, argv_for, batch_argv_for  # noqa: E402
 from harness.shell import run  # noqa: E402
 
 T = 1.0
@@ -43,6 +43,11 @@ def _spec(proto, port=80, dns=None):
 TCP, UDP = _spec(Protocol.TCP), _spec(Protocol.UDP)
 DNS, DNS_TCP = _spec(Protocol.UDP, 53, "kube-dns.kube-system.svc.cluster.local"), \
     _spec(Protocol.TCP, 53, "kube-dns.kube-system.svc.cluster.local")
+
+
+#: the probes of the "curl-batch" case: (spec, destination), one per outcome
+BATCH = [(TCP, "127.0.0.1"), (_spec(Protocol.TCP, 82), "127.0.0.1"), (TCP, DROP_IP),
+         (_spec(Protocol.TCP, 8500), "127.0.0.1")]
 
 
 def cases() -> dict[str, list[str]]:
@@ -67,6 +72,7 @@ def cases() -> dict[str, list[str]]:
         "nslookup-refused": ns("example.com"),
         "nslookup-servfail": ns("servfail.cluster.local"),
         "nslookup-timeout": [*argv_for(DNS, "", T), DROP_IP],
+        "curl-batch": batch_argv_for(BATCH, T),
     }
 
 

@@ -1,0 +1,81 @@
+"""Benchmark of the local backend: prints figures, asserts nothing.
+
+Why a script and not a timed test: timings depend on the machine and its load; the targets
+(cluster up < 3 s, a 9x9 TCP 80 matrix < 1.5 x the probe timeout) are read here, by people.
+Run as root: `python bench/bench_local.py [--timeout 1.0] [--repeat 3]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+from harness.backends.local import LocalBackend
+from harness.lifecycle import install_sigterm_handler
+from harness.model import Model, Protocol
+from harness.prober import probe_round
+from harness.probes import Outcome, ProbeSpec
+
+
+def deny_all(ns: str) -> dict:
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "deny-all", "namespace": ns}, "spec": {"podSelector": {}}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--timeout", type=float, default=1.0, help="probe timeout in seconds")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--concurrency", type=int, default=128)
+    a = p.parse_args(argv)
+    install_sigterm_handler()
+    model = Model.default()
+    ups, deploys, downs, matrices, rates, singles = [], [], [], [], [], []
+    for _ in range(a.repeat):
+        b = LocalBackend("enforcing", probe_timeout=a.timeout)
+        try:
+            t0 = time.monotonic()
+            b.up()
+            t1 = time.monotonic()
+            addresses = b.deploy(model)
+            t2 = time.monotonic()
+            ups.append(t1 - t0)
+            deploys.append(t2 - t1)
+            for ns in ("x", "y", "z"):
+                b.apply_policy(deny_all(ns))
+            specs = [ProbeSpec(s, d, 80, Protocol.TCP) for s in model.pod_keys for d in model.pod_keys]
+            t3 = time.monotonic()
+            got = probe_round(b, specs, addresses, a.timeout, concurrency=a.concurrency)
+            el = time.monotonic() - t3
+            matrices.append(el / a.timeout)
+            rates.append(len(specs) / el)
+            t5 = time.monotonic()
+            probe_round(b, specs, addresses, a.timeout, concurrency=a.concurrency, batch=False)
+            singles.append((time.monotonic() - t5) / a.timeout)
+            blocked = sum(o.outcome == Outcome.TIMEOUT for o in got.values())
+            errors = sum(o.outcome == Outcome.TOOL_ERROR for o in got.values())
+        finally:
+            t4 = time.monotonic()
+            b.down()
+            downs.append(time.monotonic() - t4)
+    med = statistics.median
+    print(f"local backend, default model ({len(model.pods)} pods incl. coredns), "
+          f"probe timeout {a.timeout:g}s, {a.repeat} runs (median, min-max)")
+    print(f"  cluster up (node + deploy + all serving): {med([u + d for u, d in zip(ups, deploys)]):.2f}s"
+          f"  [node {med(ups):.2f}s, deploy {med(deploys):.2f}s]   target < 3 s")
+    print(f"  cluster down:                             {med(downs):.2f}s")
+    print(f"  9x9 TCP 80 matrix, deny-all:              {med(matrices):.2f} x timeout "
+          f"({min(matrices):.2f}-{max(matrices):.2f})   target < 1.5 x")
+    print(f"    same, one curl process per probe (batch=False): {med(singles):.2f} x timeout "
+          f"({min(singles):.2f}-{max(singles):.2f})")
+    print(f"    last run: {blocked} blocked, {81 - blocked - errors} connected (self), {errors} tool errors")
+    print(f"  probes per second:                        {med(rates):.0f}")
+    print(f"  machine load average (1 min) at the end:  {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
