@@ -131,3 +131,15 @@ def test_a_probe_missing_on_one_cni_counts_as_a_difference():
     assert disagreements([a, copy.deepcopy(a)]) == (0, 16)
     del a.steps[0].cells[3]                 # prod/frontend -> dev/tools: allowed, passes on both
     assert disagreements([a, b]) == (10, 16)
+
+
+def test_long_lists_of_differing_cells_are_folded(tmp_path, monkeypatch):
+    rs = example_results()
+    _, page = render(tmp_path, rs)
+    assert sum(t == "details" for t, _ in page.tags) == len(rs)          # one per result only
+    monkeypatch.setattr(html_report, "FOLD_DIFFS_OVER", 5)
+    _, page = render(tmp_path, rs)
+    # the open profile's tables with more than 5 differing cells: deny-all (9), two steps of
+    # allow-frontend-to-backend (9, 8); restrict-egress 80/TCP has only 4
+    assert sum(t == "details" for t, _ in page.tags) == len(rs) + 3
+    assert len(page.with_class("span", "verdict")) == 9 + 9 + 8 + 4 + 1

@@ -19,6 +19,10 @@ from harness.reports.terminal import DEFAULT_BANNER, VERDICT_WORDS
 from harness.results import CellResult, ScenarioResult, StepResult, Verdict
 
 
+#: explanation lists longer than this are folded into a <details> element
+FOLD_DIFFS_OVER = 20
+
+
 def _e(value: Any) -> str:
     return escape("" if value is None else str(value), quote=True)
 
@@ -158,6 +162,11 @@ def _step(step: StepResult, name: str) -> str:
                    f'{_matrix(table, False)}</figure><figure><figcaption>{_e(table.title)} observed'
                    f'</figcaption>{_matrix(table, True)}</figure></div>')
         diffs = table.differing()
+        # Long lists (an open CNI on a full conformance matrix) fold so the matrices stay in view.
+        folded = len(diffs) > FOLD_DIFFS_OVER
+        if folded:
+            out.append(f"<details><summary>{len(diffs)} differing cells in {_e(table.title)}"
+                       "</summary>")
         if diffs:
             out.append('<ul class="diffs">')
             for c in diffs:
@@ -167,6 +176,8 @@ def _step(step: StepResult, name: str) -> str:
                            f'{_e(c.expected)}, observed {_e(c.observed or "nothing")}; '
                            f'{_e(c.reason)} <span class="meta">[{_e(mx.attempts_text(c))}]</span></li>')
             out.append("</ul>")
+        if folded:
+            out.append("</details>")
     out.append("</div>")
     return "\n".join(out)
 
