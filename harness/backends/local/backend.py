@@ -50,6 +50,8 @@ class LocalBackend:
     """The `local` backend (see the module docstring). A context manager: up() ... down()."""
 
     name = "local"
+    #: the probe tools pods have: this machine's curl, nslookup and python3 (see probes.argv_for)
+    toolkit = "debian"
 
     def __init__(self, profile: str = "enforcing", run_id: str | None = None,
                  probe_timeout: float = 1.0, workdir: str | None = None):

@@ -1,0 +1,117 @@
+"""The prober without a cluster: concurrency, transport failures, toolkits, batching plan.
+
+FakeKubeExec stands in for the one thing that cannot run here — a Kubernetes exec stream — and
+replays real tool output captured in tests/data/probe-outputs (see capture.py). The prober on
+the real local backend is exercised by tests/live/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+
+import pytest
+
+from harness.errors import ExecError
+from harness.model import Addresses, Protocol
+from harness.prober import _plan, probe_round
+from harness.probes import Outcome, ProbeSpec
+from harness.shell import ExecResult
+
+DATA = os.path.join(os.path.dirname(__file__), "data", "probe-outputs")
+ADDR = Addresses({"x/a": "10.244.1.10", "x/b": "10.244.1.11", "x/c": "10.244.1.12"},
+                 {"x/web": "10.96.1.10"}, {"outside": "192.0.2.10"})
+
+
+def captured(name: str) -> ExecResult:
+    with open(os.path.join(DATA, f"{name}.json")) as fh:
+        d = json.load(fh)
+    return ExecResult(tuple(d["argv"]), d["returncode"], d["stdout"], d["stderr"], d["elapsed"])
+
+
+class FakeKubeExec:
+    """A Kubernetes exec transport: replays captured output per target IP, fails for `broken`
+    sources like a dropped websocket, and can hold every exec at a barrier."""
+
+    toolkit = "debian"
+
+    def __init__(self, replies: dict[str, str], broken: set[str] = frozenset(),
+                 barrier: threading.Barrier | None = None):
+        self.replies, self.broken, self.barrier = replies, broken, barrier
+        self.calls: list[tuple[str, tuple[str, ...]]] = []
+        self.lock = threading.Lock()
+
+    def exec(self, endpoint, argv, timeout):
+        with self.lock:
+            self.calls.append((endpoint, tuple(argv)))
+        if self.barrier:
+            self.barrier.wait(timeout=10)
+        if endpoint in self.broken:
+            raise ExecError(list(argv), "exec stream closed without a status", target=endpoint)
+        for needle, name in self.replies.items():
+            if any(needle in a for a in argv):
+                r = captured(name)
+                return ExecResult(tuple(argv), r.returncode, r.stdout, r.stderr, r.elapsed, endpoint)
+        raise AssertionError(f"no reply recorded for {argv}")
+
+
+def tcp(src, dst, port=80):
+    return ProbeSpec(src, dst, port, Protocol.TCP)
+
+
+def test_exec_failure_is_a_tool_error_with_its_cause_never_a_policy_outcome():
+    backend = FakeKubeExec({"10.244.1.11": "curl-timeout", "10.244.1.12": "curl-connected"},
+                           broken={"x/c"})
+    specs = [tcp("x/a", "x/b"), tcp("x/a", "x/c"), tcp("x/c", "x/b")]
+    got = probe_round(backend, specs, ADDR, 1.0, batch=False)
+    assert [o.outcome for o in got.values()] == [Outcome.TIMEOUT, Outcome.CONNECTED, Outcome.TOOL_ERROR]
+    assert "exec stream closed without a status" in got[specs[2]].detail
+    assert got[specs[2]].outcome.delivered is None
+
+
+def test_probes_run_concurrently():
+    specs = [tcp(s, d) for s in ("x/a", "x/b", "x/c") for d in ("x/a", "x/b", "x/c")]
+    # every exec waits until all nine are in flight: a sequential prober breaks the barrier
+    backend = FakeKubeExec({"10.244.1.1": "curl-timeout"}, barrier=threading.Barrier(9))
+    got = probe_round(backend, specs, ADDR, 1.0, batch=False)
+    assert list(got) == specs and all(o.outcome == Outcome.TIMEOUT for o in got.values())
+
+
+def test_unknown_target_is_a_tool_error():
+    backend = FakeKubeExec({})
+    got = probe_round(backend, [tcp("x/a", "svc:x/missing")], ADDR, 1.0)
+    assert list(got.values())[0].outcome == Outcome.TOOL_ERROR
+
+
+def test_agnhost_toolkit_uses_agnhost_connect_for_udp_and_never_batches():
+    backend = FakeKubeExec({"/agnhost": "udp-timeout", "curl": "curl-refused"})
+    specs = [ProbeSpec("x/a", "x/b", 81, Protocol.UDP), tcp("x/a", "x/b"), tcp("x/a", "x/c")]
+    probe_round(backend, specs, ADDR, 1.0, toolkit="agnhost")
+    argvs = sorted(c[1] for c in backend.calls)
+    assert len(argvs) == 3 and not any("--parallel" in a for a in argvs)
+    assert any(a[0] == "/agnhost" and "--protocol=udp" in a for a in argvs)
+
+
+def test_batch_plan_groups_tcp_by_source_and_keeps_the_rest_single():
+    specs = [tcp("x/a", "x/b"), tcp("x/a", "x/c"), tcp("x/a", "svc:x/web"),
+             ProbeSpec("x/a", "x/b", 81, Protocol.UDP),
+             ProbeSpec("x/a", "web", 53, Protocol.UDP, dns_name="web"),
+             tcp("x/b", "x/c")]
+    tasks = _plan(specs, ADDR, "debian", batch=True)
+    batches = [t[1] for t in tasks if t[0] == "batch"]
+    singles = [t[1] for t in tasks if t[0] == "one"]
+    assert [[s for s, _ in b] for b in batches] == [specs[:3]]
+    assert set(singles) == set(specs[3:])
+    assert _plan(specs, ADDR, "debian", batch=False) == [("one", s) for s in specs]
+
+
+def test_duplicate_specs_are_probed_once_and_order_is_kept():
+    backend = FakeKubeExec({"10.244.1.11": "curl-connected"})
+    specs = [tcp("x/a", "x/b"), tcp("x/a", "x/b")]
+    got = probe_round(backend, specs, ADDR, 1.0, batch=False)
+    assert len(backend.calls) == 1 and list(got) == [specs[0]]
+
+
+def test_empty_round():
+    assert probe_round(FakeKubeExec({}), [], ADDR, 1.0) == {}
