@@ -130,9 +130,29 @@ def expected_cells(scenario: "Scenario", step_index: int,
             decision = oracle.decide_dns(pr.source, pr.dns_name)
         else:
             decision = oracle.decide(pr.source, pr.target, pr.port, pr.protocol)
-        cells.append(ExpectedCell(pr.source, pr.target, pr.port, pr.protocol, pr.expect,
-                                  decision, pr.dns_name, True, pr.field, pr.line))
+        cells.append(ExpectedCell(pr.source, pr.target, _numeric_port(model, pr.target, pr.port,
+                                                                      pr.protocol),
+                                  pr.protocol, pr.expect, decision, pr.dns_name, True, pr.field,
+                                  pr.line))
     return cells
+
+
+def _numeric_port(model: Model, target: str, port: int | str, protocol: Protocol) -> int | str:
+    """The number a named port means on a pod, Service or external host target (else as is)."""
+    if isinstance(port, int):
+        return port
+    try:
+        if target.startswith("svc:"):
+            sp = next((p for p in model.service(target[4:]).ports
+                       if p.name == port and p.protocol == protocol), None)
+            return sp.port if sp else port
+        if target.startswith("ext:"):
+            cp = next((c for c in model.external(target).ports
+                       if c.name == port and c.protocol == protocol), None)
+            return cp.port if cp else port
+        return model.pod(target).resolve_port(port, protocol) or port
+    except KeyError:
+        return port  # a DNS name: the Service it names is resolved at probe time
 
 
 def _reasons(decision: Decision) -> str:

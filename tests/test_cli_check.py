@@ -139,3 +139,12 @@ def test_help_texts_have_examples(capsys):
         assert info.value.code == 0
         out = capsys.readouterr().out
         assert "examples:" in out and f"python -m harness {cmd}" in out
+
+
+def test_check_reports_duplicate_scenario_names(valid_dir, capsys):
+    twin = valid_dir / "zz-twin.yaml"
+    twin.write_text((valid_dir / "valid-deny-all-ingress.yaml").read_text())
+    assert main(["check", str(valid_dir)]) == 1
+    out = capsys.readouterr().out
+    assert f"{twin}: name: 'deny-all-ingress-x' is also the name of " \
+           f"{valid_dir / 'valid-deny-all-ingress.yaml'}" in out

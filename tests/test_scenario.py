@@ -231,3 +231,14 @@ def test_cni_policy_kinds_need_their_capability(tmp_path):
     fixed = path.read_text().replace("[networkpolicy]", "[networkpolicy, admin-network-policy]")
     path.write_text(fixed)
     assert check_scenario(load_scenario(path)) == []
+
+
+def test_probe_named_ports_resolve_on_pods_and_services(tmp_path):
+    path = write(tmp_path, "model:\n  pods:\n    p/a: {ports: [{port: 8080, name: web}]}\n"
+                           "    p/b: {ports: [80]}\n"
+                           "  services:\n    p/svc: {selector: {}, ports: [{port: 90, "
+                           "targetPort: 80, name: front}]}\nsteps:\n  - probes:\n"
+                           "      - {from: p/b, to: p/a, port: web, expect: allow}\n"
+                           "      - {from: p/a, to: svc:p/svc, port: front, expect: allow}\n")
+    s = load_scenario(path)
+    assert [c.port for c in expected_cells(s, 0)] == [8080, 90]

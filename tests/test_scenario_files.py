@@ -116,3 +116,9 @@ def test_find_scenarios_on_the_fixture_directory_finds_them_all():
     found = find_scenarios([DATA])
     assert set(VALID) <= set(found)
     assert not any(p.parent.name == "policies" for p in found)
+
+
+def test_schema_capabilities_are_the_known_ones():
+    from harness.capabilities import KNOWN
+
+    assert sorted(load_schema()["$defs"]["capability"]["enum"]) == sorted(KNOWN)

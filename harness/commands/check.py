@@ -38,8 +38,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"no scenario files (YAML with top-level kind: Scenario) in {' '.join(args.paths)}")
         return 1
     bad = total = 0
+    names: dict[str, Path] = {}
     for f in files:
         problems = validate_file(f)
+        name = _name_of(f)
+        # Why: the name is the test id; two files with one name make results ambiguous.
+        if name and name in names:
+            problems.append(Problem(str(f), "name", f"{name!r} is also the name of {names[name]}; "
+                                                    f"scenario names must be unique"))
+        elif name:
+            names[name] = f
         if problems:
             bad += 1
             total += len(problems)
@@ -51,3 +59,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(files)} scenario file(s) checked: {len(files) - bad} ok, {bad} with problems"
           f" ({total} problem(s))" + (f"; {len(stray)} file(s) are not scenarios" if stray else ""))
     return 0 if bad == 0 and not stray else 1
+
+
+def _name_of(path: Path) -> str | None:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, OSError):
+        return None
+    name = data.get("name") if isinstance(data, dict) else None
+    return name if isinstance(name, str) else None
