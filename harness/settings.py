@@ -198,3 +198,19 @@ def build(values: Mapping[str, Any] | None = None, ini: Mapping[str, Any] | None
             raise SettingsError(f"--allow-context: the kubeconfig backend modifies context "
                                 f"{ctx!r}; repeat its name with --allow-context {ctx} to agree")
     return Settings(**out)
+
+
+def declared_capabilities(backend: str, cni: str):
+    """What `cni` on `backend` declares, without bringing anything up (for skips and listings).
+
+    Why here: collection must know what to skip before any cluster exists; the facts live with
+    each backend (local profiles, harness.backends.cni for kind), imported lazily.
+    """
+    if backend == "local":
+        from harness.backends.local.profiles import capabilities
+        return capabilities(cni)
+    from harness.backends import cni as cni_facts
+    if cni not in cni_facts.CNIS:
+        raise SettingsError(f"--cni: {cni!r} is not a CNI netpol-proof knows on {backend}; "
+                            f"choose from {', '.join(cni_facts.CNIS)}")
+    return cni_facts.capabilities(cni)

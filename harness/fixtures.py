@@ -1,0 +1,212 @@
+"""Fixtures for tests written in Python instead of YAML (registered by harness.plugin).
+
+Why thin: each fixture is a method of `Topology`, which builds a Model, deploys it on the run's
+backend and probes through the same prober, positive controls and verdict rules as scenario
+files; nothing here decides a verdict on its own. See examples/test_python_api.py and
+docs/plugin.md.
+
+  netpol_cluster                 the backend of the run's first CNI, up (session scope)
+  netpol_namespace(name, labels) declare a namespace                 -> its name
+  netpol_pods(ns, {pod: labels}, ports=(80,), protocols=("TCP",))     -> ["ns/pod", ...]
+  apply_policy(manifest | yaml)  apply a NetworkPolicy (deploys first)  -> "ns/name"
+  probe(src, dst, port, protocol)  one real probe                     -> Probe
+  dns_probe(src, name)           one real DNS lookup                  -> Probe
+  assert_matrix(text, port, protocol)  probe the pods x pods matrix until stable; on a
+                                 difference, fail with the expected/observed tables
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Mapping
+
+import pytest
+import yaml
+
+from harness.canary import loopback_probe
+from harness.model import ContainerPort, Model, Namespace, Pod, Protocol
+from harness.prober import probe_one
+from harness.probes import Outcome, ProbeOutcome, ProbeSpec
+from harness.results import Expectation, StepResult
+from harness.runner import Cell, Run
+from harness.truthtable import TruthTable
+from harness.verdicts import expectation_of
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One probe's outcome, with the positive control that makes "blocked" mean blocked."""
+
+    outcome: Outcome
+    detail: str
+    answered_by: str | None
+    #: did the target's server answer on its own loopback in the same moment (None: not asked)
+    server_serves: bool | None
+
+    @property
+    def connected(self) -> bool:
+        return self.outcome.delivered is True
+
+    @property
+    def blocked(self) -> bool:
+        """Dropped (or rejected on a rejecting CNI) while the server provably serves."""
+        return self.outcome.delivered is False and self.server_serves is True
+
+
+class Topology:
+    """A test's own namespaces and pods on the run's backend; deployed lazily, removed at the end."""
+
+    def __init__(self, backend, settings):
+        self.backend, self.settings = backend, settings
+        self.namespaces: dict[str, dict] = {}
+        self.pod_list: list[Pod] = []
+        self.policies: dict[str, dict] = {}
+        self.model: Model | None = None
+        self.addresses = None
+        self._deployed_model: Model | None = None
+
+    # -- building ------------------------------------------------------------------------------
+    def namespace(self, name: str, labels: Mapping[str, str] | None = None) -> str:
+        self.namespaces[name] = dict(labels or {})
+        return name
+
+    def pods(self, namespace: str, pods: Mapping[str, Mapping[str, str] | None],
+             ports=(80,), protocols=("TCP",)) -> list[str]:
+        if namespace not in self.namespaces:
+            self.namespace(namespace)
+        cps = tuple(ContainerPort.serve(int(p), Protocol.parse(pr)) for p in ports for pr in protocols)
+        keys = []
+        for name, labels in pods.items():
+            self.pod_list.append(Pod(namespace, name, dict(labels or {"pod": name}), cps))
+            keys.append(f"{namespace}/{name}")
+        return keys
+
+    def current_model(self) -> Model:
+        return Model.build([Namespace(n, l) for n, l in self.namespaces.items()], self.pod_list)
+
+    def deploy(self):
+        """Deploy (or redeploy after the test added pods) and re-apply the test's policies."""
+        model = self.current_model()
+        if self._deployed_model != model:
+            if not model.user_pods:
+                raise ValueError("netpol_pods: declare at least one pod before probing")
+            self.addresses = self.backend.deploy(model)
+            self._deployed_model = self.model = model
+            for manifest in self.policies.values():
+                self.backend.apply_policy(manifest)
+        return self.addresses
+
+    def close(self) -> None:
+        if self._deployed_model is not None:
+            self.backend.undeploy()
+            self._deployed_model = None
+
+    # -- acting --------------------------------------------------------------------------------
+    def apply(self, manifest: Mapping | str) -> str:
+        if isinstance(manifest, str):
+            manifest = yaml.safe_load(manifest)
+        manifest = dict(manifest)
+        meta = manifest.get("metadata") or {}
+        key = f"{meta.get('namespace')}/{meta.get('name')}"
+        self.policies[key] = manifest
+        if self._deployed_model is not None and self._deployed_model == self.current_model():
+            self.backend.apply_policy(manifest)
+        else:
+            self.deploy()
+        return key
+
+    def _observe(self, spec: ProbeSpec, loop) -> Probe:
+        addresses = self.deploy()
+        o: ProbeOutcome = probe_one(self.backend, spec, addresses, self.settings.probe_timeout,
+                                    getattr(self.backend, "toolkit", "debian"))
+        serves = None
+        if o.outcome.delivered is not True and loop is not None:
+            ctl = loopback_probe(self.backend, *loop, self.settings.probe_timeout)
+            serves = ctl.outcome.delivered is True
+        return Probe(o.outcome, o.detail, o.answered_by, serves)
+
+    def probe(self, src: str, dst: str, port: int = 80, protocol: str = "TCP") -> Probe:
+        proto = Protocol.parse(protocol)
+        return self._observe(ProbeSpec(src, dst, port, proto), (dst, port, proto, None))
+
+    def dns_probe(self, src: str, name: str) -> Probe:
+        return self._observe(ProbeSpec(src, "svc:kube-system/kube-dns", 53, Protocol.UDP, name),
+                             ("kube-system/coredns", 53, Protocol.UDP, name))
+
+    def matrix(self, expected_text: str, port: int = 80, protocol: str = "TCP") -> StepResult:
+        """Probe every pod pair against `expected_text` until two rounds agree; the StepResult."""
+        self.deploy()
+        keys = list(self.model.pod_keys)
+        table = TruthTable.parse(expected_text, keys, keys)
+        proto = Protocol.parse(protocol)
+        cells = []
+        for src, dst, sym in table.items():
+            exp = expectation_of(sym)
+            if src == dst:
+                exp = Expectation.UNDEFINED
+            cells.append(Cell(ProbeSpec(src, dst, port, proto), exp, "the test's expectation",
+                              (dst, port, proto.value), (dst, port, proto, None)))
+        run = Run(None, self.backend, self.settings, log=lambda s: None)
+        run.addresses = self.addresses
+        return run.converge(1, f"{port}/{proto.value} matrix", cells, time.monotonic())
+
+
+def _session(config):
+    from harness.plugin import SESSION_KEY
+    return config.stash[SESSION_KEY]
+
+
+@pytest.fixture(scope="session")
+def netpol_cluster(pytestconfig):
+    """The backend of the run's first CNI, up, with its canary run (shared with scenario items)."""
+    session = _session(pytestconfig)
+    return session.backend(session.settings.cnis[0])
+
+
+@pytest.fixture
+def netpol_topology(netpol_cluster, pytestconfig):
+    session = _session(pytestconfig)
+    topo = Topology(netpol_cluster, session.settings_for(netpol_cluster.profile))
+    yield topo
+    topo.close()
+
+
+@pytest.fixture
+def netpol_namespace(netpol_topology):
+    return netpol_topology.namespace
+
+
+@pytest.fixture
+def netpol_pods(netpol_topology):
+    return netpol_topology.pods
+
+
+@pytest.fixture
+def apply_policy(netpol_topology):
+    return netpol_topology.apply
+
+
+@pytest.fixture
+def probe(netpol_topology):
+    return netpol_topology.probe
+
+
+@pytest.fixture
+def dns_probe(netpol_topology):
+    return netpol_topology.dns_probe
+
+
+@pytest.fixture
+def assert_matrix(netpol_topology):
+    """assert_matrix(text, port=80, protocol="TCP"): fail with both tables when a cell differs."""
+
+    def check(expected_text: str, port: int = 80, protocol: str = "TCP") -> StepResult:
+        step = netpol_topology.matrix(expected_text, port, protocol)
+        bad = [c for c in step.cells if c.verdict not in ("pass", "not asserted")]
+        if bad:
+            from harness.reports.terminal import render_step
+            pytest.fail("\n".join(render_step(step, "matrix")), pytrace=False)
+        return step
+
+    return check

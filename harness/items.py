@@ -1,0 +1,285 @@
+"""Scenario files as pytest items: one ScenarioItem per scenario per CNI, id `name[cni]`.
+
+Why a thin layer: the run itself is harness.runner (usable without pytest); this module only
+maps a ScenarioResult onto pytest's outcomes: a skip with the capability reason, a strict xfail
+for a CNI declared not to enforce, and a failure whose report is the expected and observed
+truth tables side by side (never a traceback for a policy failure). The per-process session
+state (backends per CNI, canary findings, results) lives on config.stash as a NetpolSession.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import scenario as scn
+from harness.backends import get_backend
+from harness.canary import BANNER, CanaryResult, run_canary
+from harness.errors import HarnessError, ScenarioError
+from harness.results import Expectation, ScenarioResult
+from harness.runner import run_scenario
+from harness.settings import Settings, declared_capabilities
+
+_SUFFIX = "abcdefgh"
+
+
+class ScenarioFailure(Exception):
+    """A scenario's verdicts differ from the spec (or its infrastructure broke); carries the result."""
+
+    def __init__(self, result: ScenarioResult):
+        self.result = result
+        super().__init__(f"{result.scenario}[{result.profile}]: {result.outcome}")
+
+
+class NotEnforcedFailure(ScenarioFailure):
+    """The only failures are NOT ENFORCED on a CNI declared not to enforce: the expected failure."""
+
+
+class NetpolSession:
+    """Run-wide state of one pytest process (controller or xdist worker), on config.stash."""
+
+    def __init__(self, config, settings: Settings, worker: str | None):
+        self.config = config
+        self.settings = settings
+        self.worker = worker
+        self.backends: dict[str, Any] = {}
+        self.canaries: dict[str, CanaryResult] = {}
+        self.results: list[ScenarioResult] = []
+        self.bannered: set[str] = set()
+        self.remote_canaries: dict[str, dict] = {}
+
+    # -- progress ------------------------------------------------------------------------------
+    def say(self, text: str) -> None:
+        """A progress line on the terminal (not captured), when there is a terminal."""
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None and self.worker is None:
+            tr.write_line(text)
+
+    def banner(self, cni: str, detail: str = "") -> None:
+        if cni in self.bannered:
+            return
+        self.bannered.add(cni)
+        from harness.reports.terminal import render_banner
+        self.say(render_banner(f"{cni}: {BANNER}"))
+
+    # -- backends ------------------------------------------------------------------------------
+    def settings_for(self, cni: str) -> Settings:
+        """This process's settings for one CNI: a run id of its own (prefixes never collide)."""
+        i = list(self.settings.cnis).index(cni) if cni in self.settings.cnis else 0
+        rid = self.settings.run_id
+        if self.settings.backend == "local":
+            rid = (rid + _SUFFIX[i % len(_SUFFIX)])[:8]
+        return replace(self.settings, run_id=rid)
+
+    def capabilities(self, cni: str):
+        if cni in self.backends:
+            return self.backends[cni].capabilities()
+        return declared_capabilities(self.settings.backend, cni)
+
+    def backend(self, cni: str):
+        """The backend of `cni`, up, with its canary run once (lazily: only when a test needs it)."""
+        if cni not in self.backends:
+            s = self.settings_for(cni)
+            backend = get_backend(s.backend, cni, **s.backend_options())
+            self.backends[cni] = backend
+            self.say(f"netpol-proof: bringing up {s.backend}/{cni} (run {s.run_id}) ...")
+            with self._cluster_lock(cni):
+                backend.up()
+        backend = self.backends[cni]
+        if cni not in self.canaries and self.settings.canary:
+            result = run_canary(backend, self.settings_for(cni))
+            self.canaries[cni] = result
+            word = {True: "enforces NetworkPolicy", False: "does NOT enforce NetworkPolicy",
+                    None: "enforcement unknown"}[result.enforcing]
+            self.say(f"netpol-proof: canary on {cni}: {word} ({result.detail})")
+            if result.enforcing is False:
+                self.banner(cni)
+        return backend
+
+    def _cluster_lock(self, cni: str):
+        """A file lock shared by all xdist workers, so no two create the same cluster."""
+        if self.settings.backend == "local":
+            return contextlib.nullcontext()
+        from filelock import FileLock
+        base = self.config._tmp_path_factory.getbasetemp()  # noqa: SLF001 (pytest's documented recipe)
+        root = Path(base).parent if self.worker else Path(base)
+        return FileLock(str(root / f"netpol-proof-{cni}.lock"))
+
+    def teardown(self) -> list[str]:
+        """Bring every backend down (unless --keep-cluster); keeps going past failures."""
+        errors = []
+        for cni, backend in list(self.backends.items()):
+            if self.settings.keep_cluster and self.settings.backend != "local":
+                continue
+            try:
+                backend.down()
+            except HarnessError as exc:
+                errors.append(f"{cni}: {exc}")
+        self.backends.clear()
+        return errors
+
+    def canary_meta(self) -> dict[str, dict]:
+        meta = {cni: c.as_meta() for cni, c in self.canaries.items()}
+        for cni, c in self.remote_canaries.items():
+            meta.setdefault(cni, c)
+        return meta
+
+
+def has_deny(scenario) -> bool:
+    """Whether any step asserts a block (offline, stand-in addresses): something to enforce."""
+    for i in range(len(scenario.steps)):
+        if any(c.expectation == Expectation.DENY for c in scn.expected_cells(scenario, i)):
+            return True
+    return False
+
+
+class ScenarioFile(pytest.File):
+    """A YAML file with `kind: Scenario`: one item per CNI of the run."""
+
+    def collect(self):
+        from harness.plugin import SESSION_KEY
+        session: NetpolSession = self.config.stash[SESSION_KEY]
+        try:
+            scenario = scn.load_scenario(self.path)
+        except ScenarioError as exc:
+            raise self.CollectError(f"invalid scenario file:\n{exc}") from None
+        deny = None
+        for cni in session.settings.cnis:
+            item = ScenarioItem.from_parent(self, name=f"{scenario.name}[{cni}]",
+                                            scenario=scenario, cni=cni)
+            item.add_marker(pytest.mark.netpol)
+            item.add_marker(pytest.mark.requires(*scenario.requires))
+            try:
+                caps = session.capabilities(cni)
+            except HarnessError as exc:
+                raise self.CollectError(str(exc)) from None
+            ok, why = caps.match(scenario.requires)
+            if not ok:
+                item.add_marker(pytest.mark.skip(reason=f"{cni}: {why}"))
+            elif not caps.enforces:
+                deny = has_deny(scenario) if deny is None else deny
+                if deny:
+                    item.add_marker(pytest.mark.xfail(
+                        strict=True, raises=NotEnforcedFailure,
+                        reason=f"{cni} is declared not to enforce NetworkPolicy: its blocks are "
+                               "expected to be not enforced (strict: enforcing is reported)"))
+            yield item
+
+
+class ScenarioItem(pytest.Item):
+    """One scenario on one CNI; runtest runs it through harness.runner."""
+
+    def __init__(self, *, scenario, cni: str, **kwargs):
+        super().__init__(**kwargs)
+        self.scenario = scenario
+        self.cni = cni
+        self.result: ScenarioResult | None = None
+
+    def runtest(self) -> None:
+        from harness.plugin import SESSION_KEY
+        session: NetpolSession = self.config.stash[SESSION_KEY]
+        self.user_properties += [("cni", self.cni), ("backend", session.settings.backend)]
+        backend = session.backend(self.cni)
+        canary = session.canaries.get(self.cni)
+        enforcing = canary.enforcing if canary else None
+        if enforcing is not None:
+            self.user_properties.append(("canary_enforcing", str(enforcing).lower()))
+        result = run_scenario(self.scenario, backend, session.settings_for(self.cni),
+                              log=print, enforcing=enforcing)
+        self.result = result
+        session.results.append(result)
+        try:
+            from harness.reports import junit
+            self.user_properties += [p for p in junit.properties(result)
+                                     if p[0] not in ("cni", "backend")]
+        except ImportError:  # pragma: no cover - reports land separately
+            pass
+        if result.outcome == "xfailed":
+            raise NotEnforcedFailure(result)
+        if result.outcome in ("failed", "error", "xpassed"):
+            raise ScenarioFailure(result)
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, ScenarioFailure):
+            from harness.reports import terminal
+            color = self.config.get_terminal_writer().hasmarkup if self.config.option.color != "no" \
+                else False
+            text = terminal.render_failure(excinfo.value.result, color=color)
+            if excinfo.value.result.outcome == "xpassed":
+                text = (f"[XPASS(strict)] {self.cni} is declared not to enforce NetworkPolicy, "
+                        "but every block held: the declaration is wrong\n") + text
+            return text
+        if isinstance(excinfo.value, HarnessError):
+            return f"netpol-proof could not run {self.name}: {excinfo.value}"
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.path, 0, f"scenario: {self.name}"
+
+
+def is_collectable(file_path: Path, config, scenario_dirs: list[str]) -> bool:
+    """A `kind: Scenario` YAML under a scenario directory (ini netpol_scenario_dirs, relative
+    to the rootdir), or a file passed explicitly on the command line.
+
+    Why the restriction: `pytest tests/` must never collect test-data scenarios (broken on
+    purpose, or meant for other tests) as if they were the scenario library.
+    """
+    if file_path.suffix not in (".yaml", ".yml"):
+        return False
+    resolved = file_path.resolve()
+    explicit = False
+    for arg in config.args:
+        p = Path(str(arg).split("::")[0])
+        if not p.is_absolute():
+            p = Path(config.invocation_params.dir) / p
+        if p.resolve() == resolved:
+            explicit = True
+            break
+    if not explicit:
+        roots = [(Path(config.rootpath) / d).resolve() for d in scenario_dirs]
+        if not any(resolved.is_relative_to(r) for r in roots):
+            return False
+    try:
+        return scn.is_scenario_file(file_path)
+    except OSError:
+        return False
+
+
+def write_reports(session: NetpolSession, meta: dict) -> list[str]:
+    """JSON, HTML and the GitHub step summary, as configured; returns the paths written."""
+    s, written = session.settings, []
+    results = session.results
+    if s.json_path:
+        from harness.reports import json_report
+        json_report.write(results, s.json_path, meta)
+        written.append(s.json_path)
+    if s.html_path:
+        from harness.reports import html_report
+        html_report.write(results, s.html_path, meta)
+        written.append(s.html_path)
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        from harness.reports import github
+        if github.write_step_summary(results, meta):
+            written.append(os.environ["GITHUB_STEP_SUMMARY"])
+    return written
+
+
+def run_meta(session: NetpolSession, started: str) -> dict:
+    """What makes a run reproducible, for the report files."""
+    import platform
+    s = session.settings
+    try:
+        from importlib.metadata import version
+        ours = version("netpol-proof")
+    except Exception:  # noqa: BLE001 - not installed as a distribution
+        ours = "unknown"
+    return {"backend": s.backend, "cnis": list(s.cnis), "run_id": s.run_id,
+            "probe_timeout": s.probe_timeout, "converge_timeout": s.converge_timeout,
+            "started": started, "canary": session.canary_meta(),
+            "versions": {"netpol-proof": ours, "python": platform.python_version(),
+                         "pytest": pytest.__version__, "kernel": platform.release()}}
