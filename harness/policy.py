@@ -12,8 +12,8 @@ Meaning of missing versus empty fields (networking/v1 types.go and the Kubernete
 - `ports` missing or `[]`: the rule matches every port and protocol. Same convention.
 - A rule list itself: `ingress: []` or missing means "no rule": nothing is allowed in that
   direction once the pod is isolated for it.
-- `policyTypes` missing: Ingress always, plus Egress when the policy has egress rules; an
-  explicit list wins.
+- `policyTypes` missing or `[]`: Ingress always, plus Egress when the policy has at least one
+  egress rule (`egress: []` has none); a non-empty explicit list wins.
 - A peer's `podSelector` alone: pods of the policy's own namespace; `namespaceSelector` alone:
   every pod of the selected namespaces; both in one peer: ANDed; `ipBlock` excludes both.
 - A missing `spec.podSelector` is stored as `{}` (what the API server stores for a missing
@@ -192,7 +192,9 @@ def parse_policy(manifest: Mapping, where: str = "", default_namespace: str | No
     ingress = _parse_rules(spec.get("ingress"), "ingress", "from", f"{w}: spec.ingress")
     egress = _parse_rules(spec.get("egress"), "egress", "to", f"{w}: spec.egress")
     types_data = spec.get("policyTypes")
-    if types_data is None:
+    if not types_data:
+        # SetDefaults_NetworkPolicy (pkg/apis/networking/v1/defaults.go): when len(policyTypes)
+        # is 0 (missing or []), Ingress, plus Egress when len(egress) != 0 (so not `egress: []`).
         types = ("Ingress", "Egress") if spec.get("egress") else ("Ingress",)
     else:
         if not isinstance(types_data, list):

@@ -16,6 +16,9 @@ def test_policy_types_default_to_ingress_and_egress_when_egress_rules_exist():
     # an empty egress list is "no egress rules": Ingress only
     assert parse_policy(np("x", "p", {"podSelector": {}, "egress": []})).policy_types == \
         ("Ingress",)
+    # an explicit empty list is defaulted too (the API server tests len(policyTypes) == 0)
+    assert parse_policy(np("x", "p", {"podSelector": {}, "policyTypes": [],
+                                      "egress": [{}]})).policy_types == ("Ingress", "Egress")
     # explicit policyTypes win, order normalised
     p = parse_policy(np("x", "p", {"podSelector": {}, "policyTypes": ["Egress"],
                                    "ingress": [{}]}))
