@@ -296,8 +296,11 @@ class Oracle:
         decisions = []
         for pod, tp in backends:
             d = self._decide_endpoint(source, pod.key, tp, protocol)
-            if (d.expectation is Expectation.DENY and svc_ip
-                    and self._ipblock_allows_ip(source, svc_ip, tp, protocol)):
+            # Only the egress side can hinge on NAT: ingress sees the source pod's own address.
+            egress_denies = not any(r.direction == "egress" and r.allowed for r in d.reasons)
+            ingress_allows = any(r.direction == "ingress" and r.allowed for r in d.reasons)
+            if (d.expectation is Expectation.DENY and egress_denies and ingress_allows
+                    and svc_ip and self._ipblock_allows_ip(source, svc_ip, tp, protocol)):
                 d = Decision(Expectation.UNDEFINED, (Reason(
                     "egress", None, None, False,
                     f"an egress ipBlock of a policy selecting {source} contains the ClusterIP "

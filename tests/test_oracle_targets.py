@@ -85,6 +85,14 @@ def test_egress_ipblock_on_the_cluster_ip_is_undefined():
     assert d.expectation is UNDEF and "before or after NAT" in reasons(d)
     # directly to the pod there is no NAT: plainly denied
     assert o.decide("prod/frontend", "prod/backend-2", 8080, TCP).expectation is DENY
+    # when the backends' own ingress denies, NAT on the egress side changes nothing: DENY
+    closed = Oracle(shop(), [
+        np("prod", "to-services", {"podSelector": {"matchLabels": {"app": "frontend"}},
+                                   "policyTypes": ["Egress"],
+                                   "egress": [{"to": [{"ipBlock": {"cidr": "10.96.0.0/16"}}]}]}),
+        np("prod", "backends-closed", {"podSelector": {"matchLabels": {"app": "backend"}}})])
+    d = closed.decide("prod/frontend", "svc:prod/backend", 8080, TCP)
+    assert d.expectation is DENY and "NAT" not in reasons(d)
 
 
 def test_external_host_to_a_service_is_undefined():
