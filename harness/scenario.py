@@ -21,16 +21,15 @@ import yaml
 
 from harness import capabilities
 from harness.errors import Problem, ScenarioError
-from harness.model import (DNS_SERVICE, SYSTEM_NAMESPACE, Model, Protocol, plan_addresses)
-from harness.results import Expectation
+from harness.model import Model, plan_addresses
 from harness.scenario_check import (ExpectedCell, check_scenario, expected_cells,
                                     model_at, policies_at)
+from harness.scenario_expect import (MatrixExpectation, ProbeExpectation, read_matrices,
+                                     read_probes)
 from harness.scenario_model import check_keys, check_labels, parse_model
 from harness.scenario_policy import OTHER_POLICY_KINDS, PolicyDoc, read_apply_entry
 from harness.scenario_render import render_manifest
-from harness.scenario_yaml import LineDict, LineList, did_you_mean, load_documents, \
-    yaml_error_line
-from harness.truthtable import TruthTable
+from harness.scenario_yaml import LineDict, did_you_mean, load_documents, yaml_error_line
 
 __all__ = ["Scenario", "Step", "PolicyDoc", "MatrixExpectation", "ProbeExpectation", "Assume",
            "ExpectedCell", "load_scenario", "find_scenarios", "is_scenario_file",
@@ -41,42 +40,6 @@ TOP_KEYS = ("kind", "name", "description", "requires", "model", "steps")
 STEP_KEYS = ("title", "namespace_labels", "pod_labels", "apply", "delete", "expect", "probes",
              "assume")
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
-_DNS_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?$")
-_PROBE_WORDS = {"allow": Expectation.ALLOW, "deny": Expectation.DENY}
-_DNS_WORDS = {"resolves": Expectation.ALLOW, "fails": Expectation.DENY}
-
-
-@dataclass(frozen=True)
-class MatrixExpectation:
-    """One `expect:` entry: a truth table of symbols ('.', 'X', '-') for one port/protocol.
-
-    `row_lines` maps each source pod to the file line of its matrix row, so a disagreement
-    names the exact line to fix.
-    """
-
-    port: int | str
-    protocol: Protocol
-    table: TruthTable
-    field: str
-    line: int
-    row_lines: tuple[tuple[str, int], ...] = ()
-
-    def row_line(self, row: str) -> int:
-        return dict(self.row_lines).get(row, self.line)
-
-
-@dataclass(frozen=True)
-class ProbeExpectation:
-    """One `probes:` entry. For a DNS probe `dns_name` is set and `target` is the DNS Service."""
-
-    source: str
-    target: str
-    port: int | str
-    protocol: Protocol
-    expect: Expectation
-    field: str
-    line: int
-    dns_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -273,8 +236,8 @@ def _steps(data: Any, top: LineDict, path: Path, model: Model,
         in_force -= set(delete)
         apply = _applies(raw, where, path, current, stand_ins, report)
         in_force |= {d.key for d in apply}
-        expect = _matrices(raw, where, current, report)
-        probes = _probes(raw, where, current, report)
+        expect = read_matrices(raw, where, current, report)
+        probes = read_probes(raw, where, current, report)
         assume = _assume(raw, where, report)
         steps.append(Step(i, title, ns_labels, pod_labels, tuple(apply), tuple(delete),
                           tuple(expect), tuple(probes), assume, line))
@@ -343,174 +306,6 @@ def _applies(raw: LineDict, where: str, path: Path, model: Model, stand_ins,
                 continue
             seen[ident] = doc.origin
             out.append(doc)
-    return out
-
-
-def _port_value(value: Any, field: str, line: int, report: _Collector) -> int | str | None:
-    if isinstance(value, bool) or value is None or not isinstance(value, (int, str)):
-        report(field, f"required: a port number or a port name, got {value!r}", line)
-        return None
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    if isinstance(value, int) and not 1 <= value <= 65535:
-        report(field, f"{value} is outside 1-65535", line)
-        return None
-    return value
-
-
-def _protocol(value: Any, field: str, line: int, report: _Collector) -> Protocol | None:
-    try:
-        return Protocol.parse(value if value is not None else "TCP")
-    except ValueError as exc:
-        report(field, str(exc), line)
-        return None
-
-
-def _model_has_port(model: Model, port: int | str, protocol: Protocol) -> bool:
-    return any(p.resolve_port(port, protocol) is not None and
-               p.serves(p.resolve_port(port, protocol), protocol) for p in model.user_pods)
-
-
-def _matrices(raw: LineDict, where: str, model: Model,
-              report: _Collector) -> list[MatrixExpectation]:
-    data = raw.get("expect")
-    if data is None:
-        return []
-    if not isinstance(data, list):
-        report(f"{where}.expect", "must be a list of {port, protocol, matrix}",
-               raw.key_line("expect"))
-        return []
-    out, seen = [], set()
-    keys = model.pod_keys
-    for j, item in enumerate(data):
-        w, ln = f"{where}.expect[{j}]", data.item_line(j)
-        if not isinstance(item, dict):
-            report(w, "must be a mapping {port, protocol, matrix}", ln)
-            continue
-        check_keys(item, ("port", "protocol", "matrix"), w, report)
-        port = _port_value(item.get("port"), f"{w}.port", item.key_line("port"), report)
-        proto = _protocol(item.get("protocol"), f"{w}.protocol", item.key_line("protocol"),
-                          report)
-        text = item.get("matrix")
-        if not isinstance(text, str):
-            report(f"{w}.matrix", "required: the truth table as a block (matrix: |)", ln)
-            continue
-        if port is None or proto is None:
-            continue
-        if (port, proto) in seen:
-            report(w, f"a second table for {port}/{proto.value} in this step", ln)
-            continue
-        seen.add((port, proto))
-        if not _model_has_port(model, port, proto):
-            report(f"{w}.port", f"no pod of the model serves {proto.value} {port}", 
-                   item.key_line("port"))
-            continue
-        first = item.value_line("matrix")
-        try:
-            table = TruthTable.parse(text, keys, keys, line_offset=first - 1)
-        except ValueError as exc:
-            msg = str(exc)
-            m = re.match(r"lines? (\d+)", msg)
-            bad = re.search(r"unknown row label '(.)';", msg)
-            if bad:  # a one-character "label" is a mistyped symbol in an unlabelled row
-                msg = re.sub(r"unknown row label .*", f"bad symbol {bad.group(1)!r}; use '.' "
-                             f"(connects), 'X' (blocked) or '-' (not asserted)", msg)
-            report(f"{w}.matrix", re.sub(r"^lines? [\d-]+: ", "", msg),
-                   int(m.group(1)) if m else first)
-            continue
-        out.append(MatrixExpectation(port, proto, table, f"{w}.matrix", first,
-                                     _row_lines(text, keys, first)))
-    return out
-
-
-def _row_lines(text: str, rows: tuple[str, ...], first: int) -> tuple[tuple[str, int], ...]:
-    """The file line of each row of a matrix that TruthTable.parse accepted."""
-    out, next_row, done = [], 0, set()
-    for i, raw in enumerate(text.splitlines()):
-        tokens = raw.split()
-        if not tokens or tokens[0].startswith("#") or tuple(tokens) == rows:
-            continue
-        label = tokens[0] if tokens[0] in rows else None
-        if label is None:
-            while next_row < len(rows) and rows[next_row] in done:
-                next_row += 1
-            if next_row >= len(rows):
-                break
-            label = rows[next_row]
-        done.add(label)
-        out.append((label, first + i))
-    return tuple(out)
-
-
-def _endpoint_problem(value: Any, model: Model, role: str) -> str | None:
-    """Why `value` is not a valid probe source/target, or None."""
-    if not isinstance(value, str) or not value:
-        return "required"
-    if value.startswith("ext:"):
-        names = [e.name for e in model.externals]
-        return None if value[4:] in names else (
-            f"unknown external host {value[4:]!r}" + (did_you_mean(value[4:], names) if names
-                                                       else " (the model declares none)"))
-    if value.startswith("svc:"):
-        if role == "from":
-            return "a Service cannot open a connection; use a pod or ext:<host>"
-        names = [s.key for s in model.services]
-        return None if value[4:] in names else (
-            f"unknown Service {value[4:]!r}{did_you_mean(value[4:], names)}")
-    if "/" in value:
-        keys = [p.key for p in model.user_pods]
-        return None if value in keys else f"unknown pod {value!r}{did_you_mean(value, keys)}"
-    if role == "from":
-        return f"{value!r} is not a pod (ns/name) or an external host (ext:name)"
-    if not _DNS_NAME_RE.match(value):
-        return f"{value!r} is not a pod, svc:ns/name, ext:name or DNS name"
-    return None
-
-
-def _probes(raw: LineDict, where: str, model: Model,
-            report: _Collector) -> list[ProbeExpectation]:
-    data = raw.get("probes")
-    if data is None:
-        return []
-    if not isinstance(data, list):
-        report(f"{where}.probes", "must be a list of probes", raw.key_line("probes"))
-        return []
-    out = []
-    for j, item in enumerate(data):
-        w, ln = f"{where}.probes[{j}]", data.item_line(j)
-        if not isinstance(item, dict):
-            report(w, "a probe is {from, to, port, protocol, expect} or {from, dns, expect}", ln)
-            continue
-        dns = "dns" in item
-        check_keys(item, ("from", "dns", "expect") if dns else
-                   ("from", "to", "port", "protocol", "expect"), w, report)
-        bad = False
-        for role in ("from",) if dns else ("from", "to"):
-            why = _endpoint_problem(item.get(role), model, role)
-            if why:
-                report(f"{w}.{role}", why, item.key_line(role))
-                bad = True
-        words = _DNS_WORDS if dns else _PROBE_WORDS
-        expect = words.get(item.get("expect"))
-        if expect is None:
-            report(f"{w}.expect", f"must be {' or '.join(words)}, got {item.get('expect')!r}",
-                   item.key_line("expect"))
-            bad = True
-        if dns:
-            name = item.get("dns")
-            if not isinstance(name, str) or not _DNS_NAME_RE.match(name):
-                report(f"{w}.dns", f"{name!r} is not a DNS name", item.key_line("dns"))
-                bad = True
-            if not bad:
-                out.append(ProbeExpectation(item["from"], f"svc:{SYSTEM_NAMESPACE}/{DNS_SERVICE}",
-                                            53, Protocol.UDP, expect, w, ln, name))
-            continue
-        port = _port_value(item.get("port"), f"{w}.port", item.key_line("port"), report)
-        proto = _protocol(item.get("protocol"), f"{w}.protocol", item.key_line("protocol"),
-                          report)
-        if bad or port is None or proto is None:
-            continue
-        out.append(ProbeExpectation(item["from"], item["to"], port, proto, expect, w, ln))
     return out
 
 
