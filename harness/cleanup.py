@@ -126,3 +126,9 @@ def remove_leftovers(dry_run: bool = False) -> tuple[list[Leftover], list[str]]:
         if err:
             errors.append(f"{item}: {err}")
     return found, errors
+
+
+# The kind backend's cleaner: kind clusters named netpol-proof-* that no live run uses.
+from harness.backends.kind_cleanup import cleaner as _kind_cleaner  # noqa: E402
+
+register(_kind_cleaner())

@@ -189,3 +189,22 @@ def resolve(name: str, cache_dir: Path = DEFAULT_CACHE, status: Callable[[str], 
                f"{pin.min_version}..{pin.max_version or 'any'}; using the pinned {pin.version}")
     path = download_verified(pin, Path(cache_dir))
     return str(path)
+
+
+def fetch_verified(url: str, sha256: str, dest: Path, timeout: float = 120.0) -> Path:
+    """Download `url` to `dest` unless a copy with the pinned SHA-256 is already there; a
+    mismatch is a ChecksumError naming the URL and both hashes."""
+    dest = Path(dest)
+    if dest.exists() and sha256_of(dest.read_bytes()) == sha256:
+        return dest
+    data = _fetch(url, dest.name, timeout)
+    got = sha256_of(data)
+    if got != sha256:
+        raise ChecksumError(f"verifying {url}", f"SHA-256 {got} does not match the pinned "
+                                                f"{sha256}; not applying it")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, dest)
+    return dest

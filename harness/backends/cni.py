@@ -116,7 +116,7 @@ SPECS: dict[str, CniSpec] = {
     "calico": CniSpec(
         "calico", True, (Workload("Deployment", "tigera-operator", "tigera-operator"),
                          Workload("DaemonSet", "calico-system", "calico-node")),
-        tigera_status=("calico",),
+        tigera_status=("calico", "apiserver"),
         caps=Capabilities(
             _L34 | {"sctp", "calico-policy", "cluster-scoped-policy"}, "drop", True,
             {"sctp": _SCTP_RUNTIME, "external-hosts": _ON_KIND["external-hosts"],

@@ -32,7 +32,8 @@ from harness.backends.local import netns as nsx
 from harness.backends.local import nft, profiles, tools
 from harness.capabilities import Capabilities
 from harness.errors import BackendError
-from harness.model import Addresses, ContainerPort, Model, Protocol, plan_addresses
+from harness.model import (CLUSTER_DOMAIN, KUBERNETES_SERVICE_IP, Addresses, ContainerPort, Model,
+                           Protocol, plan_addresses)
 from harness.policy import is_network_policy, parse_policy, policy_key
 from harness.shell import ExecResult, run, spawn
 
@@ -146,9 +147,7 @@ class LocalBackend:
         self.model, self.addresses = model, addresses
         try:
             self._create_endpoints(model, addresses)
-            nft.load(self.node, nft.replace_table("ip", nft.table_name(self.run_id, "svc"),
-                                                  nft.service_rules(model, addresses, self.gateway)),
-                     doing="loading the Service translation table into the node")
+            self._load_services()
             self._sync_policies()
             self._start_servers(model)
             self._wait_ready()
@@ -192,8 +191,7 @@ class LocalBackend:
     def _start_servers(self, model: Model) -> None:
         os.makedirs(os.path.join(self.workdir, "ready"), exist_ok=True)
         records = {s.dns_name: self.addresses.service_ips[s.key] for s in model.services}
-        records[f"kubernetes.default.svc.{model.services[0].dns_name.split('.svc.')[1]}"
-                if model.services else "kubernetes.default.svc.cluster.local"] = "10.96.0.1"
+        records[f"kubernetes.default.svc.{CLUSTER_DOMAIN}"] = KUBERNETES_SERVICE_IP
         rec_path = os.path.join(self.workdir, "dns-records.json")
         with open(rec_path, "w") as fh:
             json.dump(records, fh)
@@ -273,11 +271,18 @@ class LocalBackend:
         if errors:
             raise BackendError(f"removing the topology of local run {self.run_id}", "; ".join(errors))
 
+    def _load_services(self) -> None:
+        body = nft.service_rules(self.model, self.addresses, self.gateway)
+        nft.load(self.node, nft.replace_table("ip", nft.table_name(self.run_id, "svc"), body),
+                 doing="loading the Service translation table into the node")
+
     # -- labels and policies --------------------------------------------------------------------
     def set_labels(self, namespace_labels, pod_labels) -> None:
         if self.model is None:
             raise BackendError("changing labels", "nothing is deployed: call deploy(model) first")
         self.model = self.model.with_labels(namespace_labels, pod_labels)
+        if pod_labels:   # Service endpoints follow pod labels, as kube-proxy's do
+            self._load_services()
         self._sync_policies()
 
     def apply_policy(self, manifest: Mapping) -> None:
@@ -316,8 +321,7 @@ class LocalBackend:
 
     # -- exec -----------------------------------------------------------------------------------
     def exec(self, endpoint: str, argv: Sequence[str], timeout: float) -> ExecResult:
-        ns = self._netns.get(endpoint if not endpoint.startswith("ext:") or endpoint in self._netns
-                             else endpoint)
+        ns = self._netns.get(endpoint)
         if ns is None:
             raise BackendError(f"running {argv[0] if argv else '?'} in {endpoint}",
                                f"unknown endpoint {endpoint!r}: expected a deployed pod key "

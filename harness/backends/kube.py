@@ -1,0 +1,341 @@
+"""Kubernetes API work shared by the kind and kubeconfig backends: the API client bound to one
+private kubeconfig file and context (KubeApi, the real KubeOps), and KubeTopology, which deploys
+a model, changes labels, applies policies and execs probes for either backend.
+
+Why shared: a kind cluster and an existing cluster differ only in how the cluster comes to
+exist and what may be touched; everything after that is the same API calls (examples §4). The
+client is built from the harness's own kubeconfig file and an explicit context, never from
+~/.kube/config or the current context (notes §8 rule 2).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable, Mapping, Sequence
+
+from harness import naming
+from harness.backends import kube_manifests as km
+from harness.backends.kube_exec import stream_exec
+from harness.backends.kube_waits import wait_pods_ready
+from harness.errors import BackendError, ExecError
+from harness.model import DNS_SERVICE, POD_CIDR, SYSTEM_NAMESPACE, Addresses, Model
+from harness.shell import ExecResult
+from harness.waits import wait_for
+
+Obj = dict[str, Any]
+
+
+def status_line(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+class KubeApi:
+    """The kubernetes client for one kubeconfig file + context; reads return API dicts."""
+
+    def __init__(self, kubeconfig: str, context: str):
+        from kubernetes import client, config
+
+        self.kubeconfig, self.context = kubeconfig, context
+        self.client = client
+        self.api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
+        self.core = client.CoreV1Api(self.api_client)
+        self.apps = client.AppsV1Api(self.api_client)
+        self.net = client.NetworkingV1Api(self.api_client)
+        self.custom = client.CustomObjectsApi(self.api_client)
+
+    @property
+    def server(self) -> str:
+        return self.api_client.configuration.host
+
+    def _dict(self, obj: Any) -> Obj:
+        return self.api_client.sanitize_for_serialization(obj)
+
+    def _absent_is_none(self, call: Callable[[], Any]) -> Obj | None:
+        try:
+            out = call()
+        except self.client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return out if isinstance(out, dict) else self._dict(out)
+
+    # -- KubeOps ----------------------------------------------------------------------------
+    def get_workload(self, kind: str, namespace: str, name: str) -> Obj | None:
+        read = (self.apps.read_namespaced_daemon_set if kind == "DaemonSet"
+                else self.apps.read_namespaced_deployment)
+        return self._absent_is_none(lambda: read(name, namespace))
+
+    def get_custom_object(self, group, version, plural, name, namespace=None) -> Obj | None:
+        if namespace:
+            return self._absent_is_none(lambda: self.custom.get_namespaced_custom_object(
+                group, version, namespace, plural, name))
+        return self._absent_is_none(lambda: self.custom.get_cluster_custom_object(
+            group, version, plural, name))
+
+    def list_nodes(self) -> list[Obj]:
+        return self._dict(self.core.list_node()).get("items", [])
+
+    def list_pods(self, namespace: str, label_selector: str = "") -> list[Obj]:
+        return self._dict(self.core.list_namespaced_pod(
+            namespace, label_selector=label_selector)).get("items", [])
+
+
+def _api_error(exc: Exception) -> str:
+    reason = getattr(exc, "reason", "") or ""
+    body = getattr(exc, "body", "") or ""
+    return f"{getattr(exc, 'status', '')} {reason}: {str(body)[:300]}".strip()
+
+
+class KubeTopology:
+    """One run's objects on a cluster: namespaces, pods, Services, policies — all labelled with
+    the run id, created only in the run's namespaces, deleted only by that label."""
+
+    def __init__(self, api: KubeApi, run_id: str, allow_cluster_scoped: bool = True,
+                 ready_timeout: float = 300.0, status: Callable[[str], None] = status_line,
+                 image: str = km.AGNHOST_IMAGE):
+        self.api, self.run_id, self.image = api, run_id, image
+        self.allow_cluster_scoped = allow_cluster_scoped
+        self.ready_timeout = ready_timeout
+        self.status = status
+        self.names: km.NameMap | None = None
+        self.model: Model | None = None
+        self._cluster_policies: dict[tuple[str, str, str, str], str] = {}  # resource -> name
+        self._api_versions: dict[tuple[str, str, str], str] = {}  # (ns, name, kind) -> apiVersion
+
+    @property
+    def selector(self) -> str:
+        return f"{naming.RUN_LABEL}={self.run_id}"
+
+    # -- topology -----------------------------------------------------------------------------
+    def deploy(self, model: Model) -> Addresses:
+        if model.externals:
+            raise BackendError("deploying external hosts",
+                               "this backend has no external hosts (capability external-hosts "
+                               "is missing); the scenario should have been skipped")
+        self.model = model
+        self.names = km.NameMap(self.run_id, [n.name for n in model.namespaces])
+        objs = km.topology(model, self.names, self.image)
+        self.status(f"  creating {len(objs)} objects (namespaces {', '.join(sorted(set(self.names.to_real.values()) - {SYSTEM_NAMESPACE}))})")
+        for obj in objs:
+            self._create(obj)
+        for ns in model.namespaces:
+            if ns.system:
+                continue
+            count = sum(1 for p in model.user_pods if p.namespace == ns.name)
+            if count:
+                wait_pods_ready(self.api, self.names.real(ns.name), self.selector,
+                                self.ready_timeout, f"probe pods of {self.names.real(ns.name)} "
+                                f"Ready and serving", expect=count)
+        return self.addresses()
+
+    def _create(self, obj: Obj) -> None:
+        kind, meta = obj["kind"], obj["metadata"]
+        core = self.api.core
+        try:
+            if kind == "Namespace":
+                existing = self.api._absent_is_none(lambda: core.read_namespace(meta["name"]))
+                if existing is not None:
+                    labels = (existing.get("metadata") or {}).get("labels") or {}
+                    if labels.get(naming.RUN_LABEL) != self.run_id:
+                        raise BackendError(f"creating namespace {meta['name']}",
+                                           "it exists and does not carry this run's label "
+                                           f"{self.selector}; refusing to touch it")
+                    return
+                core.create_namespace(obj)
+            elif kind == "Pod":
+                core.create_namespaced_pod(meta["namespace"], obj)
+            elif kind == "Service":
+                core.create_namespaced_service(meta["namespace"], obj)
+        except self.api.client.ApiException as exc:
+            raise BackendError(f"creating {kind} {meta.get('namespace', '')}/{meta['name']}",
+                               _api_error(exc)) from None
+
+    def addresses(self) -> Addresses:
+        assert self.model is not None and self.names is not None
+        pod_ips, svc_ips = {}, {}
+        for ns in {p.namespace for p in self.model.user_pods}:
+            for p in self.api.list_pods(self.names.real(ns), self.selector):
+                name = p["metadata"]["name"]
+                pod_ips[f"{ns}/{name}"] = (p.get("status") or {}).get("podIP")
+        dns = self.api.list_pods(SYSTEM_NAMESPACE, "k8s-app=kube-dns")
+        if dns:
+            pod_ips[f"{SYSTEM_NAMESPACE}/coredns"] = (dns[0].get("status") or {}).get("podIP")
+        for s in self.model.services:
+            real = SYSTEM_NAMESPACE if s.system else self.names.real(s.namespace)
+            svc = self.api._dict(self.api.core.read_namespaced_service(s.name, real))
+            svc_ips[s.key] = svc["spec"]["clusterIP"]
+        missing = [k for k in (p.key for p in self.model.user_pods) if not pod_ips.get(k)]
+        if missing:
+            raise BackendError("reading pod addresses", f"no podIP for {', '.join(missing)}")
+        nodes = [a["address"] for n in self.api.list_nodes()
+                 for a in (n.get("status") or {}).get("addresses") or []
+                 if a.get("type") == "InternalIP"]
+        return Addresses(pod_ips, svc_ips, {}, POD_CIDR,
+                         svc_ips.get(f"{SYSTEM_NAMESPACE}/{DNS_SERVICE}", ""), tuple(nodes))
+
+    def undeploy(self, timeout: float = 180.0) -> None:
+        """Delete this run's cluster-scoped policies and namespaces (by label), and wait until
+        the namespaces are gone so the next scenario can reuse their names."""
+        errors = []
+        for (group, version, plural, name) in list(self._cluster_policies):
+            try:
+                self.api.custom.delete_cluster_custom_object(group, version, plural, name)
+            except self.api.client.ApiException as exc:
+                if exc.status != 404:
+                    errors.append(f"{plural}/{name}: {_api_error(exc)}")
+            self._cluster_policies.pop((group, version, plural, name), None)
+        ours = self.own_namespaces()
+        for ns in ours:
+            try:
+                self.api.core.delete_namespace(ns)
+            except self.api.client.ApiException as exc:
+                if exc.status != 404:
+                    errors.append(f"namespace {ns}: {_api_error(exc)}")
+        if ours:
+            wait_for(self.own_namespaces, lambda left: not left, timeout,
+                     f"deletion of namespaces {', '.join(ours)}", 1.0,
+                     describe=lambda left: f"still present: {', '.join(left)}")
+        self.model = None
+        if errors:
+            raise BackendError("removing this run's objects", "; ".join(errors))
+
+    def own_namespaces(self) -> list[str]:
+        """Namespaces carrying both ownership labels with this run id — the only ones deleted."""
+        sel = f"{naming.MANAGED_BY_LABEL}={naming.PROJECT},{self.selector}"
+        items = self.api._dict(self.api.core.list_namespace(label_selector=sel)).get("items", [])
+        return sorted(i["metadata"]["name"] for i in items)
+
+    def set_labels(self, namespace_labels: Mapping, pod_labels: Mapping) -> None:
+        assert self.names is not None
+        for ns, change in namespace_labels.items():
+            self.api.core.patch_namespace(self.names.real(ns), {"metadata": {"labels": dict(change)}})
+        for key, change in pod_labels.items():
+            ns, name = key.split("/", 1)
+            self.api.core.patch_namespaced_pod(name, self.names.real(ns),
+                                               {"metadata": {"labels": dict(change)}})
+        if self.model is not None:
+            self.model = self.model.with_labels(namespace_labels, pod_labels)
+
+    # -- policies -------------------------------------------------------------------------------
+    def apply_policy(self, manifest: Mapping) -> None:
+        assert self.names is not None, "deploy() first"
+        group, version, plural, namespaced = km.policy_resource(manifest)
+        name = manifest["metadata"]["name"]
+        if not namespaced and not self.allow_cluster_scoped:
+            raise BackendError(f"applying {manifest.get('kind')} {name}",
+                               "cluster-scoped policies are refused on an existing cluster; "
+                               "pass --allow-cluster-scoped to allow them")
+        body = km.rewrite_policy(manifest, self.names)
+        ns = body["metadata"].get("namespace")
+        self._api_versions[(manifest["metadata"].get("namespace") or "", name,
+                            str(manifest.get("kind")))] = str(manifest.get("apiVersion"))
+        try:
+            if group == "networking.k8s.io":
+                try:
+                    self.api.net.create_namespaced_network_policy(ns, body)
+                except self.api.client.ApiException as exc:
+                    if exc.status != 409:
+                        raise
+                    self.api.net.replace_namespaced_network_policy(name, ns, body)
+            elif namespaced:
+                self._create_or_replace(body, group, version, plural, name, ns)
+            else:
+                self._create_or_replace(body, group, version, plural, name, None)
+                self._cluster_policies[(group, version, plural, name)] = name
+        except self.api.client.ApiException as exc:
+            raise BackendError(f"applying {manifest.get('kind')} {ns or ''}/{name}",
+                               _api_error(exc)) from None
+
+    def _create_or_replace(self, body, group, version, plural, name, ns) -> None:
+        c = self.api.custom
+        try:
+            if ns:
+                c.create_namespaced_custom_object(group, version, ns, plural, body)
+            else:
+                c.create_cluster_custom_object(group, version, plural, body)
+        except self.api.client.ApiException as exc:
+            if exc.status != 409:
+                raise
+            cur = self.api.get_custom_object(group, version, plural, name, ns) or {}
+            body["metadata"]["resourceVersion"] = cur.get("metadata", {}).get("resourceVersion")
+            if ns:
+                c.replace_namespaced_custom_object(group, version, ns, plural, name, body)
+            else:
+                c.replace_cluster_custom_object(group, version, plural, name, body)
+
+    def delete_policy(self, namespace: str, name: str, kind: str = "NetworkPolicy") -> None:
+        """Delete a policy this run applied; its API group is the one it was applied with (a
+        Calico NetworkPolicy and a Kubernetes one share the kind name)."""
+        assert self.names is not None
+        api_version = self._api_versions.get((namespace or "", name, kind), "networking.k8s.io/v1")
+        group, version, plural, namespaced = km.policy_resource(
+            {"apiVersion": api_version, "kind": kind})
+        try:
+            if group == "networking.k8s.io":
+                self.api.net.delete_namespaced_network_policy(name, self.names.real(namespace))
+            elif namespaced:
+                self.api.custom.delete_namespaced_custom_object(
+                    group, version, self.names.real(namespace), plural, name)
+            else:
+                self.api.custom.delete_cluster_custom_object(group, version, plural, name)
+                self._cluster_policies.pop((group, version, plural, name), None)
+        except self.api.client.ApiException as exc:
+            raise BackendError(f"deleting {kind} {namespace}/{name}", _api_error(exc)) from None
+
+    def policy_count(self) -> int:
+        items = self.api._dict(self.api.net.list_network_policy_for_all_namespaces(
+            label_selector=self.selector)).get("items", [])
+        return len(items) + len(self._cluster_policies)
+
+    # -- exec -----------------------------------------------------------------------------------
+    def exec(self, endpoint: str, argv: Sequence[str], timeout: float) -> ExecResult:
+        if endpoint.startswith("ext:"):
+            raise ExecError(list(argv), "this backend has no external hosts", target=endpoint)
+        if self.names is None:
+            raise ExecError(list(argv), "no topology deployed", target=endpoint)
+        ns, name = endpoint.split("/", 1)
+        if ns == SYSTEM_NAMESPACE:
+            pods = self.api.list_pods(SYSTEM_NAMESPACE, "k8s-app=kube-dns")
+            if not pods:
+                raise ExecError(list(argv), "no CoreDNS pod found", target=endpoint)
+            return stream_exec(self.api.core, SYSTEM_NAMESPACE, pods[0]["metadata"]["name"],
+                               "coredns", argv, timeout, target=endpoint)
+        return stream_exec(self.api.core, self.names.real(ns), name, km.CLIENT_CONTAINER, argv,
+                           timeout, target=endpoint)
+
+
+class KubeBackendBase:
+    """The Backend methods both kube backends share: each delegates to the run's KubeTopology,
+    which `up()` of the concrete backend creates."""
+
+    toolkit = "agnhost"     # probes.argv_for: kind/kubeconfig pods run agnhost, curl, nslookup
+    topology: KubeTopology | None = None
+
+    def _topo(self) -> KubeTopology:
+        if self.topology is None:
+            raise BackendError(f"using the {getattr(self, 'name', 'kube')} backend",
+                               "up() has not run (or failed); no cluster is attached")
+        return self.topology
+
+    def deploy(self, model: Model) -> Addresses:
+        return self._topo().deploy(model)
+
+    def undeploy(self) -> None:
+        if self.topology is not None and self.topology.names is not None:
+            self.topology.undeploy()
+            self.topology.names = None
+
+    def set_labels(self, namespace_labels, pod_labels) -> None:
+        self._topo().set_labels(namespace_labels, pod_labels)
+
+    def apply_policy(self, manifest: Mapping) -> None:
+        self._topo().apply_policy(manifest)
+
+    def delete_policy(self, namespace: str, name: str, kind: str = "NetworkPolicy") -> None:
+        self._topo().delete_policy(namespace, name, kind)
+
+    def policy_count(self) -> int:
+        return self._topo().policy_count()
+
+    def exec(self, endpoint: str, argv: Sequence[str], timeout: float) -> ExecResult:
+        return self._topo().exec(endpoint, argv, timeout)
