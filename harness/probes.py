@@ -255,6 +255,9 @@ def _classify_curl(rc: int, out: str, detail: str, el: float) -> ProbeOutcome:
             return ProbeOutcome(Outcome.TOOL_ERROR, None, "curl exit 0 without an HTTP response", el)
         return ProbeOutcome(Outcome.CONNECTED, body.strip() or None, f"HTTP {code}", el)
     if rc == 28:
+        # the name of the target could not be resolved in time: DNS was blocked, not the target
+        if "resolving timed out" in detail.lower():
+            return ProbeOutcome(Outcome.DNS_TIMEOUT, None, detail, el)
         return ProbeOutcome(Outcome.TIMEOUT, None, detail, el)
     if rc == 7:
         return ProbeOutcome(Outcome.REFUSED, None, detail, el)

@@ -264,3 +264,21 @@ def test_open_profile_stores_but_never_enforces():
                               dns("x/a", "web")], addresses, T)
         assert [o.outcome for o in got.values()] == [Outcome.CONNECTED, Outcome.CONNECTED,
                                                      Outcome.DNS_RESOLVED]
+
+
+def test_service_endpoints_follow_pod_labels(clean):
+    b, addresses = clean
+    spec = ProbeSpec("y/a", "svc:x/web", 8080, TCP)
+    b.set_labels({}, {"x/a": {"app": None}, "x/b": {"app": None}, "x/c": {"app": "web"}})
+    try:
+        assert {one(b, addresses, spec).answered_by for _ in range(4)} == {"x/c"}
+    finally:
+        b.set_labels({}, {"x/a": {"app": "web"}, "x/b": {"app": "web"}, "x/c": {"app": None}})
+    assert "x/c" not in {one(b, addresses, spec).answered_by for _ in range(6)}
+
+
+def test_curl_by_name_with_dns_denied_is_a_dns_timeout(clean):
+    b, addresses = clean
+    b.apply_policy(DENY_EGRESS_X)
+    got = one(b, addresses, ProbeSpec("x/c", "only-a", 9090, TCP))
+    assert got.outcome == Outcome.DNS_TIMEOUT, got.detail

@@ -76,6 +76,12 @@ def cases() -> dict[str, list[str]]:
     }
 
 
+#: cases run last, after DNS to the resolv.conf server (127.0.0.2) is dropped too
+AFTER_DNS_DROP = {
+    "curl-name-dns-timeout": argv_for(TCP, "web.x.svc.cluster.local", T),
+}
+
+
 def _serve_inside() -> None:
     """Loopback servers inside the throwaway namespace."""
     import dns.flags
@@ -154,7 +160,11 @@ def capture_inside(out_dir: str) -> dict[str, dict]:
     import time
     time.sleep(0.2)
     results = {}
-    for name, argv in cases().items():
+    todo = list(cases().items()) + list(AFTER_DNS_DROP.items())
+    for name, argv in todo:
+        if name == next(iter(AFTER_DNS_DROP)):
+            run(["nft", "add", "rule", "ip", "cap", "input", "ip", "daddr", "127.0.0.2", "drop"],
+                check=True, doing="dropping DNS to 127.0.0.2")
         r = run(argv, timeout=T * 2 + 5)
         results[name] = {"argv": list(r.argv), "returncode": r.returncode, "stdout": r.stdout,
                          "stderr": r.stderr, "elapsed": round(r.elapsed, 3)}
