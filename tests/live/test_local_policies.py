@@ -130,3 +130,22 @@ def test_external_hosts_have_no_way_out(shop):
     links = [ln.split(":")[1].strip().split("@")[0]
              for ln in run(["ip", "-n", b.node, "-o", "link"], check=True).stdout.splitlines()]
     assert sorted(links) == ["lo", "vp0", "vp1", "vp2", "vp3", "vx0", "vx1"]
+
+
+def test_ipblock_except_and_ingress_from_external_hosts():
+    """Beyond the article: `except` carves a hole in a cidr; externals initiate to pods."""
+    with LocalBackend("enforcing", probe_timeout=T) as b:
+        addresses = b.deploy(shop_model())
+        b.apply_policy(policy("egress-except", {
+            "podSelector": {"matchLabels": {"app": "backend"}}, "policyTypes": ["Egress"],
+            "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/24"]}}]}]}))
+        b.apply_policy(policy("ingress-from-testnet", {
+            "podSelector": {"matchLabels": {"app": "frontend"}},
+            "ingress": [{"from": [{"ipBlock": {"cidr": "192.0.2.0/24"}}]}]}))
+        expected = {p("backend", "ext:inside"): TO, p("backend", "ext:outside"): C,
+                    p("backend", "other"): C,                 # pod IPs are inside 0.0.0.0/0
+                    ProbeSpec("ext:outside", "shop/frontend", 80, TCP): C,
+                    ProbeSpec("ext:inside", "shop/frontend", 80, TCP): TO,
+                    ProbeSpec("ext:inside", "shop/other", 81, UDP): C}
+        got = probe_round(b, list(expected), addresses, T)
+        assert {s.label: o.outcome for s, o in got.items()} == {s.label: o for s, o in expected.items()}
