@@ -157,3 +157,15 @@ def test_cleanup_removes_a_crashed_run_and_leaves_a_live_one(tmp_path):
             assert other in os.listdir("/run/netns")
     finally:
         run(["ip", "netns", "del", other])
+
+
+def test_a_live_runs_id_cannot_be_reused(tmp_path):
+    run_id, proc, _ = start_child(tmp_path)
+    try:
+        with pytest.raises(BackendError, match=f"in use by live process {proc.pid}"):
+            LocalBackend("open", run_id=run_id).up()
+        assert len(run_objects(run_id)["netns"]) == 4     # the live run was not touched
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert run_objects(run_id) == {"netns": [], "etc": [], "procs": [], "state": []}

@@ -64,7 +64,8 @@ class LocalBackend:
         self.prefix = naming.local_prefix(self.run_id)
         self.node = f"{self.prefix}node"
         self.probe_timeout = probe_timeout
-        self.workdir = workdir or os.path.join(STATE_DIR, self.run_id)
+        # always a directory of our own, removed whole at down()
+        self.workdir = os.path.join(workdir or STATE_DIR, self.run_id)
         self.model: Model | None = None
         self.addresses: Addresses | None = None
         self._netns: dict[str, str] = {}      # endpoint key -> netns
@@ -112,6 +113,15 @@ class LocalBackend:
 
     def _write_state(self) -> None:
         os.makedirs(STATE_DIR, exist_ok=True)
+        try:
+            with open(state_path(self.run_id)) as fh:
+                owner = int(json.load(fh).get("pid", 0))
+        except (OSError, ValueError, TypeError, AttributeError):
+            owner = 0
+        if owner and owner != os.getpid() and naming.pid_alive(owner):
+            raise BackendError(f"starting local run {self.run_id}",
+                               f"run id {self.run_id} is in use by live process {owner} "
+                               f"({state_path(self.run_id)}); choose another run id")
         with open(state_path(self.run_id), "w") as fh:
             json.dump({"run_id": self.run_id, "pid": os.getpid(), "profile": self.profile,
                        "workdir": self.workdir, "created": time.time()}, fh)
