@@ -52,6 +52,7 @@ class NetpolSession:
         self.results: list[ScenarioResult] = []
         self.bannered: set[str] = set()
         self.remote_canaries: dict[str, dict] = {}
+        self.written: list[str] = []
 
     # -- progress ------------------------------------------------------------------------------
     def say(self, text: str) -> None:
@@ -248,38 +249,3 @@ def is_collectable(file_path: Path, config, scenario_dirs: list[str]) -> bool:
         return scn.is_scenario_file(file_path)
     except OSError:
         return False
-
-
-def write_reports(session: NetpolSession, meta: dict) -> list[str]:
-    """JSON, HTML and the GitHub step summary, as configured; returns the paths written."""
-    s, written = session.settings, []
-    results = session.results
-    if s.json_path:
-        from harness.reports import json_report
-        json_report.write(results, s.json_path, meta)
-        written.append(s.json_path)
-    if s.html_path:
-        from harness.reports import html_report
-        html_report.write(results, s.html_path, meta)
-        written.append(s.html_path)
-    if os.environ.get("GITHUB_STEP_SUMMARY"):
-        from harness.reports import github
-        if github.write_step_summary(results, meta):
-            written.append(os.environ["GITHUB_STEP_SUMMARY"])
-    return written
-
-
-def run_meta(session: NetpolSession, started: str) -> dict:
-    """What makes a run reproducible, for the report files."""
-    import platform
-    s = session.settings
-    try:
-        from importlib.metadata import version
-        ours = version("netpol-proof")
-    except Exception:  # noqa: BLE001 - not installed as a distribution
-        ours = "unknown"
-    return {"backend": s.backend, "cnis": list(s.cnis), "run_id": s.run_id,
-            "probe_timeout": s.probe_timeout, "converge_timeout": s.converge_timeout,
-            "started": started, "canary": session.canary_meta(),
-            "versions": {"netpol-proof": ours, "python": platform.python_version(),
-                         "pytest": pytest.__version__, "kernel": platform.release()}}

@@ -17,8 +17,9 @@ import os
 import pytest
 
 from harness.errors import HarnessError
-from harness.items import NetpolSession, ScenarioFile, is_collectable, run_meta, write_reports
+from harness.items import NetpolSession, ScenarioFile, is_collectable
 from harness.results import ScenarioResult
+from harness.runner import run_meta, write_reports
 from harness.settings import SOURCES, SettingsError, build
 
 SESSION_KEY = pytest.StashKey[NetpolSession]()
@@ -176,9 +177,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
         wo["netpol_canaries"] = json.dumps(ns.canary_meta())
         return
     if ns.results:
-        meta = run_meta(ns, session.config.stash[STARTED_KEY])
+        meta = run_meta(ns.settings, ns.canary_meta(), session.config.stash[STARTED_KEY])
+        meta["versions"]["pytest"] = pytest.__version__
         try:
-            ns.written = write_reports(ns, meta)  # type: ignore[attr-defined]
+            ns.written = write_reports(ns.results, ns.settings, meta)
         except (OSError, HarnessError) as exc:
             ns.say(f"netpol-proof: could not write reports: {exc}")
 
@@ -196,7 +198,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     from harness.reports import terminal
     terminalreporter.write_sep("=", "netpol-proof summary")
     terminalreporter.write_line(terminal.render_summary(ns.results))
-    for path in getattr(ns, "written", []):
+    for path in ns.written:
         terminalreporter.write_line(f"netpol-proof: wrote {path}")
     for cni, meta in ns.canary_meta().items():
         if meta.get("enforcing") is False:
