@@ -9,10 +9,15 @@ Layout (everything named with harness.naming.local_prefix, `np-<run>-`):
                   default route and no link to the root namespace: nothing leaves the cluster.
   np-<run>-p<N>   one per pod: eth0 = <pod ip>/32, default via the node gateway (10.244.1.1).
   np-<run>-e<N>   one per external host, wired the same way with its own (non-pod) address.
-Why routed rather than a bridge: with a bridge, filtering and DNAT of pod-to-pod traffic
-depend on br_netfilter's per-namespace sysctls and on hairpin settings; routed /32s send every
-packet through the node's forward hook with full conntrack, the shape Calico uses. (Chosen for
-robustness; the bridge variant was not measured.)
+Why routed rather than a bridge (measured on kernel 6.18 with CONFIG_BRIDGE_NETFILTER=y): a
+bridge in the node namespace does work — bridge-nf-call-iptables is 1 per namespace and an
+`ip` forward chain there sees bridged pod-to-pod packets with conntrack (`ct state new` drop,
+`established` accept both counted). We still route /32s, Calico-style, because (1) on stock
+Debian/Ubuntu kernels br_netfilter is a module that is not loaded until Docker or kubelet loads
+it, and loading it changes filtering for every bridge on the host; routing needs no module;
+(2) every packet — pod to pod, to a Service, to an external host — then takes one L3 path
+through the node's forward hook, where the pod's interface name identifies it exactly;
+(3) a pod reaching itself through its Service needs no bridge hairpin mode.
 Run state: /run/netpol-proof/<run>.json holds the owning pid, so `cleanup` can tell a crashed run
 from a live one.
 """
