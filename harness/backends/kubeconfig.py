@@ -161,7 +161,13 @@ class KubeconfigBackend(KubeBackendBase):
         with os.fdopen(fd, "w") as fh:
             yaml.safe_dump(config, fh, sort_keys=False)
         self.status(f"[kubeconfig] context {self.context} ({server_of(config)}) pinned in {path}")
-        api = KubeApi(path, self.context or "")
+        try:
+            api = KubeApi(path, self.context or "")
+        except Exception as exc:  # noqa: BLE001 - the client's ConfigException and file errors
+            shutil.rmtree(self.private_dir, ignore_errors=True)
+            self.private_dir = None
+            raise UsageError(f"--context {self.context}: the kubernetes client cannot use it: "
+                             f"{exc}") from None
         self.topology = KubeTopology(api, self.run_id, self.allow_cluster_scoped,
                                      self.ready_timeout, self.status)
 
