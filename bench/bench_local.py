@@ -25,11 +25,64 @@ def deny_all(ns: str) -> dict:
             "metadata": {"name": "deny-all", "namespace": ns}, "spec": {"podSelector": {}}}
 
 
+def bridge_conntrack_check() -> str:
+    """Does a bridge in a netns give nftables conntrack on bridged packets (br_netfilter)?
+
+    Why: the local backend routes /32s instead of bridging; this re-measures the fact its
+    docstring cites. Builds np-<run>-{n,a,b} (bridge in n), drops new TCP a->b:80 in n's
+    forward hook, and reports which probes connected and what the counters saw.
+    """
+    from harness import naming
+    from harness.shell import run, spawn
+
+    pre = naming.local_prefix(naming.new_run_id())
+    n, a, b = f"{pre}n", f"{pre}a", f"{pre}b"
+    procs = []
+    try:
+        for ns in (n, a, b):
+            run(["ip", "netns", "add", ns], check=True)
+        run(["ip", "-n", n, "-batch", "-"], check=True, input="link add br0 type bridge\n"
+            "link set br0 up\nlink set lo up\n")
+        for ns, ip in ((a, "10.9.0.2"), (b, "10.9.0.3")):
+            veth = f"v{ns[-1]}"
+            run(["ip", "-n", n, "link", "add", veth, "type", "veth", "peer", "name", "eth0",
+                 "netns", ns], check=True)
+            run(["ip", "-n", n, "link", "set", veth, "master", "br0", "up"], check=True)
+            run(["ip", "-n", ns, "-batch", "-"], check=True,
+                input=f"link set lo up\nlink set eth0 up\naddr add {ip}/24 dev eth0\n")
+            procs.append(spawn(["ip", "netns", "exec", ns, sys.executable, "-m",
+                                "harness.backends.local.podserver", "--name", ns, "--tcp", "80"]))
+        sysctl = run(["ip", "netns", "exec", n, "sysctl", "-n",
+                      "net.bridge.bridge-nf-call-iptables"]).stdout.strip() or "absent"
+        run(["ip", "netns", "exec", n, "nft", "-f", "-"], check=True, input=(
+            "table ip t { chain forward { type filter hook forward priority 0; policy accept;\n"
+            "ct state established,related counter accept\n"
+            "ip daddr 10.9.0.3 tcp dport 80 ct state new counter drop\n"
+            "ip daddr 10.9.0.2 tcp dport 80 ct state new counter accept\n}\n}\n"))
+        time.sleep(0.5)
+        probe = lambda ns, ip: run(["ip", "netns", "exec", ns, "curl", "-s", "-o", "/dev/null",
+                                    "--connect-timeout", "1", f"http://{ip}/"]).returncode
+        ab, ba = probe(a, "10.9.0.3"), probe(b, "10.9.0.2")
+        counters = run(["ip", "netns", "exec", n, "nft", "list", "table", "ip", "t"]).stdout
+        seen = [ln.split("counter")[1].split("bytes")[0].strip() for ln in counters.splitlines()
+                if "counter" in ln]
+        return (f"bridge-nf-call-iptables={sysctl}; a->b (dropped when new): curl exit {ab}; "
+                f"b->a (allowed): curl exit {ba}; counters est/drop/accept: {', '.join(seen)}")
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        for ns in (n, a, b):
+            run(["ip", "netns", "del", ns])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--timeout", type=float, default=1.0, help="probe timeout in seconds")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--concurrency", type=int, default=128)
+    p.add_argument("--bridge-check", action="store_true",
+                   help="also measure whether a bridge in a netns gets conntrack (br_netfilter)")
     a = p.parse_args(argv)
     install_sigterm_handler()
     model = Model.default()
@@ -73,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
           f"({min(singles):.2f}-{max(singles):.2f})")
     print(f"    last run: {blocked} blocked, {81 - blocked - errors} connected (self), {errors} tool errors")
     print(f"  probes per second:                        {med(rates):.0f}")
+    if a.bridge_check:
+        print(f"  bridge + br_netfilter in a netns:          {bridge_conntrack_check()}")
     print(f"  machine load average (1 min) at the end:  {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     return 0
 
