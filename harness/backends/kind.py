@@ -74,6 +74,9 @@ class KindBackend(KubeBackendBase):
         self.context = f"kind-{self.cluster}"
         self.tools: kc.Tools | None = None
         self.topology: KubeTopology | None = None
+        #: set once this backend created or attached to the cluster: only then may down()
+        #: delete it (a cluster refused as "already exists" is never touched)
+        self.attached = False
 
     def capabilities(self) -> Capabilities:
         return cnis.capabilities(self.profile)
@@ -144,6 +147,7 @@ class KindBackend(KubeBackendBase):
                 raise BackendError(f"creating kind cluster {self.cluster}",
                                    "it already exists; pass --reuse-cluster to use it, or delete "
                                    f"it: kind delete cluster --name {self.cluster}")
+            self.attached = True
             self._run(kc.kind_export_kubeconfig(self.tools, self.cluster),
                       f"writing {self.cluster}'s kubeconfig to the private file {self.kubeconfig}")
             os.chmod(self.kubeconfig, 0o600)
@@ -153,6 +157,7 @@ class KindBackend(KubeBackendBase):
             plugins = str(kc.prepare_cni_plugins(self.cache_dir / "cni-plugins"))
         cfg = self.home / "kind-config.yaml"
         cfg.write_text(kind_config.render_text(self.profile, plugins))
+        self.attached = True     # kind deletes a failed create itself; delete is idempotent
         self._run(kc.kind_create(self.tools, self.cluster, str(cfg)),
                   f"creating kind cluster {self.cluster} (pulls the pinned node image)")
         os.chmod(self.kubeconfig, 0o600)
@@ -199,7 +204,9 @@ class KindBackend(KubeBackendBase):
         except Exception as exc:  # noqa: BLE001 - the cluster may be gone already
             errors.append(str(exc))
         self.topology = None
-        if not self.home.exists():
+        if not self.attached or not self.home.exists():
+            if errors:
+                raise BackendError(f"tearing down kind cluster {self.cluster}", "; ".join(errors))
             return
         with FileLock(str(self.home / "create.lock")):
             others = self._users(add=False)
@@ -210,6 +217,7 @@ class KindBackend(KubeBackendBase):
                               f"deleting kind cluster {self.cluster}", 300)
                 except Exception as exc:  # noqa: BLE001
                     errors.append(str(exc))
+        self.attached = False
         if errors:
             raise BackendError(f"tearing down kind cluster {self.cluster}", "; ".join(errors))
 
