@@ -122,7 +122,8 @@ class Topology:
                                     getattr(self.backend, "toolkit", "debian"))
         serves = None
         if o.outcome.delivered is not True and loop is not None:
-            ctl = loopback_probe(self.backend, *loop, self.settings.probe_timeout)
+            ep, port, proto, dns = loop
+            ctl = loopback_probe(self.backend, ep, port, proto, self.settings.probe_timeout, dns)
             serves = ctl.outcome.delivered is True
         return Probe(o.outcome, o.detail, o.answered_by, serves)
 
