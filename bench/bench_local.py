@@ -33,9 +33,12 @@ def bridge_conntrack_check() -> str:
     forward hook, and reports which probes connected and what the counters saw.
     """
     from harness import naming
+    from harness.backends.local.backend import claim_run, release_run
     from harness.shell import run, spawn
 
-    pre = naming.local_prefix(naming.new_run_id())
+    run_id = naming.new_run_id()
+    claim_run(run_id, purpose="bench bridge check")   # so `cleanup` knows it is alive
+    pre = naming.local_prefix(run_id)
     n, a, b = f"{pre}n", f"{pre}a", f"{pre}b"
     procs = []
     try:
@@ -74,6 +77,7 @@ def bridge_conntrack_check() -> str:
             p.wait()
         for ns in (n, a, b):
             run(["ip", "netns", "del", ns])
+        release_run(run_id)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,6 +52,35 @@ def state_path(run_id: str) -> str:
     return os.path.join(STATE_DIR, f"{run_id}.json")
 
 
+def claim_run(run_id: str, **info) -> None:
+    """Write the run's state file naming this process as its owner, before any object exists.
+
+    Why: `cleanup` removes objects named np-<run>-* only when their owner is dead, so anything
+    that creates such objects (the backend, the probe-output capture, bench checks) claims its
+    run id first. BackendError when a live process already owns it.
+    """
+    os.makedirs(STATE_DIR, exist_ok=True)
+    try:
+        with open(state_path(run_id)) as fh:
+            owner = int(json.load(fh).get("pid", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        owner = 0
+    if owner and owner != os.getpid() and naming.pid_alive(owner):
+        raise BackendError(f"starting local run {run_id}",
+                           f"run id {run_id} is in use by live process {owner} "
+                           f"({state_path(run_id)}); choose another run id")
+    with open(state_path(run_id), "w") as fh:
+        json.dump({"run_id": run_id, "pid": os.getpid(), "created": time.time(), **info}, fh)
+
+
+def release_run(run_id: str) -> None:
+    """Remove the run's state file (after its objects are gone)."""
+    try:
+        os.remove(state_path(run_id))
+    except FileNotFoundError:
+        pass
+
+
 class LocalBackend:
     """The `local` backend (see the module docstring). A context manager: up() ... down()."""
 
@@ -117,19 +146,7 @@ class LocalBackend:
         self._is_up = True
 
     def _write_state(self) -> None:
-        os.makedirs(STATE_DIR, exist_ok=True)
-        try:
-            with open(state_path(self.run_id)) as fh:
-                owner = int(json.load(fh).get("pid", 0))
-        except (OSError, ValueError, TypeError, AttributeError):
-            owner = 0
-        if owner and owner != os.getpid() and naming.pid_alive(owner):
-            raise BackendError(f"starting local run {self.run_id}",
-                               f"run id {self.run_id} is in use by live process {owner} "
-                               f"({state_path(self.run_id)}); choose another run id")
-        with open(state_path(self.run_id), "w") as fh:
-            json.dump({"run_id": self.run_id, "pid": os.getpid(), "profile": self.profile,
-                       "workdir": self.workdir, "created": time.time()}, fh)
+        claim_run(self.run_id, profile=self.profile, workdir=self.workdir)
 
     def down(self) -> None:
         """Remove everything up() and deploy() created; keeps going past failures, reports them."""
@@ -143,10 +160,7 @@ class LocalBackend:
             errors.append(err)
         for path in (self.workdir,):
             shutil.rmtree(path, ignore_errors=True)
-        try:
-            os.remove(state_path(self.run_id))
-        except FileNotFoundError:
-            pass
+        release_run(self.run_id)
         self._is_up = False
         if errors:
             raise BackendError(f"tearing down local run {self.run_id}", "; ".join(errors))

@@ -177,7 +177,11 @@ def capture_inside(out_dir: str) -> dict[str, dict]:
 
 def capture(out_dir: str = HERE) -> dict[str, dict]:
     """Create the throwaway namespace, capture inside it, delete it (also on failure)."""
-    ns = f"{naming.local_prefix(naming.new_run_id())}cap"
+    from harness.backends.local.backend import claim_run, release_run
+
+    run_id = naming.new_run_id()
+    ns = f"{naming.local_prefix(run_id)}cap"
+    claim_run(run_id, purpose="probe-output capture")   # so `cleanup` knows it is alive
     run(["ip", "netns", "add", ns], check=True, doing="creating the capture namespace")
     etc = os.path.join("/etc/netns", ns)
     try:
@@ -194,6 +198,7 @@ def capture(out_dir: str = HERE) -> dict[str, dict]:
     finally:
         run(["ip", "netns", "del", ns])
         shutil.rmtree(etc, ignore_errors=True)
+        release_run(run_id)
 
 
 if __name__ == "__main__":
