@@ -203,7 +203,8 @@ def read_probes(raw: LineDict, where: str, model: Model,
                 report(f"{w}.{role}", why, item.key_line(role))
                 bad = True
         words = _DNS_WORDS if dns else _PROBE_WORDS
-        expect = words.get(item.get("expect"))
+        raw_expect = item.get("expect")
+        expect = words.get(raw_expect) if isinstance(raw_expect, str) else None
         if expect is None:
             report(f"{w}.expect", f"must be {' or '.join(words)}, got {item.get('expect')!r}",
                    item.key_line("expect"))

@@ -242,3 +242,26 @@ def test_probe_named_ports_resolve_on_pods_and_services(tmp_path):
                            "      - {from: p/a, to: svc:p/svc, port: front, expect: allow}\n")
     s = load_scenario(path)
     assert [c.port for c in expected_cells(s, 0)] == [8080, 90]
+
+
+@pytest.mark.parametrize("spec", [
+    {"podSelector": {}},
+    {"podSelector": {}, "ingress": [{"ports": {"port": 80}}]},
+    {"podSelector": {}, "egress": [{"to": [{"ipBlock": {"cidr": 5}}]}]},
+    {"podSelector": {}, "ingres": []},
+    {"podSelector": {"matchLabels": {"a": 1}}},
+])
+def test_cached_schema_validation_agrees_with_kubernetes_validate(spec):
+    import kubernetes_validate as kv
+
+    from harness.scenario_policy import K8S_SCHEMA_VERSION, _schema_validate
+
+    manifest = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": {"name": "p", "namespace": "x"}, "spec": spec}
+    ours = _schema_validate(manifest)
+    try:
+        kv.validate(manifest, K8S_SCHEMA_VERSION, strict=True)
+        theirs = None
+    except kv.ValidationError as exc:
+        theirs = (str(exc.message).splitlines()[0], list(exc.path))
+    assert ours == theirs

@@ -114,3 +114,55 @@ def test_one_flipped_cell_is_reported_once_at_its_row(tmp_path_factory, manifest
     want = {"X": "deny", ".": "allow"}
     assert f"expected {want[tables[key][row][col]]}, the oracle computes {want[original]}" \
         in p.message
+
+
+junk = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 70000) | st.sampled_from(
+        ["", "x/a", "x", "TCP", "{{podIP x/a}}", "{{bad}}", ".", "X -", "svc:x/a", "ext:e",
+         "10.244.1.1", "serve-80-tcp", "networking.k8s.io/v1", "NetworkPolicy"]),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(
+        st.sampled_from(["port", "protocol", "matrix", "from", "to", "file", "labels", "spec",
+                         "pods", "x/a", "x", "cni", "why", "apiVersion", "kind"]),
+        children, max_size=3),
+    max_leaves=8)
+
+
+def _paths(value, prefix=()):
+    yield prefix
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _paths(v, prefix + (i,))
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_junk_anywhere_gives_problems_never_a_crash(tmp_path_factory, data):
+    from pathlib import Path
+
+    from harness.errors import ScenarioError
+    from harness.scenario import validate_file
+
+    base = yaml.safe_load((Path(__file__).parent / "data" / "scenarios" /
+                           "valid-custom-model.yaml").read_text())
+    paths = [p for p in _paths(base) if p]
+    where = data.draw(st.sampled_from(paths))
+    node = base
+    for k in where[:-1]:
+        node = node[k]
+    node[where[-1]] = data.draw(junk)
+    d = tmp_path_factory.mktemp("j")
+    (d / "policies").mkdir()
+    (d / "policies" / "shop.yaml").write_text(
+        (Path(__file__).parent / "data" / "scenarios" / "policies" / "shop.yaml").read_text())
+    path = d / "s.yaml"
+    path.write_text(yaml.safe_dump(base))
+    try:
+        problems = validate_file(path)
+    except ScenarioError:  # pragma: no cover - validate_file returns problems instead
+        raise AssertionError("validate_file must return problems, not raise")
+    for p in problems:
+        assert p.path and p.field and p.message
