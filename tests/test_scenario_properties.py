@@ -146,14 +146,15 @@ def test_junk_anywhere_gives_problems_never_a_crash(tmp_path_factory, data):
     from harness.errors import ScenarioError
     from harness.scenario import validate_file
 
-    base = yaml.safe_load((Path(__file__).parent / "data" / "scenarios" /
-                           "valid-custom-model.yaml").read_text())
-    paths = [p for p in _paths(base) if p]
-    where = data.draw(st.sampled_from(paths))
-    node = base
-    for k in where[:-1]:
-        node = node[k]
-    node[where[-1]] = data.draw(junk)
+    fixtures = sorted((Path(__file__).parent / "data" / "scenarios").glob("valid-*.yaml"))
+    base = yaml.safe_load(data.draw(st.sampled_from(fixtures)).read_text())
+    for _ in range(data.draw(st.integers(1, 2))):
+        paths = [p for p in _paths(base) if p]
+        where = data.draw(st.sampled_from(paths))
+        node = base
+        for k in where[:-1]:
+            node = node[k]
+        node[where[-1]] = data.draw(junk)
     d = tmp_path_factory.mktemp("j")
     (d / "policies").mkdir()
     (d / "policies" / "shop.yaml").write_text(
