@@ -47,7 +47,7 @@ def step_tables(scenario, index: int) -> dict:
                "dns": c.dns_name, "expected": c.expectation.value,
                "computed": c.decision.expectation.value,
                "reasons": [r.text for r in c.decision.reasons]}
-              for c in expected_cells(scenario, index) if c.explicit and c.field.find(".probes[") >= 0]
+              for c in expected_cells(scenario, index) if c.explicit and ".probes[" in c.field]
     return {"index": index, "title": step.title, "tables": tables, "probes": probes}
 
 
