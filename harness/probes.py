@@ -280,6 +280,11 @@ def _classify_connect(rc: int, out: str, err: str, detail: str, el: float) -> Pr
 def _classify_nslookup(rc: int, text: str, detail: str, el: float) -> ProbeOutcome:
     # nslookup exits 1 for every failure, so the output decides (kind-cni-notes.md §5.4).
     low = text.lower()
+    # a genuine answer wins over warning lines printed on the way (search-path misses, a
+    # first server that timed out): exit 0 with answer addresses is resolved
+    addrs = _nslookup_addresses(text) if rc == 0 else []
+    if addrs:
+        return ProbeOutcome(Outcome.DNS_RESOLVED, ",".join(addrs), f"resolved to {', '.join(addrs)}", el)
     if "communications error" in low or "no servers could be reached" in low \
             or "connection timed out" in low:
         return ProbeOutcome(Outcome.DNS_TIMEOUT, None, detail, el)
@@ -287,10 +292,6 @@ def _classify_nslookup(rc: int, text: str, detail: str, el: float) -> ProbeOutco
         return ProbeOutcome(Outcome.DNS_NXDOMAIN, None, detail, el)
     if "refused" in low or "servfail" in low:
         return ProbeOutcome(Outcome.DNS_REFUSED, None, detail, el)
-    if rc == 0:
-        addrs = _nslookup_addresses(text)
-        if addrs:
-            return ProbeOutcome(Outcome.DNS_RESOLVED, ",".join(addrs), f"resolved to {', '.join(addrs)}", el)
     return ProbeOutcome(Outcome.TOOL_ERROR, None, detail, el)
 
 

@@ -114,6 +114,18 @@ def test_genuine_curl_success_with_stderr_noise_is_connected():
     assert classify(TCP80, noisy) == ProbeOutcome(Outcome.CONNECTED, "x/b", "HTTP 200", r.elapsed)
 
 
+def test_nslookup_success_after_a_timed_out_first_try_is_resolved():
+    ok, to = _load("nslookup-resolved"), _load("nslookup-timeout")
+    both = ExecResult(ok.argv, 0, to.stdout + ok.stdout, "", 1.2)
+    assert classify(DNS, both).outcome == Outcome.DNS_RESOLVED
+
+
+def test_nslookup_exit_0_without_an_answer_is_a_tool_error():
+    ok = _load("nslookup-resolved")
+    head = ok.stdout.split("Name:")[0]          # server lines only, no answer
+    assert classify(DNS, ExecResult(ok.argv, 0, head, "", 0.1)).outcome == Outcome.TOOL_ERROR
+
+
 def test_curl_exit_0_without_status_mark_is_a_tool_error():
     r = _load("curl-connected")
     assert classify(TCP80, ExecResult(r.argv, 0, "x/b", "", 0.1)).outcome == Outcome.TOOL_ERROR
