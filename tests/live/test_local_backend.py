@@ -282,3 +282,21 @@ def test_curl_by_name_with_dns_denied_is_a_dns_timeout(clean):
     b.apply_policy(DENY_EGRESS_X)
     got = one(b, addresses, ProbeSpec("x/c", "only-a", 9090, TCP))
     assert got.outcome == Outcome.DNS_TIMEOUT, got.detail
+
+
+def test_named_target_port_resolves_per_pod_in_services_and_policies():
+    """The same port name means 80 on x/p1 and 81 on x/p2, for the Service and the policy."""
+    pods = [Pod("x", "p1", {"app": "api"}, (ContainerPort(80, TCP, "web"),)),
+            Pod("x", "p2", {"app": "api"}, (ContainerPort(81, TCP, "web"), ContainerPort(80, TCP, "other"))),
+            Pod("x", "client", {"app": "client"}, (ContainerPort(80, TCP, "web"),))]
+    svc = Service("x", "api", {"app": "api"}, (ServicePort(8080, "web", TCP, "http"),))
+    with LocalBackend("enforcing", probe_timeout=T) as b:
+        addresses = b.deploy(Model.build([Namespace("x")], pods, [svc]))
+        b.apply_policy(np("x", "only-web", {"podSelector": {"matchLabels": {"app": "api"}},
+                                            "ingress": [{"ports": [{"port": "web"}]}]}))
+        spec = ProbeSpec("x/client", "svc:x/api", 8080, TCP)
+        assert {one(b, addresses, spec).answered_by for _ in range(16)} == {"x/p1", "x/p2"}
+        got = probe_round(b, [ProbeSpec("x/client", "x/p2", 81, TCP), ProbeSpec("x/client", "x/p2", 80, TCP),
+                              ProbeSpec("x/client", "x/p1", 80, TCP)], addresses, T)
+        assert [o.outcome for o in got.values()] == [Outcome.CONNECTED, Outcome.TIMEOUT,
+                                                     Outcome.CONNECTED]
