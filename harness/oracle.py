@@ -93,7 +93,12 @@ class _Compiled:
 
 
 class Oracle:
-    """Answers decide / decide_dns / matrix / isolation for one model and one set of policies."""
+    """Answers decide / decide_dns / matrix / isolation for one model and one set of policies.
+
+    Why one object per (model, policies): everything that does not depend on the probe (who each
+    policy selects, which pods each rule's peers match) is computed once in __init__, so a full
+    matrix costs little more than its cells; a step with other labels or policies gets a new one.
+    """
 
     def __init__(self, model: Model, policies: Sequence[Mapping],
                  addresses: Addresses | None = None):
@@ -187,7 +192,7 @@ class Oracle:
         protocol = Protocol.parse(protocol) if not isinstance(protocol, Protocol) else protocol
         if isinstance(port, str) and port.isdigit():
             port = int(port)
-        if source.startswith("node") or target.startswith("node"):
+        if _is_node(source) or _is_node(target):
             return _undefined("traffic from or to a node is not asserted: the docs say "
                               "traffic to and from the node where a pod runs is always allowed, "
                               "whatever the policies say, but what counts as node traffic "
@@ -409,6 +414,11 @@ class Oracle:
         return tuple(Reason(direction, c.policy.key, None, False,
                             _deny_text(c, direction, pod_key, peer, port, protocol))
                      for c in isolating)
+
+
+def _is_node(endpoint: str) -> bool:
+    """`node` or `node:<name>`: a node's own address (not a DNS name such as node-exporter)."""
+    return endpoint == "node" or endpoint.startswith("node:")
 
 
 def _side_ok(reasons: tuple[Reason, ...]) -> bool:

@@ -204,6 +204,7 @@ def test_undefined_cases_carry_their_reason():
         ("prod/db", "prod/db", 5432, "to itself"),
         ("node", "prod/db", 5432, "node"),
         ("prod/db", "node", 10250, "node"),
+        ("node:worker-1", "prod/db", 5432, "node"),
         ("prod/frontend", "prod/db", 80, "serves nothing on TCP 80"),
         ("prod/frontend", "prod/db", "http", "no TCP port named 'http'"),
         ("prod/db", "ext:outside", 443, "serves nothing on TCP 443"),
@@ -231,6 +232,9 @@ def test_bad_inputs_are_named():
         o.decide("prod/nope", "prod/db", 80, TCP)
     with pytest.raises(KeyError, match="unknown target 'prod/nope'"):
         o.decide("prod/db", "prod/nope", 80, TCP)
+    # a DNS name that merely starts with "node" is a name, not the node
+    d = o.decide("prod/db", "node-exporter", 9100, TCP)
+    assert d.expectation is DENY and d.nxdomain
     with pytest.raises(KeyError, match="unknown external host 'nope'"):
         o.decide("ext:nope", "prod/db", 80, TCP)
     with pytest.raises(ValueError, match="policy prod/p is given twice"):
