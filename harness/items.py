@@ -47,7 +47,9 @@ class NetpolSession:
         self.config = config
         self.settings = settings
         self.worker = worker
-        self.backends: dict[str, Any] = {}
+        self.backends: dict[str, Any] = {}   # brought up (torn down at the end)
+        self.made: dict[str, Any] = {}       # constructed
+        self.broken: dict[str, str] = {}     # bring-up failed: every item says why, no retry
         self.canaries: dict[str, CanaryResult] = {}
         self.results: list[ScenarioResult] = []
         self.bannered: set[str] = set()
@@ -77,20 +79,37 @@ class NetpolSession:
             rid = (rid + _SUFFIX[i % len(_SUFFIX)])[:8]
         return replace(self.settings, run_id=rid)
 
+    def _made(self, cni: str):
+        """The backend object of `cni` (constructed once, not brought up)."""
+        if cni not in self.made:
+            s = self.settings_for(cni)
+            self.made[cni] = get_backend(s.backend, cni, **s.backend_options())
+        return self.made[cni]
+
     def capabilities(self, cni: str):
-        if cni in self.backends:
-            return self.backends[cni].capabilities()
-        return declared_capabilities(self.settings.backend, cni)
+        """What `cni` declares; for kube backends the backend object says (nothing is created)."""
+        if self.settings.backend == "local":
+            return declared_capabilities("local", cni)
+        try:
+            return self._made(cni).capabilities()
+        except (ValueError, KeyError) as exc:
+            raise HarnessError(f"--cni {cni}: {exc}") from None
 
     def backend(self, cni: str):
         """The backend of `cni`, up, with its canary run once (lazily: only when a test needs it)."""
+        if cni in self.broken:
+            raise HarnessError(self.broken[cni])
         if cni not in self.backends:
             s = self.settings_for(cni)
-            backend = get_backend(s.backend, cni, **s.backend_options())
+            backend = self._made(cni)
             self.backends[cni] = backend
             self.say(f"netpol-proof: bringing up {s.backend}/{cni} (run {s.run_id}) ...")
-            with self._cluster_lock(cni):
-                backend.up()
+            try:
+                with self._cluster_lock(cni):
+                    backend.up()
+            except HarnessError as exc:
+                self.broken[cni] = f"{s.backend}/{cni} could not be brought up: {exc}"
+                raise
         backend = self.backends[cni]
         if cni not in self.canaries and self.settings.canary:
             result = run_canary(backend, self.settings_for(cni))
@@ -155,6 +174,9 @@ class ScenarioFile(pytest.File):
                                             scenario=scenario, cni=cni)
             item.add_marker(pytest.mark.netpol)
             item.add_marker(pytest.mark.requires(*scenario.requires))
+            if self.config.pluginmanager.hasplugin("xdist"):
+                # with --dist loadgroup every item of one CNI runs in one worker: one cluster each
+                item.add_marker(pytest.mark.xdist_group(f"netpol-{cni}"))
             try:
                 caps = session.capabilities(cni)
             except HarnessError as exc:
