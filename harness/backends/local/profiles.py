@@ -94,9 +94,10 @@ def _rule_lines(rule: Rule, policy_ns: str, model: Model, addresses: Addresses, 
     """
     field = "saddr" if direction == "ingress" else "daddr"
     # peers -> (address match, pods behind it for per-destination named ports)
-    peer_matches: list[tuple[str, list[Pod]]] = []
+    # (address match, pods behind it, whether the match is exactly those pods' addresses)
+    peer_matches: list[tuple[str, list[Pod], bool]] = []
     if rule.all_peers:
-        peer_matches.append(("", list(model.pods)))
+        peer_matches.append(("", list(model.pods), False))
     else:
         pod_ips: dict[str, Pod] = {}
         for peer in rule.peers:
@@ -110,7 +111,7 @@ def _rule_lines(rule: Rule, policy_ns: str, model: Model, addresses: Addresses, 
                     m += f" ip {field} != {{ {', '.join(excepts)} }}"
                 inside = [p for p in model.pods if addresses.pod_ips.get(p.key)
                           and peer.ip_block.contains(addresses.pod_ips[p.key])]
-                peer_matches.append((m, inside))
+                peer_matches.append((m, inside, False))
             else:
                 for p in _peer_pods(model, peer, policy_ns):
                     ip = addresses.pod_ips.get(p.key)
@@ -118,9 +119,9 @@ def _rule_lines(rule: Rule, policy_ns: str, model: Model, addresses: Addresses, 
                         pod_ips[ip] = p
         if pod_ips:
             peer_matches.append((f"ip {field} {{ {', '.join(sorted(pod_ips))} }}",
-                                 list(pod_ips.values())))
+                                 list(pod_ips.values()), True))
     lines = []
-    for addr, pods in peer_matches:
+    for addr, pods, exact in peer_matches:
         if rule.all_ports:
             lines.append(f"{addr} {verdict}".strip())
             continue
@@ -133,8 +134,8 @@ def _rule_lines(rule: Rule, policy_ns: str, model: Model, addresses: Addresses, 
                     if not expr:
                         continue
                     if direction == "egress":
-                        lines.append(f"ip daddr {addresses.pod_ips[d.key]} {addr} {expr} {verdict}"
-                                     .replace("  ", " "))
+                        both = "" if exact else f" {addr}".rstrip()
+                        lines.append(f"ip daddr {addresses.pod_ips[d.key]}{both} {expr} {verdict}")
                     else:
                         lines.append(f"{addr} {expr} {verdict}".strip())
             else:
@@ -142,6 +143,11 @@ def _rule_lines(rule: Rule, policy_ns: str, model: Model, addresses: Addresses, 
                 if expr:
                     lines.append(f"{addr} {expr} {verdict}".strip())
     return lines
+
+
+def _commented(lines: list[str], policy_key: str) -> list[str]:
+    """Tag each rule with the policy it comes from, so `nft list` reads like the policies."""
+    return [f'{line} comment "{policy_key}"' for line in lines]
 
 
 def compile_policies(model: Model, addresses: Addresses, policies: Iterable[NetworkPolicy],
@@ -160,11 +166,13 @@ def compile_policies(model: Model, addresses: Addresses, policies: Iterable[Netw
             if pol.affects_ingress:
                 chain = ingress.setdefault(pod.key, [])
                 for rule in pol.ingress:
-                    chain += _rule_lines(rule, pol.namespace, model, addresses, pod, "ingress", "accept")
+                    chain += _commented(_rule_lines(rule, pol.namespace, model, addresses, pod,
+                                                    "ingress", "accept"), pol.key)
             if pol.affects_egress:
                 chain = egress.setdefault(pod.key, [])
                 for rule in pol.egress:
-                    chain += _rule_lines(rule, pol.namespace, model, addresses, pod, "egress", "return")
+                    chain += _commented(_rule_lines(rule, pol.namespace, model, addresses, pod,
+                                                    "egress", "return"), pol.key)
     body = ["chain forward {", "  type filter hook forward priority filter; policy accept;",
             "  ct state established,related accept"]
     chains = []
