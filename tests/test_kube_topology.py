@@ -1,0 +1,277 @@
+"""KubeTopology (shared by kind and kubeconfig) against FakeKubeApi, a fake of the Kubernetes API
+server at the client boundary (no cluster here): what is created and where, which namespaces
+are deleted (only this run's, by label), the cluster-scoped refusal, create-or-replace,
+addresses, and exec target mapping."""
+
+import pytest
+
+from harness.backends import kube as kube_mod
+from harness.backends.kube import KubeApi, KubeTopology
+from harness.errors import BackendError, ExecError
+from harness.model import Model
+
+RUN = "abc123"
+
+
+class FakeApiException(Exception):
+    def __init__(self, status, reason=""):
+        super().__init__(f"{status} {reason}")
+        self.status, self.reason, self.body = status, reason, reason
+
+
+class _Client:
+    ApiException = FakeApiException
+
+
+def _match(labels, selector):
+    for term in filter(None, (selector or "").split(",")):
+        k, _, v = term.partition("=")
+        if labels.get(k) != v:
+            return False
+    return True
+
+
+class FakeKubeApi:
+    """Objects in dicts; pods become Ready with an IP at once; namespaces vanish one poll after
+    deletion (Terminating). Reads reuse KubeApi's own code on top of these fakes."""
+
+    client = _Client
+    _absent_is_none = KubeApi._absent_is_none
+    list_pods = KubeApi.list_pods
+    list_nodes = KubeApi.list_nodes
+
+    def __init__(self):
+        self.ns = {"kube-system": {"metadata": {"name": "kube-system", "labels": {}}},
+                   "prod": {"metadata": {"name": "prod", "labels": {}}},
+                   "np-zzz999-x": {"metadata": {"name": "np-zzz999-x", "labels": {
+                       "app.kubernetes.io/managed-by": "netpol-proof", "netpol-proof/run": "zzz999"}}}}
+        self.terminating: set[str] = set()
+        self.pods = {("kube-system", "coredns-1"): {
+            "metadata": {"name": "coredns-1", "namespace": "kube-system",
+                         "labels": {"k8s-app": "kube-dns"}},
+            "status": {"podIP": "10.244.0.3", "conditions": [{"type": "Ready", "status": "True"}]}}}
+        self.services = {("kube-system", "kube-dns"): {"spec": {"clusterIP": "10.96.0.10"}}}
+        self.netpols: dict = {}
+        self.store: dict = {}               # custom objects: (group, plural, ns, name) -> body
+        self.log: list[tuple] = []
+        self.core, self.net, self.custom = self, self, _Custom(self)
+
+    def get_custom_object(self, group, version, plural, name, namespace=None):
+        return self.store.get((group, plural, namespace, name))
+
+    def _dict(self, obj):
+        return obj
+
+    # core
+    def read_namespace(self, name):
+        if name not in self.ns:
+            raise FakeApiException(404)
+        return self.ns[name]
+
+    def create_namespace(self, obj):
+        self.log.append(("create", "ns", obj["metadata"]["name"]))
+        self.ns[obj["metadata"]["name"]] = obj
+
+    def list_namespace(self, label_selector=""):
+        for n in list(self.terminating):      # finish deletions one poll later
+            self.ns.pop(n, None)
+            self.terminating.discard(n)
+        return {"items": [o for o in self.ns.values()
+                          if _match(o["metadata"].get("labels") or {}, label_selector)]}
+
+    def delete_namespace(self, name):
+        self.log.append(("delete", "ns", name))
+        self.terminating.add(name)
+        for key in [k for k in self.pods if k[0] == name]:
+            del self.pods[key]
+
+    def create_namespaced_pod(self, ns, obj):
+        if ns not in self.ns:
+            raise FakeApiException(404, f"namespace {ns} not found")
+        n = len(self.pods)
+        self.pods[(ns, obj["metadata"]["name"])] = {**obj, "status": {
+            "podIP": f"10.244.1.{10 + n}", "conditions": [{"type": "Ready", "status": "True"}]}}
+
+    def create_namespaced_service(self, ns, obj):
+        self.services[(ns, obj["metadata"]["name"])] = {**obj, "spec": {
+            **obj["spec"], "clusterIP": f"10.96.1.{len(self.services)}"}}
+
+    def read_namespaced_service(self, name, ns):
+        return self.services[(ns, name)]
+
+    def list_namespaced_pod(self, ns, label_selector=""):
+        return {"items": [p for (n, _), p in self.pods.items()
+                          if n == ns and _match(p["metadata"].get("labels") or {}, label_selector)]}
+
+    def list_node(self):
+        return {"items": [{"metadata": {"name": "w"}, "status": {"addresses": [
+            {"type": "InternalIP", "address": "172.18.0.3"}]}}]}
+
+    def patch_namespace(self, name, body):
+        labels = self.ns[name]["metadata"].setdefault("labels", {})
+        for k, v in body["metadata"]["labels"].items():
+            labels.pop(k, None) if v is None else labels.__setitem__(k, v)
+
+    def patch_namespaced_pod(self, name, ns, body):
+        labels = self.pods[(ns, name)]["metadata"].setdefault("labels", {})
+        for k, v in body["metadata"]["labels"].items():
+            labels.pop(k, None) if v is None else labels.__setitem__(k, v)
+
+    # networking
+    def create_namespaced_network_policy(self, ns, body):
+        if (ns, body["metadata"]["name"]) in self.netpols:
+            raise FakeApiException(409, "AlreadyExists")
+        self.log.append(("create", "netpol", ns, body["metadata"]["name"]))
+        self.netpols[(ns, body["metadata"]["name"])] = body
+
+    def replace_namespaced_network_policy(self, name, ns, body):
+        self.log.append(("replace", "netpol", ns, name))
+        self.netpols[(ns, name)] = body
+
+    def delete_namespaced_network_policy(self, name, ns):
+        if (ns, name) not in self.netpols:
+            raise FakeApiException(404, "NotFound")
+        del self.netpols[(ns, name)]
+
+    def list_network_policy_for_all_namespaces(self, label_selector=""):
+        return {"items": [p for p in self.netpols.values()
+                          if _match(p["metadata"].get("labels") or {}, label_selector)]}
+
+
+class _Custom:
+    def __init__(self, api):
+        self.api = api
+
+    def create_namespaced_custom_object(self, group, version, ns, plural, body):
+        self.api.store[(group, plural, ns, body["metadata"]["name"])] = body
+
+    def create_cluster_custom_object(self, group, version, plural, body):
+        key = (group, plural, None, body["metadata"]["name"])
+        if key in self.api.store:
+            raise FakeApiException(409)
+        self.api.store[key] = {**body, "metadata": {**body["metadata"], "resourceVersion": "7"}}
+
+    def replace_cluster_custom_object(self, group, version, plural, name, body):
+        self.api.log.append(("replace", plural, body["metadata"].get("resourceVersion")))
+        self.api.store[(group, plural, None, name)] = body
+
+    def get_cluster_custom_object(self, group, version, plural, name):
+        if (group, plural, None, name) not in self.api.store:
+            raise FakeApiException(404)
+        return self.api.store[(group, plural, None, name)]
+
+    def delete_namespaced_custom_object(self, group, version, ns, plural, name):
+        del self.api.store[(group, plural, ns, name)]
+
+    def delete_cluster_custom_object(self, group, version, plural, name):
+        self.api.store.pop((group, plural, None, name), None)
+
+
+@pytest.fixture
+def fake():
+    return FakeKubeApi()
+
+
+def topo(api, allow=True):
+    return KubeTopology(api, RUN, allow_cluster_scoped=allow, ready_timeout=2,
+                        status=lambda s: None)
+
+
+def test_deploy_creates_prefixed_labelled_namespaces_and_returns_real_addresses(fake):
+    t = topo(fake)
+    addr = t.deploy(Model.default(namespaces=["x", "y"], pods=["a", "b"]))
+    assert {n for n in fake.ns} >= {"np-abc123-x", "np-abc123-y"}
+    assert fake.ns["np-abc123-x"]["metadata"]["labels"] == {
+        "ns": "x", "app.kubernetes.io/managed-by": "netpol-proof", "netpol-proof/run": RUN}
+    assert sorted(addr.pod_ips) == ["kube-system/coredns", "x/a", "x/b", "y/a", "y/b"]
+    assert addr.dns_service_ip == "10.96.0.10" and addr.node_ips == ("172.18.0.3",)
+    assert all(ip.startswith("10.244.") for ip in addr.pod_ips.values())
+
+
+def test_undeploy_deletes_only_this_runs_namespaces_and_waits_until_gone(fake):
+    t = topo(fake)
+    t.deploy(Model.default(namespaces=["x"], pods=["a"]))
+    t.undeploy(timeout=5)
+    deleted = [e[2] for e in fake.log if e[:2] == ("delete", "ns")]
+    assert deleted == ["np-abc123-x"]
+    assert {"prod", "np-zzz999-x", "kube-system"} <= set(fake.ns)   # others survive
+    assert "np-abc123-x" not in fake.ns
+
+
+def test_existing_namespace_that_is_not_ours_is_refused(fake):
+    fake.ns["np-abc123-x"] = {"metadata": {"name": "np-abc123-x", "labels": {"team": "a"}}}
+    with pytest.raises(BackendError, match="does not carry this run's label"):
+        topo(fake).deploy(Model.default(namespaces=["x"], pods=["a"]))
+    assert not any(e[0] == "create" for e in fake.log)
+
+
+def test_policy_is_rewritten_created_then_replaced_and_counted(fake):
+    t = topo(fake)
+    t.deploy(Model.default(namespaces=["x", "y"], pods=["a"]))
+    pol = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+           "metadata": {"name": "allow-y", "namespace": "x"},
+           "spec": {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {
+               "matchLabels": {"kubernetes.io/metadata.name": "y"}}}]}]}}
+    t.apply_policy(pol)
+    t.apply_policy(pol)
+    assert [e[0] for e in fake.log if e[1] == "netpol"] == ["create", "replace"]
+    stored = fake.netpols[("np-abc123-x", "allow-y")]
+    sel = stored["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]
+    assert sel == {"kubernetes.io/metadata.name": "np-abc123-y"}
+    assert t.policy_count() == 1
+    t.delete_policy("x", "allow-y")
+    assert t.policy_count() == 0
+
+
+def test_cluster_scoped_policy_refused_unless_allowed(fake):
+    gnp = {"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+           "metadata": {"name": "deny"}, "spec": {"selector": "all()"}}
+    t = topo(fake, allow=False)
+    t.deploy(Model.default(namespaces=["x"], pods=["a"]))
+    with pytest.raises(BackendError, match="--allow-cluster-scoped"):
+        t.apply_policy(gnp)
+    assert fake.store == {}
+    t2 = topo(fake, allow=True)
+    t2.deploy(Model.default(namespaces=["x"], pods=["a"]))
+    t2.apply_policy(gnp)
+    t2.apply_policy(gnp)                                 # 409 -> replace with resourceVersion
+    assert ("replace", "globalnetworkpolicies", "7") in fake.log
+    assert t2.policy_count() == 1
+    t2.undeploy(timeout=5)                              # cluster-scoped ones go too
+    assert fake.store == {}
+
+
+def test_calico_namespaced_policy_is_deleted_through_its_own_group(fake):
+    t = topo(fake)
+    t.deploy(Model.default(namespaces=["x"], pods=["a"]))
+    t.apply_policy({"apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy",
+                    "metadata": {"name": "c", "namespace": "x"}, "spec": {"selector": "all()"}})
+    assert ("projectcalico.org", "networkpolicies", "np-abc123-x", "c") in fake.store
+    t.delete_policy("x", "c", "NetworkPolicy")
+    assert fake.store == {}
+
+
+def test_labels_are_patched_on_real_objects(fake):
+    t = topo(fake)
+    t.deploy(Model.default(namespaces=["x"], pods=["a"]))
+    t.set_labels({"x": {"ns": None, "env": "prod"}}, {"x/a": {"role": "db"}})
+    assert fake.ns["np-abc123-x"]["metadata"]["labels"].get("env") == "prod"
+    assert "ns" not in fake.ns["np-abc123-x"]["metadata"]["labels"]
+    assert fake.pods[("np-abc123-x", "a")]["metadata"]["labels"]["role"] == "db"
+
+
+def test_exec_targets(fake, monkeypatch):
+    calls = []
+    monkeypatch.setattr(kube_mod, "stream_exec",
+                        lambda core, ns, pod, container, argv, timeout, target="":
+                        calls.append((ns, pod, container, target)) or "result")
+    t = topo(fake)
+    with pytest.raises(ExecError, match="no topology deployed"):
+        t.exec("x/a", ["true"], 1)
+    t.deploy(Model.default(namespaces=["x"], pods=["a"]))
+    assert t.exec("x/a", ["true"], 1) == "result"
+    t.exec("kube-system/coredns", ["true"], 1)
+    assert calls == [("np-abc123-x", "a", "client", "x/a"),
+                     ("kube-system", "coredns-1", "coredns", "kube-system/coredns")]
+    with pytest.raises(ExecError, match="no external hosts"):
+        t.exec("ext:web", ["true"], 1)
