@@ -140,3 +140,16 @@ def test_dead_server_behind_a_deny_policy_is_a_probe_error_not_a_pass(run_on):
     to_b = [c for c in step1.cells if c.target == "x/b" and c.source != "x/b"]
     assert {c.verdict for c in to_b} == {"pass"}
     assert r.outcome == "error"
+
+
+def test_blocked_dns_counts_only_with_the_dns_servers_loopback_answer(run_on):
+    r = run_on("egress-dns.yaml")
+    assert r.outcome == "passed", r.infra_error or r.verdict_counts()
+    (cell,) = r.steps[0].cells
+    assert cell.dns_name == "kubernetes.default.svc.cluster.local"
+    assert cell.observed == "blocked" and cell.verdict == "pass"
+    assert all(a.outcome == "dns-timeout" and a.positive_control is True for a in cell.attempts)
+    assert r.baseline.cells[0].observed == "dns-resolved"
+    # on the open profile the same lookup resolves: not enforced, the expected failure
+    r = run_on("egress-dns.yaml", "open")
+    assert r.outcome == "xfailed" and r.steps[0].cells[0].verdict == "not enforced"
