@@ -7,7 +7,6 @@ reason when not root or when a system tool is missing.
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
@@ -236,22 +235,19 @@ def test_exec_in_unknown_endpoint_is_an_error(clean):
     assert got.outcome == Outcome.TOOL_ERROR and "q/z" in got.detail
 
 
-def test_full_matrix_with_deny_all_is_correct_and_concurrent():
+def test_full_matrix_with_deny_all_is_correct():
     model = Model.default(protocols=[TCP])
     with LocalBackend("enforcing", probe_timeout=T) as b:
         addresses = b.deploy(model)
         for ns in ("x", "y", "z"):
             b.apply_policy(np(ns, "deny-all", {"podSelector": {}}))
         specs = [ProbeSpec(s, d, 80, TCP) for s in model.pod_keys for d in model.pod_keys]
-        started = time.monotonic()
         got = probe_round(b, specs, addresses, T)
-        elapsed = time.monotonic() - started
     # loopback: a pod reaching its own IP never leaves its namespace (upstream AllowLoopback)
     want = {s: Outcome.CONNECTED if s.source == s.target else Outcome.TIMEOUT for s in specs}
     assert {s: o.outcome for s, o in got.items()} == want
-    # correctness is asserted; the speed figure is bench/bench_local.py's job. Sanity only:
-    # 72 blocked probes one after another would take 72 timeouts.
-    assert elapsed < 20 * T, f"the 9x9 matrix took {elapsed:.1f}s: probes are not concurrent"
+    # Correctness only. Concurrency is proven without a clock in tests/test_prober.py (barrier);
+    # the speed figure (about 1.1-1.3 timeouts here) is bench/bench_local.py's job.
 
 
 def test_open_profile_stores_but_never_enforces():
