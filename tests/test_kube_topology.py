@@ -62,6 +62,9 @@ class FakeKubeApi:
     def _dict(self, obj):
         return obj
 
+    def exec_core(self):
+        return ("exec-core", id(self))
+
     # core
     def read_namespace(self, name):
         if name not in self.ns:
@@ -264,7 +267,8 @@ def test_exec_targets(fake, monkeypatch):
     calls = []
     monkeypatch.setattr(kube_mod, "stream_exec",
                         lambda core, ns, pod, container, argv, timeout, target="":
-                        calls.append((ns, pod, container, target)) or "result")
+                        calls.append((ns, pod, container, target))
+                        or ("result" if core == fake.exec_core() else "wrong client"))
     t = topo(fake)
     with pytest.raises(ExecError, match="no topology deployed"):
         t.exec("x/a", ["true"], 1)
@@ -275,3 +279,26 @@ def test_exec_targets(fake, monkeypatch):
                      ("kube-system", "coredns-1", "coredns", "kube-system/coredns")]
     with pytest.raises(ExecError, match="no external hosts"):
         t.exec("ext:web", ["true"], 1)
+
+
+def test_real_client_gives_each_thread_its_own_exec_api_client(tmp_path):
+    import threading
+
+    import yaml
+    cfg = tmp_path / "kubeconfig"
+    cfg.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "kind-t",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9",
+                                               "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "kind-t", "context": {"cluster": "c", "user": "u"}}]}))
+    api = KubeApi(str(cfg), "kind-t")           # nothing is contacted until a call
+    mine = api.exec_core()
+    assert api.exec_core() is mine
+    assert mine.api_client is not api.core.api_client
+    other = []
+    t = threading.Thread(target=lambda: other.append(api.exec_core()))
+    t.start()
+    t.join()
+    assert other[0].api_client is not mine.api_client
+    assert other[0].api_client.configuration.host == api.server == "https://127.0.0.1:9"

@@ -11,6 +11,7 @@ client is built from the harness's own kubeconfig file and an explicit context, 
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Any, Callable, Mapping, Sequence
 
 from harness import naming
@@ -42,6 +43,17 @@ class KubeApi:
         self.apps = client.AppsV1Api(self.api_client)
         self.net = client.NetworkingV1Api(self.api_client)
         self.custom = client.CustomObjectsApi(self.api_client)
+        self._local = threading.local()
+
+    def exec_core(self):
+        """A CoreV1Api for exec on this thread only. Why: kubernetes.stream.stream swaps
+        `api_client.call_api` for the websocket transport while it runs, so concurrent probes
+        (and list calls) sharing one ApiClient would use each other's transport."""
+        core = getattr(self._local, "core", None)
+        if core is None:
+            core = self.client.CoreV1Api(self.client.ApiClient(self.api_client.configuration))
+            self._local.core = core
+        return core
 
     @property
     def server(self) -> str:
@@ -298,9 +310,9 @@ class KubeTopology:
             pods = self.api.list_pods(SYSTEM_NAMESPACE, "k8s-app=kube-dns")
             if not pods:
                 raise ExecError(list(argv), "no CoreDNS pod found", target=endpoint)
-            return stream_exec(self.api.core, SYSTEM_NAMESPACE, pods[0]["metadata"]["name"],
+            return stream_exec(self.api.exec_core(), SYSTEM_NAMESPACE, pods[0]["metadata"]["name"],
                                "coredns", argv, timeout, target=endpoint)
-        return stream_exec(self.api.core, self.names.real(ns), name, km.CLIENT_CONTAINER, argv,
+        return stream_exec(self.api.exec_core(), self.names.real(ns), name, km.CLIENT_CONTAINER, argv,
                            timeout, target=endpoint)
 
 
