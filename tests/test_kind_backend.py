@@ -201,3 +201,10 @@ def test_cleaner_finds_only_our_clusters_that_no_live_run_uses(tmp_path):
 def test_cleaner_refuses_to_remove_what_is_not_ours(tmp_path):
     from harness.cleanup import Leftover
     assert "refusing" in kind_cleanup.remove(Leftover("kind-cluster", "kind", "?", "kind"), tmp_path)
+
+
+def test_unknown_cni_is_a_usage_error_naming_the_choices(tmp_path):
+    from harness.errors import UsageError
+    with pytest.raises(UsageError, match="--cni: unknown CNI 'weave' .* kindnet, calico, cilium, "
+                                         "flannel"):
+        KindBackend("weave", cache_dir=tmp_path)

@@ -29,7 +29,7 @@ from harness.backends.binaries import DEFAULT_CACHE, go_arch, resolve
 from harness.backends.kube import KubeApi, KubeBackendBase, KubeTopology, status_line
 from harness.backends.kube_waits import wait_cni, wait_coredns, wait_nodes_ready
 from harness.capabilities import Capabilities
-from harness.errors import BackendError
+from harness.errors import BackendError, UsageError
 from harness.shell import run
 
 NODES = 3
@@ -60,7 +60,10 @@ class KindBackend(KubeBackendBase):
                  probe_timeout: float = 1.0, keep_cluster: bool = False,
                  reuse_cluster: bool = False, cache_dir: str | os.PathLike | None = None,
                  ready_timeout: float = 600.0, status: Callable[[str], None] = status_line):
-        self.spec = cnis.spec(profile)
+        try:
+            self.spec = cnis.spec(profile)
+        except ValueError as exc:
+            raise UsageError(f"--cni: {exc}") from None
         self.profile = profile
         self.run_id = run_id or naming.new_run_id()
         self.probe_timeout = probe_timeout
