@@ -7,11 +7,11 @@ exactly as declared on a non-enforcing CNI)", and the library must work without 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 from harness.cli import main
+from harness.shell import run
 from tests.conftest import needs_local
 
 DATA = Path(__file__).parent / "data" / "run"
@@ -21,7 +21,7 @@ def test_the_cli_never_imports_pytest():
     code = ("import sys, harness.cli, harness.commands.run, harness.runner, harness.canary, "
             "harness.settings, harness.verdicts; harness.cli.build_parser(); "
             "assert 'pytest' not in sys.modules, 'pytest imported'; print('ok')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    out = run([sys.executable, "-c", code], timeout=60)
     assert out.stdout.strip() == "ok", out.stderr
 
 
