@@ -179,3 +179,28 @@ def test_wait_cni_calico_order_rollouts_then_tigerastatus():
         "waiting for the rollout of daemonset calico-system/calico-node",
         "waiting for TigeraStatus calico to exist, then be Available",
         "waiting for TigeraStatus apiserver to exist, then be Available"]
+
+
+def _pod_cs(name, ready_by_container):
+    return {"metadata": {"name": name}, "status": {
+        "conditions": [{"type": "Ready", "status": "True" if all(ready_by_container.values())
+                        else "False"}],
+        "containerStatuses": [{"name": c, "ready": r} for c, r in ready_by_container.items()]}}
+
+
+def test_pods_ready_ignoring_sctp_containers_that_cannot_listen():
+    pod = _pod_cs("a", {"serve-80-tcp": True, "serve-80-udp": True, "serve-80-sctp": False,
+                        "client": True})
+    assert kw.pod_ready(pod) is False
+    assert kw.pod_ready(pod, ("-sctp",)) is True
+    assert kw.not_ready_optional([pod], ("-sctp",)) == ["a/serve-80-sctp"]
+    ops = FakeKubeOps({"pods/ns/run=1": [[pod]]})
+    assert kw.wait_pods_ready(ops, "ns", "run=1", 1, "pods", optional=("-sctp",), **FAST) == [pod]
+
+
+def test_a_tcp_container_not_ready_is_still_waited_on():
+    pod = _pod_cs("a", {"serve-80-tcp": False, "serve-80-sctp": True})
+    assert kw.pod_ready(pod, ("-sctp",)) is False
+    ops = FakeKubeOps({"pods/ns/run=1": [[pod]]})
+    with pytest.raises(WaitTimeout, match="pods did not happen"):
+        kw.wait_pods_ready(ops, "ns", "run=1", 0.1, "pods", expect=1, optional=("-sctp",), **FAST)

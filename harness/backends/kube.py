@@ -17,13 +17,15 @@ from typing import Any, Callable, Mapping, Sequence
 from harness import naming
 from harness.backends import kube_manifests as km
 from harness.backends.kube_exec import stream_exec
-from harness.backends.kube_waits import wait_pods_ready
+from harness.backends.kube_waits import not_ready_optional, wait_pods_ready
 from harness.errors import BackendError, ExecError
 from harness.model import DNS_SERVICE, POD_CIDR, SYSTEM_NAMESPACE, Addresses, Model
 from harness.shell import ExecResult
 from harness.waits import wait_for
 
 Obj = dict[str, Any]
+#: containers whose readiness is not waited on (see kube_waits.pod_ready)
+SCTP_SUFFIX = ("-sctp",)
 
 
 def status_line(text: str) -> None:
@@ -135,9 +137,15 @@ class KubeTopology:
                 continue
             count = sum(1 for p in model.user_pods if p.namespace == ns.name)
             if count:
-                wait_pods_ready(self.api, self.names.real(ns.name), self.selector,
-                                self.ready_timeout, f"probe pods of {self.names.real(ns.name)} "
-                                f"Ready and serving", expect=count)
+                pods = wait_pods_ready(self.api, self.names.real(ns.name), self.selector,
+                                       self.ready_timeout, f"probe pods of "
+                                       f"{self.names.real(ns.name)} Ready and serving",
+                                       expect=count, optional=SCTP_SUFFIX)
+                silent = not_ready_optional(pods, SCTP_SUFFIX)
+                if silent:
+                    self.status(f"  warning: SCTP not serving in {', '.join(silent)} (is the "
+                                f"host's sctp module loaded?); SCTP probes there will be probe "
+                                f"errors")
         return self.addresses()
 
     def _create(self, obj: Obj) -> None:
