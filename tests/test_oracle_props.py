@@ -149,3 +149,30 @@ def test_every_decision_has_a_reason_and_self_is_undefined(policies):
         if dec.expectation is Expectation.DENY:
             # a denial always names the policies that isolate without a matching rule
             assert any(r.policy and not r.allowed for r in dec.reasons)
+
+
+def _model_with_service() -> Model:
+    from harness.model import Service, ServicePort
+    return Model.build(M.namespaces, M.pods, [Service(
+        "x", "svc-a", {"pod": "a"}, (ServicePort(8080, "serve-80-tcp", Protocol.TCP),))])
+
+
+@SETTINGS
+@given(policy_sets)
+def test_a_single_backend_service_decides_like_its_pod(policies):
+    # Policies act on the backend after DNAT: svc:x/svc-a:8080 is x/a:80 (the random ipBlocks
+    # stay inside the pod range, away from the ClusterIP, so NAT never makes it undefined).
+    o = Oracle(_model_with_service(), policies)
+    for s in M.pod_keys:
+        via = o.decide(s, "svc:x/svc-a", 8080, Protocol.TCP).expectation
+        direct = o.decide(s, "x/a", 80, Protocol.TCP).expectation
+        assert via is direct, (s, via, direct)
+
+
+@SETTINGS
+@given(policy_sets)
+def test_the_oracle_does_not_change_the_manifests_it_reads(policies):
+    import copy
+    before = copy.deepcopy(policies)
+    Oracle(M, policies).matrix(80, Protocol.TCP)
+    assert policies == before
