@@ -52,7 +52,8 @@ def explain(decision: Decision, source: str, target: str, port: int | str,
         deciding = [r for r in reasons if not r.allowed]
         rest = [r for r in reasons if r.allowed]
     else:
-        deciding = [r for r in reasons if r.direction == "spec" and not r.allowed] or reasons[:1]
+        # the reasons that make it undefined are the unmet ones no policy rule stands behind
+        deciding = [r for r in reasons if not r.allowed and r.policy is None] or reasons[:1]
         rest = [r for r in reasons if r not in deciding]
     parts = [head] + [_sentence(r.text) for r in deciding]
     if decision.expectation is Expectation.DENY:

@@ -49,3 +49,18 @@ def test_dns_no_such_name_reads_differently_from_blocked():
     blocked = explain(closed.decide_dns("y/a", "nope"), "y/a", "nope", 53, "UDP")
     assert "cannot reach the cluster DNS" in blocked and "y/no-egress isolates y/a for egress" \
         in blocked and "Name does not exist" not in blocked
+
+
+def test_undefined_through_nat_leads_with_the_nat_reason():
+    from harness.model import Service, ServicePort
+    m = Model.build(M.namespaces, M.pods, [Service("x", "web", {"pod": "b"},
+                                                   (ServicePort(8080, 80),))])
+    o = Oracle(m, [np("y", "to-service-range", {
+        "podSelector": {}, "policyTypes": ["Egress"],
+        "egress": [{"to": [{"ipBlock": {"cidr": "10.96.0.0/16"}}]}]})])
+    text = explain(o.decide("y/a", "svc:x/web", 8080, Protocol.TCP), "y/a", "svc:x/web", 8080,
+                   Protocol.TCP)
+    assert text.startswith("y/a -> svc:x/web on TCP 8080: UNDEFINED (the spec does not say; not "
+                           "asserted). An egress ipBlock of a policy selecting y/a contains the "
+                           "ClusterIP"), text
+    assert "Also: Service x/web port 8080/TCP forwards to x/b:80." in text
