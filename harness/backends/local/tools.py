@@ -41,7 +41,8 @@ def check_privileges() -> None:
         return
     raise PrivilegeError("starting the local backend (emulated dataplane)",
                          "needs root or CAP_NET_ADMIN+CAP_SYS_ADMIN to create network namespaces; "
-                         "run as root, e.g. `sudo scripts/test.sh`")
+                         "run as root (`sudo scripts/test.sh`) or inside a user namespace: "
+                         "`python -m harness.backends.local.userns -- <command>`")
 
 
 def missing_tools(tools: dict[str, str] = TOOLS) -> dict[str, str]:
