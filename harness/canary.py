@@ -97,67 +97,68 @@ def run_canary(backend, settings, log: Callable[[str], None] = lambda s: None) -
     The backend must be up; the canary topology is removed before returning.
     """
     started = time.monotonic()
-    timeout = settings.probe_timeout
-    spec = ProbeSpec(f"{NAMESPACE}/b", f"{NAMESPACE}/a", 80, Protocol.TCP)
-    deny = getattr(backend.capabilities(), "deny_response", "drop")
-    rounds = 0
     try:
         addresses = backend.deploy(canary_model())
-        # Baseline: before any policy b must reach a, or nothing below means anything.
-        base = None
-        deadline = time.monotonic() + settings.converge_timeout
-        while time.monotonic() < deadline:
-            base = probe_one(backend, spec, addresses, timeout, toolkit_of(backend))
-            if base.outcome == Outcome.CONNECTED:
-                break
-            time.sleep(0.2)
-        if base is None or base.outcome != Outcome.CONNECTED:
-            return CanaryResult(None, f"baseline {spec.label} did not connect before any policy "
-                                      f"({base.outcome.value if base else 'not run'}: "
-                                      f"{base.detail if base else ''}); the network or harness "
-                                      "is broken", time.monotonic() - started)
+        broken = _baseline(backend, settings, addresses)
+        if broken:
+            return CanaryResult(None, broken, time.monotonic() - started)
         backend.apply_policy(deny_all_policy())
-        applied = time.monotonic()
-        deadline = applied + max(settings.settle_seconds, 0.0) + 0.0
-        hard_deadline = applied + settings.converge_timeout
-        last_detail = ""
-        streak_open = 0
-        while True:
-            rounds += 1
-            obs = probe_one(backend, spec, addresses, timeout, toolkit_of(backend))
-            kind = blocked_kind(obs.outcome, deny)
-            if kind == "delivered":
-                streak_open += 1
-                last_detail = f"deny-all probe {spec.label} still connected " \
-                              f"(answered by {obs.answered_by or '?'})"
-            elif kind == "blocked":
-                control = loopback_probe(backend, f"{NAMESPACE}/a", 80, Protocol.TCP, timeout)
-                if self_probe_proves(control):
-                    secs = time.monotonic() - applied
-                    log(f"canary on {backend.profile}: enforcing (blocked after {secs:.2f}s)")
-                    return CanaryResult(True, f"deny-all probe {spec.label} {obs.outcome.value} "
-                                              f"after {secs:.2f}s while the server answered on "
-                                              "loopback", time.monotonic() - started, rounds)
-                streak_open = 0
-                last_detail = (f"deny-all probe {obs.outcome.value} but the server did not answer "
-                               f"on loopback ({control.outcome.value}: {control.detail})")
-            else:
-                streak_open = 0
-                last_detail = f"deny-all probe {obs.outcome.value}: {obs.detail}"
-            now = time.monotonic()
-            if streak_open >= 2 and now >= deadline:
-                log(f"canary on {backend.profile}: NOT enforcing")
-                return CanaryResult(False, last_detail + "; " + BANNER,
-                                    now - started, rounds)
-            if now >= hard_deadline:
-                return CanaryResult(None, f"could not tell within {settings.converge_timeout:g}s: "
-                                          f"{last_detail}", now - started, rounds)
-            time.sleep(0.2 if settings.settle_seconds == 0 else 1.0)
+        enforcing, detail, rounds = _await_block(backend, settings, addresses)
+        log(f"canary on {backend.profile}: {detail}")
+        return CanaryResult(enforcing, detail, time.monotonic() - started, rounds)
     except HarnessError as exc:
-        return CanaryResult(None, f"canary could not run: {exc}", time.monotonic() - started,
-                            rounds)
+        return CanaryResult(None, f"canary could not run: {exc}", time.monotonic() - started)
     finally:
         try:
             backend.undeploy()
         except HarnessError as exc:
             log(f"canary teardown: {exc}")
+
+
+_SPEC = ProbeSpec(f"{NAMESPACE}/b", f"{NAMESPACE}/a", 80, Protocol.TCP)
+
+
+def _baseline(backend, settings, addresses) -> str | None:
+    """Before any policy b must reach a, or nothing after means anything. None when it does."""
+    deadline = time.monotonic() + settings.converge_timeout
+    while True:
+        base = probe_one(backend, _SPEC, addresses, settings.probe_timeout, toolkit_of(backend))
+        if base.outcome == Outcome.CONNECTED:
+            return None
+        if time.monotonic() >= deadline:
+            return (f"baseline {_SPEC.label} did not connect before any policy "
+                    f"({base.outcome.value}: {base.detail}); the network or harness is broken")
+        time.sleep(0.2)
+
+
+def _await_block(backend, settings, addresses) -> tuple[bool | None, str, int]:
+    """Probe b -> a after the deny-all until it is blocked (with a loopback control) -> True;
+    still connecting for two rounds after the settle time -> False; the deadline -> None."""
+    applied = time.monotonic()
+    deny = backend.capabilities().deny_response
+    timeout = settings.probe_timeout
+    rounds, streak_open, last = 0, 0, ""
+    while True:
+        rounds += 1
+        obs = probe_one(backend, _SPEC, addresses, timeout, toolkit_of(backend))
+        kind = blocked_kind(obs.outcome, deny)
+        streak_open = streak_open + 1 if kind == "delivered" else 0
+        if kind == "delivered":
+            last = f"deny-all probe {_SPEC.label} still connected (answered by " \
+                   f"{obs.answered_by or '?'})"
+        elif kind == "blocked":
+            control = loopback_probe(backend, f"{NAMESPACE}/a", 80, Protocol.TCP, timeout)
+            if self_probe_proves(control):
+                secs = time.monotonic() - applied
+                return True, (f"deny-all probe {_SPEC.label} {obs.outcome.value} after "
+                              f"{secs:.2f}s while the server answered on loopback"), rounds
+            last = (f"deny-all probe {obs.outcome.value} but the server did not answer on "
+                    f"loopback ({control.outcome.value}: {control.detail})")
+        else:
+            last = f"deny-all probe {obs.outcome.value}: {obs.detail}"
+        elapsed = time.monotonic() - applied
+        if streak_open >= 2 and elapsed >= settings.settle_seconds:
+            return False, f"{last}; {BANNER}", rounds
+        if elapsed >= settings.converge_timeout:
+            return None, f"could not tell within {settings.converge_timeout:g}s: {last}", rounds
+        time.sleep(0.2 if settings.settle_seconds == 0 else 1.0)
