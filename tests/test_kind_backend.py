@@ -208,3 +208,24 @@ def test_unknown_cni_is_a_usage_error_naming_the_choices(tmp_path):
     with pytest.raises(UsageError, match="--cni: unknown CNI 'weave' .* kindnet, calico, cilium, "
                                          "flannel"):
         KindBackend("weave", cache_dir=tmp_path)
+
+
+def test_cleaner_lists_through_kind_and_deletes_with_our_private_kubeconfig(tmp_path, monkeypatch):
+    """A stand-in `kind` executable (FakeKind: a shell script at the Docker boundary) answers
+    `get clusters` and logs every call; the cleaner runs it through harness.shell."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "kind.log"
+    (bindir / "kind").write_text(
+        "#!/bin/sh\n"
+        f'echo "$@" >> {log}\n'
+        'if [ "$1 $2" = "get clusters" ]; then printf "kind\\nnetpol-proof-calico\\n"; fi\n')
+    (bindir / "kind").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    cache = tmp_path / "cache"
+    found = kind_cleanup.find(cache)
+    assert [(f.kind, f.name) for f in found] == [("kind-cluster", "netpol-proof-calico")]
+    assert kind_cleanup.remove(found[0], cache) is None
+    assert log.read_text().splitlines()[-1] == (
+        f"delete cluster --name netpol-proof-calico --kubeconfig "
+        f"{cache}/clusters/netpol-proof-calico/kubeconfig")
