@@ -52,6 +52,7 @@ class FakeKubeApi:
             "status": {"podIP": "10.244.0.3", "conditions": [{"type": "Ready", "status": "True"}]}}}
         self.services = {("kube-system", "kube-dns"): {"spec": {"clusterIP": "10.96.0.10"}}}
         self.netpols: dict = {}
+        self.sa_polls: dict[str, int] = {}
         self.store: dict = {}               # custom objects: (group, plural, ns, name) -> body
         self.log: list[tuple] = []
         self.core, self.net, self.custom = self, self, _Custom(self)
@@ -74,6 +75,19 @@ class FakeKubeApi:
     def create_namespace(self, obj):
         self.log.append(("create", "ns", obj["metadata"]["name"]))
         self.ns[obj["metadata"]["name"]] = obj
+        self.sa_polls[obj["metadata"]["name"]] = 0
+
+    def read_namespaced_service_account(self, name, ns):
+        """The `default` ServiceAccount appears on the second read (the controller is async)."""
+        self.sa_polls[ns] = self.sa_polls.get(ns, 0) + 1
+        if self.sa_polls[ns] < 2:
+            raise FakeApiException(404)
+        return {"metadata": {"name": name, "namespace": ns}}
+
+    def create_namespaced_pod(self, ns, obj):
+        if self.sa_polls.get(ns, 2) < 2:
+            raise FakeApiException(403, f"error looking up service account {ns}/default")
+        self._create_pod(ns, obj)
 
     def list_namespace(self, label_selector=""):
         for n in list(self.terminating):      # finish deletions one poll later
@@ -88,7 +102,7 @@ class FakeKubeApi:
         for key in [k for k in self.pods if k[0] == name]:
             del self.pods[key]
 
-    def create_namespaced_pod(self, ns, obj):
+    def _create_pod(self, ns, obj):
         if ns not in self.ns:
             raise FakeApiException(404, f"namespace {ns} not found")
         n = len(self.pods)

@@ -162,6 +162,13 @@ class KubeTopology:
                                            f"{self.selector}; refusing to touch it")
                     return
                 core.create_namespace(obj)
+                # Pods are refused until the namespace's `default` ServiceAccount exists
+                # ("error looking up service account"); pytest-kubernetes waits for it too.
+                name = meta["name"]
+                wait_for(lambda: self.api._absent_is_none(
+                    lambda: core.read_namespaced_service_account("default", name)),
+                    lambda sa: sa is not None, 60, f"ServiceAccount {name}/default", 0.5,
+                    describe=lambda sa: "does not exist yet")
             elif kind == "Pod":
                 core.create_namespaced_pod(meta["namespace"], obj)
             elif kind == "Service":
