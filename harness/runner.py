@@ -148,21 +148,7 @@ class Run:
         def exp(c: Cell) -> Expectation:
             return expectation_override or c.expectation
 
-        controls = positive_controls((c.control_key, exp(c), observed.get(c.spec)) for c in cells)
-        # Blocked cells whose server no allowed source reached: ask the server itself.
-        need = {}
-        for c in cells:
-            o = observed.get(c.spec)
-            if o is not None and blocked_kind(o.outcome, self.deny_response, self.dns_proxy) \
-                    == "blocked" and not controls.get(c.control_key) and c.loopback:
-                need[c.control_key] = c.loopback
-        if need:
-            with ThreadPoolExecutor(max_workers=max(1, min(s.concurrency, len(need)))) as pool:
-                futs = {k: pool.submit(loopback_probe, self.backend, ep, port, proto,
-                                       s.probe_timeout, dns)
-                        for k, (ep, port, proto, dns) in need.items()}
-                for k, f in futs.items():
-                    controls[k] = self_probe_proves(f.result())
+        controls = self.controls(cells, observed, exp)
         verdicts: dict[Hashable, Verdict] = {}
         for i, c in enumerate(cells):
             o: ProbeOutcome | None = observed.get(c.spec)
@@ -183,6 +169,26 @@ class Run:
                                       bool(control) if needed else None))
             verdicts[i] = j.verdict
         return verdicts
+
+    def controls(self, cells: list[Cell], observed: dict, exp) -> dict[Hashable, bool]:
+        """Positive controls of one round: an allowed source that connected, else (for blocked
+        cells only) the server's own loopback answer, asked in the same round."""
+        s = self.settings
+        controls = positive_controls((c.control_key, exp(c), observed.get(c.spec)) for c in cells)
+        need = {}
+        for c in cells:
+            o = observed.get(c.spec)
+            if o is not None and blocked_kind(o.outcome, self.deny_response, self.dns_proxy) \
+                    == "blocked" and not controls.get(c.control_key) and c.loopback:
+                need[c.control_key] = c.loopback
+        if need:
+            with ThreadPoolExecutor(max_workers=max(1, min(s.concurrency, len(need)))) as pool:
+                futs = {k: pool.submit(loopback_probe, self.backend, ep, port, proto,
+                                       s.probe_timeout, dns)
+                        for k, (ep, port, proto, dns) in need.items()}
+                for k, f in futs.items():
+                    controls[k] = self_probe_proves(f.result())
+        return controls
 
     # -- baseline ------------------------------------------------------------------------------
     def baseline(self, steps_cells: list[list[Cell]]) -> StepResult:
