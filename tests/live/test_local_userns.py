@@ -1,8 +1,8 @@
 """The local backend inside a private user namespace (python -m harness.backends.local.userns).
 
-Run here from root with --always: the namespaces are created the same way an unprivileged user
-gets them, although uid 0 inside still maps to root's files outside. (A truly unprivileged run
-needs a Python and packages that user can read; this machine's interpreter is under /root.)
+Two ways: from root with --always (the same namespaces, but uid 0 inside maps to root's files),
+and as the truly unprivileged user `nobody`, with the system Python and a readable copy of
+dnspython (this machine's own interpreter lives under /root, which nobody cannot read).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -75,3 +76,36 @@ def test_exit_status_passes_through():
     assert in_userns("sh", "-c", "exit 3").returncode == 3
     usage = run([sys.executable, "-m", "harness.backends.local.userns"], timeout=30)
     assert usage.returncode == 2 and "usage:" in usage.stderr
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+@pytest.mark.skipif(not os.path.exists(SYSTEM_PYTHON) or shutil.which("setpriv") is None,
+                    reason="needs /usr/bin/python3 and setpriv to run as an unprivileged user")
+def test_an_unprivileged_user_runs_the_local_backend():
+    import dns
+
+    run_id = naming.new_run_id()
+    site = tempfile.mkdtemp(prefix="np-userns-")
+    try:
+        shutil.copytree(os.path.dirname(dns.__file__), os.path.join(site, "dns"))
+        script = os.path.join(site, "run.py")
+        with open(script, "w") as fh:
+            fh.write(SCRIPT)
+        for root, dirs, files in os.walk(site):
+            for name in dirs + files + ["."]:
+                os.chmod(os.path.join(root, name), 0o755)
+        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": site,
+               "PYTHONPATH": f"{repo}:{site}"}
+        res = run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+                   SYSTEM_PYTHON, "-m", "harness.backends.local.userns", "--",
+                   SYSTEM_PYTHON, script, run_id, "clean"], env=env, timeout=120)
+    finally:
+        shutil.rmtree(site, ignore_errors=True)
+    if "Operation not permitted" in res.stderr and "unshare" in res.stderr:
+        pytest.skip(f"this kernel does not allow unprivileged user namespaces: {res.stderr.strip()}")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "PROBE x/b" in res.stdout and "NETNS 4" in res.stdout
+    assert host_objects(run_id) == []

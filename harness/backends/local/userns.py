@@ -5,8 +5,8 @@ namespaces; inside one, "root" may create network namespaces, veths and nft tabl
 to that user namespace only. Usage:
     python -m harness.backends.local.userns -- python -m pytest tests/live
 The command runs with private user, mount, network and PID namespaces:
-- /tmp is a fresh tmpfs holding an overlay upper layer for /etc (so /etc/netns/<pod> can be
-  written) and /run is a fresh tmpfs (so /run/netns and the run state live there);
+- /run is a fresh tmpfs (so /run/netns and the run state live there), which also holds an
+  overlay upper layer for /etc (so /etc/netns/<pod> can be written); /tmp and $HOME are shared;
 - everything the run creates dies with the PID namespace when the command exits, even after a
   crash: the kernel kills every process left in it and drops the namespaces with the mounts.
 The two process replacements (os.execvp) are not subprocesses: this process becomes `unshare`,
@@ -37,17 +37,19 @@ def prepare_mounts() -> None:
     def mount(*args: str) -> None:
         run(["mount", *args], check=True, doing="preparing the user namespace")
 
-    mount("-t", "tmpfs", "tmpfs", "/tmp")
-    os.makedirs("/tmp/.np-etc/upper")
-    os.makedirs("/tmp/.np-etc/work")
-    mount("-t", "overlay", "overlay", "-o",
-          "lowerdir=/etc,upperdir=/tmp/.np-etc/upper,workdir=/tmp/.np-etc/work", "/etc")
-    # /etc/resolv.conf is often a symlink into /run; `ip netns exec` bind-mounts each pod's
-    # resolv.conf onto it, so it must stay a real file once /run is replaced.
-    if os.path.islink("/etc/resolv.conf"):
-        os.remove("/etc/resolv.conf")
-        open("/etc/resolv.conf", "w").close()
+    resolv_is_link = os.path.islink("/etc/resolv.conf")
     mount("-t", "tmpfs", "tmpfs", "/run")
+    # Files we need to write are placed in the upper layer *before* mounting: an unprivileged
+    # user's namespace root may not write into directories owned by the real root, but the
+    # overlay takes a directory's owner from its upper copy, which is ours.
+    os.makedirs("/run/.np-etc/upper/netns")
+    os.makedirs("/run/.np-etc/work")
+    if resolv_is_link:
+        # often a symlink into /run; `ip netns exec` bind-mounts each pod's resolv.conf onto
+        # it, so it must be a real file now that /run is replaced
+        open("/run/.np-etc/upper/resolv.conf", "w").close()
+    mount("-t", "overlay", "overlay", "-o",
+          "lowerdir=/etc,upperdir=/run/.np-etc/upper,workdir=/run/.np-etc/work", "/etc")
 
 
 def main(argv: list[str] | None = None) -> int:
