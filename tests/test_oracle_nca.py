@@ -32,6 +32,21 @@ def test_parse_connection_sets():
         nca.parse_connections("something new")
 
 
+def test_parse_endpoints_and_match_external_hosts():
+    assert nca.parse_endpoint("x/a[Pod]") == "x/a"
+    assert nca.parse_endpoint("10.0.0.0-10.0.0.255,10.0.2.1") == [(167772160, 167772415),
+                                                                   (167772673, 167772673)]
+    with pytest.raises(ValueError, match="cannot read NCA endpoint"):
+        nca.parse_endpoint("somewhere")
+    lines = [("x/a", nca.parse_endpoint("10.0.0.0-10.0.0.255"),
+              nca.parse_connections("{protocols:TCP,dst_ports:80}"))]
+    ips = {"ext:in": 167772170, "ext:out": 3221225994}
+    assert nca.nca_allows(lines, "x/a", "ext:in", ips, 80, Protocol.TCP)
+    assert not nca.nca_allows(lines, "x/a", "ext:out", ips, 80, Protocol.TCP)
+    assert not nca.nca_allows(lines, "x/b", "ext:in", ips, 80, Protocol.TCP)
+    assert not nca.nca_allows(lines, "x/a", "ext:in", ips, 81, Protocol.TCP)
+
+
 def test_resources_carry_labels_named_ports_and_ips():
     ns, pods = nca.k8s_resources(Model.default(namespaces=["x"], pods=["a"]))
     assert ns["items"][0]["metadata"]["labels"] == {"ns": "x", "kubernetes.io/metadata.name": "x"}

@@ -19,6 +19,7 @@ docs/oracle.md, 1 otherwise, 2 when NCA cannot be run.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import random
 import re
 import sys
@@ -32,8 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from harness.errors import ExecError  # noqa: E402
-from harness.model import (ContainerPort, Model, Namespace, Pod, Protocol,  # noqa: E402
-                           plan_addresses)
+from harness.model import (ContainerPort, ExternalHost, Model, Namespace, Pod,  # noqa: E402
+                           Protocol, plan_addresses)
 from harness.oracle import Oracle  # noqa: E402
 from harness.results import Expectation  # noqa: E402
 from harness.shell import run  # noqa: E402
@@ -74,6 +75,15 @@ def _web_model() -> Model:
     return Model.build([Namespace("x", {"ns": "x"}), Namespace("y", {"ns": "y"})],
                        [Pod("x", "a", {"pod": "a"}, plain), Pod("y", "b", {"pod": "b"}, cps(80)),
                         Pod("y", "c", {"pod": "c"}, cps(81))])
+
+
+def _with_externals() -> Model:
+    """The conformance model plus three hosts outside the cluster, serving like the pods."""
+    m = Model.default()
+    serve = tuple(ContainerPort.serve(p, proto) for p in PORTS for proto in PROTOCOLS)
+    return Model.build(m.namespaces, m.pods, (), [
+        ExternalHost("inside", "10.0.0.10", serve), ExternalHost("excepted", "10.0.1.5", serve),
+        ExternalHost("outside", "192.0.2.10", serve)])
 
 
 DENY_INGRESS = np("x", "deny-all", {"podSelector": {}, "policyTypes": ["Ingress"]})
@@ -179,6 +189,21 @@ CASES = [
          known_difference=EMPTY_EGRESS_WHY),
     Case("egress-rules-default-policy-types", [np("x", "eg", {"podSelector": POD_A, "egress": [
         {"to": [{"podSelector": {}}]}]})]),
+    Case("external-egress-ipblock-except", [np("x", "to-inside", {
+        "podSelector": POD_A, "policyTypes": ["Egress"], "egress": [{"to": [{"ipBlock": {
+            "cidr": "10.0.0.0/16", "except": ["10.0.1.0/24"]}}], "ports": [{"port": 80}]}]})],
+         model=_with_externals()),
+    Case("external-ingress-ipblock", [np("x", "from-testnet", {
+        "podSelector": sel(pod="b"), "ingress": [{"from": [
+            {"ipBlock": {"cidr": "192.0.2.0/24"}}, {"namespaceSelector": sel(ns="y")}]}]})],
+         model=_with_externals()),
+    Case("external-selectors-never-match", [np("x", "in-cluster-only", {
+        "podSelector": {}, "policyTypes": ["Ingress", "Egress"],
+        "ingress": [{"from": [{"namespaceSelector": {}}]}],
+        "egress": [{"to": [{"namespaceSelector": {}}]}]})], model=_with_externals()),
+    Case("external-egress-to-everyone-on-udp", [np("z", "udp-out", {
+        "podSelector": {}, "policyTypes": ["Egress"],
+        "egress": [{"ports": [{"protocol": "UDP", "port": 81}]}]})], model=_with_externals()),
     Case("policy-update-step-1", [DENY_INGRESS]),
     Case("policy-update-step-2", [np("x", "deny-all", {"podSelector": {}, "ingress": [{}]})]),
     Case("label-change-step-1", [FROM_UPDATED]),
@@ -249,11 +274,13 @@ def ensure_nca(explicit: str | None) -> Path:
 
 
 # -- NCA output -----------------------------------------------------------------------------------
-_LINE = re.compile(r"^(?P<src>\S+)\[Pod\] => (?P<dst>\S+)\[Pod\] : (?P<conn>.+)$")
+_LINE = re.compile(r"^(?P<src>\S+?) => (?P<dst>\S+?) : (?P<conn>.+)$")
 _SET = re.compile(r"\{protocols:(?P<protos>[A-Z, ]+?)(?:,dst_ports:(?P<ports>[0-9,\- ]+))?\}")
 
 # (protocols, port ranges or None for every port); None as a whole means "All connections"
 ConnSet = list[tuple[frozenset[str], list[tuple[int, int]] | None]] | None
+# an endpoint of an NCA line: a pod key, or a list of inclusive IPv4 ranges as integers
+Endpoint = str | list[tuple[int, int]]
 
 
 def parse_connections(text: str) -> ConnSet:
@@ -276,6 +303,20 @@ def parse_connections(text: str) -> ConnSet:
     return out
 
 
+def parse_endpoint(text: str) -> Endpoint:
+    """`x/a[Pod]` -> "x/a"; `10.0.0.0-10.0.255.255[,…]` -> [(first, last), …] as integers."""
+    if text.endswith("[Pod]"):
+        return text[:-len("[Pod]")]
+    ranges = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        try:
+            ranges.append((int(ipaddress.ip_address(lo)), int(ipaddress.ip_address(hi or lo))))
+        except ValueError:
+            raise ValueError(f"cannot read NCA endpoint {text!r}: update parse_endpoint") from None
+    return ranges
+
+
 def allows(conns: ConnSet, port: int, proto: Protocol) -> bool:
     if conns is None:
         return True
@@ -284,8 +325,26 @@ def allows(conns: ConnSet, port: int, proto: Protocol) -> bool:
                for protos, ranges in conns)
 
 
-def run_nca(nca: Path, case: Case, workdir: Path) -> dict[tuple[str, str], list[ConnSet]]:
-    """Run NCA's connectivity report on one case: {(src, dst): [connection sets]}."""
+def _covers(endpoint: Endpoint, key: str, ip: int | None) -> bool:
+    if isinstance(endpoint, str):
+        return endpoint == key
+    return ip is not None and any(lo <= ip <= hi for lo, hi in endpoint)
+
+
+NcaLines = list[tuple[Endpoint, Endpoint, ConnSet]]
+
+
+def nca_allows(lines: NcaLines, src: str, dst: str, ips: dict[str, int], port: int,
+               proto: Protocol) -> bool:
+    """Does NCA's report allow src -> dst (pod keys or ext:name) on port/proto?"""
+    s_ip, d_ip = (ips[src] if src.startswith("ext:") else None,
+                  ips[dst] if dst.startswith("ext:") else None)
+    return any(_covers(a, src, s_ip) and _covers(b, dst, d_ip) and allows(c, port, proto)
+               for a, b, c in lines)
+
+
+def run_nca(nca: Path, case: Case, workdir: Path) -> NcaLines:
+    """Run NCA's connectivity report on one case: one (src, dst, connections) per line."""
     ns_list, pod_list = k8s_resources(case.model)
     files = {"ns.yaml": ns_list, "pods.yaml": pod_list,
              "policies.yaml": {"apiVersion": "v1", "kind": "List", "items": (
@@ -299,12 +358,13 @@ def run_nca(nca: Path, case: Case, workdir: Path) -> dict[tuple[str, str], list[
     if res.returncode != 0 or "Total run time" not in res.stdout:
         raise ExecError(list(res.argv), f"NCA failed on case {case.name} (exit "
                         f"{res.returncode})", output=(res.stdout + res.stderr)[-2000:])
-    edges: dict[tuple[str, str], list[ConnSet]] = {}
+    lines: NcaLines = []
     for line in res.stdout.splitlines():
         m = _LINE.match(line.strip())
-        if m:
-            edges.setdefault((m["src"], m["dst"]), []).append(parse_connections(m["conn"]))
-    return edges
+        if m and ("[Pod]" in m["src"] or "[Pod]" in m["dst"]):
+            lines.append((parse_endpoint(m["src"]), parse_endpoint(m["dst"]),
+                          parse_connections(m["conn"])))
+    return lines
 
 
 @dataclass
@@ -315,14 +375,18 @@ class CaseResult:
 
 
 def compare(nca: Path, case: Case, workdir: Path) -> CaseResult:
-    edges = run_nca(nca, case, workdir)
+    """Every pod -> pod, pod -> external and external -> pod cell the oracle defines."""
+    lines = run_nca(nca, case, workdir)
     oracle = Oracle(case.model, case.policies)
-    keys = case.model.pod_keys
+    ips = {f"ext:{name}": int(ipaddress.ip_address(ip))
+           for name, ip in oracle.addresses.external_ips.items()}
+    pods = list(case.model.pod_keys)
+    exts = [e.key for e in case.model.externals]
     ports = sorted({cp.port for p in case.model.user_pods for cp in p.ports} | set(PORTS))
     cells, diff = 0, []
-    for s in keys:
-        for d in keys:
-            if s == d:
+    for s in pods + exts:
+        for d in pods + exts:
+            if s == d or (s in exts and d in exts):
                 continue
             for port in ports:
                 for proto in PROTOCOLS:
@@ -330,7 +394,7 @@ def compare(nca: Path, case: Case, workdir: Path) -> CaseResult:
                     if dec.expectation is Expectation.UNDEFINED:
                         continue   # nothing listens there: not a policy question
                     cells += 1
-                    theirs = any(allows(c, port, proto) for c in edges.get((s, d), []))
+                    theirs = nca_allows(lines, s, d, ips, port, proto)
                     ours = dec.expectation is Expectation.ALLOW
                     if ours != theirs:
                         diff.append((s, d, port, proto.value, "allow" if ours else "deny",
