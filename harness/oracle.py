@@ -265,7 +265,7 @@ class Oracle:
         if svc is None:
             return Decision(Expectation.UNDEFINED, (Reason(
                 "spec", None, None, False, f"{name} is the API server, which runs on the node "
-                                           f"network: the spec leaves node traffic undefined"),)
+                                           f"network: node traffic is not asserted"),)
                             + dns.reasons)
         conn = self._decide_service(source, svc.key, port, protocol)
         return Decision(conn.expectation, conn.reasons + dns.reasons)
