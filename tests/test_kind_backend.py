@@ -25,6 +25,7 @@ class FakeShell:
         self.clusters = list(clusters)
         self.calls: list[list[str]] = []
         self.fail_on, self.interrupt_on = fail_on, interrupt_on
+        self.cgroup = "2"
 
     def __call__(self, argv, timeout=None, check=False, doing="", **kw):
         argv = [str(a) for a in argv]
@@ -35,7 +36,9 @@ class FakeShell:
             from harness.errors import ExecError
             raise ExecError(argv, f"{doing}: exit status 1")
         out = ""
-        if argv[1:3] == ["get", "clusters"]:
+        if argv[1:2] == ["info"]:
+            out = self.cgroup + "\n"
+        elif argv[1:3] == ["get", "clusters"]:
             out = "\n".join(self.clusters) + "\n"
         elif argv[1:3] == ["create", "cluster"]:
             self.clusters.append(argv[argv.index("--name") + 1])
@@ -96,11 +99,11 @@ def backend(tmp_path, cni="calico", **kw):
 def test_up_runs_the_steps_in_order_with_a_private_kubeconfig(env, tmp_path):
     b = backend(tmp_path)
     b.up()
-    assert env.names() == ["kind get clusters", "kind create cluster", "kubectl --kubeconfig "
+    assert env.names() == ["docker info --format", "kind get clusters", "kind create cluster", "kubectl --kubeconfig "
                            + b.kubeconfig, "docker pull --platform", "docker tag "
                            + kind_mod.cnis.AGNHOST_IMAGE, "docker save --platform",
                            "kind load image-archive"]
-    create = env.calls[1]
+    create = env.calls[2]
     assert create[create.index("--kubeconfig") + 1] == b.kubeconfig == \
         str(tmp_path / "clusters" / "netpol-proof-calico" / "kubeconfig")
     assert oct(os.stat(b.kubeconfig).st_mode & 0o777) == "0o600"
@@ -165,7 +168,7 @@ def test_kindnet_installs_nothing_and_keeps_the_default_cni(env, tmp_path):
     b = backend(tmp_path, "kindnet")
     b.up()
     assert not any("apply" in c for c in env.calls)
-    cfg = open(env.calls[1][env.calls[1].index("--config") + 1]).read()
+    cfg = open(env.calls[2][env.calls[2].index("--config") + 1]).read()
     assert "disableDefaultCNI" not in cfg
     b.down()
 
@@ -229,3 +232,10 @@ def test_cleaner_lists_through_kind_and_deletes_with_our_private_kubeconfig(tmp_
     assert log.read_text().splitlines()[-1] == (
         f"delete cluster --name netpol-proof-calico --kubeconfig "
         f"{cache}/clusters/netpol-proof-calico/kubeconfig")
+
+
+def test_cgroup_v1_host_is_refused_before_any_cluster_exists(env, tmp_path):
+    env.cgroup = "1"
+    with pytest.raises(BackendError, match="cgroup v1; kindest/node:v1.35.8 needs cgroup v2"):
+        backend(tmp_path).up()
+    assert not any(c[1:3] == ["create", "cluster"] for c in env.calls)

@@ -141,3 +141,8 @@ def test_prepare_cni_plugins_verifies_the_pinned_sha(tmp_path, monkeypatch):
         kc.prepare_cni_plugins(tmp_path, "amd64")
     with pytest.raises(BackendError, match="no pinned checksum for s390x"):
         kc.prepare_cni_plugins(tmp_path, "s390x")
+
+
+def test_docker_cgroup_version_query():
+    assert kc.docker_cgroup_version("/usr/bin/docker") == [
+        "/usr/bin/docker", "info", "--format", "{{.CgroupVersion}}"]

@@ -163,6 +163,8 @@ RUNTIME_CHECKS: dict[str, str] = {
             "error, never a verdict",
     "agnhost nslookup text": "probes.classify() returns tool-error for any output it does not "
                              "recognise, so a different Alpine bind-tools text is a probe error",
+    "cgroup v2 host": "KindBackend asks `docker info` for the cgroup version before creating "
+                      "anything; v1 is refused with the fix",
     "flannel bridge plugin": "check_cni_plugins() verifies the mounted cache holds `bridge` "
                              "before Flannel is applied",
 }

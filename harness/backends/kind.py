@@ -131,6 +131,20 @@ class KindBackend(KubeBackendBase):
         self.tools = kc.Tools(resolve("kind", bins, self.status), resolve("kubectl", bins, self.status),
                               resolve("helm", bins, self.status) if self.profile == "cilium" else "helm",
                               docker, self.kubeconfig, self.context)
+        self._check_cgroup(docker)
+
+    def _check_cgroup(self, docker: str) -> None:
+        """Node images for Kubernetes 1.35+ need a cgroup v2 host (notes §1.9 pitfall 5): on
+        cgroup v1 the kubelet health checks time out much later with a far vaguer message."""
+        res = self._run(kc.docker_cgroup_version(docker), "asking Docker for its cgroup version", 60)
+        version = res.stdout.strip()
+        if version == "1":
+            raise BackendError("checking the container engine",
+                               f"Docker runs on cgroup v1; {cnis.NODE_IMAGE.split('@')[0]} needs "
+                               f"cgroup v2 (use a newer Docker/host, or kind's v1.34 node image)")
+        if version != "2":
+            self.status(f"  warning: Docker reports cgroup version {version or '(nothing)'}; "
+                        f"the node image needs cgroup v2")
 
     def _run(self, argv: list[str], doing: str, timeout: float = 900.0):
         return run(argv, timeout=timeout, check=True, doing=doing)

@@ -44,6 +44,10 @@ def kind_delete(t: Tools, name: str) -> list[str]:
     return [t.kind, "delete", "cluster", "--name", name, "--kubeconfig", t.kubeconfig]
 
 
+def docker_cgroup_version(docker: str) -> list[str]:
+    return [docker, "info", "--format", "{{.CgroupVersion}}"]
+
+
 def kind_get_clusters(kind: str) -> list[str]:
     return [kind, "get", "clusters"]
 
