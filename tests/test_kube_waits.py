@@ -204,3 +204,21 @@ def test_a_tcp_container_not_ready_is_still_waited_on():
     ops = FakeKubeOps({"pods/ns/run=1": [[pod]]})
     with pytest.raises(WaitTimeout, match="pods did not happen"):
         kw.wait_pods_ready(ops, "ns", "run=1", 0.1, "pods", expect=1, optional=("-sctp",), **FAST)
+
+
+def test_image_that_cannot_be_pulled_fails_the_wait_early_naming_it():
+    bad = _pod("a", False, {"reason": "ErrImagePull",
+                            "message": "failed to resolve reference agnhost@sha256:dead: not found"})
+    backoff = _pod("a", False, {"reason": "ImagePullBackOff", "message": "Back-off pulling image"})
+    ops = FakeKubeOps({"pods/ns/run=1": [[bad], [backoff], [bad]]})
+    with pytest.raises(kw.WaitFailed) as err:
+        kw.wait_pods_ready(ops, "ns", "run=1", 30, "probe pods of ns", **FAST)
+    assert "waiting for probe pods of ns" in str(err.value)
+    assert "a/coredns: ErrImagePull: failed to resolve reference" in str(err.value)
+    assert ops.calls["pods/ns/run=1"] == kw.FATAL_AFTER          # no 30 s wasted
+
+
+def test_a_transient_pull_error_that_heals_is_waited_through():
+    bad = _pod("a", False, {"reason": "ErrImagePull", "message": "i/o timeout"})
+    ops = FakeKubeOps({"pods/ns/run=1": [[bad], [bad], [_pod("a", True)]]})
+    assert kw.wait_pods_ready(ops, "ns", "run=1", 5, "pods", **FAST)[0]["metadata"]["name"] == "a"

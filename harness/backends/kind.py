@@ -68,7 +68,7 @@ class KindBackend(KubeBackendBase):
         self.run_id = run_id or naming.new_run_id()
         self.probe_timeout = probe_timeout
         self.keep_cluster, self.reuse_cluster = keep_cluster, reuse_cluster
-        self.cache_dir = Path(cache_dir or DEFAULT_CACHE)
+        self.cache_dir = Path(cache_dir or DEFAULT_CACHE).absolute()  # kind mounts need absolute paths
         self.ready_timeout = ready_timeout
         self.status = status
         self.cluster = naming.cluster_name(profile)

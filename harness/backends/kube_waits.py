@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Callable, Protocol, Sequence
 
 from harness.backends.cni import Workload
+from harness.errors import BackendError
 from harness.waits import wait_for
 
 Obj = dict[str, Any]
@@ -58,13 +59,24 @@ def rollout_state(kind: str, obj: Obj | None) -> tuple[bool, str]:
     return (want > 0 and upd >= want and avail >= want), desc
 
 
+class WaitFailed(BackendError):
+    """A wait met a failure condition (an image that cannot be pulled): waiting on is pointless."""
+
+
+#: container waiting reasons that do not heal by themselves (after FATAL_AFTER polls in a row)
+FATAL_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError")
+FATAL_AFTER = 3
+
+
 def _guard(check: Callable[[], Any]) -> Callable[[], Any]:
     """An API error while polling is a state to report ("API error: ..."), not an abort: the API
-    server of a fresh cluster refuses connections for a while."""
+    server of a fresh cluster refuses connections for a while. WaitFailed passes through."""
 
     def guarded():
         try:
             return check()
+        except WaitFailed:
+            raise
         except Exception as exc:  # noqa: BLE001 - any client error is "not ready yet"
             return ApiFailure(f"API error: {type(exc).__name__}: {exc}")
     return guarded
@@ -165,13 +177,33 @@ def not_ready_optional(pods: list[Obj], optional: tuple[str, ...]) -> list[str]:
             if optional and cs.get("name", "").endswith(optional) and not cs.get("ready")]
 
 
+def fatal_containers(pods: list[Obj]) -> list[str]:
+    """`pod/container: reason: message` of containers waiting for a reason that will not heal."""
+    out = []
+    for p in pods:
+        for cs in (p.get("status") or {}).get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in FATAL_REASONS:
+                out.append(f"{(p.get('metadata') or {}).get('name')}/{cs.get('name')}: "
+                           f"{waiting['reason']}: {waiting.get('message', '')}".rstrip(": "))
+    return out
+
+
 def wait_pods_ready(ops: KubeOps, namespace: str, label_selector: str, timeout: float,
                     what: str, expect: int = 1, interval: float = 1.0,
                     optional: tuple[str, ...] = ()) -> list[Obj]:
     """Wait until at least `expect` pods match and all are Ready (ignoring containers named
-    with an `optional` suffix); returns them."""
+    with an `optional` suffix); returns them. A container stuck on an image pull (FATAL_REASONS,
+    FATAL_AFTER polls in a row) fails the wait at once, naming pod, container and message."""
+    streak = [0]
+
     def check():
-        return ops.list_pods(namespace, label_selector)
+        pods = ops.list_pods(namespace, label_selector)
+        fatal = fatal_containers(pods)
+        streak[0] = streak[0] + 1 if fatal else 0
+        if streak[0] >= FATAL_AFTER:
+            raise WaitFailed(f"waiting for {what}", "; ".join(fatal))
+        return pods
 
     def done(pods):
         return (not isinstance(pods, ApiFailure) and len(pods) >= expect
