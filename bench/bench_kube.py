@@ -62,7 +62,6 @@ def main() -> None:
 
 def bring_up_overhead() -> float:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    import pytest  # noqa: F401  (the fakes live in the tests)
     from test_kind_backend import FakeKubeApi, FakeShell
 
     from harness.backends import kind as kind_mod

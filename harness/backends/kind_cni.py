@@ -154,12 +154,14 @@ def install_steps(cni: str, t: Tools, cache_dir: Path) -> list[tuple[str, list[s
     if cni == "kindnet":
         return []
     if cni == "calico":
-        crds = fetch_verified(*cnis.CALICO_OPERATOR_CRDS, cache / f"calico-{cnis.CALICO_VERSION}-operator-crds.yaml")
-        op = fetch_verified(*cnis.CALICO_OPERATOR, cache / f"calico-{cnis.CALICO_VERSION}-tigera-operator.yaml")
-        inst = cache / f"calico-{cnis.CALICO_VERSION}-installation.yaml"
+        v = cnis.CALICO_VERSION
+        crds = fetch_verified(*cnis.CALICO_OPERATOR_CRDS, cache / f"calico-{v}-operator-crds.yaml")
+        op = fetch_verified(*cnis.CALICO_OPERATOR, cache / f"calico-{v}-tigera-operator.yaml")
+        inst = cache / f"calico-{v}-installation.yaml"
         inst.parent.mkdir(parents=True, exist_ok=True)
         inst.write_text(yaml.safe_dump_all(calico_installation(), sort_keys=False))
-        return [("applying Calico operator CRDs (server-side)", kubectl_apply_server_side(t, str(crds))),
+        return [("applying Calico operator CRDs (server-side)",
+                 kubectl_apply_server_side(t, str(crds))),
                 ("applying tigera-operator", kubectl_apply_server_side(t, str(op))),
                 ("applying the Installation (cidr 10.244.0.0/16, no Goldmane/Whisker)",
                  kubectl_apply_server_side(t, str(inst)))]
@@ -169,7 +171,8 @@ def install_steps(cni: str, t: Tools, cache_dir: Path) -> list[tuple[str, list[s
         if not br_netfilter_loaded():
             raise BackendError("installing Flannel", "the br_netfilter module is not loaded on "
                                                      "this host; run `sudo modprobe br_netfilter`")
-        man = fetch_verified(*cnis.FLANNEL_MANIFEST, cache / f"kube-flannel-{cnis.FLANNEL_VERSION}.yml")
-        return [(f"applying kube-flannel {cnis.FLANNEL_VERSION}", kubectl_apply_server_side(t, str(man)))]
+        v = cnis.FLANNEL_VERSION
+        man = fetch_verified(*cnis.FLANNEL_MANIFEST, cache / f"kube-flannel-{v}.yml")
+        return [(f"applying kube-flannel {v}", kubectl_apply_server_side(t, str(man)))]
     cnis.spec(cni)  # raises the "unknown CNI" error
     return []

@@ -129,7 +129,8 @@ class KubeTopology:
         self.model = model
         self.names = km.NameMap(self.run_id, [n.name for n in model.namespaces])
         objs = km.topology(model, self.names, self.image)
-        self.status(f"  creating {len(objs)} objects (namespaces {', '.join(sorted(set(self.names.to_real.values()) - {SYSTEM_NAMESPACE}))})")
+        real = sorted(set(self.names.to_real.values()) - {SYSTEM_NAMESPACE})
+        self.status(f"  creating {len(objs)} objects (namespaces {', '.join(real)})")
         for obj in objs:
             self._create(obj)
         for ns in model.namespaces:
