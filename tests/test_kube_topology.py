@@ -177,6 +177,10 @@ class _Custom:
             raise FakeApiException(404)
         return self.api.store[(group, plural, None, name)]
 
+    def list_cluster_custom_object(self, group, version, plural, label_selector=""):
+        return {"items": [b for (g, p, _, _), b in self.api.store.items() if (g, p) == (group, plural)
+                          and _match((b.get("metadata") or {}).get("labels") or {}, label_selector)]}
+
     def delete_namespaced_custom_object(self, group, version, ns, plural, name):
         del self.api.store[(group, plural, ns, name)]
 
@@ -264,8 +268,9 @@ def test_calico_namespaced_policy_is_deleted_through_its_own_group(fake):
     t.apply_policy({"apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy",
                     "metadata": {"name": "c", "namespace": "x"}, "spec": {"selector": "all()"}})
     assert ("projectcalico.org", "networkpolicies", "np-abc123-x", "c") in fake.store
+    assert t.policy_count() == 1
     t.delete_policy("x", "c", "NetworkPolicy")
-    assert fake.store == {}
+    assert fake.store == {} and t.policy_count() == 0
 
 
 def test_labels_are_patched_on_real_objects(fake):

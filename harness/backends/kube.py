@@ -311,9 +311,19 @@ class KubeTopology:
             raise BackendError(f"deleting {kind} {namespace}/{name}", _api_error(exc)) from None
 
     def policy_count(self) -> int:
+        """Policies carrying this run's label, as the API server lists them: NetworkPolicies,
+        plus every other policy kind this run applied (Calico, Cilium, AdminNetworkPolicy)."""
         items = self.api._dict(self.api.net.list_network_policy_for_all_namespaces(
             label_selector=self.selector)).get("items", [])
-        return len(items) + len(self._cluster_policies)
+        count = len(items)
+        others = {km.policy_resource({"apiVersion": api, "kind": kind})[:3]
+                  for (_, _, kind), api in self._api_versions.items()
+                  if not api.startswith("networking.k8s.io/")}
+        for group, version, plural in sorted(others):
+            listed = self.api.custom.list_cluster_custom_object(group, version, plural,
+                                                                label_selector=self.selector)
+            count += len((listed or {}).get("items", []))
+        return count
 
     # -- exec -----------------------------------------------------------------------------------
     def exec(self, endpoint: str, argv: Sequence[str], timeout: float) -> ExecResult:
