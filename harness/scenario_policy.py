@@ -20,7 +20,7 @@ import yaml
 from harness.model import Addresses, Model
 from harness.policy import API_VERSION, KIND, is_network_policy, parse_policy
 from harness.scenario_render import PlaceholderError, render_manifest
-from harness.scenario_yaml import load_documents, plain, yaml_error_line
+from harness.scenario_yaml import did_you_mean, load_documents, plain, yaml_error_line
 
 #: The Kubernetes version whose OpenAPI schema policies are validated against. Pinned so a
 #: scenario that is valid today stays valid when kubernetes-validate ships a newer schema.
@@ -99,6 +99,14 @@ def _schema_validate(manifest: dict) -> tuple[str, list] | None:
     best = jsonschema.exceptions.best_match(validator.iter_errors(manifest))
     if best is None:
         return None
+    if best.validator == "additionalProperties" and isinstance(best.instance, dict):
+        # Why: "Additional properties are not allowed" does not say what was meant; a typo
+        # such as `ingres` deserves the same did-you-mean as a typo in the scenario itself.
+        known = list((best.schema.get("properties") or {}))
+        extra = [k for k in best.instance if k not in known]
+        if extra:
+            return (f"unknown field {extra[0]!r}{did_you_mean(str(extra[0]), known)}",
+                    list(best.path) + [extra[0]])
     return best.message.splitlines()[0], list(best.path)
 
 
