@@ -103,11 +103,15 @@ def is_scenario_file(path: Path) -> bool:
 
 def find_scenarios(paths: Iterable[str | Path]) -> list[Path]:
     """Scenario files among `paths`: files as given (if they are scenarios), directories
-    searched recursively, sorted; a path that does not exist raises ScenarioError."""
+    searched recursively (hidden ones skipped), sorted; a path that does not exist raises
+    ScenarioError."""
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(f for f in sorted(p.rglob("*")) if is_scenario_file(f))
+            # Why skip hidden directories: .git, .venv and tool caches hold YAML of their own
+            out.extend(f for f in sorted(p.rglob("*"))
+                       if not any(part.startswith(".") for part in f.relative_to(p).parts)
+                       and is_scenario_file(f))
         elif p.is_file():
             if is_scenario_file(p):
                 out.append(p)

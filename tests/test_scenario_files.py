@@ -104,6 +104,8 @@ def test_find_scenarios_recurses_and_ignores_other_yaml(tmp_path):
     (tmp_path / "a" / "mentions.yaml").write_text("note: |\n  kind: Scenario\n")
     (tmp_path / "t.yml").write_text("# a comment\nkind: Scenario\n")
     (tmp_path / "notes.txt").write_text("kind: Scenario\n")
+    (tmp_path / ".venv").mkdir()
+    (tmp_path / ".venv" / "hidden.yaml").write_text("kind: Scenario\n")
     found = find_scenarios([tmp_path])
     assert found == [tmp_path / "a" / "b" / "s.yaml", tmp_path / "t.yml"]
     assert find_scenarios([tmp_path / "t.yml", tmp_path]) == [tmp_path / "t.yml",
