@@ -239,3 +239,22 @@ def test_cgroup_v1_host_is_refused_before_any_cluster_exists(env, tmp_path):
     with pytest.raises(BackendError, match="cgroup v1; kindest/node:v1.35.8 needs cgroup v2"):
         backend(tmp_path).up()
     assert not any(c[1:3] == ["create", "cluster"] for c in env.calls)
+
+
+def test_a_cluster_that_is_not_ours_gets_no_cni_installed(env, tmp_path, monkeypatch):
+    class RemoteApi(FakeKubeApi):
+        server = "https://prod.example.com:6443"
+    monkeypatch.setattr(kind_mod, "KubeApi", RemoteApi)
+    with pytest.raises(BackendError, match="not on loopback"):
+        backend(tmp_path).up()
+    assert not any("apply" in c for c in env.calls)
+
+
+def test_a_failing_cleanup_does_not_hide_the_bring_up_error(env, tmp_path, monkeypatch):
+    said = []
+    env.fail_on = "apply"
+    b = KindBackend("calico", "abc123", cache_dir=tmp_path, status=said.append)
+    monkeypatch.setattr(b, "undeploy", lambda: (_ for _ in ()).throw(RuntimeError("api gone")))
+    with pytest.raises(Exception, match="install calico"):
+        b.up()
+    assert any("cleanup after the failure also failed" in s and "api gone" in s for s in said)

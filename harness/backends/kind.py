@@ -93,11 +93,12 @@ class KindBackend(KubeBackendBase):
             with FileLock(str(self.home / "create.lock")):
                 self._step(1, "binaries (kind, kubectl, helm; pinned + SHA-256)", self._binaries)
                 created = self._step(2, f"cluster {self.cluster}", self._cluster)
-                if created:
-                    self._step(3, f"install CNI {self.profile}", self._install_cni)
+                # before anything is written to it: is this really our kind cluster?
                 api = KubeApi(self.kubeconfig, self.context)
                 verify_identity(self.cluster, api.server,
                                 [n["metadata"]["name"] for n in api.list_nodes()])
+                if created:
+                    self._step(3, f"install CNI {self.profile}", self._install_cni)
                 self._step(4, f"{self.profile} ready (its own condition)", lambda: wait_cni(
                     api, self.spec.workloads, self.spec.tigera_status, self.ready_timeout,
                     status=self.status))
@@ -110,7 +111,10 @@ class KindBackend(KubeBackendBase):
             self.topology = KubeTopology(api, self.run_id, True, self.ready_timeout,
                                          self.status, image=cnis.AGNHOST_TAG)
         except BaseException:   # Ctrl-C and failures: never leave a half-made cluster behind
-            self.down()
+            try:
+                self.down()
+            except Exception as exc:  # noqa: BLE001 - the bring-up error is the one to report
+                self.status(f"[kind {self.profile}] cleanup after the failure also failed: {exc}")
             raise
 
     def _step(self, n: int, title: str, fn: Callable):
