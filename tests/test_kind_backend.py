@@ -258,3 +258,23 @@ def test_a_failing_cleanup_does_not_hide_the_bring_up_error(env, tmp_path, monke
     with pytest.raises(Exception, match="install calico"):
         b.up()
     assert any("cleanup after the failure also failed" in s and "api gone" in s for s in said)
+
+
+def test_docker_without_save_platform_falls_back_to_a_plain_save(env, tmp_path):
+    real = env.__call__
+
+    class OldDocker(FakeShell):
+        def __call__(self, argv, **kw):
+            argv = [str(a) for a in argv]
+            if argv[1:2] == ["save"] and "--platform" in argv:
+                self.calls.append(argv)
+                from harness.errors import ExecError
+                raise ExecError(argv, "exit status 125", output="unknown flag: --platform")
+            return real(argv, **kw)
+    shell = OldDocker()
+    shell.calls = env.calls
+    kind_mod.run = shell
+    backend(tmp_path).up()
+    saves = [c for c in env.calls if c[1:2] == ["save"]]
+    assert saves[-1] == ["/usr/bin/docker", "save", "-o", str(tmp_path / "clusters" /
+                         "netpol-proof-calico" / "agnhost.tar"), kind_mod.cnis.AGNHOST_TAG]

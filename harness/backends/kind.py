@@ -29,7 +29,7 @@ from harness.backends.binaries import DEFAULT_CACHE, go_arch, resolve
 from harness.backends.kube import KubeApi, KubeBackendBase, KubeTopology, status_line
 from harness.backends.kube_waits import wait_cni, wait_coredns, wait_nodes_ready
 from harness.capabilities import Capabilities
-from harness.errors import BackendError, UsageError
+from harness.errors import BackendError, ExecError, UsageError
 from harness.shell import run
 
 NODES = 3
@@ -195,7 +195,17 @@ class KindBackend(KubeBackendBase):
         archive = str(self.home / "agnhost.tar")
         for argv in kc.image_prepull(self.tools, self.cluster, cnis.AGNHOST_IMAGE,
                                      cnis.AGNHOST_TAG, archive, go_arch()):
-            self._run(argv, f"pre-loading {cnis.AGNHOST_TAG}")
+            try:
+                self._run(argv, f"pre-loading {cnis.AGNHOST_TAG}")
+            except ExecError as exc:
+                # `docker save --platform` needs Docker >= 28; an older engine has the classic
+                # image store, where a plain save works (pitfall 3 is the containerd store's)
+                if "--platform" not in argv or "unknown flag" not in exc.output:
+                    raise
+                self.status("  docker save has no --platform here; saving without it")
+                self._run([a for i, a in enumerate(argv) if a != "--platform"
+                           and (i == 0 or argv[i - 1] != "--platform")],
+                          f"pre-loading {cnis.AGNHOST_TAG}")
 
     # -- sharing the cluster between workers ----------------------------------------------------
     def _users_path(self) -> Path:
