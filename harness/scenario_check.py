@@ -191,3 +191,61 @@ def check_scenario(scenario: "Scenario") -> list[Problem]:
                     f"{where}: expected {cell.expectation.value}, the oracle computes "
                     f"{computed.value}: {_reasons(cell.decision)}"), cell.line))
     return problems
+
+
+def missing_requirements(scenario: "Scenario") -> list[Problem]:
+    """Capabilities the scenario's own content uses but `requires:` does not list.
+
+    Why: a backend lacking a capability must skip the scenario, not run it and report the
+    missing feature as "not enforced". Reported by `check` as notes (not errors) for now, so a
+    library can adopt it file by file.
+    """
+    need: dict[str, str] = {}
+    for st in scenario.steps:
+        for doc in st.apply:
+            if is_network_policy(doc.manifest):
+                _policy_needs(doc.manifest, doc.key, need)
+        for mx in st.expect:
+            _proto_needs(mx.protocol, f"step {st.index} table {mx.port}/{mx.protocol.value}",
+                         need)
+            if isinstance(mx.port, str):
+                need.setdefault("named-ports", f"step {st.index} table port {mx.port}")
+        for pr in st.probes:
+            if pr.dns_name:
+                continue
+            _proto_needs(pr.protocol, f"step {st.index} probe {pr.source} -> {pr.target}", need)
+            if pr.source.startswith("ext:") or pr.target.startswith("ext:"):
+                need.setdefault("external-hosts", f"step {st.index} probe {pr.source} -> "
+                                                  f"{pr.target}")
+    return [Problem(str(scenario.path), "requires", f"{cap} is used ({why}) but not required")
+            for cap, why in sorted(need.items()) if cap not in scenario.requires]
+
+
+def _proto_needs(protocol: Protocol, why: str, need: dict[str, str]) -> None:
+    if protocol is Protocol.UDP:
+        need.setdefault("udp", why)
+    elif protocol is Protocol.SCTP:
+        need.setdefault("sctp", why)
+
+
+def _policy_needs(m: dict, key: str, need: dict[str, str]) -> None:
+    spec = m.get("spec") or {}
+    need.setdefault("networkpolicy", f"policy {key}")
+    if "Egress" in (spec.get("policyTypes") or []) or spec.get("egress"):
+        need.setdefault("egress", f"policy {key} has egress rules or policyTypes Egress")
+    for direction, peers in (("ingress", "from"), ("egress", "to")):
+        for rule in spec.get(direction) or []:
+            if not isinstance(rule, dict):
+                continue
+            if any(isinstance(p, dict) and "ipBlock" in p for p in rule.get(peers) or []):
+                need.setdefault("ipblock", f"policy {key} has an ipBlock peer")
+            for port in rule.get("ports") or []:
+                if not isinstance(port, dict):
+                    continue
+                if isinstance(port.get("port"), str):
+                    need.setdefault("named-ports", f"policy {key} names port {port['port']}")
+                if "endPort" in port:
+                    need.setdefault("endport", f"policy {key} has an endPort range")
+                if port.get("protocol") in ("UDP", "SCTP"):
+                    _proto_needs(Protocol(port["protocol"]),
+                                 f"policy {key} has a {port['protocol']} port", need)

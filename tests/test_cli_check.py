@@ -148,3 +148,13 @@ def test_check_reports_duplicate_scenario_names(valid_dir, capsys):
     out = capsys.readouterr().out
     assert f"{twin}: name: 'deny-all-ingress-x' is also the name of " \
            f"{valid_dir / 'valid-deny-all-ingress.yaml'}" in out
+
+
+def test_check_notes_missing_requirements_without_failing(valid_dir, capsys):
+    f = valid_dir / "valid-named-port-endport-udp.yaml"
+    f.write_text(f.read_text().replace("requires: [networkpolicy, named-ports, endport, udp]",
+                                       "requires: [networkpolicy]"))
+    assert main(["check", str(f)]) == 0
+    out = capsys.readouterr().out
+    for cap in ("endport", "named-ports", "udp"):
+        assert f"note: {f}: requires: {cap} is used" in out

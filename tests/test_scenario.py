@@ -270,3 +270,25 @@ def test_cached_schema_validation_agrees_with_kubernetes_validate(spec):
                         theirs[1] + ["ingres"])
     else:
         assert ours == theirs
+
+
+def test_missing_requirements_names_what_the_content_uses(tmp_path):
+    from harness.scenario_check import missing_requirements
+
+    path = write(tmp_path, "requires: [networkpolicy]\nmodel:\n  pods:\n"
+                           "    x/a: {ports: [80, {port: 53, protocol: UDP, name: dns}]}\n"
+                           "  externals: {out: {ip: 192.0.2.1}}\nsteps:\n  - apply:\n"
+                           "      - apiVersion: networking.k8s.io/v1\n"
+                           "        kind: NetworkPolicy\n"
+                           "        metadata: {name: p, namespace: x}\n"
+                           "        spec:\n          podSelector: {}\n"
+                           "          egress:\n            - to: [{ipBlock: {cidr: 10.0.0.0/8}}]\n"
+                           "              ports: [{port: 1000, endPort: 2000}, {port: dns, "
+                           "protocol: UDP}]\n"
+                           "    probes: [{from: x/a, to: ext:out, port: 80, expect: deny}]\n")
+    s = load_scenario(path)
+    missing = {p.message.split(" ")[0]: p.message for p in missing_requirements(s)}
+    assert set(missing) == {"egress", "ipblock", "endport", "named-ports", "udp",
+                            "external-hosts"}
+    assert "policy x/p names port dns" in missing["named-ports"]
+    assert missing_requirements(load_scenario(DATA / "valid-custom-model.yaml")) == []

@@ -10,7 +10,9 @@ EPILOG = """examples:
   python -m harness check scenarios/conformance/deny-all-ingress.yaml tests/data/scenarios/
 
 exit status: 0 when every file is valid and every hand-written expectation agrees with the
-oracle; 1 otherwise (each problem is printed as FILE:LINE: FIELD: MESSAGE)."""
+oracle; 1 otherwise (each problem is printed as FILE:LINE: FIELD: MESSAGE). Lines starting
+with "note:" are advice (e.g. a capability the scenario uses but does not require) and do not
+change the exit status."""
 
 
 def register(sub) -> None:
@@ -38,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"no scenario files (YAML with top-level kind: Scenario) in {' '.join(args.paths)}")
         return 1
     bad = total = 0
+    notes: list[str] = []
     names: dict[str, Path] = {}
     for f in files:
         problems = validate_file(f)
@@ -48,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
                                                     f"scenario names must be unique"))
         elif name:
             names[name] = f
+        if not problems:
+            notes += _notes(f)
         if problems:
             bad += 1
             total += len(problems)
@@ -56,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  {pr}")
         else:
             print(f"ok   {f}")
+    for note in notes:
+        print(f"note: {note}")
     print(f"{len(files)} scenario file(s) checked: {len(files) - bad} ok, {bad} with problems"
           f" ({total} problem(s))" + (f"; {len(stray)} file(s) are not scenarios" if stray else ""))
     return 0 if bad == 0 and not stray else 1
@@ -70,3 +77,11 @@ def _name_of(path: Path) -> str | None:
         return None
     name = data.get("name") if isinstance(data, dict) else None
     return name if isinstance(name, str) else None
+
+
+def _notes(path: Path) -> list[str]:
+    """Advice that does not fail the check: capabilities used but not required."""
+    from harness.scenario import load_scenario
+    from harness.scenario_check import missing_requirements
+
+    return [str(p) for p in missing_requirements(load_scenario(path))]
