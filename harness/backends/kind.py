@@ -176,6 +176,9 @@ class KindBackend(KubeBackendBase):
         plugins = None
         if self.spec.needs_cni_plugins:
             plugins = str(kc.prepare_cni_plugins(self.cache_dir / "cni-plugins"))
+        problems = kind_config.validate(kind_config.render(self.profile, plugins))
+        if problems:
+            raise BackendError(f"rendering the kind config for {self.cluster}", "; ".join(problems))
         cfg = self.home / "kind-config.yaml"
         cfg.write_text(kind_config.render_text(self.profile, plugins))
         self.attached = True     # kind deletes a failed create itself; delete is idempotent
