@@ -278,3 +278,15 @@ def test_docker_without_save_platform_falls_back_to_a_plain_save(env, tmp_path):
     saves = [c for c in env.calls if c[1:2] == ["save"]]
     assert saves[-1] == ["/usr/bin/docker", "save", "-o", str(tmp_path / "clusters" /
                          "netpol-proof-calico" / "agnhost.tar"), kind_mod.cnis.AGNHOST_TAG]
+
+
+def test_flannel_nodes_mount_the_prepared_plugins_dir(env, tmp_path, monkeypatch):
+    prepared = tmp_path / "cache-plugins" / "cni-plugins-v1.9.1-amd64"
+    monkeypatch.setattr(kind_mod.kc, "prepare_cni_plugins", lambda cache: prepared)
+    b = backend(tmp_path, "flannel")
+    b.up()
+    create = next(c for c in env.calls if c[1:3] == ["create", "cluster"])
+    import yaml
+    cfg = yaml.safe_load(open(create[create.index("--config") + 1]))
+    assert {m["hostPath"] for n in cfg["nodes"] for m in n["extraMounts"]} == {str(prepared)}
+    b.down()
