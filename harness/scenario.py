@@ -170,7 +170,9 @@ def load_scenario(path: str | Path) -> Scenario:
     steps = _steps(data.get("steps"), data, path, model, report)
     _check_requires_kinds(steps, requires, data.key_line("requires"), report)
     if report.problems:
-        raise ScenarioError(report.problems)
+        # Why sorted: a user fixes a file top to bottom (policy files referenced come last)
+        raise ScenarioError(sorted(report.problems, key=lambda p: (
+            p.path != report.path, p.path, p.line or 0)))
     return Scenario(path, name, description.strip(), requires, model, steps,
                     tuple(text.splitlines()))
 
