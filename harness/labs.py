@@ -1,0 +1,220 @@
+"""Regenerate and check the command outputs shown in the labs (docs/labs/*.md).
+
+Why: a lab that shows an output the command no longer prints teaches the wrong thing. Every
+output block in a lab is written by this module from a real run of the command named in the
+`<!-- lab-command: ... -->` marker above it, with volatile parts (run ids, timings, round
+counts) normalised, so `make labs` refreshes them and tests/test_labs.py proves they are current.
+
+A block looks like this in the Markdown source:
+
+    <!-- lab-command: python -m harness expect scenarios/canary/false-security-canary.yaml -->
+    ```console
+    $ python -m harness expect scenarios/canary/false-security-canary.yaml
+    ...output...
+    ```
+
+Usage: python -m harness.labs regenerate docs/labs   |   python -m harness.labs check docs/labs
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import re
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from harness.errors import HarnessError
+from harness.shell import run
+
+#: The marker line, then a ```console fence whose content this module owns.
+BLOCK_RE = re.compile(
+    r"<!-- lab-command: (?P<command>[^\n]+?) -->\n```console\n(?P<body>.*?)```", re.S)
+#: Only harness commands run: a lab is documentation, never a way to run arbitrary programs.
+COMMAND_PREFIX = ("python", "-m", "harness")
+#: A local run builds network namespaces: without root it cannot start.
+ROOT_SUBCOMMANDS = {"run"}
+COMMAND_TIMEOUT = 600.0
+
+
+class LabError(HarnessError):
+    """A lab file holds a block this module cannot regenerate (bad command, failed start)."""
+
+
+@dataclass(frozen=True)
+class LabBlock:
+    """One generated output block of a lab file."""
+
+    path: str
+    line: int          # 1-based line of the lab-command marker
+    command: str
+    body: str          # the block's current content (without the fences)
+    start: int         # offsets of the body in the file text
+    end: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+def find_blocks(text: str, path: str = "<lab>") -> list[LabBlock]:
+    """Every `lab-command` block of a Markdown text, in file order."""
+    return [LabBlock(path, text.count("\n", 0, m.start()) + 1, m.group("command").strip(),
+                     m.group("body"), m.start("body"), m.end("body"))
+            for m in BLOCK_RE.finditer(text)]
+
+
+def lab_argv(command: str, where: str = "<lab>") -> list[str]:
+    """The argv a marker's command runs as: `python -m harness ...` with this interpreter."""
+    words = shlex.split(command)
+    if tuple(words[:3]) != COMMAND_PREFIX or len(words) < 4:
+        raise LabError(f"{where}: lab-command {command!r}: only `python -m harness SUBCOMMAND ...` "
+                       "commands can be regenerated; write the command that way")
+    return [sys.executable, "-m", "harness", *words[3:]]
+
+
+def needs_root(command: str) -> bool:
+    """True when the command brings up the local backend (network namespaces need root)."""
+    words = shlex.split(command)
+    if len(words) < 4 or words[3] not in ROOT_SUBCOMMANDS:
+        return False
+    backend = words[words.index("--backend") + 1] if "--backend" in words[:-1] else "local"
+    return backend == "local"
+
+
+_RUN_ID_RE = re.compile(r"run-id=([a-z0-9]{4,8})\b")
+_VOLATILE = [
+    # durations and duration ranges: 0.024-0.045s, 12.78s, after 36 ms
+    (re.compile(r"\b\d+\.\d+(?:-\d+\.\d+)?s\b"), "N.NNs"),
+    (re.compile(r"\bafter \d+ ms\b"), "after N ms"),
+    # how many probe rounds it took depends on the machine's load, not on the policy
+    (re.compile(r"\b\d+ rounds?\b"), "N rounds"),
+    (re.compile(r"\b\d+ round\(s\)"), "N round(s)"),
+    (re.compile(r"\br\d+(?:-r\d+)?(?= )"), "rN"),
+]
+
+
+def normalise(output: str) -> str:
+    """The output with run ids, timings and round counts replaced by fixed stand-ins."""
+    for run_id in set(_RUN_ID_RE.findall(output)):
+        output = re.sub(rf"\b{re.escape(run_id)}[a-z0-9]?\b", "RUNID", output)
+    for pattern, stand_in in _VOLATILE:
+        output = pattern.sub(stand_in, output)
+    lines = [line.rstrip() for line in output.splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    return "\n".join(lines)
+
+
+def run_command(command: str, cwd: Path, where: str = "<lab>") -> tuple[int, str]:
+    """Run one lab command in the repository root; (exit status, stdout then stderr)."""
+    argv = lab_argv(command, where)
+    env = dict(os.environ, PYTHONPATH=str(cwd), COLUMNS="100", NO_COLOR="1")
+    old = os.getcwd()
+    os.chdir(cwd)  # shell.run has no cwd parameter; the harness resolves paths from the cwd
+    try:
+        result = run(argv, timeout=COMMAND_TIMEOUT, env=env, doing=f"{where}: running the lab command")
+    finally:
+        os.chdir(old)
+    return result.returncode, result.stdout + result.stderr
+
+
+def render(command: str, returncode: int, output: str) -> str:
+    """The body of a block: the prompt line, the normalised output, the exit status if not 0."""
+    text = f"$ {command}\n"
+    shown = normalise(output)
+    if shown:
+        text += shown + "\n"
+    if returncode != 0:
+        text += f"(exit status {returncode})\n"
+    return text
+
+
+def repo_root(path: Path) -> Path:
+    """The repository a lab belongs to: the nearest ancestor holding harness/ and scenarios/."""
+    for parent in path.resolve().parents:
+        if (parent / "harness").is_dir() and (parent / "scenarios").is_dir():
+            return parent
+    raise LabError(f"{path}: not inside a netpol-proof checkout (no ancestor with harness/ and "
+                   "scenarios/); run from the repository")
+
+
+Runner = Callable[[str, Path, str], "tuple[int, str]"]
+
+
+def regenerate_text(text: str, path: str, root: Path, runner: Runner = run_command) -> str:
+    """The lab text with every block's body replaced by the fresh output of its command."""
+    out, last = [], 0
+    for block in find_blocks(text, path):
+        code, output = runner(block.command, root, block.where)
+        out.append(text[last:block.start])
+        out.append(render(block.command, code, output))
+        last = block.end
+    out.append(text[last:])
+    return "".join(out)
+
+
+def lab_files(paths: Iterable[str]) -> list[Path]:
+    """The lab Markdown files under the given files or directories, in name order."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found.extend(sorted(p.glob("*.md")))
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise LabError(f"{p}: no such file or directory")
+    return found
+
+
+def stale_blocks(path: Path, runner: Runner = run_command) -> list[str]:
+    """A diff per block of `path` whose shown output differs from the command's real output."""
+    text = path.read_text()
+    root = repo_root(path)
+    problems = []
+    for block in find_blocks(text, str(path)):
+        code, output = runner(block.command, root, block.where)
+        fresh = render(block.command, code, output)
+        if fresh != block.body:
+            diff = difflib.unified_diff(block.body.splitlines(), fresh.splitlines(),
+                                        "shown", "actual", lineterm="", n=1)
+            problems.append(f"{block.where}: output of `{block.command}` is stale:\n"
+                            + "\n".join(diff))
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.labs",
+        description="Regenerate (or check) the command outputs shown in lab Markdown files.")
+    parser.add_argument("action", choices=["regenerate", "check"])
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="lab files or directories")
+    args = parser.parse_args(argv)
+    try:
+        files = lab_files(args.paths)
+        if args.action == "regenerate":
+            for path in files:
+                text = path.read_text()
+                new = regenerate_text(text, str(path), repo_root(path))
+                if new != text:
+                    path.write_text(new)
+                print(f"{'updated' if new != text else 'current'} {path} "
+                      f"({len(find_blocks(text))} block(s))")
+            return 0
+        stale = [p for path in files for p in stale_blocks(path)]
+        for problem in stale:
+            print(problem)
+        print(f"{len(files)} lab file(s) checked: {len(stale)} stale block(s)"
+              + ("; run `make labs` to regenerate" if stale else ""))
+        return 1 if stale else 0
+    except HarnessError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
