@@ -109,6 +109,13 @@ UDP_CLIENT = (
 TOOLKITS = ("debian", "agnhost")
 
 
+def max_time(timeout: float) -> float:
+    """curl's whole-transfer limit. Only a connected probe can reach it (a dropped SYN ends at
+    the connect timeout), so it is generous: a slow server on a loaded machine must not look
+    like anything but a slow server."""
+    return timeout * 2 + 3
+
+
 def _fmt(seconds: float) -> str:
     return f"{seconds:g}"
 
@@ -133,7 +140,7 @@ def argv_for(spec: ProbeSpec, dest: str, timeout: float, toolkit: str = "debian"
         raise ValueError(f"probe {spec.label}: port {port!r} must be resolved to a number first")
     if spec.protocol == Protocol.TCP:
         # A fresh connection per probe: policies act on new connections (conntrack).
-        return ["curl", "-sS", "--connect-timeout", _fmt(timeout), "--max-time", _fmt(timeout * 2),
+        return ["curl", "-sS", "--connect-timeout", _fmt(timeout), "--max-time", _fmt(max_time(timeout)),
                 "--no-keepalive", "-w", CURL_CODE_MARK + "%{http_code}", f"http://{dest}:{port}/"]
     if toolkit == "agnhost" or spec.protocol == Protocol.SCTP:
         return ["/agnhost", "connect", f"{dest}:{port}", f"--protocol={spec.protocol.value.lower()}",
@@ -166,7 +173,7 @@ def batch_argv_for(probes: list[tuple[ProbeSpec, str]], timeout: float) -> list[
         raise ValueError("a curl batch needs distinct URLs: results are matched by URL")
     argv = ["curl", "--parallel", "--parallel-immediate", "--parallel-max", str(len(urls)),
             "-sS", "--no-progress-meter", "--connect-timeout", _fmt(timeout),
-            "--max-time", _fmt(timeout * 2), "--no-keepalive", "-w", BATCH_FORMAT]
+            "--max-time", _fmt(max_time(timeout)), "--no-keepalive", "-w", BATCH_FORMAT]
     for url in urls:
         argv += ["-o", "/dev/null", url]
     return argv
@@ -255,9 +262,15 @@ def _classify_curl(rc: int, out: str, detail: str, el: float) -> ProbeOutcome:
             return ProbeOutcome(Outcome.TOOL_ERROR, None, "curl exit 0 without an HTTP response", el)
         return ProbeOutcome(Outcome.CONNECTED, body.strip() or None, f"HTTP {code}", el)
     if rc == 28:
+        low = detail.lower()
         # the name of the target could not be resolved in time: DNS was blocked, not the target
-        if "resolving timed out" in detail.lower():
+        if "resolving timed out" in low:
             return ProbeOutcome(Outcome.DNS_TIMEOUT, None, detail, el)
+        # the connection was made but no response came: the packets were delivered, the server
+        # (or the machine) is too slow or hung — an anomaly, never a policy drop
+        if "bytes received" in low or "operation timed out" in low:
+            return ProbeOutcome(Outcome.TOOL_ERROR, None,
+                                f"connected, but no HTTP response in time: {detail}", el)
         return ProbeOutcome(Outcome.TIMEOUT, None, detail, el)
     if rc == 7:
         return ProbeOutcome(Outcome.REFUSED, None, detail, el)

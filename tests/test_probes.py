@@ -34,6 +34,8 @@ EXPECTED = {
     # an HTTP error status is still a server that answered: connected, not a tool error
     "curl-http-500": (Outcome.CONNECTED, "internal error"),
     "curl-unresolvable-name": (Outcome.DNS_FAILED, None),
+    # connected, then no response until --max-time: a hung server is not a policy drop
+    "curl-connected-no-response": (Outcome.TOOL_ERROR, None),
     # curl to a name while DNS is dropped: the resolver timed out, not the connection
     "curl-name-dns-timeout": (Outcome.DNS_TIMEOUT, None),
     "udp-connected": (Outcome.CONNECTED, "x/b"),

@@ -60,6 +60,7 @@ def cases() -> dict[str, list[str]]:
         "curl-http-403-access-denied": argv_for(_spec(Protocol.TCP, 8403), "127.0.0.1", T),
         "curl-http-500": argv_for(_spec(Protocol.TCP, 8500), "127.0.0.1", T),
         "curl-unresolvable-name": argv_for(TCP, "nosuch.invalid", T),
+        "curl-connected-no-response": argv_for(_spec(Protocol.TCP, 8600), "127.0.0.1", T),
         "udp-connected": argv_for(_spec(Protocol.UDP, 81), "127.0.0.1", T),
         "udp-refused": argv_for(_spec(Protocol.UDP, 82), "127.0.0.1", T),
         "udp-timeout": argv_for(_spec(Protocol.UDP, 81), DROP_IP, T),
@@ -149,6 +150,11 @@ def _serve_inside() -> None:
                http.server.ThreadingHTTPServer(("127.0.0.1", 8500), Status)]
     for s in servers:
         threading.Thread(target=s.serve_forever, daemon=True).start()
+    # a hung server: the kernel completes the handshake, nobody ever answers
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 8600))
+    hung.listen(16)
+    _serve_inside.keep = hung
     for target, args in ((udp_dns, ("127.0.0.1", True)), (udp_dns, ("127.0.0.2", False)),
                          (tcp_dns, ()), (udp_echo, ())):
         threading.Thread(target=target, args=args, daemon=True).start()
