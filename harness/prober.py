@@ -23,7 +23,7 @@ from harness.probes import (Outcome, ProbeOutcome, ProbeSpec, argv_for, batch_ar
                             split_batch)
 
 #: extra seconds the exec may take beyond the tool's own timeout before it counts as hung
-EXEC_MARGIN = 5.0
+EXEC_MARGIN = 10.0
 
 
 def destination(spec: ProbeSpec, addresses: Addresses) -> str:

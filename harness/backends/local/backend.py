@@ -43,7 +43,7 @@ from harness.policy import is_network_policy, parse_policy, policy_key
 from harness.shell import ExecResult, run, spawn
 
 STATE_DIR = "/run/netpol-proof"
-READY_TIMEOUT = 15.0
+READY_TIMEOUT = 30.0  # generous: only a failure waits this long, and loaded CI machines are slow
 #: an external host that declares no ports serves HTTP on 80 and UDP on 80
 DEFAULT_EXTERNAL_PORTS = (ContainerPort(80, Protocol.TCP, "http"), ContainerPort(80, Protocol.UDP, "udp"))
 
