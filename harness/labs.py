@@ -92,8 +92,8 @@ _VOLATILE = [
     (re.compile(r"\b\d+\.\d+(?:-\d+\.\d+)?s\b"), "N.NNs"),
     (re.compile(r"\bafter \d+ ms\b"), "after N ms"),
     # how many probe rounds it took depends on the machine's load, not on the policy
-    (re.compile(r"\b\d+ rounds?\b"), "N rounds"),
     (re.compile(r"\b\d+ round\(s\)"), "N round(s)"),
+    (re.compile(r"\b\d+ rounds?\b(?!\()"), "N rounds"),
     (re.compile(r"\br\d+(?:-r\d+)?(?= )"), "rN"),
 ]
 

@@ -1,0 +1,125 @@
+"""The labs (docs/labs/): every shown output is the current output of its command.
+
+Why: a lab whose table no longer matches what the harness prints teaches the wrong thing. Each
+`<!-- lab-command -->` block is run for real (the `run` blocks bring up the local backend, so they
+need root) and compared, after normalisation, with the block in the Markdown.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.labs import (LabError, find_blocks, lab_argv, lab_files, needs_root, normalise,
+                          regenerate_text, render, run_command, stale_blocks)
+from tests.conftest import local_backend_unavailable
+
+ROOT = Path(__file__).resolve().parent.parent
+LABS = ROOT / "docs" / "labs"
+LAB_FILES = lab_files([str(LABS)])
+BLOCKS = [b for path in LAB_FILES for b in find_blocks(path.read_text(), str(path.relative_to(ROOT)))]
+EXPECTED_LABS = ["01-open-by-default.md", "02-default-deny.md", "03-allowing-one-path.md",
+                 "04-egress-and-dns.md", "05-namespaces.md", "06-services-vs-policies.md",
+                 "07-false-security.md"]
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=lambda b: b.where)
+def test_shown_output_is_current(block):
+    if needs_root(block.command) and local_backend_unavailable():
+        pytest.skip(f"{block.where}: {local_backend_unavailable()}")
+    code, output = run_command(block.command, ROOT, block.where)
+    assert render(block.command, code, output) == block.body, (
+        f"{block.where} is stale: run `make labs` (python -m harness.labs regenerate docs/labs)")
+
+
+def test_the_course_is_complete_and_ordered():
+    assert [p.name for p in LAB_FILES if p.name != "README.md"] == EXPECTED_LABS
+    for name in EXPECTED_LABS:
+        text = (LABS / name).read_text()
+        commands = [b.command for b in find_blocks(text)]
+        assert "## Goal" in text, name
+        assert "what to change" in text.lower(), name
+        assert any(c.split()[3] == "run" and "--backend local" in c for c in commands), name
+        assert any(c.split()[3] == "explain" for c in commands), name
+        assert any(c.split()[3] in ("expect", "check") for c in commands), name
+    lab07 = [b.command for b in find_blocks((LABS / "07-false-security.md").read_text())]
+    assert any("--cni open" in c for c in lab07) and any("--cni enforcing" in c for c in lab07)
+
+
+def test_exercises_really_disagree_with_the_spec():
+    """Each exercise holds a wrong guess: check fails on it, at the guessed probe's line."""
+    exercises = sorted((LABS / "exercises").glob("*.yaml"))
+    assert len(exercises) == 6
+    for path in exercises:
+        lines = path.read_text().splitlines()
+        marked = [i for i, line in enumerate(lines, 1) if "# <- " in line]
+        assert len(marked) == 1, path.name
+        code, output = run_command(f"python -m harness check {path.relative_to(ROOT)}", ROOT)
+        assert code == 1 and "the oracle computes" in output, output
+        if "expect:" in lines[marked[0] - 1]:
+            assert f"{path.name}:{marked[0]}:" in output, output
+
+
+def test_a_stale_block_is_found_and_regenerated(tmp_path):
+    # a throwaway checkout: the harness and the library linked in, one lab with a wrong output
+    (tmp_path / "harness").symlink_to(ROOT / "harness")
+    (tmp_path / "scenarios").symlink_to(ROOT / "scenarios")
+    lab = tmp_path / "docs" / "labs" / "99-test.md"
+    lab.parent.mkdir(parents=True)
+    command = ("python -m harness explain scenarios/canary/false-security-canary.yaml "
+               "--from x/b --to x/a --port 80 --step 1")
+    lab.write_text(f"# t\n\n<!-- lab-command: {command} -->\n```console\n$ {command}\n"
+                   "x/b -> x/a on TCP 80: ALLOWED. (an outdated claim)\n```\ntail\n")
+    problems = stale_blocks(lab)
+    assert len(problems) == 1 and "99-test.md:3" in problems[0] and "outdated claim" in problems[0]
+    new = regenerate_text(lab.read_text(), str(lab), tmp_path)
+    assert "BLOCKED" in new and "outdated" not in new and new.endswith("```\ntail\n")
+    lab.write_text(new)
+    assert stale_blocks(lab) == []
+
+
+def test_only_harness_commands_run():
+    for bad in ["rm -rf /", "python -c 'print(1)'", "python -m harness", "bash -c x"]:
+        with pytest.raises(LabError, match="only `python -m harness SUBCOMMAND"):
+            lab_argv(bad, "lab.md:3")
+    assert lab_argv("python -m harness check scenarios/")[1:] == ["-m", "harness", "check",
+                                                                  "scenarios/"]
+
+
+def test_needs_root_only_for_local_runs():
+    assert needs_root("python -m harness run s.yaml --backend local --cni open")
+    assert needs_root("python -m harness run s.yaml")  # local is the default backend
+    assert not needs_root("python -m harness run s.yaml --backend kind")
+    assert not needs_root("python -m harness explain s.yaml --from a --to b --port 80")
+
+
+def test_normalise_replaces_what_changes_between_runs():
+    # lines as `python -m harness run` prints them (from a run on this machine)
+    raw = ("netpol-proof: backend=local cni=open run-id=88cfc4 probe-timeout=1s\n"
+           "bringing up local/open (run 88cfc4a) ...\n"
+           "  baseline: 13 probes, all connected (1 round, 0.24s)\n"
+           "    81 probes, 2 rounds, settled after 0.00s: 9 not asserted, 72 pass\n"
+           "step 1: deny (converged in 0.0s, 2 round(s))\n"
+           "    NOT ENFORCED  x/b -> x/a 80/TCP: [r1-r2 connected 0.024-0.045s by x/a (HTTP 200)] \n"
+           "curl: (7) Failed to connect to 10.244.1.12 port 80 after 36 ms\n\n")
+    assert normalise(raw) == (
+        "netpol-proof: backend=local cni=open run-id=RUNID probe-timeout=1s\n"
+        "bringing up local/open (run RUNID) ...\n"
+        "  baseline: 13 probes, all connected (N rounds, N.NNs)\n"
+        "    81 probes, N rounds, settled after N.NNs: 9 not asserted, 72 pass\n"
+        "step 1: deny (converged in N.NNs, N round(s))\n"
+        "    NOT ENFORCED  x/b -> x/a 80/TCP: [rN connected N.NNs by x/a (HTTP 200)]\n"
+        "curl: (7) Failed to connect to 10.244.1.12 port 80 after N ms")
+    assert normalise(normalise(raw)) == normalise(raw)
+
+
+def test_render_shows_the_prompt_and_a_failing_exit_status():
+    assert render("python -m harness check x", 1, "FAIL x\n") == (
+        "$ python -m harness check x\nFAIL x\n(exit status 1)\n")
+    assert render("python -m harness check x", 0, "") == "$ python -m harness check x\n"
+
+
+def test_lab_files_names_a_missing_path():
+    with pytest.raises(LabError, match="no-such-dir: no such file"):
+        lab_files(["no-such-dir"])
