@@ -21,7 +21,7 @@ from harness.canary import loopback_probe, toolkit_of
 from harness.errors import HarnessError
 from harness.model import DNS_POD, SYSTEM_NAMESPACE, Addresses, Model, Protocol
 from harness.prober import probe_round
-from harness.probes import ProbeOutcome, ProbeSpec
+from harness.probes import Outcome, ProbeOutcome, ProbeSpec
 from harness.results import Attempt, CellResult, Expectation, ScenarioResult, StepResult, Verdict
 from harness.verdicts import (Judgement, all_pass, blocked_kind, judge, positive_controls,
                               scenario_outcome, self_probe_proves, settled)
@@ -47,8 +47,26 @@ class Cell:
     #: (endpoint, port, protocol, dns_name) for a loopback self-probe, or None when impossible
     loopback: tuple | None
     nxdomain: bool = False
+    #: for a probe by DNS name: the cluster DNS server's control key and loopback probe, which
+    #: decide a round where the lookup itself timed out
+    dns_key: Hashable | None = None
+    dns_loopback: tuple | None = None
+    #: False when the target pod does not serve the port at all (nothing to baseline)
+    served: bool = True
     attempts: list[Attempt] = field(default_factory=list)
     last: Judgement | None = None
+
+    def looked_up_name(self, o: ProbeOutcome | None) -> bool:
+        """True when this name-based probe got past name resolution in that round."""
+        return (self.dns_key is not None and o is not None
+                and o.outcome not in _NAME_NOT_RESOLVED)
+
+    def control_for(self, o: ProbeOutcome | None) -> tuple[Hashable, tuple | None]:
+        """(control key, loopback probe) that must back a blocked outcome of this round: the
+        DNS server when the lookup timed out, else the server behind the target."""
+        if self.dns_key is not None and o is not None and o.outcome == Outcome.DNS_TIMEOUT:
+            return self.dns_key, self.dns_loopback
+        return self.control_key, self.loopback
 
     def result(self) -> CellResult:
         j = self.last
@@ -83,28 +101,68 @@ def _dns_pod(model: Model) -> str:
     return f"{SYSTEM_NAMESPACE}/{DNS_POD}"
 
 
-def _loopback_target(model: Model, target: str, port, protocol: Protocol) -> tuple | None:
-    """Where a self-probe proves the server behind `target` serves `port`, or None."""
+#: outcomes of a probe by name that never got past name resolution
+_NAME_NOT_RESOLVED = frozenset({Outcome.DNS_TIMEOUT, Outcome.DNS_FAILED, Outcome.TOOL_ERROR})
+
+
+def _server_of(model: Model, source: str, target: str, port, protocol: Protocol
+               ) -> tuple | None:
+    """(endpoint, numeric port, protocol) of the server a probe reaches, or None.
+
+    Why: cells that reach the same server (a pod directly, through its Service's IP or through
+    the Service's DNS name) share one positive control; keyed by the target as written, a probe
+    by name could never be backed by the direct probes of the same server.
+    """
     if target.startswith("ext:"):
-        return (target, port, protocol, None) if isinstance(port, int) else None
+        return (target, port, protocol) if isinstance(port, int) else None
     if target.startswith("svc:"):
         try:
             svc = model.service(target[4:])
         except KeyError:
             return None
-        for sp in svc.ports:
-            if sp.port == port and sp.protocol == protocol:
-                for pod in model.service_backends(svc):
-                    n = pod.resolve_port(sp.target_port, protocol)
-                    if n:
-                        return (pod.key, n, protocol, None)
-        return None
+    else:
+        try:
+            pod = model.pod(target)
+        except KeyError:
+            ns = source.partition("/")[0] if "/" in source else None
+            svc = model.find_service_by_dns(target, ns)
+            if svc is None:
+                return None  # an address or a foreign name: only another source can prove it
+        else:
+            n = pod.resolve_port(port, protocol)
+            return (pod.key, n, protocol) if n else None
+    for sp in svc.ports:
+        if sp.port == port and sp.protocol == protocol:
+            for pod in model.service_backends(svc):
+                n = pod.resolve_port(sp.target_port, protocol)
+                if n:
+                    return (pod.key, n, protocol)
+    return None
+
+
+def _serves(model: Model, server: tuple | None, target: str) -> bool:
+    """False only when the target is a pod of the model that does not serve the port."""
+    if server is None:
+        try:
+            model.pod(target)
+        except KeyError:
+            return True
+        return False
+    endpoint, port, protocol = server
+    if endpoint.startswith("ext:"):
+        return True
+    return model.pod(endpoint).serves(port, protocol)
+
+
+def _is_name(model: Model, target: str) -> bool:
+    """True for a target written as a DNS name (resolved inside the source pod)."""
+    if target.startswith(("svc:", "ext:")) or target.replace(".", "").isdigit():
+        return False
     try:
-        pod = model.pod(target)
+        model.pod(target)
     except KeyError:
-        return None  # a DNS name or an address: only another source can prove it serves
-    n = pod.resolve_port(port, protocol)
-    return (pod.key, n, protocol, None) if n else None
+        return True
+    return False
 
 
 def plan_cells(model: Model, expected) -> list[Cell]:
@@ -128,12 +186,19 @@ def plan_cells(model: Model, expected) -> list[Cell]:
             elif isinstance(port, str):
                 port = int(port)
             spec = ProbeSpec(e.source, e.target, port, protocol)
-            key = (e.target, port, protocol.value)
-            loop = _loopback_target(model, e.target, port, protocol)
+            server = _server_of(model, e.source, e.target, port, protocol)
+            key = (server[0], server[1], server[2].value) if server else \
+                (e.target, port, protocol.value)
+            loop = (*server, None) if server and _serves(model, server, e.target) else None
+        by_name = not dns_name and _is_name(model, e.target)
+        dns = _dns_pod(model)
         decision = getattr(e, "decision", None)
         cells.append(Cell(spec, Expectation(getattr(e.expectation, "value", e.expectation)),
                           _reason_text(decision), key, loop,
-                          nxdomain=bool(getattr(decision, "nxdomain", False))))
+                          nxdomain=bool(getattr(decision, "nxdomain", False)),
+                          dns_key=("dns", dns, Protocol.UDP.value) if by_name else None,
+                          dns_loopback=(dns, 53, Protocol.UDP, e.target) if by_name else None,
+                          served=True if dns_name else _serves(model, server, e.target)))
     return cells
 
 
@@ -168,7 +233,7 @@ class Run:
         verdicts: dict[Hashable, Verdict] = {}
         for i, c in enumerate(cells):
             o: ProbeOutcome | None = _short(observed.get(c.spec))
-            control = controls.get(c.control_key)
+            control = controls.get(c.control_for(o)[0])
             if c.nxdomain and o is not None and o.outcome.value == "dns-nxdomain" \
                     and exp(c) == Expectation.DENY:
                 j = Judgement(Verdict.PASS, o.outcome.value, "the DNS server answered that the "
@@ -190,13 +255,19 @@ class Run:
         """Positive controls of one round: an allowed source that connected, else (for blocked
         cells only) the server's own loopback answer, asked in the same round."""
         s = self.settings
-        controls = positive_controls((c.control_key, exp(c), observed.get(c.spec)) for c in cells)
+        controls = positive_controls((c.control_for(observed.get(c.spec))[0], exp(c),
+                                      observed.get(c.spec)) for c in cells)
+        for c in cells:
+            # a probe by name that got past resolution proves the DNS server answered
+            if c.looked_up_name(observed.get(c.spec)):
+                controls[c.dns_key] = True
         need = {}
         for c in cells:
             o = observed.get(c.spec)
+            key, loopback = c.control_for(o)
             if o is not None and blocked_kind(o.outcome, self.deny_response, self.dns_proxy) \
-                    == "blocked" and not controls.get(c.control_key) and c.loopback:
-                need[c.control_key] = c.loopback
+                    == "blocked" and not controls.get(key) and loopback:
+                need[key] = loopback
         if need:
             with ThreadPoolExecutor(max_workers=max(1, min(s.concurrency, len(need)))) as pool:
                 futs = {k: pool.submit(loopback_probe, self.backend, ep, port, proto,
@@ -212,10 +283,16 @@ class Run:
         seen: dict[ProbeSpec, Cell] = {}
         for cells in steps_cells:
             for c in cells:
-                if c.spec.source != c.spec.target and c.spec not in seen:
+                # a port the target does not serve has nothing to connect to, policy or not:
+                # left out of the baseline unless the scenario asserts the cell (then the
+                # refused baseline is the scenario's or the harness's error, reported as such)
+                asserted = c.expectation != Expectation.UNDEFINED
+                if c.spec.source != c.spec.target and (c.served or asserted) \
+                        and c.spec not in seen:
                     seen[c.spec] = Cell(c.spec, Expectation.ALLOW,
                                         "baseline: no policy exists, everything must connect",
-                                        c.control_key, c.loopback)
+                                        c.control_key, c.loopback, dns_key=c.dns_key,
+                                        dns_loopback=c.dns_loopback)
         cells = list(seen.values())
         started = time.monotonic()
         rounds = 0

@@ -140,7 +140,8 @@ def test_broken_baseline_is_an_infrastructure_error_not_a_policy_verdict():
     assert "baseline 0: baseline (did NOT converge after 3 round(s))" in text
     assert "infrastructure error (no policy verdict): x/a is not serving 80/TCP" in text
     header, row_a, row_b = [line for line in text.splitlines() if line.strip().startswith("x/")][:3]
-    assert header.split() == ["x/b", "x/a", "x/b", "x/a"]      # columns in the order cells appear
+    # columns in row (model) order, not in the order cells appear (x/b came first here)
+    assert header.split() == ["x/a", "x/b", "x/a", "x/b"]
     assert row_a.split() == ["x/a", ".", "."]
     assert row_b.split() == ["x/b", ".", "!*"]                  # x/b -> x/b was not probed: blank
     assert "NOT ENFORCED" not in text and "OVER-BLOCKED" not in text

@@ -112,6 +112,12 @@ def tables(step: StepResult) -> list[Table]:
         if target not in table.targets:
             table.targets.append(target)
         table.cells[(cell.source, target)] = cell
+    for table in by_key.values():
+        # Columns in row (model) order where a column is also a row: a full matrix skips the
+        # self-cell, so order of appearance would put the first pod last.
+        rank = {s: i for i, s in enumerate(table.sources)}
+        seen = {t: i for i, t in enumerate(table.targets)}
+        table.targets.sort(key=lambda t: (0, rank[t]) if t in rank else (1, seen[t]))
     return list(by_key.values())
 
 
