@@ -1,0 +1,37 @@
+"""`make bench`: every benchmark, one after the other, printing its figures.
+
+Why one entry point: the figures quoted in the README and the issue notes come from here; each
+benchmark also runs alone (`python bench/bench_<name>.py --help`). Targets are printed beside the
+figures, never asserted: a busy machine makes a slow run, not a broken one.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BENCHES = [
+    ("oracle: full default matrix for 1/10/100 policies (target < 50 ms at 100)", "bench_oracle.py", False),
+    ("local backend: up/down, 9x9 matrix in probe timeouts, probes/s (targets: up < 3 s, "
+     "matrix < 1.5 x timeout)", "bench_local.py", True),
+    ("kube backends: rendering, validation, exec status parsing (no cluster)", "bench_kube.py", False),
+]
+
+
+def main() -> int:
+    failed = 0
+    for title, script, needs_root in BENCHES:
+        print(f"\n=== {title}", flush=True)
+        if needs_root and os.geteuid() != 0:
+            print("skipped: needs root (network namespaces); run `sudo make bench`")
+            continue
+        rc = subprocess.call([sys.executable, str(HERE / script)])
+        failed += rc != 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
