@@ -8,4 +8,11 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then exec sudo -E bash "$0" "$@"; fi
 bash scripts/setup.sh --with-browser
 PY=.venv/bin/python
+mkdir -p reports-out
+# 1. the project's own tests: unit, live local backend (root), plugin, labs, HTML in Chromium
 $PY -m pytest tests -q -n 2 "$@"
+# 2. the scenario library through the pytest plugin on both local profiles: passes on
+#    `enforcing`, shows `open`'s false security as strict expected failures, writes every report
+$PY -m pytest scenarios/ --backend local --cni enforcing,open -n 2 -q \
+    --netpol-json reports-out/results.json --netpol-html reports-out/report.html \
+    --junitxml reports-out/junit.xml
