@@ -208,7 +208,7 @@ def _check_requires_kinds(steps: tuple[Step, ...], requires: tuple[str, ...], li
             need = OTHER_POLICY_KINDS.get(str(doc.manifest.get("kind")), (None, None))[1]
             if need and doc.manifest.get("apiVersion") != "networking.k8s.io/v1" \
                     and need not in requires:
-                report("requires", f"{doc.kind} {doc.key} (step {step.index}) needs the "
+                report("requires", f"{doc.kind} {doc.key} (step {step.index + 1}) needs the "
                                    f"capability {need!r}: add it to requires so backends "
                                    f"without it skip the scenario", line)
 
@@ -228,10 +228,10 @@ def _steps(data: Any, top: LineDict, path: Path, model: Model,
             report(where, "a step is a mapping (title, apply, expect, ...)", line)
             continue
         check_keys(raw, STEP_KEYS, where, report)
-        title = raw.get("title") or f"step {i}"
+        title = raw.get("title") or f"step {i + 1}"
         if not isinstance(title, str):
             report(f"{where}.title", "must be a string", raw.key_line("title"))
-            title = f"step {i}"
+            title = f"step {i + 1}"
         ns_labels = _label_changes(raw, "namespace_labels", where, current, report)
         pod_labels = _label_changes(raw, "pod_labels", where, current, report)
         try:

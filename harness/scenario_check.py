@@ -165,7 +165,7 @@ def check_scenario(scenario: "Scenario") -> list[Problem]:
     problems: list[Problem] = []
     path = str(scenario.path)
     for step in scenario.steps:
-        label = f"step {step.index} ({step.title})"
+        label = f"step {step.index + 1} ({step.title})"
         unmodelled = [m for m in policies_at(scenario, step.index) if not is_network_policy(m)]
         if unmodelled and not step.has_expectations:
             kinds = ", ".join(sorted({f"{m.get('kind')} {(m.get('metadata') or {}).get('name')}"
@@ -206,16 +206,16 @@ def missing_requirements(scenario: "Scenario") -> list[Problem]:
             if is_network_policy(doc.manifest):
                 _policy_needs(doc.manifest, doc.key, need)
         for mx in st.expect:
-            _proto_needs(mx.protocol, f"step {st.index} table {mx.port}/{mx.protocol.value}",
+            _proto_needs(mx.protocol, f"step {st.index + 1} table {mx.port}/{mx.protocol.value}",
                          need)
             if isinstance(mx.port, str):
-                need.setdefault("named-ports", f"step {st.index} table port {mx.port}")
+                need.setdefault("named-ports", f"step {st.index + 1} table port {mx.port}")
         for pr in st.probes:
             if pr.dns_name:
                 continue
-            _proto_needs(pr.protocol, f"step {st.index} probe {pr.source} -> {pr.target}", need)
+            _proto_needs(pr.protocol, f"step {st.index + 1} probe {pr.source} -> {pr.target}", need)
             if pr.source.startswith("ext:") or pr.target.startswith("ext:"):
-                need.setdefault("external-hosts", f"step {st.index} probe {pr.source} -> "
+                need.setdefault("external-hosts", f"step {st.index + 1} probe {pr.source} -> "
                                                   f"{pr.target}")
     return [Problem(str(scenario.path), "requires", f"{cap} is used ({why}) but not required")
             for cap, why in sorted(need.items()) if cap not in scenario.requires]

@@ -41,7 +41,7 @@ def test_check_lists_every_problem_and_exits_1(valid_dir, capsys):
     out = capsys.readouterr().out
     bad = valid_dir / "invalid-disagreeing-expectation.yaml"
     assert f"FAIL {bad}" in out
-    assert (f"{bad}:20: steps[0].expect[0].matrix: step 0 (deny all ingress in x): y/a -> x/a "
+    assert (f"{bad}:20: steps[0].expect[0].matrix: step 1 (deny all ingress in x): y/a -> x/a "
             f"on TCP 80: expected allow, the oracle computes deny: x/deny-all isolates x/a") in out
     assert f"{valid_dir / 'invalid-matrix-size.yaml'}:13: steps[0].expect[0].matrix: expected 2 " \
            f"cells" in out
@@ -64,12 +64,12 @@ def test_check_a_file_that_is_not_a_scenario_fails(tmp_path, capsys):
 def test_expect_text_prints_the_tables_the_scenario_asserts(capsys):
     assert main(["expect", str(DENY)]) == 0
     out = capsys.readouterr().out
-    assert "step 0: deny all ingress in x" in out and "step 1: deleting the policy" in out
-    block = out.split("step 0:")[1].split("TCP 80\n")[1].split("\n\n")[0]
+    assert "step 1: deny all ingress in x" in out and "step 2: deleting the policy" in out
+    block = out.split("step 1:")[1].split("TCP 80\n")[1].split("\n\n")[0]
     table = TruthTable.parse(block, KEYS, KEYS)
     hand_written = DENY.read_text().split("matrix: |\n")[1].split("    probes:")[0]
     assert table == TruthTable.parse(hand_written, KEYS, KEYS)
-    after = out.split("step 1:")[1].split("TCP 80\n")[1]
+    after = out.split("step 2:")[1].split("TCP 80\n")[1]
     cells = [sym for _, _, sym in TruthTable.parse(after, KEYS, KEYS).items()]
     assert cells.count("-") == 9 and cells.count(".") == 72
     assert "y/a -> x/a TCP 80: deny" in out
@@ -82,6 +82,7 @@ def test_expect_json(capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["scenario"] == "named-port-endport-udp"
     (step,) = data["steps"]
+    assert step["step"] == 1                 # counted from 1, as `run` prints steps
     assert [(t["port"], t["protocol"]) for t in step["tables"]] == [
         (80, "TCP"), (80, "UDP"), (81, "TCP"), (81, "UDP")]
     tcp81 = step["tables"][2]
@@ -98,26 +99,26 @@ def test_expect_step_out_of_range(capsys):
 def test_explain_blocked_and_allowed_per_step(capsys):
     assert main(["explain", str(DENY), "--from", "y/a", "--to", "x/b", "--port", "80"]) == 0
     out = capsys.readouterr().out
-    step0, step1 = out.split("step 1 (")
+    step0, step1 = out.split("step 2 (")
     assert "y/a -> x/b on TCP 80: BLOCKED" in step0 and "x/deny-all" in step0
     assert "ALLOWED" in step1 and "not isolated" in step1
     assert main(["explain", str(DENY), "--from", "y/a", "--to", "x/b", "--port", "80",
-                 "--step", "1"]) == 0
+                 "--step", "2"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("step 1 (deleting the policy restores traffic):") and "BLOCKED" not in out
+    assert out.startswith("step 2 (deleting the policy restores traffic):") and "BLOCKED" not in out
 
 
 def test_explain_services_dns_and_named_ports(capsys):
     shop = DATA / "valid-custom-model.yaml"
     assert main(["explain", str(shop), "--from", "dev/tool", "--to", "svc:prod/backend",
-                 "--port", "8080", "--step", "0"]) == 0
+                 "--port", "8080", "--step", "1"]) == 0
     assert "BLOCKED" in capsys.readouterr().out
     assert main(["explain", str(shop), "--from", "prod/frontend", "--to", "prod/backend",
-                 "--port", "http", "--step", "0"]) == 0
+                 "--port", "http", "--step", "1"]) == 0
     out = capsys.readouterr().out
     assert "ALLOWED" in out and "allow-frontend-to-backend" in out
     assert main(["explain", str(shop), "--from", "prod/backend", "--dns",
-                 "nothing.prod.svc.cluster.local", "--step", "0"]) == 0
+                 "nothing.prod.svc.cluster.local", "--step", "1"]) == 0
     assert "does not exist" in capsys.readouterr().out
 
 

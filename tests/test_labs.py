@@ -68,7 +68,7 @@ def test_a_stale_block_is_found_and_regenerated(tmp_path):
     lab = tmp_path / "docs" / "labs" / "99-test.md"
     lab.parent.mkdir(parents=True)
     command = ("python -m harness explain scenarios/canary/false-security-canary.yaml "
-               "--from x/b --to x/a --port 80 --step 1")
+               "--from x/b --to x/a --port 80 --step 2")
     lab.write_text(f"# t\n\n<!-- lab-command: {command} -->\n```console\n$ {command}\n"
                    "x/b -> x/a on TCP 80: ALLOWED. (an outdated claim)\n```\ntail\n")
     problems = stale_blocks(lab)

@@ -185,7 +185,7 @@ def test_check_names_file_step_cell_expected_computed_and_rule(tmp_path):
     assert len(problems) == 1
     p = problems[0]
     assert (p.path, p.line, p.field) == (str(path), 16, "steps[0].expect[0].matrix")
-    assert "step 0 (guard x): y/a -> x/a on TCP 80" in p.message
+    assert "step 1 (guard x): y/a -> x/a on TCP 80" in p.message
     assert "expected allow, the oracle computes deny" in p.message
     assert "x/guard isolates x/a for ingress" in p.message
 

@@ -7,7 +7,7 @@ import json
 
 EPILOG = """examples:
   python -m harness expect scenarios/conformance/deny-all-ingress.yaml
-  python -m harness expect scenarios/conformance/deny-all-ingress.yaml --step 0 --format json
+  python -m harness expect scenarios/conformance/deny-all-ingress.yaml --step 1 --format json
 
 symbols: '.' must connect, 'X' must be blocked, '-' undefined by the spec (not asserted)."""
 
@@ -24,7 +24,7 @@ def register(sub) -> None:
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="text tables (default) or JSON")
     p.add_argument("--step", type=int, default=None, metavar="N",
-                   help="only step N (0-based; default: every step)")
+                   help="only step N, counted from 1 as `run` prints them (default: every step)")
     p.set_defaults(func=run)
 
 
@@ -48,7 +48,7 @@ def step_tables(scenario, index: int) -> dict:
                "computed": c.decision.expectation.value,
                "reasons": [r.text for r in c.decision.reasons]}
               for c in expected_cells(scenario, index) if c.explicit and ".probes[" in c.field]
-    return {"index": index, "title": step.title, "tables": tables, "probes": probes}
+    return {"step": index + 1, "title": step.title, "tables": tables, "probes": probes}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,10 +58,10 @@ def run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
     indexes = range(len(scenario.steps))
     if args.step is not None:
-        if not 0 <= args.step < len(scenario.steps):
+        if not 1 <= args.step <= len(scenario.steps):
             raise UsageError(f"--step {args.step}: {args.scenario} has steps "
-                             f"0-{len(scenario.steps) - 1}")
-        indexes = [args.step]
+                             f"1-{len(scenario.steps)}")
+        indexes = [args.step - 1]
     steps = [step_tables(scenario, i) for i in indexes]
     if args.format == "json":
         for s in steps:
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"{scenario.name}: {scenario.description}")
     for s in steps:
-        print(f"\nstep {s['index']}: {s['title']}")
+        print(f"\nstep {s['step']}: {s['title']}")
         for t in s["tables"]:
             print(f"\n  {t['protocol']} {t['port']}")
             print("\n".join("  " + line for line in t["table"].render().splitlines()))

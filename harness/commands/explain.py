@@ -6,7 +6,7 @@ import argparse
 
 EPILOG = """examples:
   python -m harness explain scenarios/conformance/deny-all-ingress.yaml --from y/a --to x/b --port 80
-  python -m harness explain SCENARIO --from prod/frontend --to svc:prod/backend --port 8080 --step 1
+  python -m harness explain SCENARIO --from prod/frontend --to svc:prod/backend --port 8080 --step 2
   python -m harness explain SCENARIO --from x/a --to ext:outside --port 80 --protocol TCP
   python -m harness explain SCENARIO --from x/a --dns kubernetes.default.svc.cluster.local
 
@@ -30,7 +30,7 @@ def register(sub) -> None:
     p.add_argument("--port", help="port number or name (required with --to)")
     p.add_argument("--protocol", default="TCP", help="TCP (default), UDP or SCTP")
     p.add_argument("--step", type=int, default=None, metavar="N",
-                   help="only step N (0-based; default: every step)")
+                   help="only step N, counted from 1 as `run` prints them (default: every step)")
     p.set_defaults(func=run)
 
 
@@ -53,10 +53,10 @@ def run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
     indexes = list(range(len(scenario.steps)))
     if args.step is not None:
-        if not 0 <= args.step < len(scenario.steps):
+        if not 1 <= args.step <= len(scenario.steps):
             raise UsageError(f"--step {args.step}: {args.scenario} has steps "
-                             f"0-{len(scenario.steps) - 1}")
-        indexes = [args.step]
+                             f"1-{len(scenario.steps)}")
+        indexes = [args.step - 1]
     for i in indexes:
         oracle = oracle_at(scenario, i)
         try:
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             msg = exc.args[0] if exc.args else str(exc)
             raise UsageError(f"{args.scenario}: {msg}") from None
         if len(indexes) > 1 or args.step is not None:
-            print(f"step {i} ({scenario.steps[i].title}):")
+            print(f"step {i + 1} ({scenario.steps[i].title}):")
         print(text)
         if i != indexes[-1]:
             print()
