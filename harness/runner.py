@@ -168,15 +168,16 @@ def _is_name(model: Model, target: str) -> bool:
 def plan_cells(model: Model, expected) -> list[Cell]:
     """Cells to probe from the scenario's expected cells of one step (named ports resolved)."""
     cells = []
+    dns = _dns_pod(model)
     for e in expected:
         protocol = e.protocol if isinstance(e.protocol, Protocol) else Protocol.parse(e.protocol)
         dns_name = getattr(e, "dns_name", None)
         port = e.port
         if dns_name:
             spec = ProbeSpec(e.source, e.target, port, protocol, dns_name)
-            dns = _dns_pod(model)
             key: Hashable = ("dns", dns, protocol.value)
             loop = (dns, 53, protocol, dns_name)
+            served = True
         else:
             if isinstance(port, str) and not port.isdigit():
                 try:
@@ -189,16 +190,16 @@ def plan_cells(model: Model, expected) -> list[Cell]:
             server = _server_of(model, e.source, e.target, port, protocol)
             key = (server[0], server[1], server[2].value) if server else \
                 (e.target, port, protocol.value)
-            loop = (*server, None) if server and _serves(model, server, e.target) else None
+            served = _serves(model, server, e.target)
+            loop = (*server, None) if server and served else None
         by_name = not dns_name and _is_name(model, e.target)
-        dns = _dns_pod(model)
         decision = getattr(e, "decision", None)
         cells.append(Cell(spec, Expectation(getattr(e.expectation, "value", e.expectation)),
                           _reason_text(decision), key, loop,
                           nxdomain=bool(getattr(decision, "nxdomain", False)),
                           dns_key=("dns", dns, Protocol.UDP.value) if by_name else None,
                           dns_loopback=(dns, 53, Protocol.UDP, e.target) if by_name else None,
-                          served=True if dns_name else _serves(model, server, e.target)))
+                          served=served))
     return cells
 
 
