@@ -20,3 +20,22 @@ def local_backend_unavailable() -> str | None:
 
 needs_local = pytest.mark.skipif(local_backend_unavailable() is not None,
                                  reason=local_backend_unavailable() or "")
+
+
+def checkout_unreadable_by_others() -> str | None:
+    """Why tests that drop to an unprivileged user (uid 65534) cannot import the checkout, or
+    None. A clone inside a 0700 directory (e.g. `mktemp -d`) is invisible to that user."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for d in [*reversed(root.parents), root]:
+        if not os.stat(d).st_mode & 0o001:
+            return f"{d} is not searchable by other users (mode {oct(os.stat(d).st_mode & 0o777)})"
+    if not os.stat(root / "harness").st_mode & 0o004:
+        return f"{root / 'harness'} is not readable by other users"
+    return None
+
+
+needs_world_readable_checkout = pytest.mark.skipif(
+    checkout_unreadable_by_others() is not None,
+    reason=f"the unprivileged user cannot read this checkout: {checkout_unreadable_by_others()}")

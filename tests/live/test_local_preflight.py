@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from tests.conftest import needs_world_readable_checkout
+
 from harness.backends.local.tools import TOOLS, check_tools, missing_tools
 from harness.errors import MissingToolError
 from harness.shell import run
@@ -26,6 +28,7 @@ def test_every_required_tool_names_a_package():
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
                     reason="needs root (to drop to an unprivileged user) and setpriv")
+@needs_world_readable_checkout
 def test_unprivileged_user_gets_one_clear_line():
     argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
             sys.executable, "-c",

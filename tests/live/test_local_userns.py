@@ -14,6 +14,8 @@ import tempfile
 
 import pytest
 
+from tests.conftest import needs_world_readable_checkout
+
 from harness import naming
 from harness.shell import run
 
@@ -83,6 +85,7 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 
 @pytest.mark.skipif(not os.path.exists(SYSTEM_PYTHON) or shutil.which("setpriv") is None,
                     reason="needs /usr/bin/python3 and setpriv to run as an unprivileged user")
+@needs_world_readable_checkout
 def test_an_unprivileged_user_runs_the_local_backend():
     import dns
 
