@@ -1,0 +1,2 @@
+"""A real Kubernetes control plane per run (etcd + kube-apiserver + kube-controller-manager on
+loopback) and the relay that lets harness network namespaces reach it; see plane.py."""
