@@ -60,9 +60,10 @@ class ClaimedNetns:
         release_run(self.run_id)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def plane():
-    """One real control plane for a test module (bring-up costs seconds of two shared cores)."""
+    """One real control plane for the session's tests (bring-up costs seconds of two shared
+    cores); tests that need their own plane make it."""
     from harness.controlplane import ControlPlane
 
     with ControlPlane() as p:
