@@ -404,7 +404,9 @@ class ControlPlane:
             self._relay = None
         self._netns_kubeconfigs.clear()
         for running in reversed(list(self._running)):
+            t_one = time.monotonic()
             err = self._stop_one(running)
+            self.timings[f"stop {running.name}"] = time.monotonic() - t_one
             if err:
                 errors.append(err)
         if not errors and self._state is not None:
