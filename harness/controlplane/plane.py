@@ -119,7 +119,8 @@ class ControlPlane:
         self._running: list[_Running] = []
         self._state: procs.PlaneState | None = None
         self._relay: Relay | None = None
-        self._netns_kubeconfigs: dict[str, Path] = {}
+        self._netns_kubeconfigs: dict[tuple[str, str], Path] = {}   # (netns, user) -> file
+        self._client_certs: dict[str, certs.Issued] = {}
         self._is_up = False
 
     # -- context manager ------------------------------------------------------------------------
@@ -349,22 +350,37 @@ class ControlPlane:
 
         return config.new_client_from_config(config_file=str(self.kubeconfig), context=self.context)
 
-    def kubeconfig_for_netns(self, netns: str) -> Path:
-        """An admin kubeconfig for processes inside harness network namespace `netns`: its
-        server is that namespace's own 127.0.0.1:<relay port>, relayed to the API server."""
+    def client_cert(self, user: str, groups: Sequence[str] = ()) -> certs.Issued:
+        """A client certificate for `user` in `groups`, from the run's CA (the admin's for
+        ADMIN_USER). What it may do is up to RBAC: bind it a (Cluster)Role."""
+        if user == ADMIN_USER:
+            return self.admin_cert
+        if user not in self._client_certs:
+            stem = f"user-{len(self._client_certs)}"
+            self._client_certs[user] = self.ca.issue(stem, user, organizations=groups, client=True)
+        return self._client_certs[user]
+
+    def kubeconfig_for_netns(self, netns: str, user: str = ADMIN_USER,
+                             groups: Sequence[str] = ()) -> Path:
+        """A kubeconfig for processes inside harness network namespace `netns`: its server is
+        that namespace's own 127.0.0.1:<relay port>, relayed to the API server. As the admin
+        unless `user` (and `groups`) name another identity, e.g. an engine's own."""
         if not self._is_up:
             raise ControlPlaneError(f"making a kubeconfig for {netns}", "the plane is not up")
-        if netns in self._netns_kubeconfigs:
-            return self._netns_kubeconfigs[netns]
+        key = (netns, user)
+        if key in self._netns_kubeconfigs:
+            return self._netns_kubeconfigs[key]
         if self._relay is None:
             host, port = self.server.removeprefix("https://").rsplit(":", 1)
             self._relay = Relay((host, int(port)), log=self._status)
             self._relay.start()
         host, port = self._relay.add(netns, "127.0.0.1", self.relay_port)
-        path = certs.write_kubeconfig(self.dir / f"{netns}.kubeconfig", certs.kubeconfig(
-            f"https://{host}:{port}", self.ca.cert.read_bytes(), self.admin_cert,
-            cluster=self.context, user=ADMIN_USER))
-        self._netns_kubeconfigs[netns] = path
+        cert = self.client_cert(user, groups)
+        suffix = "" if user == ADMIN_USER else f"-{cert.cert.stem}"
+        path = certs.write_kubeconfig(self.dir / f"{netns}{suffix}.kubeconfig", certs.kubeconfig(
+            f"https://{host}:{port}", self.ca.cert.read_bytes(), cert, cluster=self.context,
+            user=user))
+        self._netns_kubeconfigs[key] = path
         return path
 
     def release_netns(self, netns: str) -> None:
@@ -372,9 +388,8 @@ class ControlPlane:
         namespace alive in the kernel)."""
         if self._relay is not None:
             self._relay.remove(netns)
-        path = self._netns_kubeconfigs.pop(netns, None)
-        if path is not None:
-            path.unlink(missing_ok=True)
+        for key in [k for k in self._netns_kubeconfigs if k[0] == netns]:
+            self._netns_kubeconfigs.pop(key).unlink(missing_ok=True)
 
     @property
     def relay(self) -> Relay | None:
