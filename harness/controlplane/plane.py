@@ -20,11 +20,13 @@ API server through `relay.Relay` (`kubeconfig_for_netns`), never through a route
 
 from __future__ import annotations
 
+import atexit
 import ipaddress
 import json
 import os
 import shutil
 import ssl
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -168,6 +170,7 @@ class ControlPlane:
                 self._status(f"  while cleaning up a failed control plane: {exc}")
             raise
         self._is_up = True
+        atexit.register(self._down_at_exit)   # a caller that never calls down() still tears down
         self.timings["up"] = time.monotonic() - started
         self._status(f"control plane {self.run_id} up in {self.timings['up']:.1f}s: "
                      f"{self.server} ({self.describe()})")
@@ -406,10 +409,17 @@ class ControlPlane:
             self._state.drop(running.proc.pid)
         return None
 
+    def _down_at_exit(self) -> None:
+        try:
+            self.down()
+        except ControlPlaneError as exc:
+            print(f"netpol-proof: {exc}", file=sys.stderr)
+
     def down(self) -> None:
         """Stop the relay and every process (last started first), remove the state directory.
         Keeps going past failures and reports them; idempotent."""
         t = time.monotonic()
+        atexit.unregister(self._down_at_exit)
         errors = []
         if self._relay is not None:
             try:
