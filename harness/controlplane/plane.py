@@ -107,6 +107,14 @@ class ControlPlane:
                  status: Callable[[str], None] | None = None):
         self.run_id = run_id or naming.new_run_id()
         self.dir = Path(state_root) / naming.controlplane_dir(self.run_id)
+        try:
+            net = ipaddress.ip_network(service_cidr)
+        except ValueError as exc:
+            raise ControlPlaneError("configuring a control plane",
+                                    f"service_cidr {service_cidr!r} is not a network: {exc}") from None
+        if net.num_addresses < 16:
+            raise ControlPlaneError("configuring a control plane",
+                                    f"service_cidr {service_cidr!r} is too small for Services")
         self.service_cidr = service_cidr
         self.with_kcm = controller_manager
         self.ready_timeout = ready_timeout
@@ -270,7 +278,6 @@ class ControlPlane:
             status, body = _get(f"http://127.0.0.1:{port}/health")
             return status == 200 and '"health":"true"' in body.replace(" ", ""), f"{status} {body}"
 
-        shutil.rmtree(data, ignore_errors=True)
         _, port = self._start("etcd", argv, ready)
         self.etcd_url = f"http://127.0.0.1:{port}"
 
