@@ -2,9 +2,10 @@
 left behind — and only that.
 
 Why a registry: each backend knows its own leftovers (backends/local/cleanup.py: network
-namespaces, state files; backends/kind/cleanup.py: kind clusters), but `python -m harness
-cleanup` runs them all. A cleaner recognises objects only through harness.naming, and never
-touches a live run's objects.
+namespaces, state files; backends/kind/cleanup.py: kind clusters; controlplane/cleanup.py: the
+control plane's processes and state directories), but `python -m harness cleanup` runs them
+all. A cleaner recognises objects only through harness.naming, and never touches a live run's
+objects.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from harness.backends.base import Cleaner, Leftover
 from harness.backends.kind.cleanup import cleaner as _kind_cleaner
 from harness.backends.local.cleanup import find_local_leftovers, remove_local_leftover
+from harness.controlplane.cleanup import cleaner as _controlplane_cleaner
 
 __all__ = ["Cleaner", "Leftover", "CLEANERS", "register", "find_leftovers", "remove_leftovers"]
 
@@ -47,3 +49,6 @@ def remove_leftovers(dry_run: bool = False) -> tuple[list[Leftover], list[str]]:
 
 # The kind backend's cleaner: kind clusters named netpol-proof-* that no live run uses.
 register(_kind_cleaner())
+# The control plane's cleaner: etcd/kube-apiserver/kube-controller-manager of dead runs, and
+# their state directories cp-<run>.
+register(_controlplane_cleaner())
