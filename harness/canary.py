@@ -20,13 +20,12 @@ from typing import Callable
 from harness.errors import HarnessError
 from harness.model import ContainerPort, Model, Namespace, Pod, Protocol
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec, argv_for, classify
+from harness.results import BANNER
 from harness.prober import EXEC_MARGIN, probe_one
 from harness.verdicts import blocked_kind, self_probe_proves
 
 NAMESPACE = "np-canary"
 POLICY_NAME = "netpol-proof-canary-deny-all"
-BANNER = ("this cluster accepts NetworkPolicy objects but does not enforce them; "
-          "every policy here is false security.")
 
 
 @dataclass(frozen=True)

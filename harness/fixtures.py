@@ -25,11 +25,13 @@ import pytest
 import yaml
 
 from harness.canary import loopback_probe
+from harness.items import SESSION_KEY
 from harness.model import ContainerPort, Model, Namespace, Pod, Protocol
 from harness.prober import probe_one
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec
 from harness.results import Expectation, StepResult
 from harness.runner import Cell, Run
+from harness.session import Session
 from harness.truthtable import TruthTable
 from harness.verdicts import expectation_of
 
@@ -153,8 +155,7 @@ class Topology:
         return run.converge(1, f"{port}/{proto.value} matrix", cells, time.monotonic())
 
 
-def _session(config):
-    from harness.plugin import SESSION_KEY
+def _session(config) -> Session:
     return config.stash[SESSION_KEY]
 
 

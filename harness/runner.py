@@ -438,39 +438,3 @@ def run_scenario(scenario, backend, settings, log: Log = print,
         log(f"  result: {result.outcome} ({result.duration:.2f}s, "
             f"{result.policies_accepted} policies accepted by the API)")
     return result
-
-
-
-# -- the end of a run (shared by the pytest plugin and `python -m harness run`) -------------------
-def run_meta(settings, canaries: dict, started: str) -> dict:
-    """What makes a run reproducible, for the report files: settings, canary findings, versions."""
-    import platform
-    try:
-        from importlib.metadata import version
-        ours = version("netpol-proof")
-    except Exception:  # noqa: BLE001 - running from a source tree that is not installed
-        ours = "unknown"
-    return {"backend": settings.backend, "cnis": list(settings.cnis), "run_id": settings.run_id,
-            "probe_timeout": settings.probe_timeout, "converge_timeout": settings.converge_timeout,
-            "started": started, "canary": dict(canaries),
-            "versions": {"netpol-proof": ours, "python": platform.python_version(),
-                         "kernel": platform.release()}}
-
-
-def write_reports(results: list[ScenarioResult], settings, meta: dict) -> list[str]:
-    """JSON, HTML and the GitHub step summary, as configured; returns what was written."""
-    import os
-    written = []
-    if settings.json_path:
-        from harness.reports import json_report
-        json_report.write(results, settings.json_path, meta)
-        written.append(settings.json_path)
-    if settings.html_path:
-        from harness.reports import html_report
-        html_report.write(results, settings.html_path, meta)
-        written.append(settings.html_path)
-    if os.environ.get("GITHUB_STEP_SUMMARY"):
-        from harness.reports import github
-        if github.write_step_summary(results, meta):
-            written.append(os.environ["GITHUB_STEP_SUMMARY"])
-    return written
