@@ -17,13 +17,16 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Hashable
 
 from harness import scenario as scn
-from harness.canary import loopback_probe, toolkit_of
+from harness.backends.base import Backend
+from harness.canary import loopback_probe
 from harness.errors import HarnessError
 from harness.expected import expected_cells, model_at
 from harness.model import DNS_POD, SYSTEM_NAMESPACE, Addresses, Model, Protocol
 from harness.prober import probe_round
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec
 from harness.results import Attempt, CellResult, Expectation, ScenarioResult, StepResult, Verdict
+from harness.scenario import Scenario
+from harness.settings import Settings
 from harness.verdicts import (Judgement, all_pass, blocked_kind, judge, positive_controls,
                               scenario_outcome, self_probe_proves, settled)
 
@@ -207,7 +210,7 @@ def plan_cells(model: Model, expected) -> list[Cell]:
 class Run:
     """The state of one scenario run on one backend; `run_scenario` is its public face."""
 
-    def __init__(self, scenario, backend, settings, log: Log):
+    def __init__(self, scenario: Scenario | None, backend: Backend, settings: Settings, log: Log):
         self.scenario, self.backend, self.settings, self.log = scenario, backend, settings, log
         caps = backend.capabilities()
         self.deny_response = caps.deny_response
@@ -226,7 +229,7 @@ class Run:
         """Probe every cell once, add positive controls, judge, record attempts."""
         s = self.settings
         observed = probe_round(self.backend, [c.spec for c in cells], self.addresses,
-                               s.probe_timeout, s.concurrency, toolkit_of(self.backend))
+                               s.probe_timeout, s.concurrency, self.backend.toolkit)
 
         def exp(c: Cell) -> Expectation:
             return expectation_override or c.expectation
@@ -382,7 +385,7 @@ class Run:
         return step
 
 
-def run_scenario(scenario, backend, settings, log: Log = print,
+def run_scenario(scenario: Scenario, backend: Backend, settings: Settings, log: Log = print,
                  enforcing: bool | None = None) -> ScenarioResult:
     """Run one loaded scenario on an up backend and return its result; always undeploys.
 
