@@ -27,11 +27,12 @@ import yaml
 from harness.backends.base import Backend
 from harness.canary import loopback_probe
 from harness.items import SESSION_KEY
-from harness.model import Addresses, ContainerPort, Model, Namespace, Pod, Protocol
+from harness.model import DNS_SERVICE_ENDPOINT, Addresses, ContainerPort, Model, Namespace, Pod, Protocol, Server
 from harness.prober import probe_one
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec
 from harness.results import Expectation, StepResult
-from harness.runner import Cell, Run
+from harness.plan import Cell, Loopback
+from harness.runner import Run
 from harness.session import Session
 from harness.settings import Settings
 from harness.truthtable import TruthTable
@@ -136,7 +137,7 @@ class Topology:
         return self._observe(ProbeSpec(src, dst, port, proto), (dst, port, proto, None))
 
     def dns_probe(self, src: str, name: str) -> Probe:
-        return self._observe(ProbeSpec(src, "svc:kube-system/kube-dns", 53, Protocol.UDP, name),
+        return self._observe(ProbeSpec(src, DNS_SERVICE_ENDPOINT, 53, Protocol.UDP, name),
                              ("kube-system/coredns", 53, Protocol.UDP, name))
 
     def matrix(self, expected_text: str, port: int = 80, protocol: str = "TCP") -> StepResult:
@@ -150,8 +151,9 @@ class Topology:
             exp = expectation_of(sym)
             if src == dst:
                 exp = Expectation.UNDEFINED
+            server = Server(dst, port, proto)
             cells.append(Cell(ProbeSpec(src, dst, port, proto), exp, "the test's expectation",
-                              (dst, port, proto.value), (dst, port, proto, None)))
+                              server, Loopback(server)))
         run = Run(None, self.backend, self.settings, log=lambda s: None)
         run.addresses = self.addresses
         return run.converge(1, f"{port}/{proto.value} matrix", cells, time.monotonic())

@@ -19,7 +19,7 @@ from typing import Iterable
 
 from harness.backends.base import Backend
 from harness.errors import BackendError, ExecError
-from harness.model import Addresses
+from harness.model import Addresses, Endpoint
 from harness.probes import (Outcome, ProbeOutcome, ProbeSpec, argv_for, batch_argv_for, classify,
                             split_batch)
 
@@ -29,16 +29,12 @@ EXEC_MARGIN = 10.0
 
 def destination(spec: ProbeSpec, addresses: Addresses) -> str:
     """What the tool is pointed at: an IP for pods/Services/externals, else the name itself."""
-    t = spec.target
     if spec.is_dns:
         return spec.dns_name
-    if t.startswith("svc:"):
-        return addresses.service_ips[t[4:]]
-    if t.startswith("ext:"):
-        return addresses.external_ips[t[4:]]
-    if t in addresses.pod_ips:
-        return addresses.pod_ips[t]
-    return t  # a DNS name, resolved inside the source pod as an application would
+    ep = Endpoint.parse(spec.target)
+    if ep.is_service or ep.is_external or spec.target in addresses.pod_ips:
+        return addresses.ip_of(ep)
+    return spec.target  # a DNS name, resolved inside the source pod as an application would
 
 
 def probe_one(backend: Backend, spec: ProbeSpec, addresses: Addresses, timeout: float,

@@ -3,17 +3,18 @@ judge -> result. The only sequencing code of a run.
 
 Why it reads as a story: a failing run is debugged from its log, so every step says what it did
 (labels, deletes, applies), how many rounds it probed and what it found. Expectations come from
-the scenario (harness.scenario / the oracle), observations from harness.prober, verdicts from
-harness.verdicts; this module only orders them. Polling never leans toward the expectation:
-every attempt of every cell is kept, a step ends when two consecutive rounds agree on every
-verdict (or the convergence deadline passes), and a cell's verdict is its last round's.
+harness.expected (the oracle applied to the scenario) and the cells to probe from harness.plan,
+observations from harness.prober, verdicts from harness.verdicts; this module only orders them.
+Polling never leans toward the expectation: every attempt of every cell is kept, a step ends
+when two consecutive rounds agree on every verdict (or the convergence deadline passes), and a
+cell's verdict is its last round's.
 """
 
 from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Callable, Hashable
 
 from harness import scenario as scn
@@ -21,7 +22,8 @@ from harness.backends.base import Backend
 from harness.canary import loopback_probe
 from harness.errors import HarnessError
 from harness.expected import expected_cells, model_at
-from harness.model import DNS_POD, SYSTEM_NAMESPACE, Addresses, Model, Protocol
+from harness.model import Addresses
+from harness.plan import Cell, plan_cells
 from harness.prober import probe_round
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec
 from harness.results import Attempt, CellResult, Expectation, ScenarioResult, StepResult, Verdict
@@ -39,51 +41,6 @@ BASELINE_MIN_ROUNDS = 3
 STEP_MIN_ROUNDS = 2
 
 
-@dataclass
-class Cell:
-    """One probed cell of a step: what to run, what the spec says, and what was seen."""
-
-    spec: ProbeSpec
-    expectation: Expectation
-    reason: str
-    #: cells probing the same server share a control key (target, port, protocol)
-    control_key: Hashable
-    #: (endpoint, port, protocol, dns_name) for a loopback self-probe, or None when impossible
-    loopback: tuple | None
-    nxdomain: bool = False
-    #: for a probe by DNS name: the cluster DNS server's control key and loopback probe, which
-    #: decide a round where the lookup itself timed out
-    dns_key: Hashable | None = None
-    dns_loopback: tuple | None = None
-    #: False when the target pod does not serve the port at all (nothing to baseline)
-    served: bool = True
-    attempts: list[Attempt] = field(default_factory=list)
-    last: Judgement | None = None
-
-    def looked_up_name(self, o: ProbeOutcome | None) -> bool:
-        """True when this name-based probe got past name resolution in that round."""
-        return (self.dns_key is not None and o is not None
-                and o.outcome not in _NAME_NOT_RESOLVED)
-
-    def control_for(self, o: ProbeOutcome | None) -> tuple[Hashable, tuple | None]:
-        """(control key, loopback probe) that must back a blocked outcome of this round: the
-        DNS server when the lookup timed out, else the server behind the target."""
-        if self.dns_key is not None and o is not None and o.outcome == Outcome.DNS_TIMEOUT:
-            return self.dns_key, self.dns_loopback
-        return self.control_key, self.loopback
-
-    def result(self) -> CellResult:
-        j = self.last
-        reason = self.reason
-        if j is not None and j.verdict in (Verdict.PROBE_ERROR,):
-            reason = f"{j.reason} (spec: {self.reason})"
-        return CellResult(self.spec.source, self.spec.target, str(self.spec.port),
-                          self.spec.protocol.value, self.expectation.value,
-                          j.observed if j else "not probed",
-                          (j.verdict if j else Verdict.PROBE_ERROR).value, reason,
-                          list(self.attempts), self.spec.dns_name)
-
-
 def _short(o: ProbeOutcome | None, limit: int = 240) -> ProbeOutcome | None:
     """The outcome with a one-line detail: an exec error's detail holds the whole argv (the
     UDP client is a script), which would bury every report."""
@@ -92,119 +49,6 @@ def _short(o: ProbeOutcome | None, limit: int = 240) -> ProbeOutcome | None:
     first = o.detail.splitlines()[0] if o.detail else ""
     return replace(o, detail=(first[:limit] + " ...").strip())
 
-
-def _reason_text(decision) -> str:
-    reasons = getattr(decision, "reasons", None) or ()
-    return "; ".join(r.text for r in reasons) or "scenario expectation"
-
-
-def _dns_pod(model: Model) -> str:
-    for p in model.pods:
-        if p.system and p.labels.get("k8s-app") == "kube-dns":
-            return p.key
-    return f"{SYSTEM_NAMESPACE}/{DNS_POD}"
-
-
-#: outcomes of a probe by name that never got past name resolution
-_NAME_NOT_RESOLVED = frozenset({Outcome.DNS_TIMEOUT, Outcome.DNS_FAILED, Outcome.TOOL_ERROR})
-
-
-def _server_of(model: Model, source: str, target: str, port, protocol: Protocol
-               ) -> tuple | None:
-    """(endpoint, numeric port, protocol) of the server a probe reaches, or None.
-
-    Why: cells that reach the same server (a pod directly, through its Service's IP or through
-    the Service's DNS name) share one positive control; keyed by the target as written, a probe
-    by name could never be backed by the direct probes of the same server.
-    """
-    if target.startswith("ext:"):
-        return (target, port, protocol) if isinstance(port, int) else None
-    if target.startswith("svc:"):
-        try:
-            svc = model.service(target[4:])
-        except KeyError:
-            return None
-    else:
-        try:
-            pod = model.pod(target)
-        except KeyError:
-            ns = source.partition("/")[0] if "/" in source else None
-            svc = model.find_service_by_dns(target, ns)
-            if svc is None:
-                return None  # an address or a foreign name: only another source can prove it
-        else:
-            n = pod.resolve_port(port, protocol)
-            return (pod.key, n, protocol) if n else None
-    for sp in svc.ports:
-        if sp.port == port and sp.protocol == protocol:
-            for pod in model.service_backends(svc):
-                n = pod.resolve_port(sp.target_port, protocol)
-                if n:
-                    return (pod.key, n, protocol)
-    return None
-
-
-def _serves(model: Model, server: tuple | None, target: str) -> bool:
-    """False only when the target is a pod of the model that does not serve the port."""
-    if server is None:
-        try:
-            model.pod(target)
-        except KeyError:
-            return True
-        return False
-    endpoint, port, protocol = server
-    if endpoint.startswith("ext:"):
-        return True
-    return model.pod(endpoint).serves(port, protocol)
-
-
-def _is_name(model: Model, target: str) -> bool:
-    """True for a target written as a DNS name (resolved inside the source pod)."""
-    if target.startswith(("svc:", "ext:")) or target.replace(".", "").isdigit():
-        return False
-    try:
-        model.pod(target)
-    except KeyError:
-        return True
-    return False
-
-
-def plan_cells(model: Model, expected) -> list[Cell]:
-    """Cells to probe from the scenario's expected cells of one step (named ports resolved)."""
-    cells = []
-    dns = _dns_pod(model)
-    for e in expected:
-        protocol = e.protocol if isinstance(e.protocol, Protocol) else Protocol.parse(e.protocol)
-        dns_name = getattr(e, "dns_name", None)
-        port = e.port
-        if dns_name:
-            spec = ProbeSpec(e.source, e.target, port, protocol, dns_name)
-            key: Hashable = ("dns", dns, protocol.value)
-            loop = (dns, 53, protocol, dns_name)
-            served = True
-        else:
-            if isinstance(port, str) and not port.isdigit():
-                try:
-                    port = model.pod(e.target).resolve_port(port, protocol) or port
-                except KeyError:
-                    pass
-            elif isinstance(port, str):
-                port = int(port)
-            spec = ProbeSpec(e.source, e.target, port, protocol)
-            server = _server_of(model, e.source, e.target, port, protocol)
-            key = (server[0], server[1], server[2].value) if server else \
-                (e.target, port, protocol.value)
-            served = _serves(model, server, e.target)
-            loop = (*server, None) if server and served else None
-        by_name = not dns_name and _is_name(model, e.target)
-        decision = getattr(e, "decision", None)
-        cells.append(Cell(spec, Expectation(getattr(e.expectation, "value", e.expectation)),
-                          _reason_text(decision), key, loop,
-                          nxdomain=bool(getattr(decision, "nxdomain", False)),
-                          dns_key=("dns", dns, Protocol.UDP.value) if by_name else None,
-                          dns_loopback=(dns, 53, Protocol.UDP, e.target) if by_name else None,
-                          served=served))
-    return cells
 
 
 class Run:
@@ -275,9 +119,10 @@ class Run:
                 need[key] = loopback
         if need:
             with ThreadPoolExecutor(max_workers=max(1, min(s.concurrency, len(need)))) as pool:
-                futs = {k: pool.submit(loopback_probe, self.backend, ep, port, proto,
-                                       s.probe_timeout, dns)
-                        for k, (ep, port, proto, dns) in need.items()}
+                futs = {k: pool.submit(loopback_probe, self.backend, lb.server.endpoint,
+                                       lb.server.port, lb.server.protocol, s.probe_timeout,
+                                       lb.dns_name)
+                        for k, lb in need.items()}
                 for k, f in futs.items():
                     controls[k] = self_probe_proves(f.result())
         return controls
