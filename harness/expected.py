@@ -19,8 +19,8 @@ from harness.results import Expectation
 from harness.scenario.load import load_scenario
 from harness.scenario.placeholders import render_manifest
 from harness.scenario.types import Scenario
+from harness.truthtable import EXPECTATION_OF_SYMBOL
 
-_SYMBOL = {"." : Expectation.ALLOW, "X": Expectation.DENY, "-": Expectation.UNDEFINED}
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ def expected_cells(scenario: Scenario, step_index: int,
             if isinstance(port, str):
                 port = model.pod(dst).resolve_port(port, mx.protocol) or port
             decision = oracle.decide(src, dst, mx.port, mx.protocol)
-            cells.append(ExpectedCell(src, dst, port, mx.protocol, _SYMBOL[sym], decision, None,
+            cells.append(ExpectedCell(src, dst, port, mx.protocol, EXPECTATION_OF_SYMBOL[sym], decision, None,
                                       True, mx.field, mx.row_line(src)))
     for pr in step.probes:
         if pr.dns_name:

@@ -41,8 +41,8 @@ from harness.policy import (NetworkPolicy, PortRule, Rule, is_cluster_scoped, is
 from harness.results import Expectation
 from harness.truthtable import TruthTable
 
-#: the text of the reason decide_dns gives when the name does not exist (NXDOMAIN); callers can
-#: test `reason.text.startswith(NXDOMAIN_TEXT)` to tell "no such name" from "blocked"
+#: how the reason decide_dns gives when the name does not exist (NXDOMAIN) begins; callers
+#: tell "no such name" from "blocked" by Decision.nxdomain
 NXDOMAIN_TEXT = "name does not exist"
 _APISERVER_NAMES = ("kubernetes.default.svc.cluster.local", "kubernetes.default.svc",
                     "kubernetes.default")
@@ -65,15 +65,12 @@ class Decision:
 
     expectation: Expectation
     reasons: tuple[Reason, ...]
+    #: set by decide_dns: the lookup fails because the name does not exist, not because blocked
+    nxdomain: bool = False
 
     def __post_init__(self) -> None:
         if not self.reasons:
             raise ValueError("a Decision needs at least one reason")
-
-    @property
-    def nxdomain(self) -> bool:
-        """True when a DNS decision fails because the name does not exist (not because blocked)."""
-        return any(r.direction == "dns" and r.text.startswith(NXDOMAIN_TEXT) for r in self.reasons)
 
 
 def _undefined(text: str, policy: str | None = None) -> Decision:
@@ -240,7 +237,7 @@ class Oracle:
                 "dns", None, None, False,
                 f"{NXDOMAIN_TEXT}: {name} is not a Service of the cluster, so the cluster DNS "
                 f"answers NXDOMAIN (the DNS server is reachable: the lookup is not blocked)"),)
-                + reach.reasons)
+                + reach.reasons, nxdomain=True)
         return Decision(Expectation.ALLOW, (Reason(
             "dns", None, None, True, f"{name} is {kind} and {source} may reach the cluster DNS "
                                      f"on UDP 53"),) + reach.reasons)

@@ -13,9 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Hashable, Iterable
 
+from harness.expected import ExpectedCell
 from harness.model import DNS_POD, SYSTEM_NAMESPACE, Endpoint, Model, Protocol, Server
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec
 from harness.results import Attempt, CellResult, Expectation, Verdict
+from harness.oracle import Decision
 from harness.verdicts import Judgement
 
 #: outcomes of a probe by name that never got past name resolution
@@ -76,9 +78,8 @@ class Cell:
                           list(self.attempts), self.spec.dns_name)
 
 
-def _reason_text(decision) -> str:
-    reasons = getattr(decision, "reasons", None) or ()
-    return "; ".join(r.text for r in reasons) or "scenario expectation"
+def _reason_text(decision: Decision) -> str:
+    return "; ".join(r.text for r in decision.reasons) or "scenario expectation"
 
 
 def _dns_pod(model: Model) -> str:
@@ -113,14 +114,12 @@ def _is_name(model: Model, target: str) -> bool:
     return False
 
 
-def plan_cells(model: Model, expected: Iterable) -> list[Cell]:
+def plan_cells(model: Model, expected: Iterable[ExpectedCell]) -> list[Cell]:
     """Cells to probe from the scenario's expected cells of one step (named ports resolved)."""
     cells = []
     dns = _dns_pod(model)
     for e in expected:
-        protocol = e.protocol if isinstance(e.protocol, Protocol) else Protocol.parse(e.protocol)
-        dns_name = getattr(e, "dns_name", None)
-        port = e.port
+        protocol, dns_name, port = e.protocol, e.dns_name, e.port
         if dns_name:
             spec = ProbeSpec(e.source, e.target, port, protocol, dns_name)
             key: Hashable = ("dns", dns, protocol.value)
@@ -140,10 +139,8 @@ def plan_cells(model: Model, expected: Iterable) -> list[Cell]:
             served = _serves(model, server, e.target)
             loop = Loopback(server) if server and served else None
         by_name = not dns_name and _is_name(model, e.target)
-        decision = getattr(e, "decision", None)
-        cells.append(Cell(spec, Expectation(getattr(e.expectation, "value", e.expectation)),
-                          _reason_text(decision), key, loop,
-                          nxdomain=bool(getattr(decision, "nxdomain", False)),
+        cells.append(Cell(spec, e.expectation, _reason_text(e.decision), key, loop,
+                          nxdomain=e.decision.nxdomain,
                           dns_key=("dns", dns, Protocol.UDP.value) if by_name else None,
                           dns_loopback=(Loopback(Server(dns, 53, Protocol.UDP), e.target)
                                         if by_name else None),

@@ -29,7 +29,7 @@ from harness.probes import Outcome, ProbeOutcome, ProbeSpec
 from harness.results import Attempt, CellResult, Expectation, ScenarioResult, StepResult, Verdict
 from harness.scenario import Scenario
 from harness.settings import Settings
-from harness.verdicts import (Judgement, all_pass, blocked_kind, judge, positive_controls,
+from harness.verdicts import (BlockedKind, Judgement, all_pass, blocked_kind, judge, positive_controls,
                               scenario_outcome, self_probe_proves, settled)
 
 Log = Callable[[str], None]
@@ -115,7 +115,7 @@ class Run:
             o = observed.get(c.spec)
             key, loopback = c.control_for(o)
             if o is not None and blocked_kind(o.outcome, self.deny_response, self.dns_proxy) \
-                    == "blocked" and not controls.get(key) and loopback:
+                    is BlockedKind.BLOCKED and not controls.get(key) and loopback:
                 need[key] = loopback
         if need:
             with ThreadPoolExecutor(max_workers=max(1, min(s.concurrency, len(need)))) as pool:
@@ -281,7 +281,7 @@ def run_scenario(scenario: Scenario, backend: Backend, settings: Settings, log: 
             result.infra_error = result.infra_error or f"teardown failed: {exc}"
         final = [Verdict(c.verdict) for s in result.steps for c in s.cells]
         result.outcome = scenario_outcome(final, run.declared_enforcing, has_deny,
-                                          infra_error=bool(result.infra_error))
+                                          infra_error=bool(result.infra_error)).value
         result.duration = round(time.monotonic() - started, 3)
         log(f"  result: {result.outcome} ({result.duration:.2f}s, "
             f"{result.policies_accepted} policies accepted by the API)")

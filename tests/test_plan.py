@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.expected import expected_cells, model_at
+from harness.expected import ExpectedCell, expected_cells, model_at
 from harness.model import (DNS_SERVICE_ENDPOINT, Addresses, Endpoint, EndpointKind, Model,
                            Protocol, Server)
+from harness.oracle import Oracle
 from harness.plan import Loopback, plan_cells
+from harness.results import Expectation
 from harness.scenario import load_scenario
 
 SHOP = Path(__file__).parent / "data" / "scenarios" / "valid-custom-model.yaml"
@@ -93,9 +95,8 @@ def test_a_model_without_the_pod_does_not_invent_a_server():
     # a numeric port names the server even where nothing listens; the cell says it is not served
     assert model.server_of("x/a", "x/b", 81, Protocol.TCP) == Server("x/b", 81, Protocol.TCP)
 
-    class Unserved:
-        source, target, port, protocol, expectation, decision = "x/a", "x/b", 81, "TCP", "deny", None
-
-    (cell,) = plan_cells(model, [Unserved()])
+    decision = Oracle(model, []).decide("x/a", "x/b", 81, Protocol.TCP)
+    (cell,) = plan_cells(model, [ExpectedCell("x/a", "x/b", 81, Protocol.TCP, Expectation.DENY,
+                                              decision)])
     assert cell.served is False and cell.loopback is None
     assert cell.control_key == Server("x/b", 81, Protocol.TCP)
