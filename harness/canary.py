@@ -20,10 +20,10 @@ from typing import Callable
 from harness.backends.base import Backend
 from harness.errors import HarnessError
 from harness.model import Addresses, ContainerPort, Model, Namespace, Pod, Protocol
+from harness.prober import EXEC_MARGIN, probe_one
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec, argv_for, classify
 from harness.results import BANNER
 from harness.settings import Settings
-from harness.prober import EXEC_MARGIN, probe_one
 from harness.verdicts import BlockedKind, blocked_kind, self_probe_proves
 
 NAMESPACE = "np-canary"
@@ -62,16 +62,12 @@ def loopback_probe(backend: Backend, endpoint: str, port: int, protocol: Protoco
                                 time.monotonic() - started)
         return classify(spec, res)
     spec = ProbeSpec(endpoint, "127.0.0.1", port, protocol)
-    return probe_one(backend, spec, _NoAddresses(), timeout, backend.toolkit)
+    return probe_one(backend, spec, _NO_ADDRESSES, timeout, backend.toolkit)
 
 
-class _NoAddresses:
-    """Stand-in Addresses for loopback probes: prober.destination finds nothing and uses
-    the target (127.0.0.1) as is."""
-
-    pod_ips: dict = {}
-    service_ips: dict = {}
-    external_ips: dict = {}
+#: Addresses for loopback probes: prober.destination finds nothing and uses the target
+#: (127.0.0.1) as is
+_NO_ADDRESSES = Addresses({}, {}, {})
 
 
 def canary_model() -> Model:

@@ -10,7 +10,7 @@ transport is never turned into an exit code (see ExecError): in a policy harness
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, cast
 
 import pytest
 import yaml
@@ -27,11 +27,20 @@ import yaml
 from harness.backends.base import Backend
 from harness.canary import loopback_probe
 from harness.items import SESSION_KEY
-from harness.model import DNS_SERVICE_ENDPOINT, Addresses, ContainerPort, Model, Namespace, Pod, Protocol, Server
+from harness.model import (
+    DNS_SERVICE_ENDPOINT,
+    Addresses,
+    ContainerPort,
+    Model,
+    Namespace,
+    Pod,
+    Protocol,
+    Server,
+)
+from harness.plan import Cell, Loopback
 from harness.prober import probe_one
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec
 from harness.results import Expectation, StepResult
-from harness.plan import Cell, Loopback
 from harness.runner import Run
 from harness.session import Session
 from harness.settings import Settings
@@ -88,7 +97,7 @@ class Topology:
         return keys
 
     def current_model(self) -> Model:
-        return Model.build([Namespace(n, l) for n, l in self.namespaces.items()], self.pod_list)
+        return Model.build([Namespace(n, labels) for n, labels in self.namespaces.items()], self.pod_list)
 
     def deploy(self):
         """Deploy (or redeploy after the test added pods) and re-apply the test's policies."""
@@ -111,7 +120,7 @@ class Topology:
     def apply(self, manifest: Mapping | str) -> str:
         if isinstance(manifest, str):
             manifest = yaml.safe_load(manifest)
-        manifest = dict(manifest)
+        manifest = dict(cast(Mapping, manifest))
         meta = manifest.get("metadata") or {}
         key = f"{meta.get('namespace')}/{meta.get('name')}"
         self.policies[key] = manifest
@@ -143,6 +152,7 @@ class Topology:
     def matrix(self, expected_text: str, port: int = 80, protocol: str = "TCP") -> StepResult:
         """Probe every pod pair against `expected_text` until two rounds agree; the StepResult."""
         self.deploy()
+        assert self.model is not None, "deploy() built the model"
         keys = list(self.model.pod_keys)
         table = TruthTable.parse(expected_text, keys, keys)
         proto = Protocol.parse(protocol)
@@ -205,7 +215,8 @@ def dns_probe(netpol_topology):
 
 @pytest.fixture
 def assert_matrix(netpol_topology):
-    """assert_matrix(text, port=80, protocol="TCP"): fail with both tables when a cell differs."""
+    """Probe the pods x pods matrix until stable and compare: `assert_matrix(text, port=80,
+    protocol="TCP")` fails with the expected and observed tables when a cell differs."""
 
     def check(expected_text: str, port: int = 80, protocol: str = "TCP") -> StepResult:
         step = netpol_topology.matrix(expected_text, port, protocol)

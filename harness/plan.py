@@ -15,9 +15,9 @@ from typing import Hashable, Iterable
 
 from harness.expected import ExpectedCell
 from harness.model import DNS_POD, SYSTEM_NAMESPACE, Endpoint, Model, Protocol, Server
+from harness.oracle import Decision
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec
 from harness.results import Attempt, CellResult, Expectation, Verdict
-from harness.oracle import Decision
 from harness.verdicts import Judgement
 
 #: outcomes of a probe by name that never got past name resolution

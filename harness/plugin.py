@@ -112,7 +112,7 @@ def make_session(config: pytest.Config, settings: Settings, worker: str | None) 
         if settings.backend == "local":
             return contextlib.nullcontext()
         from filelock import FileLock  # a dependency of kube backends only
-        base = config._tmp_path_factory.getbasetemp()  # noqa: SLF001 (pytest's documented recipe)
+        base = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]  # xdist's recipe
         root = Path(base).parent if worker else Path(base)
         return FileLock(str(root / f"netpol-proof-{cni}.lock"))
 
@@ -153,7 +153,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     ns: Session = session.config.stash[SESSION_KEY]
     if ns.worker or session.config.option.collectonly:
         return
-    if getattr(session.config.option, "numprocesses", None) or getattr(session.config.option, "dist", "no") != "no":
+    option = session.config.option
+    if getattr(option, "numprocesses", None) or getattr(option, "dist", "no") != "no":
         return
     wanted = []
     for item in session.items:
@@ -178,7 +179,7 @@ class BannerHooks:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         props = dict(report.user_properties or ())
         if props.get("canary_enforcing") == "false" and report.when == "call":
-            self.config.stash[SESSION_KEY].banner(props.get("cni", "?"))
+            self.config.stash[SESSION_KEY].banner(str(props.get("cni", "?")))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
@@ -187,7 +188,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
     for e in errors:
         ns.say(f"teardown: {e}")
     if ns.worker is not None:
-        wo = session.config.workeroutput
+        wo = session.config.workeroutput  # type: ignore[attr-defined]  # set by xdist on workers
         wo["netpol_results"] = json.dumps([r.to_dict() for r in ns.results])
         wo["netpol_canaries"] = json.dumps(ns.canary_meta())
         return

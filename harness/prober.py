@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable
+from typing import Any, Iterable
 
 from harness.backends.base import Backend
 from harness.errors import BackendError, ExecError
 from harness.model import Addresses, Endpoint
-from harness.probes import (Outcome, ProbeOutcome, ProbeSpec, argv_for, batch_argv_for, classify,
-                            split_batch)
+from harness.probes import Outcome, ProbeOutcome, ProbeSpec, argv_for, batch_argv_for, classify, split_batch
 
 #: extra seconds the exec may take beyond the tool's own timeout before it counts as hung
 EXEC_MARGIN = 10.0
@@ -29,7 +28,7 @@ EXEC_MARGIN = 10.0
 
 def destination(spec: ProbeSpec, addresses: Addresses) -> str:
     """What the tool is pointed at: an IP for pods/Services/externals, else the name itself."""
-    if spec.is_dns:
+    if spec.dns_name is not None:   # spec.is_dns
         return spec.dns_name
     ep = Endpoint.parse(spec.target)
     if ep.is_service or ep.is_external or spec.target in addresses.pod_ips:
@@ -75,9 +74,11 @@ def probe_batch(backend: Backend, probes: list[tuple[ProbeSpec, str]], timeout: 
     return out
 
 
-def _plan(specs: list[ProbeSpec], addresses: Addresses, toolkit: str, batch: bool):
+def _plan(specs: list[ProbeSpec], addresses: Addresses, toolkit: str, batch: bool
+          ) -> list[tuple[str, Any]]:
     """Tasks: ("one", spec) or ("batch", [(spec, dest), ...]) grouped by source."""
-    tasks, groups = [], {}
+    tasks: list[tuple[str, Any]] = []
+    groups: dict[str, dict[str, tuple[ProbeSpec, str]]] = {}
     for s in specs:
         dest = None
         if batch and toolkit == "debian" and not s.is_dns and s.protocol.value == "TCP" \
@@ -115,11 +116,13 @@ def probe_round(backend: Backend, specs: Iterable[ProbeSpec], addresses: Address
     tasks = _plan(specs, addresses, toolkit, batch)
     results: dict[ProbeSpec, ProbeOutcome] = {}
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(tasks)))) as pool:
+        def one(s: ProbeSpec) -> dict[ProbeSpec, ProbeOutcome]:
+            return {s: probe_one(backend, s, addresses, timeout, toolkit)}
+
         futures = []
         for kind, arg in tasks:
             if kind == "one":
-                futures.append(pool.submit(lambda s=arg: {s: probe_one(backend, s, addresses,
-                                                                        timeout, toolkit)}))
+                futures.append(pool.submit(one, arg))
             else:
                 futures.append(pool.submit(probe_batch, backend, arg, timeout))
         for f in futures:

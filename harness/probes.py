@@ -130,7 +130,7 @@ def argv_for(spec: ProbeSpec, dest: str, timeout: float, toolkit: str = "debian"
         raise ValueError(f"unknown probe toolkit {toolkit!r}: expected one of {', '.join(TOOLKITS)}")
     if timeout <= 0:
         raise ValueError(f"probe timeout must be positive, got {timeout}")
-    if spec.is_dns:
+    if spec.dns_name is not None:   # spec.is_dns
         argv = ["nslookup", f"-timeout={max(1, round(timeout))}", "-retry=0"]
         if spec.protocol == Protocol.TCP:
             argv.append("-vc")

@@ -25,12 +25,21 @@ from harness.expected import expected_cells, model_at
 from harness.model import Addresses
 from harness.plan import Cell, plan_cells
 from harness.prober import probe_round
-from harness.probes import Outcome, ProbeOutcome, ProbeSpec
-from harness.results import Attempt, CellResult, Expectation, ScenarioResult, StepResult, Verdict
+from harness.probes import ProbeOutcome, ProbeSpec
+from harness.results import Attempt, Expectation, ScenarioResult, StepResult, Verdict
 from harness.scenario import Scenario
 from harness.settings import Settings
-from harness.verdicts import (BlockedKind, Judgement, all_pass, blocked_kind, judge, positive_controls,
-                              scenario_outcome, self_probe_proves, settled)
+from harness.verdicts import (
+    BlockedKind,
+    Judgement,
+    all_pass,
+    blocked_kind,
+    judge,
+    positive_controls,
+    scenario_outcome,
+    self_probe_proves,
+    settled,
+)
 
 Log = Callable[[str], None]
 #: pause between probe rounds: a blocked probe already costs one connect timeout per round
@@ -72,6 +81,7 @@ class Run:
               ) -> dict[Hashable, Verdict]:
         """Probe every cell once, add positive controls, judge, record attempts."""
         s = self.settings
+        assert self.addresses is not None, "the scenario is deployed before it is probed"
         observed = probe_round(self.backend, [c.spec for c in cells], self.addresses,
                                s.probe_timeout, s.concurrency, self.backend.toolkit)
 
@@ -168,7 +178,8 @@ class Run:
                           [c.result() for c in cells])
         if not ok:
             bad = [c for c in cells if c.last and c.last.verdict != Verdict.PASS]
-            listed = "; ".join(f"{c.spec.label}: {c.last.observed}" for c in bad[:5])
+            listed = "; ".join(f"{c.spec.label}: {c.last.observed if c.last else ''}"
+                               for c in bad[:5])
             more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
             step.infra_error = (f"baseline: {len(bad)} of {len(cells)} probes did not connect "
                                 f"before any policy ({listed}{more}); the network or the harness "
@@ -190,6 +201,7 @@ class Run:
             self.backend.delete_policy(ns, name, self.applied_kinds.pop(str(key), "NetworkPolicy"))
             self.log(f"    deleted {key}")
         for doc in getattr(step, "apply", ()) or ():
+            assert self.addresses is not None, "the scenario is deployed before its steps"
             manifest = scn.render_manifest(doc.manifest, self.addresses)
             self.backend.apply_policy(manifest)
             meta = manifest.get("metadata") or {}

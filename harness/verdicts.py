@@ -43,7 +43,7 @@ class Judgement:
     reason: str
 
 
-def expectation_of(value) -> Expectation:
+def expectation_of(value: object) -> Expectation:
     """Expectation from an Expectation, a truth-table symbol or a word ('-', '.', 'X', 'allow')."""
     if isinstance(value, Expectation):
         return value
@@ -83,7 +83,7 @@ def blocked_kind(outcome: Outcome, deny_response: str = "drop", dns_proxy: bool 
     return BlockedKind.NO_VERDICT
 
 
-def judge(expectation, observation: ProbeOutcome | None, positive_control: bool | None,
+def judge(expectation: object, observation: ProbeOutcome | None, positive_control: bool | None,
           deny_response: str = "drop", dns_proxy: bool = False) -> Judgement:
     """The verdict on one cell of one round.
 

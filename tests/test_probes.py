@@ -16,8 +16,16 @@ import sys
 import pytest
 
 from harness.model import Protocol
-from harness.probes import (UDP_CLIENT, Outcome, ProbeOutcome, ProbeSpec, argv_for, batch_argv_for,
-                            classify, split_batch)
+from harness.probes import (
+    UDP_CLIENT,
+    Outcome,
+    ProbeOutcome,
+    ProbeSpec,
+    argv_for,
+    batch_argv_for,
+    classify,
+    split_batch,
+)
 from harness.shell import ExecResult
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "probe-outputs")
@@ -68,7 +76,9 @@ def test_every_capture_has_an_expectation():
 
 
 def _batch_probes():
-    tcp = lambda target, port: ProbeSpec("x/a", target, port, Protocol.TCP)
+    def tcp(target: str, port: int) -> ProbeSpec:
+        return ProbeSpec("x/a", target, port, Protocol.TCP)
+
     return [(tcp("x/b", 80), "127.0.0.1"), (tcp("x/b", 82), "127.0.0.1"),
             (tcp("x/c", 80), "127.0.0.53"), (tcp("x/b", 8500), "127.0.0.1")]
 

@@ -8,9 +8,17 @@ import pytest
 
 from harness.probes import Outcome, ProbeOutcome
 from harness.results import Expectation, ScenarioOutcome, Verdict
-from harness.verdicts import (BlockedKind, all_pass, blocked_kind, expectation_of, judge,
-                              positive_controls,
-                              scenario_outcome, self_probe_proves, settled)
+from harness.verdicts import (
+    BlockedKind,
+    all_pass,
+    blocked_kind,
+    expectation_of,
+    judge,
+    positive_controls,
+    scenario_outcome,
+    self_probe_proves,
+    settled,
+)
 
 A, D, U = Expectation.ALLOW, Expectation.DENY, Expectation.UNDEFINED
 

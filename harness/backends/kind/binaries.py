@@ -153,7 +153,7 @@ def download_verified(pin: Pin, cache_dir: Path, timeout: float = 120.0,
 def _extract(archive: bytes, pin: Pin) -> bytes:
     try:
         with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
-            fh = tar.extractfile(pin.member)
+            fh = tar.extractfile(pin.member or "")
             if fh is None:
                 raise KeyError(pin.member)
             return fh.read()

@@ -23,8 +23,7 @@ from typing import Any, Callable, Mapping
 
 from harness import naming
 from harness.backends.cni import AGNHOST_IMAGE
-from harness.model import METADATA_NAME_LABEL, SYSTEM_NAMESPACE, ContainerPort, Model, Pod, \
-    Protocol, Service
+from harness.model import METADATA_NAME_LABEL, SYSTEM_NAMESPACE, ContainerPort, Model, Pod, Protocol, Service
 
 CLIENT_CONTAINER = "client"
 #: the pod-label selector matching every pod of a run
@@ -136,7 +135,7 @@ def _map_value(value: Any, real: Callable[[str], str]) -> Any:
 
 def _rewrite(node: Any, real: Callable[[str], str]) -> Any:
     if isinstance(node, dict):
-        out = {}
+        out: dict[str, Any] = {}
         for k, v in node.items():
             if k == "matchLabels" and isinstance(v, dict):
                 out[k] = {lk: (_map_value(lv, real) if lk in NAMESPACE_KEYS else lv)

@@ -9,7 +9,7 @@ API client itself is in api.py.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence, cast
 
 from harness import naming
 from harness.backends.kube import manifests as km
@@ -110,7 +110,9 @@ class KubeTopology:
 
     def addresses(self) -> Addresses:
         assert self.model is not None and self.names is not None
-        pod_ips, svc_ips = {}, {}
+        # a pod the API gives no podIP yet holds None; every user pod is checked below
+        pod_ips: dict[str, str | None] = {}
+        svc_ips: dict[str, str] = {}
         for ns in {p.namespace for p in self.model.user_pods}:
             for p in self.api.list_pods(self.names.real(ns), self.selector):
                 name = p["metadata"]["name"]
@@ -128,7 +130,7 @@ class KubeTopology:
         nodes = [a["address"] for n in self.api.list_nodes()
                  for a in (n.get("status") or {}).get("addresses") or []
                  if a.get("type") == "InternalIP"]
-        return Addresses(pod_ips, svc_ips, {}, POD_CIDR,
+        return Addresses(cast(dict[str, str], pod_ips), svc_ips, {}, POD_CIDR,
                          svc_ips.get(f"{SYSTEM_NAMESPACE}/{DNS_SERVICE}", ""), tuple(nodes))
 
     def undeploy(self, timeout: float = 180.0) -> None:
