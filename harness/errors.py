@@ -111,12 +111,5 @@ def pretty_command(argv: Sequence[str]) -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
 
-class ProbeInfraError(HarnessError):
-    """The network or the harness is broken (e.g. the baseline did not connect).
-
-    Reported as an infrastructure error, never as a policy verdict.
-    """
-
-
 class UsageError(HarnessError):
     """The user asked for something that cannot be done as asked (bad option, unsafe context)."""

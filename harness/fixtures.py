@@ -8,16 +8,20 @@ docs/plugin.md.
   netpol_cluster                 the backend of the run's first CNI, up (session scope)
   netpol_namespace(name, labels) declare a namespace                 -> its name
   netpol_pods(ns, {pod: labels}, ports=(80,), protocols=("TCP",))     -> ["ns/pod", ...]
-  apply_policy(manifest | yaml)  apply a NetworkPolicy (deploys first)  -> "ns/name"
-  probe(src, dst, port, protocol)  one real probe                     -> Probe
-  dns_probe(src, name)           one real DNS lookup                  -> Probe
-  assert_matrix(text, port, protocol)  probe the pods x pods matrix until stable; on a
+  netpol_apply_policy(manifest | yaml)  apply a NetworkPolicy (deploys first)  -> "ns/name"
+  netpol_probe(src, dst, port, protocol)  one real probe              -> Probe
+  netpol_dns_probe(src, name)    one real DNS lookup                  -> Probe
+  netpol_assert_matrix(text, port, protocol)  probe the pods x pods matrix until stable; on a
                                  difference, fail with the expected/observed tables
+
+The names of release 0.1 (apply_policy, probe, dns_probe, assert_matrix) still work for one
+release and warn (DeprecationWarning): short names collide with other plugins' fixtures.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Mapping, cast
 
@@ -40,6 +44,7 @@ from harness.model import (
 from harness.plan import Cell, Loopback
 from harness.prober import probe_one
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec
+from harness.reports.terminal import render_step
 from harness.results import Expectation, StepResult
 from harness.runner import Run
 from harness.session import Session
@@ -199,31 +204,53 @@ def netpol_pods(netpol_topology):
 
 
 @pytest.fixture
-def apply_policy(netpol_topology):
+def netpol_apply_policy(netpol_topology):
+    """apply(manifest or YAML text): deploy (the first time) and apply a policy -> "ns/name"."""
     return netpol_topology.apply
 
 
 @pytest.fixture
-def probe(netpol_topology):
+def netpol_probe(netpol_topology):
+    """probe(src, dst, port=80, protocol="TCP"): one real probe -> Probe."""
     return netpol_topology.probe
 
 
 @pytest.fixture
-def dns_probe(netpol_topology):
+def netpol_dns_probe(netpol_topology):
+    """dns_probe(src, name): one real DNS lookup from `src` -> Probe."""
     return netpol_topology.dns_probe
 
 
 @pytest.fixture
-def assert_matrix(netpol_topology):
-    """Probe the pods x pods matrix until stable and compare: `assert_matrix(text, port=80,
-    protocol="TCP")` fails with the expected and observed tables when a cell differs."""
+def netpol_assert_matrix(netpol_topology):
+    """Probe the pods x pods matrix until stable and compare: `netpol_assert_matrix(text,
+    port=80, protocol="TCP")` fails with the expected and observed tables when a cell differs."""
 
     def check(expected_text: str, port: int = 80, protocol: str = "TCP") -> StepResult:
         step = netpol_topology.matrix(expected_text, port, protocol)
         bad = [c for c in step.cells if c.verdict not in ("pass", "not asserted")]
         if bad:
-            from harness.reports.terminal import render_step
             pytest.fail("\n".join(render_step(step, "matrix")), pytrace=False)
         return step
 
     return check
+
+
+# -- the short names of release 0.1, kept one release as deprecated aliases -------------------
+def _deprecated(old: str, new: str):
+    """A fixture `old` that returns fixture `new` and warns once per use."""
+
+    @pytest.fixture(name=old)
+    def alias(request):
+        warnings.warn(f"the netpol-proof fixture {old!r} is deprecated and goes away in the next "
+                      f"release; use {new!r}", DeprecationWarning, stacklevel=2)
+        return request.getfixturevalue(new)
+
+    alias.__doc__ = f"Deprecated alias of {new}."
+    return alias
+
+
+apply_policy = _deprecated("apply_policy", "netpol_apply_policy")
+probe = _deprecated("probe", "netpol_probe")
+dns_probe = _deprecated("dns_probe", "netpol_dns_probe")
+assert_matrix = _deprecated("assert_matrix", "netpol_assert_matrix")

@@ -2,10 +2,11 @@
 canary banners, xdist hand-over, reports. Hooks only; the work is in items.py and the library.
 
 Why hooks only: the library (runner, canary, reports) runs without pytest; this module maps
-pytest's lifecycle onto it (examples-to-follow §10-12). Run-wide state lives on config.stash
-(a harness.session.Session per process). Under pytest-xdist the controller makes the run id and hands it
-to each worker through workerinput; each worker derives its own prefix (naming.worker_run_id)
-and sends its results and canary findings back through workeroutput.
+pytest's lifecycle onto it (as pytest-xdist's `plugin.py` and pytest-httpserver's
+`pytest_plugin.py` do). Run-wide state lives on config.stash (a harness.session.Session per
+process). Under pytest-xdist the controller makes the run id and hands it to each worker
+through workerinput; each worker derives its own prefix (naming.worker_run_id) and sends its
+results and canary findings back through workeroutput.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ one timeout. A failed exec transport becomes TOOL_ERROR with its cause — never
 With the "debian" toolkit and batch=True, the TCP probes of one source run in one curl
 (`--parallel`, see probes.batch_argv_for): process starts, not packets, are what a busy
 two-core machine runs out of. Each transfer is still a new connection, classified on its own.
-The default concurrency is 128 rather than 64 so that a 9x9 matrix fits in one wave.
+A run passes Settings.concurrency (default 16 execs at once: batched, a 9x9 TCP matrix is nine
+execs, one wave); probe_round's own default of 128 serves callers without settings.
 """
 
 from __future__ import annotations

@@ -291,7 +291,7 @@ def _classify_connect(rc: int, out: str, err: str, detail: str, el: float) -> Pr
 
 
 def _classify_nslookup(rc: int, text: str, detail: str, el: float) -> ProbeOutcome:
-    # nslookup exits 1 for every failure, so the output decides (kind-cni-notes.md §5.4).
+    # nslookup exits 1 for every failure, so the output decides (docs/sources.md §5.4).
     low = text.lower()
     # a genuine answer wins over warning lines printed on the way (search-path misses, a
     # first server that timed out): exit 0 with answer addresses is resolved

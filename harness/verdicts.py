@@ -1,8 +1,9 @@
 """Expectation x observation (+ positive control) -> verdict. The only code that reads both.
 
 Why alone and pure: the prober never sees the expectation and the oracle never sees a packet
-(examples-to-follow §2). Everything that turns "what the spec says" and "what the tools saw"
-into pass / not enforced / over-blocked / probe error is here, table-tested without a cluster.
+(upstream netpol `probe.go` only fills the observed table, `reachability.go` compares).
+Everything that turns "what the spec says" and "what the tools saw" into pass / not enforced /
+over-blocked / probe error is here, table-tested without a cluster.
 
 Rules, per cell of one round:
 - '-' / undefined            -> NOT_ASSERTED (the observation is still recorded).
@@ -15,7 +16,7 @@ Rules, per cell of one round:
                                server also times out).
 - refused                    -> blocked only when the backend declares deny_response "reject"
                                and a positive control exists; otherwise PROBE_ERROR (a closed
-                               port answers RST exactly like a reject, kind-cni-notes §5.4).
+                               port answers RST exactly like a reject, docs/sources.md §5.4).
 - DNS REFUSED                -> blocked only on a backend with a DNS proxy (fqdn), else error.
 """
 

@@ -3,7 +3,8 @@ never became ready.
 
 Why one module on tenacity: waits written inline drift into fixed sleeps and silent timeouts;
 here each wait states what it waits for, polls at a fixed interval, and on the deadline says
-which object never got there (examples-to-follow §14). No pytest, no backend knowledge.
+which object never got there (as lightkube's `wait(for_conditions=..., raise_for_conditions=...)`
+in `core/client.py` does). No pytest, no backend knowledge.
 """
 
 from __future__ import annotations

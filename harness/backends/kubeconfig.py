@@ -5,7 +5,7 @@ Why a guard: this backend writes to a cluster the harness did not create. It ref
 context whose name does not start with `kind-` (and whose API server is not on loopback) unless
 the user names it again with --allow-context; it minifies that one context into a private temp
 kubeconfig at start, so a later `kubectl config use-context` cannot redirect the run (Tilt does
-the same, notes §8); it creates only prefixed namespaces carrying the run's ownership labels,
+the same, docs/sources.md §8); it creates only prefixed namespaces carrying the run's ownership labels,
 deletes only namespaces carrying that label and run id, and refuses cluster-scoped policies
 unless --allow-cluster-scoped. The enforcement canary (harness.canary, run by the runner before
 the first scenario) then tells whether this cluster enforces anything at all.

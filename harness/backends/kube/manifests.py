@@ -2,7 +2,7 @@
 
 Why pure: what the kind and kubeconfig backends send to the API server is decided here, without
 a cluster, so tests validate every object against the Kubernetes schema. Pods follow the upstream
-conformance model (test/e2e/network/netpol/model.go, notes §5.1): one agnhost container per
+conformance model (test/e2e/network/netpol/model.go, docs/sources.md §5.1): one agnhost container per
 (port, protocol) named `serve-<port>-<proto>`, each with the exec readiness probe upstream uses,
 plus a `client` container running `/agnhost pause` that probes are exec'd in (it has curl,
 nslookup and `agnhost connect`).

@@ -3,8 +3,8 @@ policies, exec probes), and KubeBackendBase, the Backend methods the kind and ku
 backends share.
 
 Why shared: a kind cluster and an existing cluster differ only in how the cluster comes to
-exist and what may be touched; everything after that is the same API calls (examples §4). The
-API client itself is in api.py.
+exist and what may be touched; everything after that is the same API calls, written once (not
+as kind's near-identical docker and nerdctl `provision.go`). The API client itself is in api.py.
 """
 
 from __future__ import annotations
