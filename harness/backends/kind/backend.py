@@ -7,7 +7,8 @@ what never became ready (kind's own `create/create.go` runs small actions, each 
 line). The cluster uses a PRIVATE kubeconfig file under the cache directory and an explicit
 context (`kind-<name>`), so the user's kubeconfig is never read or switched. Creation runs
 under a file lock, and a users file lets parallel pytest-xdist workers of one session share the
-cluster: the first creates it, the last one out deletes it (unless --keep-cluster). NOT RUN LIVE HERE: this machine has no Docker engine (docs/kind.md).
+cluster: the first creates it, the last one out deletes it (unless --keep-cluster). NOT RUN
+LIVE HERE: this machine has no Docker engine (docs/kind.md).
 """
 
 from __future__ import annotations
