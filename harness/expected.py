@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.errors import Problem, ScenarioError
-from harness.model import Addresses, Model, Protocol, plan_addresses
+from harness.model import Addresses, Endpoint, Model, Protocol, plan_addresses
 from harness.oracle import Decision, Oracle
 from harness.policy import is_network_policy
 from harness.results import Expectation
 from harness.scenario.load import load_scenario
 from harness.scenario.placeholders import render_manifest
 from harness.scenario.types import Scenario
-
-_SYMBOL = {"." : Expectation.ALLOW, "X": Expectation.DENY, "-": Expectation.UNDEFINED}
+from harness.truthtable import EXPECTATION_OF_SYMBOL
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def model_at(scenario: Scenario, step_index: int) -> Model:
 
 
 def policies_at(scenario: Scenario, step_index: int,
-                addresses: Addresses | None = None) -> list[dict]:
+                addresses: Addresses | None = None) -> list[dict[str, Any]]:
     """The policy manifests in force at a step, rendered with `addresses` (stand-ins if None).
 
     Each step deletes, then applies; applying an object that exists (same kind and ns/name)
@@ -69,7 +69,7 @@ def policies_at(scenario: Scenario, step_index: int,
     """
     _check_index(scenario, step_index)
     addresses = addresses or plan_addresses(scenario.model)
-    in_force: dict[tuple[str, str], dict] = {}
+    in_force: dict[tuple[str, str], dict[str, Any]] = {}
     for step in scenario.steps[:step_index + 1]:
         for key in step.delete:
             for ident in [i for i in in_force if i[1] == key]:
@@ -118,12 +118,12 @@ def expected_cells(scenario: Scenario, step_index: int,
         return cells
     for mx in step.expect:
         for src, dst, sym in mx.table.items():
-            port = mx.port
-            if isinstance(port, str):
-                port = model.pod(dst).resolve_port(port, mx.protocol) or port
+            cell_port = mx.port
+            if isinstance(cell_port, str):
+                cell_port = model.pod(dst).resolve_port(cell_port, mx.protocol) or cell_port
             decision = oracle.decide(src, dst, mx.port, mx.protocol)
-            cells.append(ExpectedCell(src, dst, port, mx.protocol, _SYMBOL[sym], decision, None,
-                                      True, mx.field, mx.row_line(src)))
+            cells.append(ExpectedCell(src, dst, cell_port, mx.protocol, EXPECTATION_OF_SYMBOL[sym],
+                                      decision, None, True, mx.field, mx.row_line(src)))
     for pr in step.probes:
         if pr.dns_name:
             decision = oracle.decide_dns(pr.source, pr.dns_name)
@@ -140,12 +140,13 @@ def _numeric_port(model: Model, target: str, port: int | str, protocol: Protocol
     """The number a named port means on a pod, Service or external host target (else as is)."""
     if isinstance(port, int):
         return port
+    ep = Endpoint.parse(target)
     try:
-        if target.startswith("svc:"):
-            sp = next((p for p in model.service(target[4:]).ports
+        if ep.is_service:
+            sp = next((p for p in model.service(ep.key).ports
                        if p.name == port and p.protocol == protocol), None)
             return sp.port if sp else port
-        if target.startswith("ext:"):
+        if ep.is_external:
             cp = next((c for c in model.external(target).ports
                        if c.name == port and c.protocol == protocol), None)
             return cp.port if cp else port
@@ -222,7 +223,7 @@ def missing_requirements(scenario: Scenario) -> list[Problem]:
             if pr.dns_name:
                 continue
             _proto_needs(pr.protocol, f"step {st.index + 1} probe {pr.source} -> {pr.target}", need)
-            if pr.source.startswith("ext:") or pr.target.startswith("ext:"):
+            if Endpoint.parse(pr.source).is_external or Endpoint.parse(pr.target).is_external:
                 need.setdefault("external-hosts", f"step {st.index + 1} probe {pr.source} -> "
                                                   f"{pr.target}")
     return [Problem(str(scenario.path), "requires", f"{cap} is used ({why}) but not required")
@@ -236,7 +237,7 @@ def _proto_needs(protocol: Protocol, why: str, need: dict[str, str]) -> None:
         need.setdefault("sctp", why)
 
 
-def _policy_needs(m: dict, key: str, need: dict[str, str]) -> None:
+def _policy_needs(m: dict[str, Any], key: str, need: dict[str, str]) -> None:
     spec = m.get("spec") or {}
     need.setdefault("networkpolicy", f"policy {key}")
     if "Egress" in (spec.get("policyTypes") or []) or spec.get("egress"):

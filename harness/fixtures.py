@@ -8,28 +8,47 @@ docs/plugin.md.
   netpol_cluster                 the backend of the run's first CNI, up (session scope)
   netpol_namespace(name, labels) declare a namespace                 -> its name
   netpol_pods(ns, {pod: labels}, ports=(80,), protocols=("TCP",))     -> ["ns/pod", ...]
-  apply_policy(manifest | yaml)  apply a NetworkPolicy (deploys first)  -> "ns/name"
-  probe(src, dst, port, protocol)  one real probe                     -> Probe
-  dns_probe(src, name)           one real DNS lookup                  -> Probe
-  assert_matrix(text, port, protocol)  probe the pods x pods matrix until stable; on a
+  netpol_apply_policy(manifest | yaml)  apply a NetworkPolicy (deploys first)  -> "ns/name"
+  netpol_probe(src, dst, port, protocol)  one real probe              -> Probe
+  netpol_dns_probe(src, name)    one real DNS lookup                  -> Probe
+  netpol_assert_matrix(text, port, protocol)  probe the pods x pods matrix until stable; on a
                                  difference, fail with the expected/observed tables
+
+The names of release 0.1 (apply_policy, probe, dns_probe, assert_matrix) still work for one
+release and warn (DeprecationWarning): short names collide with other plugins' fixtures.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, cast
 
 import pytest
 import yaml
 
+from harness.backends.base import Backend
 from harness.canary import loopback_probe
-from harness.model import ContainerPort, Model, Namespace, Pod, Protocol
+from harness.items import SESSION_KEY
+from harness.model import (
+    DNS_SERVICE_ENDPOINT,
+    Addresses,
+    ContainerPort,
+    Model,
+    Namespace,
+    Pod,
+    Protocol,
+    Server,
+)
+from harness.plan import Cell, Loopback
 from harness.prober import probe_one
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec
+from harness.reports.terminal import render_step
 from harness.results import Expectation, StepResult
-from harness.runner import Cell, Run
+from harness.runner import Run
+from harness.session import Session
+from harness.settings import Settings
 from harness.truthtable import TruthTable
 from harness.verdicts import expectation_of
 
@@ -57,13 +76,13 @@ class Probe:
 class Topology:
     """A test's own namespaces and pods on the run's backend; deployed lazily, removed at the end."""
 
-    def __init__(self, backend, settings):
+    def __init__(self, backend: Backend, settings: Settings):
         self.backend, self.settings = backend, settings
         self.namespaces: dict[str, dict] = {}
         self.pod_list: list[Pod] = []
         self.policies: dict[str, dict] = {}
         self.model: Model | None = None
-        self.addresses = None
+        self.addresses: Addresses | None = None
         self._deployed_model: Model | None = None
 
     # -- building ------------------------------------------------------------------------------
@@ -83,7 +102,7 @@ class Topology:
         return keys
 
     def current_model(self) -> Model:
-        return Model.build([Namespace(n, l) for n, l in self.namespaces.items()], self.pod_list)
+        return Model.build([Namespace(n, labels) for n, labels in self.namespaces.items()], self.pod_list)
 
     def deploy(self):
         """Deploy (or redeploy after the test added pods) and re-apply the test's policies."""
@@ -106,7 +125,7 @@ class Topology:
     def apply(self, manifest: Mapping | str) -> str:
         if isinstance(manifest, str):
             manifest = yaml.safe_load(manifest)
-        manifest = dict(manifest)
+        manifest = dict(cast(Mapping, manifest))
         meta = manifest.get("metadata") or {}
         key = f"{meta.get('namespace')}/{meta.get('name')}"
         self.policies[key] = manifest
@@ -119,7 +138,7 @@ class Topology:
     def _observe(self, spec: ProbeSpec, loop) -> Probe:
         addresses = self.deploy()
         o: ProbeOutcome = probe_one(self.backend, spec, addresses, self.settings.probe_timeout,
-                                    getattr(self.backend, "toolkit", "debian"))
+                                    self.backend.toolkit)
         serves = None
         if o.outcome.delivered is not True and loop is not None:
             ep, port, proto, dns = loop
@@ -132,12 +151,13 @@ class Topology:
         return self._observe(ProbeSpec(src, dst, port, proto), (dst, port, proto, None))
 
     def dns_probe(self, src: str, name: str) -> Probe:
-        return self._observe(ProbeSpec(src, "svc:kube-system/kube-dns", 53, Protocol.UDP, name),
+        return self._observe(ProbeSpec(src, DNS_SERVICE_ENDPOINT, 53, Protocol.UDP, name),
                              ("kube-system/coredns", 53, Protocol.UDP, name))
 
     def matrix(self, expected_text: str, port: int = 80, protocol: str = "TCP") -> StepResult:
         """Probe every pod pair against `expected_text` until two rounds agree; the StepResult."""
         self.deploy()
+        assert self.model is not None, "deploy() built the model"
         keys = list(self.model.pod_keys)
         table = TruthTable.parse(expected_text, keys, keys)
         proto = Protocol.parse(protocol)
@@ -146,15 +166,15 @@ class Topology:
             exp = expectation_of(sym)
             if src == dst:
                 exp = Expectation.UNDEFINED
+            server = Server(dst, port, proto)
             cells.append(Cell(ProbeSpec(src, dst, port, proto), exp, "the test's expectation",
-                              (dst, port, proto.value), (dst, port, proto, None)))
+                              server, Loopback(server)))
         run = Run(None, self.backend, self.settings, log=lambda s: None)
         run.addresses = self.addresses
         return run.converge(1, f"{port}/{proto.value} matrix", cells, time.monotonic())
 
 
-def _session(config):
-    from harness.plugin import SESSION_KEY
+def _session(config) -> Session:
     return config.stash[SESSION_KEY]
 
 
@@ -184,30 +204,53 @@ def netpol_pods(netpol_topology):
 
 
 @pytest.fixture
-def apply_policy(netpol_topology):
+def netpol_apply_policy(netpol_topology):
+    """apply(manifest or YAML text): deploy (the first time) and apply a policy -> "ns/name"."""
     return netpol_topology.apply
 
 
 @pytest.fixture
-def probe(netpol_topology):
+def netpol_probe(netpol_topology):
+    """probe(src, dst, port=80, protocol="TCP"): one real probe -> Probe."""
     return netpol_topology.probe
 
 
 @pytest.fixture
-def dns_probe(netpol_topology):
+def netpol_dns_probe(netpol_topology):
+    """dns_probe(src, name): one real DNS lookup from `src` -> Probe."""
     return netpol_topology.dns_probe
 
 
 @pytest.fixture
-def assert_matrix(netpol_topology):
-    """assert_matrix(text, port=80, protocol="TCP"): fail with both tables when a cell differs."""
+def netpol_assert_matrix(netpol_topology):
+    """Probe the pods x pods matrix until stable and compare: `netpol_assert_matrix(text,
+    port=80, protocol="TCP")` fails with the expected and observed tables when a cell differs."""
 
     def check(expected_text: str, port: int = 80, protocol: str = "TCP") -> StepResult:
         step = netpol_topology.matrix(expected_text, port, protocol)
         bad = [c for c in step.cells if c.verdict not in ("pass", "not asserted")]
         if bad:
-            from harness.reports.terminal import render_step
             pytest.fail("\n".join(render_step(step, "matrix")), pytrace=False)
         return step
 
     return check
+
+
+# -- the short names of release 0.1, kept one release as deprecated aliases -------------------
+def _deprecated(old: str, new: str):
+    """A fixture `old` that returns fixture `new` and warns once per use."""
+
+    @pytest.fixture(name=old)
+    def alias(request):
+        warnings.warn(f"the netpol-proof fixture {old!r} is deprecated and goes away in the next "
+                      f"release; use {new!r}", DeprecationWarning, stacklevel=2)
+        return request.getfixturevalue(new)
+
+    alias.__doc__ = f"Deprecated alias of {new}."
+    return alias
+
+
+apply_policy = _deprecated("apply_policy", "netpol_apply_policy")
+probe = _deprecated("probe", "netpol_probe")
+dns_probe = _deprecated("dns_probe", "netpol_dns_probe")
+assert_matrix = _deprecated("assert_matrix", "netpol_assert_matrix")

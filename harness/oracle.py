@@ -31,17 +31,36 @@ suite test/e2e/network/netpol):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-from harness.model import (DNS_POD, DNS_SERVICE, SYSTEM_NAMESPACE, Addresses, Model, Pod,
-                           Protocol, plan_addresses)
-from harness.policy import (NetworkPolicy, PortRule, Rule, is_cluster_scoped, is_network_policy,
-                            parse_policy, policy_key)
+from harness.model import (
+    DNS_POD,
+    DNS_SERVICE,
+    SYSTEM_NAMESPACE,
+    Addresses,
+    Endpoint,
+    EndpointKind,
+    Model,
+    Pod,
+    Protocol,
+    plan_addresses,
+)
+from harness.policy import (
+    IPBlock,
+    NetworkPolicy,
+    Peer,
+    PortRule,
+    Rule,
+    is_cluster_scoped,
+    is_network_policy,
+    parse_policy,
+    policy_key,
+)
 from harness.results import Expectation
 from harness.truthtable import TruthTable
 
-#: the text of the reason decide_dns gives when the name does not exist (NXDOMAIN); callers can
-#: test `reason.text.startswith(NXDOMAIN_TEXT)` to tell "no such name" from "blocked"
+#: how the reason decide_dns gives when the name does not exist (NXDOMAIN) begins; callers
+#: tell "no such name" from "blocked" by Decision.nxdomain
 NXDOMAIN_TEXT = "name does not exist"
 _APISERVER_NAMES = ("kubernetes.default.svc.cluster.local", "kubernetes.default.svc",
                     "kubernetes.default")
@@ -64,19 +83,19 @@ class Decision:
 
     expectation: Expectation
     reasons: tuple[Reason, ...]
+    #: set by decide_dns: the lookup fails because the name does not exist, not because blocked
+    nxdomain: bool = False
 
     def __post_init__(self) -> None:
         if not self.reasons:
             raise ValueError("a Decision needs at least one reason")
 
-    @property
-    def nxdomain(self) -> bool:
-        """True when a DNS decision fails because the name does not exist (not because blocked)."""
-        return any(r.direction == "dns" and r.text.startswith(NXDOMAIN_TEXT) for r in self.reasons)
-
 
 def _undefined(text: str, policy: str | None = None) -> Decision:
     return Decision(Expectation.UNDEFINED, (Reason("spec", policy, None, False, text),))
+
+
+_CompiledRule = tuple[frozenset[str] | None, tuple[IPBlock, ...], Rule, str]
 
 
 @dataclass(frozen=True)
@@ -87,8 +106,8 @@ class _Compiled:
     selected: frozenset[str]
     # per rule: (pod keys the peers match, or None = every peer; ipBlocks for non-pod addresses;
     # the rule; its description for reasons, precomputed because matrices repeat it)
-    ingress: tuple[tuple[frozenset[str] | None, tuple, Rule, str], ...]
-    egress: tuple[tuple[frozenset[str] | None, tuple, Rule, str], ...]
+    ingress: tuple[_CompiledRule, ...]
+    egress: tuple[_CompiledRule, ...]
     why_selected: str
 
 
@@ -100,7 +119,7 @@ class Oracle:
     matrix costs little more than its cells; a step with other labels or policies gets a new one.
     """
 
-    def __init__(self, model: Model, policies: Sequence[Mapping],
+    def __init__(self, model: Model, policies: Sequence[Mapping[str, Any]],
                  addresses: Addresses | None = None):
         self.model = model
         self.addresses = addresses or plan_addresses(model)
@@ -143,8 +162,8 @@ class Oracle:
         how = ("podSelector {} selects every pod in " + p.namespace if p.pod_selector.is_empty
                else f"podSelector {p.pod_selector.describe()}")
 
-        def rules(rs: tuple[Rule, ...], word: str):
-            out = []
+        def rules(rs: tuple[Rule, ...], word: str) -> tuple[_CompiledRule, ...]:
+            out: list[_CompiledRule] = []
             for r in rs:
                 desc = _rule_text(p.namespace, r, word)
                 if r.all_peers:
@@ -152,14 +171,14 @@ class Oracle:
                     continue
                 keys = frozenset(k for k, pod in self._pods.items()
                                  if any(self._peer_matches_pod(p.namespace, peer, pod)
-                                        for peer in r.peers))
-                blocks = tuple(peer.ip_block for peer in r.peers if peer.ip_block is not None)
+                                        for peer in r.peers or ()))
+                blocks = tuple(peer.ip_block for peer in r.peers or () if peer.ip_block is not None)
                 out.append((keys, blocks, r, desc))
             return tuple(out)
 
         return _Compiled(p, selected, rules(p.ingress, "from"), rules(p.egress, "to"), how)
 
-    def _peer_matches_pod(self, policy_ns: str, peer, pod: Pod) -> bool:
+    def _peer_matches_pod(self, policy_ns: str, peer: Peer, pod: Pod) -> bool:
         if peer.ip_block is not None:
             ip = self.addresses.pod_ips.get(pod.key)
             return ip is not None and peer.ip_block.contains(ip)
@@ -197,18 +216,19 @@ class Oracle:
                               "traffic to and from the node where a pod runs is always allowed, "
                               "whatever the policies say, but what counts as node traffic "
                               "(other nodes, hostNetwork pods, SNAT) differs between CNIs")
-        if source.startswith("svc:"):
+        src, dst = Endpoint.parse(source), Endpoint.parse(target)
+        if src.is_service:
             raise ValueError(f"source {source!r}: a Service cannot open a connection; use a pod "
                              f"(ns/name) or an external host (ext:name)")
-        if source.startswith("ext:"):
+        if src.is_external:
             self.model.external(source)
         elif source not in self._pods:
             raise KeyError(f"unknown source {source!r}: not a pod of the model "
                            f"({', '.join(self.model.pod_keys)}) nor ext:<host>")
-        if target.startswith("svc:"):
-            return self._decide_service(source, target[4:], port, protocol)
-        if target.startswith("ext:") or target in self._pods:
-            if target.startswith("ext:") and source.startswith("ext:"):
+        if dst.is_service:
+            return self._decide_service(source, dst.key, port, protocol)
+        if dst.is_external or target in self._pods:
+            if dst.is_external and src.is_external:
                 return _undefined(f"{source} -> {target}: neither end is in the cluster, so no "
                                   f"NetworkPolicy can apply")
             return self._decide_endpoint(source, target, port, protocol)
@@ -219,7 +239,7 @@ class Oracle:
 
     def decide_dns(self, source: str, name: str) -> Decision:
         """Does `name` resolve from `source`? DENY says why: blocked, or no such name."""
-        if source.startswith("ext:"):
+        if Endpoint.parse(source).is_external:
             return _undefined(f"{source} is outside the cluster and does not use the cluster DNS")
         if source not in self._pods:
             raise KeyError(f"unknown source {source!r}: not a pod of the model")
@@ -238,7 +258,7 @@ class Oracle:
                 "dns", None, None, False,
                 f"{NXDOMAIN_TEXT}: {name} is not a Service of the cluster, so the cluster DNS "
                 f"answers NXDOMAIN (the DNS server is reachable: the lookup is not blocked)"),)
-                + reach.reasons)
+                + reach.reasons, nxdomain=True)
         return Decision(Expectation.ALLOW, (Reason(
             "dns", None, None, True, f"{name} is {kind} and {source} may reach the cluster DNS "
                                      f"on UDP 53"),) + reach.reasons)
@@ -255,7 +275,7 @@ class Oracle:
 
     def _decide_dns_name(self, source: str, name: str, port: int | str,
                          protocol: Protocol) -> Decision:
-        if source.startswith("ext:"):
+        if Endpoint.parse(source).is_external:
             return _undefined(f"{source} is outside the cluster and cannot resolve cluster "
                               f"names such as {name}")
         dns = self.decide_dns(source, name)
@@ -277,7 +297,7 @@ class Oracle:
         except KeyError:
             raise KeyError(f"unknown Service svc:{svc_key}; the model declares "
                            f"{', '.join('svc:' + s.key for s in self.model.services)}") from None
-        if source.startswith("ext:"):
+        if Endpoint.parse(source).is_external:
             return _undefined(f"{source} -> Service {svc.key}: an external host reaching a "
                               f"Service IP goes through NAT, and whether ipBlock sees the "
                               f"original or the rewritten address is left to the implementation")
@@ -418,7 +438,7 @@ class Oracle:
 
 def _is_node(endpoint: str) -> bool:
     """`node` or `node:<name>`: a node's own address (not a DNS name such as node-exporter)."""
-    return endpoint == "node" or endpoint.startswith("node:")
+    return Endpoint.parse(endpoint).kind is EndpointKind.NODE
 
 
 def _side_ok(reasons: tuple[Reason, ...]) -> bool:
@@ -428,7 +448,7 @@ def _side_ok(reasons: tuple[Reason, ...]) -> bool:
 def _ports_match(rule: Rule, dst_pod: Pod | None, port: int, protocol: Protocol) -> bool:
     if rule.all_ports:
         return True
-    return any(_port_matches(pr, dst_pod, port, protocol) for pr in rule.ports)
+    return any(_port_matches(pr, dst_pod, port, protocol) for pr in rule.ports or ())
 
 
 def _port_matches(pr: PortRule, dst_pod: Pod | None, port: int, protocol: Protocol) -> bool:
@@ -445,8 +465,9 @@ def _port_matches(pr: PortRule, dst_pod: Pod | None, port: int, protocol: Protoc
 
 
 def _rule_text(ns: str, rule: Rule, word: str) -> str:
-    peers = "every peer" if rule.all_peers else " or ".join(p.describe(ns) for p in rule.peers)
-    ports = "every port" if rule.all_ports else ", ".join(p.describe() for p in rule.ports)
+    peers = ("every peer" if rule.all_peers
+             else " or ".join(p.describe(ns) for p in rule.peers or ()))
+    ports = "every port" if rule.all_ports else ", ".join(p.describe() for p in rule.ports or ())
     return f"{word} {peers}; ports: {ports}"
 
 

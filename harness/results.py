@@ -7,8 +7,13 @@ Why separate from the runner: reports (terminal, JSON, HTML, JUnit, GitHub summa
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
+
+#: The sentence every front end and report says about a cluster whose canary found that it does
+#: not enforce (the canary's detail, the terminal and HTML banners, the GitHub summary).
+BANNER = ("this cluster accepts NetworkPolicy objects but does not enforce them; "
+          "every policy here is false security.")
 
 
 class Verdict(str, Enum):
@@ -19,6 +24,22 @@ class Verdict(str, Enum):
     OVER_BLOCKED = "over-blocked"      # expected to connect, blocked: fail-closed, an outage
     PROBE_ERROR = "probe error"        # the harness or the network is broken: no policy verdict
     NOT_ASSERTED = "not asserted"      # the spec leaves it undefined, or the scenario says '-'
+
+
+class ScenarioOutcome(StrEnum):
+    """The outcome of one scenario on one CNI, in pytest's words (both front ends report it)."""
+
+    PASSED = "passed"
+    FAILED = "failed"      # a verdict differs from the spec (on a CNI declared to enforce)
+    XFAILED = "xfailed"    # only NOT_ENFORCED on a CNI declared not to enforce: as expected
+    XPASSED = "xpassed"    # every block held on a CNI declared not to enforce: the claim is wrong
+    SKIPPED = "skipped"    # the CNI lacks a capability the scenario requires
+    ERROR = "error"        # the harness or the network broke: no policy verdict
+
+    @property
+    def ok(self) -> bool:
+        """Whether this outcome leaves a run's exit status at 0."""
+        return self in (ScenarioOutcome.PASSED, ScenarioOutcome.XFAILED, ScenarioOutcome.SKIPPED)
 
 
 class Expectation(str, Enum):
@@ -72,7 +93,9 @@ class ScenarioResult:
     profile: str
     run_id: str
     description: str = ""
-    outcome: str = "passed"            # passed | failed | xfailed | xpassed | skipped | error
+    #: a ScenarioOutcome's value, kept a plain str: results cross process boundaries (xdist's
+    #: execnet, JSON files) that know no enums
+    outcome: str = ScenarioOutcome.PASSED.value
     skip_reason: str | None = None
     infra_error: str | None = None
     enforcing_cluster: bool | None = None
@@ -85,15 +108,15 @@ class ScenarioResult:
         return asdict(self)
 
     @staticmethod
-    def from_dict(data: dict[str, Any]) -> "ScenarioResult":
-        def step(d):
+    def from_dict(data: dict[str, Any]) -> ScenarioResult:
+        def step(d: dict[str, Any] | None) -> StepResult | None:
             if d is None:
                 return None
             cells = [CellResult(**{**c, "attempts": [Attempt(**a) for a in c.get("attempts", [])]})
                      for c in d.get("cells", [])]
             return StepResult(**{**d, "cells": cells})
         return ScenarioResult(**{**data, "baseline": step(data.get("baseline")),
-                                 "steps": [step(s) for s in data.get("steps", [])]})
+                                 "steps": [step(s) for s in data.get("steps", [])]})  # never None
 
     def verdict_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

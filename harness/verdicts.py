@@ -1,8 +1,9 @@
 """Expectation x observation (+ positive control) -> verdict. The only code that reads both.
 
 Why alone and pure: the prober never sees the expectation and the oracle never sees a packet
-(examples-to-follow §2). Everything that turns "what the spec says" and "what the tools saw"
-into pass / not enforced / over-blocked / probe error is here, table-tested without a cluster.
+(upstream netpol `probe.go` only fills the observed table, `reachability.go` compares).
+Everything that turns "what the spec says" and "what the tools saw" into pass / not enforced /
+over-blocked / probe error is here, table-tested without a cluster.
 
 Rules, per cell of one round:
 - '-' / undefined            -> NOT_ASSERTED (the observation is still recorded).
@@ -15,17 +16,19 @@ Rules, per cell of one round:
                                server also times out).
 - refused                    -> blocked only when the backend declares deny_response "reject"
                                and a positive control exists; otherwise PROBE_ERROR (a closed
-                               port answers RST exactly like a reject, kind-cni-notes §5.4).
+                               port answers RST exactly like a reject, docs/sources.md §5.4).
 - DNS REFUSED                -> blocked only on a backend with a DNS proxy (fqdn), else error.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Hashable, Iterable, Mapping
 
 from harness.probes import Outcome, ProbeOutcome
-from harness.results import Expectation, Verdict
+from harness.results import Expectation, ScenarioOutcome, Verdict
+from harness.truthtable import EXPECTATION_OF_SYMBOL
 
 #: what the observed column says when no exit status came back
 EXEC_FAILED = "exec-failed"
@@ -41,36 +44,47 @@ class Judgement:
     reason: str
 
 
-def expectation_of(value) -> Expectation:
+def expectation_of(value: object) -> Expectation:
     """Expectation from an Expectation, a truth-table symbol or a word ('-', '.', 'X', 'allow')."""
     if isinstance(value, Expectation):
         return value
     text = str(getattr(value, "value", value)).strip().lower()
-    table = {".": Expectation.ALLOW, "allow": Expectation.ALLOW, "resolves": Expectation.ALLOW,
-             "x": Expectation.DENY, "deny": Expectation.DENY, "fails": Expectation.DENY,
-             "-": Expectation.UNDEFINED, "undefined": Expectation.UNDEFINED}
+    table = {**{s.lower(): e for s, e in EXPECTATION_OF_SYMBOL.items()},
+             **{e.value: e for e in Expectation},
+             "resolves": Expectation.ALLOW, "fails": Expectation.DENY}
     if text not in table:
         raise ValueError(f"unknown expectation {value!r}: expected allow, deny, undefined or '-'")
     return table[text]
 
 
-def blocked_kind(outcome: Outcome, deny_response: str = "drop", dns_proxy: bool = False) -> str:
-    """How an outcome reads before the positive control: 'delivered', 'blocked', 'refused'
-    (blocked only on a rejecting CNI), or 'error'."""
+class BlockedKind(StrEnum):
+    """How an outcome reads before the positive control is asked."""
+
+    DELIVERED = "delivered"      # connected, or a DNS answer (NXDOMAIN included)
+    BLOCKED = "blocked"          # dropped (or rejected on a CNI that declares it rejects)
+    BLOCKED_L7 = "blocked-l7"    # an L7 proxy answered 403: the path is alive, the request denied
+    REFUSED = "refused"          # a closed port or a reject: blocked only on a rejecting CNI
+    NO_VERDICT = "error"         # the probe says nothing about policy
+
+
+def blocked_kind(outcome: Outcome, deny_response: str = "drop", dns_proxy: bool = False
+                 ) -> BlockedKind:
+    """How an outcome reads before the positive control: DELIVERED, BLOCKED, BLOCKED_L7,
+    REFUSED (blocked only on a rejecting CNI), or NO_VERDICT."""
     if outcome == Outcome.HTTP_DENIED:
-        return "blocked-l7"
+        return BlockedKind.BLOCKED_L7
     if outcome.delivered is True:
-        return "delivered"
+        return BlockedKind.DELIVERED
     if outcome.delivered is False:
-        return "blocked"
+        return BlockedKind.BLOCKED
     if outcome == Outcome.REFUSED:
-        return "blocked" if deny_response == "reject" else "refused"
+        return BlockedKind.BLOCKED if deny_response == "reject" else BlockedKind.REFUSED
     if outcome == Outcome.DNS_REFUSED:
-        return "blocked" if dns_proxy else "error"
-    return "error"
+        return BlockedKind.BLOCKED if dns_proxy else BlockedKind.NO_VERDICT
+    return BlockedKind.NO_VERDICT
 
 
-def judge(expectation, observation: ProbeOutcome | None, positive_control: bool | None,
+def judge(expectation: object, observation: ProbeOutcome | None, positive_control: bool | None,
           deny_response: str = "drop", dns_proxy: bool = False) -> Judgement:
     """The verdict on one cell of one round.
 
@@ -84,17 +98,17 @@ def judge(expectation, observation: ProbeOutcome | None, positive_control: bool 
     out = observation.outcome
     kind = blocked_kind(out, deny_response, dns_proxy)
     detail = f" ({observation.detail})" if observation.detail else ""
-    if kind == "delivered":
+    if kind is BlockedKind.DELIVERED:
         j = (Judgement(Verdict.PASS, out.value, f"{out.value} as the spec allows")
              if exp != Expectation.DENY else
              Judgement(Verdict.NOT_ENFORCED, out.value,
                        f"{out.value}{detail} although the spec requires it blocked: fail-open"))
-    elif kind == "blocked-l7":
+    elif kind is BlockedKind.BLOCKED_L7:
         j = (Judgement(Verdict.PASS, out.value, f"an L7 proxy denied it{detail}")
              if exp != Expectation.ALLOW else
              Judgement(Verdict.OVER_BLOCKED, out.value, f"an L7 proxy denied it{detail}"
                                                         " although the spec allows it"))
-    elif kind == "blocked":
+    elif kind is BlockedKind.BLOCKED:
         if not positive_control:
             j = Judgement(Verdict.PROBE_ERROR, out.value,
                           f"{out.value}{detail} but nothing proved the target serves that port in "
@@ -106,7 +120,7 @@ def judge(expectation, observation: ProbeOutcome | None, positive_control: bool 
         else:
             j = Judgement(Verdict.PASS, BLOCKED, f"{out.value}; the target answered a positive "
                                                  "control in the same round")
-    elif kind == "refused":
+    elif kind is BlockedKind.REFUSED:
         j = Judgement(Verdict.PROBE_ERROR, out.value,
                       f"connection refused{detail}: the packet reached a closed port (this CNI "
                       "does not declare that it rejects denied packets), so it is not a policy "
@@ -160,7 +174,7 @@ def all_pass(verdicts: Mapping[Hashable, Verdict]) -> bool:
 
 
 def scenario_outcome(final: Iterable[Verdict], declared_enforcing: bool, has_deny: bool,
-                     infra_error: bool = False) -> str:
+                     infra_error: bool = False) -> ScenarioOutcome:
     """passed | failed | xfailed | xpassed | error for a scenario's final verdicts.
 
     A CNI declared not to enforce: only NOT_ENFORCED failures -> xfailed (expected); everything
@@ -168,13 +182,13 @@ def scenario_outcome(final: Iterable[Verdict], declared_enforcing: bool, has_den
     the declaration is wrong). Probe errors make the run an error, never a policy verdict.
     """
     if infra_error:
-        return "error"
+        return ScenarioOutcome.ERROR
     final = list(final)
     if Verdict.PROBE_ERROR in final:
-        return "error"
+        return ScenarioOutcome.ERROR
     bad = {v for v in final if v not in (Verdict.PASS, Verdict.NOT_ASSERTED)}
     if declared_enforcing:
-        return "failed" if bad else "passed"
+        return ScenarioOutcome.FAILED if bad else ScenarioOutcome.PASSED
     if not bad:
-        return "xpassed" if has_deny else "passed"
-    return "xfailed" if bad == {Verdict.NOT_ENFORCED} else "failed"
+        return ScenarioOutcome.XPASSED if has_deny else ScenarioOutcome.PASSED
+    return ScenarioOutcome.XFAILED if bad == {Verdict.NOT_ENFORCED} else ScenarioOutcome.FAILED

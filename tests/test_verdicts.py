@@ -7,9 +7,18 @@ server into "blocked" (false security) or a closed port into "enforced".
 import pytest
 
 from harness.probes import Outcome, ProbeOutcome
-from harness.results import Expectation, Verdict
-from harness.verdicts import (all_pass, expectation_of, judge, positive_controls,
-                              scenario_outcome, self_probe_proves, settled)
+from harness.results import Expectation, ScenarioOutcome, Verdict
+from harness.verdicts import (
+    BlockedKind,
+    all_pass,
+    blocked_kind,
+    expectation_of,
+    judge,
+    positive_controls,
+    scenario_outcome,
+    self_probe_proves,
+    settled,
+)
 
 A, D, U = Expectation.ALLOW, Expectation.DENY, Expectation.UNDEFINED
 
@@ -122,3 +131,26 @@ def test_scenario_outcome(final, enforcing, has_deny, outcome):
 
 def test_infra_error_wins():
     assert scenario_outcome([Verdict.PASS], True, True, infra_error=True) == "error"
+
+
+@pytest.mark.parametrize("outcome,deny,dns_proxy,kind", [
+    (Outcome.CONNECTED, "drop", False, BlockedKind.DELIVERED),
+    (Outcome.DNS_NXDOMAIN, "drop", False, BlockedKind.DELIVERED),
+    (Outcome.TIMEOUT, "drop", False, BlockedKind.BLOCKED),
+    (Outcome.HTTP_DENIED, "drop", False, BlockedKind.BLOCKED_L7),
+    (Outcome.REFUSED, "drop", False, BlockedKind.REFUSED),
+    (Outcome.REFUSED, "reject", False, BlockedKind.BLOCKED),
+    (Outcome.DNS_REFUSED, "drop", False, BlockedKind.NO_VERDICT),
+    (Outcome.DNS_REFUSED, "drop", True, BlockedKind.BLOCKED),
+    (Outcome.TOOL_ERROR, "reject", True, BlockedKind.NO_VERDICT),
+])
+def test_blocked_kind_names_how_an_outcome_reads(outcome, deny, dns_proxy, kind):
+    assert blocked_kind(outcome, deny, dns_proxy) is kind
+
+
+def test_scenario_outcomes_and_the_exit_status():
+    assert isinstance(scenario_outcome([Verdict.PASS], True, True), ScenarioOutcome)
+    assert {o for o in ScenarioOutcome if o.ok} == {ScenarioOutcome.PASSED,
+                                                     ScenarioOutcome.XFAILED,
+                                                     ScenarioOutcome.SKIPPED}
+    assert f"{ScenarioOutcome.XFAILED}" == "xfailed" == ScenarioOutcome("xfailed")

@@ -10,11 +10,11 @@ import os
 from typing import Any, Mapping
 
 from harness.reports import matrix as mx
-from harness.reports.terminal import DEFAULT_BANNER
-from harness.results import ScenarioResult, Verdict
+from harness.results import BANNER, ScenarioOutcome, ScenarioResult, Verdict
 
-_ICONS = {"passed": ":white_check_mark:", "failed": ":x:", "xfailed": ":warning:",
-          "xpassed": ":bangbang:", "error": ":no_entry:", "skipped": ":fast_forward:"}
+_ICONS = {ScenarioOutcome.PASSED: ":white_check_mark:", ScenarioOutcome.FAILED: ":x:",
+          ScenarioOutcome.XFAILED: ":warning:", ScenarioOutcome.XPASSED: ":bangbang:",
+          ScenarioOutcome.ERROR: ":no_entry:", ScenarioOutcome.SKIPPED: ":fast_forward:"}
 
 
 def _md(text: Any) -> str:
@@ -33,7 +33,7 @@ def render_markdown(results: list[ScenarioResult], meta: Mapping[str, Any]) -> s
         for cni, value in canary.items():
             state, detail = mx.canary_state(value)
             if state == "not-enforcing":
-                lines += [f"> [!CAUTION]\n> **{_md(cni)}**: {DEFAULT_BANNER}"
+                lines += [f"> [!CAUTION]\n> **{_md(cni)}**: {BANNER}"
                           + (f" ({_md(detail)})" if detail else ""), ""]
     lines.append("| scenario | " + " | ".join(_md(c) for c in cnis) + " |")
     lines.append("|---" * (len(cnis) + 1) + "|")
@@ -47,7 +47,7 @@ def render_markdown(results: list[ScenarioResult], meta: Mapping[str, Any]) -> s
             counts = r.verdict_counts()
             nums = " / ".join(str(counts.get(v.value, 0)) for v in (
                 Verdict.PASS, Verdict.NOT_ENFORCED, Verdict.OVER_BLOCKED, Verdict.PROBE_ERROR))
-            row.append(f"{_ICONS.get(r.outcome, '')} {_md(r.outcome)} ({nums})".strip())
+            row.append(f"{_ICONS.get(ScenarioOutcome(r.outcome), '')} {_md(r.outcome)} ({nums})".strip())
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "Counts: pass / not enforced (fail-open) / over-blocked (fail-closed) / probe "
               "error. *xfailed*: failed as expected on a CNI declared not to enforce.", ""]

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.reports import matrix as mx
-from harness.reports.terminal import DEFAULT_BANNER, VERDICT_WORDS
-from harness.results import CellResult, ScenarioResult, StepResult, Verdict
-
+from harness.reports.terminal import VERDICT_WORDS
+from harness.results import BANNER, CellResult, ScenarioOutcome, ScenarioResult, StepResult, Verdict
 
 #: explanation lists longer than this are folded into a <details> element
 FOLD_DIFFS_OVER = 20
@@ -57,7 +56,7 @@ def _header(results: list[ScenarioResult], meta: dict[str, Any]) -> str:
         open_cnis = [c for c, (s, _) in states.items() if s == "not-enforcing"]
         if open_cnis:
             out.append(f'<div class="banner" role="alert">{_e(", ".join(map(str, open_cnis)))}: '
-                       f'{_e(DEFAULT_BANNER)}</div>')
+                       f'{_e(BANNER)}</div>')
         out.append('<div class="canaries">')
         for cni, (state, detail) in states.items():
             word = {"enforcing": "enforces NetworkPolicy", "not-enforcing": "does NOT enforce",
@@ -183,7 +182,7 @@ def _step(step: StepResult, name: str) -> str:
 
 
 def _result(result: ScenarioResult) -> str:
-    bad = result.outcome not in ("passed", "skipped")
+    bad = result.outcome not in (ScenarioOutcome.PASSED, ScenarioOutcome.SKIPPED)
     out = [f'<details class="result-wrap"{" open" if bad else ""}>'
            f'<summary><b>{_e(result.scenario)}</b> on <b>{_e(mx.cni_of(result))}</b>: '
            f'<span class="outcome-{mx.verdict_class(result.outcome)}">{_e(result.outcome)}</span> '

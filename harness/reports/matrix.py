@@ -7,12 +7,13 @@ tables, so the mapping from result strings to symbols and the row/column order l
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable
 
-from harness.results import CellResult, Expectation, StepResult, Verdict
+from harness.results import CellResult, Expectation, ScenarioResult, StepResult, Verdict
+from harness.truthtable import ALLOW, DENY, ERROR, SYMBOL_OF_EXPECTATION, UNKNOWN
 
-EXPECTED_SYMBOLS = {Expectation.ALLOW.value: ".", Expectation.DENY.value: "X",
-                    Expectation.UNDEFINED.value: "-"}
-CONNECTED, BLOCKED, ERROR, NOT_PROBED = ".", "X", "!", "?"
+EXPECTED_SYMBOLS = {e.value: s for e, s in SYMBOL_OF_EXPECTATION.items()}
+CONNECTED, BLOCKED, NOT_PROBED = ALLOW, DENY, UNKNOWN
 
 # Observed strings the runner may record, mapped to what they mean for a truth table. The
 # classifier's outcome names (harness/probes.py Outcome) and the plain words are both accepted,
@@ -31,7 +32,7 @@ LEGEND_OBSERVED = ("observed: '.' connected  'X' blocked  '!' probe error  '?' n
 
 def expected_symbol(cell: CellResult) -> str:
     """The expected table's symbol for one cell."""
-    return EXPECTED_SYMBOLS.get(cell.expected, "?")
+    return EXPECTED_SYMBOLS.get(cell.expected, UNKNOWN)
 
 
 def observed_symbol(cell: CellResult) -> str:
@@ -156,11 +157,12 @@ def cni_of(result) -> str:
     return result.profile or "-"
 
 
-def grid(results) -> tuple[list[str], list[str], dict[tuple[str, str], object]]:
+def grid(results: Iterable[ScenarioResult]
+         ) -> tuple[list[str], list[str], dict[tuple[str, str], ScenarioResult]]:
     """Scenario x CNI: (scenarios in order seen, CNIs in order seen, {(scenario, cni): result})."""
     scenarios: list[str] = []
     cnis: list[str] = []
-    cells: dict[tuple[str, str], object] = {}
+    cells: dict[tuple[str, str], ScenarioResult] = {}
     for r in results:
         if r.scenario not in scenarios:
             scenarios.append(r.scenario)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import textwrap
 
 from harness.reports import matrix as mx
-from harness.results import CellResult, ScenarioResult, StepResult, Verdict
+from harness.results import BANNER, CellResult, ScenarioOutcome, ScenarioResult, StepResult, Verdict
 
 _RESET = "\x1b[0m"
 _COLOURS = {
@@ -55,7 +55,7 @@ def _side_by_side(table: mx.Table, color: bool) -> list[str]:
                 mark = "*" if mx.differs(cell) else " "
             else:
                 sym, mark, verdict = mx.expected_symbol(cell), " ", ""
-            paint = bool(cell) and color and observed and mx.differs(cell)
+            paint = cell is not None and color and observed and mx.differs(cell)
             out.append(_paint(sym + mark, verdict, paint) + " " * (colw - 2))
         visible = len(heads) * (colw + 1)
         return " ".join(out) + " " + " " * (block - visible)
@@ -158,7 +158,7 @@ def _summary_cell(result: ScenarioResult | None) -> str:
     c = result.verdict_counts()
     nums = "/".join(str(c.get(v.value, 0)) for v in (Verdict.PASS, Verdict.NOT_ENFORCED,
                                                      Verdict.OVER_BLOCKED, Verdict.PROBE_ERROR))
-    return f"{result.outcome} {nums}" if result.outcome not in ("skipped",) else "skipped"
+    return f"{result.outcome} {nums}" if result.outcome != ScenarioOutcome.SKIPPED else "skipped"
 
 
 def render_summary(results: list[ScenarioResult]) -> str:
@@ -171,12 +171,12 @@ def render_summary(results: list[ScenarioResult]) -> str:
     widths = [max(len(row[i]) for row in table + [header]) for i in range(len(header))]
 
     def fmt(row: list[str]) -> str:
-        return "  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip()
+        return "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)).rstrip()
 
     lines = ["netpol-proof summary (scenario x CNI)", fmt(header),
              fmt(["-" * w for w in widths])]
     lines.extend(fmt(row) for row in table)
-    totals = {}
+    totals: dict[str, int] = {}
     for r in results:
         totals[r.outcome] = totals.get(r.outcome, 0) + 1
     lines.append("total: " + ", ".join(f"{n} {k}" for k, n in sorted(totals.items())))
@@ -185,13 +185,15 @@ def render_summary(results: list[ScenarioResult]) -> str:
     return "\n".join(lines)
 
 
-DEFAULT_BANNER = ("this cluster accepts NetworkPolicy objects but does not enforce them; "
-                  "every policy here is false security.")
-
-
-def render_banner(text: str = DEFAULT_BANNER, width: int = 78) -> str:
+def render_banner(text: str = BANNER, width: int = 78) -> str:
     """A framed, wrapped warning that cannot be overlooked at the top and bottom of a run."""
     inner = width - 6
     body = textwrap.wrap(text, inner) or [""]
     rule = "!" * width
     return "\n".join([rule] + [f"!! {line.ljust(inner)} !!" for line in body] + [rule])
+
+
+def render_banners(canaries: dict[str, dict]) -> list[str]:
+    """The banner for each CNI whose canary found it not enforcing (`canaries`: run meta form)."""
+    return [render_banner(f"{cni}: {BANNER}") for cni, meta in canaries.items()
+            if meta.get("enforcing") is False]

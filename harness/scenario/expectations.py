@@ -11,10 +11,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from harness.model import DNS_SERVICE, SYSTEM_NAMESPACE, Model, Protocol
+from harness.model import DNS_SERVICE_ENDPOINT, Endpoint, Model, Protocol
 from harness.results import Expectation
+from harness.scenario.lines import LineDict, did_you_mean, is_mapping, is_sequence
 from harness.scenario.topology import check_keys
-from harness.scenario.lines import LineDict, did_you_mean
 from harness.truthtable import TruthTable
 
 #: report(field, message, line)
@@ -79,8 +79,8 @@ def _protocol(value: Any, field: str, line: int, report: Report) -> Protocol | N
 
 
 def _model_has_port(model: Model, port: int | str, protocol: Protocol) -> bool:
-    return any(p.resolve_port(port, protocol) is not None and
-               p.serves(p.resolve_port(port, protocol), protocol) for p in model.user_pods)
+    return any((n := p.resolve_port(port, protocol)) is not None and p.serves(n, protocol)
+               for p in model.user_pods)
 
 
 def read_matrices(raw: LineDict, where: str, model: Model,
@@ -88,7 +88,7 @@ def read_matrices(raw: LineDict, where: str, model: Model,
     data = raw.get("expect")
     if data is None:
         return []
-    if not isinstance(data, list):
+    if not is_sequence(data):
         report(f"{where}.expect", "must be a list of {port, protocol, matrix}",
                raw.key_line("expect"))
         return []
@@ -96,7 +96,7 @@ def read_matrices(raw: LineDict, where: str, model: Model,
     keys = model.pod_keys
     for j, item in enumerate(data):
         w, ln = f"{where}.expect[{j}]", data.item_line(j)
-        if not isinstance(item, dict):
+        if not is_mapping(item):
             report(w, "must be a mapping {port, protocol, matrix}", ln)
             continue
         check_keys(item, ("port", "protocol", "matrix"), w, report)
@@ -158,18 +158,19 @@ def _endpoint_problem(value: Any, model: Model, role: str) -> str | None:
     """Why `value` is not a valid probe source/target, or None."""
     if not isinstance(value, str) or not value:
         return "required"
-    if value.startswith("ext:"):
+    ep = Endpoint.parse(value)
+    if ep.is_external:
         names = [e.name for e in model.externals]
-        return None if value[4:] in names else (
-            f"unknown external host {value[4:]!r}" + (did_you_mean(value[4:], names) if names
-                                                       else " (the model declares none)"))
-    if value.startswith("svc:"):
+        return None if ep.key in names else (
+            f"unknown external host {ep.key!r}" + (did_you_mean(ep.key, names) if names
+                                                   else " (the model declares none)"))
+    if ep.is_service:
         if role == "from":
             return "a Service cannot open a connection; use a pod or ext:<host>"
         names = [s.key for s in model.services]
-        return None if value[4:] in names else (
-            f"unknown Service {value[4:]!r}{did_you_mean(value[4:], names)}")
-    if "/" in value:
+        return None if ep.key in names else (
+            f"unknown Service {ep.key!r}{did_you_mean(ep.key, names)}")
+    if ep.is_pod:
         keys = [p.key for p in model.user_pods]
         return None if value in keys else f"unknown pod {value!r}{did_you_mean(value, keys)}"
     if role == "from":
@@ -184,13 +185,13 @@ def read_probes(raw: LineDict, where: str, model: Model,
     data = raw.get("probes")
     if data is None:
         return []
-    if not isinstance(data, list):
+    if not is_sequence(data):
         report(f"{where}.probes", "must be a list of probes", raw.key_line("probes"))
         return []
     out = []
     for j, item in enumerate(data):
         w, ln = f"{where}.probes[{j}]", data.item_line(j)
-        if not isinstance(item, dict):
+        if not is_mapping(item):
             report(w, "a probe is {from, to, port, protocol, expect} or {from, dns, expect}", ln)
             continue
         dns = "dns" in item
@@ -214,14 +215,14 @@ def read_probes(raw: LineDict, where: str, model: Model,
             if not isinstance(name, str) or not _DNS_NAME_RE.match(name):
                 report(f"{w}.dns", f"{name!r} is not a DNS name", item.key_line("dns"))
                 bad = True
-            if not bad:
-                out.append(ProbeExpectation(item["from"], f"svc:{SYSTEM_NAMESPACE}/{DNS_SERVICE}",
+            if not bad and expect is not None:
+                out.append(ProbeExpectation(item["from"], DNS_SERVICE_ENDPOINT,
                                             53, Protocol.UDP, expect, w, ln, name))
             continue
         port = _port_value(item.get("port"), f"{w}.port", item.key_line("port"), report)
         proto = _protocol(item.get("protocol"), f"{w}.protocol", item.key_line("protocol"),
                           report)
-        if bad or port is None or proto is None:
+        if bad or port is None or proto is None or expect is None:
             continue
         out.append(ProbeExpectation(item["from"], item["to"], port, proto, expect, w, ln))
     return out

@@ -3,22 +3,21 @@ policies, exec probes), and KubeBackendBase, the Backend methods the kind and ku
 backends share.
 
 Why shared: a kind cluster and an existing cluster differ only in how the cluster comes to
-exist and what may be touched; everything after that is the same API calls (examples §4). The
-API client itself is in api.py.
+exist and what may be touched; everything after that is the same API calls, written once (not
+as kind's near-identical docker and nerdctl `provision.go`). The API client itself is in api.py.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence, cast
 
 from harness import naming
 from harness.backends.kube import manifests as km
 from harness.backends.kube.api import KubeApi, Obj, status_line
 from harness.backends.kube.exec import stream_exec
 from harness.backends.kube.waits import not_ready_optional, wait_pods_ready
-from harness.errors import BackendError, ExecError
-from harness.model import DNS_SERVICE, POD_CIDR, SYSTEM_NAMESPACE, Addresses, Model
-from harness.shell import ExecResult
+from harness.errors import BackendError, ExecError, ExecResult
+from harness.model import DNS_SERVICE, POD_CIDR, SYSTEM_NAMESPACE, Addresses, Endpoint, Model
 from harness.waits import wait_for
 
 #: containers whose readiness is not waited on (see waits.pod_ready)
@@ -111,7 +110,9 @@ class KubeTopology:
 
     def addresses(self) -> Addresses:
         assert self.model is not None and self.names is not None
-        pod_ips, svc_ips = {}, {}
+        # a pod the API gives no podIP yet holds None; every user pod is checked below
+        pod_ips: dict[str, str | None] = {}
+        svc_ips: dict[str, str] = {}
         for ns in {p.namespace for p in self.model.user_pods}:
             for p in self.api.list_pods(self.names.real(ns), self.selector):
                 name = p["metadata"]["name"]
@@ -129,7 +130,7 @@ class KubeTopology:
         nodes = [a["address"] for n in self.api.list_nodes()
                  for a in (n.get("status") or {}).get("addresses") or []
                  if a.get("type") == "InternalIP"]
-        return Addresses(pod_ips, svc_ips, {}, POD_CIDR,
+        return Addresses(cast(dict[str, str], pod_ips), svc_ips, {}, POD_CIDR,
                          svc_ips.get(f"{SYSTEM_NAMESPACE}/{DNS_SERVICE}", ""), tuple(nodes))
 
     def undeploy(self, timeout: float = 180.0) -> None:
@@ -258,7 +259,7 @@ class KubeTopology:
 
     # -- exec -----------------------------------------------------------------------------------
     def exec(self, endpoint: str, argv: Sequence[str], timeout: float) -> ExecResult:
-        if endpoint.startswith("ext:"):
+        if Endpoint.parse(endpoint).is_external:
             raise ExecError(list(argv), "this backend has no external hosts", target=endpoint)
         if self.names is None:
             raise ExecError(list(argv), "no topology deployed", target=endpoint)
