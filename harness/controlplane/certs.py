@@ -72,7 +72,7 @@ class CertAuthority:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._key = _key()
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         self._cert = (
             x509.CertificateBuilder()
             .subject_name(subject).issuer_name(subject)
@@ -107,7 +107,7 @@ class CertAuthority:
                  ([ExtendedKeyUsageOID.CLIENT_AUTH] if client else [])
         if not usages:
             raise ValueError(f"certificate {stem}: neither server nor client")
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name(attrs)).issuer_name(self._cert.subject)

@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import ssl
+import subprocess
 import sys
 import time
 import urllib.error
@@ -66,7 +67,7 @@ class ControlPlaneError(BackendError):
 @dataclass
 class _Running:
     name: str
-    proc: object            # subprocess.Popen
+    proc: subprocess.Popen[bytes]
     log: Path
     record: procs.ProcRecord
     url: str = ""
@@ -134,7 +135,7 @@ class ControlPlane:
         self._is_up = False
 
     # -- context manager ------------------------------------------------------------------------
-    def __enter__(self) -> "ControlPlane":
+    def __enter__(self) -> ControlPlane:
         self.up()
         return self
 
@@ -239,7 +240,7 @@ class ControlPlane:
             running = self._spawn(name, argv_for(port))
             last = ""
 
-            def check() -> tuple[bool, str]:
+            def check(running: _Running = running, port: int = port) -> tuple[bool, str]:
                 if running.proc.poll() is not None:
                     return False, "exited"
                 return ready(running, port)
@@ -381,8 +382,8 @@ class ControlPlane:
         if key in self._netns_kubeconfigs:
             return self._netns_kubeconfigs[key]
         if self._relay is None:
-            host, port = self.server.removeprefix("https://").rsplit(":", 1)
-            self._relay = Relay((host, int(port)), log=self._status)
+            api_host, api_port = self.server.removeprefix("https://").rsplit(":", 1)
+            self._relay = Relay((api_host, int(api_port)), log=self._status)
             self._relay.start()
         host, port = self._relay.add(netns, "127.0.0.1", self.relay_port)
         cert = self.client_cert(user, groups)

@@ -74,7 +74,7 @@ class ProcRecord:
     argv: tuple[str, ...]
 
     @classmethod
-    def of(cls, name: str, pid: int) -> "ProcRecord":
+    def of(cls, name: str, pid: int) -> ProcRecord:
         return cls(name, pid, start_time(pid) or "", tuple(cmdline(pid) or ()))
 
 

@@ -205,7 +205,7 @@ class Relay:
         try:
             up_reader, up_writer = await asyncio.wait_for(
                 asyncio.open_connection(*self.upstream), 10)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             self._log(f"relay: {listener.netns}: cannot reach the API server at "
                       f"{self.upstream[0]}:{self.upstream[1]}: {exc}")
             writer.close()

@@ -114,8 +114,8 @@ def test_cleanup_stops_a_dead_runs_processes_and_leaves_everything_else(tmp_path
     state.write()
 
     found = cpc.find(root)
-    names = [l.name for l in found]
-    assert [l.kind for l in found] == ["controlplane-process"] * 2 + ["controlplane-dir"]
+    names = [leftover.name for leftover in found]
+    assert [leftover.kind for leftover in found] == ["controlplane-process"] * 2 + ["controlplane-dir"]
     assert {int(n.split(" pid ")[1].split()[0]) for n in names[:2]} == {recorded.pid,
                                                                         unrecorded.pid}
     assert names[2] == str(d) and str(live) not in " ".join(names)
@@ -142,5 +142,5 @@ def test_a_directory_without_a_record_counts_as_dead(tmp_path):
     d = root / naming.controlplane_dir(naming.new_run_id())
     d.mkdir(parents=True)            # a crash before plane.json was written
     found = cpc.find(root)
-    assert [(l.kind, l.name) for l in found] == [("controlplane-dir", str(d))]
+    assert [(leftover.kind, leftover.name) for leftover in found] == [("controlplane-dir", str(d))]
     assert cpc.remove(found[0]) is None and not d.exists()

@@ -21,7 +21,6 @@ from kubernetes.client.rest import ApiException
 from harness import naming
 from harness.shell import run
 from harness.waits import poll
-
 from tests.controlplane.conftest import needs_plane
 
 pytestmark = needs_plane

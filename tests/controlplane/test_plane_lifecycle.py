@@ -17,10 +17,9 @@ import pytest
 
 from harness import naming
 from harness.backends.local import netns as nsx
-from harness.backends.local.backend import STATE_DIR, state_path
+from harness.backends.local.backend import state_path
 from harness.controlplane import ControlPlane, procs
 from harness.shell import run, spawn
-
 from tests.controlplane.conftest import needs_plane
 
 pytestmark = needs_plane

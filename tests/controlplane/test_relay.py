@@ -17,7 +17,6 @@ import pytest
 from harness import naming
 from harness.controlplane.relay import Relay, RelayError
 from harness.shell import run, spawn
-
 from tests.controlplane.conftest import ClaimedNetns, needs_root
 
 pytestmark = needs_root

@@ -31,7 +31,7 @@ from harness.errors import ExecError, HarnessError
 from harness.shell import run
 
 #: The wrapper Go modules, one directory per family.
-MODULES_DIR = Path(__file__).resolve().parents[1] / "components"
+MODULES_DIR = Path(__file__).resolve().parents[2] / "components"
 
 
 class ComponentMissing(HarnessError):
@@ -439,10 +439,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except HarnessError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
-        if getattr(exc, "output", ""):
-            print(exc.output, file=sys.stderr)
+        output = getattr(exc, "output", "")
+        if output:
+            print(output, file=sys.stderr)
         return 1
 
 
-if __name__ == "__main__":
-    sys.exit(main())
