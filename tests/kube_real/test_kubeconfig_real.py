@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import naming
+from harness import naming, shell
 from harness.backends.kubeconfig import KubeconfigBackend
 from harness.components import ComponentMissing
-from harness.errors import BackendError, UsageError
+from harness.errors import BackendError, ExecError, UsageError
 from harness.model import Model
 from tests.controlplane.conftest import plane_unavailable
 
@@ -34,18 +34,16 @@ CALICO_CRDS = ("crd.projectcalico.org_networkpolicies.yaml",
 def calico_crd_dir() -> Path:
     """Calico's own CRDs, from the Go module cache entry of the calico module pinned in
     components/felix/go.mod; ComponentMissing when that module is not in the cache."""
-    import subprocess
-
     gomod = Path(__file__).resolve().parents[2] / "components" / "felix" / "go.mod"
     version = next((line.split()[1] for line in gomod.read_text().splitlines()
                     if line.strip().startswith("github.com/projectcalico/calico v")), None)
     if version is None:
         raise ComponentMissing(f"no github.com/projectcalico/calico pin in {gomod}")
     try:
-        cache = subprocess.run(["go", "env", "GOMODCACHE"], capture_output=True, text=True,
-                               check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError) as exc:
-        raise ComponentMissing(f"Calico's CRDs: `go env GOMODCACHE` failed: {exc}") from None
+        cache = shell.run(["go", "env", "GOMODCACHE"], timeout=60, check=True,
+                          doing="finding the Go module cache").stdout.strip()
+    except ExecError as exc:
+        raise ComponentMissing(f"Calico's CRDs: {exc}") from None
     d = Path(cache) / "github.com/projectcalico" / f"calico@{version}" / "libcalico-go/config/crd"
     if not all((d / f).is_file() for f in CALICO_CRDS):
         raise ComponentMissing(f"Calico's CRDs are not in the Go module cache ({d}); run "
