@@ -25,7 +25,9 @@ from harness.errors import BackendError, ExecError, UsageError
 from harness.model import Model
 from tests.controlplane.conftest import plane_unavailable
 
-pytestmark = pytest.mark.skipif(plane_unavailable() is not None, reason=plane_unavailable() or "")
+# one xdist worker runs the whole module (scripts/test.sh uses --dist loadgroup): one plane
+pytestmark = [pytest.mark.skipif(plane_unavailable() is not None, reason=plane_unavailable() or ""),
+              pytest.mark.xdist_group("kube_real")]
 
 CALICO_CRDS = ("crd.projectcalico.org_networkpolicies.yaml",
                "crd.projectcalico.org_globalnetworkpolicies.yaml")
