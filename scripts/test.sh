@@ -12,7 +12,7 @@ mkdir -p reports-out
 # 0. ruff, mypy and the import contracts (one definition: the Makefile's lint target)
 make -s lint
 # 1. the project's own tests: unit, live local backend (root), plugin, labs, HTML in Chromium
-$PY -m pytest tests -q -n 2 "$@"
+$PY -m pytest tests -q -n 2 --dist loadgroup "$@"
 # 2. the scenario library through the pytest plugin on both local profiles: passes on
 #    `enforcing`, shows `open`'s false security as strict expected failures, writes every report
 $PY -m pytest scenarios/ --backend local --cni enforcing,open -n 2 -q \

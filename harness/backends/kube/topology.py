@@ -187,8 +187,6 @@ class KubeTopology:
                                "pass --allow-cluster-scoped to allow them")
         body = km.rewrite_policy(manifest, self.names)
         ns = body["metadata"].get("namespace")
-        self._api_versions[(manifest["metadata"].get("namespace") or "", name,
-                            str(manifest.get("kind")))] = str(manifest.get("apiVersion"))
         try:
             if group == "networking.k8s.io":
                 try:
@@ -203,8 +201,18 @@ class KubeTopology:
                 self._create_or_replace(body, group, version, plural, name, None)
                 self._cluster_policies[(group, version, plural, name)] = name
         except self.api.client.ApiException as exc:
-            raise BackendError(f"applying {manifest.get('kind')} {ns or ''}/{name}",
-                               _api_error(exc)) from None
+            why = _api_error(exc)
+            if exc.status == 404 and group != "networking.k8s.io":
+                # a bare "404 page not found": the API server serves no such resource
+                why = (f"the API server does not serve {group}/{version} {plural} (its CRD, or "
+                       f"for projectcalico.org/v3 Calico's own API server, is not installed): "
+                       f"{why}")
+            raise BackendError(f"applying {manifest.get('apiVersion')} {manifest.get('kind')} "
+                               f"{ns or ''}/{name}", why) from None
+        # recorded only once applied: policy_count lists every group recorded here, and a group
+        # the server refused (404) would make every later count fail
+        self._api_versions[(manifest["metadata"].get("namespace") or "", name,
+                            str(manifest.get("kind")))] = str(manifest.get("apiVersion"))
 
     def _create_or_replace(self, body, group, version, plural, name, ns) -> None:
         c = self.api.custom
