@@ -56,6 +56,9 @@ class FakeKubeApi:
         self.sa_polls: dict[str, int] = {}
         self.store: dict = {}               # custom objects: (group, plural, ns, name) -> body
         self.log: list[tuple] = []
+        #: where pod IPs come from, and each node's spec.podCIDRs (a kind cluster's by default)
+        self.pod_net = "10.244.1."
+        self.node_cidrs: list[list[str]] = [["10.244.0.0/24"], ["10.244.1.0/24"]]
         self.core, self.net, self.custom = self, self, _Custom(self)
 
     def get_custom_object(self, group, version, plural, name, namespace=None):
@@ -108,7 +111,7 @@ class FakeKubeApi:
             raise FakeApiException(404, f"namespace {ns} not found")
         n = len(self.pods)
         self.pods[(ns, obj["metadata"]["name"])] = {**obj, "status": {
-            "podIP": f"10.244.1.{10 + n}", "conditions": [{"type": "Ready", "status": "True"}]}}
+            "podIP": f"{self.pod_net}{10 + n}", "conditions": [{"type": "Ready", "status": "True"}]}}
 
     def create_namespaced_service(self, ns, obj):
         self.services[(ns, obj["metadata"]["name"])] = {**obj, "spec": {
@@ -122,8 +125,10 @@ class FakeKubeApi:
                           if n == ns and _match(p["metadata"].get("labels") or {}, label_selector)]}
 
     def list_node(self):
-        return {"items": [{"metadata": {"name": "w"}, "status": {"addresses": [
-            {"type": "InternalIP", "address": "172.18.0.3"}]}}]}
+        return {"items": [{"metadata": {"name": f"w{i}"}, "spec": {"podCIDRs": cidrs},
+                           "status": {"addresses": [
+                               {"type": "InternalIP", "address": f"172.18.0.{3 + i}"}]}}
+                          for i, cidrs in enumerate(self.node_cidrs)]}
 
     def patch_namespace(self, name, body):
         labels = self.ns[name]["metadata"].setdefault("labels", {})
@@ -206,8 +211,37 @@ def test_deploy_creates_prefixed_labelled_namespaces_and_returns_real_addresses(
     assert fake.ns["np-abc123-x"]["metadata"]["labels"] == {
         "ns": "x", "app.kubernetes.io/managed-by": "netpol-proof", "netpol-proof/run": RUN}
     assert sorted(addr.pod_ips) == ["kube-system/coredns", "x/a", "x/b", "y/a", "y/b"]
-    assert addr.dns_service_ip == "10.96.0.10" and addr.node_ips == ("172.18.0.3",)
+    assert addr.dns_service_ip == "10.96.0.10" and addr.node_ips == ("172.18.0.3", "172.18.0.4")
     assert all(ip.startswith("10.244.") for ip in addr.pod_ips.values())
+    assert addr.pod_cidr == "10.244.0.0/23"     # the nodes' ranges
+
+
+def test_pod_cidr_is_read_from_the_cluster_so_pod_cidr_policies_render_there(fake):
+    """A cluster whose pods live in 10.100.0.0/16 (not kind's 10.244.0.0/16): {{podCIDR}} must
+    hold every pod, or `except: [{{podIP y/b}}/32]` falls outside the cidr and the policy is
+    invalid (it raised ValueError, a traceback, on the hard-coded 10.244.0.0/16)."""
+    from harness.expected import oracle_at
+    from harness.scenario import load_scenario
+    from pathlib import Path
+
+    fake.pod_net = "10.100.7."
+    fake.node_cidrs = [["10.100.0.0/24"], ["10.100.1.0/24", "fd00:10::/64"]]
+    fake.pods[("kube-system", "coredns-1")]["status"]["podIP"] = "10.100.0.3"
+    scenario = load_scenario(Path(__file__).resolve().parents[1] / "scenarios" / "conformance"
+                             / "ipblock-egress-except.yaml")
+    addr = topo(fake).deploy(scenario.model)
+    # the nodes' ranges widened to the pods' own addresses (IPAMs that ignore node ranges)
+    assert addr.pod_cidr == "10.100.0.0/21"
+    oracle = oracle_at(scenario, 0, addr)        # renders and parses the policy
+    assert oracle.decide("x/a", "y/b", 80, "TCP").expectation.value == "deny"
+    assert oracle.decide("x/a", "y/a", 80, "TCP").expectation.value == "allow"
+
+
+def test_pod_cidr_without_node_ranges_comes_from_the_pods():
+    assert kube_mod.cluster_pod_cidr([{"spec": {}}], ["10.8.3.4", "10.8.3.200"]) == "10.8.3.0/24"
+    assert kube_mod.cluster_pod_cidr([{"spec": {"podCIDR": "10.9.0.0/24"}}], []) == "10.9.0.0/24"
+    with pytest.raises(BackendError, match="no node has a spec.podCIDR"):
+        kube_mod.cluster_pod_cidr([], [])
 
 
 def test_undeploy_deletes_only_this_runs_namespaces_and_waits_until_gone(fake):

@@ -9,7 +9,8 @@ API client itself is in api.py.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+import ipaddress
+from typing import Callable, Iterable, Mapping, Sequence
 
 from harness import naming
 from harness.backends.kube import manifests as km
@@ -17,12 +18,41 @@ from harness.backends.kube.api import KubeApi, Obj, status_line
 from harness.backends.kube.exec import stream_exec
 from harness.backends.kube.waits import not_ready_optional, wait_pods_ready
 from harness.errors import BackendError, ExecError
-from harness.model import DNS_SERVICE, POD_CIDR, SYSTEM_NAMESPACE, Addresses, Model
+from harness.model import DNS_SERVICE, SYSTEM_NAMESPACE, Addresses, Model
 from harness.shell import ExecResult
 from harness.waits import wait_for
 
 #: containers whose readiness is not waited on (see waits.pod_ready)
 SCTP_SUFFIX = ("-sctp",)
+
+
+def cluster_pod_cidr(nodes: Iterable[Obj], pod_ips: Iterable[str]) -> str:
+    """The pod CIDR of a cluster, for {{podCIDR}}: the smallest IPv4 network holding every node's
+    `spec.podCIDRs` (or `spec.podCIDR`) and every pod address seen.
+
+    Why both: a cluster's --cluster-cidr is not in the API; the nodes' ranges come from it, but
+    some IPAMs (Calico's IP pools, Cilium's cluster-pool) hand out pod IPs outside them, so the
+    pods' own addresses widen the range (and are all there is when nodes carry no podCIDR).
+    A policy's `except: ["{{podIP y/b}}/32"]` must fall inside its `cidr: "{{podCIDR}}"`.
+    """
+    nets: list[ipaddress.IPv4Network] = []
+    for node in nodes:
+        spec = node.get("spec") or {}
+        for text in list(spec.get("podCIDRs") or []) + [spec.get("podCIDR")]:
+            if text:
+                net = ipaddress.ip_network(str(text), strict=False)
+                if net.version == 4:
+                    nets.append(net)
+    for ip in pod_ips:
+        if ip and ipaddress.ip_address(ip).version == 4:
+            nets.append(ipaddress.ip_network(f"{ip}/32"))
+    if not nets:
+        raise BackendError("reading the pod CIDR", "no node has a spec.podCIDR and no pod has "
+                                                   "an IPv4 address")
+    lo = min(int(n.network_address) for n in nets)
+    hi = max(int(n.broadcast_address) for n in nets)
+    prefix = 32 - (lo ^ hi).bit_length()
+    return str(ipaddress.ip_network(f"{ipaddress.ip_address(lo)}/{prefix}", strict=False))
 
 
 def _api_error(exc: Exception) -> str:
@@ -126,10 +156,11 @@ class KubeTopology:
         missing = [k for k in (p.key for p in self.model.user_pods) if not pod_ips.get(k)]
         if missing:
             raise BackendError("reading pod addresses", f"no podIP for {', '.join(missing)}")
-        nodes = [a["address"] for n in self.api.list_nodes()
+        node_objs = self.api.list_nodes()
+        nodes = [a["address"] for n in node_objs
                  for a in (n.get("status") or {}).get("addresses") or []
                  if a.get("type") == "InternalIP"]
-        return Addresses(pod_ips, svc_ips, {}, POD_CIDR,
+        return Addresses(pod_ips, svc_ips, {}, cluster_pod_cidr(node_objs, pod_ips.values()),
                          svc_ips.get(f"{SYSTEM_NAMESPACE}/{DNS_SERVICE}", ""), tuple(nodes))
 
     def undeploy(self, timeout: float = 180.0) -> None:
