@@ -174,22 +174,37 @@ def check_scenario(scenario: Scenario) -> list[Problem]:
                 f"{label}: policies the oracle does not model are in force ({kinds}); the step "
                 f"must state its expectations explicitly (expect: or probes:) and say which CNI "
                 f"it describes (assume:)"), step.line))
-        for cell in expected_cells(scenario, step.index):
-            if cell.expectation is Expectation.UNDEFINED:
-                continue  # '-': not asserted
-            computed = cell.decision.expectation
-            where = f"{label}: {cell.label}"
-            if computed is Expectation.UNDEFINED:
-                if step.assume is None:
-                    problems.append(Problem(path, cell.field, (
-                        f"{where}: expected {cell.expectation.value}, but the spec leaves this "
-                        f"undefined ({_reasons(cell.decision)}); write '-' or add "
-                        f"assume: {{cni: NAME, why: ...}} to the step"), cell.line))
-                continue
-            if computed is not cell.expectation:
+        problems += disagreements(scenario, step.index, expected_cells(scenario, step.index))
+    return problems
+
+
+def disagreements(scenario: Scenario, step_index: int,
+                  cells: list[ExpectedCell]) -> list[Problem]:
+    """The cells of one step whose written expectation the oracle does not compute.
+
+    `cells` are `expected_cells` of that step, with stand-in addresses (`check`) or the run's
+    real ones (the runner re-checks after deploy: an ipBlock over real addresses can decide
+    differently, and a wrong file must never be judged as the CNI's failure).
+    """
+    step = scenario.steps[step_index]
+    path, label = str(scenario.path), f"step {step.index + 1} ({step.title})"
+    problems: list[Problem] = []
+    for cell in cells:
+        if cell.expectation is Expectation.UNDEFINED or not cell.explicit:
+            continue  # '-': not asserted; the oracle's own matrix agrees with itself
+        computed = cell.decision.expectation
+        where = f"{label}: {cell.label}"
+        if computed is Expectation.UNDEFINED:
+            if step.assume is None:
                 problems.append(Problem(path, cell.field, (
-                    f"{where}: expected {cell.expectation.value}, the oracle computes "
-                    f"{computed.value}: {_reasons(cell.decision)}"), cell.line))
+                    f"{where}: expected {cell.expectation.value}, but the spec leaves this "
+                    f"undefined ({_reasons(cell.decision)}); write '-' or add "
+                    f"assume: {{cni: NAME, why: ...}} to the step"), cell.line))
+            continue
+        if computed is not cell.expectation:
+            problems.append(Problem(path, cell.field, (
+                f"{where}: expected {cell.expectation.value}, the oracle computes "
+                f"{computed.value}: {_reasons(cell.decision)}"), cell.line))
     return problems
 
 

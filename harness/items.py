@@ -21,7 +21,7 @@ from harness import scenario as scn
 from harness.backends import get_backend
 from harness.canary import BANNER, CanaryResult, run_canary
 from harness.errors import HarnessError, ScenarioError
-from harness.expected import expected_cells
+from harness.expected import check_scenario, expected_cells
 from harness.results import Expectation, ScenarioResult
 from harness.runner import run_scenario
 from harness.settings import Settings, declared_capabilities
@@ -169,6 +169,12 @@ class ScenarioFile(pytest.File):
             scenario = scn.load_scenario(self.path)
         except ScenarioError as exc:
             raise self.CollectError(f"invalid scenario file:\n{exc}") from None
+        # Why at collection: a table that contradicts the spec would be judged as the CNI's
+        # failure; the file is what is wrong, so it is not run at all (as `check` says)
+        problems = check_scenario(scenario)
+        if problems:
+            raise self.CollectError("scenario disagrees with the oracle (python -m harness "
+                                    "check):\n" + "\n".join(str(p) for p in problems))
         deny = None
         for cni in session.settings.cnis:
             item = ScenarioItem.from_parent(self, name=f"{scenario.name}[{cni}]",
@@ -225,7 +231,7 @@ class ScenarioItem(pytest.Item):
             pass
         if result.outcome == "xfailed":
             raise NotEnforcedFailure(result)
-        if result.outcome in ("failed", "error", "xpassed"):
+        if result.outcome in ("failed", "error", "xpassed", "scenario error"):
             raise ScenarioFailure(result)
 
     def repr_failure(self, excinfo, style=None):

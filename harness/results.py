@@ -72,9 +72,13 @@ class ScenarioResult:
     profile: str
     run_id: str
     description: str = ""
-    outcome: str = "passed"            # passed | failed | xfailed | xpassed | skipped | error
+    #: passed | failed | xfailed | xpassed | skipped | error | scenario error
+    outcome: str = "passed"
     skip_reason: str | None = None
     infra_error: str | None = None
+    #: the scenario itself is wrong on this run (its table disagrees with the oracle at the real
+    #: addresses, or it cannot be rendered with them): no verdict on the CNI at all
+    scenario_error: str | None = None
     enforcing_cluster: bool | None = None
     policies_accepted: int = 0
     duration: float = 0.0

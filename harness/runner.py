@@ -12,6 +12,7 @@ verdict (or the convergence deadline passes), and a cell's verdict is its last r
 from __future__ import annotations
 
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Callable, Hashable
@@ -19,7 +20,7 @@ from typing import Callable, Hashable
 from harness import scenario as scn
 from harness.canary import loopback_probe, toolkit_of
 from harness.errors import HarnessError
-from harness.expected import expected_cells, model_at
+from harness.expected import disagreements, expected_cells, model_at
 from harness.model import DNS_POD, SYSTEM_NAMESPACE, Addresses, Model, Protocol
 from harness.prober import probe_round
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec
@@ -202,6 +203,34 @@ def plan_cells(model: Model, expected) -> list[Cell]:
                           dns_loopback=(dns, 53, Protocol.UDP, e.target) if by_name else None,
                           served=served))
     return cells
+
+
+def plan_steps(scenario, addresses: Addresses) -> list[list[Cell]] | str:
+    """The cells of every step at the run's real addresses, or why the scenario cannot be run
+    as written (a scenario error).
+
+    Why re-checked here and not only by `check`: placeholders such as {{podIP y/b}} and
+    {{podCIDR}} take the cluster's addresses only now, and a cell the oracle decides otherwise
+    would be judged against the file's wrong symbol, blaming the CNI for the file. A policy
+    that cannot be rendered or parsed with these addresses is the same kind of error.
+    """
+    steps_cells, problems = [], []
+    for i, step in enumerate(scenario.steps):
+        try:
+            expected = expected_cells(scenario, i, addresses)
+        except (HarnessError, ValueError, KeyError) as exc:
+            title = getattr(step, "title", "") or f"step {i + 1}"
+            return (f"step {i + 1} ({title}) cannot be evaluated with this run's addresses "
+                    f"(pod CIDR {addresses.pod_cidr}): {type(exc).__name__}: {exc}")
+        problems += disagreements(scenario, i, expected)
+        steps_cells.append(plan_cells(model_at(scenario, i), expected))
+    if problems:
+        listed = "; ".join(p.message for p in problems[:5])
+        more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
+        return (f"{len(problems)} expectation(s) of the file disagree with the oracle at this "
+                f"run's addresses, so the file, not the CNI, is wrong ({listed}{more}); "
+                f"`python -m harness check {scenario.path}` shows them")
+    return steps_cells
 
 
 class Run:
@@ -401,12 +430,13 @@ def run_scenario(scenario, backend, settings, log: Log = print,
         t = time.monotonic()
         run.addresses = backend.deploy(scenario.model)
         log(f"  deployed {len(scenario.model.user_pods)} pods in {time.monotonic() - t:.2f}s")
-        steps_cells = []
-        for i, _ in enumerate(scenario.steps):
-            cells = plan_cells(model_at(scenario, i),
-                               expected_cells(scenario, i, run.addresses))
-            has_deny |= any(c.expectation == Expectation.DENY for c in cells)
-            steps_cells.append(cells)
+        planned = plan_steps(scenario, run.addresses)
+        if isinstance(planned, str):
+            result.scenario_error = planned
+            log(f"  SCENARIO ERROR: {planned}")
+            return result
+        steps_cells = planned
+        has_deny = any(c.expectation == Expectation.DENY for cells in steps_cells for c in cells)
         result.baseline = run.baseline(steps_cells)
         if result.baseline.infra_error:
             result.infra_error = result.baseline.infra_error
@@ -424,6 +454,12 @@ def run_scenario(scenario, backend, settings, log: Log = print,
             result.steps.append(run.converge(i + 1, title, steps_cells[i], time.monotonic()))
     except HarnessError as exc:
         result.infra_error = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - one scenario's bug must not abort the whole run
+        # Why caught: the other scenarios still run and the reports are still written; the
+        # traceback goes to the log, the scenario is an error (never a verdict on the CNI)
+        log("".join(traceback.format_exception(exc)).rstrip())
+        result.infra_error = (f"netpol-proof failed while running this scenario: "
+                              f"{type(exc).__name__}: {exc}")
     finally:
         result.policies_accepted = run.policies_seen
         try:
@@ -433,7 +469,8 @@ def run_scenario(scenario, backend, settings, log: Log = print,
             result.infra_error = result.infra_error or f"teardown failed: {exc}"
         final = [Verdict(c.verdict) for s in result.steps for c in s.cells]
         result.outcome = scenario_outcome(final, run.declared_enforcing, has_deny,
-                                          infra_error=bool(result.infra_error))
+                                          infra_error=bool(result.infra_error),
+                                          scenario_error=bool(result.scenario_error))
         result.duration = round(time.monotonic() - started, 3)
         log(f"  result: {result.outcome} ({result.duration:.2f}s, "
             f"{result.policies_accepted} policies accepted by the API)")

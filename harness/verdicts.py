@@ -30,6 +30,8 @@ from harness.results import Expectation, Verdict
 #: what the observed column says when no exit status came back
 EXEC_FAILED = "exec-failed"
 BLOCKED = "blocked"
+#: the outcome of a scenario that is itself wrong on this run: no verdict on the CNI
+SCENARIO_ERROR = "scenario error"
 
 
 @dataclass(frozen=True)
@@ -160,13 +162,17 @@ def all_pass(verdicts: Mapping[Hashable, Verdict]) -> bool:
 
 
 def scenario_outcome(final: Iterable[Verdict], declared_enforcing: bool, has_deny: bool,
-                     infra_error: bool = False) -> str:
-    """passed | failed | xfailed | xpassed | error for a scenario's final verdicts.
+                     infra_error: bool = False, scenario_error: bool = False) -> str:
+    """passed | failed | xfailed | xpassed | error | scenario error for a scenario's verdicts.
 
     A CNI declared not to enforce: only NOT_ENFORCED failures -> xfailed (expected); everything
     passing while the scenario requires some block -> xpassed (strict: reported as a failure,
-    the declaration is wrong). Probe errors make the run an error, never a policy verdict.
+    the declaration is wrong). Probe errors make the run an error, never a policy verdict; a
+    scenario that is wrong on this run (it disagrees with the oracle at the real addresses) is
+    a scenario error, never a verdict on the CNI.
     """
+    if scenario_error:
+        return SCENARIO_ERROR
     if infra_error:
         return "error"
     final = list(final)

@@ -18,6 +18,7 @@ from harness.runner import run_scenario
 from harness.scenario import load_scenario
 from harness.settings import build
 from tests.conftest import needs_local
+from tests.faulty_dataplanes import PoliciesInTheWrongNamespace
 
 pytestmark = needs_local
 DATA = Path(__file__).parent / "data" / "run"
@@ -98,21 +99,56 @@ def test_declared_non_enforcing_that_enforces_is_xpassed(run_on):
     assert r.outcome == "xpassed"
 
 
-def test_wrong_expectations_give_over_blocked_and_not_enforced(run_on):
-    r = run_on("wrong-expectations.yaml")
+def test_a_faulty_dataplane_gives_over_blocked_and_not_enforced(run_on):
+    # deny-all is programmed in y instead of x: x stays open, y is cut off
+    r = run_on("deny-ingress-small.yaml", "enforcing", PoliciesInTheWrongNamespace)
     v = verdicts_of(r.steps[0])
-    assert v[("y/a", "x/a", "80", "TCP")] == "over-blocked"
-    assert v[("x/a", "y/a", "80", "TCP")] == "not enforced"
+    assert v[("y/a", "x/a", "80", "TCP")] == "not enforced"
+    assert v[("x/a", "y/a", "80", "TCP")] == "over-blocked"
+    assert v[("y/b", "y/a", "81", "UDP")] == "over-blocked"
     assert r.outcome == "failed"
     over = next(c for c in r.steps[0].cells if c.verdict == "over-blocked")
-    # nobody may reach x/a, so the control was the loopback self-probe inside x/a
+    # every source the spec allows into y is cut off, so the control was the loopback
+    # self-probe inside the target
     assert all(a.positive_control is True for a in over.attempts)
+    assert r.scenario_error is None
 
 
-def test_a_port_nothing_serves_is_an_infrastructure_error_not_a_verdict(run_on):
+def test_a_table_that_contradicts_the_oracle_is_a_scenario_error_not_a_cni_verdict(run_on):
+    """One flipped cell of the conformance deny-all-ingress (y/a -> x/a written as allowed):
+    judged against the file's symbol it read OVER-BLOCKED with a "why" that says deny."""
+    r = run_on("deny-all-ingress-flipped.yaml")
+    assert r.outcome == "scenario error"
+    assert r.steps == [] and r.baseline is None      # nothing judged on the CNI
+    assert "y/a -> x/a on TCP 80: expected allow, the oracle computes deny" in r.scenario_error
+    assert "1 expectation(s) of the file disagree" in r.scenario_error
+    assert any("SCENARIO ERROR" in line for line in r.log)
+
+
+def test_a_block_asserted_on_a_port_nothing_serves_is_a_scenario_error(run_on):
+    # the oracle leaves it undefined: a refused connection there says nothing about policy
     r = run_on("unserved-port.yaml")
+    assert r.outcome == "scenario error"
+    assert "x/b serves nothing on TCP 8099" in r.scenario_error
+    assert r.steps == [] and r.policies_accepted == 0
+
+
+class ServerDeadAfterDeploy(LocalBackend):
+    """The real local backend; x/b's server process is killed once the topology is up."""
+
+    def deploy(self, model):
+        addresses = super().deploy(model)
+        proc = self._procs["x/b"]
+        proc.terminate()
+        proc.wait(timeout=5)
+        return addresses
+
+
+def test_a_server_that_refuses_before_any_policy_is_an_infrastructure_error(run_on):
+    r = run_on("deny-ingress-small.yaml", "enforcing", ServerDeadAfterDeploy, converge_timeout=2)
     assert r.outcome == "error"
     assert "baseline" in r.infra_error and "refused" in r.infra_error
+    assert "-> x/b:80/TCP" in r.infra_error
     assert r.steps == []                     # no policy verdict at all
     assert r.policies_accepted == 0
 

@@ -92,7 +92,7 @@ def _comparison(results: list[ScenarioResult]) -> str:
             if r is None:
                 out.append('<td class="outcome outcome-missing">not run</td>')
                 continue
-            tip = r.infra_error or r.skip_reason or mx.short_counts(r)
+            tip = r.scenario_error or r.infra_error or r.skip_reason or mx.short_counts(r)
             out.append(f'<td class="outcome outcome-{mx.verdict_class(r.outcome)}" title="{_e(tip)}">'
                        f'<a href="#{anchor(r)}">{_e(r.outcome)}'
                        f'<span class="counts">{_counts(r)}</span></a></td>')
@@ -196,6 +196,9 @@ def _result(result: ScenarioResult) -> str:
         out.append(f'<p class="verdict v-not-enforced">The API accepted {result.policies_accepted} '
                    f'polic{"y" if result.policies_accepted == 1 else "ies"}, and the cluster does '
                    f'not enforce them.</p>')
+    if result.scenario_error:
+        out.append(f'<p class="infra">scenario error, no verdict on the CNI: '
+                   f'{_e(result.scenario_error)}</p>')
     for text in (result.infra_error, result.skip_reason):
         if text:
             out.append(f'<p class="infra">{_e(text)}</p>')

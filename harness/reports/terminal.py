@@ -127,6 +127,9 @@ def render_failure(result: ScenarioResult, color: bool = False,
              f"  policies accepted by the API: {result.policies_accepted}"]
     if result.enforcing_cluster is False:
         lines.append("  the enforcement canary says this cluster does NOT enforce NetworkPolicy")
+    if result.scenario_error:
+        lines.append(f"  scenario error (the file is wrong here; no verdict on the CNI): "
+                     f"{result.scenario_error}")
     if result.infra_error:
         lines.append(f"  infrastructure error (no policy verdict): {result.infra_error}")
     if result.skip_reason:
@@ -148,7 +151,8 @@ SUMMARY_LEGEND = [
     "counts: pass / not enforced (fail-open) / over-blocked (fail-closed) / probe error",
     "passed: every probe as the spec says; failed: some probe not; xfailed: failed as expected on "
     "a CNI declared not to enforce; xpassed: that CNI enforced after all (strict: reported); "
-    "error: infrastructure broken, no policy verdict",
+    "error: infrastructure broken, no policy verdict; scenario error: the scenario disagrees with "
+    "the oracle at the run's addresses (or cannot be rendered with them), no verdict on the CNI",
 ]
 
 
