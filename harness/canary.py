@@ -17,16 +17,17 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from harness.backends.base import Backend
 from harness.errors import HarnessError
-from harness.model import ContainerPort, Model, Namespace, Pod, Protocol
+from harness.model import Addresses, ContainerPort, Model, Namespace, Pod, Protocol
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec, argv_for, classify
+from harness.results import BANNER
+from harness.settings import Settings
 from harness.prober import EXEC_MARGIN, probe_one
 from harness.verdicts import blocked_kind, self_probe_proves
 
 NAMESPACE = "np-canary"
 POLICY_NAME = "netpol-proof-canary-deny-all"
-BANNER = ("this cluster accepts NetworkPolicy objects but does not enforce them; "
-          "every policy here is false security.")
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,7 @@ class CanaryResult:
                 "seconds": round(self.seconds, 3), "rounds": self.rounds}
 
 
-def toolkit_of(backend) -> str:
-    return getattr(backend, "toolkit", "debian")
-
-
-def loopback_probe(backend, endpoint: str, port: int, protocol: Protocol, timeout: float,
+def loopback_probe(backend: Backend, endpoint: str, port: int, protocol: Protocol, timeout: float,
                    dns_name: str | None = None) -> ProbeOutcome:
     """Probe a server from inside its own pod on 127.0.0.1: proves it serves, whatever policy says.
 
@@ -56,7 +53,7 @@ def loopback_probe(backend, endpoint: str, port: int, protocol: Protocol, timeou
     """
     if dns_name:
         spec = ProbeSpec(endpoint, "127.0.0.1", 53, Protocol.UDP, dns_name)
-        argv = argv_for(spec, dns_name, timeout, toolkit_of(backend)) + ["127.0.0.1"]
+        argv = argv_for(spec, dns_name, timeout, backend.toolkit) + ["127.0.0.1"]
         started = time.monotonic()
         try:
             res = backend.exec(endpoint, argv, timeout=timeout * 2 + EXEC_MARGIN)
@@ -65,7 +62,7 @@ def loopback_probe(backend, endpoint: str, port: int, protocol: Protocol, timeou
                                 time.monotonic() - started)
         return classify(spec, res)
     spec = ProbeSpec(endpoint, "127.0.0.1", port, protocol)
-    return probe_one(backend, spec, _NoAddresses(), timeout, toolkit_of(backend))
+    return probe_one(backend, spec, _NoAddresses(), timeout, backend.toolkit)
 
 
 class _NoAddresses:
@@ -91,7 +88,8 @@ def deny_all_policy() -> dict:
             "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}
 
 
-def run_canary(backend, settings, log: Callable[[str], None] = lambda s: None) -> CanaryResult:
+def run_canary(backend: Backend, settings: Settings,
+               log: Callable[[str], None] = lambda s: None) -> CanaryResult:
     """Deploy the canary, prove the baseline connects, deny all ingress, probe until blocked.
 
     The backend must be up; the canary topology is removed before returning.
@@ -118,11 +116,11 @@ def run_canary(backend, settings, log: Callable[[str], None] = lambda s: None) -
 _SPEC = ProbeSpec(f"{NAMESPACE}/b", f"{NAMESPACE}/a", 80, Protocol.TCP)
 
 
-def _baseline(backend, settings, addresses) -> str | None:
+def _baseline(backend: Backend, settings: Settings, addresses: Addresses) -> str | None:
     """Before any policy b must reach a, or nothing after means anything. None when it does."""
     deadline = time.monotonic() + settings.converge_timeout
     while True:
-        base = probe_one(backend, _SPEC, addresses, settings.probe_timeout, toolkit_of(backend))
+        base = probe_one(backend, _SPEC, addresses, settings.probe_timeout, backend.toolkit)
         if base.outcome == Outcome.CONNECTED:
             return None
         if time.monotonic() >= deadline:
@@ -131,7 +129,8 @@ def _baseline(backend, settings, addresses) -> str | None:
         time.sleep(0.2)
 
 
-def _await_block(backend, settings, addresses) -> tuple[bool | None, str, int]:
+def _await_block(backend: Backend, settings: Settings, addresses: Addresses
+                 ) -> tuple[bool | None, str, int]:
     """Probe b -> a after the deny-all until it is blocked (with a loopback control) -> True;
     still connecting for two rounds after the settle time -> False; the deadline -> None."""
     applied = time.monotonic()
@@ -140,7 +139,7 @@ def _await_block(backend, settings, addresses) -> tuple[bool | None, str, int]:
     rounds, streak_open, last = 0, 0, ""
     while True:
         rounds += 1
-        obs = probe_one(backend, _SPEC, addresses, timeout, toolkit_of(backend))
+        obs = probe_one(backend, _SPEC, addresses, timeout, backend.toolkit)
         kind = blocked_kind(obs.outcome, deny)
         streak_open = streak_open + 1 if kind == "delivered" else 0
         if kind == "delivered":

@@ -1,4 +1,5 @@
-"""The exception hierarchy of netpol-proof.
+"""The exception hierarchy of netpol-proof, and ExecResult: what running a command returns,
+beside ExecError for when its exit status is unknown.
 
 Why: every error the harness raises names what it was doing and the object it was doing it to,
 so that a user reads one line and knows which file, field, pod or command to look at. A broken
@@ -8,7 +9,9 @@ transport is never turned into an exit code (see ExecError): in a policy harness
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
+from typing import Sequence
 
 
 class HarnessError(Exception):
@@ -78,6 +81,34 @@ class ExecError(HarnessError):
     def __str__(self) -> str:
         where = f" in {self.target}" if self.target else ""
         return f"exec{where} failed: {self.cause}: {' '.join(self.argv)}"
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """The completed run of one command, shaped like subprocess.CompletedProcess.
+
+    `returncode` is always a real exit status; when the status is unknown an ExecError is
+    raised instead of inventing one.
+    """
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    elapsed: float
+    target: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def pretty(self) -> str:
+        return pretty_command(self.argv)
+
+
+def pretty_command(argv: Sequence[str]) -> str:
+    """A shell-quoted line a person can paste into a terminal."""
+    return " ".join(shlex.quote(a) for a in argv)
 
 
 class ProbeInfraError(HarnessError):

@@ -24,12 +24,16 @@ from typing import Mapping
 import pytest
 import yaml
 
+from harness.backends.base import Backend
 from harness.canary import loopback_probe
-from harness.model import ContainerPort, Model, Namespace, Pod, Protocol
+from harness.items import SESSION_KEY
+from harness.model import Addresses, ContainerPort, Model, Namespace, Pod, Protocol
 from harness.prober import probe_one
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec
 from harness.results import Expectation, StepResult
 from harness.runner import Cell, Run
+from harness.session import Session
+from harness.settings import Settings
 from harness.truthtable import TruthTable
 from harness.verdicts import expectation_of
 
@@ -57,13 +61,13 @@ class Probe:
 class Topology:
     """A test's own namespaces and pods on the run's backend; deployed lazily, removed at the end."""
 
-    def __init__(self, backend, settings):
+    def __init__(self, backend: Backend, settings: Settings):
         self.backend, self.settings = backend, settings
         self.namespaces: dict[str, dict] = {}
         self.pod_list: list[Pod] = []
         self.policies: dict[str, dict] = {}
         self.model: Model | None = None
-        self.addresses = None
+        self.addresses: Addresses | None = None
         self._deployed_model: Model | None = None
 
     # -- building ------------------------------------------------------------------------------
@@ -119,7 +123,7 @@ class Topology:
     def _observe(self, spec: ProbeSpec, loop) -> Probe:
         addresses = self.deploy()
         o: ProbeOutcome = probe_one(self.backend, spec, addresses, self.settings.probe_timeout,
-                                    getattr(self.backend, "toolkit", "debian"))
+                                    self.backend.toolkit)
         serves = None
         if o.outcome.delivered is not True and loop is not None:
             ep, port, proto, dns = loop
@@ -153,8 +157,7 @@ class Topology:
         return run.converge(1, f"{port}/{proto.value} matrix", cells, time.monotonic())
 
 
-def _session(config):
-    from harness.plugin import SESSION_KEY
+def _session(config) -> Session:
     return config.stash[SESSION_KEY]
 
 

@@ -3,27 +3,26 @@ canary banners, xdist hand-over, reports. Hooks only; the work is in items.py an
 
 Why hooks only: the library (runner, canary, reports) runs without pytest; this module maps
 pytest's lifecycle onto it (examples-to-follow §10-12). Run-wide state lives on config.stash
-(a NetpolSession per process). Under pytest-xdist the controller makes the run id and hands it
+(a harness.session.Session per process). Under pytest-xdist the controller makes the run id and hands it
 to each worker through workerinput; each worker derives its own prefix (naming.worker_run_id)
 and sends its results and canary findings back through workeroutput.
 """
 
 from __future__ import annotations
 
-import datetime
+import contextlib
 import json
 import os
+from pathlib import Path
 
 import pytest
 
 from harness.errors import HarnessError
-from harness.items import NetpolSession, ScenarioFile, is_collectable
+from harness.items import SESSION_KEY, ScenarioFile, ScenarioItem, is_collectable
+from harness.reports import terminal
 from harness.results import ScenarioResult
-from harness.runner import run_meta, write_reports
-from harness.settings import SOURCES, SettingsError, build
-
-SESSION_KEY = pytest.StashKey[NetpolSession]()
-STARTED_KEY = pytest.StashKey[str]()
+from harness.session import Session
+from harness.settings import SOURCES, Settings, SettingsError, build
 
 _BOOL_OPTIONS = ("keep_cluster", "reuse_cluster", "allow_cluster_scoped")
 _HELP = {
@@ -86,11 +85,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "requires(*capabilities): capabilities the backend/CNI "
                                        "must declare; the test is skipped with the reason otherwise")
     worker_input = getattr(config, "workerinput", None)
-    settings = _settings(config)
-    config.stash[SESSION_KEY] = NetpolSession(config, settings,
-                                              worker_input.get("workerid") if worker_input else None)
-    config.stash[STARTED_KEY] = datetime.datetime.now(datetime.timezone.utc).strftime(
-        "%Y-%m-%dT%H:%M:%SZ")
+    config.stash[SESSION_KEY] = make_session(
+        config, _settings(config), worker_input.get("workerid") if worker_input else None)
     from harness import fixtures
     if not config.pluginmanager.is_registered(fixtures):
         config.pluginmanager.register(fixtures, "netpol-proof-fixtures")
@@ -102,6 +98,27 @@ def pytest_configure(config: pytest.Config) -> None:
     install_sigterm_handler()
 
 
+def make_session(config: pytest.Config, settings: Settings, worker: str | None) -> Session:
+    """This process's Session: progress lines go to the terminal (not captured) when there is
+    one, and cluster bring-up runs under a file lock shared by all xdist workers."""
+
+    def say(text: str) -> None:
+        tr = config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None and worker is None:
+            tr.write_line(text)
+
+    def lock(cni: str):
+        """So that no two workers create the same cluster (xdist's documented FileLock recipe)."""
+        if settings.backend == "local":
+            return contextlib.nullcontext()
+        from filelock import FileLock  # a dependency of kube backends only
+        base = config._tmp_path_factory.getbasetemp()  # noqa: SLF001 (pytest's documented recipe)
+        root = Path(base).parent if worker else Path(base)
+        return FileLock(str(root / f"netpol-proof-{cni}.lock"))
+
+    return Session(settings, log=say, prefix="netpol-proof: ", worker=worker, lock=lock)
+
+
 class XdistHooks:
     """Registered only when pytest-xdist is loaded: hand the run id over, gather results."""
 
@@ -111,12 +128,11 @@ class XdistHooks:
 
     @pytest.hookimpl
     def pytest_testnodedown(self, node, error) -> None:
-        session: NetpolSession = node.config.stash[SESSION_KEY]
+        session: Session = node.config.stash[SESSION_KEY]
         out = getattr(node, "workeroutput", None) or {}
-        for data in json.loads(out.get("netpol_results", "[]")):
-            session.results.append(ScenarioResult.from_dict(data))
-        for cni, meta in json.loads(out.get("netpol_canaries", "{}")).items():
-            session.remote_canaries.setdefault(cni, meta)
+        session.add_remote([ScenarioResult.from_dict(d)
+                            for d in json.loads(out.get("netpol_results", "[]"))],
+                           json.loads(out.get("netpol_canaries", "{}")))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -134,12 +150,11 @@ def pytest_collect_file(file_path, parent):
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Bring each CNI up and run its canary before the first scenario, so that a banner about a
     non-enforcing cluster sits at the top of the run (not under xdist: workers do it lazily)."""
-    ns: NetpolSession = session.config.stash[SESSION_KEY]
+    ns: Session = session.config.stash[SESSION_KEY]
     if ns.worker or session.config.option.collectonly:
         return
     if getattr(session.config.option, "numprocesses", None) or getattr(session.config.option, "dist", "no") != "no":
         return
-    from harness.items import ScenarioItem
     wanted = []
     for item in session.items:
         if isinstance(item, ScenarioItem) and item.get_closest_marker("skip") is None \
@@ -149,7 +164,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         try:
             ns.backend(cni)
         except HarnessError as exc:
-            ns.say(f"netpol-proof: {cni} could not be brought up: {exc}")
+            ns.say(f"{cni} could not be brought up: {exc}")
 
 
 class BannerHooks:
@@ -167,22 +182,20 @@ class BannerHooks:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
-    ns: NetpolSession = session.config.stash[SESSION_KEY]
+    ns: Session = session.config.stash[SESSION_KEY]
     errors = ns.teardown()
     for e in errors:
-        ns.say(f"netpol-proof teardown: {e}")
+        ns.say(f"teardown: {e}")
     if ns.worker is not None:
         wo = session.config.workeroutput
         wo["netpol_results"] = json.dumps([r.to_dict() for r in ns.results])
         wo["netpol_canaries"] = json.dumps(ns.canary_meta())
         return
     if ns.results:
-        meta = run_meta(ns.settings, ns.canary_meta(), session.config.stash[STARTED_KEY])
-        meta["versions"]["pytest"] = pytest.__version__
         try:
-            ns.written = write_reports(ns.results, ns.settings, meta)
+            ns.write_reports({"pytest": pytest.__version__})
         except (OSError, HarnessError) as exc:
-            ns.say(f"netpol-proof: could not write reports: {exc}")
+            ns.say(f"could not write reports: {exc}")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -192,16 +205,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
-    ns: NetpolSession = config.stash[SESSION_KEY]
+    ns: Session = config.stash[SESSION_KEY]
     if ns.worker is not None or not ns.results:
         return
-    from harness.reports import terminal
     terminalreporter.write_sep("=", "netpol-proof summary")
     terminalreporter.write_line(terminal.render_summary(ns.results))
     for path in ns.written:
         terminalreporter.write_line(f"netpol-proof: wrote {path}")
-    for cni, meta in ns.canary_meta().items():
-        if meta.get("enforcing") is False:
-            terminalreporter.write_line(terminal.render_banner(f"{cni}: {terminal.DEFAULT_BANNER}"))
+    for banner in terminal.render_banners(ns.canary_meta()):
+        terminalreporter.write_line(banner)
     if os.environ.get("NETPOL_DEBUG"):
         terminalreporter.write_line(repr(ns.settings))

@@ -17,6 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable
 
+from harness.backends.base import Backend
 from harness.errors import BackendError, ExecError
 from harness.model import Addresses
 from harness.probes import (Outcome, ProbeOutcome, ProbeSpec, argv_for, batch_argv_for, classify,
@@ -40,7 +41,7 @@ def destination(spec: ProbeSpec, addresses: Addresses) -> str:
     return t  # a DNS name, resolved inside the source pod as an application would
 
 
-def probe_one(backend, spec: ProbeSpec, addresses: Addresses, timeout: float,
+def probe_one(backend: Backend, spec: ProbeSpec, addresses: Addresses, timeout: float,
               toolkit: str = "debian") -> ProbeOutcome:
     """One probe: build the argv, exec it in the source, classify the result."""
     started = time.monotonic()
@@ -53,7 +54,7 @@ def probe_one(backend, spec: ProbeSpec, addresses: Addresses, timeout: float,
     return classify(spec, result)
 
 
-def probe_batch(backend, probes: list[tuple[ProbeSpec, str]], timeout: float
+def probe_batch(backend: Backend, probes: list[tuple[ProbeSpec, str]], timeout: float
                 ) -> dict[ProbeSpec, ProbeOutcome]:
     """TCP probes of one source in one batched curl; each classified on its own line."""
     started = time.monotonic()
@@ -107,7 +108,7 @@ def _plan(specs: list[ProbeSpec], addresses: Addresses, toolkit: str, batch: boo
     return tasks
 
 
-def probe_round(backend, specs: Iterable[ProbeSpec], addresses: Addresses, timeout: float,
+def probe_round(backend: Backend, specs: Iterable[ProbeSpec], addresses: Addresses, timeout: float,
                 concurrency: int = 128, toolkit: str = "debian", batch: bool = True
                 ) -> dict[ProbeSpec, ProbeOutcome]:
     """Every probe of one round, concurrently (at most `concurrency` execs at once), in input

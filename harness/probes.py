@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from harness.errors import ExecResult
 from harness.model import Protocol
-from harness.shell import ExecResult
 
 
 class Outcome(str, Enum):

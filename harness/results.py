@@ -10,6 +10,11 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
+#: The sentence every front end and report says about a cluster whose canary found that it does
+#: not enforce (the canary's detail, the terminal and HTML banners, the GitHub summary).
+BANNER = ("this cluster accepts NetworkPolicy objects but does not enforce them; "
+          "every policy here is false security.")
+
 
 class Verdict(str, Enum):
     """The verdict on one probe: what happened measured against what the spec requires."""

@@ -18,13 +18,16 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Hashable
 
 from harness import scenario as scn
-from harness.canary import loopback_probe, toolkit_of
+from harness.backends.base import Backend
+from harness.canary import loopback_probe
 from harness.errors import HarnessError
 from harness.expected import disagreements, expected_cells, model_at
 from harness.model import DNS_POD, SYSTEM_NAMESPACE, Addresses, Model, Protocol
 from harness.prober import probe_round
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec
 from harness.results import Attempt, CellResult, Expectation, ScenarioResult, StepResult, Verdict
+from harness.scenario import Scenario
+from harness.settings import Settings
 from harness.verdicts import (Judgement, all_pass, blocked_kind, judge, positive_controls,
                               scenario_outcome, self_probe_proves, settled)
 
@@ -236,7 +239,7 @@ def plan_steps(scenario, addresses: Addresses) -> list[list[Cell]] | str:
 class Run:
     """The state of one scenario run on one backend; `run_scenario` is its public face."""
 
-    def __init__(self, scenario, backend, settings, log: Log):
+    def __init__(self, scenario: Scenario | None, backend: Backend, settings: Settings, log: Log):
         self.scenario, self.backend, self.settings, self.log = scenario, backend, settings, log
         caps = backend.capabilities()
         self.deny_response = caps.deny_response
@@ -255,7 +258,7 @@ class Run:
         """Probe every cell once, add positive controls, judge, record attempts."""
         s = self.settings
         observed = probe_round(self.backend, [c.spec for c in cells], self.addresses,
-                               s.probe_timeout, s.concurrency, toolkit_of(self.backend))
+                               s.probe_timeout, s.concurrency, self.backend.toolkit)
 
         def exp(c: Cell) -> Expectation:
             return expectation_override or c.expectation
@@ -411,7 +414,7 @@ class Run:
         return step
 
 
-def run_scenario(scenario, backend, settings, log: Log = print,
+def run_scenario(scenario: Scenario, backend: Backend, settings: Settings, log: Log = print,
                  enforcing: bool | None = None) -> ScenarioResult:
     """Run one loaded scenario on an up backend and return its result; always undeploys.
 
@@ -475,39 +478,3 @@ def run_scenario(scenario, backend, settings, log: Log = print,
         log(f"  result: {result.outcome} ({result.duration:.2f}s, "
             f"{result.policies_accepted} policies accepted by the API)")
     return result
-
-
-
-# -- the end of a run (shared by the pytest plugin and `python -m harness run`) -------------------
-def run_meta(settings, canaries: dict, started: str) -> dict:
-    """What makes a run reproducible, for the report files: settings, canary findings, versions."""
-    import platform
-    try:
-        from importlib.metadata import version
-        ours = version("netpol-proof")
-    except Exception:  # noqa: BLE001 - running from a source tree that is not installed
-        ours = "unknown"
-    return {"backend": settings.backend, "cnis": list(settings.cnis), "run_id": settings.run_id,
-            "probe_timeout": settings.probe_timeout, "converge_timeout": settings.converge_timeout,
-            "started": started, "canary": dict(canaries),
-            "versions": {"netpol-proof": ours, "python": platform.python_version(),
-                         "kernel": platform.release()}}
-
-
-def write_reports(results: list[ScenarioResult], settings, meta: dict) -> list[str]:
-    """JSON, HTML and the GitHub step summary, as configured; returns what was written."""
-    import os
-    written = []
-    if settings.json_path:
-        from harness.reports import json_report
-        json_report.write(results, settings.json_path, meta)
-        written.append(settings.json_path)
-    if settings.html_path:
-        from harness.reports import html_report
-        html_report.write(results, settings.html_path, meta)
-        written.append(settings.html_path)
-    if os.environ.get("GITHUB_STEP_SUMMARY"):
-        from harness.reports import github
-        if github.write_step_summary(results, meta):
-            written.append(os.environ["GITHUB_STEP_SUMMARY"])
-    return written

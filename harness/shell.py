@@ -7,41 +7,13 @@ machine. Backends that exec through an API (Kubernetes) return the same ExecResu
 
 from __future__ import annotations
 
-import shlex
 import subprocess
 import time
-from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
-from harness.errors import ExecError
+from harness.errors import ExecError, ExecResult, pretty_command
 
-
-@dataclass(frozen=True)
-class ExecResult:
-    """The completed run of one command, shaped like subprocess.CompletedProcess.
-
-    `returncode` is always a real exit status; when the status is unknown an ExecError is
-    raised instead of inventing one.
-    """
-
-    argv: tuple[str, ...]
-    returncode: int
-    stdout: str
-    stderr: str
-    elapsed: float
-    target: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0
-
-    def pretty(self) -> str:
-        return pretty_command(self.argv)
-
-
-def pretty_command(argv: Sequence[str]) -> str:
-    """A shell-quoted line a person can paste into a terminal."""
-    return " ".join(shlex.quote(a) for a in argv)
+__all__ = ["ExecResult", "pretty_command", "run", "spawn"]
 
 
 def run(

@@ -7,7 +7,7 @@ import re
 from harness.reports import matrix as mx
 from harness.reports import terminal
 from tests.reports_examples import results as example_results
-from harness.results import Attempt, CellResult, ScenarioResult, StepResult
+from harness.results import BANNER, Attempt, CellResult, ScenarioResult, StepResult
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -123,7 +123,7 @@ def test_banner_frames_and_wraps_the_whole_text():
     assert lines[0] == "!" * 40 and lines[-1] == "!" * 40
     assert all(len(line) == 40 for line in lines)
     words = " ".join(line.strip("! ").strip() for line in lines[1:-1])
-    assert words == terminal.DEFAULT_BANNER
+    assert words == BANNER
 
 
 def test_broken_baseline_is_an_infrastructure_error_not_a_policy_verdict():

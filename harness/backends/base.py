@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 from harness.capabilities import Capabilities
+from harness.errors import ExecResult
 from harness.model import Addresses, Model
-from harness.shell import ExecResult
 
 __all__ = ["Backend", "Capabilities", "ExecResult", "Addresses", "Leftover", "Cleaner"]
 
@@ -32,6 +32,9 @@ class Backend(Protocol):
     name: str
     #: the CNI or dataplane profile: "enforcing", "open", "calico", "cilium", "flannel", "kindnet"
     profile: str
+    #: the probe tools its pods carry, for probes.argv_for: "debian" (curl, nslookup, python3
+    #: in the local backend's namespaces) or "agnhost" (the kube backends' client image)
+    toolkit: str
 
     def capabilities(self) -> Capabilities:
         """What this backend/profile supports and how it answers denied packets."""

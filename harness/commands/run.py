@@ -1,14 +1,13 @@
 """`python -m harness run PATHS`: run scenarios on a backend without pytest.
 
 Why a second front end: CI scripts and people debugging one scenario want the story of a run
-and an exit status without pytest options; it uses the same library calls as the plugin
-(runner, canary, reports) and never imports pytest.
+and an exit status without pytest options. It is a loop over the same harness.session.Session
+as the plugin (bring-up, canary, run or skip, teardown, reports) and never imports pytest.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 
 EXAMPLES = """examples:
@@ -70,88 +69,56 @@ def _load(paths: list[str], keyword: str | None) -> tuple[list, int]:
     return scenarios, broken
 
 
-def _on_cni(settings, index: int, cni: str, scenarios: list, results: list,
-            canaries: dict) -> bool:
-    """Bring one CNI up, run its canary and every scenario, bring it down. False if broken."""
-    from dataclasses import replace
-
-    from harness.backends import get_backend
-    from harness.canary import run_canary
+def _on_cni(session, cni: str, scenarios: list) -> bool:
+    """Bring one CNI up (its canary with it), run every scenario, bring it down. False if broken."""
     from harness.errors import HarnessError
-    from harness.reports import terminal
-    from harness.results import ScenarioResult
-    from harness.runner import run_scenario
 
-    s = settings
-    if settings.backend == "local":  # one prefix per profile: both exist at once in a run
-        s = replace(settings, run_id=(settings.run_id + "abcdefgh"[index % 8])[:8])
-    backend = get_backend(s.backend, cni, **s.backend_options())
     try:
-        print(f"bringing up {s.backend}/{cni} (run {s.run_id}) ...")
-        backend.up()
-        enforcing = None
-        if s.canary:
-            canary = run_canary(backend, s)
-            canaries[cni] = canary.as_meta()
-            enforcing = canary.enforcing
-            print(f"canary on {cni}: {canary.detail}")
-            if canary.enforcing is False:
-                print(terminal.render_banner(f"{cni}: {terminal.DEFAULT_BANNER}"))
-        caps = backend.capabilities()
+        session.backend(cni)
         for sc in scenarios:
-            ok, why = caps.match(sc.requires)
-            if ok:
-                results.append(run_scenario(sc, backend, s, log=print, enforcing=enforcing))
-                continue
-            print(f"scenario {sc.name} [{cni}]: skipped: {why}")
-            results.append(ScenarioResult(sc.name, str(sc.path), s.backend, cni, s.run_id,
-                                          sc.description, outcome="skipped", skip_reason=why,
-                                          enforcing_cluster=enforcing))
+            session.run(sc, cni, log=print)
         return True
     except HarnessError as exc:
         print(f"ERROR: {cni}: {exc}", file=sys.stderr)
         return False
     finally:
-        if not (s.keep_cluster and s.backend != "local"):
-            try:
-                backend.down()
-            except HarnessError as exc:
-                print(f"teardown of {cni}: {exc}", file=sys.stderr)
+        for err in session.teardown([cni]):
+            print(f"teardown of {err}", file=sys.stderr)
 
 
-def _report(settings, results: list, canaries: dict, started: str) -> None:
+def _report(session) -> None:
     from harness.reports import terminal
-    from harness.runner import run_meta, write_reports
     color = sys.stdout.isatty()
-    for r in results:
+    for r in session.results:
         if r.outcome not in ("passed", "skipped"):
             print()
             print(terminal.render_failure(r, color=color))
     print()
-    print(terminal.render_summary(results))
-    for path in write_reports(results, settings, run_meta(settings, canaries, started)):
+    print(terminal.render_summary(session.results))
+    for path in session.write_reports():
         print(f"wrote {path}")
-    for cni, meta in canaries.items():
-        if meta.get("enforcing") is False:
-            print(terminal.render_banner(f"{cni}: {terminal.DEFAULT_BANNER}"))
+    for banner in terminal.render_banners(session.canary_meta()):
+        print(banner)
 
 
 def run(args: argparse.Namespace) -> int:
     from harness.lifecycle import install_sigterm_handler
+    from harness.session import Session
 
     settings = _settings(args)
-    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    session = Session(settings, log=print)
     scenarios, broken = _load(args.paths, args.keyword)
     if not scenarios:
         print(f"no scenario selected under {' '.join(args.paths)}", file=sys.stderr)
         return 1
     install_sigterm_handler()
     print(settings.describe())
-    results: list = []
-    canaries: dict[str, dict] = {}
-    for i, cni in enumerate(settings.cnis):
-        if not _on_cni(settings, i, cni, scenarios, results, canaries):
-            broken += 1
-    _report(settings, results, canaries, started)
-    ok = all(r.outcome in ("passed", "xfailed", "skipped") for r in results)
+    try:
+        for cni in settings.cnis:
+            if not _on_cni(session, cni, scenarios):
+                broken += 1
+    finally:
+        session.teardown()   # after Ctrl-C or SIGTERM between two CNIs; a no-op otherwise
+    _report(session)
+    ok = all(r.outcome in ("passed", "xfailed", "skipped") for r in session.results)
     return 0 if ok and not broken else 1

@@ -10,8 +10,7 @@ import os
 from typing import Any, Mapping
 
 from harness.reports import matrix as mx
-from harness.reports.terminal import DEFAULT_BANNER
-from harness.results import ScenarioResult, Verdict
+from harness.results import BANNER, ScenarioResult, Verdict
 
 _ICONS = {"passed": ":white_check_mark:", "failed": ":x:", "xfailed": ":warning:",
           "xpassed": ":bangbang:", "error": ":no_entry:", "skipped": ":fast_forward:"}
@@ -33,7 +32,7 @@ def render_markdown(results: list[ScenarioResult], meta: Mapping[str, Any]) -> s
         for cni, value in canary.items():
             state, detail = mx.canary_state(value)
             if state == "not-enforcing":
-                lines += [f"> [!CAUTION]\n> **{_md(cni)}**: {DEFAULT_BANNER}"
+                lines += [f"> [!CAUTION]\n> **{_md(cni)}**: {BANNER}"
                           + (f" ({_md(detail)})" if detail else ""), ""]
     lines.append("| scenario | " + " | ".join(_md(c) for c in cnis) + " |")
     lines.append("|---" * (len(cnis) + 1) + "|")

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.reports import matrix as mx
-from harness.reports.terminal import DEFAULT_BANNER, VERDICT_WORDS
-from harness.results import CellResult, ScenarioResult, StepResult, Verdict
+from harness.reports.terminal import VERDICT_WORDS
+from harness.results import BANNER, CellResult, ScenarioResult, StepResult, Verdict
 
 
 #: explanation lists longer than this are folded into a <details> element
@@ -57,7 +57,7 @@ def _header(results: list[ScenarioResult], meta: dict[str, Any]) -> str:
         open_cnis = [c for c, (s, _) in states.items() if s == "not-enforcing"]
         if open_cnis:
             out.append(f'<div class="banner" role="alert">{_e(", ".join(map(str, open_cnis)))}: '
-                       f'{_e(DEFAULT_BANNER)}</div>')
+                       f'{_e(BANNER)}</div>')
         out.append('<div class="canaries">')
         for cni, (state, detail) in states.items():
             word = {"enforcing": "enforces NetworkPolicy", "not-enforcing": "does NOT enforce",

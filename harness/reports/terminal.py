@@ -10,7 +10,7 @@ from __future__ import annotations
 import textwrap
 
 from harness.reports import matrix as mx
-from harness.results import CellResult, ScenarioResult, StepResult, Verdict
+from harness.results import BANNER, CellResult, ScenarioResult, StepResult, Verdict
 
 _RESET = "\x1b[0m"
 _COLOURS = {
@@ -189,13 +189,15 @@ def render_summary(results: list[ScenarioResult]) -> str:
     return "\n".join(lines)
 
 
-DEFAULT_BANNER = ("this cluster accepts NetworkPolicy objects but does not enforce them; "
-                  "every policy here is false security.")
-
-
-def render_banner(text: str = DEFAULT_BANNER, width: int = 78) -> str:
+def render_banner(text: str = BANNER, width: int = 78) -> str:
     """A framed, wrapped warning that cannot be overlooked at the top and bottom of a run."""
     inner = width - 6
     body = textwrap.wrap(text, inner) or [""]
     rule = "!" * width
     return "\n".join([rule] + [f"!! {line.ljust(inner)} !!" for line in body] + [rule])
+
+
+def render_banners(canaries: dict[str, dict]) -> list[str]:
+    """The banner for each CNI whose canary found it not enforcing (`canaries`: run meta form)."""
+    return [render_banner(f"{cni}: {BANNER}") for cni, meta in canaries.items()
+            if meta.get("enforcing") is False]

@@ -15,8 +15,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from harness.errors import ExecError
-from harness.shell import ExecResult
+from harness.errors import ExecError, ExecResult
 
 ERROR_CHANNEL = 3
 

@@ -17,9 +17,8 @@ from harness.backends.kube import manifests as km
 from harness.backends.kube.api import KubeApi, Obj, status_line
 from harness.backends.kube.exec import stream_exec
 from harness.backends.kube.waits import not_ready_optional, wait_pods_ready
-from harness.errors import BackendError, ExecError
+from harness.errors import BackendError, ExecError, ExecResult
 from harness.model import DNS_SERVICE, SYSTEM_NAMESPACE, Addresses, Model
-from harness.shell import ExecResult
 from harness.waits import wait_for
 
 #: containers whose readiness is not waited on (see waits.pod_ready)

@@ -1,0 +1,87 @@
+"""harness.session.Session, the orchestration both front ends share, on what needs no root:
+run ids per CNI, run-or-skip decisions, skipped results, teardown and report metadata.
+
+The parts that bring a backend up (bring-up under the lock, canary once) run for real in
+tests/test_runner_cli.py and tests/plugin/, through both front ends.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from harness.scenario import load_scenario
+from harness.session import Plan, Session, has_deny
+from harness.settings import build
+from harness.shell import run
+
+DATA = Path(__file__).parent / "data" / "run"
+
+
+def _session(**values) -> tuple[Session, list[str]]:
+    lines: list[str] = []
+    settings = build({"backend": "local", "cnis": "enforcing,open", "run_id": "abcd12", **values},
+                     env={})
+    return Session(settings, log=lines.append, prefix="np: "), lines
+
+
+def test_each_local_profile_gets_a_run_id_of_its_own():
+    session, _ = _session()
+    assert session.settings_for("enforcing").run_id == "abcd12a"
+    assert session.settings_for("open").run_id == "abcd12b"
+    assert session.settings.run_id == "abcd12"
+
+
+def test_plan_skips_with_the_capability_reason_and_marks_expected_failures():
+    session, _ = _session()
+    sctp = load_scenario(DATA / "needs-sctp.yaml")
+    deny = load_scenario(DATA / "deny-ingress-small.yaml")
+    skip = session.plan(sctp, "enforcing").skip
+    assert skip is not None and skip.startswith("missing capability: sctp (SCTP is not available")
+    assert session.plan(deny, "enforcing") == Plan()
+    # open is declared not to enforce, and the scenario asserts blocks: an expected failure
+    assert has_deny(deny)
+    assert session.plan(deny, "open") == Plan(not_enforced=True)
+
+
+def test_a_skipped_scenario_is_recorded_without_bringing_anything_up():
+    session, lines = _session()
+    printed: list[str] = []
+    result = session.run(load_scenario(DATA / "needs-sctp.yaml"), "open", log=printed.append)
+    why = result.skip_reason
+    assert result.outcome == "skipped" and why.startswith("missing capability: sctp (")
+    assert (result.profile, result.run_id) == ("open", "abcd12b")
+    assert session.results == [result]
+    assert session.backends == {} and session.made == {}   # nothing was built
+    assert printed == [f"scenario needs-sctp [open]: skipped: {why}"]
+    assert lines == []
+    assert session.teardown() == []
+
+
+def test_remote_findings_join_the_reports(tmp_path):
+    session, _ = _session(json_path=str(tmp_path / "r.json"))
+    session.add_remote([], {"open": {"enforcing": False, "detail": "still connected"}})
+    assert session.canary_meta() == {"open": {"enforcing": False, "detail": "still connected"}}
+    session.banner("open")
+    session.banner("open")
+    assert session.write_reports({"pytest": "x"}) == [str(tmp_path / "r.json")]
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["meta"]["canary"]["open"]["enforcing"] is False
+    assert doc["meta"]["versions"]["pytest"] == "x"
+    assert doc["meta"]["run_id"] == "abcd12"
+
+
+def test_banner_is_printed_once_per_cni():
+    session, lines = _session()
+    session.banner("open")
+    session.banner("open")
+    assert len(lines) == 1 and "open: this cluster accepts NetworkPolicy objects" in \
+        " ".join(lines[0].replace("!", " ").split())
+
+
+def test_the_session_never_imports_pytest():
+    code = ("import sys, harness.session; assert 'pytest' not in sys.modules, 'pytest imported'; "
+            "print('ok')")
+    out = run([sys.executable, "-c", code], timeout=60)
+    assert out.stdout.strip() == "ok", out.stderr
