@@ -43,6 +43,8 @@ class ExpectedCell:
     explicit: bool = False
     field: str = ""
     line: int | None = None
+    #: for a DNS probe: what the name resolves to (`svc:ns/name`, oracle.API_SERVER) or None
+    resolves_to: str | None = None
 
     @property
     def label(self) -> str:
@@ -126,14 +128,16 @@ def expected_cells(scenario: Scenario, step_index: int,
             cells.append(ExpectedCell(src, dst, port, mx.protocol, _SYMBOL[sym], decision, None,
                                       True, mx.field, mx.row_line(src)))
     for pr in step.probes:
+        resolves_to = None
         if pr.dns_name:
             decision = oracle.decide_dns(pr.source, pr.dns_name)
+            resolves_to = oracle.resolves_to(pr.source, pr.dns_name)
         else:
             decision = oracle.decide(pr.source, pr.target, pr.port, pr.protocol)
         cells.append(ExpectedCell(pr.source, pr.target, _numeric_port(model, pr.target, pr.port,
                                                                       pr.protocol),
                                   pr.protocol, pr.expect, decision, pr.dns_name, True, pr.field,
-                                  pr.line))
+                                  pr.line, resolves_to))
     return cells
 
 

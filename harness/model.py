@@ -298,6 +298,8 @@ class Addresses:
     pod_cidr: str = POD_CIDR
     dns_service_ip: str = DNS_SERVICE_IP
     node_ips: tuple[str, ...] = ()
+    #: the ClusterIP of default/kubernetes, what the API server's DNS names resolve to
+    api_service_ip: str = KUBERNETES_SERVICE_IP
 
     def ip_of(self, endpoint: str) -> str:
         if endpoint.startswith("ext:"):

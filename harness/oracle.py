@@ -45,6 +45,8 @@ from harness.truthtable import TruthTable
 NXDOMAIN_TEXT = "name does not exist"
 _APISERVER_NAMES = ("kubernetes.default.svc.cluster.local", "kubernetes.default.svc",
                     "kubernetes.default")
+#: what the API server's names resolve to (its Service default/kubernetes; not in the model)
+API_SERVER = "svc:default/kubernetes"
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +244,19 @@ class Oracle:
         return Decision(Expectation.ALLOW, (Reason(
             "dns", None, None, True, f"{name} is {kind} and {source} may reach the cluster DNS "
                                      f"on UDP 53"),) + reach.reasons)
+
+    def resolves_to(self, source: str, name: str) -> str | None:
+        """What `name` resolves to from `source`: `svc:<ns>/<name>` of a Service of the model,
+        API_SERVER for the API server's names, or None (NXDOMAIN, or a source outside)."""
+        pod = self._pods.get(source)
+        if pod is None:
+            return None
+        bare = name.rstrip(".")
+        for cand in (bare, f"{bare}.svc.cluster.local", f"{bare}.cluster.local"):
+            if cand in _APISERVER_NAMES:
+                return API_SERVER
+        svc = self.model.find_service_by_dns(bare, pod.namespace)
+        return f"svc:{svc.key}" if svc else None
 
     # -- targets --------------------------------------------------------------------------------
     def _resolve(self, name: str, namespace: str) -> str | None:

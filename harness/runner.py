@@ -23,6 +23,7 @@ from harness.canary import loopback_probe
 from harness.errors import HarnessError
 from harness.expected import disagreements, expected_cells, model_at
 from harness.model import DNS_POD, SYSTEM_NAMESPACE, Addresses, Model, Protocol
+from harness.oracle import API_SERVER
 from harness.prober import probe_round
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec
 from harness.results import Attempt, CellResult, Expectation, ScenarioResult, StepResult, Verdict
@@ -51,7 +52,10 @@ class Cell:
     control_key: Hashable
     #: (endpoint, port, protocol, dns_name) for a loopback self-probe, or None when impossible
     loopback: tuple | None
+    #: a DNS lookup the cluster DNS must answer NXDOMAIN (the oracle: no such name)
     nxdomain: bool = False
+    #: a DNS lookup that must resolve: the addresses it may resolve to (None: not known)
+    dns_answer: frozenset[str] | None = None
     #: for a probe by DNS name: the cluster DNS server's control key and loopback probe, which
     #: decide a round where the lookup itself timed out
     dns_key: Hashable | None = None
@@ -170,7 +174,16 @@ def _is_name(model: Model, target: str) -> bool:
     return False
 
 
-def plan_cells(model: Model, expected) -> list[Cell]:
+def _answer_of(addresses: Addresses | None, resolves_to: str | None) -> frozenset[str] | None:
+    """The address a DNS name must resolve to: its Service's ClusterIP (None: not known)."""
+    if addresses is None or resolves_to is None:
+        return None
+    ip = addresses.api_service_ip if resolves_to == API_SERVER else \
+        addresses.service_ips.get(resolves_to[4:])
+    return frozenset({ip}) if ip else None
+
+
+def plan_cells(model: Model, expected, addresses: Addresses | None = None) -> list[Cell]:
     """Cells to probe from the scenario's expected cells of one step (named ports resolved)."""
     cells = []
     dns = _dns_pod(model)
@@ -204,7 +217,8 @@ def plan_cells(model: Model, expected) -> list[Cell]:
                           nxdomain=bool(getattr(decision, "nxdomain", False)),
                           dns_key=("dns", dns, Protocol.UDP.value) if by_name else None,
                           dns_loopback=(dns, 53, Protocol.UDP, e.target) if by_name else None,
-                          served=served))
+                          served=served,
+                          dns_answer=_answer_of(addresses, getattr(e, "resolves_to", None))))
     return cells
 
 
@@ -226,7 +240,7 @@ def plan_steps(scenario, addresses: Addresses) -> list[list[Cell]] | str:
             return (f"step {i + 1} ({title}) cannot be evaluated with this run's addresses "
                     f"(pod CIDR {addresses.pod_cidr}): {type(exc).__name__}: {exc}")
         problems += disagreements(scenario, i, expected)
-        steps_cells.append(plan_cells(model_at(scenario, i), expected))
+        steps_cells.append(plan_cells(model_at(scenario, i), expected, addresses))
     if problems:
         listed = "; ".join(p.message for p in problems[:5])
         more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
@@ -268,12 +282,8 @@ class Run:
         for i, c in enumerate(cells):
             o: ProbeOutcome | None = _short(observed.get(c.spec))
             control = controls.get(c.control_for(o)[0])
-            if c.nxdomain and o is not None and o.outcome.value == "dns-nxdomain" \
-                    and exp(c) == Expectation.DENY:
-                j = Judgement(Verdict.PASS, o.outcome.value, "the DNS server answered that the "
-                                                              "name does not exist, as the spec says")
-            else:
-                j = judge(exp(c), o, control, self.deny_response, self.dns_proxy)
+            j = judge(exp(c), o, control, self.deny_response, self.dns_proxy,
+                      nxdomain_expected=c.nxdomain, expected_addresses=c.dns_answer)
             c.last = j
             # A control matters only for a cell that did not get through; a delivered probe
             # proves its own server, so None ("not needed") is recorded for it.
@@ -323,9 +333,13 @@ class Run:
                 asserted = c.expectation != Expectation.UNDEFINED
                 if c.spec.source != c.spec.target and (c.served or asserted) \
                         and c.spec not in seen:
-                    seen[c.spec] = Cell(c.spec, Expectation.ALLOW,
-                                        "baseline: no policy exists, everything must connect",
-                                        c.control_key, c.loopback, dns_key=c.dns_key,
+                    # a name that does not exist must be answered NXDOMAIN, policy or not
+                    seen[c.spec] = Cell(c.spec,
+                                        Expectation.DENY if c.nxdomain else Expectation.ALLOW,
+                                        "baseline: no policy exists, everything must connect "
+                                        "(and every lookup be answered)",
+                                        c.control_key, c.loopback, nxdomain=c.nxdomain,
+                                        dns_answer=c.dns_answer, dns_key=c.dns_key,
                                         dns_loopback=c.dns_loopback)
         cells = list(seen.values())
         started = time.monotonic()
@@ -439,7 +453,9 @@ def run_scenario(scenario: Scenario, backend: Backend, settings: Settings, log: 
             log(f"  SCENARIO ERROR: {planned}")
             return result
         steps_cells = planned
-        has_deny = any(c.expectation == Expectation.DENY for cells in steps_cells for c in cells)
+        # an NXDOMAIN lookup is no block: a CNI that enforces nothing passes it too
+        has_deny = any(c.expectation == Expectation.DENY and not c.nxdomain
+                       for cells in steps_cells for c in cells)
         result.baseline = run.baseline(steps_cells)
         if result.baseline.infra_error:
             result.infra_error = result.baseline.infra_error

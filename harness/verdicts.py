@@ -8,7 +8,16 @@ Rules, per cell of one round:
 - '-' / undefined            -> NOT_ASSERTED (the observation is still recorded).
 - no status (exec failed), a tool error, a client that could not resolve its target name
                              -> PROBE_ERROR: says nothing about policy.
-- delivered (connected, DNS answer, NXDOMAIN) -> PASS if allowed, NOT_ENFORCED if denied.
+- delivered (connected)       -> PASS if allowed, NOT_ENFORCED if denied.
+- a DNS lookup has three outcomes, each judged on its own against what the oracle says the
+  cluster DNS must do (`nxdomain_expected`, `expected_addresses`):
+    resolves (allowed)  resolved to an expected address -> PASS; to another address, or
+                        NXDOMAIN -> PROBE_ERROR (the cluster DNS, not policy, is wrong);
+                        blocked -> OVER_BLOCKED (with a control)
+    NXDOMAIN            NXDOMAIN -> PASS; resolved -> PROBE_ERROR (a name the model lacks);
+                        blocked -> OVER_BLOCKED (with a control): the lookup may reach the DNS
+    no answer (denied)  blocked -> PASS (with a control); resolved or NXDOMAIN -> NOT_ENFORCED
+                        (the DNS server answered: the lookup was not blocked)
 - an L7 proxy's 403          -> counts as blocked (the proxy answered, so the path is alive).
 - timeout (dropped)          -> blocked only with a positive control for the same target, port
                                and protocol in the same round; otherwise PROBE_ERROR (a dead
@@ -73,11 +82,17 @@ def blocked_kind(outcome: Outcome, deny_response: str = "drop", dns_proxy: bool 
 
 
 def judge(expectation, observation: ProbeOutcome | None, positive_control: bool | None,
-          deny_response: str = "drop", dns_proxy: bool = False) -> Judgement:
+          deny_response: str = "drop", dns_proxy: bool = False, *,
+          nxdomain_expected: bool = False,
+          expected_addresses: frozenset[str] | None = None) -> Judgement:
     """The verdict on one cell of one round.
 
     `observation` None means the exec transport failed (no exit status). `positive_control`
     says whether the same target/port/protocol answered in the same round (None: unknown).
+    For a DNS lookup, `nxdomain_expected` says the oracle expects the DNS server to answer that
+    the name does not exist (the expectation is then DENY, but nothing must be blocked), and
+    `expected_addresses` are the addresses a lookup that must resolve may answer (None: not
+    known, any answer counts).
     """
     exp = expectation_of(expectation)
     if observation is None:
@@ -86,7 +101,19 @@ def judge(expectation, observation: ProbeOutcome | None, positive_control: bool 
     out = observation.outcome
     kind = blocked_kind(out, deny_response, dns_proxy)
     detail = f" ({observation.detail})" if observation.detail else ""
-    if kind == "delivered":
+    nxdomain = nxdomain_expected and exp == Expectation.DENY
+    if out in (Outcome.DNS_RESOLVED, Outcome.DNS_NXDOMAIN):
+        j = _dns_answer(exp, observation, nxdomain, expected_addresses)
+    elif kind == "blocked" and nxdomain:
+        j = (Judgement(Verdict.OVER_BLOCKED, BLOCKED,
+                       f"{out.value}{detail} although the spec lets the lookup reach the cluster "
+                       "DNS, which must answer NXDOMAIN, and the DNS server answered in the same "
+                       "round: DNS is over-blocked")
+             if positive_control else
+             Judgement(Verdict.PROBE_ERROR, out.value,
+                       f"{out.value}{detail} where the DNS server must answer NXDOMAIN, and "
+                       "nothing proved the DNS server answers in the same round"))
+    elif kind == "delivered":
         j = (Judgement(Verdict.PASS, out.value, f"{out.value} as the spec allows")
              if exp != Expectation.DENY else
              Judgement(Verdict.NOT_ENFORCED, out.value,
@@ -117,6 +144,37 @@ def judge(expectation, observation: ProbeOutcome | None, positive_control: bool 
         j = Judgement(Verdict.PROBE_ERROR, out.value,
                       f"{out.value}{detail}: the probe says nothing about policy")
     return _not_asserted(j) if exp == Expectation.UNDEFINED else j
+
+
+def _dns_answer(exp: Expectation, o: ProbeOutcome, nxdomain: bool,
+                expected: frozenset[str] | None) -> Judgement:
+    """An answer from the DNS server (an address or NXDOMAIN) against the three expectations."""
+    got = o.outcome.value
+    if exp == Expectation.DENY and not nxdomain:
+        what = f"resolved to {o.answered_by}" if o.outcome == Outcome.DNS_RESOLVED else \
+            "answered NXDOMAIN"
+        return Judgement(Verdict.NOT_ENFORCED, got,
+                         f"the DNS server {what}, so the lookup was not blocked although the "
+                         "spec requires it blocked: fail-open")
+    if nxdomain:
+        if o.outcome == Outcome.DNS_NXDOMAIN:
+            return Judgement(Verdict.PASS, got, "the DNS server answered that the name does not "
+                                                "exist, as the spec says")
+        return Judgement(Verdict.PROBE_ERROR, got,
+                         f"resolved to {o.answered_by} although the model has no such name (the "
+                         "oracle expects NXDOMAIN): the cluster DNS knows a name the scenario "
+                         "does not, which says nothing about policy")
+    if o.outcome == Outcome.DNS_NXDOMAIN:
+        return Judgement(Verdict.PROBE_ERROR, got,
+                         "the DNS server answered NXDOMAIN for a name the model has: the cluster "
+                         "DNS (or the name's mapping) is broken, which says nothing about policy")
+    answers = {a.strip() for a in (o.answered_by or "").split(",") if a.strip()}
+    if expected is not None and not answers & expected:
+        return Judgement(Verdict.PROBE_ERROR, got,
+                         f"resolved to {', '.join(sorted(answers)) or 'nothing'}, not to "
+                         f"{', '.join(sorted(expected))}: an answer from the wrong record (or "
+                         "the wrong server) says nothing about policy")
+    return Judgement(Verdict.PASS, got, f"resolved to {o.answered_by} as the spec allows")
 
 
 def _not_asserted(j: Judgement) -> Judgement:

@@ -46,3 +46,33 @@ class BreaksOnLabels(LocalBackend):
 
     def set_labels(self, namespace_labels, pod_labels) -> None:
         raise TypeError("set_labels got an unexpected mapping (a bug on purpose)")
+
+
+class DnsWithWrongRecords(LocalBackend):
+    """The cluster DNS answers from wrong records: `missing` names are NXDOMAIN, `moved` names
+    resolve to another address (a broken DNS, not a policy)."""
+
+    missing: tuple[str, ...] = ()
+    moved: dict[str, str] = {}
+
+    def _dns_records(self, model):
+        records = super()._dns_records(model)
+        for name in self.missing:
+            records.pop(name, None)
+        records.update(self.moved)
+        return records
+
+
+class DnsBlockedForEveryone(LocalBackend):
+    """Every applied policy also isolates the cluster DNS pod for ingress, so every lookup
+    times out (DNS over-blocked) while the DNS server itself still answers on loopback."""
+
+    def apply_policy(self, manifest: Mapping) -> None:
+        super().apply_policy(manifest)
+        super().apply_policy({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "faulty-dns-isolation", "namespace": "kube-system"},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}})
+
+    def policy_count(self) -> int:
+        return max(0, super().policy_count() - 1)

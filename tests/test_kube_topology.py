@@ -51,7 +51,8 @@ class FakeKubeApi:
             "metadata": {"name": "coredns-1", "namespace": "kube-system",
                          "labels": {"k8s-app": "kube-dns"}},
             "status": {"podIP": "10.244.0.3", "conditions": [{"type": "Ready", "status": "True"}]}}}
-        self.services = {("kube-system", "kube-dns"): {"spec": {"clusterIP": "10.96.0.10"}}}
+        self.services = {("kube-system", "kube-dns"): {"spec": {"clusterIP": "10.96.0.10"}},
+                         ("default", "kubernetes"): {"spec": {"clusterIP": "10.96.0.1"}}}
         self.netpols: dict = {}
         self.sa_polls: dict[str, int] = {}
         self.store: dict = {}               # custom objects: (group, plural, ns, name) -> body
@@ -118,6 +119,8 @@ class FakeKubeApi:
             **obj["spec"], "clusterIP": f"10.96.1.{len(self.services)}"}}
 
     def read_namespaced_service(self, name, ns):
+        if (ns, name) not in self.services:
+            raise FakeApiException(404, "NotFound")
         return self.services[(ns, name)]
 
     def list_namespaced_pod(self, ns, label_selector=""):
@@ -214,6 +217,7 @@ def test_deploy_creates_prefixed_labelled_namespaces_and_returns_real_addresses(
     assert addr.dns_service_ip == "10.96.0.10" and addr.node_ips == ("172.18.0.3", "172.18.0.4")
     assert all(ip.startswith("10.244.") for ip in addr.pod_ips.values())
     assert addr.pod_cidr == "10.244.0.0/23"     # the nodes' ranges
+    assert addr.api_service_ip == "10.96.0.1"   # what kubernetes.default must resolve to
 
 
 def test_pod_cidr_is_read_from_the_cluster_so_pod_cidr_policies_render_there(fake):

@@ -18,7 +18,8 @@ from harness.runner import run_scenario
 from harness.scenario import load_scenario
 from harness.settings import build
 from tests.conftest import needs_local
-from tests.faulty_dataplanes import PoliciesInTheWrongNamespace
+from tests.faulty_dataplanes import (DnsBlockedForEveryone, DnsWithWrongRecords,
+                                     PoliciesInTheWrongNamespace)
 
 pytestmark = needs_local
 DATA = Path(__file__).parent / "data" / "run"
@@ -236,3 +237,47 @@ def test_a_slow_cni_converges_and_every_early_attempt_is_kept(run_on):
     for c in early:
         assert [a.outcome for a in c.attempts][-2:] in (["timeout", "timeout"],
                                                         ["blocked", "blocked"])
+
+
+def test_three_dns_outcomes_pass_as_the_spec_says_and_nxdomain_is_no_block_on_open(run_on):
+    r = run_on("dns-three-outcomes.yaml")
+    assert r.outcome == "passed", (r.infra_error, r.verdict_counts())
+    resolved, nxdomain = r.steps[1].cells
+    assert resolved.observed == "dns-resolved" and resolved.attempts[-1].answered_by == "10.96.0.1"
+    assert nxdomain.observed == "dns-nxdomain" and nxdomain.verdict == "pass"
+    # nothing here is a block, so a CNI that enforces nothing passes it (it "xpassed" before)
+    assert run_on("dns-three-outcomes.yaml", "open").outcome == "passed"
+
+
+class ApiServerNameMissing(DnsWithWrongRecords):
+    missing = ("kubernetes.default.svc.cluster.local",)
+
+
+class ApiServerNameMoved(DnsWithWrongRecords):
+    moved = {"kubernetes.default.svc.cluster.local": "10.96.0.99"}
+
+
+@pytest.mark.parametrize("faulty, says", [
+    (ApiServerNameMissing, "NXDOMAIN for a name the model has"),
+    (ApiServerNameMoved, "resolved to 10.96.0.99, not to 10.96.0.1"),
+])
+def test_a_lookup_that_must_resolve_fails_on_nxdomain_or_a_wrong_address(run_on, faulty, says):
+    """A broken cluster DNS: the name that must resolve is NXDOMAIN (counted as delivered, so
+    passed, before) or resolves elsewhere. Caught before any policy: no verdict on the CNI."""
+    r = run_on("dns-three-outcomes.yaml", "enforcing", faulty, converge_timeout=2)
+    assert r.outcome == "error" and r.steps == []
+    cell = next(c for c in r.baseline.cells if c.dns_name.startswith("kubernetes."))
+    assert cell.verdict == "probe error" and says in cell.reason
+
+
+def test_an_nxdomain_lookup_that_times_out_is_over_blocked_not_a_pass(run_on):
+    """A dataplane that cuts the cluster DNS off: the lookup that must be answered NXDOMAIN
+    timed out, which read as a pass (a DENY that was blocked) before."""
+    r = run_on("dns-three-outcomes.yaml", "enforcing", DnsBlockedForEveryone,
+               converge_timeout=4, settle_seconds=2)
+    assert r.outcome == "failed", (r.infra_error, r.verdict_counts())
+    resolved, nxdomain = r.steps[1].cells
+    assert resolved.verdict == "over-blocked"
+    assert nxdomain.verdict == "over-blocked" and "answers NXDOMAIN" in nxdomain.reason
+    # proven: the DNS server answered its own loopback in the same rounds
+    assert all(a.outcome == "dns-timeout" and a.positive_control for a in nxdomain.attempts[-2:])

@@ -122,3 +122,49 @@ def test_scenario_outcome(final, enforcing, has_deny, outcome):
 
 def test_infra_error_wins():
     assert scenario_outcome([Verdict.PASS], True, True, infra_error=True) == "error"
+
+
+def dns(outcome: Outcome, answer: str | None = None) -> ProbeOutcome:
+    return ProbeOutcome(outcome, answer, "", 0.01)
+
+
+SVC = frozenset({"10.96.0.1"})
+
+
+@pytest.mark.parametrize("expectation, nxdomain, observed, control, verdict", [
+    # the name must resolve (allowed)
+    (A, False, dns(Outcome.DNS_RESOLVED, "10.96.0.1"), None, Verdict.PASS),
+    (A, False, dns(Outcome.DNS_RESOLVED, "10.96.0.99"), None, Verdict.PROBE_ERROR),  # wrong record
+    (A, False, dns(Outcome.DNS_NXDOMAIN), True, Verdict.PROBE_ERROR),   # was PASS (delivered)
+    (A, False, dns(Outcome.DNS_TIMEOUT), True, Verdict.OVER_BLOCKED),
+    (A, False, dns(Outcome.DNS_TIMEOUT), False, Verdict.PROBE_ERROR),
+    # the DNS server must answer NXDOMAIN (no such name; nothing blocked)
+    (D, True, dns(Outcome.DNS_NXDOMAIN), None, Verdict.PASS),
+    (D, True, dns(Outcome.DNS_TIMEOUT), True, Verdict.OVER_BLOCKED),    # was PASS (blocked)
+    (D, True, dns(Outcome.DNS_TIMEOUT), False, Verdict.PROBE_ERROR),
+    (D, True, dns(Outcome.DNS_RESOLVED, "10.96.0.7"), None, Verdict.PROBE_ERROR),
+    # the lookup must get no answer (blocked by policy)
+    (D, False, dns(Outcome.DNS_TIMEOUT), True, Verdict.PASS),
+    (D, False, dns(Outcome.DNS_TIMEOUT), False, Verdict.PROBE_ERROR),
+    (D, False, dns(Outcome.DNS_RESOLVED, "10.96.0.1"), None, Verdict.NOT_ENFORCED),
+    (D, False, dns(Outcome.DNS_NXDOMAIN), None, Verdict.NOT_ENFORCED),  # the server answered
+    # not asserted, whatever came back
+    (U, False, dns(Outcome.DNS_NXDOMAIN), None, Verdict.NOT_ASSERTED),
+])
+def test_dns_has_three_outcomes_each_judged_on_its_own(expectation, nxdomain, observed, control,
+                                                       verdict):
+    j = judge(expectation, observed, control, nxdomain_expected=nxdomain,
+              expected_addresses=SVC)
+    assert j.verdict == verdict, j.reason
+
+
+def test_dns_reasons_say_what_was_wrong():
+    j = judge(A, dns(Outcome.DNS_RESOLVED, "10.96.0.99"), None, expected_addresses=SVC)
+    assert "resolved to 10.96.0.99, not to 10.96.0.1" in j.reason
+    j = judge(A, dns(Outcome.DNS_NXDOMAIN), True, expected_addresses=SVC)
+    assert "NXDOMAIN for a name the model has" in j.reason
+    j = judge(D, dns(Outcome.DNS_TIMEOUT), True, nxdomain_expected=True)
+    assert "must answer NXDOMAIN" in j.reason and "over-blocked" in j.reason
+    # an unknown expected address: any answer counts as resolved
+    assert judge(A, dns(Outcome.DNS_RESOLVED, "10.1.2.3"), None).verdict == Verdict.PASS
+

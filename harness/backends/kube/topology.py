@@ -159,8 +159,13 @@ class KubeTopology:
         nodes = [a["address"] for n in node_objs
                  for a in (n.get("status") or {}).get("addresses") or []
                  if a.get("type") == "InternalIP"]
+        # what the API server's names (kubernetes.default...) must resolve to; "" when absent
+        api_svc = self.api._absent_is_none(
+            lambda: self.api._dict(self.api.core.read_namespaced_service("kubernetes", "default")))
+        api_ip = ((api_svc or {}).get("spec") or {}).get("clusterIP") or ""
         return Addresses(pod_ips, svc_ips, {}, cluster_pod_cidr(node_objs, pod_ips.values()),
-                         svc_ips.get(f"{SYSTEM_NAMESPACE}/{DNS_SERVICE}", ""), tuple(nodes))
+                         svc_ips.get(f"{SYSTEM_NAMESPACE}/{DNS_SERVICE}", ""), tuple(nodes),
+                         api_ip)
 
     def undeploy(self, timeout: float = 180.0) -> None:
         """Delete this run's cluster-scoped policies and namespaces (by label), and wait until
