@@ -30,32 +30,47 @@ from harness.items import SESSION_KEY
 from harness.model import Addresses, ContainerPort, Model, Namespace, Pod, Protocol
 from harness.prober import probe_one
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec
-from harness.results import Expectation, StepResult
-from harness.runner import Cell, Run
+from harness.results import Expectation, StepResult, Verdict
+from harness.runner import Cell, Run, server_of, servers_of
 from harness.session import Session
 from harness.settings import Settings
 from harness.truthtable import TruthTable
-from harness.verdicts import expectation_of
+from harness.verdicts import Judgement, expectation_of, judge, self_probe_proves
 
 
 @dataclass(frozen=True)
 class Probe:
-    """One probe's outcome, with the positive control that makes "blocked" mean blocked."""
+    """One probe's outcome, read by the same rules as a scenario's cells (harness.verdicts).
+
+    Why both judgements: the Python API states no expectation, so the probe is judged as if the
+    spec allowed it (`connected`: it passes as allowed) and as if it denied it (`blocked`: it
+    passes as denied). A reply from someone else, a dead server, or an L7 proxy's deny on a CNI
+    that declares none is then neither connected nor blocked, exactly as in a YAML scenario.
+    """
 
     outcome: Outcome
     detail: str
     answered_by: str | None
     #: did the target's server answer on its own loopback in the same moment (None: not asked)
     server_serves: bool | None
+    as_allowed: Judgement
+    as_denied: Judgement
 
     @property
     def connected(self) -> bool:
-        return self.outcome.delivered is True
+        """The intended server answered (a lookup resolved)."""
+        return self.as_allowed.verdict == Verdict.PASS
 
     @property
     def blocked(self) -> bool:
-        """Dropped (or rejected on a rejecting CNI) while the server provably serves."""
-        return self.outcome.delivered is False and self.server_serves is True
+        """Dropped (rejected on a rejecting CNI, denied by a declared L7 proxy) while the server
+        provably serves."""
+        return self.as_denied.verdict == Verdict.PASS
+
+    @property
+    def reason(self) -> str:
+        """Why it reads as it does: the rule that decided (connected, blocked or neither)."""
+        return (self.as_allowed if self.connected or not self.blocked else self.as_denied).reason
 
 
 class Topology:
@@ -120,7 +135,7 @@ class Topology:
             self.deploy()
         return key
 
-    def _observe(self, spec: ProbeSpec, loop) -> Probe:
+    def _observe(self, spec: ProbeSpec, loop, servers: frozenset[str] | None = None) -> Probe:
         addresses = self.deploy()
         o: ProbeOutcome = probe_one(self.backend, spec, addresses, self.settings.probe_timeout,
                                     self.backend.toolkit)
@@ -128,12 +143,22 @@ class Topology:
         if o.outcome.delivered is not True and loop is not None:
             ep, port, proto, dns = loop
             ctl = loopback_probe(self.backend, ep, port, proto, self.settings.probe_timeout, dns)
-            serves = ctl.outcome.delivered is True
-        return Probe(o.outcome, o.detail, o.answered_by, serves)
+            serves = self_probe_proves(ctl)
+        caps = self.backend.capabilities()
+        rules = dict(deny_response=caps.deny_response, dns_proxy="fqdn" in caps.supported,
+                     l7_proxy="l7-http" in caps.supported, servers=servers)
+        return Probe(o.outcome, o.detail, o.answered_by, serves,
+                     judge(Expectation.ALLOW, o, serves, **rules),
+                     judge(Expectation.DENY, o, serves, **rules))
 
     def probe(self, src: str, dst: str, port: int = 80, protocol: str = "TCP") -> Probe:
         proto = Protocol.parse(protocol)
-        return self._observe(ProbeSpec(src, dst, port, proto), (dst, port, proto, None))
+        self.deploy()
+        assert self.model is not None
+        server = server_of(self.model, src, dst, port, proto)
+        return self._observe(ProbeSpec(src, dst, port, proto),
+                             (*server, None) if server else None,
+                             servers_of(self.model, src, dst, port, proto))
 
     def dns_probe(self, src: str, name: str) -> Probe:
         return self._observe(ProbeSpec(src, "svc:kube-system/kube-dns", 53, Protocol.UDP, name),
@@ -151,7 +176,8 @@ class Topology:
             if src == dst:
                 exp = Expectation.UNDEFINED
             cells.append(Cell(ProbeSpec(src, dst, port, proto), exp, "the test's expectation",
-                              (dst, port, proto.value), (dst, port, proto, None)))
+                              (dst, port, proto.value), (dst, port, proto, None),
+                              servers=self.model.pod(dst).identities))
         run = Run(None, self.backend, self.settings, log=lambda s: None)
         run.addresses = self.addresses
         return run.converge(1, f"{port}/{proto.value} matrix", cells, time.monotonic())

@@ -18,6 +18,7 @@ because "allow DNS" policies select it and DNS probes depend on reaching it.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Iterable, Mapping
@@ -98,6 +99,17 @@ class Pod:
     def key(self) -> str:
         """The pod's name in scenarios and reports: `<namespace>/<name>`."""
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def hostname(self) -> str:
+        """The hostname the kube backends give the pod, `<namespace>-<name>`, which its servers
+        answer with (the local backend's servers answer with the key)."""
+        return re.sub(r"[^a-z0-9-]", "-", f"{self.namespace}-{self.name}".lower())[:63].strip("-")
+
+    @property
+    def identities(self) -> frozenset[str]:
+        """What a reply from this pod's servers may say to name it: its key or its hostname."""
+        return frozenset({self.key, self.hostname})
 
     def resolve_port(self, port: int | str, protocol: Protocol) -> int | None:
         """The numeric port a (possibly named) port means on this pod, or None.

@@ -56,6 +56,8 @@ class Cell:
     nxdomain: bool = False
     #: a DNS lookup that must resolve: the addresses it may resolve to (None: not known)
     dns_answer: frozenset[str] | None = None
+    #: the names a reply from the intended target may give (None: not known)
+    servers: frozenset[str] | None = None
     #: for a probe by DNS name: the cluster DNS server's control key and loopback probe, which
     #: decide a round where the lookup itself timed out
     dns_key: Hashable | None = None
@@ -114,7 +116,7 @@ def _dns_pod(model: Model) -> str:
 _NAME_NOT_RESOLVED = frozenset({Outcome.DNS_TIMEOUT, Outcome.DNS_FAILED, Outcome.TOOL_ERROR})
 
 
-def _server_of(model: Model, source: str, target: str, port, protocol: Protocol
+def server_of(model: Model, source: str, target: str, port, protocol: Protocol
                ) -> tuple | None:
     """(endpoint, numeric port, protocol) of the server a probe reaches, or None.
 
@@ -147,6 +149,33 @@ def _server_of(model: Model, source: str, target: str, port, protocol: Protocol
                 if n:
                     return (pod.key, n, protocol)
     return None
+
+
+def servers_of(model: Model, source: str, target: str, port, protocol: Protocol
+                ) -> frozenset[str] | None:
+    """Every name a reply of the intended target may give: the pod's, or those of each backend
+    of the Service (by address or DNS name) that serves the port; None when not known."""
+    if target.startswith("ext:"):
+        return frozenset({target})
+    if not target.startswith("svc:"):
+        try:
+            return model.pod(target).identities
+        except KeyError:
+            pass
+    try:
+        svc = model.service(target[4:]) if target.startswith("svc:") else \
+            model.find_service_by_dns(target, source.partition("/")[0] if "/" in source else None)
+    except KeyError:
+        svc = None
+    if svc is None:
+        return None  # an address or a foreign name: nobody known to answer for it
+    names: set[str] = set()
+    for sp in svc.ports:
+        if sp.port == port and sp.protocol == protocol:
+            for pod in model.service_backends(svc):
+                if pod.resolve_port(sp.target_port, protocol):
+                    names |= pod.identities
+    return frozenset(names) or None
 
 
 def _serves(model: Model, server: tuple | None, target: str) -> bool:
@@ -191,6 +220,7 @@ def plan_cells(model: Model, expected, addresses: Addresses | None = None) -> li
         protocol = e.protocol if isinstance(e.protocol, Protocol) else Protocol.parse(e.protocol)
         dns_name = getattr(e, "dns_name", None)
         port = e.port
+        servers = None
         if dns_name:
             spec = ProbeSpec(e.source, e.target, port, protocol, dns_name)
             key: Hashable = ("dns", dns, protocol.value)
@@ -205,11 +235,12 @@ def plan_cells(model: Model, expected, addresses: Addresses | None = None) -> li
             elif isinstance(port, str):
                 port = int(port)
             spec = ProbeSpec(e.source, e.target, port, protocol)
-            server = _server_of(model, e.source, e.target, port, protocol)
+            server = server_of(model, e.source, e.target, port, protocol)
             key = (server[0], server[1], server[2].value) if server else \
                 (e.target, port, protocol.value)
             served = _serves(model, server, e.target)
             loop = (*server, None) if server and served else None
+            servers = servers_of(model, e.source, e.target, port, protocol)
         by_name = not dns_name and _is_name(model, e.target)
         decision = getattr(e, "decision", None)
         cells.append(Cell(spec, Expectation(getattr(e.expectation, "value", e.expectation)),
@@ -218,7 +249,8 @@ def plan_cells(model: Model, expected, addresses: Addresses | None = None) -> li
                           dns_key=("dns", dns, Protocol.UDP.value) if by_name else None,
                           dns_loopback=(dns, 53, Protocol.UDP, e.target) if by_name else None,
                           served=served,
-                          dns_answer=_answer_of(addresses, getattr(e, "resolves_to", None))))
+                          dns_answer=_answer_of(addresses, getattr(e, "resolves_to", None)),
+                          servers=servers))
     return cells
 
 
@@ -258,6 +290,7 @@ class Run:
         caps = backend.capabilities()
         self.deny_response = caps.deny_response
         self.dns_proxy = "fqdn" in caps.supported
+        self.l7_proxy = "l7-http" in caps.supported
         self.declared_enforcing = caps.enforces
         self.addresses: Addresses | None = None
         self.policies_seen = 0
@@ -283,7 +316,8 @@ class Run:
             o: ProbeOutcome | None = _short(observed.get(c.spec))
             control = controls.get(c.control_for(o)[0])
             j = judge(exp(c), o, control, self.deny_response, self.dns_proxy,
-                      nxdomain_expected=c.nxdomain, expected_addresses=c.dns_answer)
+                      nxdomain_expected=c.nxdomain, expected_addresses=c.dns_answer,
+                      servers=c.servers, l7_proxy=self.l7_proxy)
             c.last = j
             # A control matters only for a cell that did not get through; a delivered probe
             # proves its own server, so None ("not needed") is recorded for it.
@@ -300,7 +334,7 @@ class Run:
         cells only) the server's own loopback answer, asked in the same round."""
         s = self.settings
         controls = positive_controls((c.control_for(observed.get(c.spec))[0], exp(c),
-                                      observed.get(c.spec)) for c in cells)
+                                      observed.get(c.spec), c.servers) for c in cells)
         for c in cells:
             # a probe by name that got past resolution proves the DNS server answered
             if c.looked_up_name(observed.get(c.spec)):
@@ -309,8 +343,10 @@ class Run:
         for c in cells:
             o = observed.get(c.spec)
             key, loopback = c.control_for(o)
-            if o is not None and blocked_kind(o.outcome, self.deny_response, self.dns_proxy) \
-                    == "blocked" and not controls.get(key) and loopback:
+            if o is None or controls.get(key) or not loopback:
+                continue
+            if blocked_kind(o.outcome, self.deny_response, self.dns_proxy,
+                            self.l7_proxy) == "blocked":
                 need[key] = loopback
         if need:
             with ThreadPoolExecutor(max_workers=max(1, min(s.concurrency, len(need)))) as pool:
@@ -339,7 +375,8 @@ class Run:
                                         "baseline: no policy exists, everything must connect "
                                         "(and every lookup be answered)",
                                         c.control_key, c.loopback, nxdomain=c.nxdomain,
-                                        dns_answer=c.dns_answer, dns_key=c.dns_key,
+                                        dns_answer=c.dns_answer, servers=c.servers,
+                                        dns_key=c.dns_key,
                                         dns_loopback=c.dns_loopback)
         cells = list(seen.values())
         started = time.monotonic()

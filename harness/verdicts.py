@@ -8,7 +8,10 @@ Rules, per cell of one round:
 - '-' / undefined            -> NOT_ASSERTED (the observation is still recorded).
 - no status (exec failed), a tool error, a client that could not resolve its target name
                              -> PROBE_ERROR: says nothing about policy.
-- delivered (connected)       -> PASS if allowed, NOT_ENFORCED if denied.
+- delivered (connected)       -> PASS if allowed, NOT_ENFORCED if denied, but only when the
+                               reply names a server of the intended target (`servers`: the
+                               pod, the Service's backends); a reply from anyone else (a proxy's
+                               503, another pod) is a PROBE_ERROR naming who answered.
 - a DNS lookup has three outcomes, each judged on its own against what the oracle says the
   cluster DNS must do (`nxdomain_expected`, `expected_addresses`):
     resolves (allowed)  resolved to an expected address -> PASS; to another address, or
@@ -18,7 +21,9 @@ Rules, per cell of one round:
                         blocked -> OVER_BLOCKED (with a control): the lookup may reach the DNS
     no answer (denied)  blocked -> PASS (with a control); resolved or NXDOMAIN -> NOT_ENFORCED
                         (the DNS server answered: the lookup was not blocked)
-- an L7 proxy's 403          -> counts as blocked (the proxy answered, so the path is alive).
+- an L7 proxy's 403          -> counts as blocked (the proxy answered, so the path is alive)
+                               on a CNI that declares an L7 proxy (l7-http); elsewhere a 403
+                               "access denied" is someone else's answer: PROBE_ERROR.
 - timeout (dropped)          -> blocked only with a positive control for the same target, port
                                and protocol in the same round; otherwise PROBE_ERROR (a dead
                                server also times out).
@@ -65,11 +70,13 @@ def expectation_of(value) -> Expectation:
     return table[text]
 
 
-def blocked_kind(outcome: Outcome, deny_response: str = "drop", dns_proxy: bool = False) -> str:
-    """How an outcome reads before the positive control: 'delivered', 'blocked', 'refused'
-    (blocked only on a rejecting CNI), or 'error'."""
+def blocked_kind(outcome: Outcome, deny_response: str = "drop", dns_proxy: bool = False,
+                 l7_proxy: bool = False) -> str:
+    """How an outcome reads before the positive control: 'delivered', 'blocked', 'blocked-l7'
+    (an L7 proxy's deny, only on a CNI that has one), 'refused' (blocked only on a rejecting
+    CNI), or 'error'."""
     if outcome == Outcome.HTTP_DENIED:
-        return "blocked-l7"
+        return "blocked-l7" if l7_proxy else "error"
     if outcome.delivered is True:
         return "delivered"
     if outcome.delivered is False:
@@ -84,7 +91,8 @@ def blocked_kind(outcome: Outcome, deny_response: str = "drop", dns_proxy: bool 
 def judge(expectation, observation: ProbeOutcome | None, positive_control: bool | None,
           deny_response: str = "drop", dns_proxy: bool = False, *,
           nxdomain_expected: bool = False,
-          expected_addresses: frozenset[str] | None = None) -> Judgement:
+          expected_addresses: frozenset[str] | None = None,
+          servers: frozenset[str] | None = None, l7_proxy: bool = False) -> Judgement:
     """The verdict on one cell of one round.
 
     `observation` None means the exec transport failed (no exit status). `positive_control`
@@ -92,14 +100,16 @@ def judge(expectation, observation: ProbeOutcome | None, positive_control: bool 
     For a DNS lookup, `nxdomain_expected` says the oracle expects the DNS server to answer that
     the name does not exist (the expectation is then DENY, but nothing must be blocked), and
     `expected_addresses` are the addresses a lookup that must resolve may answer (None: not
-    known, any answer counts).
+    known, any answer counts). `servers` are the names a reply of the intended target may give
+    (None: not known, e.g. a bare address, and any reply counts). `l7_proxy` says the CNI
+    declares an L7 proxy (l7-http), whose HTTP 403 "access denied" is its deny.
     """
     exp = expectation_of(expectation)
     if observation is None:
         j = Judgement(Verdict.PROBE_ERROR, EXEC_FAILED, "the exec failed: no exit status came back")
         return _not_asserted(j) if exp == Expectation.UNDEFINED else j
     out = observation.outcome
-    kind = blocked_kind(out, deny_response, dns_proxy)
+    kind = blocked_kind(out, deny_response, dns_proxy, l7_proxy)
     detail = f" ({observation.detail})" if observation.detail else ""
     nxdomain = nxdomain_expected and exp == Expectation.DENY
     if out in (Outcome.DNS_RESOLVED, Outcome.DNS_NXDOMAIN):
@@ -113,6 +123,11 @@ def judge(expectation, observation: ProbeOutcome | None, positive_control: bool 
              Judgement(Verdict.PROBE_ERROR, out.value,
                        f"{out.value}{detail} where the DNS server must answer NXDOMAIN, and "
                        "nothing proved the DNS server answers in the same round"))
+    elif kind == "delivered" and not answered_by_target(observation, servers):
+        j = Judgement(Verdict.PROBE_ERROR, out.value,
+                      f"answered by {_who(observation)}{detail}, not by a server of the target "
+                      f"({', '.join(sorted(servers or ()))}): a reply from someone else (a proxy, "
+                      "another pod) proves neither delivery nor a block")
     elif kind == "delivered":
         j = (Judgement(Verdict.PASS, out.value, f"{out.value} as the spec allows")
              if exp != Expectation.DENY else
@@ -135,6 +150,10 @@ def judge(expectation, observation: ProbeOutcome | None, positive_control: bool 
         else:
             j = Judgement(Verdict.PASS, BLOCKED, f"{out.value}; the target answered a positive "
                                                  "control in the same round")
+    elif out == Outcome.HTTP_DENIED:
+        j = Judgement(Verdict.PROBE_ERROR, out.value,
+                      f"HTTP 403 'access denied'{detail} from something that is not the target, "
+                      "on a CNI that declares no L7 proxy: says nothing about policy")
     elif kind == "refused":
         j = Judgement(Verdict.PROBE_ERROR, out.value,
                       f"connection refused{detail}: the packet reached a closed port (this CNI "
@@ -144,6 +163,24 @@ def judge(expectation, observation: ProbeOutcome | None, positive_control: bool 
         j = Judgement(Verdict.PROBE_ERROR, out.value,
                       f"{out.value}{detail}: the probe says nothing about policy")
     return _not_asserted(j) if exp == Expectation.UNDEFINED else j
+
+
+def answered_by_target(observation: ProbeOutcome | None, servers: frozenset[str] | None) -> bool:
+    """True when a connected probe's reply names one of `servers` (or `servers` is unknown).
+
+    Why: "connected" means the intended server answered. The probe servers reply with their
+    name (the local backend's with the pod key, agnhost serve-hostname with the hostname), so
+    an HTTP response from a proxy or a reply from the wrong pod is told apart from delivery.
+    """
+    if servers is None or observation is None or observation.outcome != Outcome.CONNECTED:
+        return True
+    who = (observation.answered_by or "").strip().splitlines()
+    return bool(who) and who[0].strip() in servers
+
+
+def _who(o: ProbeOutcome) -> str:
+    who = (o.answered_by or "").strip().splitlines()
+    return repr(who[0].strip()[:120]) if who else "a reply that names no server"
 
 
 def _dns_answer(exp: Expectation, o: ProbeOutcome, nxdomain: bool,
@@ -182,18 +219,20 @@ def _not_asserted(j: Judgement) -> Judgement:
                                                        f"undefined); observed {j.observed}")
 
 
-def positive_controls(cells: Iterable[tuple[Hashable, object, ProbeOutcome | None]]
-                      ) -> dict[Hashable, bool]:
+def positive_controls(cells: Iterable[tuple]) -> dict[Hashable, bool]:
     """Per control key (target, port, protocol): did a source expected to reach it connect?
 
-    `cells` are (key, expectation, observation) of one round. Only sources the spec allows
-    count: a connection the spec forbids is itself a failure, not proof that the server lives.
+    `cells` are (key, expectation, observation) or (key, expectation, observation, servers) of
+    one round. Only sources the spec allows count: a connection the spec forbids is itself a
+    failure, not proof that the server lives; nor does a reply from anyone but the target.
     """
     found: dict[Hashable, bool] = {}
-    for key, expectation, obs in cells:
+    for key, expectation, obs, *rest in cells:
+        servers = rest[0] if rest else None
         found.setdefault(key, False)
         if obs is not None and expectation_of(expectation) == Expectation.ALLOW \
-                and obs.outcome.delivered is True and obs.outcome != Outcome.HTTP_DENIED:
+                and obs.outcome.delivered is True and obs.outcome != Outcome.HTTP_DENIED \
+                and answered_by_target(obs, servers):
             found[key] = True
     return found
 

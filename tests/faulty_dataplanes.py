@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
+import sys
 from typing import Mapping
 
 from harness.backends.local import LocalBackend
+from harness.shell import spawn
 
 
 class PoliciesInTheWrongNamespace(LocalBackend):
@@ -76,3 +79,41 @@ class DnsBlockedForEveryone(LocalBackend):
 
     def policy_count(self) -> int:
         return max(0, super().policy_count() - 1)
+
+
+#: An HTTP server answering every request with one status and body, for pods whose real server
+#: is replaced (argv: port status body ready-file).
+REPLY_SERVER = (
+    "import http.server,sys\n"
+    "port,code,body,ready=int(sys.argv[1]),int(sys.argv[2]),sys.argv[3].encode(),sys.argv[4]\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    " def do_GET(s):\n"
+    "  s.send_response(code);s.send_header('Content-Length',str(len(body)));s.end_headers()\n"
+    "  s.wfile.write(body)\n"
+    " def log_message(s,*a):pass\n"
+    "srv=http.server.ThreadingHTTPServer(('0.0.0.0',port),H)\n"
+    "open(ready,'w').close()\n"
+    "srv.serve_forever()\n"
+)
+
+
+class SomeoneElseAnswers(LocalBackend):
+    """The HTTP server of pod `target` on port 80 is replaced by one answering `status` with
+    `body`: a proxy in the path (an Envoy 503), another pod's name, or an L7 proxy's deny."""
+
+    target = "x/b"
+    status = 503
+    body = "upstream connect error or disconnect/reset before headers"
+
+    def _start_servers(self, model) -> None:
+        super()._start_servers(model)
+        proc = self._procs[self.target]
+        proc.terminate()
+        proc.wait(timeout=5)
+        ready = self._ready_path(self.target)
+        if os.path.exists(ready):
+            os.remove(ready)
+        log = os.path.join(self.workdir, f"{self._netns[self.target]}.log")
+        self._procs[self.target] = spawn(
+            ["ip", "netns", "exec", self._netns[self.target], sys.executable, "-c",
+             REPLY_SERVER, "80", str(self.status), self.body, ready], log_path=log)

@@ -40,8 +40,8 @@ def obs(outcome: Outcome, detail: str = "") -> ProbeOutcome:
     (A, Outcome.TOOL_ERROR, True, "drop", Verdict.PROBE_ERROR),
     (D, Outcome.DNS_FAILED, True, "drop", Verdict.PROBE_ERROR),
     (D, Outcome.DNS_REFUSED, True, "drop", Verdict.PROBE_ERROR),
-    (D, Outcome.HTTP_DENIED, False, "drop", Verdict.PASS),
-    (A, Outcome.HTTP_DENIED, False, "drop", Verdict.OVER_BLOCKED),
+    (D, Outcome.HTTP_DENIED, False, "drop", Verdict.PROBE_ERROR),    # no L7 proxy declared
+    (A, Outcome.HTTP_DENIED, False, "drop", Verdict.PROBE_ERROR),
     (U, Outcome.CONNECTED, False, "drop", Verdict.NOT_ASSERTED),
     (U, Outcome.TIMEOUT, False, "drop", Verdict.NOT_ASSERTED),
     ("-", Outcome.TOOL_ERROR, False, "drop", Verdict.NOT_ASSERTED),
@@ -168,3 +168,40 @@ def test_dns_reasons_say_what_was_wrong():
     # an unknown expected address: any answer counts as resolved
     assert judge(A, dns(Outcome.DNS_RESOLVED, "10.1.2.3"), None).verdict == Verdict.PASS
 
+
+
+def test_an_l7_deny_is_a_block_only_on_a_cni_that_declares_an_l7_proxy():
+    for exp, verdict in ((D, Verdict.PASS), (A, Verdict.OVER_BLOCKED)):
+        assert judge(exp, obs(Outcome.HTTP_DENIED), None, l7_proxy=True).verdict == verdict
+    j = judge(D, obs(Outcome.HTTP_DENIED, "HTTP 403: Access denied"), True)
+    assert j.verdict == Verdict.PROBE_ERROR and "declares no L7 proxy" in j.reason
+
+
+def answered(by: str | None) -> ProbeOutcome:
+    return ProbeOutcome(Outcome.CONNECTED, by, "HTTP 200", 0.01)
+
+
+X_B = frozenset({"x/b", "x-b"})
+
+
+@pytest.mark.parametrize("by, expectation, verdict", [
+    ("x/b", A, Verdict.PASS), ("x-b", A, Verdict.PASS),            # key (local), hostname (kube)
+    ("x/b", D, Verdict.NOT_ENFORCED),
+    ("x/a", A, Verdict.PROBE_ERROR), ("x/a", D, Verdict.PROBE_ERROR),   # another pod answered
+    ("upstream connect error or disconnect/reset before headers", A, Verdict.PROBE_ERROR),
+    (None, A, Verdict.PROBE_ERROR),                                  # a reply naming no one
+])
+def test_connected_means_the_intended_server_answered(by, expectation, verdict):
+    j = judge(expectation, answered(by), None, servers=X_B)
+    assert j.verdict == verdict, j.reason
+    if verdict == Verdict.PROBE_ERROR:
+        assert "not by a server of the target (x-b, x/b)" in j.reason
+        assert (repr(by) if by else "names no server") in j.reason
+    # not known who serves (a bare address): any reply counts, as before
+    assert judge(A, answered(by), None).verdict == Verdict.PASS
+
+
+def test_a_reply_from_someone_else_is_no_positive_control():
+    key = ("x/b", 80, "TCP")
+    assert positive_controls([(key, A, answered("x/a"), X_B)]) == {key: False}
+    assert positive_controls([(key, A, answered("x-b"), X_B)]) == {key: True}

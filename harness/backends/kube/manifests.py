@@ -86,7 +86,7 @@ def pod_manifest(pod: Pod, names: NameMap, image: str = AGNHOST_IMAGE) -> dict:
     containers = [_server_container(cp, image) for cp in pod.ports]
     containers.append({"name": CLIENT_CONTAINER, "image": image,
                        "imagePullPolicy": "IfNotPresent", "args": ["pause"]})
-    hostname = re.sub(r"[^a-z0-9-]", "-", f"{pod.namespace}-{pod.name}".lower())[:63].strip("-")
+    hostname = pod.hostname
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": pod.name, "namespace": names.real(pod.namespace),
                          "labels": {**pod.labels, **naming.ownership_labels(names.run_id)}},
