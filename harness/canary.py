@@ -6,9 +6,6 @@ kind v0.24, Flannel can run with a policy controller. So before the first scenar
 the harness deploys its own two pods, proves b reaches a, applies a deny-all ingress policy and
 probes until b stops reaching a (enforcing) or the deadline passes (not enforcing). A block
 counts only while a's server still answers on its own loopback (the positive control).
-
-Also home of `loopback_probe`, the positive control the runner uses when no source may reach a
-target: the upstream readiness probe, a request to the server on 127.0.0.1 inside its own pod.
 """
 
 from __future__ import annotations
@@ -20,10 +17,10 @@ from typing import Callable
 from harness.backends.base import Backend
 from harness.errors import HarnessError
 from harness.model import Addresses, ContainerPort, Model, Namespace, Pod, Protocol
-from harness.probes import Outcome, ProbeOutcome, ProbeSpec, argv_for, classify
+from harness.probes import Outcome, ProbeSpec
 from harness.results import BANNER
 from harness.settings import Settings
-from harness.prober import EXEC_MARGIN, probe_one
+from harness.prober import loopback_probe, probe_one
 from harness.verdicts import blocked_kind, self_probe_proves
 
 NAMESPACE = "np-canary"
@@ -43,35 +40,6 @@ class CanaryResult:
         """The form reports read from meta["canary"][cni]."""
         return {"enforcing": self.enforcing, "detail": self.detail,
                 "seconds": round(self.seconds, 3), "rounds": self.rounds}
-
-
-def loopback_probe(backend: Backend, endpoint: str, port: int, protocol: Protocol, timeout: float,
-                   dns_name: str | None = None) -> ProbeOutcome:
-    """Probe a server from inside its own pod on 127.0.0.1: proves it serves, whatever policy says.
-
-    For DNS the query goes to 127.0.0.1 as the server (nslookup NAME 127.0.0.1).
-    """
-    if dns_name:
-        spec = ProbeSpec(endpoint, "127.0.0.1", 53, Protocol.UDP, dns_name)
-        argv = argv_for(spec, dns_name, timeout, backend.toolkit) + ["127.0.0.1"]
-        started = time.monotonic()
-        try:
-            res = backend.exec(endpoint, argv, timeout=timeout * 2 + EXEC_MARGIN)
-        except HarnessError as exc:
-            return ProbeOutcome(Outcome.TOOL_ERROR, None, f"{type(exc).__name__}: {exc}",
-                                time.monotonic() - started)
-        return classify(spec, res)
-    spec = ProbeSpec(endpoint, "127.0.0.1", port, protocol)
-    return probe_one(backend, spec, _NoAddresses(), timeout, backend.toolkit)
-
-
-class _NoAddresses:
-    """Stand-in Addresses for loopback probes: prober.destination finds nothing and uses
-    the target (127.0.0.1) as is."""
-
-    pod_ips: dict = {}
-    service_ips: dict = {}
-    external_ips: dict = {}
 
 
 def canary_model() -> Model:

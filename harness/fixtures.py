@@ -25,10 +25,9 @@ import pytest
 import yaml
 
 from harness.backends.base import Backend
-from harness.canary import loopback_probe
 from harness.items import SESSION_KEY
 from harness.model import Addresses, ContainerPort, Model, Namespace, Pod, Protocol
-from harness.prober import probe_one
+from harness.prober import loopback_probe, probe_one
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec
 from harness.results import Expectation, StepResult, Verdict
 from harness.runner import Cell, Run, server_of, servers_of

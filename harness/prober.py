@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable
 
 from harness.backends.base import Backend
-from harness.errors import BackendError, ExecError
-from harness.model import Addresses
+from harness.errors import BackendError, ExecError, HarnessError
+from harness.model import Addresses, Protocol
 from harness.probes import (Outcome, ProbeOutcome, ProbeSpec, argv_for, batch_argv_for, classify,
                             split_batch)
 
@@ -27,11 +27,14 @@ from harness.probes import (Outcome, ProbeOutcome, ProbeSpec, argv_for, batch_ar
 EXEC_MARGIN = 10.0
 
 
-def destination(spec: ProbeSpec, addresses: Addresses) -> str:
-    """What the tool is pointed at: an IP for pods/Services/externals, else the name itself."""
+def destination(spec: ProbeSpec, addresses: Addresses | None) -> str:
+    """What the tool is pointed at: an IP for pods/Services/externals, else the name itself.
+    With no addresses (a loopback probe to 127.0.0.1) the target is used as written."""
     t = spec.target
     if spec.is_dns:
         return spec.dns_name
+    if addresses is None:
+        return t
     if t.startswith("svc:"):
         return addresses.service_ips[t[4:]]
     if t.startswith("ext:"):
@@ -41,7 +44,7 @@ def destination(spec: ProbeSpec, addresses: Addresses) -> str:
     return t  # a DNS name, resolved inside the source pod as an application would
 
 
-def probe_one(backend: Backend, spec: ProbeSpec, addresses: Addresses, timeout: float,
+def probe_one(backend: Backend, spec: ProbeSpec, addresses: Addresses | None, timeout: float,
               toolkit: str = "debian") -> ProbeOutcome:
     """One probe: build the argv, exec it in the source, classify the result."""
     started = time.monotonic()
@@ -52,6 +55,28 @@ def probe_one(backend: Backend, spec: ProbeSpec, addresses: Addresses, timeout: 
         return ProbeOutcome(Outcome.TOOL_ERROR, None, f"{type(exc).__name__}: {exc}",
                             time.monotonic() - started)
     return classify(spec, result)
+
+
+def loopback_probe(backend: Backend, endpoint: str, port: int, protocol: Protocol,
+                   timeout: float, dns_name: str | None = None) -> ProbeOutcome:
+    """Probe a server from inside its own pod on 127.0.0.1: proves it serves, whatever policy says.
+
+    The positive control when no source may reach a target: the upstream readiness probe, a
+    request to the server on 127.0.0.1 inside its own pod. For DNS the query goes to 127.0.0.1
+    as the server (nslookup NAME 127.0.0.1).
+    """
+    if dns_name:
+        spec = ProbeSpec(endpoint, "127.0.0.1", 53, Protocol.UDP, dns_name)
+        argv = argv_for(spec, dns_name, timeout, backend.toolkit) + ["127.0.0.1"]
+        started = time.monotonic()
+        try:
+            res = backend.exec(endpoint, argv, timeout=timeout * 2 + EXEC_MARGIN)
+        except HarnessError as exc:
+            return ProbeOutcome(Outcome.TOOL_ERROR, None, f"{type(exc).__name__}: {exc}",
+                                time.monotonic() - started)
+        return classify(spec, res)
+    spec = ProbeSpec(endpoint, "127.0.0.1", port, protocol)
+    return probe_one(backend, spec, None, timeout, backend.toolkit)
 
 
 def probe_batch(backend: Backend, probes: list[tuple[ProbeSpec, str]], timeout: float

@@ -19,12 +19,11 @@ from typing import Callable, Hashable
 
 from harness import scenario as scn
 from harness.backends.base import Backend
-from harness.canary import loopback_probe
 from harness.errors import HarnessError
 from harness.expected import disagreements, expected_cells, model_at
 from harness.model import DNS_POD, SYSTEM_NAMESPACE, Addresses, Model, Protocol
 from harness.oracle import API_SERVER
-from harness.prober import probe_round
+from harness.prober import loopback_probe, probe_round
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec
 from harness.results import Attempt, CellResult, Expectation, ScenarioResult, StepResult, Verdict
 from harness.scenario import Scenario
