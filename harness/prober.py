@@ -63,11 +63,16 @@ def loopback_probe(backend: Backend, endpoint: str, port: int, protocol: Protoco
 
     The positive control when no source may reach a target: the upstream readiness probe, a
     request to the server on 127.0.0.1 inside its own pod. For DNS the query goes to 127.0.0.1
-    as the server (nslookup NAME 127.0.0.1).
+    as the server (nslookup NAME 127.0.0.1), unless the backend names a DNS-control client
+    (`dns_control()` -> (endpoint, server address)): a cluster DNS image without tools
+    (CoreDNS is distroless) is then asked from that pod, which no scenario policy selects.
     """
     if dns_name:
-        spec = ProbeSpec(endpoint, "127.0.0.1", 53, Protocol.UDP, dns_name)
-        argv = argv_for(spec, dns_name, timeout, backend.toolkit) + ["127.0.0.1"]
+        ask = getattr(backend, "dns_control", None)  # optional: only kube backends have one
+        via = ask() if ask is not None else None
+        endpoint, server = via if via else (endpoint, "127.0.0.1")
+        spec = ProbeSpec(endpoint, server, 53, Protocol.UDP, dns_name)
+        argv = argv_for(spec, dns_name, timeout, backend.toolkit) + [server]
         started = time.monotonic()
         try:
             res = backend.exec(endpoint, argv, timeout=timeout * 2 + EXEC_MARGIN)

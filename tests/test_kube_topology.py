@@ -253,7 +253,7 @@ def test_undeploy_deletes_only_this_runs_namespaces_and_waits_until_gone(fake):
     t.deploy(Model.default(namespaces=["x"], pods=["a"]))
     t.undeploy(timeout=5)
     deleted = [e[2] for e in fake.log if e[:2] == ("delete", "ns")]
-    assert deleted == ["np-abc123-x"]
+    assert deleted == ["np-abc123--dns-control", "np-abc123-x"]     # both the run's own
     assert {"prod", "np-zzz999-x", "kube-system"} <= set(fake.ns)   # others survive
     assert "np-abc123-x" not in fake.ns
 
@@ -332,11 +332,49 @@ def test_exec_targets(fake, monkeypatch):
         t.exec("x/a", ["true"], 1)
     t.deploy(Model.default(namespaces=["x"], pods=["a"]))
     assert t.exec("x/a", ["true"], 1) == "result"
-    t.exec("kube-system/coredns", ["true"], 1)
+    t.exec("dns-control", ["true"], 1)
     assert calls == [("np-abc123-x", "a", "client", "x/a"),
-                     ("kube-system", "coredns-1", "coredns", "kube-system/coredns")]
+                     ("np-abc123--dns-control", "dns-control", "client", "dns-control")]
+    # the CoreDNS image is distroless: nothing is ever exec'd there
+    with pytest.raises(ExecError, match="nothing can run inside the cluster DNS pod"):
+        t.exec("kube-system/coredns", ["true"], 1)
     with pytest.raises(ExecError, match="no external hosts"):
         t.exec("ext:web", ["true"], 1)
+
+
+def test_the_dns_positive_control_asks_the_dns_service_from_the_control_pod(fake, monkeypatch):
+    """A blocked lookup is proven by the DNS server answering someone in the same round. It was
+    `nslookup NAME 127.0.0.1` exec'd inside CoreDNS, whose image has no nslookup: every DNS-deny
+    cell would have been a probe error on a real cluster."""
+    from harness.backends.kube.topology import KubeBackendBase
+    from harness.prober import loopback_probe
+    from harness.model import Protocol
+
+    ran = []
+
+    def exec_(core, ns, pod, container, argv, timeout, target=""):
+        ran.append((ns, pod, container, list(argv)))
+        from harness.errors import ExecResult
+        return ExecResult(list(argv), 1, "Server:\t\t10.96.0.10\nAddress:\t10.96.0.10#53\n\n"
+                          "** server can't find nothing.x: NXDOMAIN\n", "", 0.01, target)
+
+    monkeypatch.setattr(kube_mod, "stream_exec", exec_)
+    t = topo(fake)
+    t.deploy(Model.default(namespaces=["x"], pods=["a"]))
+    # created with the topology, ready before the first probe, owned by the run
+    assert ("np-abc123--dns-control", "dns-control") in fake.pods
+    assert "np-abc123--dns-control" in t.own_namespaces()
+
+    class Backend(KubeBackendBase):
+        topology = t
+
+    out = loopback_probe(Backend(), "kube-system/coredns", 53, Protocol.UDP, 1.0, "nothing.x")
+    (ns, pod, container, argv), = ran
+    assert (ns, pod, container) == ("np-abc123--dns-control", "dns-control", "client")
+    assert argv[0] == "nslookup" and argv[-2:] == ["nothing.x", "10.96.0.10"]
+    assert out.outcome.value == "dns-nxdomain"           # the DNS server answered
+    t.undeploy(timeout=5)
+    assert ("delete", "ns", "np-abc123--dns-control") in fake.log
 
 
 def test_real_client_gives_each_thread_its_own_exec_api_client(tmp_path):
