@@ -42,3 +42,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q -e '.[test]'
   touch "$stamp"
 fi
+# IBM's Network Config Analyzer, the oracle's independent comparison (tests/test_oracle_nca.py):
+# from PyPI into its own venv .venv-nca, as it pins old dependencies (tools/compare_nca.py)
+if [ ! -x .venv-nca/bin/nca ]; then
+  .venv/bin/python tools/compare_nca.py --install
+fi

@@ -9,6 +9,8 @@ if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then exec sudo -E ba
 bash scripts/setup.sh --with-browser
 PY=.venv/bin/python
 mkdir -p reports-out
+# setup.sh installed NCA: its comparison must run here, never skip
+export NETPOL_PROOF_REQUIRE_NCA=1
 # 1. the project's own tests: unit, live local backend (root), plugin, labs, HTML in Chromium
 $PY -m pytest tests -q -n 2 "$@"
 # 2. the scenario library through the pytest plugin on both local profiles: passes on
