@@ -21,7 +21,7 @@ from harness.probes import Outcome, ProbeSpec
 from harness.results import BANNER
 from harness.settings import Settings
 from harness.prober import loopback_probe, probe_one
-from harness.verdicts import blocked_kind, self_probe_proves
+from harness.verdicts import BlockedKind, blocked_kind, self_probe_proves
 
 NAMESPACE = "np-canary"
 POLICY_NAME = "netpol-proof-canary-deny-all"
@@ -109,11 +109,11 @@ def _await_block(backend: Backend, settings: Settings, addresses: Addresses
         rounds += 1
         obs = probe_one(backend, _SPEC, addresses, timeout, backend.toolkit)
         kind = blocked_kind(obs.outcome, deny)
-        streak_open = streak_open + 1 if kind == "delivered" else 0
-        if kind == "delivered":
+        streak_open = streak_open + 1 if kind is BlockedKind.DELIVERED else 0
+        if kind is BlockedKind.DELIVERED:
             last = f"deny-all probe {_SPEC.label} still connected (answered by " \
                    f"{obs.answered_by or '?'})"
-        elif kind == "blocked":
+        elif kind is BlockedKind.BLOCKED:
             control = loopback_probe(backend, f"{NAMESPACE}/a", 80, Protocol.TCP, timeout)
             if self_probe_proves(control):
                 secs = time.monotonic() - applied

@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import Problem, ScenarioError
-from harness.model import Addresses, Model, Protocol, plan_addresses
+from harness.model import Addresses, Endpoint, Model, Protocol, plan_addresses
 from harness.oracle import Decision, Oracle
 from harness.policy import is_network_policy
 from harness.results import Expectation
 from harness.scenario.load import load_scenario
 from harness.scenario.placeholders import render_manifest
 from harness.scenario.types import Scenario
+from harness.truthtable import EXPECTATION_OF_SYMBOL
 
-_SYMBOL = {"." : Expectation.ALLOW, "X": Expectation.DENY, "-": Expectation.UNDEFINED}
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def expected_cells(scenario: Scenario, step_index: int,
             if isinstance(port, str):
                 port = model.pod(dst).resolve_port(port, mx.protocol) or port
             decision = oracle.decide(src, dst, mx.port, mx.protocol)
-            cells.append(ExpectedCell(src, dst, port, mx.protocol, _SYMBOL[sym], decision, None,
+            cells.append(ExpectedCell(src, dst, port, mx.protocol, EXPECTATION_OF_SYMBOL[sym], decision, None,
                                       True, mx.field, mx.row_line(src)))
     for pr in step.probes:
         resolves_to = None
@@ -145,12 +145,13 @@ def _numeric_port(model: Model, target: str, port: int | str, protocol: Protocol
     """The number a named port means on a pod, Service or external host target (else as is)."""
     if isinstance(port, int):
         return port
+    ep = Endpoint.parse(target)
     try:
-        if target.startswith("svc:"):
-            sp = next((p for p in model.service(target[4:]).ports
+        if ep.is_service:
+            sp = next((p for p in model.service(ep.key).ports
                        if p.name == port and p.protocol == protocol), None)
             return sp.port if sp else port
-        if target.startswith("ext:"):
+        if ep.is_external:
             cp = next((c for c in model.external(target).ports
                        if c.name == port and c.protocol == protocol), None)
             return cp.port if cp else port
@@ -245,7 +246,7 @@ def missing_requirements(scenario: Scenario) -> list[Problem]:
             if pr.dns_name:
                 continue
             _proto_needs(pr.protocol, f"step {st.index + 1} probe {pr.source} -> {pr.target}", need)
-            if pr.source.startswith("ext:") or pr.target.startswith("ext:"):
+            if Endpoint.parse(pr.source).is_external or Endpoint.parse(pr.target).is_external:
                 need.setdefault("external-hosts", f"step {st.index + 1} probe {pr.source} -> "
                                                   f"{pr.target}")
     return [Problem(str(scenario.path), "requires", f"{cap} is used ({why}) but not required")

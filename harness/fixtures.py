@@ -26,11 +26,13 @@ import yaml
 
 from harness.backends.base import Backend
 from harness.items import SESSION_KEY
-from harness.model import Addresses, ContainerPort, Model, Namespace, Pod, Protocol
+from harness.model import (DNS_POD, DNS_SERVICE_ENDPOINT, SYSTEM_NAMESPACE, Addresses,
+                           ContainerPort, Model, Namespace, Pod, Protocol, Server)
+from harness.plan import Cell, Loopback, servers_of
 from harness.prober import loopback_probe, probe_one
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec
 from harness.results import Expectation, StepResult, Verdict
-from harness.runner import Cell, Run, server_of, servers_of
+from harness.runner import Run
 from harness.session import Session
 from harness.settings import Settings
 from harness.truthtable import TruthTable
@@ -134,14 +136,15 @@ class Topology:
             self.deploy()
         return key
 
-    def _observe(self, spec: ProbeSpec, loop, servers: frozenset[str] | None = None) -> Probe:
+    def _observe(self, spec: ProbeSpec, loop: Loopback | None,
+                 servers: frozenset[str] | None = None) -> Probe:
         addresses = self.deploy()
         o: ProbeOutcome = probe_one(self.backend, spec, addresses, self.settings.probe_timeout,
                                     self.backend.toolkit)
         serves = None
         if o.outcome.delivered is not True and loop is not None:
-            ep, port, proto, dns = loop
-            ctl = loopback_probe(self.backend, ep, port, proto, self.settings.probe_timeout, dns)
+            ctl = loopback_probe(self.backend, loop.server.endpoint, loop.server.port,
+                                 loop.server.protocol, self.settings.probe_timeout, loop.dns_name)
             serves = self_probe_proves(ctl)
         caps = self.backend.capabilities()
         rules = dict(deny_response=caps.deny_response, dns_proxy="fqdn" in caps.supported,
@@ -154,14 +157,15 @@ class Topology:
         proto = Protocol.parse(protocol)
         self.deploy()
         assert self.model is not None
-        server = server_of(self.model, src, dst, port, proto)
+        server = self.model.server_of(src, dst, port, proto)
         return self._observe(ProbeSpec(src, dst, port, proto),
-                             (*server, None) if server else None,
+                             Loopback(server) if server else None,
                              servers_of(self.model, src, dst, port, proto))
 
     def dns_probe(self, src: str, name: str) -> Probe:
-        return self._observe(ProbeSpec(src, "svc:kube-system/kube-dns", 53, Protocol.UDP, name),
-                             ("kube-system/coredns", 53, Protocol.UDP, name))
+        dns = Server(f"{SYSTEM_NAMESPACE}/{DNS_POD}", 53, Protocol.UDP)
+        return self._observe(ProbeSpec(src, DNS_SERVICE_ENDPOINT, 53, Protocol.UDP, name),
+                             Loopback(dns, name))
 
     def matrix(self, expected_text: str, port: int = 80, protocol: str = "TCP") -> StepResult:
         """Probe every pod pair against `expected_text` until two rounds agree; the StepResult."""
@@ -174,8 +178,9 @@ class Topology:
             exp = expectation_of(sym)
             if src == dst:
                 exp = Expectation.UNDEFINED
+            server = Server(dst, port, proto)
             cells.append(Cell(ProbeSpec(src, dst, port, proto), exp, "the test's expectation",
-                              (dst, port, proto.value), (dst, port, proto, None),
+                              server, Loopback(server),
                               servers=self.model.pod(dst).identities))
         run = Run(None, self.backend, self.settings, log=lambda s: None)
         run.addresses = self.addresses

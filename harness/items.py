@@ -17,7 +17,7 @@ from harness import scenario as scn
 from harness.errors import HarnessError, ScenarioError
 from harness.expected import check_scenario
 from harness.reports import junit, terminal
-from harness.results import ScenarioResult
+from harness.results import ScenarioOutcome, ScenarioResult
 from harness.session import Session
 
 
@@ -95,9 +95,10 @@ class ScenarioItem(pytest.Item):
         self.result = result
         self.user_properties += [p for p in junit.properties(result)
                                  if p[0] not in ("cni", "backend")]
-        if result.outcome == "xfailed":
+        if result.outcome == ScenarioOutcome.XFAILED:
             raise NotEnforcedFailure(result)
-        if result.outcome in ("failed", "error", "xpassed", "scenario error"):
+        if result.outcome in (ScenarioOutcome.FAILED, ScenarioOutcome.ERROR,
+                              ScenarioOutcome.XPASSED, ScenarioOutcome.SCENARIO_ERROR):
             raise ScenarioFailure(result)
 
     def repr_failure(self, excinfo, style=None):
@@ -105,7 +106,7 @@ class ScenarioItem(pytest.Item):
             color = self.config.get_terminal_writer().hasmarkup if self.config.option.color != "no" \
                 else False
             text = terminal.render_failure(excinfo.value.result, color=color)
-            if excinfo.value.result.outcome == "xpassed":
+            if excinfo.value.result.outcome == ScenarioOutcome.XPASSED:
                 text = (f"[XPASS(strict)] {self.cni} is declared not to enforce NetworkPolicy, "
                         "but every block held: the declaration is wrong\n") + text
             return text

@@ -60,6 +60,79 @@ class Protocol(str, Enum):
 
 DEFAULT_PROTOCOLS = (Protocol.TCP, Protocol.UDP, Protocol.SCTP)
 
+SERVICE_PREFIX = "svc:"
+EXTERNAL_PREFIX = "ext:"
+#: where DNS probes go: the cluster DNS Service, as a probe target
+DNS_SERVICE_ENDPOINT = f"{SERVICE_PREFIX}{SYSTEM_NAMESPACE}/{DNS_SERVICE}"
+
+
+class EndpointKind(Enum):
+    POD = "pod"                # ns/name
+    SERVICE = "service"        # svc:ns/name
+    EXTERNAL = "external"      # ext:name
+    NODE = "node"              # node or node:name: a node's own address (the oracle's only)
+    NAME = "name"              # a DNS name (or an address), resolved inside the source pod
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A probe's source or target as scenarios spell it: `ns/name` (a pod), `svc:ns/name` (a
+    Service), `ext:name` (an external host), `node` / `node:name` (a node), or anything else, a
+    DNS name resolved inside the source pod. `key` is the part after the prefix (a pod's or
+    Service's ns/name, the host's name; the whole text for the others); str() gives the
+    spelling back.
+
+    Why one type: the spelling is parsed here once, instead of prefix checks in every module
+    that needs to know what a probe points at (the way upstream netpol has one PodString).
+    Results, reports and backends keep the spelled form.
+    """
+
+    kind: EndpointKind
+    key: str
+
+    @classmethod
+    def parse(cls, text: "str | Endpoint") -> "Endpoint":
+        if isinstance(text, Endpoint):
+            return text
+        text = str(text)
+        if text.startswith(SERVICE_PREFIX):
+            return cls(EndpointKind.SERVICE, text[len(SERVICE_PREFIX):])
+        if text.startswith(EXTERNAL_PREFIX):
+            return cls(EndpointKind.EXTERNAL, text[len(EXTERNAL_PREFIX):])
+        if text == "node" or text.startswith("node:"):
+            return cls(EndpointKind.NODE, text)
+        if "/" in text:
+            return cls(EndpointKind.POD, text)
+        return cls(EndpointKind.NAME, text)
+
+    @classmethod
+    def service(cls, key: str) -> "Endpoint":
+        return cls(EndpointKind.SERVICE, key)
+
+    @classmethod
+    def external(cls, name: str) -> "Endpoint":
+        return cls(EndpointKind.EXTERNAL, name)
+
+    @property
+    def is_pod(self) -> bool:
+        return self.kind is EndpointKind.POD
+
+    @property
+    def is_service(self) -> bool:
+        return self.kind is EndpointKind.SERVICE
+
+    @property
+    def is_external(self) -> bool:
+        return self.kind is EndpointKind.EXTERNAL
+
+    @property
+    def is_name(self) -> bool:
+        return self.kind is EndpointKind.NAME
+
+    def __str__(self) -> str:
+        prefix = {EndpointKind.SERVICE: SERVICE_PREFIX, EndpointKind.EXTERNAL: EXTERNAL_PREFIX}
+        return prefix.get(self.kind, "") + self.key
+
 
 @dataclass(frozen=True)
 class ContainerPort:
@@ -165,7 +238,16 @@ class ExternalHost:
 
     @property
     def key(self) -> str:
-        return f"ext:{self.name}"
+        return str(Endpoint.external(self.name))
+
+
+@dataclass(frozen=True)
+class Server:
+    """What answers a probe: `endpoint` (a pod key or ext:name) serving `port`/`protocol`."""
+
+    endpoint: str
+    port: int
+    protocol: Protocol
 
 
 def _dns_pod() -> Pod:
@@ -242,11 +324,49 @@ class Model:
         raise KeyError(f"unknown service {key!r}")
 
     def external(self, name: str) -> ExternalHost:
-        name = name[4:] if name.startswith("ext:") else name
+        """The external host `name` (spelled with or without `ext:`)."""
+        ep = Endpoint.parse(name)
+        name = ep.key if ep.is_external else name
         for e in self.externals:
             if e.name == name:
                 return e
         raise KeyError(f"unknown external host {name!r}")
+
+    def server_of(self, source: str, target: str, port: int | str, protocol: Protocol
+                  ) -> Server | None:
+        """The server a probe from `source` to `target` reaches, or None when unknown.
+
+        Why: cells that reach the same server (a pod directly, through its Service's IP or
+        through the Service's DNS name) share one positive control; keyed by the target as
+        written, a probe by name could never be backed by the direct probes of the same server.
+        """
+        ep = Endpoint.parse(target)
+        if ep.is_external:
+            return Server(target, port, protocol) if isinstance(port, int) else None
+        if ep.is_service:
+            try:
+                svc = self.service(ep.key)
+            except KeyError:
+                return None
+        else:
+            try:
+                pod = self.pod(target)
+            except KeyError:
+                ns = source.partition("/")[0] if "/" in source else None
+                found = self.find_service_by_dns(target, ns)
+                if found is None:
+                    return None  # an address or a foreign name: only another source can prove it
+                svc = found
+            else:
+                n = pod.resolve_port(port, protocol)
+                return Server(pod.key, n, protocol) if n else None
+        for sp in svc.ports:
+            if sp.port == port and sp.protocol == protocol:
+                for backend in self.service_backends(svc):
+                    n = backend.resolve_port(sp.target_port, protocol)
+                    if n:
+                        return Server(backend.key, n, protocol)
+        return None
 
     def service_backends(self, service: Service) -> tuple[Pod, ...]:
         """The pods a Service selects (same namespace, all selector labels equal)."""
@@ -313,12 +433,14 @@ class Addresses:
     #: the ClusterIP of default/kubernetes, what the API server's DNS names resolve to
     api_service_ip: str = KUBERNETES_SERVICE_IP
 
-    def ip_of(self, endpoint: str) -> str:
-        if endpoint.startswith("ext:"):
-            return self.external_ips[endpoint[4:]]
-        if endpoint.startswith("svc:"):
-            return self.service_ips[endpoint[4:]]
-        return self.pod_ips[endpoint]
+    def ip_of(self, endpoint: "str | Endpoint") -> str:
+        """The IP of a pod, Service or external host; KeyError for anything else."""
+        ep = Endpoint.parse(endpoint)
+        if ep.is_external:
+            return self.external_ips[ep.key]
+        if ep.is_service:
+            return self.service_ips[ep.key]
+        return self.pod_ips[ep.key]
 
     def pod_at(self, ip: str) -> str | None:
         for key, pip in self.pod_ips.items():

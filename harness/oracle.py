@@ -33,15 +33,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from harness.model import (DNS_POD, DNS_SERVICE, SYSTEM_NAMESPACE, Addresses, Model, Pod,
+from harness.model import (DNS_POD, DNS_SERVICE, SYSTEM_NAMESPACE, Addresses, Endpoint,
+                           EndpointKind, Model, Pod,
                            Protocol, plan_addresses)
 from harness.policy import (NetworkPolicy, PortRule, Rule, is_cluster_scoped, is_network_policy,
                             parse_policy, policy_key)
 from harness.results import Expectation
 from harness.truthtable import TruthTable
 
-#: the text of the reason decide_dns gives when the name does not exist (NXDOMAIN); callers can
-#: test `reason.text.startswith(NXDOMAIN_TEXT)` to tell "no such name" from "blocked"
+#: how the reason decide_dns gives when the name does not exist (NXDOMAIN) begins; callers
+#: tell "no such name" from "blocked" by Decision.nxdomain
 NXDOMAIN_TEXT = "name does not exist"
 _APISERVER_NAMES = ("kubernetes.default.svc.cluster.local", "kubernetes.default.svc",
                     "kubernetes.default")
@@ -66,15 +67,12 @@ class Decision:
 
     expectation: Expectation
     reasons: tuple[Reason, ...]
+    #: set by decide_dns: the lookup fails because the name does not exist, not because blocked
+    nxdomain: bool = False
 
     def __post_init__(self) -> None:
         if not self.reasons:
             raise ValueError("a Decision needs at least one reason")
-
-    @property
-    def nxdomain(self) -> bool:
-        """True when a DNS decision fails because the name does not exist (not because blocked)."""
-        return any(r.direction == "dns" and r.text.startswith(NXDOMAIN_TEXT) for r in self.reasons)
 
 
 def _undefined(text: str, policy: str | None = None) -> Decision:
@@ -199,18 +197,19 @@ class Oracle:
                               "traffic to and from the node where a pod runs is always allowed, "
                               "whatever the policies say, but what counts as node traffic "
                               "(other nodes, hostNetwork pods, SNAT) differs between CNIs")
-        if source.startswith("svc:"):
+        src, dst = Endpoint.parse(source), Endpoint.parse(target)
+        if src.is_service:
             raise ValueError(f"source {source!r}: a Service cannot open a connection; use a pod "
                              f"(ns/name) or an external host (ext:name)")
-        if source.startswith("ext:"):
+        if src.is_external:
             self.model.external(source)
         elif source not in self._pods:
             raise KeyError(f"unknown source {source!r}: not a pod of the model "
                            f"({', '.join(self.model.pod_keys)}) nor ext:<host>")
-        if target.startswith("svc:"):
-            return self._decide_service(source, target[4:], port, protocol)
-        if target.startswith("ext:") or target in self._pods:
-            if target.startswith("ext:") and source.startswith("ext:"):
+        if dst.is_service:
+            return self._decide_service(source, dst.key, port, protocol)
+        if dst.is_external or target in self._pods:
+            if dst.is_external and src.is_external:
                 return _undefined(f"{source} -> {target}: neither end is in the cluster, so no "
                                   f"NetworkPolicy can apply")
             return self._decide_endpoint(source, target, port, protocol)
@@ -221,7 +220,7 @@ class Oracle:
 
     def decide_dns(self, source: str, name: str) -> Decision:
         """Does `name` resolve from `source`? DENY says why: blocked, or no such name."""
-        if source.startswith("ext:"):
+        if Endpoint.parse(source).is_external:
             return _undefined(f"{source} is outside the cluster and does not use the cluster DNS")
         if source not in self._pods:
             raise KeyError(f"unknown source {source!r}: not a pod of the model")
@@ -240,7 +239,7 @@ class Oracle:
                 "dns", None, None, False,
                 f"{NXDOMAIN_TEXT}: {name} is not a Service of the cluster, so the cluster DNS "
                 f"answers NXDOMAIN (the DNS server is reachable: the lookup is not blocked)"),)
-                + reach.reasons)
+                + reach.reasons, nxdomain=True)
         return Decision(Expectation.ALLOW, (Reason(
             "dns", None, None, True, f"{name} is {kind} and {source} may reach the cluster DNS "
                                      f"on UDP 53"),) + reach.reasons)
@@ -270,7 +269,7 @@ class Oracle:
 
     def _decide_dns_name(self, source: str, name: str, port: int | str,
                          protocol: Protocol) -> Decision:
-        if source.startswith("ext:"):
+        if Endpoint.parse(source).is_external:
             return _undefined(f"{source} is outside the cluster and cannot resolve cluster "
                               f"names such as {name}")
         dns = self.decide_dns(source, name)
@@ -292,7 +291,7 @@ class Oracle:
         except KeyError:
             raise KeyError(f"unknown Service svc:{svc_key}; the model declares "
                            f"{', '.join('svc:' + s.key for s in self.model.services)}") from None
-        if source.startswith("ext:"):
+        if Endpoint.parse(source).is_external:
             return _undefined(f"{source} -> Service {svc.key}: an external host reaching a "
                               f"Service IP goes through NAT, and whether ipBlock sees the "
                               f"original or the rewritten address is left to the implementation")
@@ -433,7 +432,7 @@ class Oracle:
 
 def _is_node(endpoint: str) -> bool:
     """`node` or `node:<name>`: a node's own address (not a DNS name such as node-exporter)."""
-    return endpoint == "node" or endpoint.startswith("node:")
+    return Endpoint.parse(endpoint).kind is EndpointKind.NODE
 
 
 def _side_ok(reasons: tuple[Reason, ...]) -> bool:

@@ -19,7 +19,7 @@ from typing import Iterable
 
 from harness.backends.base import Backend
 from harness.errors import BackendError, ExecError, HarnessError
-from harness.model import Addresses, Protocol
+from harness.model import Addresses, Endpoint, Protocol
 from harness.probes import (Outcome, ProbeOutcome, ProbeSpec, argv_for, batch_argv_for, classify,
                             split_batch)
 
@@ -30,18 +30,14 @@ EXEC_MARGIN = 10.0
 def destination(spec: ProbeSpec, addresses: Addresses | None) -> str:
     """What the tool is pointed at: an IP for pods/Services/externals, else the name itself.
     With no addresses (a loopback probe to 127.0.0.1) the target is used as written."""
-    t = spec.target
     if spec.is_dns:
         return spec.dns_name
     if addresses is None:
-        return t
-    if t.startswith("svc:"):
-        return addresses.service_ips[t[4:]]
-    if t.startswith("ext:"):
-        return addresses.external_ips[t[4:]]
-    if t in addresses.pod_ips:
-        return addresses.pod_ips[t]
-    return t  # a DNS name, resolved inside the source pod as an application would
+        return spec.target
+    ep = Endpoint.parse(spec.target)
+    if ep.is_service or ep.is_external or spec.target in addresses.pod_ips:
+        return addresses.ip_of(ep)
+    return spec.target  # a DNS name, resolved inside the source pod as an application would
 
 
 def probe_one(backend: Backend, spec: ProbeSpec, addresses: Addresses | None, timeout: float,

@@ -7,7 +7,7 @@ Why separate from the runner: reports (terminal, JSON, HTML, JUnit, GitHub summa
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
 #: The sentence every front end and report says about a cluster whose canary found that it does
@@ -24,6 +24,25 @@ class Verdict(str, Enum):
     OVER_BLOCKED = "over-blocked"      # expected to connect, blocked: fail-closed, an outage
     PROBE_ERROR = "probe error"        # the harness or the network is broken: no policy verdict
     NOT_ASSERTED = "not asserted"      # the spec leaves it undefined, or the scenario says '-'
+
+
+class ScenarioOutcome(StrEnum):
+    """The outcome of one scenario on one CNI, in pytest's words (both front ends report it)."""
+
+    PASSED = "passed"
+    FAILED = "failed"      # a verdict differs from the spec (on a CNI declared to enforce)
+    XFAILED = "xfailed"    # only NOT_ENFORCED on a CNI declared not to enforce: as expected
+    XPASSED = "xpassed"    # every block held on a CNI declared not to enforce: the claim is wrong
+    SKIPPED = "skipped"    # the CNI lacks a capability the scenario requires
+    ERROR = "error"        # the harness or the network broke: no policy verdict
+    #: the scenario is wrong on this run (its table disagrees with the oracle at the real
+    #: addresses, or it cannot be rendered with them): no verdict on the CNI at all
+    SCENARIO_ERROR = "scenario error"
+
+    @property
+    def ok(self) -> bool:
+        """Whether this outcome leaves a run's exit status at 0."""
+        return self in (ScenarioOutcome.PASSED, ScenarioOutcome.XFAILED, ScenarioOutcome.SKIPPED)
 
 
 class Expectation(str, Enum):
@@ -77,8 +96,9 @@ class ScenarioResult:
     profile: str
     run_id: str
     description: str = ""
-    #: passed | failed | xfailed | xpassed | skipped | error | scenario error
-    outcome: str = "passed"
+    #: a ScenarioOutcome's value, kept a plain str: results cross process boundaries (xdist's
+    #: execnet, JSON files) that know no enums
+    outcome: str = ScenarioOutcome.PASSED.value
     skip_reason: str | None = None
     infra_error: str | None = None
     #: the scenario itself is wrong on this run (its table disagrees with the oracle at the real

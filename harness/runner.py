@@ -3,10 +3,11 @@ judge -> result. The only sequencing code of a run.
 
 Why it reads as a story: a failing run is debugged from its log, so every step says what it did
 (labels, deletes, applies), how many rounds it probed and what it found. Expectations come from
-the scenario (harness.scenario / the oracle), observations from harness.prober, verdicts from
-harness.verdicts; this module only orders them. Polling never leans toward the expectation:
-every attempt of every cell is kept, a step ends when two consecutive rounds agree on every
-verdict (or the convergence deadline passes), and a cell's verdict is its last round's.
+harness.expected (the oracle applied to the scenario) and the cells to probe from harness.plan,
+observations from harness.prober, verdicts from harness.verdicts; this module only orders them.
+Polling never leans toward the expectation: every attempt of every cell is kept, a step ends
+when two consecutive rounds agree on every verdict (or the convergence deadline passes), and a
+cell's verdict is its last round's.
 """
 
 from __future__ import annotations
@@ -14,21 +15,20 @@ from __future__ import annotations
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Callable, Hashable
 
 from harness import scenario as scn
 from harness.backends.base import Backend
 from harness.errors import HarnessError
-from harness.expected import disagreements, expected_cells, model_at
-from harness.model import DNS_POD, SYSTEM_NAMESPACE, Addresses, Model, Protocol
-from harness.oracle import API_SERVER
+from harness.model import Addresses
+from harness.plan import Cell, plan_steps
 from harness.prober import loopback_probe, probe_round
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec
 from harness.results import Attempt, CellResult, Expectation, ScenarioResult, StepResult, Verdict
 from harness.scenario import Scenario
 from harness.settings import Settings
-from harness.verdicts import (Judgement, all_pass, blocked_kind, judge, positive_controls,
+from harness.verdicts import (BlockedKind, Judgement, all_pass, blocked_kind, judge, positive_controls,
                               scenario_outcome, self_probe_proves, settled)
 
 Log = Callable[[str], None]
@@ -40,56 +40,6 @@ BASELINE_MIN_ROUNDS = 3
 STEP_MIN_ROUNDS = 2
 
 
-@dataclass
-class Cell:
-    """One probed cell of a step: what to run, what the spec says, and what was seen."""
-
-    spec: ProbeSpec
-    expectation: Expectation
-    reason: str
-    #: cells probing the same server share a control key (target, port, protocol)
-    control_key: Hashable
-    #: (endpoint, port, protocol, dns_name) for a loopback self-probe, or None when impossible
-    loopback: tuple | None
-    #: a DNS lookup the cluster DNS must answer NXDOMAIN (the oracle: no such name)
-    nxdomain: bool = False
-    #: a DNS lookup that must resolve: the addresses it may resolve to (None: not known)
-    dns_answer: frozenset[str] | None = None
-    #: the names a reply from the intended target may give (None: not known)
-    servers: frozenset[str] | None = None
-    #: for a probe by DNS name: the cluster DNS server's control key and loopback probe, which
-    #: decide a round where the lookup itself timed out
-    dns_key: Hashable | None = None
-    dns_loopback: tuple | None = None
-    #: False when the target pod does not serve the port at all (nothing to baseline)
-    served: bool = True
-    attempts: list[Attempt] = field(default_factory=list)
-    last: Judgement | None = None
-
-    def looked_up_name(self, o: ProbeOutcome | None) -> bool:
-        """True when this name-based probe got past name resolution in that round."""
-        return (self.dns_key is not None and o is not None
-                and o.outcome not in _NAME_NOT_RESOLVED)
-
-    def control_for(self, o: ProbeOutcome | None) -> tuple[Hashable, tuple | None]:
-        """(control key, loopback probe) that must back a blocked outcome of this round: the
-        DNS server when the lookup timed out, else the server behind the target."""
-        if self.dns_key is not None and o is not None and o.outcome == Outcome.DNS_TIMEOUT:
-            return self.dns_key, self.dns_loopback
-        return self.control_key, self.loopback
-
-    def result(self) -> CellResult:
-        j = self.last
-        reason = self.reason
-        if j is not None and j.verdict in (Verdict.PROBE_ERROR,):
-            reason = f"{j.reason} (spec: {self.reason})"
-        return CellResult(self.spec.source, self.spec.target, str(self.spec.port),
-                          self.spec.protocol.value, self.expectation.value,
-                          j.observed if j else "not probed",
-                          (j.verdict if j else Verdict.PROBE_ERROR).value, reason,
-                          list(self.attempts), self.spec.dns_name)
-
-
 def _short(o: ProbeOutcome | None, limit: int = 240) -> ProbeOutcome | None:
     """The outcome with a one-line detail: an exec error's detail holds the whole argv (the
     UDP client is a script), which would bury every report."""
@@ -98,187 +48,6 @@ def _short(o: ProbeOutcome | None, limit: int = 240) -> ProbeOutcome | None:
     first = o.detail.splitlines()[0] if o.detail else ""
     return replace(o, detail=(first[:limit] + " ...").strip())
 
-
-def _reason_text(decision) -> str:
-    reasons = getattr(decision, "reasons", None) or ()
-    return "; ".join(r.text for r in reasons) or "scenario expectation"
-
-
-def _dns_pod(model: Model) -> str:
-    for p in model.pods:
-        if p.system and p.labels.get("k8s-app") == "kube-dns":
-            return p.key
-    return f"{SYSTEM_NAMESPACE}/{DNS_POD}"
-
-
-#: outcomes of a probe by name that never got past name resolution
-_NAME_NOT_RESOLVED = frozenset({Outcome.DNS_TIMEOUT, Outcome.DNS_FAILED, Outcome.TOOL_ERROR})
-
-
-def server_of(model: Model, source: str, target: str, port, protocol: Protocol
-               ) -> tuple | None:
-    """(endpoint, numeric port, protocol) of the server a probe reaches, or None.
-
-    Why: cells that reach the same server (a pod directly, through its Service's IP or through
-    the Service's DNS name) share one positive control; keyed by the target as written, a probe
-    by name could never be backed by the direct probes of the same server.
-    """
-    if target.startswith("ext:"):
-        return (target, port, protocol) if isinstance(port, int) else None
-    if target.startswith("svc:"):
-        try:
-            svc = model.service(target[4:])
-        except KeyError:
-            return None
-    else:
-        try:
-            pod = model.pod(target)
-        except KeyError:
-            ns = source.partition("/")[0] if "/" in source else None
-            svc = model.find_service_by_dns(target, ns)
-            if svc is None:
-                return None  # an address or a foreign name: only another source can prove it
-        else:
-            n = pod.resolve_port(port, protocol)
-            return (pod.key, n, protocol) if n else None
-    for sp in svc.ports:
-        if sp.port == port and sp.protocol == protocol:
-            for pod in model.service_backends(svc):
-                n = pod.resolve_port(sp.target_port, protocol)
-                if n:
-                    return (pod.key, n, protocol)
-    return None
-
-
-def servers_of(model: Model, source: str, target: str, port, protocol: Protocol
-                ) -> frozenset[str] | None:
-    """Every name a reply of the intended target may give: the pod's, or those of each backend
-    of the Service (by address or DNS name) that serves the port; None when not known."""
-    if target.startswith("ext:"):
-        return frozenset({target})
-    if not target.startswith("svc:"):
-        try:
-            return model.pod(target).identities
-        except KeyError:
-            pass
-    try:
-        svc = model.service(target[4:]) if target.startswith("svc:") else \
-            model.find_service_by_dns(target, source.partition("/")[0] if "/" in source else None)
-    except KeyError:
-        svc = None
-    if svc is None:
-        return None  # an address or a foreign name: nobody known to answer for it
-    names: set[str] = set()
-    for sp in svc.ports:
-        if sp.port == port and sp.protocol == protocol:
-            for pod in model.service_backends(svc):
-                if pod.resolve_port(sp.target_port, protocol):
-                    names |= pod.identities
-    return frozenset(names) or None
-
-
-def _serves(model: Model, server: tuple | None, target: str) -> bool:
-    """False only when the target is a pod of the model that does not serve the port."""
-    if server is None:
-        try:
-            model.pod(target)
-        except KeyError:
-            return True
-        return False
-    endpoint, port, protocol = server
-    if endpoint.startswith("ext:"):
-        return True
-    return model.pod(endpoint).serves(port, protocol)
-
-
-def _is_name(model: Model, target: str) -> bool:
-    """True for a target written as a DNS name (resolved inside the source pod)."""
-    if target.startswith(("svc:", "ext:")) or target.replace(".", "").isdigit():
-        return False
-    try:
-        model.pod(target)
-    except KeyError:
-        return True
-    return False
-
-
-def _answer_of(addresses: Addresses | None, resolves_to: str | None) -> frozenset[str] | None:
-    """The address a DNS name must resolve to: its Service's ClusterIP (None: not known)."""
-    if addresses is None or resolves_to is None:
-        return None
-    ip = addresses.api_service_ip if resolves_to == API_SERVER else \
-        addresses.service_ips.get(resolves_to[4:])
-    return frozenset({ip}) if ip else None
-
-
-def plan_cells(model: Model, expected, addresses: Addresses | None = None) -> list[Cell]:
-    """Cells to probe from the scenario's expected cells of one step (named ports resolved)."""
-    cells = []
-    dns = _dns_pod(model)
-    for e in expected:
-        protocol = e.protocol if isinstance(e.protocol, Protocol) else Protocol.parse(e.protocol)
-        dns_name = getattr(e, "dns_name", None)
-        port = e.port
-        servers = None
-        if dns_name:
-            spec = ProbeSpec(e.source, e.target, port, protocol, dns_name)
-            key: Hashable = ("dns", dns, protocol.value)
-            loop = (dns, 53, protocol, dns_name)
-            served = True
-        else:
-            if isinstance(port, str) and not port.isdigit():
-                try:
-                    port = model.pod(e.target).resolve_port(port, protocol) or port
-                except KeyError:
-                    pass
-            elif isinstance(port, str):
-                port = int(port)
-            spec = ProbeSpec(e.source, e.target, port, protocol)
-            server = server_of(model, e.source, e.target, port, protocol)
-            key = (server[0], server[1], server[2].value) if server else \
-                (e.target, port, protocol.value)
-            served = _serves(model, server, e.target)
-            loop = (*server, None) if server and served else None
-            servers = servers_of(model, e.source, e.target, port, protocol)
-        by_name = not dns_name and _is_name(model, e.target)
-        decision = getattr(e, "decision", None)
-        cells.append(Cell(spec, Expectation(getattr(e.expectation, "value", e.expectation)),
-                          _reason_text(decision), key, loop,
-                          nxdomain=bool(getattr(decision, "nxdomain", False)),
-                          dns_key=("dns", dns, Protocol.UDP.value) if by_name else None,
-                          dns_loopback=(dns, 53, Protocol.UDP, e.target) if by_name else None,
-                          served=served,
-                          dns_answer=_answer_of(addresses, getattr(e, "resolves_to", None)),
-                          servers=servers))
-    return cells
-
-
-def plan_steps(scenario, addresses: Addresses) -> list[list[Cell]] | str:
-    """The cells of every step at the run's real addresses, or why the scenario cannot be run
-    as written (a scenario error).
-
-    Why re-checked here and not only by `check`: placeholders such as {{podIP y/b}} and
-    {{podCIDR}} take the cluster's addresses only now, and a cell the oracle decides otherwise
-    would be judged against the file's wrong symbol, blaming the CNI for the file. A policy
-    that cannot be rendered or parsed with these addresses is the same kind of error.
-    """
-    steps_cells, problems = [], []
-    for i, step in enumerate(scenario.steps):
-        try:
-            expected = expected_cells(scenario, i, addresses)
-        except (HarnessError, ValueError, KeyError) as exc:
-            title = getattr(step, "title", "") or f"step {i + 1}"
-            return (f"step {i + 1} ({title}) cannot be evaluated with this run's addresses "
-                    f"(pod CIDR {addresses.pod_cidr}): {type(exc).__name__}: {exc}")
-        problems += disagreements(scenario, i, expected)
-        steps_cells.append(plan_cells(model_at(scenario, i), expected, addresses))
-    if problems:
-        listed = "; ".join(p.message for p in problems[:5])
-        more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
-        return (f"{len(problems)} expectation(s) of the file disagree with the oracle at this "
-                f"run's addresses, so the file, not the CNI, is wrong ({listed}{more}); "
-                f"`python -m harness check {scenario.path}` shows them")
-    return steps_cells
 
 
 class Run:
@@ -345,13 +114,14 @@ class Run:
             if o is None or controls.get(key) or not loopback:
                 continue
             if blocked_kind(o.outcome, self.deny_response, self.dns_proxy,
-                            self.l7_proxy) == "blocked":
+                            self.l7_proxy) is BlockedKind.BLOCKED:
                 need[key] = loopback
         if need:
             with ThreadPoolExecutor(max_workers=max(1, min(s.concurrency, len(need)))) as pool:
-                futs = {k: pool.submit(loopback_probe, self.backend, ep, port, proto,
-                                       s.probe_timeout, dns)
-                        for k, (ep, port, proto, dns) in need.items()}
+                futs = {k: pool.submit(loopback_probe, self.backend, lb.server.endpoint,
+                                       lb.server.port, lb.server.protocol, s.probe_timeout,
+                                       lb.dns_name)
+                        for k, lb in need.items()}
                 for k, f in futs.items():
                     controls[k] = self_probe_proves(f.result())
         return controls
@@ -375,8 +145,7 @@ class Run:
                                         "(and every lookup be answered)",
                                         c.control_key, c.loopback, nxdomain=c.nxdomain,
                                         dns_answer=c.dns_answer, servers=c.servers,
-                                        dns_key=c.dns_key,
-                                        dns_loopback=c.dns_loopback)
+                                        dns_key=c.dns_key, dns_loopback=c.dns_loopback)
         cells = list(seen.values())
         started = time.monotonic()
         rounds = 0
@@ -525,7 +294,7 @@ def run_scenario(scenario: Scenario, backend: Backend, settings: Settings, log: 
         final = [Verdict(c.verdict) for s in result.steps for c in s.cells]
         result.outcome = scenario_outcome(final, run.declared_enforcing, has_deny,
                                           infra_error=bool(result.infra_error),
-                                          scenario_error=bool(result.scenario_error))
+                                          scenario_error=bool(result.scenario_error)).value
         result.duration = round(time.monotonic() - started, 3)
         log(f"  result: {result.outcome} ({result.duration:.2f}s, "
             f"{result.policies_accepted} policies accepted by the API)")

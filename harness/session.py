@@ -27,7 +27,7 @@ from harness.errors import HarnessError
 from harness.expected import expected_cells
 from harness.reports.terminal import render_banner
 from harness.reports.write import run_meta, write_reports
-from harness.results import BANNER, Expectation, ScenarioResult
+from harness.results import BANNER, Expectation, ScenarioOutcome, ScenarioResult
 from harness.runner import run_scenario
 from harness.scenario import Scenario
 from harness.settings import Settings, declared_capabilities
@@ -177,7 +177,7 @@ class Session:
         if plan.skip:
             log(f"scenario {scenario.name} [{cni}]: skipped: {plan.skip}")
             result = ScenarioResult(scenario.name, str(scenario.path), s.backend, cni, s.run_id,
-                                    scenario.description, outcome="skipped",
+                                    scenario.description, outcome=ScenarioOutcome.SKIPPED.value,
                                     skip_reason=plan.skip, enforcing_cluster=self.enforcing(cni))
         else:
             backend = self.backend(cni)

@@ -5,16 +5,26 @@ Why plain data: expectations (the oracle), observations (the prober) and their c
 it be unit-tested without a cluster (upstream's truthtable.go calls Failf and has no tests).
 
 Text form (docs/scenarios.md): one line per row, one symbol per column, `.` = connects,
-`X` = blocked, `-` = not asserted / undefined, `?` = unknown (rendering only). Row labels and
-a header line are optional; lines starting with `#` are comments.
+`X` = blocked, `-` = not asserted / undefined, `?` = unknown / not probed and `!` = probe error
+(rendering only). Row labels and a header line are optional; lines starting with `#` are
+comments. This module is the one home of those symbols and of what they mean as Expectations:
+the scenario reader, the verdicts and the reports import them from here.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Sequence
 
+from harness.results import Expectation
+
 ALLOW, DENY, UNDEFINED, UNKNOWN = ".", "X", "-", "?"
+#: an observed cell whose probe says nothing about policy (reports only)
+ERROR = "!"
 PARSE_SYMBOLS = (ALLOW, DENY, UNDEFINED)
+#: what each symbol of an expected table means, and back
+EXPECTATION_OF_SYMBOL = {ALLOW: Expectation.ALLOW, DENY: Expectation.DENY,
+                         UNDEFINED: Expectation.UNDEFINED}
+SYMBOL_OF_EXPECTATION = {e: s for s, e in EXPECTATION_OF_SYMBOL.items()}
 
 
 def symbol_of(value: Any) -> str:
@@ -28,9 +38,15 @@ def symbol_of(value: Any) -> str:
     value = getattr(value, "expectation", value)
     if isinstance(value, bool):
         return ALLOW if value else DENY
+    if isinstance(value, Expectation):
+        return SYMBOL_OF_EXPECTATION[value]
     v = getattr(value, "value", value)
-    return {"allow": ALLOW, "deny": DENY, "undefined": UNDEFINED, ALLOW: ALLOW, DENY: DENY,
-            UNDEFINED: UNDEFINED}.get(v, UNKNOWN)
+    if v in EXPECTATION_OF_SYMBOL:
+        return v
+    try:
+        return SYMBOL_OF_EXPECTATION[Expectation(v)]
+    except ValueError:
+        return UNKNOWN
 
 
 class TruthTable:

@@ -36,16 +36,16 @@ Rules, per cell of one round:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Hashable, Iterable, Mapping
 
 from harness.probes import Outcome, ProbeOutcome
-from harness.results import Expectation, Verdict
+from harness.results import Expectation, ScenarioOutcome, Verdict
+from harness.truthtable import EXPECTATION_OF_SYMBOL
 
 #: what the observed column says when no exit status came back
 EXEC_FAILED = "exec-failed"
 BLOCKED = "blocked"
-#: the outcome of a scenario that is itself wrong on this run: no verdict on the CNI
-SCENARIO_ERROR = "scenario error"
 
 
 @dataclass(frozen=True)
@@ -62,30 +62,40 @@ def expectation_of(value) -> Expectation:
     if isinstance(value, Expectation):
         return value
     text = str(getattr(value, "value", value)).strip().lower()
-    table = {".": Expectation.ALLOW, "allow": Expectation.ALLOW, "resolves": Expectation.ALLOW,
-             "x": Expectation.DENY, "deny": Expectation.DENY, "fails": Expectation.DENY,
-             "-": Expectation.UNDEFINED, "undefined": Expectation.UNDEFINED}
+    table = {**{s.lower(): e for s, e in EXPECTATION_OF_SYMBOL.items()},
+             **{e.value: e for e in Expectation},
+             "resolves": Expectation.ALLOW, "fails": Expectation.DENY}
     if text not in table:
         raise ValueError(f"unknown expectation {value!r}: expected allow, deny, undefined or '-'")
     return table[text]
 
 
+class BlockedKind(StrEnum):
+    """How an outcome reads before the positive control is asked."""
+
+    DELIVERED = "delivered"      # connected, or a DNS answer (NXDOMAIN included)
+    BLOCKED = "blocked"          # dropped (or rejected on a CNI that declares it rejects)
+    BLOCKED_L7 = "blocked-l7"    # an L7 proxy answered 403: the path is alive, the request denied
+    REFUSED = "refused"          # a closed port or a reject: blocked only on a rejecting CNI
+    NO_VERDICT = "error"         # the probe says nothing about policy
+
+
 def blocked_kind(outcome: Outcome, deny_response: str = "drop", dns_proxy: bool = False,
-                 l7_proxy: bool = False) -> str:
-    """How an outcome reads before the positive control: 'delivered', 'blocked', 'blocked-l7'
-    (an L7 proxy's deny, only on a CNI that has one), 'refused' (blocked only on a rejecting
-    CNI), or 'error'."""
+                 l7_proxy: bool = False) -> BlockedKind:
+    """How an outcome reads before the positive control: DELIVERED, BLOCKED, BLOCKED_L7 (an L7
+    proxy's deny, only on a CNI that declares one), REFUSED (blocked only on a rejecting CNI),
+    or NO_VERDICT."""
     if outcome == Outcome.HTTP_DENIED:
-        return "blocked-l7" if l7_proxy else "error"
+        return BlockedKind.BLOCKED_L7 if l7_proxy else BlockedKind.NO_VERDICT
     if outcome.delivered is True:
-        return "delivered"
+        return BlockedKind.DELIVERED
     if outcome.delivered is False:
-        return "blocked"
+        return BlockedKind.BLOCKED
     if outcome == Outcome.REFUSED:
-        return "blocked" if deny_response == "reject" else "refused"
+        return BlockedKind.BLOCKED if deny_response == "reject" else BlockedKind.REFUSED
     if outcome == Outcome.DNS_REFUSED:
-        return "blocked" if dns_proxy else "error"
-    return "error"
+        return BlockedKind.BLOCKED if dns_proxy else BlockedKind.NO_VERDICT
+    return BlockedKind.NO_VERDICT
 
 
 def judge(expectation, observation: ProbeOutcome | None, positive_control: bool | None,
@@ -114,7 +124,7 @@ def judge(expectation, observation: ProbeOutcome | None, positive_control: bool 
     nxdomain = nxdomain_expected and exp == Expectation.DENY
     if out in (Outcome.DNS_RESOLVED, Outcome.DNS_NXDOMAIN):
         j = _dns_answer(exp, observation, nxdomain, expected_addresses)
-    elif kind == "blocked" and nxdomain:
+    elif kind is BlockedKind.BLOCKED and nxdomain:
         j = (Judgement(Verdict.OVER_BLOCKED, BLOCKED,
                        f"{out.value}{detail} although the spec lets the lookup reach the cluster "
                        "DNS, which must answer NXDOMAIN, and the DNS server answered in the same "
@@ -123,22 +133,22 @@ def judge(expectation, observation: ProbeOutcome | None, positive_control: bool 
              Judgement(Verdict.PROBE_ERROR, out.value,
                        f"{out.value}{detail} where the DNS server must answer NXDOMAIN, and "
                        "nothing proved the DNS server answers in the same round"))
-    elif kind == "delivered" and not answered_by_target(observation, servers):
+    elif kind is BlockedKind.DELIVERED and not answered_by_target(observation, servers):
         j = Judgement(Verdict.PROBE_ERROR, out.value,
                       f"answered by {_who(observation)}{detail}, not by a server of the target "
                       f"({', '.join(sorted(servers or ()))}): a reply from someone else (a proxy, "
                       "another pod) proves neither delivery nor a block")
-    elif kind == "delivered":
+    elif kind is BlockedKind.DELIVERED:
         j = (Judgement(Verdict.PASS, out.value, f"{out.value} as the spec allows")
              if exp != Expectation.DENY else
              Judgement(Verdict.NOT_ENFORCED, out.value,
                        f"{out.value}{detail} although the spec requires it blocked: fail-open"))
-    elif kind == "blocked-l7":
+    elif kind is BlockedKind.BLOCKED_L7:
         j = (Judgement(Verdict.PASS, out.value, f"an L7 proxy denied it{detail}")
              if exp != Expectation.ALLOW else
              Judgement(Verdict.OVER_BLOCKED, out.value, f"an L7 proxy denied it{detail}"
                                                         " although the spec allows it"))
-    elif kind == "blocked":
+    elif kind is BlockedKind.BLOCKED:
         if not positive_control:
             j = Judgement(Verdict.PROBE_ERROR, out.value,
                           f"{out.value}{detail} but nothing proved the target serves that port in "
@@ -154,7 +164,7 @@ def judge(expectation, observation: ProbeOutcome | None, positive_control: bool 
         j = Judgement(Verdict.PROBE_ERROR, out.value,
                       f"HTTP 403 'access denied'{detail} from something that is not the target, "
                       "on a CNI that declares no L7 proxy: says nothing about policy")
-    elif kind == "refused":
+    elif kind is BlockedKind.REFUSED:
         j = Judgement(Verdict.PROBE_ERROR, out.value,
                       f"connection refused{detail}: the packet reached a closed port (this CNI "
                       "does not declare that it rejects denied packets), so it is not a policy "
@@ -259,7 +269,8 @@ def all_pass(verdicts: Mapping[Hashable, Verdict]) -> bool:
 
 
 def scenario_outcome(final: Iterable[Verdict], declared_enforcing: bool, has_deny: bool,
-                     infra_error: bool = False, scenario_error: bool = False) -> str:
+                     infra_error: bool = False, scenario_error: bool = False
+                     ) -> ScenarioOutcome:
     """passed | failed | xfailed | xpassed | error | scenario error for a scenario's verdicts.
 
     A CNI declared not to enforce: only NOT_ENFORCED failures -> xfailed (expected); everything
@@ -269,15 +280,15 @@ def scenario_outcome(final: Iterable[Verdict], declared_enforcing: bool, has_den
     a scenario error, never a verdict on the CNI.
     """
     if scenario_error:
-        return SCENARIO_ERROR
+        return ScenarioOutcome.SCENARIO_ERROR
     if infra_error:
-        return "error"
+        return ScenarioOutcome.ERROR
     final = list(final)
     if Verdict.PROBE_ERROR in final:
-        return "error"
+        return ScenarioOutcome.ERROR
     bad = {v for v in final if v not in (Verdict.PASS, Verdict.NOT_ASSERTED)}
     if declared_enforcing:
-        return "failed" if bad else "passed"
+        return ScenarioOutcome.FAILED if bad else ScenarioOutcome.PASSED
     if not bad:
-        return "xpassed" if has_deny else "passed"
-    return "xfailed" if bad == {Verdict.NOT_ENFORCED} else "failed"
+        return ScenarioOutcome.XPASSED if has_deny else ScenarioOutcome.PASSED
+    return ScenarioOutcome.XFAILED if bad == {Verdict.NOT_ENFORCED} else ScenarioOutcome.FAILED

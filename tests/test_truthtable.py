@@ -3,7 +3,8 @@
 import pytest
 
 from harness.results import Expectation
-from harness.truthtable import TruthTable, symbol_of
+from harness.truthtable import (EXPECTATION_OF_SYMBOL, PARSE_SYMBOLS, SYMBOL_OF_EXPECTATION,
+                                TruthTable, symbol_of)
 
 R = ("x/a", "x/b", "y/a")
 
@@ -81,3 +82,12 @@ def test_parse_without_labels_and_packed():
 def test_parse_errors_name_the_line(text, msg):
     with pytest.raises(ValueError, match=msg):
         TruthTable.parse(text, R, R, line_offset=10)
+
+
+def test_one_symbol_vocabulary_for_expected_tables():
+    assert EXPECTATION_OF_SYMBOL == {".": Expectation.ALLOW, "X": Expectation.DENY,
+                                     "-": Expectation.UNDEFINED}
+    assert set(EXPECTATION_OF_SYMBOL) == set(PARSE_SYMBOLS)
+    for symbol, expectation in EXPECTATION_OF_SYMBOL.items():
+        assert SYMBOL_OF_EXPECTATION[expectation] == symbol
+        assert symbol_of(expectation) == symbol_of(expectation.value) == symbol_of(symbol) == symbol

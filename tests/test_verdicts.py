@@ -7,8 +7,9 @@ server into "blocked" (false security) or a closed port into "enforced".
 import pytest
 
 from harness.probes import Outcome, ProbeOutcome
-from harness.results import Expectation, Verdict
-from harness.verdicts import (all_pass, expectation_of, judge, positive_controls,
+from harness.results import Expectation, ScenarioOutcome, Verdict
+from harness.verdicts import (BlockedKind, all_pass, blocked_kind, expectation_of, judge,
+                              positive_controls,
                               scenario_outcome, self_probe_proves, settled)
 
 A, D, U = Expectation.ALLOW, Expectation.DENY, Expectation.UNDEFINED
@@ -205,3 +206,30 @@ def test_a_reply_from_someone_else_is_no_positive_control():
     key = ("x/b", 80, "TCP")
     assert positive_controls([(key, A, answered("x/a"), X_B)]) == {key: False}
     assert positive_controls([(key, A, answered("x-b"), X_B)]) == {key: True}
+
+
+@pytest.mark.parametrize("outcome,deny,dns_proxy,kind", [
+    (Outcome.CONNECTED, "drop", False, BlockedKind.DELIVERED),
+    (Outcome.DNS_NXDOMAIN, "drop", False, BlockedKind.DELIVERED),
+    (Outcome.TIMEOUT, "drop", False, BlockedKind.BLOCKED),
+    (Outcome.HTTP_DENIED, "drop", False, BlockedKind.NO_VERDICT),   # no L7 proxy declared
+    (Outcome.REFUSED, "drop", False, BlockedKind.REFUSED),
+    (Outcome.REFUSED, "reject", False, BlockedKind.BLOCKED),
+    (Outcome.DNS_REFUSED, "drop", False, BlockedKind.NO_VERDICT),
+    (Outcome.DNS_REFUSED, "drop", True, BlockedKind.BLOCKED),
+    (Outcome.TOOL_ERROR, "reject", True, BlockedKind.NO_VERDICT),
+])
+def test_blocked_kind_names_how_an_outcome_reads(outcome, deny, dns_proxy, kind):
+    assert blocked_kind(outcome, deny, dns_proxy) is kind
+
+
+def test_scenario_outcomes_and_the_exit_status():
+    assert isinstance(scenario_outcome([Verdict.PASS], True, True), ScenarioOutcome)
+    assert {o for o in ScenarioOutcome if o.ok} == {ScenarioOutcome.PASSED,
+                                                     ScenarioOutcome.XFAILED,
+                                                     ScenarioOutcome.SKIPPED}
+    assert f"{ScenarioOutcome.XFAILED}" == "xfailed" == ScenarioOutcome("xfailed")
+
+
+def test_an_l7_deny_reads_as_blocked_l7_only_behind_a_declared_l7_proxy():
+    assert blocked_kind(Outcome.HTTP_DENIED, l7_proxy=True) is BlockedKind.BLOCKED_L7

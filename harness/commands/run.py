@@ -88,9 +88,10 @@ def _on_cni(session, cni: str, scenarios: list) -> bool:
 
 def _report(session) -> None:
     from harness.reports import terminal
+    from harness.results import ScenarioOutcome
     color = sys.stdout.isatty()
     for r in session.results:
-        if r.outcome not in ("passed", "skipped"):
+        if r.outcome not in (ScenarioOutcome.PASSED, ScenarioOutcome.SKIPPED):
             print()
             print(terminal.render_failure(r, color=color))
     print()
@@ -103,6 +104,7 @@ def _report(session) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from harness.lifecycle import install_sigterm_handler
+    from harness.results import ScenarioOutcome
     from harness.session import Session
 
     settings = _settings(args)
@@ -120,5 +122,5 @@ def run(args: argparse.Namespace) -> int:
     finally:
         session.teardown()   # after Ctrl-C or SIGTERM between two CNIs; a no-op otherwise
     _report(session)
-    ok = all(r.outcome in ("passed", "xfailed", "skipped") for r in session.results)
+    ok = all(ScenarioOutcome(r.outcome).ok for r in session.results)
     return 0 if ok and not broken else 1

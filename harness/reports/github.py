@@ -10,10 +10,11 @@ import os
 from typing import Any, Mapping
 
 from harness.reports import matrix as mx
-from harness.results import BANNER, ScenarioResult, Verdict
+from harness.results import BANNER, ScenarioOutcome, ScenarioResult, Verdict
 
-_ICONS = {"passed": ":white_check_mark:", "failed": ":x:", "xfailed": ":warning:",
-          "xpassed": ":bangbang:", "error": ":no_entry:", "skipped": ":fast_forward:"}
+_ICONS = {ScenarioOutcome.PASSED: ":white_check_mark:", ScenarioOutcome.FAILED: ":x:",
+          ScenarioOutcome.XFAILED: ":warning:", ScenarioOutcome.XPASSED: ":bangbang:",
+          ScenarioOutcome.ERROR: ":no_entry:", ScenarioOutcome.SKIPPED: ":fast_forward:"}
 
 
 def _md(text: Any) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.reports import matrix as mx
 from harness.reports.terminal import VERDICT_WORDS
-from harness.results import BANNER, CellResult, ScenarioResult, StepResult, Verdict
+from harness.results import BANNER, CellResult, ScenarioOutcome, ScenarioResult, StepResult, Verdict
 
 
 #: explanation lists longer than this are folded into a <details> element
@@ -183,7 +183,7 @@ def _step(step: StepResult, name: str) -> str:
 
 
 def _result(result: ScenarioResult) -> str:
-    bad = result.outcome not in ("passed", "skipped")
+    bad = result.outcome not in (ScenarioOutcome.PASSED, ScenarioOutcome.SKIPPED)
     out = [f'<details class="result-wrap"{" open" if bad else ""}>'
            f'<summary><b>{_e(result.scenario)}</b> on <b>{_e(mx.cni_of(result))}</b>: '
            f'<span class="outcome-{mx.verdict_class(result.outcome)}">{_e(result.outcome)}</span> '

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from harness.results import CellResult, Expectation, StepResult, Verdict
+from harness.truthtable import ALLOW, DENY, ERROR, SYMBOL_OF_EXPECTATION, UNKNOWN
 
-EXPECTED_SYMBOLS = {Expectation.ALLOW.value: ".", Expectation.DENY.value: "X",
-                    Expectation.UNDEFINED.value: "-"}
-CONNECTED, BLOCKED, ERROR, NOT_PROBED = ".", "X", "!", "?"
+EXPECTED_SYMBOLS = {e.value: s for e, s in SYMBOL_OF_EXPECTATION.items()}
+CONNECTED, BLOCKED, NOT_PROBED = ALLOW, DENY, UNKNOWN
 
 # Observed strings the runner may record, mapped to what they mean for a truth table. The
 # classifier's outcome names (harness/probes.py Outcome) and the plain words are both accepted,
@@ -31,7 +31,7 @@ LEGEND_OBSERVED = ("observed: '.' connected  'X' blocked  '!' probe error  '?' n
 
 def expected_symbol(cell: CellResult) -> str:
     """The expected table's symbol for one cell."""
-    return EXPECTED_SYMBOLS.get(cell.expected, "?")
+    return EXPECTED_SYMBOLS.get(cell.expected, UNKNOWN)
 
 
 def observed_symbol(cell: CellResult) -> str:

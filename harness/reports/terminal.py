@@ -10,7 +10,7 @@ from __future__ import annotations
 import textwrap
 
 from harness.reports import matrix as mx
-from harness.results import BANNER, CellResult, ScenarioResult, StepResult, Verdict
+from harness.results import BANNER, CellResult, ScenarioOutcome, ScenarioResult, StepResult, Verdict
 
 _RESET = "\x1b[0m"
 _COLOURS = {
@@ -162,7 +162,7 @@ def _summary_cell(result: ScenarioResult | None) -> str:
     c = result.verdict_counts()
     nums = "/".join(str(c.get(v.value, 0)) for v in (Verdict.PASS, Verdict.NOT_ENFORCED,
                                                      Verdict.OVER_BLOCKED, Verdict.PROBE_ERROR))
-    return f"{result.outcome} {nums}" if result.outcome not in ("skipped",) else "skipped"
+    return f"{result.outcome} {nums}" if result.outcome != ScenarioOutcome.SKIPPED else "skipped"
 
 
 def render_summary(results: list[ScenarioResult]) -> str:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from harness.model import DNS_SERVICE, SYSTEM_NAMESPACE, Model, Protocol
+from harness.model import DNS_SERVICE_ENDPOINT, Endpoint, Model, Protocol
 from harness.results import Expectation
 from harness.scenario.topology import check_keys
 from harness.scenario.lines import LineDict, did_you_mean
@@ -158,18 +158,19 @@ def _endpoint_problem(value: Any, model: Model, role: str) -> str | None:
     """Why `value` is not a valid probe source/target, or None."""
     if not isinstance(value, str) or not value:
         return "required"
-    if value.startswith("ext:"):
+    ep = Endpoint.parse(value)
+    if ep.is_external:
         names = [e.name for e in model.externals]
-        return None if value[4:] in names else (
-            f"unknown external host {value[4:]!r}" + (did_you_mean(value[4:], names) if names
-                                                       else " (the model declares none)"))
-    if value.startswith("svc:"):
+        return None if ep.key in names else (
+            f"unknown external host {ep.key!r}" + (did_you_mean(ep.key, names) if names
+                                                   else " (the model declares none)"))
+    if ep.is_service:
         if role == "from":
             return "a Service cannot open a connection; use a pod or ext:<host>"
         names = [s.key for s in model.services]
-        return None if value[4:] in names else (
-            f"unknown Service {value[4:]!r}{did_you_mean(value[4:], names)}")
-    if "/" in value:
+        return None if ep.key in names else (
+            f"unknown Service {ep.key!r}{did_you_mean(ep.key, names)}")
+    if ep.is_pod:
         keys = [p.key for p in model.user_pods]
         return None if value in keys else f"unknown pod {value!r}{did_you_mean(value, keys)}"
     if role == "from":
@@ -215,7 +216,7 @@ def read_probes(raw: LineDict, where: str, model: Model,
                 report(f"{w}.dns", f"{name!r} is not a DNS name", item.key_line("dns"))
                 bad = True
             if not bad:
-                out.append(ProbeExpectation(item["from"], f"svc:{SYSTEM_NAMESPACE}/{DNS_SERVICE}",
+                out.append(ProbeExpectation(item["from"], DNS_SERVICE_ENDPOINT,
                                             53, Protocol.UDP, expect, w, ln, name))
             continue
         port = _port_value(item.get("port"), f"{w}.port", item.key_line("port"), report)

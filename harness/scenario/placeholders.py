@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from harness.model import Addresses
+from harness.model import Addresses, Endpoint, EndpointKind
 
 PLACEHOLDER_RE = re.compile(r"\{\{\s*([A-Za-z]+)(?:\s+([^\s}]+))?\s*\}\}")
 
@@ -45,8 +45,9 @@ def _value(name: str, arg: str | None, addresses: Addresses) -> str:
              "serviceIP": addresses.service_ips}.get(name)
     if table is None:
         return addresses.pod_cidr
-    key = arg[4:] if name == "hostIP" and arg.startswith("ext:") else arg
-    key = key[4:] if name == "serviceIP" and key.startswith("svc:") else key
+    ep = Endpoint.parse(arg)
+    key = ep.key if (name, ep.kind) in (("hostIP", EndpointKind.EXTERNAL),
+                                        ("serviceIP", EndpointKind.SERVICE)) else arg
     if key not in table:
         known = ", ".join(sorted(table)) or "none"
         raise ValueError(f"{{{{{name} {arg}}}}}: {what} {arg!r} is not in the model "

@@ -18,7 +18,7 @@ from harness.backends.kube.api import KubeApi, Obj, status_line
 from harness.backends.kube.exec import stream_exec
 from harness.backends.kube.waits import not_ready_optional, wait_pods_ready
 from harness.errors import BackendError, ExecError, ExecResult
-from harness.model import DNS_SERVICE, SYSTEM_NAMESPACE, Addresses, Model
+from harness.model import DNS_SERVICE, SYSTEM_NAMESPACE, Addresses, Endpoint, Model
 from harness.waits import wait_for
 
 #: containers whose readiness is not waited on (see waits.pod_ready)
@@ -316,7 +316,7 @@ class KubeTopology:
 
     # -- exec -----------------------------------------------------------------------------------
     def exec(self, endpoint: str, argv: Sequence[str], timeout: float) -> ExecResult:
-        if endpoint.startswith("ext:"):
+        if Endpoint.parse(endpoint).is_external:
             raise ExecError(list(argv), "this backend has no external hosts", target=endpoint)
         if self.names is None:
             raise ExecError(list(argv), "no topology deployed", target=endpoint)

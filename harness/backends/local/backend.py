@@ -37,7 +37,7 @@ from harness.backends.local import netns as nsx
 from harness.backends.local import nft, preflight, profiles
 from harness.capabilities import Capabilities
 from harness.errors import BackendError
-from harness.model import (CLUSTER_DOMAIN, KUBERNETES_SERVICE_IP, Addresses, ContainerPort, Model,
+from harness.model import (CLUSTER_DOMAIN, Endpoint, KUBERNETES_SERVICE_IP, Addresses, ContainerPort, Model,
                            Protocol, plan_addresses)
 from harness.policy import is_network_policy, parse_policy, policy_key
 from harness.shell import ExecResult, run, spawn
@@ -200,7 +200,7 @@ class LocalBackend:
         plan = self._endpoint_plan(model, addresses)
         for key, ns, veth, _ in plan:
             self._netns[key] = ns
-            if not key.startswith("ext:"):
+            if not Endpoint.parse(key).is_external:
                 self._veths[key] = veth
         nsx.add_netns([ns for _, ns, _, _ in plan])
         node_lines, per_ns = [], []
@@ -208,7 +208,7 @@ class LocalBackend:
             n, p = nsx.endpoint_lines(veth, ns, ip, self.gateway)
             node_lines += n
             per_ns.append((ns, p, key))
-            if not key.startswith("ext:"):
+            if not Endpoint.parse(key).is_external:
                 nsx.write_resolv_conf(ns, model.pod(key).namespace, max(1, round(self.probe_timeout)))
         nsx.ip_batch(node_lines, self.node, doing="wiring pods and external hosts to the node")
         with ThreadPoolExecutor(max_workers=8) as pool:
