@@ -18,6 +18,8 @@ BENCHES = [
     ("local backend: up/down, 9x9 matrix in probe timeouts, probes/s (targets: up < 3 s, "
      "matrix < 1.5 x timeout)", "bench_local.py", True),
     ("kube backends: rendering, validation, exec status parsing (no cluster)", "bench_kube.py", False),
+    ("scenario library on local enforcing,open: wall time, rounds per step (what the observation "
+     "window costs; several minutes)", "bench_library.py", True),
 ]
 
 

@@ -124,8 +124,8 @@ def _await_block(backend: Backend, settings: Settings, addresses: Addresses
         else:
             last = f"deny-all probe {obs.outcome.value}: {obs.detail}"
         elapsed = time.monotonic() - applied
-        if streak_open >= 2 and elapsed >= settings.settle_seconds:
+        if streak_open >= 2 and elapsed >= settings.min_window:
             return False, f"{last}; {BANNER}", rounds
         if elapsed >= settings.converge_timeout:
             return None, f"could not tell within {settings.converge_timeout:g}s: {last}", rounds
-        time.sleep(0.2 if settings.settle_seconds == 0 else 1.0)
+        time.sleep(0.2)

@@ -77,7 +77,7 @@ class Cell:
     def result(self) -> CellResult:
         j = self.last
         reason = self.reason
-        if j is not None and j.verdict in (Verdict.PROBE_ERROR,):
+        if j is not None and j.verdict in (Verdict.PROBE_ERROR, Verdict.UNSTABLE):
             reason = f"{j.reason} (spec: {self.reason})"
         return CellResult(self.spec.source, self.spec.target, str(self.spec.port),
                           self.spec.protocol.value, self.expectation.value,

@@ -24,6 +24,9 @@ class Verdict(str, Enum):
     OVER_BLOCKED = "over-blocked"      # expected to connect, blocked: fail-closed, an outage
     PROBE_ERROR = "probe error"        # the harness or the network is broken: no policy verdict
     NOT_ASSERTED = "not asserted"      # the spec leaves it undefined, or the scenario says '-'
+    #: the verdict changed more than once while the step was observed (flapping), or never held
+    #: for two rounds: no single verdict describes the cell, so it fails the scenario
+    UNSTABLE = "unstable"
 
 
 class ScenarioOutcome(StrEnum):
@@ -61,6 +64,8 @@ class Attempt:
     answered_by: str | None = None
     detail: str = ""
     positive_control: bool | None = None
+    #: the verdict of that round (results format v2; None in v1 files)
+    verdict: str | None = None
 
 
 @dataclass

@@ -1,13 +1,14 @@
-"""One scenario end to end: deploy -> baseline -> for each step: change, probe until settled,
-judge -> result. The only sequencing code of a run.
+"""One scenario end to end: deploy -> baseline -> for each step: change, probe for the
+observation window and until settled, judge -> result. The only sequencing code of a run.
 
 Why it reads as a story: a failing run is debugged from its log, so every step says what it did
 (labels, deletes, applies), how many rounds it probed and what it found. Expectations come from
 harness.expected (the oracle applied to the scenario) and the cells to probe from harness.plan,
 observations from harness.prober, verdicts from harness.verdicts; this module only orders them.
-Polling never leans toward the expectation: every attempt of every cell is kept, a step ends
-when two consecutive rounds agree on every verdict (or the convergence deadline passes), and a
-cell's verdict is its last round's.
+Polling never leans toward the expectation: every attempt of every cell is kept, every step is
+observed for the same window whatever its results (verdicts.Window), then until two
+consecutive rounds agree on every verdict (or the convergence deadline passes), and a cell's
+verdict is its last round's, or UNSTABLE when it flapped (verdicts.over_rounds).
 """
 
 from __future__ import annotations
@@ -28,16 +29,15 @@ from harness.probes import Outcome, ProbeOutcome, ProbeSpec
 from harness.results import Attempt, CellResult, Expectation, ScenarioResult, StepResult, Verdict
 from harness.scenario import Scenario
 from harness.settings import Settings
-from harness.verdicts import (BlockedKind, Judgement, all_pass, blocked_kind, judge, positive_controls,
-                              scenario_outcome, self_probe_proves, settled)
+from harness.verdicts import (BlockedKind, Judgement, Window, blocked_kind, first_stable_round,
+                              judge, over_rounds, positive_controls, scenario_outcome,
+                              self_probe_proves, settled)
 
 Log = Callable[[str], None]
 #: pause between probe rounds: a blocked probe already costs one connect timeout per round
 ROUND_PAUSE = 0.1
 #: the baseline retries a cell at least this often before calling the network broken
 BASELINE_MIN_ROUNDS = 3
-#: a step is probed at least this often: two rounds must agree before anything is final
-STEP_MIN_ROUNDS = 2
 
 
 def _short(o: ProbeOutcome | None, limit: int = 240) -> ProbeOutcome | None:
@@ -63,9 +63,8 @@ class Run:
         self.addresses: Addresses | None = None
         self.policies_seen = 0
         self.applied_kinds: dict[str, str] = {}
-        #: how long a stable non-pass result must last; none when the canary already proved
-        #: (by waiting the full deadline) that this cluster enforces nothing
-        self.settle = settings.settle_seconds
+        #: every step is observed this long, whatever its results
+        self.window = Window(settings.min_rounds, settings.min_window)
 
     # -- one round -----------------------------------------------------------------------------
     def probe(self, cells: list[Cell], round_no: int, expectation_override: Expectation | None = None
@@ -93,7 +92,7 @@ class Run:
             c.attempts.append(Attempt(round_no, o.outcome.value if o else "exec-failed",
                                       round(o.elapsed, 4) if o else 0.0,
                                       o.answered_by if o else None, o.detail if o else "",
-                                      bool(control) if needed else None))
+                                      bool(control) if needed else None, j.verdict.value))
             verdicts[i] = j.verdict
         return verdicts
 
@@ -203,33 +202,54 @@ class Run:
         self.policies_seen = max(self.policies_seen, self.backend.policy_count())
 
     def converge(self, index: int, title: str, cells: list[Cell], applied: float) -> StepResult:
-        """Probe rounds until two consecutive rounds agree (and, for a non-pass result, the
-        settle time has passed) or the convergence deadline passes."""
-        s = self.settings
-        prev: dict | None = None
-        prev_start = applied
-        rounds = 0
-        converged, seconds = False, None
+        """Probe the step for its observation window, then until two consecutive rounds agree
+        on every cell, or until the convergence deadline: the same rounds whatever the results
+        (verdicts.Window). Each cell's verdict is then verdicts.over_rounds of its rounds: the
+        last round's, or UNSTABLE when it flapped."""
+        s, window = self.settings, self.window
+        rounds: list[dict[Hashable, Verdict]] = []
+        starts: list[float] = []
+        history: list[list[Judgement]] = [[] for _ in cells]
+        ended = False
         while True:
-            rounds += 1
             start = time.monotonic()
-            verdicts = self.probe(cells, rounds)
-            if settled(verdicts, prev) and (all_pass(verdicts)
-                                            or time.monotonic() - applied >= self.settle):
-                converged, seconds = True, round(prev_start - applied, 3)
+            verdicts = self.probe(cells, len(rounds) + 1)
+            for h, c in zip(history, cells):
+                if c.last is not None:
+                    h.append(c.last)
+            agreed = bool(rounds) and settled(verdicts, rounds[-1])
+            rounds.append(verdicts)
+            starts.append(start)
+            if window.may_end(len(rounds), start - applied, agreed):
+                ended = True
                 break
-            if rounds >= STEP_MIN_ROUNDS and time.monotonic() - applied >= s.converge_timeout:
+            now = time.monotonic()
+            if len(rounds) >= window.min_rounds and now - applied >= s.converge_timeout:
                 break
-            prev, prev_start = verdicts, start
-            time.sleep(ROUND_PAUSE)
-        step = StepResult(index, title, converged, seconds, rounds, [c.result() for c in cells])
+            # rounds at least window.interval apart: the window holds about min_rounds rounds
+            # however fast one round is, and a fast round does not cost a burst of probes
+            time.sleep(max(ROUND_PAUSE, start + window.interval - now))
+        for h, c in zip(history, cells):
+            if h:
+                c.last = over_rounds(h)
+        unstable = sum(1 for c in cells if c.last is not None
+                       and c.last.verdict is Verdict.UNSTABLE)
+        converged = ended and not unstable
+        seconds = round(starts[first_stable_round(rounds)] - applied, 3) if converged else None
+        step = StepResult(index, title, converged, seconds, len(rounds),
+                          [c.result() for c in cells])
         counts: dict[str, int] = {}
         for c in step.cells:
             counts[c.verdict] = counts.get(c.verdict, 0) + 1
         text = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
-        when = f"settled after {seconds:.2f}s" if converged else \
-            f"did NOT settle within {s.converge_timeout:g}s"
-        self.log(f"    {len(cells)} probes, {rounds} rounds, {when}: {text}")
+        if converged:
+            when = f"settled after {seconds:.2f}s"
+        elif unstable:
+            when = f"{unstable} cell(s) UNSTABLE (flapping)"
+        else:
+            when = f"did NOT settle within {s.converge_timeout:g}s"
+        self.log(f"    {len(cells)} probes, {len(rounds)} rounds over "
+                 f"{time.monotonic() - applied:.2f}s, {when}: {text}")
         return step
 
 
@@ -244,8 +264,6 @@ def run_scenario(scenario: Scenario, backend: Backend, settings: Settings, log: 
                             settings.run_id, getattr(scenario, "description", "") or "",
                             enforcing_cluster=enforcing)
     run = Run(scenario, backend, settings, log)
-    if enforcing is False:
-        run.settle = 0.0
     log(f"scenario {scenario.name} [{backend.profile}] on {backend.name} ({scenario.path})")
     has_deny = False
     try:

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Hashable, Iterable, Mapping
+from typing import Hashable, Iterable, Mapping, Sequence
 
 from harness.probes import Outcome, ProbeOutcome
 from harness.results import Expectation, ScenarioOutcome, Verdict
@@ -268,6 +268,77 @@ def all_pass(verdicts: Mapping[Hashable, Verdict]) -> bool:
     return all(v in (Verdict.PASS, Verdict.NOT_ASSERTED) for v in verdicts.values())
 
 
+# -- the observation window: one rule for every step, whatever the results ----------------------
+@dataclass(frozen=True)
+class Window:
+    """How long every step is observed, whether its results match the spec or not.
+
+    A step is probed for at least `min_rounds` rounds, and until a round has started at least
+    `min_seconds` after the step's change; then until two consecutive rounds agree on every
+    cell (or the convergence deadline). Round starts are at least `interval` apart, so the
+    window holds about `min_rounds` rounds however fast a round is. docs/ARCHITECTURE.md, "The
+    observation window", states the rule and what it cannot see.
+    """
+
+    min_rounds: int = 3
+    min_seconds: float = 3.0
+
+    @property
+    def interval(self) -> float:
+        return self.min_seconds / self.min_rounds if self.min_rounds > 0 else 0.0
+
+    def may_end(self, rounds: int, last_start: float, agreed: bool) -> bool:
+        """After `rounds` rounds, the last of which started `last_start` seconds after the
+        change: may the step end? Only when the window is over and the last two rounds agreed."""
+        return rounds >= self.min_rounds and last_start >= self.min_seconds and agreed
+
+
+def over_rounds(history: Sequence[Judgement]) -> Judgement:
+    """A cell's verdict for the step, from its judgement in every round of the step.
+
+    The last round's, unless the cell flapped: its verdict changed more than once, or its last
+    verdict never held for two rounds. Then UNSTABLE, with the history, never a pass. Why more
+    than once: a CNI that programs a policy late changes each cell exactly once (the old state,
+    then the new one), and a dataplane that is right at first and wrong later is judged by what
+    it did last. Rounds with a probe error are skipped here: they say nothing about policy (a
+    cell whose last round is a probe error is a probe error).
+    """
+    if not history:
+        raise ValueError("a cell needs at least one round")
+    last = history[-1]
+    seen = [j.verdict for j in history if j.verdict is not Verdict.PROBE_ERROR]
+    changes = sum(1 for a, b in zip(seen, seen[1:]) if a != b)
+    held = len(seen) < 2 or seen[-1] == seen[-2]
+    if changes <= 1 and held:
+        return last
+    why = ("changed " + (f"{changes} times" if changes > 1 else "in its last round, so it never "
+                                                                  "held for two rounds"))
+    return Judgement(Verdict.UNSTABLE, Verdict.UNSTABLE.value,
+                     f"the verdict {why} while the step was observed "
+                     f"({rounds_text([j.verdict for j in history])}): flapping, so no single "
+                     f"verdict describes it")
+
+
+def rounds_text(verdicts: Sequence[Verdict]) -> str:
+    """`r1-r2 pass, r3 not enforced, r4 pass`: a verdict history with runs folded."""
+    runs: list[list] = []
+    for i, v in enumerate(verdicts, 1):
+        if runs and runs[-1][2] == v:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i, v])
+    return ", ".join((f"r{a}" if a == b else f"r{a}-r{b}") + f" {v.value}" for a, b, v in runs)
+
+
+def first_stable_round(rounds: Sequence[Mapping[Hashable, Verdict]]) -> int:
+    """The index of the first round after which no verdict changed (the CNI's time to enforce
+    is when that round started)."""
+    i = len(rounds) - 1
+    while i > 0 and dict(rounds[i - 1]) == dict(rounds[i]):
+        i -= 1
+    return i
+
+
 def scenario_outcome(final: Iterable[Verdict], declared_enforcing: bool, has_deny: bool,
                      infra_error: bool = False, scenario_error: bool = False
                      ) -> ScenarioOutcome:
@@ -286,6 +357,7 @@ def scenario_outcome(final: Iterable[Verdict], declared_enforcing: bool, has_den
     final = list(final)
     if Verdict.PROBE_ERROR in final:
         return ScenarioOutcome.ERROR
+    # UNSTABLE is never expected: on a CNI declared not to enforce it fails too (not xfailed)
     bad = {v for v in final if v not in (Verdict.PASS, Verdict.NOT_ASSERTED)}
     if declared_enforcing:
         return ScenarioOutcome.FAILED if bad else ScenarioOutcome.PASSED

@@ -9,9 +9,10 @@ import copy
 import dataclasses
 import os
 import sys
+import threading
 from typing import Mapping
 
-from harness.backends.local import LocalBackend
+from harness.backends.local import LocalBackend, nft, profiles
 from harness.shell import spawn
 
 
@@ -117,3 +118,129 @@ class SomeoneElseAnswers(LocalBackend):
         self._procs[self.target] = spawn(
             ["ip", "netns", "exec", self._netns[self.target], sys.executable, "-c",
              REPLY_SERVER, "80", str(self.status), self.body, ready], log_path=log)
+
+
+class Flapping(LocalBackend):
+    """Enforces the applied policies for `period` seconds, then nothing for `period` seconds,
+    and so on (a CNI agent that keeps reloading an empty ruleset), until the topology goes."""
+
+    period = 1.5
+
+    def apply_policy(self, manifest: Mapping) -> None:
+        super().apply_policy(manifest)
+        if getattr(self, "_flapper", None) is None:
+            self._stop_flapping = threading.Event()
+            self._flapper = threading.Thread(target=self._flap, daemon=True)
+            self._flapper.start()
+
+    def _flap(self) -> None:
+        enforcing = True
+        while not self._stop_flapping.wait(self.period):
+            enforcing = not enforcing
+            with self._flap_lock:
+                if self.model is None:
+                    return
+                if enforcing:
+                    LocalBackend._sync_policies(self)
+                else:   # the same table, compiled from no policy at all
+                    body = profiles.compile_policies(self.model, self.addresses, [], self._veths)
+                    nft.load(self.node, nft.replace_table(
+                        "ip", nft.table_name(self.run_id, "policy"), body),
+                        doing="loading an empty policy table (a flapping dataplane, on purpose)")
+
+    _flap_lock = threading.Lock()
+
+    def _sync_policies(self) -> None:
+        with self._flap_lock:
+            super()._sync_policies()
+
+    def undeploy(self) -> None:
+        flapper = getattr(self, "_flapper", None)
+        if flapper is not None:
+            self._stop_flapping.set()
+            flapper.join(timeout=10)
+            self._flapper = None
+        super().undeploy()
+
+
+class LateAfterProbes(LocalBackend):
+    """A dataplane that does something late: `late()` runs once `after` probe execs have run
+    since the last apply (and before the next one runs).
+
+    Why counted in probes, not seconds: on a loaded machine the first round can start seconds
+    after the apply, so a fault timed in seconds lands in whatever round the load decides; in
+    probes it lands where the test says (the first round of deny-ingress-small is 25 execs).
+    """
+
+    after = 30
+
+    def apply_policy(self, manifest: Mapping) -> None:
+        self._execs = 0
+        self._late_done = False
+        self.on_time(manifest)
+
+    def on_time(self, manifest: Mapping) -> None:
+        LocalBackend.apply_policy(self, manifest)
+
+    def late(self) -> None:
+        raise NotImplementedError
+
+    def exec(self, endpoint, argv, timeout):
+        with _exec_lock:
+            self._execs = getattr(self, "_execs", 0) + 1
+            due = not getattr(self, "_late_done", True) and self._execs > self.after
+            if due:
+                self._late_done = True
+                self.late()
+        return super().exec(endpoint, argv, timeout)
+
+
+_exec_lock = threading.Lock()
+
+
+class SlowToEnforce(LateAfterProbes):
+    """Programs the applied policies only after the first `after` probes (a CNI agent that
+    programs a policy some time after the API accepted it)."""
+
+    def on_time(self, manifest: Mapping) -> None:
+        self._pending = True
+        self._sync = False
+        LocalBackend.apply_policy(self, manifest)    # stored (and counted), not programmed
+
+    def _sync_policies(self) -> None:
+        if not getattr(self, "_pending", False) or getattr(self, "_sync", False):
+            super()._sync_policies()
+
+    def late(self) -> None:
+        self._sync = True
+        try:
+            self._sync_policies()
+        finally:
+            self._sync = False
+            self._pending = False
+
+
+class LateAndWrong(LateAfterProbes, PoliciesInTheWrongNamespace):
+    """Programs every policy correctly at once, and after the first `after` probes replaces
+    the rules by wrong ones (the policies of x programmed in y): right while a hasty harness
+    looks, wrong after. 50 execs are the first two rounds of deny-ingress-small (21 probes and
+    4 loopback controls each), so the wrong rules meet the third round."""
+
+    after = 50
+
+    def on_time(self, manifest: Mapping) -> None:
+        LocalBackend.apply_policy(self, manifest)          # right at first
+        self._manifests = getattr(self, "_manifests", []) + [manifest]
+
+    def late(self) -> None:
+        self._policies = {}
+        for m in self._manifests:
+            LocalBackend.apply_policy(self, self._moved(m))
+
+    def delete_policy(self, namespace: str, name: str, kind: str = "NetworkPolicy") -> None:
+        self._manifests = [m for m in self._manifests
+                           if (m["metadata"].get("namespace"), m["metadata"]["name"])
+                           != (namespace, name)]
+        moved = f"{self.moves.get(namespace, namespace)}/{name}"
+        target = moved if moved in self._policies else f"{namespace}/{name}"
+        LocalBackend.delete_policy(self, *target.split("/", 1), kind)

@@ -62,7 +62,7 @@ class LocalBackendWithDeadServer(LocalBackend):
 
 def test_canary_with_a_dead_server_cannot_tell_and_says_why(make_backend):
     backend, settings = make_backend("enforcing", LocalBackendWithDeadServer)
-    settings = build({"cnis": "enforcing", "converge_timeout": 1.5}, env={})
+    settings = build({"cnis": "enforcing", "converge_timeout": 1.5, "min_window": 1}, env={})
     result = run_canary(backend, settings)
     assert result.enforcing is None
     assert "baseline" in result.detail and "refused" in result.detail

@@ -44,7 +44,8 @@ class L7DenyByADeclaredProxy(L7DenyWithoutProxy):
 
 
 def _run(cls, converge_timeout=2):
-    s = build({"cnis": "enforcing", "converge_timeout": converge_timeout}, env={})
+    s = build({"cnis": "enforcing", "converge_timeout": converge_timeout, "min_window": 1},
+              env={})
     backend = cls(profile="enforcing", run_id=s.run_id, probe_timeout=s.probe_timeout)
     backend.up()
     try:

@@ -8,9 +8,9 @@ import pytest
 
 from harness.probes import Outcome, ProbeOutcome
 from harness.results import Expectation, ScenarioOutcome, Verdict
-from harness.verdicts import (BlockedKind, all_pass, blocked_kind, expectation_of, judge,
-                              positive_controls,
-                              scenario_outcome, self_probe_proves, settled)
+from harness.verdicts import (BlockedKind, Judgement, Window, all_pass, blocked_kind,
+                              expectation_of, first_stable_round, judge, over_rounds,
+                              positive_controls, scenario_outcome, self_probe_proves, settled)
 
 A, D, U = Expectation.ALLOW, Expectation.DENY, Expectation.UNDEFINED
 
@@ -233,3 +233,60 @@ def test_scenario_outcomes_and_the_exit_status():
 
 def test_an_l7_deny_reads_as_blocked_l7_only_behind_a_declared_l7_proxy():
     assert blocked_kind(Outcome.HTTP_DENIED, l7_proxy=True) is BlockedKind.BLOCKED_L7
+
+
+P, N, O, E, NA = (Verdict.PASS, Verdict.NOT_ENFORCED, Verdict.OVER_BLOCKED, Verdict.PROBE_ERROR,
+                  Verdict.NOT_ASSERTED)
+
+
+def rounds_of(*verdicts: Verdict) -> list[Judgement]:
+    return [Judgement(v, "x", v.value) for v in verdicts]
+
+
+@pytest.mark.parametrize("history, verdict", [
+    ((P, P, P), P),
+    ((N, N, P, P), P),            # a slow CNI: one change, then held: converged
+    ((P, P, N, N), N),            # right at first, wrong later: judged by what it did last
+    ((P, N, P, P), Verdict.UNSTABLE),        # changed twice: flapping, never a pass
+    ((P, P, N, N, P, P), Verdict.UNSTABLE),
+    ((P, N, P, N), Verdict.UNSTABLE),
+    ((P, P, N), Verdict.UNSTABLE),           # the last verdict never held for two rounds
+    ((P, E, P, P), P),            # a probe error says nothing about policy: skipped
+    ((P, P, E), E),               # ... but a cell whose last round is one is a probe error
+    ((E, E, E), E),
+    ((NA, NA, NA), NA),
+    ((O, O, O), O),
+])
+def test_a_cell_over_its_rounds(history, verdict):
+    j = over_rounds(rounds_of(*history))
+    assert j.verdict == verdict, j.reason
+
+
+def test_an_unstable_cell_says_its_history():
+    j = over_rounds(rounds_of(P, P, N, N, P, P))
+    assert "changed 2 times" in j.reason and "flapping" in j.reason
+    assert "r1-r2 pass, r3-r4 not enforced, r5-r6 pass" in j.reason
+    assert "never held for two rounds" in over_rounds(rounds_of(P, P, N)).reason
+
+
+def test_the_window_is_the_same_whatever_the_results():
+    w = Window(3, 3.0)
+    assert w.interval == 1.0
+    assert not w.may_end(2, 5.0, True)         # too few rounds, however long
+    assert not w.may_end(3, 2.9, True)         # the last round started inside the window
+    assert not w.may_end(4, 3.5, False)        # the last two rounds disagree
+    assert w.may_end(3, 3.0, True)
+    # nothing about pass or fail goes in: the signature has no verdicts but "agreed"
+
+
+def test_time_to_enforce_is_the_first_round_after_which_nothing_changed():
+    a, b = {"c": N}, {"c": P}
+    assert first_stable_round([a, a, b, b, b]) == 2
+    assert first_stable_round([b, b, b]) == 0
+    assert first_stable_round([a, b]) == 1
+
+
+def test_an_unstable_cell_fails_the_scenario_and_is_never_an_expected_failure():
+    assert scenario_outcome([P, Verdict.UNSTABLE], True, True) == "failed"
+    assert scenario_outcome([N, Verdict.UNSTABLE], False, True) == "failed"   # not xfailed
+    assert scenario_outcome([N, N], False, True) == "xfailed"

@@ -71,8 +71,10 @@ def _header(results: list[ScenarioResult], meta: dict[str, Any]) -> str:
 
 def _counts(result: ScenarioResult) -> str:
     c = result.verdict_counts()
-    return " / ".join(str(c.get(v.value, 0)) for v in (Verdict.PASS, Verdict.NOT_ENFORCED,
+    text = " / ".join(str(c.get(v.value, 0)) for v in (Verdict.PASS, Verdict.NOT_ENFORCED,
                                                        Verdict.OVER_BLOCKED, Verdict.PROBE_ERROR))
+    unstable = c.get(Verdict.UNSTABLE.value, 0)
+    return text + (f" +{unstable} unstable" if unstable else "")
 
 
 def _comparison(results: list[ScenarioResult]) -> str:
@@ -108,11 +110,13 @@ def _legend() -> str:
     items = [(Verdict.PASS, "pass"), (Verdict.NOT_ENFORCED, "not enforced (fail-open)"),
              (Verdict.OVER_BLOCKED, "over-blocked (fail-closed)"),
              (Verdict.PROBE_ERROR, "probe error (no policy verdict)"),
+             (Verdict.UNSTABLE, "unstable (flapped while observed)"),
              (Verdict.NOT_ASSERTED, "not asserted")]
     spans = "".join(f'<span><span class="sw v-{mx.verdict_class(v.value)}"></span>{_e(text)}</span>'
                     for v, text in items)
     return (f'<div class="legend">{spans}<span>expected: . connect, X blocked, - not asserted; '
-            f'observed: . connected, X blocked, ! probe error, ? not probed</span></div>')
+            f'observed: . connected, X blocked, ! probe error, ~ unstable, ? not probed'
+            f'</span></div>')
 
 
 def _tooltip(cell: CellResult) -> str:

@@ -17,12 +17,14 @@ _COLOURS = {
     Verdict.NOT_ENFORCED.value: "\x1b[1;31m",   # red: fail-open, false security
     Verdict.OVER_BLOCKED.value: "\x1b[1;33m",   # yellow/orange: fail-closed, an outage
     Verdict.PROBE_ERROR.value: "\x1b[1;35m",    # magenta: the harness or network is broken
+    Verdict.UNSTABLE.value: "\x1b[1;36m",       # cyan: flapping, no single verdict
     Verdict.PASS.value: "\x1b[32m",
 }
 VERDICT_WORDS = {
     Verdict.NOT_ENFORCED.value: "NOT ENFORCED",
     Verdict.OVER_BLOCKED.value: "OVER-BLOCKED",
     Verdict.PROBE_ERROR.value: "PROBE ERROR",
+    Verdict.UNSTABLE.value: "UNSTABLE",
     Verdict.PASS.value: "pass",
     Verdict.NOT_ASSERTED.value: "not asserted",
 }
@@ -148,7 +150,8 @@ def render_failure(result: ScenarioResult, color: bool = False,
 
 
 SUMMARY_LEGEND = [
-    "counts: pass / not enforced (fail-open) / over-blocked (fail-closed) / probe error",
+    "counts: pass / not enforced (fail-open) / over-blocked (fail-closed) / probe error, and "
+    "'+N unstable' for cells that flapped while observed (never a pass)",
     "passed: every probe as the spec says; failed: some probe not; xfailed: failed as expected on "
     "a CNI declared not to enforce; xpassed: that CNI enforced after all (strict: reported); "
     "error: infrastructure broken, no policy verdict; scenario error: the scenario disagrees with "
@@ -162,6 +165,8 @@ def _summary_cell(result: ScenarioResult | None) -> str:
     c = result.verdict_counts()
     nums = "/".join(str(c.get(v.value, 0)) for v in (Verdict.PASS, Verdict.NOT_ENFORCED,
                                                      Verdict.OVER_BLOCKED, Verdict.PROBE_ERROR))
+    unstable = c.get(Verdict.UNSTABLE.value, 0)
+    nums += f" +{unstable} unstable" if unstable else ""
     return f"{result.outcome} {nums}" if result.outcome != ScenarioOutcome.SKIPPED else "skipped"
 
 
