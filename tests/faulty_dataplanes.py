@@ -244,3 +244,30 @@ class LateAndWrong(LateAfterProbes, PoliciesInTheWrongNamespace):
         moved = f"{self.moves.get(namespace, namespace)}/{name}"
         target = moved if moved in self._policies else f"{namespace}/{name}"
         LocalBackend.delete_policy(self, *target.split("/", 1), kind)
+
+
+class DropsForAMomentThenOpen(LocalBackend):
+    """Programs an applied policy for `moment` seconds, then enforces nothing again (an agent
+    that restarts with an empty ruleset): open, after a brief drop."""
+
+    moment = 1.5
+
+    def apply_policy(self, manifest: Mapping) -> None:
+        super().apply_policy(manifest)
+        timer = threading.Timer(self.moment, self._open)
+        timer.daemon = True
+        self._timer = timer
+        timer.start()
+
+    def _open(self) -> None:
+        if self.model is None:
+            return
+        body = profiles.compile_policies(self.model, self.addresses, [], self._veths)
+        nft.load(self.node, nft.replace_table("ip", nft.table_name(self.run_id, "policy"), body),
+                 doing="loading an empty policy table (an open dataplane, on purpose)")
+
+    def undeploy(self) -> None:
+        timer = getattr(self, "_timer", None)
+        if timer is not None:
+            timer.cancel()
+        super().undeploy()
