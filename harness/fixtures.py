@@ -17,7 +17,6 @@ docs/plugin.md.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -32,7 +31,7 @@ from harness.plan import Cell, Loopback, servers_of
 from harness.prober import loopback_probe, probe_one
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec
 from harness.results import Expectation, StepResult, Verdict
-from harness.runner import Run
+from harness.runner import converge_cells
 from harness.session import Session
 from harness.settings import Settings
 from harness.truthtable import TruthTable
@@ -182,9 +181,8 @@ class Topology:
             cells.append(Cell(ProbeSpec(src, dst, port, proto), exp, "the test's expectation",
                               server, Loopback(server),
                               servers=self.model.pod(dst).identities))
-        run = Run(None, self.backend, self.settings, log=lambda s: None)
-        run.addresses = self.addresses
-        return run.converge(1, f"{port}/{proto.value} matrix", cells, time.monotonic())
+        return converge_cells(self.backend, self.settings, self.addresses, cells,
+                              f"{port}/{proto.value} matrix")
 
 
 def _session(config) -> Session:

@@ -253,6 +253,19 @@ class Run:
         return step
 
 
+def converge_cells(backend: Backend, settings: Settings, addresses: Addresses,
+                   cells: list[Cell], title: str, log: Log = lambda line: None) -> StepResult:
+    """Observe cells on a topology that is already deployed, as a scenario step is observed
+    (the observation window, positive controls, verdicts), from now; its StepResult.
+
+    The entry point of the Python API's assert_matrix (harness.fixtures), which plans its own
+    cells from a test's truth table instead of a scenario file.
+    """
+    run = Run(None, backend, settings, log)
+    run.addresses = addresses
+    return run.converge(1, title, cells, time.monotonic())
+
+
 def run_scenario(scenario: Scenario, backend: Backend, settings: Settings, log: Log = print,
                  enforcing: bool | None = None) -> ScenarioResult:
     """Run one loaded scenario on an up backend and return its result; always undeploys.

@@ -105,3 +105,19 @@ def test_the_python_api_reads_a_reply_from_another_pod_as_neither(topology):
     assert p.connected and p.answered_by == "x/a"
     p = topo.probe("x/a", "x/b", 80)
     assert not p.connected and not p.blocked and "answered by 'x/a'" in p.reason
+
+
+def test_the_python_api_matrix_is_observed_like_a_scenario_step(topology):
+    """assert_matrix goes through runner.converge_cells: the same observation window (it ended
+    after two agreeing rounds before) and the same verdicts."""
+    from harness.backends.local import LocalBackend
+
+    topo = topology(LocalBackend)
+    topo.apply({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": {"name": "deny-b", "namespace": "x"},
+                "spec": {"podSelector": {"matchLabels": {"pod": "b"}}, "policyTypes": ["Ingress"]}})
+    step = topo.matrix("x/a - X\nx/b . -")
+    assert step.rounds >= 3 and step.converged
+    assert {(c.source, c.target): c.verdict for c in step.cells} == {
+        ("x/a", "x/a"): "not asserted", ("x/a", "x/b"): "pass", ("x/b", "x/a"): "pass",
+        ("x/b", "x/b"): "not asserted"}
