@@ -2,13 +2,30 @@
 PY := .venv/bin/python
 CNI ?= calico
 
-.PHONY: setup test demo bench check labs live cleanup lint
+.PHONY: setup test demo bench check labs live cleanup lint unit
+# the virtualenv alone (no system packages, so no root): what lint and unit need
+VENV := .venv/.netpol-proof-installed
 
 setup:
 	bash scripts/setup.sh
 
 test:
 	bash scripts/test.sh
+
+$(VENV): pyproject.toml
+	python3 -m venv .venv
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+# ruff (pyproject [tool.ruff]), mypy (strict on the pure core, [tool.mypy]), the import contracts
+lint: $(VENV)
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+	.venv/bin/lint-imports
+
+# the project's tests that need no root (tests needing root or a cluster skip, saying why)
+unit: $(VENV)
+	$(PY) -m pytest tests --ignore tests/live -q -n 2
 
 demo:
 	bash scripts/demo.sh

@@ -63,8 +63,9 @@ def bridge_conntrack_check() -> str:
             "ip daddr 10.9.0.3 tcp dport 80 ct state new counter drop\n"
             "ip daddr 10.9.0.2 tcp dport 80 ct state new counter accept\n}\n}\n"))
         time.sleep(0.5)
-        probe = lambda ns, ip: run(["ip", "netns", "exec", ns, "curl", "-s", "-o", "/dev/null",
-                                    "--connect-timeout", "1", f"http://{ip}/"]).returncode
+        def probe(ns: str, ip: str) -> int:
+            return run(["ip", "netns", "exec", ns, "curl", "-s", "-o", "/dev/null",
+                        "--connect-timeout", "1", f"http://{ip}/"]).returncode
         ab, ba = probe(a, "10.9.0.3"), probe(b, "10.9.0.2")
         counters = run(["ip", "netns", "exec", n, "nft", "list", "table", "ip", "t"]).stdout
         seen = [ln.split("counter")[1].split("bytes")[0].strip() for ln in counters.splitlines()
@@ -124,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     med = statistics.median
     print(f"local backend, default model ({len(model.pods)} pods incl. coredns), "
           f"probe timeout {a.timeout:g}s, {a.repeat} runs (median, min-max)")
-    print(f"  cluster up (node + deploy + all serving): {med([u + d for u, d in zip(ups, deploys)]):.2f}s"
+    up_total = med([u + d for u, d in zip(ups, deploys, strict=True)])
+    print(f"  cluster up (node + deploy + all serving): {up_total:.2f}s"
           f"  [node {med(ups):.2f}s, deploy {med(deploys):.2f}s]   target < 3 s")
     print(f"  cluster down:                             {med(downs):.2f}s")
     print(f"  9x9 TCP 80 matrix, deny-all:              {med(matrices):.2f} x timeout "

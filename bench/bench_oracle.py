@@ -19,10 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from test_oracle_props import random_policy  # noqa: E402
+
 from harness.model import DEFAULT_PORTS, DEFAULT_PROTOCOLS, Model  # noqa: E402
 from harness.oracle import Oracle  # noqa: E402
 from harness.results import Expectation  # noqa: E402
-from test_oracle_props import random_policy  # noqa: E402
 
 TARGET_MS = 50.0
 

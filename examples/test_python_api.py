@@ -3,11 +3,12 @@
 Run:  sudo pytest examples/test_python_api.py --backend local --cni enforcing
 
 Each test declares its own namespaces and pods; they are deployed on the run's backend the
-first time a test probes or applies a policy, and removed when the test ends. `probe` and
-`dns_probe` run the real tools (curl, nslookup) inside the source pod; `assert_matrix` probes
-every pod pair until two rounds agree and fails with the expected and observed tables side by
-side. A probe counts as blocked only when the target's server answered on its own loopback in
-the same moment (`.blocked`), so a dead server never passes as "enforced".
+first time a test probes or applies a policy, and removed when the test ends. `netpol_probe`
+and `netpol_dns_probe` run the real tools (curl, nslookup) inside the source pod;
+`netpol_assert_matrix` probes every pod pair until two rounds agree and fails with the expected
+and observed tables side by side. A probe counts as blocked only when the target's server
+answered on its own loopback in the same moment (`.blocked`), so a dead server never passes as
+"enforced".
 """
 
 import pytest
@@ -38,19 +39,20 @@ def prod(netpol_namespace, netpol_pods):
 
 
 @pytest.mark.netpol
-def test_everything_connects_before_any_policy(prod, probe):
-    assert probe("dev/tools", "prod/backend", 80, "TCP").connected
+def test_everything_connects_before_any_policy(prod, netpol_probe):
+    assert netpol_probe("dev/tools", "prod/backend", 80, "TCP").connected
 
 
 @pytest.mark.netpol
 @pytest.mark.requires("networkpolicy")
-def test_frontend_reaches_backend_and_nothing_else_does(prod, apply_policy, probe, assert_matrix):
-    apply_policy(DENY_ALL_INGRESS)
-    apply_policy(ALLOW_FRONTEND_TO_BACKEND)
-    assert probe("prod/frontend", "prod/backend", 80).connected
-    denied = probe("dev/tools", "prod/backend", 80)
+def test_frontend_reaches_backend_and_nothing_else_does(prod, netpol_apply_policy, netpol_probe,
+                                                        netpol_assert_matrix):
+    netpol_apply_policy(DENY_ALL_INGRESS)
+    netpol_apply_policy(ALLOW_FRONTEND_TO_BACKEND)
+    assert netpol_probe("prod/frontend", "prod/backend", 80).connected
+    denied = netpol_probe("dev/tools", "prod/backend", 80)
     assert denied.blocked, denied  # dropped, while the backend still serves on loopback
-    assert_matrix("""
+    netpol_assert_matrix("""
         #              prod/frontend prod/backend dev/tools
         prod/frontend       -             .           .
         prod/backend        X             -           .
@@ -59,6 +61,6 @@ def test_frontend_reaches_backend_and_nothing_else_does(prod, apply_policy, prob
 
 
 @pytest.mark.netpol
-def test_dns_resolves_the_api_server_name(prod, dns_probe):
-    result = dns_probe("prod/frontend", "kubernetes.default.svc.cluster.local")
+def test_dns_resolves_the_api_server_name(prod, netpol_dns_probe):
+    result = netpol_dns_probe("prod/frontend", "kubernetes.default.svc.cluster.local")
     assert result.connected, result.detail

@@ -34,7 +34,8 @@ def find_leftovers() -> list[Leftover]:
 
 def remove_leftovers(dry_run: bool = False) -> tuple[list[Leftover], list[str]]:
     """(what was found — and removed unless dry_run, errors). Keeps going past failures."""
-    found, errors = find_leftovers(), []
+    found = find_leftovers()
+    errors: list[str] = []
     if dry_run:
         return found, errors
     by_name = {c.name: c for c in CLEANERS}

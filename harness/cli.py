@@ -21,7 +21,8 @@ EPILOG = """examples:
   python -m harness run scenarios/ --backend local --cni enforcing,open
   python -m harness check scenarios/
   python -m harness expect scenarios/conformance/deny-all-ingress.yaml
-  python -m harness explain scenarios/real-world/seed-allow-frontend-to-backend.yaml --from prod/frontend --to prod/backend --port 80
+  python -m harness explain scenarios/real-world/seed-allow-frontend-to-backend.yaml \\
+      --from prod/frontend --to prod/backend --port 80
   python -m harness compare before.json after.json
   python -m harness cleanup
 """

@@ -10,7 +10,7 @@ transport is never turned into an exit code (see ExecError): in a policy harness
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 
@@ -109,13 +109,6 @@ class ExecResult:
 def pretty_command(argv: Sequence[str]) -> str:
     """A shell-quoted line a person can paste into a terminal."""
     return " ".join(shlex.quote(a) for a in argv)
-
-
-class ProbeInfraError(HarnessError):
-    """The network or the harness is broken (e.g. the baseline did not connect).
-
-    Reported as an infrastructure error, never as a policy verdict.
-    """
 
 
 class UsageError(HarnessError):

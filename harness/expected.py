@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.errors import Problem, ScenarioError
 from harness.model import Addresses, Endpoint, Model, Protocol, plan_addresses
@@ -21,7 +22,6 @@ from harness.scenario.load import load_scenario
 from harness.scenario.placeholders import render_manifest
 from harness.scenario.types import Scenario
 from harness.truthtable import EXPECTATION_OF_SYMBOL
-
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def model_at(scenario: Scenario, step_index: int) -> Model:
 
 
 def policies_at(scenario: Scenario, step_index: int,
-                addresses: Addresses | None = None) -> list[dict]:
+                addresses: Addresses | None = None) -> list[dict[str, Any]]:
     """The policy manifests in force at a step, rendered with `addresses` (stand-ins if None).
 
     Each step deletes, then applies; applying an object that exists (same kind and ns/name)
@@ -72,7 +72,7 @@ def policies_at(scenario: Scenario, step_index: int,
     """
     _check_index(scenario, step_index)
     addresses = addresses or plan_addresses(scenario.model)
-    in_force: dict[tuple[str, str], dict] = {}
+    in_force: dict[tuple[str, str], dict[str, Any]] = {}
     for step in scenario.steps[:step_index + 1]:
         for key in step.delete:
             for ident in [i for i in in_force if i[1] == key]:
@@ -121,12 +121,12 @@ def expected_cells(scenario: Scenario, step_index: int,
         return cells
     for mx in step.expect:
         for src, dst, sym in mx.table.items():
-            port = mx.port
-            if isinstance(port, str):
-                port = model.pod(dst).resolve_port(port, mx.protocol) or port
+            cell_port = mx.port
+            if isinstance(cell_port, str):
+                cell_port = model.pod(dst).resolve_port(cell_port, mx.protocol) or cell_port
             decision = oracle.decide(src, dst, mx.port, mx.protocol)
-            cells.append(ExpectedCell(src, dst, port, mx.protocol, EXPECTATION_OF_SYMBOL[sym], decision, None,
-                                      True, mx.field, mx.row_line(src)))
+            cells.append(ExpectedCell(src, dst, cell_port, mx.protocol, EXPECTATION_OF_SYMBOL[sym],
+                                      decision, None, True, mx.field, mx.row_line(src)))
     for pr in step.probes:
         resolves_to = None
         if pr.dns_name:
@@ -253,7 +253,7 @@ def missing_requirements(scenario: Scenario) -> list[Problem]:
             for cap, why in sorted(need.items()) if cap not in scenario.requires]
 
 
-def _network(text) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+def _network(text: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
     try:
         return ipaddress.ip_network(str(text), strict=False)
     except ValueError:
@@ -267,7 +267,8 @@ def _proto_needs(protocol: Protocol, why: str, need: dict[str, str]) -> None:
         need.setdefault("sctp", why)
 
 
-def _policy_needs(m: dict, key: str, need: dict[str, str], pod_ips: list) -> None:
+def _policy_needs(m: dict[str, Any], key: str, need: dict[str, str],
+                  pod_ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> None:
     spec = m.get("spec") or {}
     need.setdefault("networkpolicy", f"policy {key}")
     if "Egress" in (spec.get("policyTypes") or []) or spec.get("egress"):

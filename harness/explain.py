@@ -31,7 +31,7 @@ def _side_summary(reasons: list[Reason], direction: str) -> str | None:
     denied = [r for r in reasons if r.direction == direction and not r.allowed and r.policy]
     if not denied:
         return None
-    policies = sorted({r.policy for r in denied})
+    policies = sorted({r.policy for r in denied if r.policy})
     # the isolated pod is the first word after "isolates" in the oracle's text
     pod = denied[0].text.split(" isolates ", 1)[-1].split(" ", 1)[0]
     which = "the policy" if len(policies) == 1 else f"any of the {len(policies)} policies"

@@ -8,28 +8,43 @@ docs/plugin.md.
   netpol_cluster                 the backend of the run's first CNI, up (session scope)
   netpol_namespace(name, labels) declare a namespace                 -> its name
   netpol_pods(ns, {pod: labels}, ports=(80,), protocols=("TCP",))     -> ["ns/pod", ...]
-  apply_policy(manifest | yaml)  apply a NetworkPolicy (deploys first)  -> "ns/name"
-  probe(src, dst, port, protocol)  one real probe                     -> Probe
-  dns_probe(src, name)           one real DNS lookup                  -> Probe
-  assert_matrix(text, port, protocol)  probe the pods x pods matrix until stable; on a
+  netpol_apply_policy(manifest | yaml)  apply a NetworkPolicy (deploys first)  -> "ns/name"
+  netpol_probe(src, dst, port, protocol)  one real probe              -> Probe
+  netpol_dns_probe(src, name)    one real DNS lookup                  -> Probe
+  netpol_assert_matrix(text, port, protocol)  probe the pods x pods matrix until stable; on a
                                  difference, fail with the expected/observed tables
+
+The names of release 0.1 (apply_policy, probe, dns_probe, assert_matrix) still work for one
+release and warn (DeprecationWarning): short names collide with other plugins' fixtures.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, cast
 
 import pytest
 import yaml
 
 from harness.backends.base import Backend
 from harness.items import SESSION_KEY
-from harness.model import (DNS_POD, DNS_SERVICE_ENDPOINT, SYSTEM_NAMESPACE, Addresses,
-                           ContainerPort, Model, Namespace, Pod, Protocol, Server)
+from harness.model import (
+    DNS_POD,
+    DNS_SERVICE_ENDPOINT,
+    SYSTEM_NAMESPACE,
+    Addresses,
+    ContainerPort,
+    Model,
+    Namespace,
+    Pod,
+    Protocol,
+    Server,
+)
 from harness.plan import Cell, Loopback, servers_of
 from harness.prober import loopback_probe, probe_one
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec
+from harness.reports.terminal import render_step
 from harness.results import Expectation, StepResult, Verdict
 from harness.runner import converge_cells
 from harness.session import Session
@@ -102,7 +117,7 @@ class Topology:
         return keys
 
     def current_model(self) -> Model:
-        return Model.build([Namespace(n, l) for n, l in self.namespaces.items()], self.pod_list)
+        return Model.build([Namespace(n, labels) for n, labels in self.namespaces.items()], self.pod_list)
 
     def deploy(self):
         """Deploy (or redeploy after the test added pods) and re-apply the test's policies."""
@@ -125,7 +140,7 @@ class Topology:
     def apply(self, manifest: Mapping | str) -> str:
         if isinstance(manifest, str):
             manifest = yaml.safe_load(manifest)
-        manifest = dict(manifest)
+        manifest = dict(cast(Mapping, manifest))
         meta = manifest.get("metadata") or {}
         key = f"{meta.get('namespace')}/{meta.get('name')}"
         self.policies[key] = manifest
@@ -146,11 +161,13 @@ class Topology:
                                  loop.server.protocol, self.settings.probe_timeout, loop.dns_name)
             serves = self_probe_proves(ctl)
         caps = self.backend.capabilities()
-        rules = dict(deny_response=caps.deny_response, dns_proxy="fqdn" in caps.supported,
-                     l7_proxy="l7-http" in caps.supported, servers=servers)
-        return Probe(o.outcome, o.detail, o.answered_by, serves,
-                     judge(Expectation.ALLOW, o, serves, **rules),
-                     judge(Expectation.DENY, o, serves, **rules))
+
+        def as_if(exp: Expectation) -> Judgement:
+            return judge(exp, o, serves, caps.deny_response, "fqdn" in caps.supported,
+                         l7_proxy="l7-http" in caps.supported, servers=servers)
+
+        return Probe(o.outcome, o.detail, o.answered_by, serves, as_if(Expectation.ALLOW),
+                     as_if(Expectation.DENY))
 
     def probe(self, src: str, dst: str, port: int = 80, protocol: str = "TCP") -> Probe:
         proto = Protocol.parse(protocol)
@@ -169,6 +186,7 @@ class Topology:
     def matrix(self, expected_text: str, port: int = 80, protocol: str = "TCP") -> StepResult:
         """Probe every pod pair against `expected_text` until two rounds agree; the StepResult."""
         self.deploy()
+        assert self.model is not None, "deploy() built the model"
         keys = list(self.model.pod_keys)
         table = TruthTable.parse(expected_text, keys, keys)
         proto = Protocol.parse(protocol)
@@ -181,6 +199,7 @@ class Topology:
             cells.append(Cell(ProbeSpec(src, dst, port, proto), exp, "the test's expectation",
                               server, Loopback(server),
                               servers=self.model.pod(dst).identities))
+        assert self.addresses is not None, "deploy() sets the addresses"
         return converge_cells(self.backend, self.settings, self.addresses, cells,
                               f"{port}/{proto.value} matrix")
 
@@ -215,30 +234,53 @@ def netpol_pods(netpol_topology):
 
 
 @pytest.fixture
-def apply_policy(netpol_topology):
+def netpol_apply_policy(netpol_topology):
+    """apply(manifest or YAML text): deploy (the first time) and apply a policy -> "ns/name"."""
     return netpol_topology.apply
 
 
 @pytest.fixture
-def probe(netpol_topology):
+def netpol_probe(netpol_topology):
+    """probe(src, dst, port=80, protocol="TCP"): one real probe -> Probe."""
     return netpol_topology.probe
 
 
 @pytest.fixture
-def dns_probe(netpol_topology):
+def netpol_dns_probe(netpol_topology):
+    """dns_probe(src, name): one real DNS lookup from `src` -> Probe."""
     return netpol_topology.dns_probe
 
 
 @pytest.fixture
-def assert_matrix(netpol_topology):
-    """assert_matrix(text, port=80, protocol="TCP"): fail with both tables when a cell differs."""
+def netpol_assert_matrix(netpol_topology):
+    """Probe the pods x pods matrix until stable and compare: `netpol_assert_matrix(text,
+    port=80, protocol="TCP")` fails with the expected and observed tables when a cell differs."""
 
     def check(expected_text: str, port: int = 80, protocol: str = "TCP") -> StepResult:
         step = netpol_topology.matrix(expected_text, port, protocol)
         bad = [c for c in step.cells if c.verdict not in ("pass", "not asserted")]
         if bad:
-            from harness.reports.terminal import render_step
             pytest.fail("\n".join(render_step(step, "matrix")), pytrace=False)
         return step
 
     return check
+
+
+# -- the short names of release 0.1, kept one release as deprecated aliases -------------------
+def _deprecated(old: str, new: str):
+    """A fixture `old` that returns fixture `new` and warns once per use."""
+
+    @pytest.fixture(name=old)
+    def alias(request):
+        warnings.warn(f"the netpol-proof fixture {old!r} is deprecated and goes away in the next "
+                      f"release; use {new!r}", DeprecationWarning, stacklevel=2)
+        return request.getfixturevalue(new)
+
+    alias.__doc__ = f"Deprecated alias of {new}."
+    return alias
+
+
+apply_policy = _deprecated("apply_policy", "netpol_apply_policy")
+probe = _deprecated("probe", "netpol_probe")
+dns_probe = _deprecated("dns_probe", "netpol_dns_probe")
+assert_matrix = _deprecated("assert_matrix", "netpol_assert_matrix")

@@ -10,6 +10,7 @@ failure). The per-process harness.session.Session lives on config.stash[SESSION_
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -41,7 +42,7 @@ SESSION_KEY = pytest.StashKey[Session]()
 class ScenarioFile(pytest.File):
     """A YAML file with `kind: Scenario`: one item per CNI of the run."""
 
-    def collect(self):
+    def collect(self) -> Iterator[ScenarioItem]:
         session: Session = self.config.stash[SESSION_KEY]
         try:
             scenario = scn.load_scenario(self.path)

@@ -51,7 +51,7 @@ class Protocol(str, Enum):
     SCTP = "SCTP"
 
     @classmethod
-    def parse(cls, value: str) -> "Protocol":
+    def parse(cls, value: str) -> Protocol:
         try:
             return cls(str(value).upper())
         except ValueError:
@@ -91,7 +91,7 @@ class Endpoint:
     key: str
 
     @classmethod
-    def parse(cls, text: "str | Endpoint") -> "Endpoint":
+    def parse(cls, text: str | Endpoint) -> Endpoint:
         if isinstance(text, Endpoint):
             return text
         text = str(text)
@@ -106,11 +106,11 @@ class Endpoint:
         return cls(EndpointKind.NAME, text)
 
     @classmethod
-    def service(cls, key: str) -> "Endpoint":
+    def service(cls, key: str) -> Endpoint:
         return cls(EndpointKind.SERVICE, key)
 
     @classmethod
-    def external(cls, name: str) -> "Endpoint":
+    def external(cls, name: str) -> Endpoint:
         return cls(EndpointKind.EXTERNAL, name)
 
     @property
@@ -143,7 +143,7 @@ class ContainerPort:
     name: str | None = None
 
     @staticmethod
-    def serve(port: int, protocol: Protocol) -> "ContainerPort":
+    def serve(port: int, protocol: Protocol) -> ContainerPort:
         """The conformance model's port: named serve-<port>-<protocol>."""
         return ContainerPort(port, protocol, f"serve-{port}-{protocol.value.lower()}")
 
@@ -276,7 +276,7 @@ class Model:
     # -- construction -------------------------------------------------------------------------
     @staticmethod
     def build(namespaces: Iterable[Namespace], pods: Iterable[Pod],
-              services: Iterable[Service] = (), externals: Iterable[ExternalHost] = ()) -> "Model":
+              services: Iterable[Service] = (), externals: Iterable[ExternalHost] = ()) -> Model:
         """A model with the cluster DNS (kube-system/coredns, Service kube-dns) added."""
         nss = [n for n in namespaces if n.name != SYSTEM_NAMESPACE]
         nss.append(Namespace(SYSTEM_NAMESPACE, {}, system=True))
@@ -287,7 +287,7 @@ class Model:
     @staticmethod
     def default(namespaces: Iterable[str] = DEFAULT_NAMESPACES, pods: Iterable[str] = DEFAULT_PODS,
                 ports: Iterable[int] = DEFAULT_PORTS,
-                protocols: Iterable[Protocol] = DEFAULT_PROTOCOLS) -> "Model":
+                protocols: Iterable[Protocol] = DEFAULT_PROTOCOLS) -> Model:
         """The upstream conformance model, optionally narrowed."""
         ports, protocols, pods = tuple(ports), tuple(protocols), tuple(pods)
         nss = [Namespace(n, {"ns": n}) for n in namespaces]
@@ -390,7 +390,7 @@ class Model:
 
     # -- changes between steps -----------------------------------------------------------------
     def with_labels(self, namespace_labels: Mapping[str, Mapping[str, str | None]] | None = None,
-                    pod_labels: Mapping[str, Mapping[str, str | None]] | None = None) -> "Model":
+                    pod_labels: Mapping[str, Mapping[str, str | None]] | None = None) -> Model:
         """A new model with labels changed; a None value removes that label."""
 
         def merged(old: Mapping[str, str], change: Mapping[str, str | None]) -> dict[str, str]:
@@ -433,7 +433,7 @@ class Addresses:
     #: the ClusterIP of default/kubernetes, what the API server's DNS names resolve to
     api_service_ip: str = KUBERNETES_SERVICE_IP
 
-    def ip_of(self, endpoint: "str | Endpoint") -> str:
+    def ip_of(self, endpoint: str | Endpoint) -> str:
         """The IP of a pod, Service or external host; KeyError for anything else."""
         ep = Endpoint.parse(endpoint)
         if ep.is_external:

@@ -24,20 +24,39 @@ suite test/e2e/network/netpol):
   defined whether this happens before or after NetworkPolicy processing") and give UNDEFINED.
 - UNDEFINED (never asserted unless a scenario names its CNI): a pod to itself, traffic from or to
   the node, an external host to a Service IP, backends of one Service that disagree, a destination
-  that serves nothing on the port, a Service port or backend that does not exist, and any connection touching a namespace where a policy kind the
-  oracle does not model (Cilium, Calico, AdminNetworkPolicy) is present.
+  that serves nothing on the port, a Service port or backend that does not exist, and any
+  connection touching a namespace where a policy kind the oracle does not model (Cilium, Calico,
+  AdminNetworkPolicy) is present.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-from harness.model import (DNS_POD, DNS_SERVICE, SYSTEM_NAMESPACE, Addresses, Endpoint,
-                           EndpointKind, Model, Pod,
-                           Protocol, plan_addresses)
-from harness.policy import (NetworkPolicy, PortRule, Rule, is_cluster_scoped, is_network_policy,
-                            parse_policy, policy_key)
+from harness.model import (
+    DNS_POD,
+    DNS_SERVICE,
+    SYSTEM_NAMESPACE,
+    Addresses,
+    Endpoint,
+    EndpointKind,
+    Model,
+    Pod,
+    Protocol,
+    plan_addresses,
+)
+from harness.policy import (
+    IPBlock,
+    NetworkPolicy,
+    Peer,
+    PortRule,
+    Rule,
+    is_cluster_scoped,
+    is_network_policy,
+    parse_policy,
+    policy_key,
+)
 from harness.results import Expectation
 from harness.truthtable import TruthTable
 
@@ -79,6 +98,9 @@ def _undefined(text: str, policy: str | None = None) -> Decision:
     return Decision(Expectation.UNDEFINED, (Reason("spec", policy, None, False, text),))
 
 
+_CompiledRule = tuple[frozenset[str] | None, tuple[IPBlock, ...], Rule, str]
+
+
 @dataclass(frozen=True)
 class _Compiled:
     """One policy with everything that does not depend on the probe precomputed."""
@@ -87,8 +109,8 @@ class _Compiled:
     selected: frozenset[str]
     # per rule: (pod keys the peers match, or None = every peer; ipBlocks for non-pod addresses;
     # the rule; its description for reasons, precomputed because matrices repeat it)
-    ingress: tuple[tuple[frozenset[str] | None, tuple, Rule, str], ...]
-    egress: tuple[tuple[frozenset[str] | None, tuple, Rule, str], ...]
+    ingress: tuple[_CompiledRule, ...]
+    egress: tuple[_CompiledRule, ...]
     why_selected: str
 
 
@@ -100,7 +122,7 @@ class Oracle:
     matrix costs little more than its cells; a step with other labels or policies gets a new one.
     """
 
-    def __init__(self, model: Model, policies: Sequence[Mapping],
+    def __init__(self, model: Model, policies: Sequence[Mapping[str, Any]],
                  addresses: Addresses | None = None):
         self.model = model
         self.addresses = addresses or plan_addresses(model)
@@ -143,8 +165,8 @@ class Oracle:
         how = ("podSelector {} selects every pod in " + p.namespace if p.pod_selector.is_empty
                else f"podSelector {p.pod_selector.describe()}")
 
-        def rules(rs: tuple[Rule, ...], word: str):
-            out = []
+        def rules(rs: tuple[Rule, ...], word: str) -> tuple[_CompiledRule, ...]:
+            out: list[_CompiledRule] = []
             for r in rs:
                 desc = _rule_text(p.namespace, r, word)
                 if r.all_peers:
@@ -152,14 +174,14 @@ class Oracle:
                     continue
                 keys = frozenset(k for k, pod in self._pods.items()
                                  if any(self._peer_matches_pod(p.namespace, peer, pod)
-                                        for peer in r.peers))
-                blocks = tuple(peer.ip_block for peer in r.peers if peer.ip_block is not None)
+                                        for peer in r.peers or ()))
+                blocks = tuple(peer.ip_block for peer in r.peers or () if peer.ip_block is not None)
                 out.append((keys, blocks, r, desc))
             return tuple(out)
 
         return _Compiled(p, selected, rules(p.ingress, "from"), rules(p.egress, "to"), how)
 
-    def _peer_matches_pod(self, policy_ns: str, peer, pod: Pod) -> bool:
+    def _peer_matches_pod(self, policy_ns: str, peer: Peer, pod: Pod) -> bool:
         if peer.ip_block is not None:
             ip = self.addresses.pod_ips.get(pod.key)
             return ip is not None and peer.ip_block.contains(ip)
@@ -442,7 +464,7 @@ def _side_ok(reasons: tuple[Reason, ...]) -> bool:
 def _ports_match(rule: Rule, dst_pod: Pod | None, port: int, protocol: Protocol) -> bool:
     if rule.all_ports:
         return True
-    return any(_port_matches(pr, dst_pod, port, protocol) for pr in rule.ports)
+    return any(_port_matches(pr, dst_pod, port, protocol) for pr in rule.ports or ())
 
 
 def _port_matches(pr: PortRule, dst_pod: Pod | None, port: int, protocol: Protocol) -> bool:
@@ -459,8 +481,9 @@ def _port_matches(pr: PortRule, dst_pod: Pod | None, port: int, protocol: Protoc
 
 
 def _rule_text(ns: str, rule: Rule, word: str) -> str:
-    peers = "every peer" if rule.all_peers else " or ".join(p.describe(ns) for p in rule.peers)
-    ports = "every port" if rule.all_ports else ", ".join(p.describe() for p in rule.ports)
+    peers = ("every peer" if rule.all_peers
+             else " or ".join(p.describe(ns) for p in rule.peers or ()))
+    ports = "every port" if rule.all_ports else ", ".join(p.describe() for p in rule.ports or ())
     return f"{word} {peers}; ports: {ports}"
 
 

@@ -16,10 +16,9 @@ from typing import Hashable, Iterable
 from harness.errors import HarnessError
 from harness.expected import ExpectedCell, disagreements, expected_cells, model_at
 from harness.model import DNS_POD, SYSTEM_NAMESPACE, Addresses, Endpoint, Model, Protocol, Server
-from harness.oracle import API_SERVER
+from harness.oracle import API_SERVER, Decision
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec
 from harness.results import Attempt, CellResult, Expectation, Verdict
-from harness.oracle import Decision
 from harness.scenario import Scenario
 from harness.verdicts import Judgement
 

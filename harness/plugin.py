@@ -2,10 +2,11 @@
 canary banners, xdist hand-over, reports. Hooks only; the work is in items.py and the library.
 
 Why hooks only: the library (runner, canary, reports) runs without pytest; this module maps
-pytest's lifecycle onto it (examples-to-follow §10-12). Run-wide state lives on config.stash
-(a harness.session.Session per process). Under pytest-xdist the controller makes the run id and hands it
-to each worker through workerinput; each worker derives its own prefix (naming.worker_run_id)
-and sends its results and canary findings back through workeroutput.
+pytest's lifecycle onto it (as pytest-xdist's `plugin.py` and pytest-httpserver's
+`pytest_plugin.py` do). Run-wide state lives on config.stash (a harness.session.Session per
+process). Under pytest-xdist the controller makes the run id and hands it to each worker
+through workerinput; each worker derives its own prefix (naming.worker_run_id) and sends its
+results and canary findings back through workeroutput.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def make_session(config: pytest.Config, settings: Settings, worker: str | None) 
         if settings.backend == "local":
             return contextlib.nullcontext()
         from filelock import FileLock  # a dependency of kube backends only
-        base = config._tmp_path_factory.getbasetemp()  # noqa: SLF001 (pytest's documented recipe)
+        base = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]  # xdist's recipe
         root = Path(base).parent if worker else Path(base)
         return FileLock(str(root / f"netpol-proof-{cni}.lock"))
 
@@ -155,7 +156,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     ns: Session = session.config.stash[SESSION_KEY]
     if ns.worker or session.config.option.collectonly:
         return
-    if getattr(session.config.option, "numprocesses", None) or getattr(session.config.option, "dist", "no") != "no":
+    option = session.config.option
+    if getattr(option, "numprocesses", None) or getattr(option, "dist", "no") != "no":
         return
     wanted = []
     for item in session.items:
@@ -180,7 +182,7 @@ class BannerHooks:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         props = dict(report.user_properties or ())
         if props.get("canary_enforcing") == "false" and report.when == "call":
-            self.config.stash[SESSION_KEY].banner(props.get("cni", "?"))
+            self.config.stash[SESSION_KEY].banner(str(props.get("cni", "?")))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
@@ -189,7 +191,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
     for e in errors:
         ns.say(f"teardown: {e}")
     if ns.worker is not None:
-        wo = session.config.workeroutput
+        wo = session.config.workeroutput  # type: ignore[attr-defined]  # set by xdist on workers
         wo["netpol_results"] = json.dumps([r.to_dict() for r in ns.results])
         wo["netpol_canaries"] = json.dumps(ns.canary_meta())
         return

@@ -140,25 +140,35 @@ class NetworkPolicy:
         return "Egress" in self.policy_types
 
 
-def policy_key(manifest: Mapping) -> str:
+def policy_key(manifest: Mapping[str, Any]) -> str:
     """`namespace/name` of any namespaced policy manifest (`name` alone when cluster-scoped)."""
     meta = manifest.get("metadata") or {}
     ns = meta.get("namespace")
     return f"{ns}/{meta.get('name')}" if ns else str(meta.get("name"))
 
 
-def is_network_policy(manifest: Mapping) -> bool:
+def is_network_policy(manifest: Mapping[str, Any]) -> bool:
     """True for a `networking.k8s.io/v1` NetworkPolicy (not Calico's or Cilium's own kinds)."""
     return manifest.get("apiVersion") == API_VERSION and manifest.get("kind") == KIND
 
 
-def is_cluster_scoped(manifest: Mapping) -> bool:
+def is_cluster_scoped(manifest: Mapping[str, Any]) -> bool:
     """True for policy kinds that apply cluster-wide (AdminNetworkPolicy, GlobalNetworkPolicy…)."""
     return manifest.get("kind") in CLUSTER_SCOPED_KINDS or not (manifest.get("metadata") or {}
                                                                  ).get("namespace")
 
 
-def parse_policy(manifest: Mapping, where: str = "", default_namespace: str | None = None
+def _strict_subnet(inner: ipaddress.IPv4Network | ipaddress.IPv6Network,
+                   outer: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """`inner` is a smaller network inside `outer`, of the same IP version."""
+    if isinstance(inner, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
+        return inner.subnet_of(outer) and inner.prefixlen > outer.prefixlen
+    if isinstance(inner, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
+        return inner.subnet_of(outer) and inner.prefixlen > outer.prefixlen
+    return False
+
+
+def parse_policy(manifest: Mapping[str, Any], where: str = "", default_namespace: str | None = None
                  ) -> NetworkPolicy:
     """Parse and validate a NetworkPolicy manifest; ValueError names the field that is wrong.
 
@@ -195,7 +205,7 @@ def parse_policy(manifest: Mapping, where: str = "", default_namespace: str | No
     if not types_data:
         # SetDefaults_NetworkPolicy (pkg/apis/networking/v1/defaults.go): when len(policyTypes)
         # is 0 (missing or []), Ingress, plus Egress when len(egress) != 0 (so not `egress: []`).
-        types = ("Ingress", "Egress") if spec.get("egress") else ("Ingress",)
+        types: tuple[str, ...] = ("Ingress", "Egress") if spec.get("egress") else ("Ingress",)
     else:
         if not isinstance(types_data, list):
             raise ValueError(f"{w}: spec.policyTypes must be a list of Ingress/Egress")
@@ -285,7 +295,7 @@ def _parse_ipblock(data: Any, where: str) -> IPBlock:
             en = ipaddress.ip_network(str(e), strict=False)
         except ValueError:
             raise ValueError(f"{where}.except[{j}]: {e!r} is not a CIDR") from None
-        if en.version != net.version or not en.subnet_of(net) or en.prefixlen <= net.prefixlen:
+        if not _strict_subnet(en, net):
             raise ValueError(f"{where}.except[{j}]: {e} must be a strict subset of cidr {cidr} "
                              f"(the API rejects it otherwise)")
         out.append(str(e))

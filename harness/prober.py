@@ -8,20 +8,20 @@ one timeout. A failed exec transport becomes TOOL_ERROR with its cause — never
 With the "debian" toolkit and batch=True, the TCP probes of one source run in one curl
 (`--parallel`, see probes.batch_argv_for): process starts, not packets, are what a busy
 two-core machine runs out of. Each transfer is still a new connection, classified on its own.
-The default concurrency is 128 rather than 64 so that a 9x9 matrix fits in one wave.
+A run passes Settings.concurrency (default 16 execs at once: batched, a 9x9 TCP matrix is nine
+execs, one wave); probe_round's own default of 128 serves callers without settings.
 """
 
 from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable
+from typing import Any, Iterable
 
 from harness.backends.base import Backend
 from harness.errors import BackendError, ExecError, HarnessError
 from harness.model import Addresses, Endpoint, Protocol
-from harness.probes import (Outcome, ProbeOutcome, ProbeSpec, argv_for, batch_argv_for, classify,
-                            split_batch)
+from harness.probes import Outcome, ProbeOutcome, ProbeSpec, argv_for, batch_argv_for, classify, split_batch
 
 #: extra seconds the exec may take beyond the tool's own timeout before it counts as hung
 EXEC_MARGIN = 10.0
@@ -30,7 +30,7 @@ EXEC_MARGIN = 10.0
 def destination(spec: ProbeSpec, addresses: Addresses | None) -> str:
     """What the tool is pointed at: an IP for pods/Services/externals, else the name itself.
     With no addresses (a loopback probe to 127.0.0.1) the target is used as written."""
-    if spec.is_dns:
+    if spec.dns_name is not None:   # spec.is_dns
         return spec.dns_name
     if addresses is None:
         return spec.target
@@ -105,9 +105,11 @@ def probe_batch(backend: Backend, probes: list[tuple[ProbeSpec, str]], timeout: 
     return out
 
 
-def _plan(specs: list[ProbeSpec], addresses: Addresses, toolkit: str, batch: bool):
+def _plan(specs: list[ProbeSpec], addresses: Addresses, toolkit: str, batch: bool
+          ) -> list[tuple[str, Any]]:
     """Tasks: ("one", spec) or ("batch", [(spec, dest), ...]) grouped by source."""
-    tasks, groups = [], {}
+    tasks: list[tuple[str, Any]] = []
+    groups: dict[str, dict[str, tuple[ProbeSpec, str]]] = {}
     for s in specs:
         dest = None
         if batch and toolkit == "debian" and not s.is_dns and s.protocol.value == "TCP" \
@@ -145,11 +147,13 @@ def probe_round(backend: Backend, specs: Iterable[ProbeSpec], addresses: Address
     tasks = _plan(specs, addresses, toolkit, batch)
     results: dict[ProbeSpec, ProbeOutcome] = {}
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(tasks)))) as pool:
+        def one(s: ProbeSpec) -> dict[ProbeSpec, ProbeOutcome]:
+            return {s: probe_one(backend, s, addresses, timeout, toolkit)}
+
         futures = []
         for kind, arg in tasks:
             if kind == "one":
-                futures.append(pool.submit(lambda s=arg: {s: probe_one(backend, s, addresses,
-                                                                        timeout, toolkit)}))
+                futures.append(pool.submit(one, arg))
             else:
                 futures.append(pool.submit(probe_batch, backend, arg, timeout))
         for f in futures:

@@ -130,7 +130,7 @@ def argv_for(spec: ProbeSpec, dest: str, timeout: float, toolkit: str = "debian"
         raise ValueError(f"unknown probe toolkit {toolkit!r}: expected one of {', '.join(TOOLKITS)}")
     if timeout <= 0:
         raise ValueError(f"probe timeout must be positive, got {timeout}")
-    if spec.is_dns:
+    if spec.dns_name is not None:   # spec.is_dns
         argv = ["nslookup", f"-timeout={max(1, round(timeout))}", "-retry=0"]
         if spec.protocol == Protocol.TCP:
             argv.append("-vc")
@@ -291,7 +291,7 @@ def _classify_connect(rc: int, out: str, err: str, detail: str, el: float) -> Pr
 
 
 def _classify_nslookup(rc: int, text: str, detail: str, el: float) -> ProbeOutcome:
-    # nslookup exits 1 for every failure, so the output decides (kind-cni-notes.md §5.4).
+    # nslookup exits 1 for every failure, so the output decides (docs/sources.md §5.4).
     low = text.lower()
     # a genuine answer wins over warning lines printed on the way (search-path misses, a
     # first server that timed out): exit 0 with answer addresses is resolved

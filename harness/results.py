@@ -119,15 +119,15 @@ class ScenarioResult:
         return asdict(self)
 
     @staticmethod
-    def from_dict(data: dict[str, Any]) -> "ScenarioResult":
-        def step(d):
+    def from_dict(data: dict[str, Any]) -> ScenarioResult:
+        def step(d: dict[str, Any] | None) -> StepResult | None:
             if d is None:
                 return None
             cells = [CellResult(**{**c, "attempts": [Attempt(**a) for a in c.get("attempts", [])]})
                      for c in d.get("cells", [])]
             return StepResult(**{**d, "cells": cells})
         return ScenarioResult(**{**data, "baseline": step(data.get("baseline")),
-                                 "steps": [step(s) for s in data.get("steps", [])]})
+                                 "steps": [step(s) for s in data.get("steps", [])]})  # never None
 
     def verdict_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

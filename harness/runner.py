@@ -25,13 +25,23 @@ from harness.errors import HarnessError
 from harness.model import Addresses
 from harness.plan import Cell, plan_steps
 from harness.prober import loopback_probe, probe_round
-from harness.probes import Outcome, ProbeOutcome, ProbeSpec
-from harness.results import Attempt, CellResult, Expectation, ScenarioResult, StepResult, Verdict
+from harness.probes import ProbeOutcome, ProbeSpec
+from harness.results import Attempt, Expectation, ScenarioResult, StepResult, Verdict
 from harness.scenario import Scenario
 from harness.settings import Settings
-from harness.verdicts import (BlockedKind, Judgement, Window, blocked_kind, first_stable_round,
-                              judge, over_rounds, positive_controls, scenario_outcome,
-                              self_probe_proves, settled)
+from harness.verdicts import (
+    BlockedKind,
+    Judgement,
+    Window,
+    blocked_kind,
+    first_stable_round,
+    judge,
+    over_rounds,
+    positive_controls,
+    scenario_outcome,
+    self_probe_proves,
+    settled,
+)
 
 Log = Callable[[str], None]
 #: pause between probe rounds: a blocked probe already costs one connect timeout per round
@@ -71,6 +81,7 @@ class Run:
               ) -> dict[Hashable, Verdict]:
         """Probe every cell once, add positive controls, judge, record attempts."""
         s = self.settings
+        assert self.addresses is not None, "the scenario is deployed before it is probed"
         observed = probe_round(self.backend, [c.spec for c in cells], self.addresses,
                                s.probe_timeout, s.concurrency, self.backend.toolkit)
 
@@ -170,7 +181,8 @@ class Run:
                           [c.result() for c in cells])
         if not ok:
             bad = [c for c in cells if c.last and c.last.verdict != Verdict.PASS]
-            listed = "; ".join(f"{c.spec.label}: {c.last.observed}" for c in bad[:5])
+            listed = "; ".join(f"{c.spec.label}: {c.last.observed if c.last else ''}"
+                               for c in bad[:5])
             more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
             step.infra_error = (f"baseline: {len(bad)} of {len(cells)} probes did not connect "
                                 f"before any policy ({listed}{more}); the network or the harness "
@@ -192,6 +204,7 @@ class Run:
             self.backend.delete_policy(ns, name, self.applied_kinds.pop(str(key), "NetworkPolicy"))
             self.log(f"    deleted {key}")
         for doc in getattr(step, "apply", ()) or ():
+            assert self.addresses is not None, "the scenario is deployed before its steps"
             manifest = scn.render_manifest(doc.manifest, self.addresses)
             self.backend.apply_policy(manifest)
             meta = manifest.get("metadata") or {}
@@ -214,7 +227,7 @@ class Run:
         while True:
             start = time.monotonic()
             verdicts = self.probe(cells, len(rounds) + 1)
-            for h, c in zip(history, cells):
+            for h, c in zip(history, cells, strict=True):
                 if c.last is not None:
                     h.append(c.last)
             agreed = bool(rounds) and settled(verdicts, rounds[-1])
@@ -229,7 +242,7 @@ class Run:
             # rounds at least window.interval apart: the window holds about min_rounds rounds
             # however fast one round is, and a fast round does not cost a burst of probes
             time.sleep(max(ROUND_PAUSE, start + window.interval - now))
-        for h, c in zip(history, cells):
+        for h, c in zip(history, cells, strict=True):
             if h:
                 c.last = over_rounds(h)
         unstable = sum(1 for c in cells if c.last is not None
@@ -239,8 +252,8 @@ class Run:
         step = StepResult(index, title, converged, seconds, len(rounds),
                           [c.result() for c in cells])
         counts: dict[str, int] = {}
-        for c in step.cells:
-            counts[c.verdict] = counts.get(c.verdict, 0) + 1
+        for r in step.cells:
+            counts[r.verdict] = counts.get(r.verdict, 0) + 1
         text = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
         if converged:
             when = f"settled after {seconds:.2f}s"

@@ -54,7 +54,7 @@ class LabelSelector:
     match_expressions: tuple[Requirement, ...] = ()
 
     @staticmethod
-    def parse(data: Any, where: str = "selector") -> "LabelSelector":
+    def parse(data: Any, where: str = "selector") -> LabelSelector:
         """Parse a selector dict; raise ValueError naming `where` and the bad field.
 
         Why strict: a misspelled `matchLabel` would otherwise silently become `{}`, the selector
@@ -87,7 +87,7 @@ class LabelSelector:
         return LabelSelector(tuple(sorted(pairs)), reqs)
 
     @staticmethod
-    def from_labels(labels: Mapping[str, str]) -> "LabelSelector":
+    def from_labels(labels: Mapping[str, str]) -> LabelSelector:
         """A matchLabels-only selector (e.g. a Service's selector)."""
         return LabelSelector(tuple(sorted((k, str(v)) for k, v in labels.items())))
 
@@ -110,9 +110,9 @@ class LabelSelector:
         parts += [r.describe() for r in self.match_expressions]
         return ", ".join(parts)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The manifest form, for writing policies back out (e.g. for other analysers)."""
-        out: dict = {}
+        out: dict[str, Any] = {}
         if self.match_labels:
             out["matchLabels"] = dict(self.match_labels)
         if self.match_expressions:

@@ -82,7 +82,7 @@ class Settings:
     def is_kube(self) -> bool:
         return self.backend != "local"
 
-    def for_worker(self, worker: str | None) -> "Settings":
+    def for_worker(self, worker: str | None) -> Settings:
         """The settings of one pytest-xdist worker: its own run id derived from the controller's."""
         return replace(self, run_id=naming.worker_run_id(self.run_id, worker))
 

@@ -47,8 +47,8 @@ def run(
         raise ExecError(argv, f"{doing + ': ' if doing else ''}command not found ({exc.filename})",
                         target=target) from exc
     except subprocess.TimeoutExpired as exc:
-        out = (exc.stdout or b"")
-        out = out.decode(errors="replace") if isinstance(out, bytes) else out
+        raw = exc.stdout or b""
+        out = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
         raise ExecError(argv, f"{doing + ': ' if doing else ''}still running after {timeout}s",
                         output=out, target=target) from exc
     result = ExecResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr,
@@ -60,18 +60,20 @@ def run(
 
 
 def spawn(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-          log_path: str | None = None) -> subprocess.Popen:
+          log_path: str | None = None) -> subprocess.Popen[bytes]:
     """Start a long-running process (a pod's servers, the DNS server) and return its handle.
 
     Its output goes to `log_path` (or is discarded); the caller owns stopping it.
     """
     argv = [str(a) for a in argv]
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    log = open(log_path, "ab") if log_path else None   # the child keeps its own copy
     try:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                stdout=log if log is not None else subprocess.DEVNULL,
+                                stderr=subprocess.STDOUT,
                                 env=dict(env) if env is not None else None, start_new_session=True)
     except FileNotFoundError as exc:
         raise ExecError(argv, f"command not found ({exc.filename})") from exc
     finally:
-        if log_path:
-            out.close()
+        if log is not None:
+            log.close()

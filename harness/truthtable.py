@@ -44,7 +44,7 @@ def symbol_of(value: Any) -> str:
         return SYMBOL_OF_EXPECTATION[value]
     v = getattr(value, "value", value)
     if v in EXPECTATION_OF_SYMBOL:
-        return v
+        return str(v)
     try:
         return SYMBOL_OF_EXPECTATION[Expectation(v)]
     except ValueError:
@@ -91,13 +91,13 @@ class TruthTable:
             for c in self.cols:
                 yield r, c, self._cells[(r, c)]
 
-    def map(self, fn: Callable[[Any], Any]) -> "TruthTable":
+    def map(self, fn: Callable[[Any], Any]) -> TruthTable:
         """A new table of the same shape with fn applied to every value."""
         out = TruthTable(self.rows, self.cols)
         out._cells = {k: fn(v) for k, v in self._cells.items()}
         return out
 
-    def compare(self, other: "TruthTable", key: Callable[[Any], Any] = symbol_of
+    def compare(self, other: TruthTable, key: Callable[[Any], Any] = symbol_of
                 ) -> list[tuple[str, str]]:
         """The (row, col) cells whose values differ (compared through `key`, by default the
         symbol, so a Decision and an Expectation compare by what they mean)."""
@@ -127,7 +127,7 @@ class TruthTable:
 
     @staticmethod
     def parse(text: str, rows: Sequence[str], cols: Sequence[str],
-              line_offset: int = 0) -> "TruthTable":
+              line_offset: int = 0) -> TruthTable:
         """Read the text form into a table of symbols ('.', 'X', '-').
 
         Why line numbers: the matrix sits inside a YAML file; `line_offset` (the file line of the
@@ -173,7 +173,7 @@ class TruthTable:
             if label in seen:
                 raise ValueError(f"line {ln}: row {label!r} given twice")
             seen.add(label)
-            for c, t in zip(table.cols, tokens):
+            for c, t in zip(table.cols, tokens, strict=True):
                 table._cells[(label, c)] = t
         missing = [r for r in table.rows if r not in seen]
         if missing:

@@ -1,8 +1,9 @@
 """Expectation x observation (+ positive control) -> verdict. The only code that reads both.
 
 Why alone and pure: the prober never sees the expectation and the oracle never sees a packet
-(examples-to-follow §2). Everything that turns "what the spec says" and "what the tools saw"
-into pass / not enforced / over-blocked / probe error is here, table-tested without a cluster.
+(upstream netpol `probe.go` only fills the observed table, `reachability.go` compares).
+Everything that turns "what the spec says" and "what the tools saw" into pass / not enforced /
+over-blocked / probe error is here, table-tested without a cluster.
 
 Rules, per cell of one round:
 - '-' / undefined            -> NOT_ASSERTED (the observation is still recorded).
@@ -29,7 +30,7 @@ Rules, per cell of one round:
                                server also times out).
 - refused                    -> blocked only when the backend declares deny_response "reject"
                                and a positive control exists; otherwise PROBE_ERROR (a closed
-                               port answers RST exactly like a reject, kind-cni-notes §5.4).
+                               port answers RST exactly like a reject, docs/sources.md §5.4).
 - DNS REFUSED                -> blocked only on a backend with a DNS proxy (fqdn), else error.
 """
 
@@ -37,7 +38,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Hashable, Iterable, Mapping, Sequence
+from typing import Any, Hashable, Iterable, Mapping, Sequence
 
 from harness.probes import Outcome, ProbeOutcome
 from harness.results import Expectation, ScenarioOutcome, Verdict
@@ -57,7 +58,7 @@ class Judgement:
     reason: str
 
 
-def expectation_of(value) -> Expectation:
+def expectation_of(value: object) -> Expectation:
     """Expectation from an Expectation, a truth-table symbol or a word ('-', '.', 'X', 'allow')."""
     if isinstance(value, Expectation):
         return value
@@ -98,7 +99,7 @@ def blocked_kind(outcome: Outcome, deny_response: str = "drop", dns_proxy: bool 
     return BlockedKind.NO_VERDICT
 
 
-def judge(expectation, observation: ProbeOutcome | None, positive_control: bool | None,
+def judge(expectation: object, observation: ProbeOutcome | None, positive_control: bool | None,
           deny_response: str = "drop", dns_proxy: bool = False, *,
           nxdomain_expected: bool = False,
           expected_addresses: frozenset[str] | None = None,
@@ -229,7 +230,7 @@ def _not_asserted(j: Judgement) -> Judgement:
                                                        f"undefined); observed {j.observed}")
 
 
-def positive_controls(cells: Iterable[tuple]) -> dict[Hashable, bool]:
+def positive_controls(cells: Iterable[tuple[Any, ...]]) -> dict[Hashable, bool]:
     """Per control key (target, port, protocol): did a source expected to reach it connect?
 
     `cells` are (key, expectation, observation) or (key, expectation, observation, servers) of
@@ -307,7 +308,7 @@ def over_rounds(history: Sequence[Judgement]) -> Judgement:
         raise ValueError("a cell needs at least one round")
     last = history[-1]
     seen = [j.verdict for j in history if j.verdict is not Verdict.PROBE_ERROR]
-    changes = sum(1 for a, b in zip(seen, seen[1:]) if a != b)
+    changes = sum(1 for a, b in zip(seen, seen[1:], strict=False) if a != b)
     held = len(seen) < 2 or seen[-1] == seen[-2]
     if changes <= 1 and held:
         return last
@@ -321,12 +322,12 @@ def over_rounds(history: Sequence[Judgement]) -> Judgement:
 
 def rounds_text(verdicts: Sequence[Verdict]) -> str:
     """`r1-r2 pass, r3 not enforced, r4 pass`: a verdict history with runs folded."""
-    runs: list[list] = []
+    runs: list[tuple[int, int, Verdict]] = []
     for i, v in enumerate(verdicts, 1):
         if runs and runs[-1][2] == v:
-            runs[-1][1] = i
+            runs[-1] = (runs[-1][0], i, v)
         else:
-            runs.append([i, i, v])
+            runs.append((i, i, v))
     return ", ".join((f"r{a}" if a == b else f"r{a}-r{b}") + f" {v.value}" for a, b, v in runs)
 
 

@@ -3,14 +3,15 @@ never became ready.
 
 Why one module on tenacity: waits written inline drift into fixed sleeps and silent timeouts;
 here each wait states what it waits for, polls at a fixed interval, and on the deadline says
-which object never got there (examples-to-follow §14). No pytest, no backend knowledge.
+which object never got there (as lightkube's `wait(for_conditions=..., raise_for_conditions=...)`
+in `core/client.py` does). No pytest, no backend knowledge.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Generic, TypeVar
+from typing import Callable, Generic, TypeVar, cast
 
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
@@ -50,12 +51,13 @@ def poll(check: Callable[[], T], done: Callable[[T], bool], timeout: float,
 
     retrying = Retrying(stop=stop_after_delay(max(0.0, timeout)), wait=wait_fixed(interval),
                         retry=retry_if_result(unfinished), reraise=True)
+    value: T | None
     try:
         value = retrying(once)
         ok = True
     except RetryError:
         value, ok = (attempts[-1] if attempts else None), False
-    if ok and unfinished(value):
+    if ok and unfinished(cast(T, value)):
         ok = False
     return Polled(value, ok, attempts, time.monotonic() - started)
 
@@ -65,7 +67,7 @@ def wait_for(check: Callable[[], T], done: Callable[[T], bool], timeout: float, 
     """Like poll, but the deadline raises WaitTimeout naming `what` and its last state."""
     p = poll(check, done, timeout, interval)
     if not p.ok:
-        last = describe(p.value) if p.attempts else "never checked"
+        last = describe(p.attempts[-1]) if p.attempts else "never checked"
         raise WaitTimeout(f"{what} did not happen within {timeout:g}s "
                           f"({len(p.attempts)} checks); last state: {last}")
-    return p.value
+    return cast(T, p.value)   # ok: the value satisfied `done`

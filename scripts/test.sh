@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README's second command, and what .ci/run calls).
-# Installs what is missing, then runs the unit tests, the local-backend tests (root) and the
-# scenario library on the local backend.
+# Installs what is missing, then runs the linters (make lint), the unit tests, the local-backend
+# tests (root) and the scenario library on the local backend.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The local backend creates network namespaces: it needs root. Re-run through sudo when not root.
@@ -9,6 +9,8 @@ if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then exec sudo -E ba
 bash scripts/setup.sh --with-browser
 PY=.venv/bin/python
 mkdir -p reports-out
+# 0. ruff, mypy and the import contracts (one definition: the Makefile's lint target)
+make -s lint
 # setup.sh installed NCA: its comparison must run here, never skip
 export NETPOL_PROOF_REQUIRE_NCA=1
 # 1. the project's own tests: unit, live local backend (root), plugin, labs, HTML in Chromium

@@ -271,3 +271,27 @@ class DropsForAMomentThenOpen(LocalBackend):
         if timer is not None:
             timer.cancel()
         super().undeploy()
+
+
+class FlapsEveryFewProbes(LocalBackend):
+    """Switches between enforcing the applied policies and enforcing nothing every `every`
+    probe execs: a flap whose period is counted in probes, so load cannot stretch it past the
+    observation window (25 execs are one round of deny-ingress-small)."""
+
+    every = 25
+
+    def apply_policy(self, manifest: Mapping) -> None:
+        super().apply_policy(manifest)
+        self._count, self._on = 0, True
+
+    def exec(self, endpoint, argv, timeout):
+        with _exec_lock:
+            self._count = getattr(self, "_count", 0) + 1
+            if self._count % self.every == 0 and self.model is not None and self._policies:
+                self._on = not self._on
+                policies = [p for _, p in self._policies.values()] if self._on else []
+                body = profiles.compile_policies(self.model, self.addresses, policies, self._veths)
+                nft.load(self.node, nft.replace_table(
+                    "ip", nft.table_name(self.run_id, "policy"), body),
+                    doing="switching the policy table (a flapping dataplane, on purpose)")
+        return super().exec(endpoint, argv, timeout)

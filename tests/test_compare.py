@@ -7,9 +7,10 @@ import sys
 
 from harness import shell
 from harness.cli import main
-from harness.reports.compare import compare, render
 from harness.reports import json_report
-from tests.reports_examples import META, results as example_results
+from harness.reports.compare import compare, render
+from tests.reports_examples import META
+from tests.reports_examples import results as example_results
 
 
 def before_after(tmp_path):

@@ -1,19 +1,19 @@
 """explain(): the decision told in sentences, deciding reasons first."""
 
+from test_oracle_helpers import np
+
 from harness.explain import explain
 from harness.model import Model, Protocol
 from harness.oracle import Oracle
 
-from test_oracle_helpers import np
-
 M = Model.default()
-O = Oracle(M, [np("x", "deny-all", {"podSelector": {}}),
+ORACLE = Oracle(M, [np("x", "deny-all", {"podSelector": {}}),
                np("x", "to-a", {"podSelector": {"matchLabels": {"pod": "a"}}, "ingress": [
                    {"from": [{"namespaceSelector": {"matchLabels": {"ns": "z"}}}]}]})])
 
 
 def say(src, dst, port=80, proto=Protocol.TCP):
-    return explain(O.decide(src, dst, port, proto), src, dst, port, proto)
+    return explain(ORACLE.decide(src, dst, port, proto), src, dst, port, proto)
 
 
 def test_blocked_names_every_isolating_policy_and_sums_up():
@@ -42,7 +42,7 @@ def test_undefined_gives_the_spec_reason():
 
 
 def test_dns_no_such_name_reads_differently_from_blocked():
-    nx = explain(O.decide_dns("y/a", "nope"), "y/a", "nope", 53, "udp")
+    nx = explain(ORACLE.decide_dns("y/a", "nope"), "y/a", "nope", 53, "udp")
     assert nx.startswith("y/a -> nope on UDP 53: BLOCKED. Name does not exist: nope is not a "
                          "Service of the cluster")
     closed = Oracle(M, [np("y", "no-egress", {"podSelector": {}, "policyTypes": ["Egress"]})])

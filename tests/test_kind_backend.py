@@ -13,8 +13,7 @@ from harness.backends.kind import cleanup as kind_cleanup
 from harness.backends.kind.backend import KindBackend, verify_identity
 from harness.errors import BackendError
 from harness.shell import ExecResult
-
-from tests.test_kube_waits import deploy, ds, cond, node
+from tests.test_kube_waits import cond, deploy, ds, node
 
 
 class FakeShell:
@@ -99,8 +98,8 @@ def backend(tmp_path, cni="calico", **kw):
 def test_up_runs_the_steps_in_order_with_a_private_kubeconfig(env, tmp_path):
     b = backend(tmp_path)
     b.up()
-    assert env.names() == ["docker info --format", "kind get clusters", "kind create cluster", "kubectl --kubeconfig "
-                           + b.kubeconfig, "docker pull --platform", "docker tag "
+    assert env.names() == ["docker info --format", "kind get clusters", "kind create cluster",
+                           "kubectl --kubeconfig " + b.kubeconfig, "docker pull --platform", "docker tag "
                            + kind_mod.cnis.AGNHOST_IMAGE, "docker save --platform",
                            "kind load image-archive"]
     create = env.calls[2]

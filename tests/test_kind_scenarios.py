@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.backends import cni
-from harness.backends.kube.manifests import policy_resource, rewrite_policy, NameMap
+from harness.backends.kube.manifests import NameMap, policy_resource, rewrite_policy
 from harness.expected import validate_file
 from harness.scenario import find_scenarios, load_scenario
 

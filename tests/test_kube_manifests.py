@@ -6,9 +6,9 @@ import kubernetes_validate as kv
 import pytest
 
 from harness import naming
-from harness.backends.kube import manifests as km
 from harness.backends.cni import AGNHOST_IMAGE, AGNHOST_TAG
-from harness.model import Model, Namespace, Pod, Service, ServicePort, ContainerPort, Protocol
+from harness.backends.kube import manifests as km
+from harness.model import ContainerPort, Model, Namespace, Pod, Protocol, Service, ServicePort
 
 RUN = "abc123"
 

@@ -224,9 +224,10 @@ def test_pod_cidr_is_read_from_the_cluster_so_pod_cidr_policies_render_there(fak
     """A cluster whose pods live in 10.100.0.0/16 (not kind's 10.244.0.0/16): {{podCIDR}} must
     hold every pod, or `except: [{{podIP y/b}}/32]` falls outside the cidr and the policy is
     invalid (it raised ValueError, a traceback, on the hard-coded 10.244.0.0/16)."""
+    from pathlib import Path
+
     from harness.expected import oracle_at
     from harness.scenario import load_scenario
-    from pathlib import Path
 
     fake.pod_net = "10.100.7."
     fake.node_cidrs = [["10.100.0.0/24"], ["10.100.1.0/24", "fd00:10::/64"]]
@@ -347,8 +348,8 @@ def test_the_dns_positive_control_asks_the_dns_service_from_the_control_pod(fake
     `nslookup NAME 127.0.0.1` exec'd inside CoreDNS, whose image has no nslookup: every DNS-deny
     cell would have been a probe error on a real cluster."""
     from harness.backends.kube.topology import KubeBackendBase
-    from harness.prober import loopback_probe
     from harness.model import Protocol
+    from harness.prober import loopback_probe
 
     ran = []
 

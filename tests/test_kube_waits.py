@@ -4,8 +4,8 @@ a TigeraStatus that never becomes Available, nodes NotReady, CoreDNS stuck."""
 
 import pytest
 
-from harness.backends.kube import waits as kw
 from harness.backends.cni import SPECS, Workload
+from harness.backends.kube import waits as kw
 from harness.waits import WaitTimeout
 
 FAST = dict(interval=0.01)

@@ -11,8 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from harness.labs import (LabError, find_blocks, lab_argv, lab_files, needs_root, normalise,
-                          regenerate_text, render, run_command, stale_blocks)
+from harness.labs import (
+    LabError,
+    find_blocks,
+    lab_argv,
+    lab_files,
+    needs_root,
+    normalise,
+    regenerate_text,
+    render,
+    run_command,
+    stale_blocks,
+)
 from tests.conftest import local_backend_unavailable
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -75,7 +75,8 @@ def test_conformance_has_at_least_40_cases_on_the_default_model(library):
     assert len(conformance) >= 40
     for path, s in conformance.items():
         assert [n.name for n in s.model.namespaces if not n.system] == ["x", "y", "z"], path
-        assert [p.key for p in s.model.pods if not p.system] == [f"{n}/{p}" for n in "xyz" for p in "abc"], path
+        assert [p.key for p in s.model.pods if not p.system] == \
+            [f"{n}/{p}" for n in "xyz" for p in "abc"], path
 
 
 def test_conformance_stays_narrow(library):

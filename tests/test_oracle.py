@@ -8,13 +8,11 @@ kube-system/coredns is 10.244.1.19.
 
 from __future__ import annotations
 
-import pytest
+from test_oracle_helpers import assert_matrix, np
 
 from harness.model import ContainerPort, Model, Namespace, Pod, Protocol
 from harness.oracle import Oracle
 from harness.results import Expectation
-
-from test_oracle_helpers import assert_matrix, np
 
 M = Model.default()
 HEADER = "#   x/a x/b x/c y/a y/b y/c z/a z/b z/c\n"

@@ -32,6 +32,7 @@ def assert_matrix(oracle: Oracle, port, protocol, expected: str) -> None:
 
 def test_assert_matrix_reports_a_differing_cell():
     import pytest
+
     from harness.model import Model
     o = Oracle(Model.default(namespaces=["x"], pods=["a", "b"]), [])
     assert_matrix(o, 80, "TCP", "- .\n. -")

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import random
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_oracle_helpers import np
 
 from harness.model import Model, Protocol
 from harness.oracle import Oracle
 from harness.results import Expectation
-
-from test_oracle_helpers import np
 
 M = Model.default(protocols=(Protocol.TCP, Protocol.UDP))
 PROBES = [(80, Protocol.TCP), (81, Protocol.UDP), ("serve-81-tcp", Protocol.TCP)]

@@ -5,11 +5,11 @@ Each expectation is written from the Kubernetes docs (quoted where the point is 
 
 from __future__ import annotations
 
+from test_oracle_helpers import np
+
 from harness.model import Model, Protocol
 from harness.oracle import Oracle
 from harness.results import Expectation
-
-from test_oracle_helpers import np
 
 M = Model.default()
 ALLOW, DENY = Expectation.ALLOW, Expectation.DENY

@@ -7,13 +7,11 @@ follows where that is not obvious.
 from __future__ import annotations
 
 import pytest
+from test_oracle_helpers import np
 
-from harness.model import (ContainerPort, ExternalHost, Model, Namespace, Pod, Protocol, Service,
-                           ServicePort)
+from harness.model import ContainerPort, ExternalHost, Model, Namespace, Pod, Protocol, Service, ServicePort
 from harness.oracle import NXDOMAIN_TEXT, Oracle
 from harness.results import Expectation
-
-from test_oracle_helpers import np
 
 ALLOW, DENY, UNDEF = Expectation.ALLOW, Expectation.DENY, Expectation.UNDEFINED
 TCP, UDP = Protocol.TCP, Protocol.UDP

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.expected import ExpectedCell, expected_cells, model_at
-from harness.model import (DNS_SERVICE_ENDPOINT, Addresses, Endpoint, EndpointKind, Model,
-                           Protocol, Server)
+from harness.model import DNS_SERVICE_ENDPOINT, Addresses, Endpoint, EndpointKind, Model, Protocol, Server
 from harness.oracle import Oracle
 from harness.plan import Loopback, plan_cells
 from harness.results import Expectation

@@ -1,12 +1,10 @@
 """NetworkPolicy manifest parsing: defaults, missing vs empty fields, and API-level validation."""
 
 import pytest
+from test_oracle_helpers import np
 
 from harness.model import Protocol
-from harness.policy import (IPBlock, PortRule, is_cluster_scoped, is_network_policy,
-                            parse_policy, policy_key)
-
-from test_oracle_helpers import np
+from harness.policy import IPBlock, PortRule, is_cluster_scoped, is_network_policy, parse_policy, policy_key
 
 
 def test_policy_types_default_to_ingress_and_egress_when_egress_rules_exist():

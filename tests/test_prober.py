@@ -11,8 +11,6 @@ import json
 import os
 import threading
 
-import pytest
-
 from harness.errors import ExecError
 from harness.model import Addresses, Protocol
 from harness.prober import _plan, probe_round

@@ -7,8 +7,9 @@ import copy
 from html.parser import HTMLParser
 
 from harness.reports import html_report
-from tests.reports_examples import META, results as example_results
 from harness.results import Attempt, CellResult, ScenarioResult, StepResult
+from tests.reports_examples import META
+from tests.reports_examples import results as example_results
 
 
 class Page(HTMLParser):

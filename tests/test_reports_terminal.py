@@ -6,8 +6,8 @@ import re
 
 from harness.reports import matrix as mx
 from harness.reports import terminal
-from tests.reports_examples import results as example_results
 from harness.results import BANNER, Attempt, CellResult, ScenarioResult, StepResult
+from tests.reports_examples import results as example_results
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -154,7 +154,8 @@ def test_summary_marks_missing_and_skipped_cells():
     b = ScenarioResult("two", "2.yaml", "kind", "cilium", "r", outcome="xpassed")
     lines = terminal.render_summary([a, b]).splitlines()
     assert next(line for line in lines if line.startswith("one")).split() == ["one", "skipped", "-"]
-    assert next(line for line in lines if line.startswith("two")).split() == ["two", "-", "xpassed", "0/0/0/0"]
+    assert next(line for line in lines if line.startswith("two")).split() == \
+        ["two", "-", "xpassed", "0/0/0/0"]
 
 
 def test_max_cells_caps_explanations_but_keeps_the_tables():

@@ -15,8 +15,7 @@ import pytest
 from harness.cli import main
 from harness.shell import run
 from tests.conftest import needs_local
-from tests.faulty_dataplanes import (BreaksOnLabels, PoliciesInTheWrongNamespace,
-                                     ReportsAnotherPodCidr)
+from tests.faulty_dataplanes import BreaksOnLabels, PoliciesInTheWrongNamespace, ReportsAnotherPodCidr
 
 DATA = Path(__file__).parent / "data" / "run"
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from harness.backends.local import LocalBackend
 from harness.runner import run_scenario
 from harness.scenario import load_scenario

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from harness.errors import ScenarioError
+from harness.expected import check_scenario, expected_cells, model_at, model_ports, policies_at
 from harness.model import Addresses, Protocol, plan_addresses
 from harness.results import Expectation
-from harness.expected import check_scenario, expected_cells, model_at, model_ports, policies_at
 from harness.scenario import load_scenario, render_manifest
 from harness.scenario.placeholders import PlaceholderError
 

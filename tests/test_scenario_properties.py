@@ -7,9 +7,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.expected import check_scenario
 from harness.model import Model, Protocol, plan_addresses
 from harness.oracle import Oracle
-from harness.expected import check_scenario
 from harness.scenario import load_scenario, render_manifest
 from harness.truthtable import symbol_of
 
@@ -75,7 +75,7 @@ def scenario_text(manifests, tables) -> str:
     body = ""
     for (port, proto), rows in tables.items():
         body += f"      - port: {port}\n        protocol: {proto.value}\n        matrix: |\n"
-        body += "".join(f"          {k} {' '.join(r)}\n" for k, r in zip(KEYS, rows))
+        body += "".join(f"          {k} {' '.join(r)}\n" for k, r in zip(KEYS, rows, strict=True))
     return head + body
 
 
@@ -165,6 +165,6 @@ def test_junk_anywhere_gives_problems_never_a_crash(tmp_path_factory, data):
     try:
         problems = validate_file(path)
     except ScenarioError:  # pragma: no cover - validate_file returns problems instead
-        raise AssertionError("validate_file must return problems, not raise")
+        raise AssertionError("validate_file must return problems, not raise") from None
     for p in problems:
         assert p.path and p.field and p.message

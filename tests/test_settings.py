@@ -1,5 +1,7 @@
 """Settings: precedence (option > env > ini > default), per-backend defaults, plain errors."""
 
+import dataclasses
+
 import pytest
 
 from harness.settings import Settings, SettingsError, build
@@ -66,7 +68,7 @@ def test_worker_run_ids_differ_and_settings_are_frozen():
     s = build({"run_id": "abc123"}, env={})
     w0, w1 = s.for_worker("gw0"), s.for_worker("gw1")
     assert len({s.run_id, w0.run_id, w1.run_id}) == 3
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         s.backend = "kind"  # type: ignore[misc]
     assert "run-id=abc123" in s.describe()
     assert isinstance(s, Settings)

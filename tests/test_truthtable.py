@@ -3,8 +3,13 @@
 import pytest
 
 from harness.results import Expectation
-from harness.truthtable import (EXPECTATION_OF_SYMBOL, PARSE_SYMBOLS, SYMBOL_OF_EXPECTATION,
-                                TruthTable, symbol_of)
+from harness.truthtable import (
+    EXPECTATION_OF_SYMBOL,
+    PARSE_SYMBOLS,
+    SYMBOL_OF_EXPECTATION,
+    TruthTable,
+    symbol_of,
+)
 
 R = ("x/a", "x/b", "y/a")
 

@@ -8,9 +8,21 @@ import pytest
 
 from harness.probes import Outcome, ProbeOutcome
 from harness.results import Expectation, ScenarioOutcome, Verdict
-from harness.verdicts import (BlockedKind, Judgement, Window, all_pass, blocked_kind,
-                              expectation_of, first_stable_round, judge, over_rounds,
-                              positive_controls, scenario_outcome, self_probe_proves, settled)
+from harness.verdicts import (
+    BlockedKind,
+    Judgement,
+    Window,
+    all_pass,
+    blocked_kind,
+    expectation_of,
+    first_stable_round,
+    judge,
+    over_rounds,
+    positive_controls,
+    scenario_outcome,
+    self_probe_proves,
+    settled,
+)
 
 A, D, U = Expectation.ALLOW, Expectation.DENY, Expectation.UNDEFINED
 
@@ -235,8 +247,8 @@ def test_an_l7_deny_reads_as_blocked_l7_only_behind_a_declared_l7_proxy():
     assert blocked_kind(Outcome.HTTP_DENIED, l7_proxy=True) is BlockedKind.BLOCKED_L7
 
 
-P, N, O, E, NA = (Verdict.PASS, Verdict.NOT_ENFORCED, Verdict.OVER_BLOCKED, Verdict.PROBE_ERROR,
-                  Verdict.NOT_ASSERTED)
+P, N, OB, E, NA = (Verdict.PASS, Verdict.NOT_ENFORCED, Verdict.OVER_BLOCKED, Verdict.PROBE_ERROR,
+                   Verdict.NOT_ASSERTED)
 
 
 def rounds_of(*verdicts: Verdict) -> list[Judgement]:
@@ -255,7 +267,7 @@ def rounds_of(*verdicts: Verdict) -> list[Judgement]:
     ((P, P, E), E),               # ... but a cell whose last round is one is a probe error
     ((E, E, E), E),
     ((NA, NA, NA), NA),
-    ((O, O, O), O),
+    ((OB, OB, OB), OB),
 ])
 def test_a_cell_over_its_rounds(history, verdict):
     j = over_rounds(rounds_of(*history))

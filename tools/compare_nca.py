@@ -33,8 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from harness.errors import ExecError  # noqa: E402
-from harness.model import (ContainerPort, ExternalHost, Model, Namespace, Pod,  # noqa: E402
-                           Protocol, plan_addresses)
+from harness.model import ContainerPort, ExternalHost, Model, Namespace, Pod, Protocol, plan_addresses  # noqa: E402
 from harness.oracle import Oracle  # noqa: E402
 from harness.results import Expectation  # noqa: E402
 from harness.shell import run  # noqa: E402

@@ -3,8 +3,8 @@ workloads whose rollout means "this CNI is ready".
 
 Why data in one module: the kind configs, the install steps, the readiness waits and the
 capability matching all read the same facts, so a pin or a capability changes in one place.
-Sources are docs/kind.md and ../shared/reference/kind-cni-notes.md (section numbers below);
-facts the notes mark [2nd]/[unverified] are listed in RUNTIME_CHECKS and checked on a live run.
+Sources are docs/kind.md and docs/sources.md (section numbers below); facts docs/sources.md
+marks [2nd] (secondary sources) are listed in RUNTIME_CHECKS and checked on a live run.
 """
 
 from __future__ import annotations
@@ -15,18 +15,18 @@ from harness.capabilities import Capabilities
 
 CNIS = ("kindnet", "calico", "cilium", "flannel")
 
-#: Every kind node runs this image, pinned by tag AND digest (notes §0; [2nd] v0.33.0 notes).
+#: Every kind node runs this image, pinned by tag AND digest (docs/sources.md §0; [2nd] v0.33.0 notes).
 NODE_IMAGE = ("kindest/node:v1.35.8@sha256:"
               "07b2536e30b803ed61d1677a79df6115f798ce64c80f9e22f6ed45afd09323c0")
 
-#: The probe image for servers and clients (notes §5.1/§5.3; digest [2nd] k8s.io#9787).
+#: The probe image for servers and clients (docs/sources.md §5.1/§5.3; digest [2nd] k8s.io#9787).
 AGNHOST_TAG = "registry.k8s.io/e2e-test-images/agnhost:2.66.1"
 AGNHOST_DIGEST = "sha256:6e2eef87d0dc77e070a7549bc5fdfa290c0fefe3359eb33c2ad1eda692fe66a4"
 AGNHOST_IMAGE = f"{AGNHOST_TAG}@{AGNHOST_DIGEST}"
 
 CALICO_VERSION = "v3.32.1"
 _CALICO_BASE = f"https://raw.githubusercontent.com/projectcalico/calico/{CALICO_VERSION}/manifests"
-#: (url, sha256) of the Calico operator files (notes §2.1, computed from the git blobs at the tag)
+#: (url, sha256) of the Calico operator files (docs/sources.md §2.1, computed from the git blobs at the tag)
 CALICO_OPERATOR_CRDS = (f"{_CALICO_BASE}/operator-crds.yaml",
                         "192f8b2d934ef24b62e86b7e1a6e1762d1c8af26a916f78057bc13fa5ed60f71")
 CALICO_OPERATOR = (f"{_CALICO_BASE}/tigera-operator.yaml",
@@ -34,7 +34,7 @@ CALICO_OPERATOR = (f"{_CALICO_BASE}/tigera-operator.yaml",
 
 CILIUM_CHART_REPO = "https://helm.cilium.io/"
 CILIUM_VERSION = "1.20.0"
-#: Helm values, each with its reason (notes §3.1, §3.8).
+#: Helm values, each with its reason (docs/sources.md §3.1, §3.8).
 CILIUM_VALUES: tuple[tuple[str, str], ...] = (
     ("ipam.mode", "kubernetes"),            # take podCIDRs from kind's podSubnet
     ("image.pullPolicy", "IfNotPresent"),
@@ -46,13 +46,13 @@ CILIUM_VALUES: tuple[tuple[str, str], ...] = (
 
 FLANNEL_VERSION = "v0.28.9"
 #: The release asset; its sha256 is not in the notes (only the raw Documentation file's is), so
-#: the raw file at the tag is what the harness applies and verifies (notes §4.1).
+#: the raw file at the tag is what the harness applies and verifies (docs/sources.md §4.1).
 FLANNEL_MANIFEST = (
     f"https://raw.githubusercontent.com/flannel-io/flannel/{FLANNEL_VERSION}/Documentation/"
     "kube-flannel.yml",
     "e875824be2f552b45711dbda91af81b17eb961d00025d914d9fef18fad8f09c0")
 CNI_PLUGINS_VERSION = "v1.9.1"
-#: arch -> sha256 of cni-plugins-linux-<arch>-v1.9.1.tgz (notes §0, from flannel e2e/cluster.go)
+#: arch -> sha256 of cni-plugins-linux-<arch>-v1.9.1.tgz (docs/sources.md §0, from flannel e2e/cluster.go)
 CNI_PLUGINS_SHA256 = {
     "amd64": "b98f74a0f8522f0a83867178729c1aa70f2158f90c45a2ca8fa791db1c76b303",
     "arm64": "56171987d3947707c3563db2f4001bccaf50fd63468611b9f3cbecb1375ee7ec",
@@ -82,18 +82,18 @@ class CniSpec:
 
     name: str
     disable_default_cni: bool
-    #: rolled out in this order before nodes can be Ready (notes §1.7, §2.3, §3.3, §4.3)
+    #: rolled out in this order before nodes can be Ready (docs/sources.md §1.7, §2.3, §3.3, §4.3)
     workloads: tuple[Workload, ...]
     #: Calico operator mode: TigeraStatus objects that must exist, then be Available
     tigera_status: tuple[str, ...] = ()
-    #: the Flannel bridge pitfall: CNI plugins mounted into every node (notes §4.2 option A)
+    #: the Flannel bridge pitfall: CNI plugins mounted into every node (docs/sources.md §4.2 option A)
     needs_cni_plugins: bool = False
     caps: Capabilities = field(default_factory=lambda: Capabilities(frozenset()))
 
 
 _L34 = frozenset({"networkpolicy", "egress", "ipblock", "named-ports", "endport", "udp"})
 #: ipBlock peers that match pod IPs: what the upstream conformance tests assert, and what Cilium
-#: documents it does not do (docs/sources.md, "Cilium: ipBlock and pod IPs")
+#: documents it does not do (docs/sources.md §10)
 _POD_IP = frozenset({"ipblock-pod-ip"})
 _ON_KIND = {
     "external-hosts": "no host outside the cluster is created on kind: the network rule allows "
@@ -112,7 +112,7 @@ SPECS: dict[str, CniSpec] = {
             _L34 | _POD_IP | {"sctp", "cluster-scoped-policy"}, "drop", True,
             {"sctp": _SCTP_RUNTIME, "external-hosts": _ON_KIND["external-hosts"],
              "enforces": "kindnet enforces NetworkPolicy since kind v0.24 via NFQUEUE, FAIL-OPEN: "
-                         "if its agent is down traffic is accepted (notes §1.7)",
+                         "if its agent is down traffic is accepted (docs/sources.md §1.7)",
              "calico-policy": "kindnet has no CNI-specific policy kinds",
              "fqdn": "kindnet has no DNS-aware policy", "l7-http": "kindnet has no L7 policy",
              "admin-network-policy": "not enabled in kindnet's embedded kube-network-policies"})),
@@ -123,12 +123,12 @@ SPECS: dict[str, CniSpec] = {
         caps=Capabilities(
             _L34 | _POD_IP | {"sctp", "calico-policy", "cluster-scoped-policy"}, "drop", True,
             {"sctp": _SCTP_RUNTIME, "external-hosts": _ON_KIND["external-hosts"],
-             "fqdn": "Calico Open Source has no DNS policy (notes §2.4)",
+             "fqdn": "Calico Open Source has no DNS policy (docs/sources.md §2.4)",
              "l7-http": "Calico Open Source has no L7 HTTP rules on the iptables dataplane",
-             "admin-network-policy": "not declared: kind-cni-notes.md gives no source for Calico "
+             "admin-network-policy": "not declared: docs/sources.md gives no source for Calico "
                                      "3.32's AdminNetworkPolicy support; verify before adding",
              "deny_response": "Felix IptablesFilterDenyAction/NftablesFilterDenyAction default "
-                              "DROP (notes §2.4)"})),
+                              "DROP (docs/sources.md §2.4)"})),
     "cilium": CniSpec(
         "cilium", True, (Workload("DaemonSet", "kube-system", "cilium"),
                          Workload("Deployment", "kube-system", "cilium-operator")),
@@ -139,19 +139,19 @@ SPECS: dict[str, CniSpec] = {
              "external-hosts": _ON_KIND["external-hosts"],
              "ipblock-pod-ip": "Cilium applies ipBlock only to traffic from or to outside the "
                                "cluster: an ipBlock never matches a pod IP, a documented "
-                               "limitation (docs/sources.md, \"Cilium: ipBlock and pod IPs\")",
+                               "limitation (docs/sources.md §10)",
              "calico-policy": "Calico's policy kinds need Calico",
              "admin-network-policy": "Cilium does not implement AdminNetworkPolicy in 1.20 "
                                      "[unverified]",
              "deny_response": "L3/L4 deny drops; L7 deny is HTTP 403 'Access denied'; DNS proxy "
-                              "deny is REFUSED (notes §3.4)"})),
+                              "deny is REFUSED (docs/sources.md §3.4)"})),
     "flannel": CniSpec(
         "flannel", True, (Workload("DaemonSet", "kube-flannel", "kube-flannel-ds"),),
         needs_cni_plugins=True,
         # Declares what the API accepts so every scenario runs and shows "not enforced".
         caps=Capabilities(
             _L34 | _POD_IP | {"sctp", "cluster-scoped-policy"}, "drop", False,
-            {"enforces": "Flannel enforces no NetworkPolicy by design (notes §4.1): every "
+            {"enforces": "Flannel enforces no NetworkPolicy by design (docs/sources.md §4.1): every "
                          "isolating policy is expected to be reported not enforced",
              "sctp": _SCTP_RUNTIME, "external-hosts": _ON_KIND["external-hosts"],
              "fqdn": "Flannel has no policy engine", "l7-http": "Flannel has no policy engine",

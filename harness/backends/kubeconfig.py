@@ -5,7 +5,7 @@ Why a guard: this backend writes to a cluster the harness did not create. It ref
 context whose name does not start with `kind-` (and whose API server is not on loopback) unless
 the user names it again with --allow-context; it minifies that one context into a private temp
 kubeconfig at start, so a later `kubectl config use-context` cannot redirect the run (Tilt does
-the same, notes §8); it creates only prefixed namespaces carrying the run's ownership labels,
+the same, docs/sources.md §8); it creates only prefixed namespaces carrying the run's ownership labels,
 deletes only namespaces carrying that label and run id, and refuses cluster-scoped policies
 unless --allow-cluster-scoped. The enforcement canary (harness.canary, run by the runner before
 the first scenario) then tells whether this cluster enforces anything at all.
@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 from urllib.parse import urlparse
 
 import yaml
@@ -35,9 +35,10 @@ _PATH_FIELDS = {"cluster": ("certificate-authority",),
                 "user": ("client-certificate", "client-key", "tokenFile")}
 
 
-def kubeconfig_files(explicit: str | None = None, env: dict | None = None) -> list[Path]:
+def kubeconfig_files(explicit: str | None = None, env: Mapping[str, str] | None = None
+                     ) -> list[Path]:
     """The kubeconfig files kubectl would read: --kubeconfig, else $KUBECONFIG, else ~/.kube/config."""
-    env = os.environ if env is None else env
+    env = os.environ if env is None else env   # os.environ is a Mapping[str, str]
     if explicit:
         return [Path(explicit)]
     if env.get("KUBECONFIG"):
@@ -45,7 +46,7 @@ def kubeconfig_files(explicit: str | None = None, env: dict | None = None) -> li
     return [Path.home() / ".kube" / "config"]
 
 
-def _named(entries: Any, name: str) -> dict | None:
+def _named(entries: Any, name: Any) -> dict | None:
     for e in entries or []:
         if isinstance(e, dict) and e.get("name") == name:
             return e
@@ -67,8 +68,8 @@ def minify(files: list[Path], context: str) -> dict:
     where = ", ".join(str(f) for f in files)
     ctx = next(((f, c) for f, d in docs if (c := _named(d.get("contexts"), context))), None)
     if ctx is None:
-        known = sorted({c.get("name") for _, d in docs for c in d.get("contexts") or []
-                        if isinstance(c, dict)})
+        known = sorted({c["name"] for _, d in docs for c in d.get("contexts") or []
+                        if isinstance(c, dict) and isinstance(c.get("name"), str)})
         raise UsageError(f"--context {context}: no such context in {where} "
                          f"(known: {', '.join(known) or 'none'})")
     spec = ctx[1].get("context") or {}

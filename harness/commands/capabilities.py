@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from harness.capabilities import Capabilities
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -24,10 +26,10 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def columns(backend: str | None) -> list[tuple[str, str, object]]:
+def columns(backend: str | None) -> list[tuple[str, str, Capabilities]]:
     """(backend, cni, Capabilities) for every backend/CNI known here."""
     from harness.backends.local.profiles import PROFILES, capabilities
-    cols = []
+    cols: list[tuple[str, str, Capabilities]] = []
     if backend in (None, "local"):
         cols += [("local", p, capabilities(p)) for p in PROFILES]
     if backend in (None, "kind", "kubeconfig"):
@@ -47,7 +49,7 @@ def render(cols, notes: bool = False) -> str:
     rows.append(["deny response"] + [caps.deny_response for _, _, caps in cols])
     rows.append(["declared enforcing"] + ["yes" if caps.enforces else "NO" for _, _, caps in cols])
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in [header] + rows]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in [header] + rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     if notes:
         for b, c, caps in cols:

@@ -82,7 +82,7 @@ def _name_of(path: Path) -> str | None:
 
 def _notes(path: Path) -> list[str]:
     """Advice that does not fail the check: capabilities used but not required."""
-    from harness.scenario import load_scenario
     from harness.expected import missing_requirements
+    from harness.scenario import load_scenario
 
     return [str(p) for p in missing_requirements(load_scenario(path))]

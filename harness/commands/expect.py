@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from harness.scenario import load_scenario
 
     scenario = load_scenario(args.scenario)
-    indexes = range(len(scenario.steps))
+    indexes: list[int] = list(range(len(scenario.steps)))
     if args.step is not None:
         if not 1 <= args.step <= len(scenario.steps):
             raise UsageError(f"--step {args.step}: {args.scenario} has steps "

@@ -36,10 +36,10 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from harness.errors import UsageError
+    from harness.expected import oracle_at
     from harness.explain import explain
     from harness.model import Protocol
     from harness.scenario import load_scenario
-    from harness.expected import oracle_at
 
     if bool(args.target) == bool(args.dns):
         raise UsageError("explain needs either --to DST --port PORT or --dns NAME")

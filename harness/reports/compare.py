@@ -31,7 +31,8 @@ class ProbeChange:
 
     def describe(self) -> str:
         src, dst, port, proto = self.key
-        expected = (self.b or self.a).expected
+        either = self.b or self.a
+        expected = either.expected if either else ""
 
         def side(c: CellResult | None) -> str:
             return "not probed" if c is None else f"{c.verdict} (observed {c.observed or 'nothing'})"
@@ -116,7 +117,7 @@ def _pair(results_a: list[ScenarioResult], results_b: list[ScenarioResult]):
         in_a = [r for r in results_a if r.scenario == name]
         in_b = [r for r in results_b if r.scenario == name]
         if len(in_a) <= 1 and len(in_b) <= 1:
-            yield name, (in_a or [None])[0], (in_b or [None])[0]
+            yield name, (in_a[0] if in_a else None), (in_b[0] if in_b else None)
             continue
         cnis = dict.fromkeys([mx.cni_of(r) for r in in_a + in_b])
         for cni in cnis:

@@ -50,7 +50,7 @@ def render_markdown(results: list[ScenarioResult], meta: Mapping[str, Any]) -> s
                 Verdict.PASS, Verdict.NOT_ENFORCED, Verdict.OVER_BLOCKED, Verdict.PROBE_ERROR))
             if counts.get(Verdict.UNSTABLE.value):
                 nums += f" +{counts[Verdict.UNSTABLE.value]} unstable"
-            row.append(f"{_ICONS.get(r.outcome, '')} {_md(r.outcome)} ({nums})".strip())
+            row.append(f"{_ICONS.get(ScenarioOutcome(r.outcome), '')} {_md(r.outcome)} ({nums})".strip())
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "Counts: pass / not enforced (fail-open) / over-blocked (fail-closed) / probe "
               "error. *xfailed*: failed as expected on a CNI declared not to enforce.", ""]

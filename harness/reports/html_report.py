@@ -18,7 +18,6 @@ from harness.reports import matrix as mx
 from harness.reports.terminal import VERDICT_WORDS
 from harness.results import BANNER, CellResult, ScenarioOutcome, ScenarioResult, StepResult, Verdict
 
-
 #: explanation lists longer than this are folded into a <details> element
 FOLD_DIFFS_OVER = 20
 

@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 from dataclasses import fields
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +28,14 @@ class ResultsFileError(HarnessError):
     """A results file cannot be read: missing, not JSON, another format, or malformed."""
 
 
-@lru_cache(maxsize=None)
-def _names(cls: type) -> tuple[str, ...]:
+@cache
+def _names(cls: Any) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls))
 
 
 def _shallow(obj: Any) -> dict[str, Any]:
     """The dataclass's fields as a dict, one level deep (works with or without slots)."""
-    return {name: getattr(obj, name) for name in _names(type(obj))}
+    return {name: getattr(obj, name) for name in _names(type(obj))}  # type: ignore[arg-type]
 
 
 def _step(step: StepResult | None) -> dict[str, Any] | None:
@@ -94,7 +94,8 @@ def read(path: str | os.PathLike) -> tuple[dict[str, Any], list[ScenarioResult]]
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ResultsFileError(f"{p}: no such results file (write one with --netpol-json {p})")
+        raise ResultsFileError(f"{p}: no such results file (write one with --netpol-json {p})"
+                               ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ResultsFileError(f"{p}: not a readable JSON results file: {exc}") from exc
     if not isinstance(doc, dict) or doc.get("format") not in READS:

@@ -7,8 +7,9 @@ tables, so the mapping from result strings to symbols and the row/column order l
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable
 
-from harness.results import CellResult, Expectation, StepResult, Verdict
+from harness.results import CellResult, Expectation, ScenarioResult, StepResult, Verdict
 from harness.truthtable import ALLOW, DENY, ERROR, SYMBOL_OF_EXPECTATION, UNKNOWN, UNSTABLE
 
 EXPECTED_SYMBOLS = {e.value: s for e, s in SYMBOL_OF_EXPECTATION.items()}
@@ -159,11 +160,12 @@ def cni_of(result) -> str:
     return result.profile or "-"
 
 
-def grid(results) -> tuple[list[str], list[str], dict[tuple[str, str], object]]:
+def grid(results: Iterable[ScenarioResult]
+         ) -> tuple[list[str], list[str], dict[tuple[str, str], ScenarioResult]]:
     """Scenario x CNI: (scenarios in order seen, CNIs in order seen, {(scenario, cni): result})."""
     scenarios: list[str] = []
     cnis: list[str] = []
-    cells: dict[tuple[str, str], object] = {}
+    cells: dict[tuple[str, str], ScenarioResult] = {}
     for r in results:
         if r.scenario not in scenarios:
             scenarios.append(r.scenario)

@@ -57,7 +57,7 @@ def _side_by_side(table: mx.Table, color: bool) -> list[str]:
                 mark = "*" if mx.differs(cell) else " "
             else:
                 sym, mark, verdict = mx.expected_symbol(cell), " ", ""
-            paint = bool(cell) and color and observed and mx.differs(cell)
+            paint = cell is not None and color and observed and mx.differs(cell)
             out.append(_paint(sym + mark, verdict, paint) + " " * (colw - 2))
         visible = len(heads) * (colw + 1)
         return " ".join(out) + " " + " " * (block - visible)
@@ -180,12 +180,12 @@ def render_summary(results: list[ScenarioResult]) -> str:
     widths = [max(len(row[i]) for row in table + [header]) for i in range(len(header))]
 
     def fmt(row: list[str]) -> str:
-        return "  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip()
+        return "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)).rstrip()
 
     lines = ["netpol-proof summary (scenario x CNI)", fmt(header),
              fmt(["-" * w for w in widths])]
     lines.extend(fmt(row) for row in table)
-    totals = {}
+    totals: dict[str, int] = {}
     for r in results:
         totals[r.outcome] = totals.get(r.outcome, 0) + 1
     lines.append("total: " + ", ".join(f"{n} {k}" for k, n in sorted(totals.items())))

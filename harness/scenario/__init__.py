@@ -10,8 +10,7 @@ JSON Schema for editors).
 
 from harness.scenario.load import find_scenarios, is_scenario_file, load_scenario
 from harness.scenario.placeholders import render_manifest
-from harness.scenario.types import (Assume, MatrixExpectation, PolicyDoc, ProbeExpectation,
-                                    Scenario, Step)
+from harness.scenario.types import Assume, MatrixExpectation, PolicyDoc, ProbeExpectation, Scenario, Step
 
 __all__ = ["Scenario", "Step", "PolicyDoc", "MatrixExpectation", "ProbeExpectation", "Assume",
            "load_scenario", "find_scenarios", "is_scenario_file", "render_manifest"]

@@ -13,8 +13,8 @@ from typing import Any, Callable
 
 from harness.model import DNS_SERVICE_ENDPOINT, Endpoint, Model, Protocol
 from harness.results import Expectation
+from harness.scenario.lines import LineDict, did_you_mean, is_mapping, is_sequence
 from harness.scenario.topology import check_keys
-from harness.scenario.lines import LineDict, did_you_mean
 from harness.truthtable import TruthTable
 
 #: report(field, message, line)
@@ -79,8 +79,8 @@ def _protocol(value: Any, field: str, line: int, report: Report) -> Protocol | N
 
 
 def _model_has_port(model: Model, port: int | str, protocol: Protocol) -> bool:
-    return any(p.resolve_port(port, protocol) is not None and
-               p.serves(p.resolve_port(port, protocol), protocol) for p in model.user_pods)
+    return any((n := p.resolve_port(port, protocol)) is not None and p.serves(n, protocol)
+               for p in model.user_pods)
 
 
 def read_matrices(raw: LineDict, where: str, model: Model,
@@ -88,7 +88,7 @@ def read_matrices(raw: LineDict, where: str, model: Model,
     data = raw.get("expect")
     if data is None:
         return []
-    if not isinstance(data, list):
+    if not is_sequence(data):
         report(f"{where}.expect", "must be a list of {port, protocol, matrix}",
                raw.key_line("expect"))
         return []
@@ -96,7 +96,7 @@ def read_matrices(raw: LineDict, where: str, model: Model,
     keys = model.pod_keys
     for j, item in enumerate(data):
         w, ln = f"{where}.expect[{j}]", data.item_line(j)
-        if not isinstance(item, dict):
+        if not is_mapping(item):
             report(w, "must be a mapping {port, protocol, matrix}", ln)
             continue
         check_keys(item, ("port", "protocol", "matrix"), w, report)
@@ -185,13 +185,13 @@ def read_probes(raw: LineDict, where: str, model: Model,
     data = raw.get("probes")
     if data is None:
         return []
-    if not isinstance(data, list):
+    if not is_sequence(data):
         report(f"{where}.probes", "must be a list of probes", raw.key_line("probes"))
         return []
     out = []
     for j, item in enumerate(data):
         w, ln = f"{where}.probes[{j}]", data.item_line(j)
-        if not isinstance(item, dict):
+        if not is_mapping(item):
             report(w, "a probe is {from, to, port, protocol, expect} or {from, dns, expect}", ln)
             continue
         dns = "dns" in item
@@ -215,14 +215,14 @@ def read_probes(raw: LineDict, where: str, model: Model,
             if not isinstance(name, str) or not _DNS_NAME_RE.match(name):
                 report(f"{w}.dns", f"{name!r} is not a DNS name", item.key_line("dns"))
                 bad = True
-            if not bad:
+            if not bad and expect is not None:
                 out.append(ProbeExpectation(item["from"], DNS_SERVICE_ENDPOINT,
                                             53, Protocol.UDP, expect, w, ln, name))
             continue
         port = _port_value(item.get("port"), f"{w}.port", item.key_line("port"), report)
         proto = _protocol(item.get("protocol"), f"{w}.protocol", item.key_line("protocol"),
                           report)
-        if bad or port is None or proto is None:
+        if bad or port is None or proto is None or expect is None:
             continue
         out.append(ProbeExpectation(item["from"], item["to"], port, proto, expect, w, ln))
     return out

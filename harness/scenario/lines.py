@@ -9,7 +9,7 @@ other consumer (jsonschema, kubernetes-validate, the oracle).
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterable
+from typing import Any, Iterable, TypeGuard
 
 import yaml
 
@@ -38,6 +38,16 @@ class LineList(list):
     def item_line(self, index: int) -> int:
         lines = getattr(self, "item_lines", [])
         return lines[index] if 0 <= index < len(lines) else self.line
+
+
+def is_mapping(value: object) -> TypeGuard[LineDict]:
+    """isinstance(value, dict), typed as a LineDict: every mapping this loader builds is one."""
+    return isinstance(value, dict)
+
+
+def is_sequence(value: object) -> TypeGuard[LineList]:
+    """isinstance(value, list), typed as a LineList: every list this loader builds is one."""
+    return isinstance(value, list)
 
 
 class _Loader(yaml.SafeLoader):

@@ -22,10 +22,17 @@ from harness import capabilities
 from harness.errors import Problem, ScenarioError
 from harness.model import Model, plan_addresses
 from harness.scenario.expectations import read_matrices, read_probes
-from harness.scenario.topology import check_keys, check_labels, parse_model
+from harness.scenario.lines import (
+    LineDict,
+    did_you_mean,
+    is_mapping,
+    is_sequence,
+    load_documents,
+    yaml_error_line,
+)
 from harness.scenario.policies import OTHER_POLICY_KINDS, PolicyDoc, read_apply_entry
+from harness.scenario.topology import check_keys, check_labels, parse_model
 from harness.scenario.types import Assume, Scenario, Step
-from harness.scenario.lines import LineDict, did_you_mean, load_documents, yaml_error_line
 
 __all__ = ["load_scenario", "find_scenarios", "is_scenario_file"]
 
@@ -54,7 +61,7 @@ def is_scenario_file(path: Path) -> bool:
         first = next(iter(yaml.safe_load_all(text)), None)
     except yaml.YAMLError:
         return True  # looks like a scenario: let load_scenario report the YAML error
-    return isinstance(first, dict) and first.get("kind") == "Scenario"
+    return is_mapping(first) and first.get("kind") == "Scenario"
 
 
 def find_scenarios(paths: Iterable[str | Path]) -> list[Path]:
@@ -74,7 +81,12 @@ def find_scenarios(paths: Iterable[str | Path]) -> list[Path]:
         else:
             raise ScenarioError(Problem(str(p), "path", "no such file or directory"))
     seen: set[Path] = set()
-    return [p for p in out if not (p.resolve() in seen or seen.add(p.resolve()))]
+    unique = []
+    for p in out:
+        if p.resolve() not in seen:
+            seen.add(p.resolve())
+            unique.append(p)
+    return unique
 
 
 # -- loading ------------------------------------------------------------------------------------
@@ -104,10 +116,10 @@ def load_scenario(path: str | Path) -> Scenario:
         msg = " ".join(str(getattr(exc, "problem", exc) or exc).split())
         raise ScenarioError(Problem(str(path), "yaml", f"not valid YAML: {msg}",
                                     yaml_error_line(exc))) from None
-    if len(docs) != 1 or not isinstance(docs[0], dict):
+    data = docs[0] if len(docs) == 1 else None
+    if not is_mapping(data):
         raise ScenarioError(Problem(str(path), "file", "a scenario file holds exactly one YAML "
                                                       "mapping with kind: Scenario", 1))
-    data: LineDict = docs[0]
     if data.get("kind") != "Scenario":
         report("kind", f"must be Scenario, got {data.get('kind')!r}", data.key_line("kind"))
     check_keys(data, TOP_KEYS, "", report)
@@ -136,7 +148,7 @@ def load_scenario(path: str | Path) -> Scenario:
 def _requires(data: Any, line: int, report: _Collector) -> tuple[str, ...]:
     if data is None:
         return ()
-    if not isinstance(data, list) or not all(isinstance(r, str) for r in data):
+    if not is_sequence(data) or not all(isinstance(r, str) for r in data):
         report("requires", "must be a list of capability names, e.g. [networkpolicy, egress]",
                line)
         return ()
@@ -162,7 +174,7 @@ def _check_requires_kinds(steps: tuple[Step, ...], requires: tuple[str, ...], li
 
 def _steps(data: Any, top: LineDict, path: Path, model: Model,
            report: _Collector) -> tuple[Step, ...]:
-    if not isinstance(data, list) or not data:
+    if not is_sequence(data) or not data:
         report("steps", "required: a non-empty list of steps", top.key_line("steps"))
         return ()
     stand_ins = plan_addresses(model)
@@ -171,7 +183,7 @@ def _steps(data: Any, top: LineDict, path: Path, model: Model,
     current = model
     for i, raw in enumerate(data):
         where, line = f"steps[{i}]", data.item_line(i)
-        if not isinstance(raw, dict):
+        if not is_mapping(raw):
             report(where, "a step is a mapping (title, apply, expect, ...)", line)
             continue
         check_keys(raw, STEP_KEYS, where, report)
@@ -203,7 +215,7 @@ def _label_changes(raw: LineDict, key: str, where: str, model: Model,
     if data is None:
         return {}
     w, line = f"{where}.{key}", raw.key_line(key)
-    if not isinstance(data, dict):
+    if not is_mapping(data):
         report(w, "must be a mapping: {<target>: {label: value or null}}", line)
         return {}
     names = ([n.name for n in model.namespaces] if key == "namespace_labels"
@@ -224,7 +236,7 @@ def _deletes(raw: LineDict, where: str, in_force: set[str], report: _Collector) 
     data = raw.get("delete")
     if data is None:
         return []
-    if not isinstance(data, list):
+    if not is_sequence(data):
         report(f"{where}.delete", "must be a list of ns/name", raw.key_line("delete"))
         return []
     out = []
@@ -243,7 +255,7 @@ def _applies(raw: LineDict, where: str, path: Path, model: Model, stand_ins,
     data = raw.get("apply")
     if data is None:
         return []
-    if not isinstance(data, list):
+    if not is_sequence(data):
         report(f"{where}.apply", "must be a list of manifests or {file: PATH}",
                raw.key_line("apply"))
         return []
@@ -267,7 +279,7 @@ def _assume(raw: LineDict, where: str, report: _Collector) -> Assume | None:
     if data is None:
         return None
     w, line = f"{where}.assume", raw.key_line("assume")
-    if not isinstance(data, dict):
+    if not is_mapping(data):
         report(w, "must be {cni: NAME, why: TEXT}", line)
         return None
     check_keys(data, ("cni", "why"), w, report)

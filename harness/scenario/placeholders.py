@@ -45,6 +45,7 @@ def _value(name: str, arg: str | None, addresses: Addresses) -> str:
              "serviceIP": addresses.service_ips}.get(name)
     if table is None:
         return addresses.pod_cidr
+    arg = arg or ""   # every placeholder with a table needs an argument (checked above)
     ep = Endpoint.parse(arg)
     key = ep.key if (name, ep.kind) in (("hostIP", EndpointKind.EXTERNAL),
                                         ("serviceIP", EndpointKind.SERVICE)) else arg

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,8 +19,8 @@ import yaml
 
 from harness.model import Addresses, Model
 from harness.policy import API_VERSION, KIND, is_network_policy, parse_policy
-from harness.scenario.placeholders import PlaceholderError, render_manifest
 from harness.scenario.lines import did_you_mean, load_documents, plain, yaml_error_line
+from harness.scenario.placeholders import PlaceholderError, render_manifest
 
 #: The Kubernetes version whose OpenAPI schema policies are validated against. Pinned so a
 #: scenario that is valid today stays valid when kubernetes-validate ships a newer schema.
@@ -64,7 +64,7 @@ class PolicyDoc:
         return f"{self.manifest.get('apiVersion')} {self.manifest.get('kind')}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(kind: str, api_version: str):
     """A Draft 2020-12 validator for one kind from kubernetes-validate's pinned strict schema,
     or None when the package has no schema for it (a CRD kind).
@@ -102,7 +102,7 @@ def _schema_validate(manifest: dict) -> tuple[str, list] | None:
     if best.validator == "additionalProperties" and isinstance(best.instance, dict):
         # Why: "Additional properties are not allowed" does not say what was meant; a typo
         # such as `ingres` deserves the same did-you-mean as a typo in the scenario itself.
-        known = list((best.schema.get("properties") or {}))
+        known = list(best.schema.get("properties") or {})
         extra = [k for k in best.instance if k not in known]
         if extra:
             return (f"unknown field {extra[0]!r}{did_you_mean(str(extra[0]), known)}",
@@ -174,8 +174,8 @@ def read_apply_entry(entry: Any, field: str, line: int, scenario_path: Path, mod
             report(f"{field}.namespace", "must be a namespace name", line)
             default_ns = None
         # Why the entry's field: the problem's path and line point into the policy file itself
-        found = [(d, field, getattr(d, "line", 1), origin_path)
-                 for d in docs]
+        found: list[tuple[Any, str, int, str | None]] = [
+            (d, field, getattr(d, "line", 1), origin_path) for d in docs]
     else:
         default_ns = None
         found = [(entry, field, line, None)]

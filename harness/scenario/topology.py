@@ -9,15 +9,30 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
-from harness.model import (DEFAULT_NAMESPACES, DEFAULT_PODS, DEFAULT_PORTS, DEFAULT_PROTOCOLS,
-                           POD_CIDR, SERVICE_CIDR, SYSTEM_NAMESPACE, ContainerPort, ExternalHost,
-                           Model, Namespace, Pod, Protocol, Service, ServicePort)
-from harness.scenario.lines import LineDict, LineList, did_you_mean
+from harness.model import (
+    DEFAULT_NAMESPACES,
+    DEFAULT_PODS,
+    DEFAULT_PORTS,
+    DEFAULT_PROTOCOLS,
+    POD_CIDR,
+    SERVICE_CIDR,
+    SYSTEM_NAMESPACE,
+    ContainerPort,
+    ExternalHost,
+    Model,
+    Namespace,
+    Pod,
+    Protocol,
+    Service,
+    ServicePort,
+)
+from harness.scenario.lines import LineDict, LineList, did_you_mean, is_mapping, is_sequence
 
 #: report(field, message, line)
-Report = Callable[[str, str, int], None]
+#: report(field, message, line): line None when the file gives none
+Report = Callable[[str, str, int | None], None]
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _PORT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
@@ -28,7 +43,7 @@ _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 MODEL_KEYS = ("namespaces", "pods", "ports", "protocols", "services", "externals")
 
 
-def _line(container: Any, key: Any) -> int:
+def _line(container: Any, key: Any) -> int | None:
     if isinstance(container, LineDict):
         return container.key_line(key)
     if isinstance(container, LineList) and isinstance(key, int):
@@ -44,12 +59,17 @@ def check_keys(data: LineDict, allowed: tuple[str, ...], where: str, report: Rep
                    f"unknown key {key!r}{did_you_mean(str(key), allowed)}", data.key_line(key))
 
 
-def check_labels(labels: Any, where: str, line: int, report: Report,
+def _labels(checked: dict[str, str | None]) -> dict[str, str]:
+    """check_labels' result where nulls are not allowed (so there are none)."""
+    return cast("dict[str, str]", checked)
+
+
+def check_labels(labels: Any, where: str, line: int | None, report: Report,
                  allow_null: bool = False) -> dict[str, str | None]:
     """Labels as the API accepts them; a value YAML read as a number or boolean is an error."""
     if labels is None:
         return {}
-    if not isinstance(labels, dict):
+    if not is_mapping(labels):
         report(where, "labels must be a mapping of key: value", line)
         return {}
     out: dict[str, str | None] = {}
@@ -74,7 +94,7 @@ def check_labels(labels: Any, where: str, line: int, report: Report,
     return out
 
 
-def _protocol(value: Any, where: str, line: int, report: Report) -> Protocol | None:
+def _protocol(value: Any, where: str, line: int | None, report: Report) -> Protocol | None:
     if isinstance(value, Protocol):
         return value
     try:
@@ -84,17 +104,17 @@ def _protocol(value: Any, where: str, line: int, report: Report) -> Protocol | N
         return None
 
 
-def _port_number(value: Any, where: str, line: int, report: Report) -> int | None:
+def _port_number(value: Any, where: str, line: int | None, report: Report) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
         report(where, f"{value!r} is not a port number (1-65535)", line)
         return None
     return value
 
 
-def _container_ports(data: Any, where: str, line: int, report: Report) -> tuple[ContainerPort, ...]:
+def _container_ports(data: Any, where: str, line: int | None, report: Report) -> tuple[ContainerPort, ...]:
     if data is None:
         return ()
-    if not isinstance(data, list):
+    if not is_sequence(data):
         report(where, "ports must be a list: [80, {port: 5432, protocol: TCP, name: pg}]", line)
         return ()
     out = []
@@ -105,7 +125,7 @@ def _container_ports(data: Any, where: str, line: int, report: Report) -> tuple[
             if num:
                 out.append(ContainerPort(num, Protocol.TCP))
             continue
-        if not isinstance(item, dict):
+        if not is_mapping(item):
             report(w, "a port is a number or {port, protocol, name}", ln)
             continue
         check_keys(item, ("port", "protocol", "name"), w, report)
@@ -122,10 +142,10 @@ def _container_ports(data: Any, where: str, line: int, report: Report) -> tuple[
     return tuple(out)
 
 
-def _name_list(data: Any, where: str, line: int, report: Report, default: tuple) -> tuple:
+def _name_list(data: Any, where: str, line: int | None, report: Report, default: tuple) -> tuple:
     if data is None:
         return default
-    if not isinstance(data, list) or not data:
+    if not is_sequence(data) or not data:
         report(where, "must be a non-empty list", line)
         return default
     return tuple(data)
@@ -139,7 +159,7 @@ def parse_model(data: Any, report: Report) -> Model:
     """
     if data is None:
         return Model.default()
-    if not isinstance(data, dict):
+    if not is_mapping(data):
         report("model", "must be a mapping (or omitted for the conformance model)",
                getattr(data, "line", 0))
         return Model.default()
@@ -181,9 +201,9 @@ def _custom(data: LineDict, report: Report) -> Model:
                                    f"model give each pod its own ports", data.key_line(key))
     declared: dict[str, Namespace] = {}
     raw_ns = data.get("namespaces")
-    if isinstance(raw_ns, list):
+    if is_sequence(raw_ns):
         raw_ns = {n: None for n in raw_ns if isinstance(n, str)}
-    elif raw_ns is not None and not isinstance(raw_ns, dict):
+    elif raw_ns is not None and not is_mapping(raw_ns):
         report("model.namespaces", "must be a mapping name: {labels: {...}}",
                _line(data, "namespaces"))
         raw_ns = {}
@@ -195,16 +215,16 @@ def _custom(data: LineDict, report: Report) -> Model:
         if name == SYSTEM_NAMESPACE:
             report(w, "kube-system is part of every model (it holds the cluster DNS)", ln)
             continue
-        if spec is not None and not isinstance(spec, dict):
+        if spec is not None and not is_mapping(spec):
             report(w, "must be a mapping {labels: {...}}", ln)
             spec = None
         if spec:
             check_keys(spec, ("labels",), w, report)
-        labels = check_labels((spec or {}).get("labels"), f"{w}.labels", ln, report)
+        labels = _labels(check_labels((spec or {}).get("labels"), f"{w}.labels", ln, report))
         declared[name] = Namespace(name, labels)
     pods: list[Pod] = []
     raw_pods = data.get("pods")
-    if not isinstance(raw_pods, dict) or not raw_pods:
+    if not is_mapping(raw_pods) or not raw_pods:
         report("model.pods", "a custom model needs pods: {ns/name: {labels: ..., ports: ...}}",
                _line(data, "pods"))
         raw_pods = {}
@@ -218,12 +238,12 @@ def _custom(data: LineDict, report: Report) -> Model:
             report(w, "kube-system holds only the cluster DNS; put pods in your own namespaces",
                    ln)
             continue
-        if spec is not None and not isinstance(spec, dict):
+        if spec is not None and not is_mapping(spec):
             report(w, "must be a mapping {labels: {...}, ports: [...]}", ln)
             spec = None
         spec = spec or LineDict()
         check_keys(spec, ("labels", "ports"), w, report)
-        labels = check_labels(spec.get("labels"), f"{w}.labels", ln, report)
+        labels = _labels(check_labels(spec.get("labels"), f"{w}.labels", ln, report))
         ports = _container_ports(spec.get("ports"), f"{w}.ports", ln, report)
         if not ports:
             report(f"{w}.ports", "a pod must serve at least one port (probes need a server)", ln)
@@ -235,10 +255,10 @@ def _custom(data: LineDict, report: Report) -> Model:
     return Model.build(tuple(declared.values()), pods)
 
 
-def _services(data: Any, model: Model, report: Report, line: int) -> tuple[Service, ...]:
+def _services(data: Any, model: Model, report: Report, line: int | None) -> tuple[Service, ...]:
     if data is None:
         return ()
-    if not isinstance(data, dict):
+    if not is_mapping(data):
         report("model.services", "must be a mapping ns/name: {selector, ports}", line)
         return ()
     out = []
@@ -253,21 +273,21 @@ def _services(data: Any, model: Model, report: Report, line: int) -> tuple[Servi
                       f"{did_you_mean(ns, [n.name for n in model.namespaces if not n.system])}",
                    ln)
             continue
-        if not isinstance(spec, dict):
+        if not is_mapping(spec):
             report(w, "must be a mapping {selector: {...}, ports: [...]}", ln)
             continue
         check_keys(spec, ("selector", "ports"), w, report)
-        selector = check_labels(spec.get("selector"), f"{w}.selector", ln, report)
+        selector = _labels(check_labels(spec.get("selector"), f"{w}.selector", ln, report))
         ports = []
         raw_ports = spec.get("ports")
-        if not isinstance(raw_ports, list) or not raw_ports:
+        if not is_sequence(raw_ports) or not raw_ports:
             report(f"{w}.ports", "a Service needs ports: [{port: 80, targetPort: http}]", ln)
             raw_ports = []
         for i, item in enumerate(raw_ports):
             pw, pln = f"{w}.ports[{i}]", _line(raw_ports, i)
             if isinstance(item, int) and not isinstance(item, bool):
                 item = {"port": item}
-            if not isinstance(item, dict):
+            if not is_mapping(item):
                 report(pw, "a Service port is a number or {port, targetPort, protocol, name}", pln)
                 continue
             if isinstance(item, LineDict):
@@ -290,10 +310,10 @@ def _services(data: Any, model: Model, report: Report, line: int) -> tuple[Servi
     return tuple(out)
 
 
-def _externals(data: Any, report: Report, line: int) -> tuple[ExternalHost, ...]:
+def _externals(data: Any, report: Report, line: int | None) -> tuple[ExternalHost, ...]:
     if data is None:
         return ()
-    if not isinstance(data, dict):
+    if not is_mapping(data):
         report("model.externals", "must be a mapping name: {ip, ports}", line)
         return ()
     out = []
@@ -305,7 +325,7 @@ def _externals(data: Any, report: Report, line: int) -> tuple[ExternalHost, ...]
             report(w, f"{name!r} is not a valid host name (lower case a-z0-9-)", ln)
             continue
         spec = spec if spec is not None else LineDict()
-        if not isinstance(spec, dict):
+        if not is_mapping(spec):
             report(w, "must be a mapping {ip: ..., ports: [...]}", ln)
             continue
         check_keys(spec, ("ip", "ports"), w, report)

@@ -10,11 +10,11 @@ import os
 
 import pytest
 
+from harness.backends.base import Backend
 from harness.backends.local import LocalBackend
 from harness.backends.local.preflight import missing_tools
-from harness.backends.base import Backend
 from harness.errors import BackendError
-from harness.model import (ContainerPort, Model, Namespace, Pod, Protocol, Service, ServicePort)
+from harness.model import ContainerPort, Model, Namespace, Pod, Protocol, Service, ServicePort
 from harness.prober import probe_round
 from harness.probes import Outcome, ProbeSpec
 
@@ -185,8 +185,9 @@ def test_named_ports_and_endport(clean):
 
 def test_egress_named_port_resolves_on_destination(clean):
     b, addresses = clean
+    named = {"port": "serve-80-udp", "protocol": "UDP"}
     b.apply_policy(np("y", "egress-named", {"podSelector": {}, "policyTypes": ["Egress"],
-                                            "egress": [{"ports": [{"port": "serve-80-udp", "protocol": "UDP"}]}]}))
+                                            "egress": [{"ports": [named]}]}))
     got = probe_round(b, [ProbeSpec("y/a", "x/c", 80, UDP), ProbeSpec("y/a", "x/c", 81, UDP)],
                       addresses, T)
     assert [o.outcome for o in got.values()] == [Outcome.CONNECTED, Outcome.TIMEOUT]
@@ -194,8 +195,9 @@ def test_egress_named_port_resolves_on_destination(clean):
 
 def test_label_changes_take_effect(clean):
     b, addresses = clean
+    trusted = {"namespaceSelector": {"matchLabels": {"trusted": "yes"}}}
     b.apply_policy(np("x", "from-trusted", {"podSelector": {"matchLabels": {"pod": "c"}},
-                                            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"trusted": "yes"}}}]}]}))
+                                            "ingress": [{"from": [trusted]}]}))
     spec = ProbeSpec("y/a", "x/c", 80, TCP)
     assert one(b, addresses, spec).outcome == Outcome.TIMEOUT
     b.set_labels({"y": {"trusted": "yes"}}, {})

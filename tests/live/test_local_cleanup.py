@@ -143,8 +143,8 @@ def test_cleanup_removes_a_crashed_run_and_leaves_a_live_one(tmp_path):
         with LocalBackend("open") as live:
             live.deploy(Model.default(namespaces=["y"], pods=["a"]))
             leftovers = find_leftovers()
-            assert {l.run_id for l in leftovers} >= {run_id}
-            assert live.run_id not in {l.run_id for l in leftovers}
+            assert {item.run_id for item in leftovers} >= {run_id}
+            assert live.run_id not in {item.run_id for item in leftovers}
             # dry run through the command line: lists, removes nothing
             out = run([sys.executable, "-m", "harness", "cleanup", "--dry-run"], check=True).stdout
             assert f"would remove netns {naming.local_prefix(run_id)}node (run {run_id})" in out

@@ -8,11 +8,10 @@ import sys
 
 import pytest
 
-from tests.conftest import needs_world_readable_checkout
-
 from harness.backends.local.preflight import TOOLS, check_tools, missing_tools
 from harness.errors import MissingToolError
 from harness.shell import run
+from tests.conftest import needs_world_readable_checkout
 
 
 def test_missing_tool_names_the_debian_package():

@@ -14,10 +14,9 @@ import tempfile
 
 import pytest
 
-from tests.conftest import needs_world_readable_checkout
-
 from harness import naming
 from harness.shell import run
+from tests.conftest import needs_world_readable_checkout
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start a namespaced run with --always"),

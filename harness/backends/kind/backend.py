@@ -3,11 +3,12 @@ ordered steps with a status line each, then the shared Kubernetes topology code 
 
 Why steps: bring-up fails in many places (a binary, the node image pull, the CNI, the nodes,
 CoreDNS, the probe image); each step says what it does and how long it took, and each wait names
-what never became ready (examples §14). The cluster uses a PRIVATE kubeconfig file under the
-cache directory and an explicit context (`kind-<name>`), so the user's kubeconfig is never read
-or switched. Creation runs under a file lock, and a users file lets parallel pytest-xdist
-workers of one session share the cluster: the first creates it, the last one out deletes it
-(unless --keep-cluster). NOT RUN LIVE HERE: this machine has no Docker engine (docs/kind.md).
+what never became ready (kind's own `create/create.go` runs small actions, each with a status
+line). The cluster uses a PRIVATE kubeconfig file under the cache directory and an explicit
+context (`kind-<name>`), so the user's kubeconfig is never read or switched. Creation runs
+under a file lock, and a users file lets parallel pytest-xdist workers of one session share the
+cluster: the first creates it, the last one out deletes it (unless --keep-cluster). NOT RUN
+LIVE HERE: this machine has no Docker engine (docs/kind.md).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ render, render_text = kind_config.render, kind_config.render_text
 
 
 def verify_identity(name: str, server: str, node_names: list[str]) -> None:
-    """Refuse to write to a cluster that is not the kind cluster `name` (notes §8 rule 2): its
+    """Refuse to write to a cluster that is not the kind cluster `name` (docs/sources.md §8 rule 2): its
     API server must be on loopback and its nodes named `<name>-control-plane` / `<name>-worker*`."""
     host = urlparse(server).hostname or ""
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -139,7 +140,7 @@ class KindBackend(KubeBackendBase):
         self._check_cgroup(docker)
 
     def _check_cgroup(self, docker: str) -> None:
-        """Node images for Kubernetes 1.35+ need a cgroup v2 host (notes §1.9 pitfall 5): on
+        """Node images for Kubernetes 1.35+ need a cgroup v2 host (docs/sources.md §1.9 pitfall 5): on
         cgroup v1 the kubelet health checks time out much later with a far vaguer message."""
         res = self._run(kc.docker_cgroup_version(docker), "asking Docker for its cgroup version", 60)
         version = res.stdout.strip()

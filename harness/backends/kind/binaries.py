@@ -3,7 +3,7 @@ pinned release into a cache directory and verify its published SHA-256 before it
 
 Why verify: a binary that drives a cluster runs as the user; a download that does not match the
 checksum its project publishes is an error, never a warning (pytest-kind downloads without any
-check; kind-action verifies with `sha256sum -c`, notes §1.2). Downloads use urllib (no
+check; kind-action verifies with `sha256sum -c`, docs/sources.md §1.2). Downloads use urllib (no
 subprocess); version checks go through harness.shell.run.
 """
 
@@ -56,7 +56,7 @@ def go_arch() -> str:
 
 
 def pins(arch: str | None = None, os_name: str = "linux") -> dict[str, Pin]:
-    """The pinned releases (notes §0/§1.2). kind v0.33.0 is [2nd]: its checksum is fetched from
+    """The pinned releases (docs/sources.md §0/§1.2). kind v0.33.0 is [2nd]: its checksum is fetched from
     the release's own .sha256sum file, so a wrong pin fails verification, loudly."""
     a = arch or go_arch()
     kind_asset = f"kind-{os_name}-{a}"
@@ -153,7 +153,7 @@ def download_verified(pin: Pin, cache_dir: Path, timeout: float = 120.0,
 def _extract(archive: bytes, pin: Pin) -> bytes:
     try:
         with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
-            fh = tar.extractfile(pin.member)
+            fh = tar.extractfile(pin.member or "")
             if fh is None:
                 raise KeyError(pin.member)
             return fh.read()

@@ -3,7 +3,7 @@
 Why argv builders apart from the backend: every command the kind backend runs is decided here
 and tested as a list (tests/test_kind_commands.py), and runs only through harness.shell.run.
 Each kind/kubectl/helm call names the private kubeconfig and its context explicitly, so the
-user's kubeconfig and current context are never read or switched (notes §1.6, §9 pitfall 2).
+user's kubeconfig and current context are never read or switched (docs/sources.md §1.6, §9 pitfall 2).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class Tools:
 
 def kind_create(t: Tools, name: str, config: str) -> list[str]:
     # --wait 0s: kind's wait only polls control-plane Ready and exits 0 on timeout; with the
-    # default CNI disabled nodes are never Ready before the CNI (notes §1.5).
+    # default CNI disabled nodes are never Ready before the CNI (docs/sources.md §1.5).
     return [t.kind, "create", "cluster", "--name", name, "--config", config,
             "--kubeconfig", t.kubeconfig, "--wait", "0s"]
 
@@ -61,7 +61,7 @@ def image_prepull(t: Tools, name: str, image: str, tag: str, archive: str,
                   arch: str) -> list[list[str]]:
     """Pull by digest, tag it, save one platform, load the archive into every node.
 
-    Why this dance (notes §1.9 pitfalls 3/4): `kind load docker-image` breaks on multi-platform
+    Why this dance (docs/sources.md §1.9 pitfalls 3/4): `kind load docker-image` breaks on multi-platform
     images in Docker's containerd store, so `docker save --platform` + `kind load image-archive`;
     and a preloaded image referenced by digest may be ignored by the kubelet, so pods name the
     tag — whose content was pinned by the digest pull here.
@@ -78,7 +78,7 @@ def kubectl(t: Tools, *args: str) -> list[str]:
 
 def kubectl_apply_server_side(t: Tools, path: str) -> list[str]:
     # Server-side: Calico's CRD bundle exceeds the 256 KiB last-applied annotation limit of a
-    # client-side apply (notes §2.5 #1); also idempotent for a reused cluster.
+    # client-side apply (docs/sources.md §2.5 #1); also idempotent for a reused cluster.
     return kubectl(t, "apply", "--server-side", "--force-conflicts", "-f", path)
 
 
@@ -94,7 +94,7 @@ def helm_install_cilium(t: Tools) -> list[str]:
 
 
 def calico_installation() -> list[dict]:
-    """The Installation (IPPool inside kind's podSubnet, notes §2.2 option b) and the APIServer
+    """The Installation (IPPool inside kind's podSubnet, docs/sources.md §2.2 option b) and the APIServer
     (serves projectcalico.org/v3 policies); Goldmane and Whisker are left out (§2.5 #7)."""
     return [
         {"apiVersion": "operator.tigera.io/v1", "kind": "Installation",
@@ -111,13 +111,13 @@ def calico_installation() -> list[dict]:
 
 
 def br_netfilter_loaded(proc_root: str = "/proc") -> bool:
-    """Flannel needs br_netfilter on the host (kubeadm stopped checking in 1.30, notes §4.2)."""
+    """Flannel needs br_netfilter on the host (kubeadm stopped checking in 1.30, docs/sources.md §4.2)."""
     return os.path.exists(os.path.join(proc_root, "sys/net/bridge/bridge-nf-call-iptables"))
 
 
 def prepare_cni_plugins(cache_dir: Path, arch: str | None = None) -> Path:
     """Download the pinned CNI plugins tarball, verify its SHA-256, extract it into the
-    harness-owned directory kind mounts at /opt/cni/bin (notes §4.2 option A); returns it."""
+    harness-owned directory kind mounts at /opt/cni/bin (docs/sources.md §4.2 option A); returns it."""
     arch = arch or go_arch()
     if arch not in cnis.CNI_PLUGINS_SHA256:
         raise BackendError(f"preparing CNI plugins for {arch}",
@@ -139,7 +139,7 @@ def extract_plugins(tgz: Path, dest: Path) -> None:
 
 def check_cni_plugins(directory: Path, needed: tuple[str, ...] = ("bridge", "host-local",
                                                                     "portmap", "loopback")) -> None:
-    """Flannel delegates to `bridge`: a node without it fails every pod sandbox (notes §4.2)."""
+    """Flannel delegates to `bridge`: a node without it fails every pod sandbox (docs/sources.md §4.2)."""
     missing = [n for n in needed if not os.access(Path(directory) / n, os.X_OK)]
     if missing:
         raise BackendError(f"checking the CNI plugins in {directory}",

@@ -2,7 +2,7 @@
 
 Why rendered: the files in kind-config/ and the config the backend passes to `kind create` come
 from the same function, so they cannot drift (tests/test_kind_config.py compares them). The
-shape follows notes §1.3: a control plane and two workers (probes cross nodes and stay on one),
+shape follows docs/sources.md §1.3: a control plane and two workers (probes cross nodes and stay on one),
 the node image pinned by tag and digest, the default CNI disabled except for kindnet, kind's
 own subnets, and `dnsSearch: []` so host search domains never leak into pods (§1.9 pitfall 7).
 """
@@ -33,7 +33,7 @@ _HEADER = ("# Rendered by harness.backends.kind.config.render_text({cni!r}); do 
 
 def render(cni: str, plugins_dir: str | None = None) -> dict[str, Any]:
     """The kind config for `cni` as a dict. `plugins_dir` is the host directory holding the
-    extracted CNI plugins (Flannel only, notes §4.2 option A)."""
+    extracted CNI plugins (Flannel only, docs/sources.md §4.2 option A)."""
     spec = cnis.spec(cni)
     node: dict[str, Any] = {"image": cnis.NODE_IMAGE}
     if spec.needs_cni_plugins:
@@ -69,7 +69,7 @@ _NODE_KEYS = {"role", "image", "labels", "extraMounts", "extraPortMappings",
 
 
 def validate(cfg: Any, where: str = "kind config") -> list[str]:
-    """Every problem with a kind config's shape (kind's own rules, notes §1.3, plus ours: image
+    """Every problem with a kind config's shape (kind's own rules, docs/sources.md §1.3, plus ours: image
     pinned by digest, dnsSearch empty, two workers). Empty when valid."""
     if not isinstance(cfg, dict):
         return [f"{where}: a kind config is a mapping"]

@@ -2,7 +2,7 @@
 real KubeOps), shared by the kind and kubeconfig backends.
 
 Why its own file: the client is built from the harness's own kubeconfig file and an explicit
-context, never from ~/.kube/config or the current context (notes §8 rule 2); everything that
+context, never from ~/.kube/config or the current context (docs/sources.md §8 rule 2); everything that
 deploys and probes through it lives in topology.py.
 """
 

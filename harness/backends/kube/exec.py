@@ -2,7 +2,7 @@
 
 Why its own parser: the kubernetes client's `WSClient.returncode` calls
 `int(details.causes[0].message)`, which raises on a non-numeric cause (a command that cannot
-start) and returns None while the stream is open (notes §5.4). Here the error channel's Status
+start) and returns None while the stream is open (docs/sources.md §5.4). Here the error channel's Status
 is parsed explicitly: `Success` is 0, `NonZeroExitCode` carries the code as its ExitCode cause,
 anything else — and no status at all — is an ExecError, never a made-up exit code.
 """
@@ -52,7 +52,7 @@ def returncode_from_status(text: str, argv: Sequence[str], target: str) -> int:
 def stream_exec(core_api: Any, namespace: str, pod: str, container: str, argv: Sequence[str],
                 timeout: float, target: str = "") -> ExecResult:
     """`kubectl exec` through the API's websocket stream: a new exec (and connection) per call,
-    so every probe opens a new connection (policies act on new connections, notes §5.4)."""
+    so every probe opens a new connection (policies act on new connections, docs/sources.md §5.4)."""
     from kubernetes.stream import stream  # imported here: kind/kubeconfig only
 
     target = target or f"{namespace}/{pod}"

@@ -2,7 +2,7 @@
 
 Why pure: what the kind and kubeconfig backends send to the API server is decided here, without
 a cluster, so tests validate every object against the Kubernetes schema. Pods follow the upstream
-conformance model (test/e2e/network/netpol/model.go, notes §5.1): one agnhost container per
+conformance model (test/e2e/network/netpol/model.go, docs/sources.md §5.1): one agnhost container per
 (port, protocol) named `serve-<port>-<proto>`, each with the exec readiness probe upstream uses,
 plus a `client` container running `/agnhost pause` that probes are exec'd in (it has curl,
 nslookup and `agnhost connect`).
@@ -23,8 +23,7 @@ from typing import Any, Callable, Mapping
 
 from harness import naming
 from harness.backends.cni import AGNHOST_IMAGE
-from harness.model import METADATA_NAME_LABEL, SYSTEM_NAMESPACE, ContainerPort, Model, Pod, \
-    Protocol, Service
+from harness.model import METADATA_NAME_LABEL, SYSTEM_NAMESPACE, ContainerPort, Model, Pod, Protocol, Service
 
 CLIENT_CONTAINER = "client"
 #: the pod-label selector matching every pod of a run
@@ -160,7 +159,7 @@ def _map_value(value: Any, real: Callable[[str], str]) -> Any:
 
 def _rewrite(node: Any, real: Callable[[str], str]) -> Any:
     if isinstance(node, dict):
-        out = {}
+        out: dict[str, Any] = {}
         for k, v in node.items():
             if k == "matchLabels" and isinstance(v, dict):
                 out[k] = {lk: (_map_value(lv, real) if lk in NAMESPACE_KEYS else lv)

@@ -3,14 +3,14 @@ policies, exec probes), and KubeBackendBase, the Backend methods the kind and ku
 backends share.
 
 Why shared: a kind cluster and an existing cluster differ only in how the cluster comes to
-exist and what may be touched; everything after that is the same API calls (examples §4). The
-API client itself is in api.py.
+exist and what may be touched; everything after that is the same API calls, written once (not
+as kind's near-identical docker and nerdctl `provision.go`). The API client itself is in api.py.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence, cast
 
 from harness import naming
 from harness.backends.kube import manifests as km
@@ -25,7 +25,7 @@ from harness.waits import wait_for
 SCTP_SUFFIX = ("-sctp",)
 
 
-def cluster_pod_cidr(nodes: Iterable[Obj], pod_ips: Iterable[str]) -> str:
+def cluster_pod_cidr(nodes: Iterable[Obj], pod_ips: Iterable[str | None]) -> str:
     """The pod CIDR of a cluster, for {{podCIDR}}: the smallest IPv4 network holding every node's
     `spec.podCIDRs` (or `spec.podCIDR`) and every pod address seen.
 
@@ -34,7 +34,7 @@ def cluster_pod_cidr(nodes: Iterable[Obj], pod_ips: Iterable[str]) -> str:
     pods' own addresses widen the range (and are all there is when nodes carry no podCIDR).
     A policy's `except: ["{{podIP y/b}}/32"]` must fall inside its `cidr: "{{podCIDR}}"`.
     """
-    nets: list[ipaddress.IPv4Network] = []
+    nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
     for node in nodes:
         spec = node.get("spec") or {}
         for text in list(spec.get("podCIDRs") or []) + [spec.get("podCIDR")]:
@@ -156,7 +156,9 @@ class KubeTopology:
 
     def addresses(self) -> Addresses:
         assert self.model is not None and self.names is not None
-        pod_ips, svc_ips = {}, {}
+        # a pod the API gives no podIP yet holds None; every user pod is checked below
+        pod_ips: dict[str, str | None] = {}
+        svc_ips: dict[str, str] = {}
         for ns in {p.namespace for p in self.model.user_pods}:
             for p in self.api.list_pods(self.names.real(ns), self.selector):
                 name = p["metadata"]["name"]
@@ -179,7 +181,8 @@ class KubeTopology:
         api_svc = self.api._absent_is_none(
             lambda: self.api._dict(self.api.core.read_namespaced_service("kubernetes", "default")))
         api_ip = ((api_svc or {}).get("spec") or {}).get("clusterIP") or ""
-        return Addresses(pod_ips, svc_ips, {}, cluster_pod_cidr(node_objs, pod_ips.values()),
+        return Addresses(cast(dict[str, str], pod_ips), svc_ips, {},
+                         cluster_pod_cidr(node_objs, pod_ips.values()),
                          svc_ips.get(f"{SYSTEM_NAMESPACE}/{DNS_SERVICE}", ""), tuple(nodes),
                          api_ip)
 

@@ -3,7 +3,7 @@ TigeraStatus, nodes Ready, CoreDNS Ready, probe pods Ready.
 
 Why a narrow protocol: the readiness and retry logic is the part of cluster bring-up most likely
 to be wrong (kubectl wait on a missing object fails at once; kind --wait returns 0 on timeout,
-notes §1.5/§9), and it can only be tested here against a fake. KubeOps returns plain API dicts
+docs/sources.md §1.5, §2.3), and it can only be tested here against a fake. KubeOps returns plain API dicts
 (what `kubectl get -o json` shows), so FakeKubeOps in the tests is a dict table. Every wait runs
 on harness.waits (tenacity), has a deadline, and names what never became ready.
 """
@@ -98,7 +98,7 @@ def wait_rollout(ops: KubeOps, workload: Workload, timeout: float, interval: flo
 
 
 def wait_tigerastatus(ops: KubeOps, name: str, timeout: float, interval: float = 5.0) -> None:
-    """Wait until TigeraStatus `name` exists (kubectl wait would fail at once, notes §2.5 #3),
+    """Wait until TigeraStatus `name` exists (kubectl wait would fail at once, docs/sources.md §2.5 #3),
     then until its Available condition is True; Degraded messages appear in the timeout text."""
     def check():
         return ops.get_custom_object("operator.tigera.io", "v1", "tigerastatuses", name)
@@ -221,7 +221,7 @@ def wait_pods_ready(ops: KubeOps, namespace: str, label_selector: str, timeout: 
 
 def wait_coredns(ops: KubeOps, timeout: float, interval: float = 2.0) -> None:
     """CoreDNS Ready; a pod stuck in ContainerCreating here is usually the CNI (e.g. Flannel's
-    missing `bridge` plugin, notes §4.3): a harness error, never a policy result."""
+    missing `bridge` plugin, docs/sources.md §4.3): a harness error, never a policy result."""
     wait_pods_ready(ops, "kube-system", "k8s-app=kube-dns", timeout,
                     "CoreDNS pods (kube-system, k8s-app=kube-dns) Ready (if they stay "
                     "ContainerCreating, the CNI is not working)", expect=1, interval=interval)
@@ -230,7 +230,7 @@ def wait_coredns(ops: KubeOps, timeout: float, interval: float = 2.0) -> None:
 def wait_cni(ops: KubeOps, workloads: Sequence[Workload], tigera: Sequence[str],
              timeout: float, interval: float = 2.0, status: Callable[[str], None] = print) -> None:
     """A CNI's own readiness condition: each workload rolled out in order, then every TigeraStatus
-    Available (Calico operator mode, notes §2.3)."""
+    Available (Calico operator mode, docs/sources.md §2.3)."""
     for w in workloads:
         status(f"  waiting for the rollout of {w}")
         wait_rollout(ops, w, timeout, interval)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -37,9 +38,17 @@ from harness.backends.local import netns as nsx
 from harness.backends.local import nft, preflight, profiles
 from harness.capabilities import Capabilities
 from harness.errors import BackendError
-from harness.model import (CLUSTER_DOMAIN, Endpoint, KUBERNETES_SERVICE_IP, Addresses, ContainerPort, Model,
-                           Protocol, plan_addresses)
-from harness.policy import is_network_policy, parse_policy, policy_key
+from harness.model import (
+    CLUSTER_DOMAIN,
+    KUBERNETES_SERVICE_IP,
+    Addresses,
+    ContainerPort,
+    Endpoint,
+    Model,
+    Protocol,
+    plan_addresses,
+)
+from harness.policy import NetworkPolicy, is_network_policy, parse_policy, policy_key
 from harness.shell import ExecResult, run, spawn
 
 STATE_DIR = "/run/netpol-proof"
@@ -104,15 +113,15 @@ class LocalBackend:
         self.addresses: Addresses | None = None
         self._netns: dict[str, str] = {}      # endpoint key -> netns
         self._veths: dict[str, str] = {}      # pod key -> node-side veth
-        self._procs: dict[str, object] = {}   # endpoint key -> Popen
-        self._policies: dict[str, tuple[Mapping, object]] = {}
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}   # endpoint key -> its servers
+        self._policies: dict[str, tuple[Mapping, NetworkPolicy]] = {}
         self._is_up = False
 
     # -- capabilities / context manager ---------------------------------------------------------
     def capabilities(self) -> Capabilities:
         return profiles.capabilities(self.profile)
 
-    def __enter__(self) -> "LocalBackend":
+    def __enter__(self) -> LocalBackend:
         self.up()
         return self
 
@@ -241,6 +250,7 @@ class LocalBackend:
 
     def _dns_records(self, model: Model) -> dict[str, str]:
         """The cluster DNS's A records: every Service's name, and the API server's."""
+        assert self.addresses is not None, "deploy sets the addresses before starting servers"
         records = {s.dns_name: self.addresses.service_ips[s.key] for s in model.services}
         records[f"kubernetes.default.svc.{CLUSTER_DOMAIN}"] = KUBERNETES_SERVICE_IP
         return records
@@ -282,7 +292,7 @@ class LocalBackend:
                 proc.terminate()
             except ProcessLookupError:
                 pass
-        for key, proc in self._procs.items():
+        for proc in self._procs.values():
             try:
                 proc.wait(timeout=3)
             except Exception:
@@ -306,6 +316,7 @@ class LocalBackend:
             raise BackendError(f"removing the topology of local run {self.run_id}", "; ".join(errors))
 
     def _load_services(self) -> None:
+        assert self.model is not None and self.addresses is not None, "called after deploy"
         body = nft.service_rules(self.model, self.addresses, self.gateway)
         nft.load(self.node, nft.replace_table("ip", nft.table_name(self.run_id, "svc"), body),
                  doing="loading the Service translation table into the node")
@@ -346,8 +357,8 @@ class LocalBackend:
         return res.stdout
 
     def _sync_policies(self) -> None:
-        if self.profile != "enforcing" or self.model is None:
-            return  # `open`: policies are stored, never enforced
+        if self.profile != "enforcing" or self.model is None or self.addresses is None:
+            return  # `open`: policies are stored, never enforced (or nothing is deployed yet)
         body = profiles.compile_policies(self.model, self.addresses,
                                          [p for _, p in self._policies.values()], self._veths)
         nft.load(self.node, nft.replace_table("ip", nft.table_name(self.run_id, "policy"), body),

@@ -19,7 +19,7 @@ from harness.backends.local.backend import STATE_DIR
 
 def _live_runs() -> set[str]:
     """Run ids whose state file names a live pid."""
-    live = set()
+    live: set[str] = set()
     try:
         names = os.listdir(STATE_DIR)
     except FileNotFoundError:
@@ -60,7 +60,7 @@ def find_local_leftovers() -> list[Leftover]:
                                 "local"))
     # namespaces first (their processes die with them), state files last
     order = {"netns": 0, "etc-netns": 1, "workdir": 2, "state-file": 3}
-    return sorted(out, key=lambda l: (order.get(l.kind, 9), l.name))
+    return sorted(out, key=lambda item: (order.get(item.kind, 9), item.name))
 
 
 def remove_local_leftover(item: Leftover) -> str | None:

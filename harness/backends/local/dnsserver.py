@@ -5,7 +5,8 @@ does — A records for `<svc>.<ns>.svc.cluster.local` and `kubernetes.default.sv
 NXDOMAIN for other names in cluster.local, REFUSED for names outside (this cluster has no
 upstream: nothing leaves the emulated cluster). Exception: a single-label name (`web.`, the last
 try of a search-path walk) gets NXDOMAIN, which is what CoreDNS relays from the root servers —
-otherwise a short name that does not exist would end in REFUSED instead of NXDOMAIN. Records come from a JSON file {name: ip}.
+otherwise a short name that does not exist would end in REFUSED instead of NXDOMAIN. Records
+come from a JSON file {name: ip}.
 """
 
 from __future__ import annotations

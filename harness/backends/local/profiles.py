@@ -100,7 +100,7 @@ def _rule_lines(rule: Rule, policy_ns: str, model: Model, addresses: Addresses, 
         peer_matches.append(("", list(model.pods), False))
     else:
         pod_ips: dict[str, Pod] = {}
-        for peer in rule.peers:
+        for peer in rule.peers or ():
             if peer.ip_block is not None:
                 cidr = _ipv4_block(peer.ip_block.cidr)
                 if cidr is None:
@@ -125,7 +125,7 @@ def _rule_lines(rule: Rule, policy_ns: str, model: Model, addresses: Addresses, 
         if rule.all_ports:
             lines.append(f"{addr} {verdict}".strip())
             continue
-        for pr in rule.ports:
+        for pr in rule.ports or ():
             if isinstance(pr.port, str):
                 dests = [me] if direction == "ingress" else pods
                 for d in dests:
