@@ -125,6 +125,16 @@ def _seconds(name: str, value: Any) -> float:
     return n
 
 
+def _whole(name: str, value: Any, lo: int, hi: int, unit: str, why: str = "") -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name}: {value!r} is not a whole number of {unit}") from None
+    if not lo <= n <= hi:
+        raise SettingsError(f"{name}: {n} must be between {lo} and {hi} {unit}{why}")
+    return n
+
+
 def _cnis(name: str, value: Any, backend: str) -> tuple[str, ...]:
     items = value if isinstance(value, (list, tuple)) else str(value).split(",")
     names = tuple(dict.fromkeys(str(v).strip() for v in items if str(v).strip()))
@@ -178,19 +188,13 @@ def build(values: Mapping[str, Any] | None = None, ini: Mapping[str, Any] | None
     else:
         out["min_window"] = KUBE_MIN_WINDOW if kube else 3.0
     if "min_rounds" in raw:
-        name, v = raw["min_rounds"]
-        try:
-            n = int(v)
-        except (TypeError, ValueError):
-            raise SettingsError(f"{name}: {v!r} is not a whole number of rounds") from None
-        if not 2 <= n <= 100:
-            raise SettingsError(f"{name}: {n} must be between 2 and 100 rounds (two rounds must "
-                                f"agree before a step ends)")
-        out["min_rounds"] = n
+        out["min_rounds"] = _whole(*raw["min_rounds"], 2, 100, "rounds",
+                                   " (two rounds must agree before a step ends)")
     if out["min_window"] >= out["converge_timeout"]:
-        raise SettingsError(f"--min-window: {out['min_window']:g}s must be shorter than the "
-                            f"converge timeout ({out['converge_timeout']:g}s), or no step can "
-                            f"settle after its window")
+        name = raw.get("min_window", ("--min-window",))[0]
+        raise SettingsError(f"{name}: {out['min_window']:g}s must be shorter than the converge "
+                            f"timeout ({out['converge_timeout']:g}s), or no step can settle "
+                            f"after its window")
     for key in ("keep_cluster", "reuse_cluster", "allow_cluster_scoped", "canary"):
         if key in raw:
             out[key] = _bool(*raw[key])
@@ -203,14 +207,7 @@ def build(values: Mapping[str, Any] | None = None, ini: Mapping[str, Any] | None
             raise SettingsError(f"{name}: {rid!r} is not a run id: 4-8 characters of [a-z0-9]")
         out["run_id"] = str(rid)
     if "concurrency" in raw:
-        name, v = raw["concurrency"]
-        try:
-            n = int(v)
-        except (TypeError, ValueError):
-            raise SettingsError(f"{name}: {v!r} is not a whole number of probes") from None
-        if not 1 <= n <= 256:
-            raise SettingsError(f"{name}: {n} must be between 1 and 256 probes in flight")
-        out["concurrency"] = n
+        out["concurrency"] = _whole(*raw["concurrency"], 1, 256, "probes", " in flight")
     if backend == "kubeconfig":
         ctx, allow = out.get("context"), out.get("allow_context")
         if not ctx:
