@@ -265,10 +265,6 @@ def settled(verdicts: Mapping[Hashable, Verdict], previous: Mapping[Hashable, Ve
     return previous is not None and dict(previous) == dict(verdicts)
 
 
-def all_pass(verdicts: Mapping[Hashable, Verdict]) -> bool:
-    return all(v in (Verdict.PASS, Verdict.NOT_ASSERTED) for v in verdicts.values())
-
-
 # -- the observation window: one rule for every step, whatever the results ----------------------
 @dataclass(frozen=True)
 class Window:

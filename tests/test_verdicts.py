@@ -12,7 +12,6 @@ from harness.verdicts import (
     BlockedKind,
     Judgement,
     Window,
-    all_pass,
     blocked_kind,
     expectation_of,
     first_stable_round,
@@ -109,13 +108,11 @@ def test_expectation_of_rejects_unknown_words():
         expectation_of("maybe")
 
 
-def test_settled_and_all_pass():
+def test_settled():
     r1 = {"a": Verdict.PASS, "b": Verdict.NOT_ENFORCED}
     assert not settled(r1, None)
     assert settled(r1, dict(r1))
     assert not settled(r1, {"a": Verdict.PASS, "b": Verdict.PASS})
-    assert all_pass({"a": Verdict.PASS, "b": Verdict.NOT_ASSERTED})
-    assert not all_pass(r1)
 
 
 @pytest.mark.parametrize("final, enforcing, has_deny, outcome", [
