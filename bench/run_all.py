@@ -20,6 +20,8 @@ BENCHES = [
     ("control plane: real etcd + kube-apiserver + kube-controller-manager up/down (median, max)",
      "bench_controlplane.py", True),
     ("kube backends: rendering, validation, exec status parsing (no cluster)", "bench_kube.py", False),
+    ("scenario library on local enforcing,open: wall time, rounds per step (what the observation "
+     "window costs; several minutes)", "bench_library.py", True),
 ]
 
 

@@ -3,28 +3,26 @@
 Why: a CNI that accepts NetworkPolicy objects and ignores them is the most dangerous result a
 run can find (every policy is false security), and names lie both ways: kindnet enforces since
 kind v0.24, Flannel can run with a policy controller. So before the first scenario on a cluster
-the harness deploys its own two pods, proves b reaches a, applies a deny-all ingress policy and
-probes until b stops reaching a (enforcing) or the deadline passes (not enforcing). A block
-counts only while a's server still answers on its own loopback (the positive control).
-
-Also home of `loopback_probe`, the positive control the runner uses when no source may reach a
-target: the upstream readiness probe, a request to the server on 127.0.0.1 inside its own pod.
+the harness runs a built-in scenario of its own: two pods, a baseline where b reaches a, a
+deny-all ingress policy, and the probe b -> a that must be blocked. It runs through the runner
+like any scenario (the same baseline, observation window, positive controls and verdict rules:
+a block counts only while a's server answers on its own loopback), and the finding is read from
+that one cell's verdict: pass -> enforcing, not enforced -> not enforcing, anything else (a probe
+error, an unstable cell, a broken baseline) -> cannot tell.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from harness.backends.base import Backend
-from harness.errors import HarnessError
-from harness.model import Addresses, ContainerPort, Model, Namespace, Pod, Protocol
-from harness.prober import EXEC_MARGIN, probe_one
-from harness.probes import Outcome, ProbeOutcome, ProbeSpec, argv_for, classify
-from harness.results import BANNER
+from harness.model import ContainerPort, Model, Namespace, Pod, Protocol
+from harness.results import BANNER, Expectation, ScenarioResult, Verdict
+from harness.runner import run_scenario
+from harness.scenario import PolicyDoc, ProbeExpectation, Scenario, Step
 from harness.settings import Settings
-from harness.verdicts import BlockedKind, blocked_kind, self_probe_proves
 
 NAMESPACE = "np-canary"
 POLICY_NAME = "netpol-proof-canary-deny-all"
@@ -45,31 +43,6 @@ class CanaryResult:
                 "seconds": round(self.seconds, 3), "rounds": self.rounds}
 
 
-def loopback_probe(backend: Backend, endpoint: str, port: int, protocol: Protocol, timeout: float,
-                   dns_name: str | None = None) -> ProbeOutcome:
-    """Probe a server from inside its own pod on 127.0.0.1: proves it serves, whatever policy says.
-
-    For DNS the query goes to 127.0.0.1 as the server (nslookup NAME 127.0.0.1).
-    """
-    if dns_name:
-        spec = ProbeSpec(endpoint, "127.0.0.1", 53, Protocol.UDP, dns_name)
-        argv = argv_for(spec, dns_name, timeout, backend.toolkit) + ["127.0.0.1"]
-        started = time.monotonic()
-        try:
-            res = backend.exec(endpoint, argv, timeout=timeout * 2 + EXEC_MARGIN)
-        except HarnessError as exc:
-            return ProbeOutcome(Outcome.TOOL_ERROR, None, f"{type(exc).__name__}: {exc}",
-                                time.monotonic() - started)
-        return classify(spec, res)
-    spec = ProbeSpec(endpoint, "127.0.0.1", port, protocol)
-    return probe_one(backend, spec, _NO_ADDRESSES, timeout, backend.toolkit)
-
-
-#: Addresses for loopback probes: prober.destination finds nothing and uses the target
-#: (127.0.0.1) as is
-_NO_ADDRESSES = Addresses({}, {}, {})
-
-
 def canary_model() -> Model:
     """Two pods in a harness-owned namespace, serving 80/TCP."""
     ports = (ContainerPort.serve(80, Protocol.TCP),)
@@ -84,76 +57,49 @@ def deny_all_policy() -> dict:
             "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}
 
 
+def canary_scenario() -> Scenario:
+    """The built-in canary: deny all ingress in the canary namespace; b -> a must be blocked."""
+    probe = ProbeExpectation(f"{NAMESPACE}/b", f"{NAMESPACE}/a", 80, Protocol.TCP,
+                             Expectation.DENY, "probes[0]", 0)
+    step = Step(0, "deny all ingress in the canary namespace", {}, {},
+                (PolicyDoc(deny_all_policy(), "harness/canary.py (built in)"),), (), (),
+                (probe,), None)
+    return Scenario(Path("<built-in canary>"), "enforcement-canary",
+                    "the enforcement canary: a deny-all ingress policy must stop b reaching a",
+                    ("networkpolicy",), canary_model(), (step,))
+
+
 def run_canary(backend: Backend, settings: Settings,
                log: Callable[[str], None] = lambda s: None) -> CanaryResult:
-    """Deploy the canary, prove the baseline connects, deny all ingress, probe until blocked.
+    """Run the built-in canary scenario on an up backend and read what it found.
 
-    The backend must be up; the canary topology is removed before returning.
+    The canary topology is removed before returning (run_scenario always undeploys).
     """
-    started = time.monotonic()
-    try:
-        addresses = backend.deploy(canary_model())
-        broken = _baseline(backend, settings, addresses)
-        if broken:
-            return CanaryResult(None, broken, time.monotonic() - started)
-        backend.apply_policy(deny_all_policy())
-        enforcing, detail, rounds = _await_block(backend, settings, addresses)
-        log(f"canary on {backend.profile}: {detail}")
-        return CanaryResult(enforcing, detail, time.monotonic() - started, rounds)
-    except HarnessError as exc:
-        return CanaryResult(None, f"canary could not run: {exc}", time.monotonic() - started)
-    finally:
-        try:
-            backend.undeploy()
-        except HarnessError as exc:
-            log(f"canary teardown: {exc}")
+    result = run_scenario(canary_scenario(), backend, settings, log=lambda line: None,
+                          enforcing=None)
+    enforcing, detail = _finding(result)
+    rounds = result.steps[0].rounds if result.steps else 0
+    log(f"canary on {backend.profile}: {detail}")
+    return CanaryResult(enforcing, detail, result.duration, rounds)
 
 
-_SPEC = ProbeSpec(f"{NAMESPACE}/b", f"{NAMESPACE}/a", 80, Protocol.TCP)
-
-
-def _baseline(backend: Backend, settings: Settings, addresses: Addresses) -> str | None:
-    """Before any policy b must reach a, or nothing after means anything. None when it does."""
-    deadline = time.monotonic() + settings.converge_timeout
-    while True:
-        base = probe_one(backend, _SPEC, addresses, settings.probe_timeout, backend.toolkit)
-        if base.outcome == Outcome.CONNECTED:
-            return None
-        if time.monotonic() >= deadline:
-            return (f"baseline {_SPEC.label} did not connect before any policy "
-                    f"({base.outcome.value}: {base.detail}); the network or harness is broken")
-        time.sleep(0.2)
-
-
-def _await_block(backend: Backend, settings: Settings, addresses: Addresses
-                 ) -> tuple[bool | None, str, int]:
-    """Probe b -> a after the deny-all until it is blocked (with a loopback control) -> True;
-    still connecting for two rounds after the settle time -> False; the deadline -> None."""
-    applied = time.monotonic()
-    deny = backend.capabilities().deny_response
-    timeout = settings.probe_timeout
-    rounds, streak_open, last = 0, 0, ""
-    while True:
-        rounds += 1
-        obs = probe_one(backend, _SPEC, addresses, timeout, backend.toolkit)
-        kind = blocked_kind(obs.outcome, deny)
-        streak_open = streak_open + 1 if kind is BlockedKind.DELIVERED else 0
-        if kind is BlockedKind.DELIVERED:
-            last = f"deny-all probe {_SPEC.label} still connected (answered by " \
-                   f"{obs.answered_by or '?'})"
-        elif kind is BlockedKind.BLOCKED:
-            control = loopback_probe(backend, f"{NAMESPACE}/a", 80, Protocol.TCP, timeout)
-            if self_probe_proves(control):
-                secs = time.monotonic() - applied
-                return True, (f"deny-all probe {_SPEC.label} {obs.outcome.value} after "
-                              f"{secs:.2f}s while the server answered on loopback"), rounds
-            last = (f"deny-all probe {obs.outcome.value} but the server did not answer on "
-                    f"loopback ({control.outcome.value}: {control.detail})")
-        else:
-            last = f"deny-all probe {obs.outcome.value}: {obs.detail}"
-        elapsed = time.monotonic() - applied
-        if streak_open >= 2 and elapsed >= settings.settle_seconds:
-            return False, f"{last}; {BANNER}", rounds
-        if elapsed >= settings.converge_timeout:
-            return None, f"could not tell within {settings.converge_timeout:g}s: {last}", rounds
-        time.sleep(0.2 if settings.settle_seconds == 0 else 1.0)
+def _finding(result: ScenarioResult) -> tuple[bool | None, str]:
+    """(enforcing, why) from the canary scenario's result."""
+    if result.scenario_error or result.infra_error:
+        return None, f"canary could not run: {result.scenario_error or result.infra_error}"
+    cell = result.steps[0].cells[0] if result.steps and result.steps[0].cells else None
+    if cell is None:
+        return None, "canary could not run: no probe was judged"
+    step = result.steps[0]
+    last = cell.attempts[-1] if cell.attempts else None
+    label = f"{cell.source} -> {cell.target}:{cell.port}/{cell.protocol}"
+    rounds = f"{len(cell.attempts)} rounds over the observation window"
+    if cell.verdict == Verdict.PASS.value:
+        return True, (f"deny-all probe {label} {last.outcome if last else 'blocked'} from "
+                      f"{step.converge_seconds or 0:.2f}s after the apply to the end ({rounds}), "
+                      f"while the server answered on loopback")
+    if cell.verdict == Verdict.NOT_ENFORCED.value:
+        return False, (f"deny-all probe {label} still connected (answered by "
+                       f"{last.answered_by if last and last.answered_by else '?'}; {rounds}); "
+                       f"{BANNER}")
+    return None, f"could not tell: deny-all probe {label} is {cell.verdict}: {cell.reason}"

@@ -13,6 +13,7 @@ KNOWN: dict[str, str] = {
     "networkpolicy": "enforces networking.k8s.io/v1 NetworkPolicy",
     "egress": "enforces egress rules",
     "ipblock": "enforces ipBlock peers (with except)",
+    "ipblock-pod-ip": "ipBlock peers match pod IPs (pod-to-pod traffic selected by address)",
     "named-ports": "resolves named ports in policies",
     "endport": "enforces endPort port ranges",
     "udp": "carries and filters UDP",

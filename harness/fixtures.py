@@ -20,7 +20,6 @@ release and warn (DeprecationWarning): short names collide with other plugins' f
 
 from __future__ import annotations
 
-import time
 import warnings
 from dataclasses import dataclass
 from typing import Mapping, cast
@@ -29,10 +28,11 @@ import pytest
 import yaml
 
 from harness.backends.base import Backend
-from harness.canary import loopback_probe
 from harness.items import SESSION_KEY
 from harness.model import (
+    DNS_POD,
     DNS_SERVICE_ENDPOINT,
+    SYSTEM_NAMESPACE,
     Addresses,
     ContainerPort,
     Model,
@@ -41,36 +41,51 @@ from harness.model import (
     Protocol,
     Server,
 )
-from harness.plan import Cell, Loopback
-from harness.prober import probe_one
+from harness.plan import Cell, Loopback, servers_of
+from harness.prober import loopback_probe, probe_one
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec
 from harness.reports.terminal import render_step
-from harness.results import Expectation, StepResult
-from harness.runner import Run
+from harness.results import Expectation, StepResult, Verdict
+from harness.runner import converge_cells
 from harness.session import Session
 from harness.settings import Settings
 from harness.truthtable import TruthTable
-from harness.verdicts import expectation_of
+from harness.verdicts import Judgement, expectation_of, judge, self_probe_proves
 
 
 @dataclass(frozen=True)
 class Probe:
-    """One probe's outcome, with the positive control that makes "blocked" mean blocked."""
+    """One probe's outcome, read by the same rules as a scenario's cells (harness.verdicts).
+
+    Why both judgements: the Python API states no expectation, so the probe is judged as if the
+    spec allowed it (`connected`: it passes as allowed) and as if it denied it (`blocked`: it
+    passes as denied). A reply from someone else, a dead server, or an L7 proxy's deny on a CNI
+    that declares none is then neither connected nor blocked, exactly as in a YAML scenario.
+    """
 
     outcome: Outcome
     detail: str
     answered_by: str | None
     #: did the target's server answer on its own loopback in the same moment (None: not asked)
     server_serves: bool | None
+    as_allowed: Judgement
+    as_denied: Judgement
 
     @property
     def connected(self) -> bool:
-        return self.outcome.delivered is True
+        """The intended server answered (a lookup resolved)."""
+        return self.as_allowed.verdict == Verdict.PASS
 
     @property
     def blocked(self) -> bool:
-        """Dropped (or rejected on a rejecting CNI) while the server provably serves."""
-        return self.outcome.delivered is False and self.server_serves is True
+        """Dropped (rejected on a rejecting CNI, denied by a declared L7 proxy) while the server
+        provably serves."""
+        return self.as_denied.verdict == Verdict.PASS
+
+    @property
+    def reason(self) -> str:
+        """Why it reads as it does: the rule that decided (connected, blocked or neither)."""
+        return (self.as_allowed if self.connected or not self.blocked else self.as_denied).reason
 
 
 class Topology:
@@ -135,24 +150,38 @@ class Topology:
             self.deploy()
         return key
 
-    def _observe(self, spec: ProbeSpec, loop) -> Probe:
+    def _observe(self, spec: ProbeSpec, loop: Loopback | None,
+                 servers: frozenset[str] | None = None) -> Probe:
         addresses = self.deploy()
         o: ProbeOutcome = probe_one(self.backend, spec, addresses, self.settings.probe_timeout,
                                     self.backend.toolkit)
         serves = None
         if o.outcome.delivered is not True and loop is not None:
-            ep, port, proto, dns = loop
-            ctl = loopback_probe(self.backend, ep, port, proto, self.settings.probe_timeout, dns)
-            serves = ctl.outcome.delivered is True
-        return Probe(o.outcome, o.detail, o.answered_by, serves)
+            ctl = loopback_probe(self.backend, loop.server.endpoint, loop.server.port,
+                                 loop.server.protocol, self.settings.probe_timeout, loop.dns_name)
+            serves = self_probe_proves(ctl)
+        caps = self.backend.capabilities()
+
+        def as_if(exp: Expectation) -> Judgement:
+            return judge(exp, o, serves, caps.deny_response, "fqdn" in caps.supported,
+                         l7_proxy="l7-http" in caps.supported, servers=servers)
+
+        return Probe(o.outcome, o.detail, o.answered_by, serves, as_if(Expectation.ALLOW),
+                     as_if(Expectation.DENY))
 
     def probe(self, src: str, dst: str, port: int = 80, protocol: str = "TCP") -> Probe:
         proto = Protocol.parse(protocol)
-        return self._observe(ProbeSpec(src, dst, port, proto), (dst, port, proto, None))
+        self.deploy()
+        assert self.model is not None
+        server = self.model.server_of(src, dst, port, proto)
+        return self._observe(ProbeSpec(src, dst, port, proto),
+                             Loopback(server) if server else None,
+                             servers_of(self.model, src, dst, port, proto))
 
     def dns_probe(self, src: str, name: str) -> Probe:
+        dns = Server(f"{SYSTEM_NAMESPACE}/{DNS_POD}", 53, Protocol.UDP)
         return self._observe(ProbeSpec(src, DNS_SERVICE_ENDPOINT, 53, Protocol.UDP, name),
-                             ("kube-system/coredns", 53, Protocol.UDP, name))
+                             Loopback(dns, name))
 
     def matrix(self, expected_text: str, port: int = 80, protocol: str = "TCP") -> StepResult:
         """Probe every pod pair against `expected_text` until two rounds agree; the StepResult."""
@@ -168,10 +197,11 @@ class Topology:
                 exp = Expectation.UNDEFINED
             server = Server(dst, port, proto)
             cells.append(Cell(ProbeSpec(src, dst, port, proto), exp, "the test's expectation",
-                              server, Loopback(server)))
-        run = Run(None, self.backend, self.settings, log=lambda s: None)
-        run.addresses = self.addresses
-        return run.converge(1, f"{port}/{proto.value} matrix", cells, time.monotonic())
+                              server, Loopback(server),
+                              servers=self.model.pod(dst).identities))
+        assert self.addresses is not None, "deploy() sets the addresses"
+        return converge_cells(self.backend, self.settings, self.addresses, cells,
+                              f"{port}/{proto.value} matrix")
 
 
 def _session(config) -> Session:

@@ -16,6 +16,7 @@ import pytest
 
 from harness import scenario as scn
 from harness.errors import HarnessError, ScenarioError
+from harness.expected import check_scenario
 from harness.reports import junit, terminal
 from harness.results import ScenarioOutcome, ScenarioResult
 from harness.session import Session
@@ -47,6 +48,12 @@ class ScenarioFile(pytest.File):
             scenario = scn.load_scenario(self.path)
         except ScenarioError as exc:
             raise self.CollectError(f"invalid scenario file:\n{exc}") from None
+        # Why at collection: a table that contradicts the spec would be judged as the CNI's
+        # failure; the file is what is wrong, so it is not run at all (as `check` says)
+        problems = check_scenario(scenario)
+        if problems:
+            raise self.CollectError("scenario disagrees with the oracle (python -m harness "
+                                    "check):\n" + "\n".join(str(p) for p in problems))
         for cni in session.settings.cnis:
             item = ScenarioItem.from_parent(self, name=f"{scenario.name}[{cni}]",
                                             scenario=scenario, cni=cni)
@@ -92,7 +99,7 @@ class ScenarioItem(pytest.Item):
         if result.outcome == ScenarioOutcome.XFAILED:
             raise NotEnforcedFailure(result)
         if result.outcome in (ScenarioOutcome.FAILED, ScenarioOutcome.ERROR,
-                              ScenarioOutcome.XPASSED):
+                              ScenarioOutcome.XPASSED, ScenarioOutcome.SCENARIO_ERROR):
             raise ScenarioFailure(result)
 
     def repr_failure(self, excinfo, style=None):

@@ -18,6 +18,7 @@ because "allow DNS" policies select it and DNS probes depend on reaching it.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Iterable, Mapping
@@ -171,6 +172,17 @@ class Pod:
     def key(self) -> str:
         """The pod's name in scenarios and reports: `<namespace>/<name>`."""
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def hostname(self) -> str:
+        """The hostname the kube backends give the pod, `<namespace>-<name>`, which its servers
+        answer with (the local backend's servers answer with the key)."""
+        return re.sub(r"[^a-z0-9-]", "-", f"{self.namespace}-{self.name}".lower())[:63].strip("-")
+
+    @property
+    def identities(self) -> frozenset[str]:
+        """What a reply from this pod's servers may say to name it: its key or its hostname."""
+        return frozenset({self.key, self.hostname})
 
     def resolve_port(self, port: int | str, protocol: Protocol) -> int | None:
         """The numeric port a (possibly named) port means on this pod, or None.
@@ -418,6 +430,8 @@ class Addresses:
     pod_cidr: str = POD_CIDR
     dns_service_ip: str = DNS_SERVICE_IP
     node_ips: tuple[str, ...] = ()
+    #: the ClusterIP of default/kubernetes, what the API server's DNS names resolve to
+    api_service_ip: str = KUBERNETES_SERVICE_IP
 
     def ip_of(self, endpoint: str | Endpoint) -> str:
         """The IP of a pod, Service or external host; KeyError for anything else."""

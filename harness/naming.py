@@ -76,6 +76,12 @@ def kube_namespace(run_id: str, logical: str) -> str:
     return f"{SHORT}-{run_id}-{logical}"[:63]
 
 
+def kube_dns_control_namespace(run_id: str) -> str:
+    """The run's own namespace for the DNS-control client pod. `--` keeps it apart from every
+    scenario namespace (kube_namespace of a name, which cannot start with `-`)."""
+    return f"{SHORT}-{run_id}--dns-control"[:63]
+
+
 def ownership_labels(run_id: str) -> dict[str, str]:
     return {MANAGED_BY_LABEL: PROJECT, RUN_LABEL: run_id}
 

@@ -24,8 +24,9 @@ suite test/e2e/network/netpol):
   defined whether this happens before or after NetworkPolicy processing") and give UNDEFINED.
 - UNDEFINED (never asserted unless a scenario names its CNI): a pod to itself, traffic from or to
   the node, an external host to a Service IP, backends of one Service that disagree, a destination
-  that serves nothing on the port, and any connection touching a namespace where a policy kind the
-  oracle does not model (Cilium, Calico, AdminNetworkPolicy) is present.
+  that serves nothing on the port, a Service port or backend that does not exist, and any
+  connection touching a namespace where a policy kind the oracle does not model (Cilium, Calico,
+  AdminNetworkPolicy) is present.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ from harness.truthtable import TruthTable
 NXDOMAIN_TEXT = "name does not exist"
 _APISERVER_NAMES = ("kubernetes.default.svc.cluster.local", "kubernetes.default.svc",
                     "kubernetes.default")
+#: what the API server's names resolve to (its Service default/kubernetes; not in the model)
+API_SERVER = "svc:default/kubernetes"
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +266,19 @@ class Oracle:
             "dns", None, None, True, f"{name} is {kind} and {source} may reach the cluster DNS "
                                      f"on UDP 53"),) + reach.reasons)
 
+    def resolves_to(self, source: str, name: str) -> str | None:
+        """What `name` resolves to from `source`: `svc:<ns>/<name>` of a Service of the model,
+        API_SERVER for the API server's names, or None (NXDOMAIN, or a source outside)."""
+        pod = self._pods.get(source)
+        if pod is None:
+            return None
+        bare = name.rstrip(".")
+        for cand in (bare, f"{bare}.svc.cluster.local", f"{bare}.cluster.local"):
+            if cand in _APISERVER_NAMES:
+                return API_SERVER
+        svc = self.model.find_service_by_dns(bare, pod.namespace)
+        return f"svc:{svc.key}" if svc else None
+
     # -- targets --------------------------------------------------------------------------------
     def _resolve(self, name: str, namespace: str) -> str | None:
         """What a DNS name means from a pod in `namespace`: a description, or None (NXDOMAIN)."""
@@ -303,20 +319,20 @@ class Oracle:
                               f"original or the rewritten address is left to the implementation")
         sp = next((p for p in svc.ports if p.protocol == protocol and
                    (p.port == port if isinstance(port, int) else p.name == port)), None)
+        # Why UNDEFINED, not DENY: no policy is involved, so the cell says nothing about
+        # enforcement; asserted as a block it would fail the no-policy baseline on every run
         if sp is None:
-            return Decision(Expectation.DENY, (Reason(
-                "spec", None, None, False, f"Service {svc.key} has no port {port} on "
-                f"{protocol.value}: nothing forwards the connection"),))
+            return _undefined(f"Service {svc.key} has no port {port} on {protocol.value}: "
+                              f"nothing forwards the connection, whatever the policies say")
         backends = []
         for pod in self.model.service_backends(svc):
             tp = pod.resolve_port(sp.target_port, protocol)
             if tp is not None:
                 backends.append((pod, tp))
         if not backends:
-            return Decision(Expectation.DENY, (Reason(
-                "spec", None, None, False, f"Service {svc.key} has no backends (no pod matches "
-                f"its selector with a port {sp.target_port}/{protocol.value}): the connection "
-                f"cannot succeed whatever the policies say"),))
+            return _undefined(f"Service {svc.key} has no backends (no pod matches its selector "
+                              f"with a port {sp.target_port}/{protocol.value}): the connection "
+                              f"cannot succeed whatever the policies say")
         svc_ip = self.addresses.service_ips.get(svc.key)
         decisions = []
         for pod, tp in backends:

@@ -13,11 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Hashable, Iterable
 
-from harness.expected import ExpectedCell
-from harness.model import DNS_POD, SYSTEM_NAMESPACE, Endpoint, Model, Protocol, Server
-from harness.oracle import Decision
+from harness.errors import HarnessError
+from harness.expected import ExpectedCell, disagreements, expected_cells, model_at
+from harness.model import DNS_POD, SYSTEM_NAMESPACE, Addresses, Endpoint, Model, Protocol, Server
+from harness.oracle import API_SERVER, Decision
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec
 from harness.results import Attempt, CellResult, Expectation, Verdict
+from harness.scenario import Scenario
 from harness.verdicts import Judgement
 
 #: outcomes of a probe by name that never got past name resolution
@@ -44,7 +46,12 @@ class Cell:
     control_key: Hashable
     #: the loopback self-probe of that server, or None when impossible
     loopback: Loopback | None
+    #: a DNS lookup the cluster DNS must answer NXDOMAIN (the oracle: no such name)
     nxdomain: bool = False
+    #: a DNS lookup that must resolve: the addresses it may resolve to (None: not known)
+    dns_answer: frozenset[str] | None = None
+    #: the names a reply from the intended target may give (None: not known)
+    servers: frozenset[str] | None = None
     #: for a probe by DNS name: the cluster DNS server's control key and loopback probe, which
     #: decide a round where the lookup itself timed out
     dns_key: Hashable | None = None
@@ -69,7 +76,7 @@ class Cell:
     def result(self) -> CellResult:
         j = self.last
         reason = self.reason
-        if j is not None and j.verdict in (Verdict.PROBE_ERROR,):
+        if j is not None and j.verdict in (Verdict.PROBE_ERROR, Verdict.UNSTABLE):
             reason = f"{j.reason} (spec: {self.reason})"
         return CellResult(self.spec.source, self.spec.target, str(self.spec.port),
                           self.spec.protocol.value, self.expectation.value,
@@ -102,6 +109,43 @@ def _serves(model: Model, server: Server | None, target: str) -> bool:
     return model.pod(server.endpoint).serves(server.port, server.protocol)
 
 
+def servers_of(model: Model, source: str, target: str, port: int | str, protocol: Protocol
+               ) -> frozenset[str] | None:
+    """Every name a reply of the intended target may give: the pod's, or those of each backend
+    of the Service (by address or DNS name) that serves the port; None when not known."""
+    ep = Endpoint.parse(target)
+    if ep.is_external:
+        return frozenset({target})
+    if not ep.is_service:
+        try:
+            return model.pod(target).identities
+        except KeyError:
+            pass
+    try:
+        svc = model.service(ep.key) if ep.is_service else \
+            model.find_service_by_dns(target, source.partition("/")[0] if "/" in source else None)
+    except KeyError:
+        svc = None
+    if svc is None:
+        return None  # an address or a foreign name: nobody known to answer for it
+    names: set[str] = set()
+    for sp in svc.ports:
+        if sp.port == port and sp.protocol == protocol:
+            for pod in model.service_backends(svc):
+                if pod.resolve_port(sp.target_port, protocol):
+                    names |= pod.identities
+    return frozenset(names) or None
+
+
+def _answer_of(addresses: Addresses | None, resolves_to: str | None) -> frozenset[str] | None:
+    """The address a DNS name must resolve to: its Service's ClusterIP (None: not known)."""
+    if addresses is None or resolves_to is None:
+        return None
+    ip = addresses.api_service_ip if resolves_to == API_SERVER else \
+        addresses.service_ips.get(Endpoint.parse(resolves_to).key)
+    return frozenset({ip}) if ip else None
+
+
 def _is_name(model: Model, target: str) -> bool:
     """True for a target written as a DNS name (resolved inside the source pod)."""
     ep = Endpoint.parse(target)
@@ -114,12 +158,14 @@ def _is_name(model: Model, target: str) -> bool:
     return False
 
 
-def plan_cells(model: Model, expected: Iterable[ExpectedCell]) -> list[Cell]:
+def plan_cells(model: Model, expected: Iterable[ExpectedCell],
+               addresses: Addresses | None = None) -> list[Cell]:
     """Cells to probe from the scenario's expected cells of one step (named ports resolved)."""
     cells = []
     dns = _dns_pod(model)
     for e in expected:
         protocol, dns_name, port = e.protocol, e.dns_name, e.port
+        servers = None
         if dns_name:
             spec = ProbeSpec(e.source, e.target, port, protocol, dns_name)
             key: Hashable = ("dns", dns, protocol.value)
@@ -138,11 +184,41 @@ def plan_cells(model: Model, expected: Iterable[ExpectedCell]) -> list[Cell]:
             key = server if server else (e.target, port, protocol.value)
             served = _serves(model, server, e.target)
             loop = Loopback(server) if server and served else None
+            servers = servers_of(model, e.source, e.target, port, protocol)
         by_name = not dns_name and _is_name(model, e.target)
         cells.append(Cell(spec, e.expectation, _reason_text(e.decision), key, loop,
                           nxdomain=e.decision.nxdomain,
                           dns_key=("dns", dns, Protocol.UDP.value) if by_name else None,
                           dns_loopback=(Loopback(Server(dns, 53, Protocol.UDP), e.target)
                                         if by_name else None),
-                          served=served))
+                          served=served, dns_answer=_answer_of(addresses, e.resolves_to),
+                          servers=servers))
     return cells
+
+
+def plan_steps(scenario: Scenario, addresses: Addresses) -> list[list[Cell]] | str:
+    """The cells of every step at the run's real addresses, or why the scenario cannot be run
+    as written (a scenario error).
+
+    Why re-checked here and not only by `check`: placeholders such as {{podIP y/b}} and
+    {{podCIDR}} take the cluster's addresses only now, and a cell the oracle decides otherwise
+    would be judged against the file's wrong symbol, blaming the CNI for the file. A policy
+    that cannot be rendered or parsed with these addresses is the same kind of error.
+    """
+    steps_cells, problems = [], []
+    for i, step in enumerate(scenario.steps):
+        try:
+            expected = expected_cells(scenario, i, addresses)
+        except (HarnessError, ValueError, KeyError) as exc:
+            title = step.title or f"step {i + 1}"
+            return (f"step {i + 1} ({title}) cannot be evaluated with this run's addresses "
+                    f"(pod CIDR {addresses.pod_cidr}): {type(exc).__name__}: {exc}")
+        problems += disagreements(scenario, i, expected)
+        steps_cells.append(plan_cells(model_at(scenario, i), expected, addresses))
+    if problems:
+        listed = "; ".join(p.message for p in problems[:5])
+        more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
+        return (f"{len(problems)} expectation(s) of the file disagree with the oracle at this "
+                f"run's addresses, so the file, not the CNI, is wrong ({listed}{more}); "
+                f"`python -m harness check {scenario.path}` shows them")
+    return steps_cells

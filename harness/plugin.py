@@ -33,8 +33,10 @@ _HELP = {
             "(test id name[cni]). local: enforcing, open. kind: kindnet, calico, cilium, flannel",
     "probe_timeout": "seconds one probe waits for an answer (default 1 local, 2 kube)",
     "converge_timeout": "seconds a step may take to reach a stable result (default 10 local, 60 kube)",
-    "settle_seconds": "seconds a stable non-pass result must last before it is final "
-                      "(default 0 local, the converge timeout on kube)",
+    "min_rounds": "every step is probed at least this many rounds, whatever the results "
+                  "(default 3)",
+    "min_window": "every step is probed until a round started at least this many seconds after "
+                  "the step's change, whatever the results (default 3 local, 10 kube)",
     "keep_cluster": "leave kind clusters up at the end (for debugging or --reuse-cluster)",
     "reuse_cluster": "use kind clusters left by --keep-cluster instead of creating them",
     "json_path": "write the JSON results file (every probe, every attempt) to PATH",

@@ -19,25 +19,28 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable
 
 from harness.backends.base import Backend
-from harness.errors import BackendError, ExecError
-from harness.model import Addresses, Endpoint
+from harness.errors import BackendError, ExecError, HarnessError
+from harness.model import Addresses, Endpoint, Protocol
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec, argv_for, batch_argv_for, classify, split_batch
 
 #: extra seconds the exec may take beyond the tool's own timeout before it counts as hung
 EXEC_MARGIN = 10.0
 
 
-def destination(spec: ProbeSpec, addresses: Addresses) -> str:
-    """What the tool is pointed at: an IP for pods/Services/externals, else the name itself."""
+def destination(spec: ProbeSpec, addresses: Addresses | None) -> str:
+    """What the tool is pointed at: an IP for pods/Services/externals, else the name itself.
+    With no addresses (a loopback probe to 127.0.0.1) the target is used as written."""
     if spec.dns_name is not None:   # spec.is_dns
         return spec.dns_name
+    if addresses is None:
+        return spec.target
     ep = Endpoint.parse(spec.target)
     if ep.is_service or ep.is_external or spec.target in addresses.pod_ips:
         return addresses.ip_of(ep)
     return spec.target  # a DNS name, resolved inside the source pod as an application would
 
 
-def probe_one(backend: Backend, spec: ProbeSpec, addresses: Addresses, timeout: float,
+def probe_one(backend: Backend, spec: ProbeSpec, addresses: Addresses | None, timeout: float,
               toolkit: str = "debian") -> ProbeOutcome:
     """One probe: build the argv, exec it in the source, classify the result."""
     started = time.monotonic()
@@ -48,6 +51,33 @@ def probe_one(backend: Backend, spec: ProbeSpec, addresses: Addresses, timeout: 
         return ProbeOutcome(Outcome.TOOL_ERROR, None, f"{type(exc).__name__}: {exc}",
                             time.monotonic() - started)
     return classify(spec, result)
+
+
+def loopback_probe(backend: Backend, endpoint: str, port: int, protocol: Protocol,
+                   timeout: float, dns_name: str | None = None) -> ProbeOutcome:
+    """Probe a server from inside its own pod on 127.0.0.1: proves it serves, whatever policy says.
+
+    The positive control when no source may reach a target: the upstream readiness probe, a
+    request to the server on 127.0.0.1 inside its own pod. For DNS the query goes to 127.0.0.1
+    as the server (nslookup NAME 127.0.0.1), unless the backend names a DNS-control client
+    (`dns_control()` -> (endpoint, server address)): a cluster DNS image without tools
+    (CoreDNS is distroless) is then asked from that pod, which no scenario policy selects.
+    """
+    if dns_name:
+        ask = getattr(backend, "dns_control", None)  # optional: only kube backends have one
+        via = ask() if ask is not None else None
+        endpoint, server = via if via else (endpoint, "127.0.0.1")
+        spec = ProbeSpec(endpoint, server, 53, Protocol.UDP, dns_name)
+        argv = argv_for(spec, dns_name, timeout, backend.toolkit) + [server]
+        started = time.monotonic()
+        try:
+            res = backend.exec(endpoint, argv, timeout=timeout * 2 + EXEC_MARGIN)
+        except HarnessError as exc:
+            return ProbeOutcome(Outcome.TOOL_ERROR, None, f"{type(exc).__name__}: {exc}",
+                                time.monotonic() - started)
+        return classify(spec, res)
+    spec = ProbeSpec(endpoint, "127.0.0.1", port, protocol)
+    return probe_one(backend, spec, None, timeout, backend.toolkit)
 
 
 def probe_batch(backend: Backend, probes: list[tuple[ProbeSpec, str]], timeout: float

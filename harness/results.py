@@ -24,6 +24,9 @@ class Verdict(str, Enum):
     OVER_BLOCKED = "over-blocked"      # expected to connect, blocked: fail-closed, an outage
     PROBE_ERROR = "probe error"        # the harness or the network is broken: no policy verdict
     NOT_ASSERTED = "not asserted"      # the spec leaves it undefined, or the scenario says '-'
+    #: the verdict changed more than once while the step was observed (flapping), or never held
+    #: for two rounds: no single verdict describes the cell, so it fails the scenario
+    UNSTABLE = "unstable"
 
 
 class ScenarioOutcome(StrEnum):
@@ -35,6 +38,9 @@ class ScenarioOutcome(StrEnum):
     XPASSED = "xpassed"    # every block held on a CNI declared not to enforce: the claim is wrong
     SKIPPED = "skipped"    # the CNI lacks a capability the scenario requires
     ERROR = "error"        # the harness or the network broke: no policy verdict
+    #: the scenario is wrong on this run (its table disagrees with the oracle at the real
+    #: addresses, or it cannot be rendered with them): no verdict on the CNI at all
+    SCENARIO_ERROR = "scenario error"
 
     @property
     def ok(self) -> bool:
@@ -58,6 +64,8 @@ class Attempt:
     answered_by: str | None = None
     detail: str = ""
     positive_control: bool | None = None
+    #: the verdict of that round (results format v2; None in v1 files)
+    verdict: str | None = None
 
 
 @dataclass
@@ -98,6 +106,9 @@ class ScenarioResult:
     outcome: str = ScenarioOutcome.PASSED.value
     skip_reason: str | None = None
     infra_error: str | None = None
+    #: the scenario itself is wrong on this run (its table disagrees with the oracle at the real
+    #: addresses, or it cannot be rendered with them): no verdict on the CNI at all
+    scenario_error: str | None = None
     enforcing_cluster: bool | None = None
     policies_accepted: int = 0
     duration: float = 0.0

@@ -1,30 +1,30 @@
-"""One scenario end to end: deploy -> baseline -> for each step: change, probe until settled,
-judge -> result. The only sequencing code of a run.
+"""One scenario end to end: deploy -> baseline -> for each step: change, probe for the
+observation window and until settled, judge -> result. The only sequencing code of a run.
 
 Why it reads as a story: a failing run is debugged from its log, so every step says what it did
 (labels, deletes, applies), how many rounds it probed and what it found. Expectations come from
 harness.expected (the oracle applied to the scenario) and the cells to probe from harness.plan,
 observations from harness.prober, verdicts from harness.verdicts; this module only orders them.
-Polling never leans toward the expectation: every attempt of every cell is kept, a step ends
-when two consecutive rounds agree on every verdict (or the convergence deadline passes), and a
-cell's verdict is its last round's.
+Polling never leans toward the expectation: every attempt of every cell is kept, every step is
+observed for the same window whatever its results (verdicts.Window), then until two
+consecutive rounds agree on every verdict (or the convergence deadline passes), and a cell's
+verdict is its last round's, or UNSTABLE when it flapped (verdicts.over_rounds).
 """
 
 from __future__ import annotations
 
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Callable, Hashable
 
 from harness import scenario as scn
 from harness.backends.base import Backend
-from harness.canary import loopback_probe
 from harness.errors import HarnessError
-from harness.expected import expected_cells, model_at
 from harness.model import Addresses
-from harness.plan import Cell, plan_cells
-from harness.prober import probe_round
+from harness.plan import Cell, plan_steps
+from harness.prober import loopback_probe, probe_round
 from harness.probes import ProbeOutcome, ProbeSpec
 from harness.results import Attempt, Expectation, ScenarioResult, StepResult, Verdict
 from harness.scenario import Scenario
@@ -32,9 +32,11 @@ from harness.settings import Settings
 from harness.verdicts import (
     BlockedKind,
     Judgement,
-    all_pass,
+    Window,
     blocked_kind,
+    first_stable_round,
     judge,
+    over_rounds,
     positive_controls,
     scenario_outcome,
     self_probe_proves,
@@ -46,8 +48,6 @@ Log = Callable[[str], None]
 ROUND_PAUSE = 0.1
 #: the baseline retries a cell at least this often before calling the network broken
 BASELINE_MIN_ROUNDS = 3
-#: a step is probed at least this often: two rounds must agree before anything is final
-STEP_MIN_ROUNDS = 2
 
 
 def _short(o: ProbeOutcome | None, limit: int = 240) -> ProbeOutcome | None:
@@ -68,13 +68,13 @@ class Run:
         caps = backend.capabilities()
         self.deny_response = caps.deny_response
         self.dns_proxy = "fqdn" in caps.supported
+        self.l7_proxy = "l7-http" in caps.supported
         self.declared_enforcing = caps.enforces
         self.addresses: Addresses | None = None
         self.policies_seen = 0
         self.applied_kinds: dict[str, str] = {}
-        #: how long a stable non-pass result must last; none when the canary already proved
-        #: (by waiting the full deadline) that this cluster enforces nothing
-        self.settle = settings.settle_seconds
+        #: every step is observed this long, whatever its results
+        self.window = Window(settings.min_rounds, settings.min_window)
 
     # -- one round -----------------------------------------------------------------------------
     def probe(self, cells: list[Cell], round_no: int, expectation_override: Expectation | None = None
@@ -93,12 +93,9 @@ class Run:
         for i, c in enumerate(cells):
             o: ProbeOutcome | None = _short(observed.get(c.spec))
             control = controls.get(c.control_for(o)[0])
-            if c.nxdomain and o is not None and o.outcome.value == "dns-nxdomain" \
-                    and exp(c) == Expectation.DENY:
-                j = Judgement(Verdict.PASS, o.outcome.value, "the DNS server answered that the "
-                                                              "name does not exist, as the spec says")
-            else:
-                j = judge(exp(c), o, control, self.deny_response, self.dns_proxy)
+            j = judge(exp(c), o, control, self.deny_response, self.dns_proxy,
+                      nxdomain_expected=c.nxdomain, expected_addresses=c.dns_answer,
+                      servers=c.servers, l7_proxy=self.l7_proxy)
             c.last = j
             # A control matters only for a cell that did not get through; a delivered probe
             # proves its own server, so None ("not needed") is recorded for it.
@@ -106,7 +103,7 @@ class Run:
             c.attempts.append(Attempt(round_no, o.outcome.value if o else "exec-failed",
                                       round(o.elapsed, 4) if o else 0.0,
                                       o.answered_by if o else None, o.detail if o else "",
-                                      bool(control) if needed else None))
+                                      bool(control) if needed else None, j.verdict.value))
             verdicts[i] = j.verdict
         return verdicts
 
@@ -115,7 +112,7 @@ class Run:
         cells only) the server's own loopback answer, asked in the same round."""
         s = self.settings
         controls = positive_controls((c.control_for(observed.get(c.spec))[0], exp(c),
-                                      observed.get(c.spec)) for c in cells)
+                                      observed.get(c.spec), c.servers) for c in cells)
         for c in cells:
             # a probe by name that got past resolution proves the DNS server answered
             if c.looked_up_name(observed.get(c.spec)):
@@ -124,8 +121,10 @@ class Run:
         for c in cells:
             o = observed.get(c.spec)
             key, loopback = c.control_for(o)
-            if o is not None and blocked_kind(o.outcome, self.deny_response, self.dns_proxy) \
-                    is BlockedKind.BLOCKED and not controls.get(key) and loopback:
+            if o is None or controls.get(key) or not loopback:
+                continue
+            if blocked_kind(o.outcome, self.deny_response, self.dns_proxy,
+                            self.l7_proxy) is BlockedKind.BLOCKED:
                 need[key] = loopback
         if need:
             with ThreadPoolExecutor(max_workers=max(1, min(s.concurrency, len(need)))) as pool:
@@ -149,10 +148,14 @@ class Run:
                 asserted = c.expectation != Expectation.UNDEFINED
                 if c.spec.source != c.spec.target and (c.served or asserted) \
                         and c.spec not in seen:
-                    seen[c.spec] = Cell(c.spec, Expectation.ALLOW,
-                                        "baseline: no policy exists, everything must connect",
-                                        c.control_key, c.loopback, dns_key=c.dns_key,
-                                        dns_loopback=c.dns_loopback)
+                    # a name that does not exist must be answered NXDOMAIN, policy or not
+                    seen[c.spec] = Cell(c.spec,
+                                        Expectation.DENY if c.nxdomain else Expectation.ALLOW,
+                                        "baseline: no policy exists, everything must connect "
+                                        "(and every lookup be answered)",
+                                        c.control_key, c.loopback, nxdomain=c.nxdomain,
+                                        dns_answer=c.dns_answer, servers=c.servers,
+                                        dns_key=c.dns_key, dns_loopback=c.dns_loopback)
         cells = list(seen.values())
         started = time.monotonic()
         rounds = 0
@@ -212,34 +215,68 @@ class Run:
         self.policies_seen = max(self.policies_seen, self.backend.policy_count())
 
     def converge(self, index: int, title: str, cells: list[Cell], applied: float) -> StepResult:
-        """Probe rounds until two consecutive rounds agree (and, for a non-pass result, the
-        settle time has passed) or the convergence deadline passes."""
-        s = self.settings
-        prev: dict | None = None
-        prev_start = applied
-        rounds = 0
-        converged, seconds = False, None
+        """Probe the step for its observation window, then until two consecutive rounds agree
+        on every cell, or until the convergence deadline: the same rounds whatever the results
+        (verdicts.Window). Each cell's verdict is then verdicts.over_rounds of its rounds: the
+        last round's, or UNSTABLE when it flapped."""
+        s, window = self.settings, self.window
+        rounds: list[dict[Hashable, Verdict]] = []
+        starts: list[float] = []
+        history: list[list[Judgement]] = [[] for _ in cells]
+        ended = False
         while True:
-            rounds += 1
             start = time.monotonic()
-            verdicts = self.probe(cells, rounds)
-            if settled(verdicts, prev) and (all_pass(verdicts)
-                                            or time.monotonic() - applied >= self.settle):
-                converged, seconds = True, round(prev_start - applied, 3)
+            verdicts = self.probe(cells, len(rounds) + 1)
+            for h, c in zip(history, cells, strict=True):
+                if c.last is not None:
+                    h.append(c.last)
+            agreed = bool(rounds) and settled(verdicts, rounds[-1])
+            rounds.append(verdicts)
+            starts.append(start)
+            if window.may_end(len(rounds), start - applied, agreed):
+                ended = True
                 break
-            if rounds >= STEP_MIN_ROUNDS and time.monotonic() - applied >= s.converge_timeout:
+            now = time.monotonic()
+            if len(rounds) >= window.min_rounds and now - applied >= s.converge_timeout:
                 break
-            prev, prev_start = verdicts, start
-            time.sleep(ROUND_PAUSE)
-        step = StepResult(index, title, converged, seconds, rounds, [c.result() for c in cells])
+            # rounds at least window.interval apart: the window holds about min_rounds rounds
+            # however fast one round is, and a fast round does not cost a burst of probes
+            time.sleep(max(ROUND_PAUSE, start + window.interval - now))
+        for h, c in zip(history, cells, strict=True):
+            if h:
+                c.last = over_rounds(h)
+        unstable = sum(1 for c in cells if c.last is not None
+                       and c.last.verdict is Verdict.UNSTABLE)
+        converged = ended and not unstable
+        seconds = round(starts[first_stable_round(rounds)] - applied, 3) if converged else None
+        step = StepResult(index, title, converged, seconds, len(rounds),
+                          [c.result() for c in cells])
         counts: dict[str, int] = {}
-        for c in step.cells:
-            counts[c.verdict] = counts.get(c.verdict, 0) + 1
+        for r in step.cells:
+            counts[r.verdict] = counts.get(r.verdict, 0) + 1
         text = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
-        when = f"settled after {seconds:.2f}s" if converged else \
-            f"did NOT settle within {s.converge_timeout:g}s"
-        self.log(f"    {len(cells)} probes, {rounds} rounds, {when}: {text}")
+        if converged:
+            when = f"settled after {seconds:.2f}s"
+        elif unstable:
+            when = f"{unstable} cell(s) UNSTABLE (flapping)"
+        else:
+            when = f"did NOT settle within {s.converge_timeout:g}s"
+        self.log(f"    {len(cells)} probes, {len(rounds)} rounds over "
+                 f"{time.monotonic() - applied:.2f}s, {when}: {text}")
         return step
+
+
+def converge_cells(backend: Backend, settings: Settings, addresses: Addresses,
+                   cells: list[Cell], title: str, log: Log = lambda line: None) -> StepResult:
+    """Observe cells on a topology that is already deployed, as a scenario step is observed
+    (the observation window, positive controls, verdicts), from now; its StepResult.
+
+    The entry point of the Python API's assert_matrix (harness.fixtures), which plans its own
+    cells from a test's truth table instead of a scenario file.
+    """
+    run = Run(None, backend, settings, log)
+    run.addresses = addresses
+    return run.converge(1, title, cells, time.monotonic())
 
 
 def run_scenario(scenario: Scenario, backend: Backend, settings: Settings, log: Log = print,
@@ -253,20 +290,21 @@ def run_scenario(scenario: Scenario, backend: Backend, settings: Settings, log: 
                             settings.run_id, getattr(scenario, "description", "") or "",
                             enforcing_cluster=enforcing)
     run = Run(scenario, backend, settings, log)
-    if enforcing is False:
-        run.settle = 0.0
     log(f"scenario {scenario.name} [{backend.profile}] on {backend.name} ({scenario.path})")
     has_deny = False
     try:
         t = time.monotonic()
         run.addresses = backend.deploy(scenario.model)
         log(f"  deployed {len(scenario.model.user_pods)} pods in {time.monotonic() - t:.2f}s")
-        steps_cells = []
-        for i, _ in enumerate(scenario.steps):
-            cells = plan_cells(model_at(scenario, i),
-                               expected_cells(scenario, i, run.addresses))
-            has_deny |= any(c.expectation == Expectation.DENY for c in cells)
-            steps_cells.append(cells)
+        planned = plan_steps(scenario, run.addresses)
+        if isinstance(planned, str):
+            result.scenario_error = planned
+            log(f"  SCENARIO ERROR: {planned}")
+            return result
+        steps_cells = planned
+        # an NXDOMAIN lookup is no block: a CNI that enforces nothing passes it too
+        has_deny = any(c.expectation == Expectation.DENY and not c.nxdomain
+                       for cells in steps_cells for c in cells)
         result.baseline = run.baseline(steps_cells)
         if result.baseline.infra_error:
             result.infra_error = result.baseline.infra_error
@@ -284,6 +322,12 @@ def run_scenario(scenario: Scenario, backend: Backend, settings: Settings, log: 
             result.steps.append(run.converge(i + 1, title, steps_cells[i], time.monotonic()))
     except HarnessError as exc:
         result.infra_error = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - one scenario's bug must not abort the whole run
+        # Why caught: the other scenarios still run and the reports are still written; the
+        # traceback goes to the log, the scenario is an error (never a verdict on the CNI)
+        log("".join(traceback.format_exception(exc)).rstrip())
+        result.infra_error = (f"netpol-proof failed while running this scenario: "
+                              f"{type(exc).__name__}: {exc}")
     finally:
         result.policies_accepted = run.policies_seen
         try:
@@ -293,7 +337,8 @@ def run_scenario(scenario: Scenario, backend: Backend, settings: Settings, log: 
             result.infra_error = result.infra_error or f"teardown failed: {exc}"
         final = [Verdict(c.verdict) for s in result.steps for c in s.cells]
         result.outcome = scenario_outcome(final, run.declared_enforcing, has_deny,
-                                          infra_error=bool(result.infra_error)).value
+                                          infra_error=bool(result.infra_error),
+                                          scenario_error=bool(result.scenario_error)).value
         result.duration = round(time.monotonic() - started, 3)
         log(f"  result: {result.outcome} ({result.duration:.2f}s, "
             f"{result.policies_accepted} policies accepted by the API)")

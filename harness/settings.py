@@ -19,6 +19,9 @@ from harness.backends import BACKENDS
 from harness.errors import UsageError
 
 LOCAL_PROFILES = ("enforcing", "open")
+#: the kube backends' default observation window (seconds): real CNIs program a policy some
+#: seconds after the API accepted it (docs/kind.md: "Policy programming after apply")
+KUBE_MIN_WINDOW = 10.0
 _CNI_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 
 #: (setting, option spelling for messages, environment variable, ini key)
@@ -27,7 +30,8 @@ SOURCES = {
     "cnis": ("--cni", "NETPOL_CNI", "netpol_cni"),
     "probe_timeout": ("--probe-timeout", "NETPOL_PROBE_TIMEOUT", "netpol_probe_timeout"),
     "converge_timeout": ("--converge-timeout", "NETPOL_CONVERGE_TIMEOUT", "netpol_converge_timeout"),
-    "settle_seconds": ("--settle-seconds", "NETPOL_SETTLE_SECONDS", "netpol_settle_seconds"),
+    "min_rounds": ("--min-rounds", "NETPOL_MIN_ROUNDS", "netpol_min_rounds"),
+    "min_window": ("--min-window", "NETPOL_MIN_WINDOW", "netpol_min_window"),
     "keep_cluster": ("--keep-cluster", "NETPOL_KEEP_CLUSTER", "netpol_keep_cluster"),
     "reuse_cluster": ("--reuse-cluster", "NETPOL_REUSE_CLUSTER", "netpol_reuse_cluster"),
     "json_path": ("--netpol-json", "NETPOL_JSON", "netpol_json"),
@@ -54,11 +58,13 @@ class Settings:
     cnis: tuple[str, ...] = ("enforcing",)
     probe_timeout: float = 1.0
     converge_timeout: float = 10.0
-    #: how long a stable non-pass result must have lasted (since the step's apply) before it is
-    #: final. 0 on the local backend: its policy table is loaded before apply_policy returns.
-    #: On a real cluster the API cannot say when a policy is programmed, so polling continues
-    #: until the convergence deadline before calling a cell not enforced.
-    settle_seconds: float = 0.0
+    #: the observation window of every step, whatever the results (docs/ARCHITECTURE.md, "The
+    #: observation window"): at least this many probe rounds ...
+    min_rounds: int = 3
+    #: ... and rounds until one has started at least this many seconds after the step's change.
+    #: Longer on kube backends: the API cannot say when a CNI has programmed a policy, and a
+    #: CNI still programming after the window is seen as it was then.
+    min_window: float = 3.0
     keep_cluster: bool = False
     reuse_cluster: bool = False
     json_path: str | None = None
@@ -94,7 +100,8 @@ class Settings:
         """One line that makes a run reproducible (the pytest report header prints it)."""
         return (f"netpol-proof: backend={self.backend} cni={','.join(self.cnis)} "
                 f"run-id={self.run_id} probe-timeout={self.probe_timeout:g}s "
-                f"converge-timeout={self.converge_timeout:g}s")
+                f"converge-timeout={self.converge_timeout:g}s min-rounds={self.min_rounds} "
+                f"min-window={self.min_window:g}s")
 
 
 def _bool(name: str, value: Any) -> bool:
@@ -115,6 +122,16 @@ def _seconds(name: str, value: Any) -> float:
         raise SettingsError(f"{name}: {value!r} is not a number of seconds, e.g. 1.5") from None
     if not n > 0 or n > 3600:
         raise SettingsError(f"{name}: {value!r} must be more than 0 and at most 3600 seconds")
+    return n
+
+
+def _whole(name: str, value: Any, lo: int, hi: int, unit: str, why: str = "") -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name}: {value!r} is not a whole number of {unit}") from None
+    if not lo <= n <= hi:
+        raise SettingsError(f"{name}: {n} must be between {lo} and {hi} {unit}{why}")
     return n
 
 
@@ -165,11 +182,19 @@ def build(values: Mapping[str, Any] | None = None, ini: Mapping[str, Any] | None
         else (2.0 if kube else 1.0)
     out["converge_timeout"] = _seconds(*raw["converge_timeout"]) if "converge_timeout" in raw \
         else (60.0 if kube else 10.0)
-    if "settle_seconds" in raw:
-        name, v = raw["settle_seconds"]
-        out["settle_seconds"] = 0.0 if str(v).strip() in ("0", "0.0") else _seconds(name, v)
+    if "min_window" in raw:
+        name, v = raw["min_window"]
+        out["min_window"] = 0.0 if str(v).strip() in ("0", "0.0") else _seconds(name, v)
     else:
-        out["settle_seconds"] = out["converge_timeout"] if kube else 0.0
+        out["min_window"] = KUBE_MIN_WINDOW if kube else 3.0
+    if "min_rounds" in raw:
+        out["min_rounds"] = _whole(*raw["min_rounds"], 2, 100, "rounds",
+                                   " (two rounds must agree before a step ends)")
+    if out["min_window"] >= out["converge_timeout"]:
+        name = raw.get("min_window", ("--min-window",))[0]
+        raise SettingsError(f"{name}: {out['min_window']:g}s must be shorter than the converge "
+                            f"timeout ({out['converge_timeout']:g}s), or no step can settle "
+                            f"after its window")
     for key in ("keep_cluster", "reuse_cluster", "allow_cluster_scoped", "canary"):
         if key in raw:
             out[key] = _bool(*raw[key])
@@ -182,14 +207,7 @@ def build(values: Mapping[str, Any] | None = None, ini: Mapping[str, Any] | None
             raise SettingsError(f"{name}: {rid!r} is not a run id: 4-8 characters of [a-z0-9]")
         out["run_id"] = str(rid)
     if "concurrency" in raw:
-        name, v = raw["concurrency"]
-        try:
-            n = int(v)
-        except (TypeError, ValueError):
-            raise SettingsError(f"{name}: {v!r} is not a whole number of probes") from None
-        if not 1 <= n <= 256:
-            raise SettingsError(f"{name}: {n} must be between 1 and 256 probes in flight")
-        out["concurrency"] = n
+        out["concurrency"] = _whole(*raw["concurrency"], 1, 256, "probes", " in flight")
     if backend == "kubeconfig":
         ctx, allow = out.get("context"), out.get("allow_context")
         if not ctx:

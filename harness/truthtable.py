@@ -20,6 +20,8 @@ from harness.results import Expectation
 ALLOW, DENY, UNDEFINED, UNKNOWN = ".", "X", "-", "?"
 #: an observed cell whose probe says nothing about policy (reports only)
 ERROR = "!"
+#: an observed cell that flapped while the step was observed: no single verdict (reports only)
+UNSTABLE = "~"
 PARSE_SYMBOLS = (ALLOW, DENY, UNDEFINED)
 #: what each symbol of an expected table means, and back
 EXPECTATION_OF_SYMBOL = {ALLOW: Expectation.ALLOW, DENY: Expectation.DENY,

@@ -9,8 +9,22 @@ Rules, per cell of one round:
 - '-' / undefined            -> NOT_ASSERTED (the observation is still recorded).
 - no status (exec failed), a tool error, a client that could not resolve its target name
                              -> PROBE_ERROR: says nothing about policy.
-- delivered (connected, DNS answer, NXDOMAIN) -> PASS if allowed, NOT_ENFORCED if denied.
-- an L7 proxy's 403          -> counts as blocked (the proxy answered, so the path is alive).
+- delivered (connected)       -> PASS if allowed, NOT_ENFORCED if denied, but only when the
+                               reply names a server of the intended target (`servers`: the
+                               pod, the Service's backends); a reply from anyone else (a proxy's
+                               503, another pod) is a PROBE_ERROR naming who answered.
+- a DNS lookup has three outcomes, each judged on its own against what the oracle says the
+  cluster DNS must do (`nxdomain_expected`, `expected_addresses`):
+    resolves (allowed)  resolved to an expected address -> PASS; to another address, or
+                        NXDOMAIN -> PROBE_ERROR (the cluster DNS, not policy, is wrong);
+                        blocked -> OVER_BLOCKED (with a control)
+    NXDOMAIN            NXDOMAIN -> PASS; resolved -> PROBE_ERROR (a name the model lacks);
+                        blocked -> OVER_BLOCKED (with a control): the lookup may reach the DNS
+    no answer (denied)  blocked -> PASS (with a control); resolved or NXDOMAIN -> NOT_ENFORCED
+                        (the DNS server answered: the lookup was not blocked)
+- an L7 proxy's 403          -> counts as blocked (the proxy answered, so the path is alive)
+                               on a CNI that declares an L7 proxy (l7-http); elsewhere a 403
+                               "access denied" is someone else's answer: PROBE_ERROR.
 - timeout (dropped)          -> blocked only with a positive control for the same target, port
                                and protocol in the same round; otherwise PROBE_ERROR (a dead
                                server also times out).
@@ -24,7 +38,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Hashable, Iterable, Mapping
+from typing import Any, Hashable, Iterable, Mapping, Sequence
 
 from harness.probes import Outcome, ProbeOutcome
 from harness.results import Expectation, ScenarioOutcome, Verdict
@@ -67,12 +81,13 @@ class BlockedKind(StrEnum):
     NO_VERDICT = "error"         # the probe says nothing about policy
 
 
-def blocked_kind(outcome: Outcome, deny_response: str = "drop", dns_proxy: bool = False
-                 ) -> BlockedKind:
-    """How an outcome reads before the positive control: DELIVERED, BLOCKED, BLOCKED_L7,
-    REFUSED (blocked only on a rejecting CNI), or NO_VERDICT."""
+def blocked_kind(outcome: Outcome, deny_response: str = "drop", dns_proxy: bool = False,
+                 l7_proxy: bool = False) -> BlockedKind:
+    """How an outcome reads before the positive control: DELIVERED, BLOCKED, BLOCKED_L7 (an L7
+    proxy's deny, only on a CNI that declares one), REFUSED (blocked only on a rejecting CNI),
+    or NO_VERDICT."""
     if outcome == Outcome.HTTP_DENIED:
-        return BlockedKind.BLOCKED_L7
+        return BlockedKind.BLOCKED_L7 if l7_proxy else BlockedKind.NO_VERDICT
     if outcome.delivered is True:
         return BlockedKind.DELIVERED
     if outcome.delivered is False:
@@ -85,20 +100,46 @@ def blocked_kind(outcome: Outcome, deny_response: str = "drop", dns_proxy: bool 
 
 
 def judge(expectation: object, observation: ProbeOutcome | None, positive_control: bool | None,
-          deny_response: str = "drop", dns_proxy: bool = False) -> Judgement:
+          deny_response: str = "drop", dns_proxy: bool = False, *,
+          nxdomain_expected: bool = False,
+          expected_addresses: frozenset[str] | None = None,
+          servers: frozenset[str] | None = None, l7_proxy: bool = False) -> Judgement:
     """The verdict on one cell of one round.
 
     `observation` None means the exec transport failed (no exit status). `positive_control`
     says whether the same target/port/protocol answered in the same round (None: unknown).
+    For a DNS lookup, `nxdomain_expected` says the oracle expects the DNS server to answer that
+    the name does not exist (the expectation is then DENY, but nothing must be blocked), and
+    `expected_addresses` are the addresses a lookup that must resolve may answer (None: not
+    known, any answer counts). `servers` are the names a reply of the intended target may give
+    (None: not known, e.g. a bare address, and any reply counts). `l7_proxy` says the CNI
+    declares an L7 proxy (l7-http), whose HTTP 403 "access denied" is its deny.
     """
     exp = expectation_of(expectation)
     if observation is None:
         j = Judgement(Verdict.PROBE_ERROR, EXEC_FAILED, "the exec failed: no exit status came back")
         return _not_asserted(j) if exp == Expectation.UNDEFINED else j
     out = observation.outcome
-    kind = blocked_kind(out, deny_response, dns_proxy)
+    kind = blocked_kind(out, deny_response, dns_proxy, l7_proxy)
     detail = f" ({observation.detail})" if observation.detail else ""
-    if kind is BlockedKind.DELIVERED:
+    nxdomain = nxdomain_expected and exp == Expectation.DENY
+    if out in (Outcome.DNS_RESOLVED, Outcome.DNS_NXDOMAIN):
+        j = _dns_answer(exp, observation, nxdomain, expected_addresses)
+    elif kind is BlockedKind.BLOCKED and nxdomain:
+        j = (Judgement(Verdict.OVER_BLOCKED, BLOCKED,
+                       f"{out.value}{detail} although the spec lets the lookup reach the cluster "
+                       "DNS, which must answer NXDOMAIN, and the DNS server answered in the same "
+                       "round: DNS is over-blocked")
+             if positive_control else
+             Judgement(Verdict.PROBE_ERROR, out.value,
+                       f"{out.value}{detail} where the DNS server must answer NXDOMAIN, and "
+                       "nothing proved the DNS server answers in the same round"))
+    elif kind is BlockedKind.DELIVERED and not answered_by_target(observation, servers):
+        j = Judgement(Verdict.PROBE_ERROR, out.value,
+                      f"answered by {_who(observation)}{detail}, not by a server of the target "
+                      f"({', '.join(sorted(servers or ()))}): a reply from someone else (a proxy, "
+                      "another pod) proves neither delivery nor a block")
+    elif kind is BlockedKind.DELIVERED:
         j = (Judgement(Verdict.PASS, out.value, f"{out.value} as the spec allows")
              if exp != Expectation.DENY else
              Judgement(Verdict.NOT_ENFORCED, out.value,
@@ -120,6 +161,10 @@ def judge(expectation: object, observation: ProbeOutcome | None, positive_contro
         else:
             j = Judgement(Verdict.PASS, BLOCKED, f"{out.value}; the target answered a positive "
                                                  "control in the same round")
+    elif out == Outcome.HTTP_DENIED:
+        j = Judgement(Verdict.PROBE_ERROR, out.value,
+                      f"HTTP 403 'access denied'{detail} from something that is not the target, "
+                      "on a CNI that declares no L7 proxy: says nothing about policy")
     elif kind is BlockedKind.REFUSED:
         j = Judgement(Verdict.PROBE_ERROR, out.value,
                       f"connection refused{detail}: the packet reached a closed port (this CNI "
@@ -131,23 +176,74 @@ def judge(expectation: object, observation: ProbeOutcome | None, positive_contro
     return _not_asserted(j) if exp == Expectation.UNDEFINED else j
 
 
+def answered_by_target(observation: ProbeOutcome | None, servers: frozenset[str] | None) -> bool:
+    """True when a connected probe's reply names one of `servers` (or `servers` is unknown).
+
+    Why: "connected" means the intended server answered. The probe servers reply with their
+    name (the local backend's with the pod key, agnhost serve-hostname with the hostname), so
+    an HTTP response from a proxy or a reply from the wrong pod is told apart from delivery.
+    """
+    if servers is None or observation is None or observation.outcome != Outcome.CONNECTED:
+        return True
+    who = (observation.answered_by or "").strip().splitlines()
+    return bool(who) and who[0].strip() in servers
+
+
+def _who(o: ProbeOutcome) -> str:
+    who = (o.answered_by or "").strip().splitlines()
+    return repr(who[0].strip()[:120]) if who else "a reply that names no server"
+
+
+def _dns_answer(exp: Expectation, o: ProbeOutcome, nxdomain: bool,
+                expected: frozenset[str] | None) -> Judgement:
+    """An answer from the DNS server (an address or NXDOMAIN) against the three expectations."""
+    got = o.outcome.value
+    if exp == Expectation.DENY and not nxdomain:
+        what = f"resolved to {o.answered_by}" if o.outcome == Outcome.DNS_RESOLVED else \
+            "answered NXDOMAIN"
+        return Judgement(Verdict.NOT_ENFORCED, got,
+                         f"the DNS server {what}, so the lookup was not blocked although the "
+                         "spec requires it blocked: fail-open")
+    if nxdomain:
+        if o.outcome == Outcome.DNS_NXDOMAIN:
+            return Judgement(Verdict.PASS, got, "the DNS server answered that the name does not "
+                                                "exist, as the spec says")
+        return Judgement(Verdict.PROBE_ERROR, got,
+                         f"resolved to {o.answered_by} although the model has no such name (the "
+                         "oracle expects NXDOMAIN): the cluster DNS knows a name the scenario "
+                         "does not, which says nothing about policy")
+    if o.outcome == Outcome.DNS_NXDOMAIN:
+        return Judgement(Verdict.PROBE_ERROR, got,
+                         "the DNS server answered NXDOMAIN for a name the model has: the cluster "
+                         "DNS (or the name's mapping) is broken, which says nothing about policy")
+    answers = {a.strip() for a in (o.answered_by or "").split(",") if a.strip()}
+    if expected is not None and not answers & expected:
+        return Judgement(Verdict.PROBE_ERROR, got,
+                         f"resolved to {', '.join(sorted(answers)) or 'nothing'}, not to "
+                         f"{', '.join(sorted(expected))}: an answer from the wrong record (or "
+                         "the wrong server) says nothing about policy")
+    return Judgement(Verdict.PASS, got, f"resolved to {o.answered_by} as the spec allows")
+
+
 def _not_asserted(j: Judgement) -> Judgement:
     return Judgement(Verdict.NOT_ASSERTED, j.observed, "not asserted (the spec leaves it "
                                                        f"undefined); observed {j.observed}")
 
 
-def positive_controls(cells: Iterable[tuple[Hashable, object, ProbeOutcome | None]]
-                      ) -> dict[Hashable, bool]:
+def positive_controls(cells: Iterable[tuple[Any, ...]]) -> dict[Hashable, bool]:
     """Per control key (target, port, protocol): did a source expected to reach it connect?
 
-    `cells` are (key, expectation, observation) of one round. Only sources the spec allows
-    count: a connection the spec forbids is itself a failure, not proof that the server lives.
+    `cells` are (key, expectation, observation) or (key, expectation, observation, servers) of
+    one round. Only sources the spec allows count: a connection the spec forbids is itself a
+    failure, not proof that the server lives; nor does a reply from anyone but the target.
     """
     found: dict[Hashable, bool] = {}
-    for key, expectation, obs in cells:
+    for key, expectation, obs, *rest in cells:
+        servers = rest[0] if rest else None
         found.setdefault(key, False)
         if obs is not None and expectation_of(expectation) == Expectation.ALLOW \
-                and obs.outcome.delivered is True and obs.outcome != Outcome.HTTP_DENIED:
+                and obs.outcome.delivered is True and obs.outcome != Outcome.HTTP_DENIED \
+                and answered_by_target(obs, servers):
             found[key] = True
     return found
 
@@ -169,23 +265,96 @@ def settled(verdicts: Mapping[Hashable, Verdict], previous: Mapping[Hashable, Ve
     return previous is not None and dict(previous) == dict(verdicts)
 
 
-def all_pass(verdicts: Mapping[Hashable, Verdict]) -> bool:
-    return all(v in (Verdict.PASS, Verdict.NOT_ASSERTED) for v in verdicts.values())
+# -- the observation window: one rule for every step, whatever the results ----------------------
+@dataclass(frozen=True)
+class Window:
+    """How long every step is observed, whether its results match the spec or not.
+
+    A step is probed for at least `min_rounds` rounds, and until a round has started at least
+    `min_seconds` after the step's change; then until two consecutive rounds agree on every
+    cell (or the convergence deadline). Round starts are at least `interval` apart, so the
+    window holds about `min_rounds` rounds however fast a round is. docs/ARCHITECTURE.md, "The
+    observation window", states the rule and what it cannot see.
+    """
+
+    min_rounds: int = 3
+    min_seconds: float = 3.0
+
+    @property
+    def interval(self) -> float:
+        return self.min_seconds / self.min_rounds if self.min_rounds > 0 else 0.0
+
+    def may_end(self, rounds: int, last_start: float, agreed: bool) -> bool:
+        """After `rounds` rounds, the last of which started `last_start` seconds after the
+        change: may the step end? Only when the window is over and the last two rounds agreed."""
+        return rounds >= self.min_rounds and last_start >= self.min_seconds and agreed
+
+
+def over_rounds(history: Sequence[Judgement]) -> Judgement:
+    """A cell's verdict for the step, from its judgement in every round of the step.
+
+    The last round's, unless the cell flapped: its verdict changed more than once, or its last
+    verdict never held for two rounds. Then UNSTABLE, with the history, never a pass. Why more
+    than once: a CNI that programs a policy late changes each cell exactly once (the old state,
+    then the new one), and a dataplane that is right at first and wrong later is judged by what
+    it did last. Rounds with a probe error are skipped here: they say nothing about policy (a
+    cell whose last round is a probe error is a probe error).
+    """
+    if not history:
+        raise ValueError("a cell needs at least one round")
+    last = history[-1]
+    seen = [j.verdict for j in history if j.verdict is not Verdict.PROBE_ERROR]
+    changes = sum(1 for a, b in zip(seen, seen[1:], strict=False) if a != b)
+    held = len(seen) < 2 or seen[-1] == seen[-2]
+    if changes <= 1 and held:
+        return last
+    why = ("changed " + (f"{changes} times" if changes > 1 else "in its last round, so it never "
+                                                                  "held for two rounds"))
+    return Judgement(Verdict.UNSTABLE, Verdict.UNSTABLE.value,
+                     f"the verdict {why} while the step was observed "
+                     f"({rounds_text([j.verdict for j in history])}): flapping, so no single "
+                     f"verdict describes it")
+
+
+def rounds_text(verdicts: Sequence[Verdict]) -> str:
+    """`r1-r2 pass, r3 not enforced, r4 pass`: a verdict history with runs folded."""
+    runs: list[tuple[int, int, Verdict]] = []
+    for i, v in enumerate(verdicts, 1):
+        if runs and runs[-1][2] == v:
+            runs[-1] = (runs[-1][0], i, v)
+        else:
+            runs.append((i, i, v))
+    return ", ".join((f"r{a}" if a == b else f"r{a}-r{b}") + f" {v.value}" for a, b, v in runs)
+
+
+def first_stable_round(rounds: Sequence[Mapping[Hashable, Verdict]]) -> int:
+    """The index of the first round after which no verdict changed (the CNI's time to enforce
+    is when that round started)."""
+    i = len(rounds) - 1
+    while i > 0 and dict(rounds[i - 1]) == dict(rounds[i]):
+        i -= 1
+    return i
 
 
 def scenario_outcome(final: Iterable[Verdict], declared_enforcing: bool, has_deny: bool,
-                     infra_error: bool = False) -> ScenarioOutcome:
-    """passed | failed | xfailed | xpassed | error for a scenario's final verdicts.
+                     infra_error: bool = False, scenario_error: bool = False
+                     ) -> ScenarioOutcome:
+    """passed | failed | xfailed | xpassed | error | scenario error for a scenario's verdicts.
 
     A CNI declared not to enforce: only NOT_ENFORCED failures -> xfailed (expected); everything
     passing while the scenario requires some block -> xpassed (strict: reported as a failure,
-    the declaration is wrong). Probe errors make the run an error, never a policy verdict.
+    the declaration is wrong). Probe errors make the run an error, never a policy verdict; a
+    scenario that is wrong on this run (it disagrees with the oracle at the real addresses) is
+    a scenario error, never a verdict on the CNI.
     """
+    if scenario_error:
+        return ScenarioOutcome.SCENARIO_ERROR
     if infra_error:
         return ScenarioOutcome.ERROR
     final = list(final)
     if Verdict.PROBE_ERROR in final:
         return ScenarioOutcome.ERROR
+    # UNSTABLE is never expected: on a CNI declared not to enforce it fails too (not xfailed)
     bad = {v for v in final if v not in (Verdict.PASS, Verdict.NOT_ASSERTED)}
     if declared_enforcing:
         return ScenarioOutcome.FAILED if bad else ScenarioOutcome.PASSED

@@ -65,3 +65,9 @@ if [ "$with_components" = 1 ]; then
   .venv/bin/python -m harness.components build
   .venv/bin/python -m harness.components list
 fi
+
+# IBM's Network Config Analyzer, the oracle's independent comparison (tests/test_oracle_nca.py):
+# from PyPI into its own venv .venv-nca, as it pins old dependencies (tools/compare_nca.py)
+if [ ! -x .venv-nca/bin/nca ]; then
+  .venv/bin/python tools/compare_nca.py --install
+fi

@@ -11,6 +11,8 @@ PY=.venv/bin/python
 mkdir -p reports-out
 # 0. ruff, mypy and the import contracts (one definition: the Makefile's lint target)
 make -s lint
+# setup.sh installed NCA: its comparison must run here, never skip
+export NETPOL_PROOF_REQUIRE_NCA=1
 # 1. the project's own tests: unit, live local backend (root), plugin, labs, HTML in Chromium
 $PY -m pytest tests -q -n 2 --dist loadgroup "$@"
 # 2. the scenario library through the pytest plugin on both local profiles: passes on

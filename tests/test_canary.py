@@ -12,6 +12,7 @@ from harness.backends.local import LocalBackend
 from harness.canary import BANNER, NAMESPACE, run_canary
 from harness.settings import build
 from tests.conftest import needs_local
+from tests.faulty_dataplanes import DropsForAMomentThenOpen, Flapping
 
 pytestmark = needs_local
 
@@ -62,7 +63,28 @@ class LocalBackendWithDeadServer(LocalBackend):
 
 def test_canary_with_a_dead_server_cannot_tell_and_says_why(make_backend):
     backend, settings = make_backend("enforcing", LocalBackendWithDeadServer)
-    settings = build({"cnis": "enforcing", "converge_timeout": 1.5}, env={})
+    settings = build({"cnis": "enforcing", "converge_timeout": 1.5, "min_window": 1}, env={})
     result = run_canary(backend, settings)
     assert result.enforcing is None
     assert "baseline" in result.detail and "refused" in result.detail
+
+
+def test_a_dataplane_that_drops_for_a_moment_then_lets_everything_through_does_not_enforce(
+        make_backend):
+    """It dropped b -> a for 1.5 s after the apply: the old canary stopped at its first blocked
+    round and said "enforcing", hiding the false-security banner. The canary is a scenario run
+    by the runner now: the observation window sees the traffic flow again."""
+    backend, settings = make_backend("enforcing", DropsForAMomentThenOpen)
+    result = run_canary(backend, settings)
+    assert result.enforcing is False, result.detail
+    assert BANNER in result.detail and "still connected" in result.detail
+    assert result.rounds >= 3
+
+
+def test_a_flapping_dataplane_is_not_called_enforcing(make_backend):
+    backend, settings = make_backend("enforcing", Flapping)
+    result = run_canary(backend, settings)
+    # unstable (it changed more than once) is "cannot tell"; never "enforcing"
+    assert result.enforcing is not True, result.detail
+    if result.enforcing is None:
+        assert "unstable" in result.detail

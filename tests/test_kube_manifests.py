@@ -26,6 +26,17 @@ def test_every_object_of_the_default_model_passes_the_kubernetes_schema():
         kv.validate(obj, "1.35.0", strict=True)
 
 
+def test_the_dns_control_pod_is_valid_owned_and_outside_every_scenario_namespace():
+    ns, pod = km.dns_control_objects(RUN)
+    for obj in (ns, pod):
+        kv.validate(obj, "1.35.0", strict=True)
+    assert ns["metadata"]["name"] == pod["metadata"]["namespace"] == "np-abc123--dns-control"
+    assert naming.kube_namespace(RUN, "dns-control") != ns["metadata"]["name"]
+    assert pod["metadata"]["labels"]["netpol-proof/run"] == RUN
+    assert ns["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "netpol-proof"
+    assert [c["name"] for c in pod["spec"]["containers"]] == [km.CLIENT_CONTAINER]
+
+
 def test_namespaces_are_prefixed_and_carry_model_and_ownership_labels():
     model = Model.default()
     ns = km.topology(model, names(model))[0]

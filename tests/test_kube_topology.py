@@ -52,11 +52,15 @@ class FakeKubeApi:
             "metadata": {"name": "coredns-1", "namespace": "kube-system",
                          "labels": {"k8s-app": "kube-dns"}},
             "status": {"podIP": "10.244.0.3", "conditions": [{"type": "Ready", "status": "True"}]}}}
-        self.services = {("kube-system", "kube-dns"): {"spec": {"clusterIP": "10.96.0.10"}}}
+        self.services = {("kube-system", "kube-dns"): {"spec": {"clusterIP": "10.96.0.10"}},
+                         ("default", "kubernetes"): {"spec": {"clusterIP": "10.96.0.1"}}}
         self.netpols: dict = {}
         self.sa_polls: dict[str, int] = {}
         self.store: dict = {}               # custom objects: (group, plural, ns, name) -> body
         self.log: list[tuple] = []
+        #: where pod IPs come from, and each node's spec.podCIDRs (a kind cluster's by default)
+        self.pod_net = "10.244.1."
+        self.node_cidrs: list[list[str]] = [["10.244.0.0/24"], ["10.244.1.0/24"]]
         self.core, self.net, self.custom = self, self, _Custom(self)
 
     def get_custom_object(self, group, version, plural, name, namespace=None):
@@ -109,13 +113,15 @@ class FakeKubeApi:
             raise FakeApiException(404, f"namespace {ns} not found")
         n = len(self.pods)
         self.pods[(ns, obj["metadata"]["name"])] = {**obj, "status": {
-            "podIP": f"10.244.1.{10 + n}", "conditions": [{"type": "Ready", "status": "True"}]}}
+            "podIP": f"{self.pod_net}{10 + n}", "conditions": [{"type": "Ready", "status": "True"}]}}
 
     def create_namespaced_service(self, ns, obj):
         self.services[(ns, obj["metadata"]["name"])] = {**obj, "spec": {
             **obj["spec"], "clusterIP": f"10.96.1.{len(self.services)}"}}
 
     def read_namespaced_service(self, name, ns):
+        if (ns, name) not in self.services:
+            raise FakeApiException(404, "NotFound")
         return self.services[(ns, name)]
 
     def list_namespaced_pod(self, ns, label_selector=""):
@@ -123,8 +129,10 @@ class FakeKubeApi:
                           if n == ns and _match(p["metadata"].get("labels") or {}, label_selector)]}
 
     def list_node(self):
-        return {"items": [{"metadata": {"name": "w"}, "status": {"addresses": [
-            {"type": "InternalIP", "address": "172.18.0.3"}]}}]}
+        return {"items": [{"metadata": {"name": f"w{i}"}, "spec": {"podCIDRs": cidrs},
+                           "status": {"addresses": [
+                               {"type": "InternalIP", "address": f"172.18.0.{3 + i}"}]}}
+                          for i, cidrs in enumerate(self.node_cidrs)]}
 
     def patch_namespace(self, name, body):
         labels = self.ns[name]["metadata"].setdefault("labels", {})
@@ -200,6 +208,121 @@ def topo(api, allow=True):
                         status=lambda s: None)
 
 
+def test_deploy_creates_prefixed_labelled_namespaces_and_returns_real_addresses(fake):
+    t = topo(fake)
+    addr = t.deploy(Model.default(namespaces=["x", "y"], pods=["a", "b"]))
+    assert {n for n in fake.ns} >= {"np-abc123-x", "np-abc123-y"}
+    assert fake.ns["np-abc123-x"]["metadata"]["labels"] == {
+        "ns": "x", "app.kubernetes.io/managed-by": "netpol-proof", "netpol-proof/run": RUN}
+    assert sorted(addr.pod_ips) == ["kube-system/coredns", "x/a", "x/b", "y/a", "y/b"]
+    assert addr.dns_service_ip == "10.96.0.10" and addr.node_ips == ("172.18.0.3", "172.18.0.4")
+    assert all(ip.startswith("10.244.") for ip in addr.pod_ips.values())
+    assert addr.pod_cidr == "10.244.0.0/23"     # the nodes' ranges
+    assert addr.api_service_ip == "10.96.0.1"   # what kubernetes.default must resolve to
+
+
+def test_pod_cidr_is_read_from_the_cluster_so_pod_cidr_policies_render_there(fake):
+    """A cluster whose pods live in 10.100.0.0/16 (not kind's 10.244.0.0/16): {{podCIDR}} must
+    hold every pod, or `except: [{{podIP y/b}}/32]` falls outside the cidr and the policy is
+    invalid (it raised ValueError, a traceback, on the hard-coded 10.244.0.0/16)."""
+    from pathlib import Path
+
+    from harness.expected import oracle_at
+    from harness.scenario import load_scenario
+
+    fake.pod_net = "10.100.7."
+    fake.node_cidrs = [["10.100.0.0/24"], ["10.100.1.0/24", "fd00:10::/64"]]
+    fake.pods[("kube-system", "coredns-1")]["status"]["podIP"] = "10.100.0.3"
+    scenario = load_scenario(Path(__file__).resolve().parents[1] / "scenarios" / "conformance"
+                             / "ipblock-egress-except.yaml")
+    addr = topo(fake).deploy(scenario.model)
+    # the nodes' ranges widened to the pods' own addresses (IPAMs that ignore node ranges)
+    assert addr.pod_cidr == "10.100.0.0/21"
+    oracle = oracle_at(scenario, 0, addr)        # renders and parses the policy
+    assert oracle.decide("x/a", "y/b", 80, "TCP").expectation.value == "deny"
+    assert oracle.decide("x/a", "y/a", 80, "TCP").expectation.value == "allow"
+
+
+def test_pod_cidr_without_node_ranges_comes_from_the_pods():
+    assert kube_mod.cluster_pod_cidr([{"spec": {}}], ["10.8.3.4", "10.8.3.200"]) == "10.8.3.0/24"
+    assert kube_mod.cluster_pod_cidr([{"spec": {"podCIDR": "10.9.0.0/24"}}], []) == "10.9.0.0/24"
+    with pytest.raises(BackendError, match="no node has a spec.podCIDR"):
+        kube_mod.cluster_pod_cidr([], [])
+
+
+def test_undeploy_deletes_only_this_runs_namespaces_and_waits_until_gone(fake):
+    t = topo(fake)
+    t.deploy(Model.default(namespaces=["x"], pods=["a"]))
+    t.undeploy(timeout=5)
+    deleted = [e[2] for e in fake.log if e[:2] == ("delete", "ns")]
+    assert deleted == ["np-abc123--dns-control", "np-abc123-x"]     # both the run's own
+    assert {"prod", "np-zzz999-x", "kube-system"} <= set(fake.ns)   # others survive
+    assert "np-abc123-x" not in fake.ns
+
+
+def test_existing_namespace_that_is_not_ours_is_refused(fake):
+    fake.ns["np-abc123-x"] = {"metadata": {"name": "np-abc123-x", "labels": {"team": "a"}}}
+    with pytest.raises(BackendError, match="does not carry this run's label"):
+        topo(fake).deploy(Model.default(namespaces=["x"], pods=["a"]))
+    assert not any(e[0] == "create" for e in fake.log)
+
+
+def test_policy_is_rewritten_created_then_replaced_and_counted(fake):
+    t = topo(fake)
+    t.deploy(Model.default(namespaces=["x", "y"], pods=["a"]))
+    pol = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+           "metadata": {"name": "allow-y", "namespace": "x"},
+           "spec": {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {
+               "matchLabels": {"kubernetes.io/metadata.name": "y"}}}]}]}}
+    t.apply_policy(pol)
+    t.apply_policy(pol)
+    assert [e[0] for e in fake.log if e[1] == "netpol"] == ["create", "replace"]
+    stored = fake.netpols[("np-abc123-x", "allow-y")]
+    sel = stored["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]
+    assert sel == {"kubernetes.io/metadata.name": "np-abc123-y"}
+    assert t.policy_count() == 1
+    t.delete_policy("x", "allow-y")
+    assert t.policy_count() == 0
+
+
+def test_cluster_scoped_policy_refused_unless_allowed(fake):
+    gnp = {"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+           "metadata": {"name": "deny"}, "spec": {"selector": "all()"}}
+    t = topo(fake, allow=False)
+    t.deploy(Model.default(namespaces=["x"], pods=["a"]))
+    with pytest.raises(BackendError, match="--allow-cluster-scoped"):
+        t.apply_policy(gnp)
+    assert fake.store == {}
+    t2 = topo(fake, allow=True)
+    t2.deploy(Model.default(namespaces=["x"], pods=["a"]))
+    t2.apply_policy(gnp)
+    t2.apply_policy(gnp)                                 # 409 -> replace with resourceVersion
+    assert ("replace", "globalnetworkpolicies", "7") in fake.log
+    assert t2.policy_count() == 1
+    t2.undeploy(timeout=5)                              # cluster-scoped ones go too
+    assert fake.store == {}
+
+
+def test_calico_namespaced_policy_is_deleted_through_its_own_group(fake):
+    t = topo(fake)
+    t.deploy(Model.default(namespaces=["x"], pods=["a"]))
+    t.apply_policy({"apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy",
+                    "metadata": {"name": "c", "namespace": "x"}, "spec": {"selector": "all()"}})
+    assert ("projectcalico.org", "networkpolicies", "np-abc123-x", "c") in fake.store
+    assert t.policy_count() == 1
+    t.delete_policy("x", "c", "NetworkPolicy")
+    assert fake.store == {} and t.policy_count() == 0
+
+
+def test_labels_are_patched_on_real_objects(fake):
+    t = topo(fake)
+    t.deploy(Model.default(namespaces=["x"], pods=["a"]))
+    t.set_labels({"x": {"ns": None, "env": "prod"}}, {"x/a": {"role": "db"}})
+    assert fake.ns["np-abc123-x"]["metadata"]["labels"].get("env") == "prod"
+    assert "ns" not in fake.ns["np-abc123-x"]["metadata"]["labels"]
+    assert fake.pods[("np-abc123-x", "a")]["metadata"]["labels"]["role"] == "db"
+
+
 def test_exec_targets(fake, monkeypatch):
     calls = []
     monkeypatch.setattr(kube_mod, "stream_exec",
@@ -211,11 +334,49 @@ def test_exec_targets(fake, monkeypatch):
         t.exec("x/a", ["true"], 1)
     t.deploy(Model.default(namespaces=["x"], pods=["a"]))
     assert t.exec("x/a", ["true"], 1) == "result"
-    t.exec("kube-system/coredns", ["true"], 1)
+    t.exec("dns-control", ["true"], 1)
     assert calls == [("np-abc123-x", "a", "client", "x/a"),
-                     ("kube-system", "coredns-1", "coredns", "kube-system/coredns")]
+                     ("np-abc123--dns-control", "dns-control", "client", "dns-control")]
+    # the CoreDNS image is distroless: nothing is ever exec'd there
+    with pytest.raises(ExecError, match="nothing can run inside the cluster DNS pod"):
+        t.exec("kube-system/coredns", ["true"], 1)
     with pytest.raises(ExecError, match="no external hosts"):
         t.exec("ext:web", ["true"], 1)
+
+
+def test_the_dns_positive_control_asks_the_dns_service_from_the_control_pod(fake, monkeypatch):
+    """A blocked lookup is proven by the DNS server answering someone in the same round. It was
+    `nslookup NAME 127.0.0.1` exec'd inside CoreDNS, whose image has no nslookup: every DNS-deny
+    cell would have been a probe error on a real cluster."""
+    from harness.backends.kube.topology import KubeBackendBase
+    from harness.model import Protocol
+    from harness.prober import loopback_probe
+
+    ran = []
+
+    def exec_(core, ns, pod, container, argv, timeout, target=""):
+        ran.append((ns, pod, container, list(argv)))
+        from harness.errors import ExecResult
+        return ExecResult(list(argv), 1, "Server:\t\t10.96.0.10\nAddress:\t10.96.0.10#53\n\n"
+                          "** server can't find nothing.x: NXDOMAIN\n", "", 0.01, target)
+
+    monkeypatch.setattr(kube_mod, "stream_exec", exec_)
+    t = topo(fake)
+    t.deploy(Model.default(namespaces=["x"], pods=["a"]))
+    # created with the topology, ready before the first probe, owned by the run
+    assert ("np-abc123--dns-control", "dns-control") in fake.pods
+    assert "np-abc123--dns-control" in t.own_namespaces()
+
+    class Backend(KubeBackendBase):
+        topology = t
+
+    out = loopback_probe(Backend(), "kube-system/coredns", 53, Protocol.UDP, 1.0, "nothing.x")
+    (ns, pod, container, argv), = ran
+    assert (ns, pod, container) == ("np-abc123--dns-control", "dns-control", "client")
+    assert argv[0] == "nslookup" and argv[-2:] == ["nothing.x", "10.96.0.10"]
+    assert out.outcome.value == "dns-nxdomain"           # the DNS server answered
+    t.undeploy(timeout=5)
+    assert ("delete", "ns", "np-abc123--dns-control") in fake.log
 
 
 def test_real_client_gives_each_thread_its_own_exec_api_client(tmp_path):

@@ -145,3 +145,11 @@ def test_cluster_scoped_policies_are_not_a_capability_unless_allowed():
     unknown = KubeconfigBackend("weave").capabilities()
     assert "networkpolicy" in unknown.supported and "external-hosts" not in unknown.supported
     assert "canary" in unknown.notes["enforces"]
+
+
+def test_an_unknown_cni_is_not_assumed_to_match_pod_ips_by_ipblock():
+    caps = KubeconfigBackend("some-cni", "abc123", context="kind-dev").capabilities()
+    assert "ipblock" in caps.supported and "ipblock-pod-ip" not in caps.supported
+    assert "not assumed" in caps.match(["ipblock-pod-ip"])[1]
+    assert "ipblock-pod-ip" in KubeconfigBackend("calico", "abc123",
+                                                 context="kind-dev").capabilities().supported

@@ -24,7 +24,7 @@ def test_document_has_format_probes_attempts_and_convergence(tmp_path):
     path = tmp_path / "r.json"
     json_report.write(example_results(), path, META)
     doc = json.loads(path.read_text())
-    assert doc["format"] == "netpol-proof/results/v1"
+    assert doc["format"] == "netpol-proof/results/v2"
     assert doc["meta"]["canary"]["open"]["enforcing"] is False
     scen = next(s for s in doc["scenarios"]
                 if s["scenario"] == "restrict-egress" and s["profile"] == "open")
@@ -37,6 +37,26 @@ def test_document_has_format_probes_attempts_and_convergence(tmp_path):
                         "reason", "attempts"}
     assert set(dns["attempts"][0]) >= {"round", "outcome", "elapsed", "answered_by", "detail"}
     assert dns["attempts"][0]["outcome"] == "dns-resolved"
+
+
+def test_a_v1_file_is_still_read_and_a_run_names_its_observation_window(tmp_path):
+    path = tmp_path / "old.json"
+    json_report.write(example_results(), path, META)
+    doc = json.loads(path.read_text())
+    doc["format"] = "netpol-proof/results/v1"
+    for s in doc["scenarios"]:           # what a v1 file lacks
+        s.pop("scenario_error")
+        for st in s["steps"]:
+            for c in st["cells"]:
+                for a in c["attempts"]:
+                    a.pop("verdict")
+    path.write_text(json.dumps(doc))
+    _, back = json_report.read(path)
+    assert len(back) == len(example_results())
+    from harness.reports.write import run_meta
+    from harness.settings import build
+    meta = run_meta(build({"min_rounds": 4, "min_window": 2}, env={}), {}, "now")
+    assert (meta["min_rounds"], meta["min_window"]) == (4, 2.0)
 
 
 def test_no_temporary_file_is_left_beside_the_result(tmp_path):

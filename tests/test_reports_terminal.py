@@ -167,3 +167,20 @@ def test_max_cells_caps_explanations_but_keeps_the_tables():
     assert "... 7 more differing cell(s) in 80/TCP" in capped
     table = [line for line in full.splitlines() if line.strip().startswith(("prod/", "dev/"))]
     assert all(line in capped.splitlines() for line in table)
+
+
+def test_an_unstable_cell_is_shown_apart_with_its_rounds():
+    history = [Attempt(i, o, 0.01, None, "", None, v) for i, (o, v) in enumerate(
+        [("timeout", "pass"), ("connected", "not enforced"), ("timeout", "pass")], 1)]
+    flapping = cell("x/b", "x/a", "deny", "unstable", "unstable",
+                    "the verdict changed 2 times while the step was observed (r1 pass, r2 not "
+                    "enforced, r3 pass): flapping", attempts=history)
+    steady = cell("x/a", "x/b", "deny", "blocked", "pass")
+    r = ScenarioResult("flap", "f.yaml", "local", "enforcing", "r1", outcome="failed",
+                       steps=[StepResult(1, "deny", False, None, 3, [flapping, steady])])
+    assert mx.observed_symbol(flapping) == "~"
+    text = terminal.render_failure(r)
+    assert re.search(r"UNSTABLE +x/b -> x/a 80/TCP: expected deny, observed unstable \[r1 "
+                     r"timeout [0-9.]+s, r2 connected [0-9.]+s, r3 timeout", text), text
+    assert "'~' unstable" in text
+    assert "failed 1/0/0/0 +1 unstable" in terminal.render_summary([r])

@@ -10,9 +10,12 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from harness.cli import main
 from harness.shell import run
 from tests.conftest import needs_local
+from tests.faulty_dataplanes import BreaksOnLabels, PoliciesInTheWrongNamespace, ReportsAnotherPodCidr
 
 DATA = Path(__file__).parent / "data" / "run"
 
@@ -57,10 +60,53 @@ def test_run_exits_0_when_enforcing_passes_and_open_fails_as_declared(tmp_path, 
 
 
 @needs_local
-def test_run_exits_1_on_a_policy_failure_and_skips_with_reason(capsys):
-    code = main(["run", str(DATA / "wrong-expectations.yaml"), str(DATA / "needs-sctp.yaml"),
+def test_run_exits_1_on_a_policy_failure_and_skips_with_reason(capsys, monkeypatch):
+    import harness.backends.local as local
+    monkeypatch.setattr(local, "LocalBackend", PoliciesInTheWrongNamespace)
+    code = main(["run", str(DATA / "deny-ingress-small.yaml"), str(DATA / "needs-sctp.yaml"),
                  "--cni", "enforcing", "--no-canary"])
     out = capsys.readouterr().out
     assert code == 1
-    assert "FAILED wrong-expectations [enforcing]" in out and "OVER-BLOCKED" in out
+    assert "FAILED deny-ingress-small [enforcing]" in out and "OVER-BLOCKED" in out
     assert "scenario needs-sctp [enforcing]: skipped: missing capability: sctp" in out
+
+
+@needs_local
+def test_a_wrong_table_is_a_scenario_error_and_exits_1(capsys):
+    code = main(["run", str(DATA / "deny-all-ingress-flipped.yaml"), "--cni", "enforcing",
+                 "--no-canary"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "SCENARIO ERROR deny-all-ingress-flipped [enforcing]" in out
+    assert "scenario error (the file is wrong here; no verdict on the CNI)" in out
+    assert "OVER-BLOCKED" not in out
+
+
+@needs_local
+@pytest.mark.parametrize("faulty, outcome, says", [
+    (ReportsAnotherPodCidr, "scenario error",
+     "must be a strict subset of cidr 10.99.0.0/16"),
+    (BreaksOnLabels, "error", "netpol-proof failed while running this scenario: TypeError: "
+                              "set_labels got an unexpected mapping"),
+])
+def test_an_error_in_one_scenario_is_its_own_and_the_run_goes_on(tmp_path, capsys, monkeypatch,
+                                                                 faulty, outcome, says):
+    """A non-HarnessError while rendering or running one scenario (a traceback that aborted the
+    whole run, with no report, before) is that scenario's error; the next scenario still runs
+    and the reports are written."""
+    import harness.backends.local as local
+    monkeypatch.setattr(local, "LocalBackend", faulty)
+    lib = Path(__file__).resolve().parents[1] / "scenarios" / "conformance"
+    first = lib / ("ipblock-egress-except.yaml" if faulty is ReportsAnotherPodCidr
+                   else "updated-pod-label-admits.yaml")
+    out_json = tmp_path / "r.json"
+    code = main(["run", str(first), str(DATA / "allow-only-open.yaml"), "--cni", "enforcing",
+                 "--no-canary", "--json", str(out_json)])
+    out = capsys.readouterr().out
+    assert code == 1
+    doc = json.loads(out_json.read_text())
+    outcomes = [s["outcome"] for s in doc["scenarios"]]
+    assert outcomes == [outcome, "passed"], out[-3000:]
+    first_result = doc["scenarios"][0]
+    assert says in (first_result["scenario_error"] or first_result["infra_error"] or "")
+    assert "scenario allow-only [enforcing]" in out

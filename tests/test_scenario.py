@@ -288,7 +288,43 @@ def test_missing_requirements_names_what_the_content_uses(tmp_path):
                            "    probes: [{from: x/a, to: ext:out, port: 80, expect: deny}]\n")
     s = load_scenario(path)
     missing = {p.message.split(" ")[0]: p.message for p in missing_requirements(s)}
-    assert set(missing) == {"egress", "ipblock", "endport", "named-ports", "udp",
+    assert set(missing) == {"egress", "ipblock", "ipblock-pod-ip", "endport", "named-ports", "udp",
                             "external-hosts"}
     assert "policy x/p names port dns" in missing["named-ports"]
+    # 10.0.0.0/8 holds the pod CIDR: a CNI whose ipBlocks skip pod IPs must skip this scenario
+    assert "ipBlock 10.0.0.0/8 that holds pod IPs" in missing["ipblock-pod-ip"]
     assert missing_requirements(load_scenario(DATA / "valid-custom-model.yaml")) == []
+
+
+def test_an_ipblock_outside_every_pod_ip_needs_only_ipblock(tmp_path):
+    from harness.expected import missing_requirements
+
+    def needs(cidr: str) -> set[str]:
+        path = write(tmp_path, "requires: [networkpolicy, egress, ipblock]\nsteps:\n  - apply:\n"
+                               "      - apiVersion: networking.k8s.io/v1\n"
+                               "        kind: NetworkPolicy\n"
+                               "        metadata: {name: p, namespace: x}\n"
+                               "        spec:\n          podSelector: {}\n"
+                               f"          egress:\n            - to: [{{ipBlock: {{cidr: '{cidr}'}}}}]\n")
+        return {p.message.split(" ")[0] for p in missing_requirements(load_scenario(path))}
+
+    assert needs("192.0.2.0/24") == set()
+    assert needs("{{podIP y/b}}/32") == {"ipblock-pod-ip"}
+    assert needs("{{podCIDR}}") == {"ipblock-pod-ip"}
+
+
+def test_check_rejects_a_block_asserted_on_a_service_port_that_does_not_exist(tmp_path):
+    # no policy is involved: the no-policy baseline would fail on every run, so asserting
+    # 'deny' there is the scenario's error, found offline, never a run-time probe error
+    path = write(tmp_path, "model:\n  pods:\n    x/a: {ports: [80]}\n"
+                           "    x/b: {labels: {pod: b}, ports: [80]}\n"
+                           "  services:\n    x/web: {selector: {pod: b}, ports: [{port: 80}]}\n"
+                           "    x/empty: {selector: {pod: nobody}, ports: [{port: 80}]}\n"
+                           "steps:\n  - probes:\n"
+                           "      - {from: x/a, to: 'svc:x/web', port: 8080, expect: deny}\n"
+                           "      - {from: x/a, to: 'svc:x/empty', port: 80, expect: deny}\n"
+                           "      - {from: x/a, to: 'svc:x/web', port: 80, expect: allow}\n")
+    problems = check_scenario(load_scenario(path))
+    assert [p.field for p in problems] == ["steps[0].probes[0]", "steps[0].probes[1]"]
+    assert "spec leaves this undefined (Service x/web has no port 8080 on TCP" in problems[0].message
+    assert "Service x/empty has no backends" in problems[1].message

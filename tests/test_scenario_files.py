@@ -125,3 +125,9 @@ def test_schema_capabilities_are_the_known_ones():
     from harness.capabilities import KNOWN
 
     assert sorted(load_schema()["$defs"]["capability"]["enum"]) == sorted(KNOWN)
+
+
+def test_schema_lists_exactly_the_known_capabilities():
+    from harness.capabilities import KNOWN
+
+    assert sorted(load_schema()["$defs"]["capability"]["enum"]) == sorted(KNOWN)

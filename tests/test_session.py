@@ -85,3 +85,16 @@ def test_the_session_never_imports_pytest():
             "print('ok')")
     out = run([sys.executable, "-c", code], timeout=60)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_a_lookup_answered_nxdomain_is_nothing_to_enforce():
+    """A scenario whose only 'fails' is a name that does not exist passes on a CNI that enforces
+    nothing: not a strict xfail that then 'xpasses'."""
+    from pathlib import Path
+
+    from harness.scenario import load_scenario
+    from harness.session import has_deny
+
+    data = Path(__file__).parent / "data" / "run"
+    assert has_deny(load_scenario(data / "dns-three-outcomes.yaml")) is False
+    assert has_deny(load_scenario(data / "egress-dns.yaml")) is True   # a blocked lookup

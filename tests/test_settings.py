@@ -9,15 +9,28 @@ from harness.settings import Settings, SettingsError, build
 
 def test_local_defaults():
     s = build({}, {}, env={})
-    assert (s.backend, s.cnis, s.probe_timeout, s.converge_timeout, s.settle_seconds) == \
-        ("local", ("enforcing",), 1.0, 10.0, 0.0)
+    assert (s.backend, s.cnis, s.probe_timeout, s.converge_timeout) == \
+        ("local", ("enforcing",), 1.0, 10.0)
+    assert (s.min_rounds, s.min_window) == (3, 3.0)      # the observation window
     assert len(s.run_id) == 6
+    assert "min-rounds=3 min-window=3s" in s.describe()
 
 
-def test_kube_defaults_are_slower_and_settle_until_the_deadline():
+def test_kube_defaults_are_slower_with_a_longer_observation_window():
     s = build({"backend": "kind", "cnis": "calico,cilium"}, env={})
     assert s.cnis == ("calico", "cilium")
-    assert (s.probe_timeout, s.converge_timeout, s.settle_seconds) == (2.0, 60.0, 60.0)
+    assert (s.probe_timeout, s.converge_timeout, s.min_rounds, s.min_window) == \
+        (2.0, 60.0, 3, 10.0)
+
+
+def test_the_observation_window_is_set_and_checked():
+    s = build({"min_rounds": "5", "min_window": "0"}, env={})
+    assert (s.min_rounds, s.min_window) == (5, 0.0)
+    assert build({}, {"netpol_min_window": "4.5"}, env={}).min_window == 4.5
+    with pytest.raises(SettingsError, match="--min-rounds: 1 must be between 2 and 100 rounds"):
+        build({"min_rounds": "1"}, env={})
+    with pytest.raises(SettingsError, match="--min-window: 12s must be shorter than the converge"):
+        build({"min_window": "12"}, env={})
 
 
 def test_precedence_option_env_ini():

@@ -10,10 +10,13 @@ from harness.probes import Outcome, ProbeOutcome
 from harness.results import Expectation, ScenarioOutcome, Verdict
 from harness.verdicts import (
     BlockedKind,
-    all_pass,
+    Judgement,
+    Window,
     blocked_kind,
     expectation_of,
+    first_stable_round,
     judge,
+    over_rounds,
     positive_controls,
     scenario_outcome,
     self_probe_proves,
@@ -49,8 +52,8 @@ def obs(outcome: Outcome, detail: str = "") -> ProbeOutcome:
     (A, Outcome.TOOL_ERROR, True, "drop", Verdict.PROBE_ERROR),
     (D, Outcome.DNS_FAILED, True, "drop", Verdict.PROBE_ERROR),
     (D, Outcome.DNS_REFUSED, True, "drop", Verdict.PROBE_ERROR),
-    (D, Outcome.HTTP_DENIED, False, "drop", Verdict.PASS),
-    (A, Outcome.HTTP_DENIED, False, "drop", Verdict.OVER_BLOCKED),
+    (D, Outcome.HTTP_DENIED, False, "drop", Verdict.PROBE_ERROR),    # no L7 proxy declared
+    (A, Outcome.HTTP_DENIED, False, "drop", Verdict.PROBE_ERROR),
     (U, Outcome.CONNECTED, False, "drop", Verdict.NOT_ASSERTED),
     (U, Outcome.TIMEOUT, False, "drop", Verdict.NOT_ASSERTED),
     ("-", Outcome.TOOL_ERROR, False, "drop", Verdict.NOT_ASSERTED),
@@ -105,13 +108,11 @@ def test_expectation_of_rejects_unknown_words():
         expectation_of("maybe")
 
 
-def test_settled_and_all_pass():
+def test_settled():
     r1 = {"a": Verdict.PASS, "b": Verdict.NOT_ENFORCED}
     assert not settled(r1, None)
     assert settled(r1, dict(r1))
     assert not settled(r1, {"a": Verdict.PASS, "b": Verdict.PASS})
-    assert all_pass({"a": Verdict.PASS, "b": Verdict.NOT_ASSERTED})
-    assert not all_pass(r1)
 
 
 @pytest.mark.parametrize("final, enforcing, has_deny, outcome", [
@@ -133,11 +134,94 @@ def test_infra_error_wins():
     assert scenario_outcome([Verdict.PASS], True, True, infra_error=True) == "error"
 
 
+def dns(outcome: Outcome, answer: str | None = None) -> ProbeOutcome:
+    return ProbeOutcome(outcome, answer, "", 0.01)
+
+
+SVC = frozenset({"10.96.0.1"})
+
+
+@pytest.mark.parametrize("expectation, nxdomain, observed, control, verdict", [
+    # the name must resolve (allowed)
+    (A, False, dns(Outcome.DNS_RESOLVED, "10.96.0.1"), None, Verdict.PASS),
+    (A, False, dns(Outcome.DNS_RESOLVED, "10.96.0.99"), None, Verdict.PROBE_ERROR),  # wrong record
+    (A, False, dns(Outcome.DNS_NXDOMAIN), True, Verdict.PROBE_ERROR),   # was PASS (delivered)
+    (A, False, dns(Outcome.DNS_TIMEOUT), True, Verdict.OVER_BLOCKED),
+    (A, False, dns(Outcome.DNS_TIMEOUT), False, Verdict.PROBE_ERROR),
+    # the DNS server must answer NXDOMAIN (no such name; nothing blocked)
+    (D, True, dns(Outcome.DNS_NXDOMAIN), None, Verdict.PASS),
+    (D, True, dns(Outcome.DNS_TIMEOUT), True, Verdict.OVER_BLOCKED),    # was PASS (blocked)
+    (D, True, dns(Outcome.DNS_TIMEOUT), False, Verdict.PROBE_ERROR),
+    (D, True, dns(Outcome.DNS_RESOLVED, "10.96.0.7"), None, Verdict.PROBE_ERROR),
+    # the lookup must get no answer (blocked by policy)
+    (D, False, dns(Outcome.DNS_TIMEOUT), True, Verdict.PASS),
+    (D, False, dns(Outcome.DNS_TIMEOUT), False, Verdict.PROBE_ERROR),
+    (D, False, dns(Outcome.DNS_RESOLVED, "10.96.0.1"), None, Verdict.NOT_ENFORCED),
+    (D, False, dns(Outcome.DNS_NXDOMAIN), None, Verdict.NOT_ENFORCED),  # the server answered
+    # not asserted, whatever came back
+    (U, False, dns(Outcome.DNS_NXDOMAIN), None, Verdict.NOT_ASSERTED),
+])
+def test_dns_has_three_outcomes_each_judged_on_its_own(expectation, nxdomain, observed, control,
+                                                       verdict):
+    j = judge(expectation, observed, control, nxdomain_expected=nxdomain,
+              expected_addresses=SVC)
+    assert j.verdict == verdict, j.reason
+
+
+def test_dns_reasons_say_what_was_wrong():
+    j = judge(A, dns(Outcome.DNS_RESOLVED, "10.96.0.99"), None, expected_addresses=SVC)
+    assert "resolved to 10.96.0.99, not to 10.96.0.1" in j.reason
+    j = judge(A, dns(Outcome.DNS_NXDOMAIN), True, expected_addresses=SVC)
+    assert "NXDOMAIN for a name the model has" in j.reason
+    j = judge(D, dns(Outcome.DNS_TIMEOUT), True, nxdomain_expected=True)
+    assert "must answer NXDOMAIN" in j.reason and "over-blocked" in j.reason
+    # an unknown expected address: any answer counts as resolved
+    assert judge(A, dns(Outcome.DNS_RESOLVED, "10.1.2.3"), None).verdict == Verdict.PASS
+
+
+
+def test_an_l7_deny_is_a_block_only_on_a_cni_that_declares_an_l7_proxy():
+    for exp, verdict in ((D, Verdict.PASS), (A, Verdict.OVER_BLOCKED)):
+        assert judge(exp, obs(Outcome.HTTP_DENIED), None, l7_proxy=True).verdict == verdict
+    j = judge(D, obs(Outcome.HTTP_DENIED, "HTTP 403: Access denied"), True)
+    assert j.verdict == Verdict.PROBE_ERROR and "declares no L7 proxy" in j.reason
+
+
+def answered(by: str | None) -> ProbeOutcome:
+    return ProbeOutcome(Outcome.CONNECTED, by, "HTTP 200", 0.01)
+
+
+X_B = frozenset({"x/b", "x-b"})
+
+
+@pytest.mark.parametrize("by, expectation, verdict", [
+    ("x/b", A, Verdict.PASS), ("x-b", A, Verdict.PASS),            # key (local), hostname (kube)
+    ("x/b", D, Verdict.NOT_ENFORCED),
+    ("x/a", A, Verdict.PROBE_ERROR), ("x/a", D, Verdict.PROBE_ERROR),   # another pod answered
+    ("upstream connect error or disconnect/reset before headers", A, Verdict.PROBE_ERROR),
+    (None, A, Verdict.PROBE_ERROR),                                  # a reply naming no one
+])
+def test_connected_means_the_intended_server_answered(by, expectation, verdict):
+    j = judge(expectation, answered(by), None, servers=X_B)
+    assert j.verdict == verdict, j.reason
+    if verdict == Verdict.PROBE_ERROR:
+        assert "not by a server of the target (x-b, x/b)" in j.reason
+        assert (repr(by) if by else "names no server") in j.reason
+    # not known who serves (a bare address): any reply counts, as before
+    assert judge(A, answered(by), None).verdict == Verdict.PASS
+
+
+def test_a_reply_from_someone_else_is_no_positive_control():
+    key = ("x/b", 80, "TCP")
+    assert positive_controls([(key, A, answered("x/a"), X_B)]) == {key: False}
+    assert positive_controls([(key, A, answered("x-b"), X_B)]) == {key: True}
+
+
 @pytest.mark.parametrize("outcome,deny,dns_proxy,kind", [
     (Outcome.CONNECTED, "drop", False, BlockedKind.DELIVERED),
     (Outcome.DNS_NXDOMAIN, "drop", False, BlockedKind.DELIVERED),
     (Outcome.TIMEOUT, "drop", False, BlockedKind.BLOCKED),
-    (Outcome.HTTP_DENIED, "drop", False, BlockedKind.BLOCKED_L7),
+    (Outcome.HTTP_DENIED, "drop", False, BlockedKind.NO_VERDICT),   # no L7 proxy declared
     (Outcome.REFUSED, "drop", False, BlockedKind.REFUSED),
     (Outcome.REFUSED, "reject", False, BlockedKind.BLOCKED),
     (Outcome.DNS_REFUSED, "drop", False, BlockedKind.NO_VERDICT),
@@ -154,3 +238,64 @@ def test_scenario_outcomes_and_the_exit_status():
                                                      ScenarioOutcome.XFAILED,
                                                      ScenarioOutcome.SKIPPED}
     assert f"{ScenarioOutcome.XFAILED}" == "xfailed" == ScenarioOutcome("xfailed")
+
+
+def test_an_l7_deny_reads_as_blocked_l7_only_behind_a_declared_l7_proxy():
+    assert blocked_kind(Outcome.HTTP_DENIED, l7_proxy=True) is BlockedKind.BLOCKED_L7
+
+
+P, N, OB, E, NA = (Verdict.PASS, Verdict.NOT_ENFORCED, Verdict.OVER_BLOCKED, Verdict.PROBE_ERROR,
+                   Verdict.NOT_ASSERTED)
+
+
+def rounds_of(*verdicts: Verdict) -> list[Judgement]:
+    return [Judgement(v, "x", v.value) for v in verdicts]
+
+
+@pytest.mark.parametrize("history, verdict", [
+    ((P, P, P), P),
+    ((N, N, P, P), P),            # a slow CNI: one change, then held: converged
+    ((P, P, N, N), N),            # right at first, wrong later: judged by what it did last
+    ((P, N, P, P), Verdict.UNSTABLE),        # changed twice: flapping, never a pass
+    ((P, P, N, N, P, P), Verdict.UNSTABLE),
+    ((P, N, P, N), Verdict.UNSTABLE),
+    ((P, P, N), Verdict.UNSTABLE),           # the last verdict never held for two rounds
+    ((P, E, P, P), P),            # a probe error says nothing about policy: skipped
+    ((P, P, E), E),               # ... but a cell whose last round is one is a probe error
+    ((E, E, E), E),
+    ((NA, NA, NA), NA),
+    ((OB, OB, OB), OB),
+])
+def test_a_cell_over_its_rounds(history, verdict):
+    j = over_rounds(rounds_of(*history))
+    assert j.verdict == verdict, j.reason
+
+
+def test_an_unstable_cell_says_its_history():
+    j = over_rounds(rounds_of(P, P, N, N, P, P))
+    assert "changed 2 times" in j.reason and "flapping" in j.reason
+    assert "r1-r2 pass, r3-r4 not enforced, r5-r6 pass" in j.reason
+    assert "never held for two rounds" in over_rounds(rounds_of(P, P, N)).reason
+
+
+def test_the_window_is_the_same_whatever_the_results():
+    w = Window(3, 3.0)
+    assert w.interval == 1.0
+    assert not w.may_end(2, 5.0, True)         # too few rounds, however long
+    assert not w.may_end(3, 2.9, True)         # the last round started inside the window
+    assert not w.may_end(4, 3.5, False)        # the last two rounds disagree
+    assert w.may_end(3, 3.0, True)
+    # nothing about pass or fail goes in: the signature has no verdicts but "agreed"
+
+
+def test_time_to_enforce_is_the_first_round_after_which_nothing_changed():
+    a, b = {"c": N}, {"c": P}
+    assert first_stable_round([a, a, b, b, b]) == 2
+    assert first_stable_round([b, b, b]) == 0
+    assert first_stable_round([a, b]) == 1
+
+
+def test_an_unstable_cell_fails_the_scenario_and_is_never_an_expected_failure():
+    assert scenario_outcome([P, Verdict.UNSTABLE], True, True) == "failed"
+    assert scenario_outcome([N, Verdict.UNSTABLE], False, True) == "failed"   # not xfailed
+    assert scenario_outcome([N, N], False, True) == "xfailed"

@@ -11,7 +11,7 @@ a List; `nca --connectivity --output_format txt_no_fw_rules` prints one line per
 (source, destination, connection set), which is compared cell by cell (pod to pod, ports 80/81,
 TCP/UDP/SCTP, self excluded) with Oracle.decide. Findings are recorded in docs/oracle.md.
 
-Usage: python tools/compare_nca.py [--case NAME] [--random N [--seed S]] [--nca PATH]
+Usage: python tools/compare_nca.py [--case NAME] [--random N [--seed S]] [--nca PATH] [--install]
 Exit status: 0 when every difference is one of the KNOWN_DIFFERENCES explained in
 docs/oracle.md, 1 otherwise, 2 when NCA cannot be run.
 """
@@ -443,7 +443,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--random", type=int, default=0, metavar="N",
                     help="also compare N seeded random policy sets (4 policies each, no ipBlock)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--install", action="store_true",
+                    help="only create .venv-nca with NCA (scripts/setup.sh does, for the tests)")
     args = ap.parse_args(argv)
+    if args.install:
+        try:
+            print(f"NCA: {ensure_nca(None)}")
+        except ExecError as exc:
+            print(f"cannot install NCA: {exc}\n{exc.output}", file=sys.stderr)
+            return 2
+        return 0
     cases = [c for c in CASES if not args.case or c.name in args.case]
     cases += random_cases(args.random, args.seed)
     if not cases:

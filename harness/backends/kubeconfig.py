@@ -144,7 +144,10 @@ class KubeconfigBackend(KubeBackendBase):
         else:
             supported, deny, enforces = set(_BASE), "drop", True
             notes = {"enforces": f"CNI {self.profile!r} is not one netpol-proof knows; the "
-                                 f"canary decides whether it enforces"}
+                                 f"canary decides whether it enforces",
+                     "ipblock-pod-ip": f"CNI {self.profile!r} is not one netpol-proof knows, and "
+                                       f"whether its ipBlocks match pod IPs differs between CNIs "
+                                       f"(Cilium's never do): not assumed"}
         supported.discard("external-hosts")
         if not self.allow_cluster_scoped:
             supported.discard("cluster-scoped-policy")

@@ -14,7 +14,8 @@ from harness.results import BANNER, ScenarioOutcome, ScenarioResult, Verdict
 
 _ICONS = {ScenarioOutcome.PASSED: ":white_check_mark:", ScenarioOutcome.FAILED: ":x:",
           ScenarioOutcome.XFAILED: ":warning:", ScenarioOutcome.XPASSED: ":bangbang:",
-          ScenarioOutcome.ERROR: ":no_entry:", ScenarioOutcome.SKIPPED: ":fast_forward:"}
+          ScenarioOutcome.ERROR: ":no_entry:", ScenarioOutcome.SKIPPED: ":fast_forward:",
+          ScenarioOutcome.SCENARIO_ERROR: ":no_entry_sign:"}
 
 
 def _md(text: Any) -> str:
@@ -47,6 +48,8 @@ def render_markdown(results: list[ScenarioResult], meta: Mapping[str, Any]) -> s
             counts = r.verdict_counts()
             nums = " / ".join(str(counts.get(v.value, 0)) for v in (
                 Verdict.PASS, Verdict.NOT_ENFORCED, Verdict.OVER_BLOCKED, Verdict.PROBE_ERROR))
+            if counts.get(Verdict.UNSTABLE.value):
+                nums += f" +{counts[Verdict.UNSTABLE.value]} unstable"
             row.append(f"{_ICONS.get(ScenarioOutcome(r.outcome), '')} {_md(r.outcome)} ({nums})".strip())
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "Counts: pass / not enforced (fail-open) / over-blocked (fail-closed) / probe "

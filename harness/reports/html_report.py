@@ -70,8 +70,10 @@ def _header(results: list[ScenarioResult], meta: dict[str, Any]) -> str:
 
 def _counts(result: ScenarioResult) -> str:
     c = result.verdict_counts()
-    return " / ".join(str(c.get(v.value, 0)) for v in (Verdict.PASS, Verdict.NOT_ENFORCED,
+    text = " / ".join(str(c.get(v.value, 0)) for v in (Verdict.PASS, Verdict.NOT_ENFORCED,
                                                        Verdict.OVER_BLOCKED, Verdict.PROBE_ERROR))
+    unstable = c.get(Verdict.UNSTABLE.value, 0)
+    return text + (f" +{unstable} unstable" if unstable else "")
 
 
 def _comparison(results: list[ScenarioResult]) -> str:
@@ -91,7 +93,7 @@ def _comparison(results: list[ScenarioResult]) -> str:
             if r is None:
                 out.append('<td class="outcome outcome-missing">not run</td>')
                 continue
-            tip = r.infra_error or r.skip_reason or mx.short_counts(r)
+            tip = r.scenario_error or r.infra_error or r.skip_reason or mx.short_counts(r)
             out.append(f'<td class="outcome outcome-{mx.verdict_class(r.outcome)}" title="{_e(tip)}">'
                        f'<a href="#{anchor(r)}">{_e(r.outcome)}'
                        f'<span class="counts">{_counts(r)}</span></a></td>')
@@ -107,11 +109,13 @@ def _legend() -> str:
     items = [(Verdict.PASS, "pass"), (Verdict.NOT_ENFORCED, "not enforced (fail-open)"),
              (Verdict.OVER_BLOCKED, "over-blocked (fail-closed)"),
              (Verdict.PROBE_ERROR, "probe error (no policy verdict)"),
+             (Verdict.UNSTABLE, "unstable (flapped while observed)"),
              (Verdict.NOT_ASSERTED, "not asserted")]
     spans = "".join(f'<span><span class="sw v-{mx.verdict_class(v.value)}"></span>{_e(text)}</span>'
                     for v, text in items)
     return (f'<div class="legend">{spans}<span>expected: . connect, X blocked, - not asserted; '
-            f'observed: . connected, X blocked, ! probe error, ? not probed</span></div>')
+            f'observed: . connected, X blocked, ! probe error, ~ unstable, ? not probed'
+            f'</span></div>')
 
 
 def _tooltip(cell: CellResult) -> str:
@@ -195,6 +199,9 @@ def _result(result: ScenarioResult) -> str:
         out.append(f'<p class="verdict v-not-enforced">The API accepted {result.policies_accepted} '
                    f'polic{"y" if result.policies_accepted == 1 else "ies"}, and the cluster does '
                    f'not enforce them.</p>')
+    if result.scenario_error:
+        out.append(f'<p class="infra">scenario error, no verdict on the CNI: '
+                   f'{_e(result.scenario_error)}</p>')
     for text in (result.infra_error, result.skip_reason):
         if text:
             out.append(f'<p class="infra">{_e(text)}</p>')

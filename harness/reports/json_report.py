@@ -18,7 +18,10 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.results import ScenarioResult, StepResult
 
-FORMAT = "netpol-proof/results/v1"
+#: v2: verdict "unstable", outcome "scenario error" with `scenario_error`, and the observation
+#: window (`min_rounds`, `min_window`) in meta. v1 files are still read (they lack those only).
+FORMAT = "netpol-proof/results/v2"
+READS = (FORMAT, "netpol-proof/results/v1")
 
 
 class ResultsFileError(HarnessError):
@@ -95,7 +98,7 @@ def read(path: str | os.PathLike) -> tuple[dict[str, Any], list[ScenarioResult]]
                                ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ResultsFileError(f"{p}: not a readable JSON results file: {exc}") from exc
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+    if not isinstance(doc, dict) or doc.get("format") not in READS:
         found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
         raise ResultsFileError(f"{p}: format is {found!r}, expected {FORMAT!r}; "
                                f"was it written by netpol-proof --netpol-json?")

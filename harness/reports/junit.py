@@ -27,4 +27,6 @@ def properties(result: ScenarioResult) -> list[tuple[str, str]]:
                       str(counts.get(v.value, 0))))
     if result.infra_error:
         props.append(("infra_error", result.infra_error))
+    if result.scenario_error:
+        props.append(("scenario_error", result.scenario_error))
     return props

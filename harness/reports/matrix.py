@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from harness.results import CellResult, Expectation, ScenarioResult, StepResult, Verdict
-from harness.truthtable import ALLOW, DENY, ERROR, SYMBOL_OF_EXPECTATION, UNKNOWN
+from harness.truthtable import ALLOW, DENY, ERROR, SYMBOL_OF_EXPECTATION, UNKNOWN, UNSTABLE
 
 EXPECTED_SYMBOLS = {e.value: s for e, s in SYMBOL_OF_EXPECTATION.items()}
 CONNECTED, BLOCKED, NOT_PROBED = ALLOW, DENY, UNKNOWN
@@ -26,7 +26,8 @@ _BLOCKED = {"blocked", "deny", "denied", "timeout", "dns-timeout", "dropped", "f
 _NOT_PROBED = {"", "not probed", "not-probed", "none", "skipped"}
 
 LEGEND_EXPECTED = "expected: '.' must connect  'X' must be blocked  '-' not asserted"
-LEGEND_OBSERVED = ("observed: '.' connected  'X' blocked  '!' probe error  '?' not probed;"
+LEGEND_OBSERVED = ("observed: '.' connected  'X' blocked  '!' probe error  '~' unstable  "
+                   "'?' not probed;"
                    "  '*' marks a cell that differs")
 
 
@@ -45,6 +46,8 @@ def observed_symbol(cell: CellResult) -> str:
     observed = (cell.observed or "").strip().lower()
     if cell.verdict == Verdict.PROBE_ERROR.value:
         return ERROR
+    if cell.verdict == Verdict.UNSTABLE.value:
+        return UNSTABLE        # flapped while observed: neither connected nor blocked
     if observed in _NOT_PROBED:
         return NOT_PROBED
     if cell.verdict == Verdict.NOT_ENFORCED.value:

@@ -17,12 +17,14 @@ _COLOURS = {
     Verdict.NOT_ENFORCED.value: "\x1b[1;31m",   # red: fail-open, false security
     Verdict.OVER_BLOCKED.value: "\x1b[1;33m",   # yellow/orange: fail-closed, an outage
     Verdict.PROBE_ERROR.value: "\x1b[1;35m",    # magenta: the harness or network is broken
+    Verdict.UNSTABLE.value: "\x1b[1;36m",       # cyan: flapping, no single verdict
     Verdict.PASS.value: "\x1b[32m",
 }
 VERDICT_WORDS = {
     Verdict.NOT_ENFORCED.value: "NOT ENFORCED",
     Verdict.OVER_BLOCKED.value: "OVER-BLOCKED",
     Verdict.PROBE_ERROR.value: "PROBE ERROR",
+    Verdict.UNSTABLE.value: "UNSTABLE",
     Verdict.PASS.value: "pass",
     Verdict.NOT_ASSERTED.value: "not asserted",
 }
@@ -127,6 +129,9 @@ def render_failure(result: ScenarioResult, color: bool = False,
              f"  policies accepted by the API: {result.policies_accepted}"]
     if result.enforcing_cluster is False:
         lines.append("  the enforcement canary says this cluster does NOT enforce NetworkPolicy")
+    if result.scenario_error:
+        lines.append(f"  scenario error (the file is wrong here; no verdict on the CNI): "
+                     f"{result.scenario_error}")
     if result.infra_error:
         lines.append(f"  infrastructure error (no policy verdict): {result.infra_error}")
     if result.skip_reason:
@@ -145,10 +150,12 @@ def render_failure(result: ScenarioResult, color: bool = False,
 
 
 SUMMARY_LEGEND = [
-    "counts: pass / not enforced (fail-open) / over-blocked (fail-closed) / probe error",
+    "counts: pass / not enforced (fail-open) / over-blocked (fail-closed) / probe error, and "
+    "'+N unstable' for cells that flapped while observed (never a pass)",
     "passed: every probe as the spec says; failed: some probe not; xfailed: failed as expected on "
     "a CNI declared not to enforce; xpassed: that CNI enforced after all (strict: reported); "
-    "error: infrastructure broken, no policy verdict",
+    "error: infrastructure broken, no policy verdict; scenario error: the scenario disagrees with "
+    "the oracle at the run's addresses (or cannot be rendered with them), no verdict on the CNI",
 ]
 
 
@@ -158,6 +165,8 @@ def _summary_cell(result: ScenarioResult | None) -> str:
     c = result.verdict_counts()
     nums = "/".join(str(c.get(v.value, 0)) for v in (Verdict.PASS, Verdict.NOT_ENFORCED,
                                                      Verdict.OVER_BLOCKED, Verdict.PROBE_ERROR))
+    unstable = c.get(Verdict.UNSTABLE.value, 0)
+    nums += f" +{unstable} unstable" if unstable else ""
     return f"{result.outcome} {nums}" if result.outcome != ScenarioOutcome.SKIPPED else "skipped"
 
 

@@ -21,6 +21,7 @@ def run_meta(settings: Settings, canaries: dict, started: str) -> dict:
         ours = "unknown"
     return {"backend": settings.backend, "cnis": list(settings.cnis), "run_id": settings.run_id,
             "probe_timeout": settings.probe_timeout, "converge_timeout": settings.converge_timeout,
+            "min_rounds": settings.min_rounds, "min_window": settings.min_window,
             "started": started, "canary": dict(canaries),
             "versions": {"netpol-proof": ours, "python": platform.python_version(),
                          "kernel": platform.release()}}

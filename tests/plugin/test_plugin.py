@@ -23,8 +23,7 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
     """A temp project with a scenarios/ library copied from tests/data/run."""
     scen = pytester.path / "scenarios"
     scen.mkdir()
-    for name in ("deny-ingress-small.yaml", "needs-sctp.yaml", "wrong-expectations.yaml",
-                 "allow-only-open.yaml"):
+    for name in ("deny-ingress-small.yaml", "needs-sctp.yaml", "allow-only-open.yaml"):
         (scen / name).write_text((DATA / name).read_text())
     pytester.makeini("[pytest]\naddopts = -p no:cacheprovider -p no:randomly\n")
     return pytester
@@ -46,7 +45,7 @@ def test_collects_one_item_per_scenario_per_cni_with_cni_in_the_id(project):
     out = result.stdout.str()
     assert "scenarios/deny-ingress-small.yaml::deny-ingress-small[enforcing]" in out
     assert "scenarios/deny-ingress-small.yaml::deny-ingress-small[open]" in out
-    assert "8 tests collected" in out
+    assert "6 tests collected" in out
 
 
 def test_header_names_backend_cnis_run_id_and_timeout(project):
@@ -142,14 +141,45 @@ def test_enforcing_passes_open_xfails_strict_and_reports_are_written(project):
     assert "step0_convergence_seconds" in props or "step1_convergence_seconds" in props
 
 
+FAULTY_CONFTEST = """
+import harness.backends.local as local
+from tests.faulty_dataplanes import PoliciesInTheWrongNamespace
+
+_real = local.LocalBackend
+
+
+def pytest_configure(config):
+    local.LocalBackend = PoliciesInTheWrongNamespace
+
+
+def pytest_unconfigure(config):
+    local.LocalBackend = _real
+"""
+
+
 @needs_local
 def test_policy_failure_shows_tables_side_by_side_not_a_traceback(project):
-    result = project.runpytest("scenarios/wrong-expectations.yaml", "--cni", "enforcing")
+    # a faulty dataplane (deny-all programmed in y instead of x), not a wrong scenario
+    project.makeconftest(FAULTY_CONFTEST)
+    result = project.runpytest("scenarios/deny-ingress-small.yaml", "--cni", "enforcing")
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
-    assert "OVER-BLOCKED" in out and "NOT ENFORCED" in out
+    assert "FAILED deny-ingress-small [enforcing]" in out
+    assert "OVER-BLOCKED  x/a -> y/a 80/TCP" in out and "NOT ENFORCED  y/a -> x/a 80/TCP" in out
     assert "expected" in out and "observed" in out
     assert "Traceback" not in out and "runner.py" not in out
+
+
+def test_a_file_that_check_fails_is_a_collection_error_not_a_run(project):
+    (project.path / "scenarios" / "flipped.yaml").write_text(
+        (DATA / "deny-all-ingress-flipped.yaml").read_text())
+    result = project.runpytest("--collect-only", "-q", "scenarios/flipped.yaml")
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.INTERRUPTED      # collection errors stop the session
+    assert "scenario disagrees with the oracle" in out
+    assert "flipped.yaml:27: steps[0].expect[0].matrix: step 1 (deny all ingress in x): y/a -> " \
+           "x/a on TCP 80: expected allow, the oracle computes deny" in out
+    assert "Traceback" not in out
 
 
 @needs_local

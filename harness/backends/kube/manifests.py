@@ -85,12 +85,36 @@ def pod_manifest(pod: Pod, names: NameMap, image: str = AGNHOST_IMAGE) -> dict:
     containers = [_server_container(cp, image) for cp in pod.ports]
     containers.append({"name": CLIENT_CONTAINER, "image": image,
                        "imagePullPolicy": "IfNotPresent", "args": ["pause"]})
-    hostname = re.sub(r"[^a-z0-9-]", "-", f"{pod.namespace}-{pod.name}".lower())[:63].strip("-")
+    hostname = pod.hostname
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": pod.name, "namespace": names.real(pod.namespace),
                          "labels": {**pod.labels, **naming.ownership_labels(names.run_id)}},
             "spec": {"hostname": hostname, "terminationGracePeriodSeconds": 0,
                      "containers": containers}}
+
+
+#: the endpoint key of the DNS-control client pod (not a model pod: no `/`, never in a scenario)
+DNS_CONTROL = "dns-control"
+DNS_CONTROL_POD = "dns-control"
+
+
+def dns_control_objects(run_id: str, image: str = AGNHOST_IMAGE) -> list[dict]:
+    """A namespace of the run's own with one client pod, from which the DNS server's positive
+    control is asked.
+
+    Why: the control of a blocked lookup is "the DNS server answered someone in the same
+    round"; CoreDNS's image is distroless (no shell, no nslookup), so the query cannot run
+    inside it as the local backend's loopback query does. This pod lives in no scenario
+    namespace, so no scenario NetworkPolicy selects it.
+    """
+    ns = naming.kube_dns_control_namespace(run_id)
+    labels = {**naming.ownership_labels(run_id), "netpol-proof/role": "dns-control"}
+    return [namespace_manifest(ns, {"netpol-proof/role": "dns-control"}, run_id),
+            {"apiVersion": "v1", "kind": "Pod",
+             "metadata": {"name": DNS_CONTROL_POD, "namespace": ns, "labels": labels},
+             "spec": {"terminationGracePeriodSeconds": 0,
+                      "containers": [{"name": CLIENT_CONTAINER, "image": image,
+                                      "imagePullPolicy": "IfNotPresent", "args": ["pause"]}]}}]
 
 
 def service_manifest(svc: Service, names: NameMap) -> dict:

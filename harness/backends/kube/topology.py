@@ -9,7 +9,8 @@ as kind's near-identical docker and nerdctl `provision.go`). The API client itse
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence, cast
+import ipaddress
+from typing import Callable, Iterable, Mapping, Sequence, cast
 
 from harness import naming
 from harness.backends.kube import manifests as km
@@ -17,11 +18,46 @@ from harness.backends.kube.api import KubeApi, Obj, status_line
 from harness.backends.kube.exec import stream_exec
 from harness.backends.kube.waits import not_ready_optional, wait_pods_ready
 from harness.errors import BackendError, ExecError, ExecResult
-from harness.model import DNS_SERVICE, POD_CIDR, SYSTEM_NAMESPACE, Addresses, Endpoint, Model
+from harness.model import DNS_SERVICE, SYSTEM_NAMESPACE, Addresses, Endpoint, Model
 from harness.waits import wait_for
 
 #: containers whose readiness is not waited on (see waits.pod_ready)
 SCTP_SUFFIX = ("-sctp",)
+
+
+def cluster_pod_cidr(nodes: Iterable[Obj], pod_ips: Iterable[str | None]) -> str:
+    """The pod CIDR of a cluster, for {{podCIDR}}: the smallest IPv4 network holding every node's
+    `spec.podCIDRs` (or `spec.podCIDR`) and every pod address seen.
+
+    Why both: a cluster's --cluster-cidr is not in the API; the nodes' ranges come from it, but
+    some IPAMs (Calico's IP pools, Cilium's cluster-pool) hand out pod IPs outside them, so the
+    pods' own addresses widen the range (and are all there is when nodes carry no podCIDR).
+    A policy's `except: ["{{podIP y/b}}/32"]` must fall inside its `cidr: "{{podCIDR}}"`.
+    """
+    nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for node in nodes:
+        spec = node.get("spec") or {}
+        for text in list(spec.get("podCIDRs") or []) + [spec.get("podCIDR")]:
+            if text:
+                net = ipaddress.ip_network(str(text), strict=False)
+                if net.version == 4:
+                    nets.append(net)
+    for ip in pod_ips:
+        if ip and ipaddress.ip_address(ip).version == 4:
+            nets.append(ipaddress.ip_network(f"{ip}/32"))
+    if not nets:
+        raise BackendError("reading the pod CIDR", "no node has a spec.podCIDR and no pod has "
+                                                   "an IPv4 address")
+    lo = min(int(n.network_address) for n in nets)
+    hi = max(int(n.broadcast_address) for n in nets)
+    prefix = 32 - (lo ^ hi).bit_length()
+    return str(ipaddress.ip_network(f"{ipaddress.ip_address(lo)}/{prefix}", strict=False))
+
+
+def _namespaces_first(objs: list[Obj]) -> list[Obj]:
+    """Namespaces before everything else, each kind keeping its order (pods need theirs)."""
+    return [o for o in objs if o["kind"] == "Namespace"] + \
+        [o for o in objs if o["kind"] != "Namespace"]
 
 
 def _api_error(exc: Exception) -> str:
@@ -36,8 +72,11 @@ class KubeTopology:
 
     def __init__(self, api: KubeApi, run_id: str, allow_cluster_scoped: bool = True,
                  ready_timeout: float = 300.0, status: Callable[[str], None] = status_line,
-                 image: str = km.AGNHOST_IMAGE):
+                 image: str = km.AGNHOST_IMAGE, dns_control: bool = True):
         self.api, self.run_id, self.image = api, run_id, image
+        #: deploy the DNS-control client pod (km.dns_control_objects) with every topology
+        self.with_dns_control = dns_control
+        self._dns_server = ""
         self.allow_cluster_scoped = allow_cluster_scoped
         self.ready_timeout = ready_timeout
         self.status = status
@@ -59,6 +98,8 @@ class KubeTopology:
         self.model = model
         self.names = km.NameMap(self.run_id, [n.name for n in model.namespaces])
         objs = km.topology(model, self.names, self.image)
+        if self.with_dns_control:
+            objs = _namespaces_first(objs + km.dns_control_objects(self.run_id, self.image))
         real = sorted(set(self.names.to_real.values()) - {SYSTEM_NAMESPACE})
         self.status(f"  creating {len(objs)} objects (namespaces {', '.join(real)})")
         for obj in objs:
@@ -77,7 +118,12 @@ class KubeTopology:
                     self.status(f"  warning: SCTP not serving in {', '.join(silent)} (is the "
                                 f"host's sctp module loaded?); SCTP probes there will be probe "
                                 f"errors")
-        return self.addresses()
+        if self.with_dns_control:
+            wait_pods_ready(self.api, naming.kube_dns_control_namespace(self.run_id),
+                            self.selector, self.ready_timeout, "the DNS-control client pod Ready")
+        addresses = self.addresses()
+        self._dns_server = addresses.dns_service_ip
+        return addresses
 
     def _create(self, obj: Obj) -> None:
         kind, meta = obj["kind"], obj["metadata"]
@@ -127,11 +173,25 @@ class KubeTopology:
         missing = [k for k in (p.key for p in self.model.user_pods) if not pod_ips.get(k)]
         if missing:
             raise BackendError("reading pod addresses", f"no podIP for {', '.join(missing)}")
-        nodes = [a["address"] for n in self.api.list_nodes()
+        node_objs = self.api.list_nodes()
+        nodes = [a["address"] for n in node_objs
                  for a in (n.get("status") or {}).get("addresses") or []
                  if a.get("type") == "InternalIP"]
-        return Addresses(cast(dict[str, str], pod_ips), svc_ips, {}, POD_CIDR,
-                         svc_ips.get(f"{SYSTEM_NAMESPACE}/{DNS_SERVICE}", ""), tuple(nodes))
+        # what the API server's names (kubernetes.default...) must resolve to; "" when absent
+        api_svc = self.api._absent_is_none(
+            lambda: self.api._dict(self.api.core.read_namespaced_service("kubernetes", "default")))
+        api_ip = ((api_svc or {}).get("spec") or {}).get("clusterIP") or ""
+        return Addresses(cast(dict[str, str], pod_ips), svc_ips, {},
+                         cluster_pod_cidr(node_objs, pod_ips.values()),
+                         svc_ips.get(f"{SYSTEM_NAMESPACE}/{DNS_SERVICE}", ""), tuple(nodes),
+                         api_ip)
+
+    def dns_control(self) -> tuple[str, str] | None:
+        """(endpoint, DNS server address) from which the DNS server's positive control is asked:
+        the DNS-control client pod querying the cluster DNS Service; None when not deployed."""
+        if not self.with_dns_control or self.names is None or not self._dns_server:
+            return None
+        return km.DNS_CONTROL, self._dns_server
 
     def undeploy(self, timeout: float = 180.0) -> None:
         """Delete this run's cluster-scoped policies and namespaces (by label), and wait until
@@ -271,13 +331,17 @@ class KubeTopology:
             raise ExecError(list(argv), "this backend has no external hosts", target=endpoint)
         if self.names is None:
             raise ExecError(list(argv), "no topology deployed", target=endpoint)
-        ns, name = endpoint.split("/", 1)
+        if endpoint == km.DNS_CONTROL and self.with_dns_control:
+            return stream_exec(self.api.exec_core(), naming.kube_dns_control_namespace(self.run_id),
+                               km.DNS_CONTROL_POD, km.CLIENT_CONTAINER, argv, timeout,
+                               target=endpoint)
+        ns, name = endpoint.split("/", 1) if "/" in endpoint else ("", endpoint)
         if ns == SYSTEM_NAMESPACE:
-            pods = self.api.list_pods(SYSTEM_NAMESPACE, "k8s-app=kube-dns")
-            if not pods:
-                raise ExecError(list(argv), "no CoreDNS pod found", target=endpoint)
-            return stream_exec(self.api.exec_core(), SYSTEM_NAMESPACE, pods[0]["metadata"]["name"],
-                               "coredns", argv, timeout, target=endpoint)
+            # Why refused: CoreDNS's image is distroless, with no shell and no tools; the DNS
+            # server's control runs in the DNS-control client pod (dns_control()) instead
+            raise ExecError(list(argv), "nothing can run inside the cluster DNS pod (its image "
+                                        "has no tools); DNS controls use the DNS-control pod",
+                            target=endpoint)
         return stream_exec(self.api.exec_core(), self.names.real(ns), name, km.CLIENT_CONTAINER, argv,
                            timeout, target=endpoint)
 
@@ -317,3 +381,7 @@ class KubeBackendBase:
 
     def exec(self, endpoint: str, argv: Sequence[str], timeout: float) -> ExecResult:
         return self._topo().exec(endpoint, argv, timeout)
+
+    def dns_control(self) -> tuple[str, str] | None:
+        """See KubeTopology.dns_control (prober.loopback_probe asks it for DNS controls)."""
+        return self.topology.dns_control() if self.topology is not None else None

@@ -228,9 +228,7 @@ class LocalBackend:
 
     def _start_servers(self, model: Model) -> None:
         os.makedirs(os.path.join(self.workdir, "ready"), exist_ok=True)
-        assert self.addresses is not None, "deploy sets the addresses before starting servers"
-        records = {s.dns_name: self.addresses.service_ips[s.key] for s in model.services}
-        records[f"kubernetes.default.svc.{CLUSTER_DOMAIN}"] = KUBERNETES_SERVICE_IP
+        records = self._dns_records(model)
         rec_path = os.path.join(self.workdir, "dns-records.json")
         with open(rec_path, "w") as fh:
             json.dump(records, fh)
@@ -249,6 +247,13 @@ class LocalBackend:
             cmd += ["--ready", ready]
             log = os.path.join(self.workdir, f"{self._netns[key]}.log")
             self._procs[key] = spawn(["ip", "netns", "exec", self._netns[key], *cmd], log_path=log)
+
+    def _dns_records(self, model: Model) -> dict[str, str]:
+        """The cluster DNS's A records: every Service's name, and the API server's."""
+        assert self.addresses is not None, "deploy sets the addresses before starting servers"
+        records = {s.dns_name: self.addresses.service_ips[s.key] for s in model.services}
+        records[f"kubernetes.default.svc.{CLUSTER_DOMAIN}"] = KUBERNETES_SERVICE_IP
+        return records
 
     def _ready_path(self, key: str) -> str:
         return os.path.join(self.workdir, "ready", self._netns[key])

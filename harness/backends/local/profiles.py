@@ -34,8 +34,8 @@ from harness.policy import NetworkPolicy, Peer, PortRule, Rule
 
 PROFILES = ("enforcing", "open")
 
-_SUPPORTED = frozenset({"networkpolicy", "egress", "ipblock", "named-ports", "endport", "udp",
-                        "external-hosts"})
+_SUPPORTED = frozenset({"networkpolicy", "egress", "ipblock", "ipblock-pod-ip", "named-ports",
+                        "endport", "udp", "external-hosts"})
 _NOTES = {"sctp": "SCTP is not available in this kernel (emulated dataplane)"}
 
 

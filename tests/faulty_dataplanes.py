@@ -1,0 +1,297 @@
+"""Dataplanes that do the wrong thing on purpose: the real local backend (network namespaces,
+nftables, real servers) with one deliberate fault each, so that tests can show how a wrong CNI
+is reported. Not fakes: every packet is real, only the rules programmed are wrong.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import sys
+import threading
+from typing import Mapping
+
+from harness.backends.local import LocalBackend, nft, profiles
+from harness.shell import spawn
+
+
+class PoliciesInTheWrongNamespace(LocalBackend):
+    """Programs every NetworkPolicy of namespace x as if it were in namespace y (and deletes it
+    from there): x stays open (not enforced), y is isolated instead (over-blocked)."""
+
+    moves = {"x": "y"}
+
+    def _moved(self, manifest: Mapping) -> dict:
+        out = copy.deepcopy(dict(manifest))
+        meta = out.setdefault("metadata", {})
+        meta["namespace"] = self.moves.get(meta.get("namespace"), meta.get("namespace"))
+        return out
+
+    def apply_policy(self, manifest: Mapping) -> None:
+        super().apply_policy(self._moved(manifest))
+
+    def delete_policy(self, namespace: str, name: str, kind: str = "NetworkPolicy") -> None:
+        super().delete_policy(self.moves.get(namespace, namespace), name, kind)
+
+
+class ReportsAnotherPodCidr(LocalBackend):
+    """Reports a pod CIDR that does not hold its pods (as the kube backends did when they
+    hard-coded 10.244.0.0/16 on a cluster with other ranges)."""
+
+    pod_cidr = "10.99.0.0/16"
+
+    def deploy(self, model):
+        return dataclasses.replace(super().deploy(model), pod_cidr=self.pod_cidr)
+
+
+class BreaksOnLabels(LocalBackend):
+    """A backend with a bug: changing labels raises an error that is not a HarnessError."""
+
+    def set_labels(self, namespace_labels, pod_labels) -> None:
+        raise TypeError("set_labels got an unexpected mapping (a bug on purpose)")
+
+
+class DnsWithWrongRecords(LocalBackend):
+    """The cluster DNS answers from wrong records: `missing` names are NXDOMAIN, `moved` names
+    resolve to another address (a broken DNS, not a policy)."""
+
+    missing: tuple[str, ...] = ()
+    moved: dict[str, str] = {}
+
+    def _dns_records(self, model):
+        records = super()._dns_records(model)
+        for name in self.missing:
+            records.pop(name, None)
+        records.update(self.moved)
+        return records
+
+
+class DnsBlockedForEveryone(LocalBackend):
+    """Every applied policy also isolates the cluster DNS pod for ingress, so every lookup
+    times out (DNS over-blocked) while the DNS server itself still answers on loopback."""
+
+    def apply_policy(self, manifest: Mapping) -> None:
+        super().apply_policy(manifest)
+        super().apply_policy({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "faulty-dns-isolation", "namespace": "kube-system"},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}})
+
+    def policy_count(self) -> int:
+        return max(0, super().policy_count() - 1)
+
+
+#: An HTTP server answering every request with one status and body, for pods whose real server
+#: is replaced (argv: port status body ready-file).
+REPLY_SERVER = (
+    "import http.server,sys\n"
+    "port,code,body,ready=int(sys.argv[1]),int(sys.argv[2]),sys.argv[3].encode(),sys.argv[4]\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    " def do_GET(s):\n"
+    "  s.send_response(code);s.send_header('Content-Length',str(len(body)));s.end_headers()\n"
+    "  s.wfile.write(body)\n"
+    " def log_message(s,*a):pass\n"
+    "srv=http.server.ThreadingHTTPServer(('0.0.0.0',port),H)\n"
+    "open(ready,'w').close()\n"
+    "srv.serve_forever()\n"
+)
+
+
+class SomeoneElseAnswers(LocalBackend):
+    """The HTTP server of pod `target` on port 80 is replaced by one answering `status` with
+    `body`: a proxy in the path (an Envoy 503), another pod's name, or an L7 proxy's deny."""
+
+    target = "x/b"
+    status = 503
+    body = "upstream connect error or disconnect/reset before headers"
+
+    def _start_servers(self, model) -> None:
+        super()._start_servers(model)
+        proc = self._procs[self.target]
+        proc.terminate()
+        proc.wait(timeout=5)
+        ready = self._ready_path(self.target)
+        if os.path.exists(ready):
+            os.remove(ready)
+        log = os.path.join(self.workdir, f"{self._netns[self.target]}.log")
+        self._procs[self.target] = spawn(
+            ["ip", "netns", "exec", self._netns[self.target], sys.executable, "-c",
+             REPLY_SERVER, "80", str(self.status), self.body, ready], log_path=log)
+
+
+class Flapping(LocalBackend):
+    """Enforces the applied policies for `period` seconds, then nothing for `period` seconds,
+    and so on (a CNI agent that keeps reloading an empty ruleset), until the topology goes."""
+
+    period = 1.5
+
+    def apply_policy(self, manifest: Mapping) -> None:
+        super().apply_policy(manifest)
+        if getattr(self, "_flapper", None) is None:
+            self._stop_flapping = threading.Event()
+            self._flapper = threading.Thread(target=self._flap, daemon=True)
+            self._flapper.start()
+
+    def _flap(self) -> None:
+        enforcing = True
+        while not self._stop_flapping.wait(self.period):
+            enforcing = not enforcing
+            with self._flap_lock:
+                if self.model is None:
+                    return
+                if enforcing:
+                    LocalBackend._sync_policies(self)
+                else:   # the same table, compiled from no policy at all
+                    body = profiles.compile_policies(self.model, self.addresses, [], self._veths)
+                    nft.load(self.node, nft.replace_table(
+                        "ip", nft.table_name(self.run_id, "policy"), body),
+                        doing="loading an empty policy table (a flapping dataplane, on purpose)")
+
+    _flap_lock = threading.Lock()
+
+    def _sync_policies(self) -> None:
+        with self._flap_lock:
+            super()._sync_policies()
+
+    def undeploy(self) -> None:
+        flapper = getattr(self, "_flapper", None)
+        if flapper is not None:
+            self._stop_flapping.set()
+            flapper.join(timeout=10)
+            self._flapper = None
+        super().undeploy()
+
+
+class LateAfterProbes(LocalBackend):
+    """A dataplane that does something late: `late()` runs once `after` probe execs have run
+    since the last apply (and before the next one runs).
+
+    Why counted in probes, not seconds: on a loaded machine the first round can start seconds
+    after the apply, so a fault timed in seconds lands in whatever round the load decides; in
+    probes it lands where the test says (the first round of deny-ingress-small is 25 execs).
+    """
+
+    after = 30
+
+    def apply_policy(self, manifest: Mapping) -> None:
+        self._execs = 0
+        self._late_done = False
+        self.on_time(manifest)
+
+    def on_time(self, manifest: Mapping) -> None:
+        LocalBackend.apply_policy(self, manifest)
+
+    def late(self) -> None:
+        raise NotImplementedError
+
+    def exec(self, endpoint, argv, timeout):
+        with _exec_lock:
+            self._execs = getattr(self, "_execs", 0) + 1
+            due = not getattr(self, "_late_done", True) and self._execs > self.after
+            if due:
+                self._late_done = True
+                self.late()
+        return super().exec(endpoint, argv, timeout)
+
+
+_exec_lock = threading.Lock()
+
+
+class SlowToEnforce(LateAfterProbes):
+    """Programs the applied policies only after the first `after` probes (a CNI agent that
+    programs a policy some time after the API accepted it)."""
+
+    def on_time(self, manifest: Mapping) -> None:
+        self._pending = True
+        self._sync = False
+        LocalBackend.apply_policy(self, manifest)    # stored (and counted), not programmed
+
+    def _sync_policies(self) -> None:
+        if not getattr(self, "_pending", False) or getattr(self, "_sync", False):
+            super()._sync_policies()
+
+    def late(self) -> None:
+        self._sync = True
+        try:
+            self._sync_policies()
+        finally:
+            self._sync = False
+            self._pending = False
+
+
+class LateAndWrong(LateAfterProbes, PoliciesInTheWrongNamespace):
+    """Programs every policy correctly at once, and after the first `after` probes replaces
+    the rules by wrong ones (the policies of x programmed in y): right while a hasty harness
+    looks, wrong after. 50 execs are the first two rounds of deny-ingress-small (21 probes and
+    4 loopback controls each), so the wrong rules meet the third round."""
+
+    after = 50
+
+    def on_time(self, manifest: Mapping) -> None:
+        LocalBackend.apply_policy(self, manifest)          # right at first
+        self._manifests = getattr(self, "_manifests", []) + [manifest]
+
+    def late(self) -> None:
+        self._policies = {}
+        for m in self._manifests:
+            LocalBackend.apply_policy(self, self._moved(m))
+
+    def delete_policy(self, namespace: str, name: str, kind: str = "NetworkPolicy") -> None:
+        self._manifests = [m for m in self._manifests
+                           if (m["metadata"].get("namespace"), m["metadata"]["name"])
+                           != (namespace, name)]
+        moved = f"{self.moves.get(namespace, namespace)}/{name}"
+        target = moved if moved in self._policies else f"{namespace}/{name}"
+        LocalBackend.delete_policy(self, *target.split("/", 1), kind)
+
+
+class DropsForAMomentThenOpen(LocalBackend):
+    """Programs an applied policy for `moment` seconds, then enforces nothing again (an agent
+    that restarts with an empty ruleset): open, after a brief drop."""
+
+    moment = 1.5
+
+    def apply_policy(self, manifest: Mapping) -> None:
+        super().apply_policy(manifest)
+        timer = threading.Timer(self.moment, self._open)
+        timer.daemon = True
+        self._timer = timer
+        timer.start()
+
+    def _open(self) -> None:
+        if self.model is None:
+            return
+        body = profiles.compile_policies(self.model, self.addresses, [], self._veths)
+        nft.load(self.node, nft.replace_table("ip", nft.table_name(self.run_id, "policy"), body),
+                 doing="loading an empty policy table (an open dataplane, on purpose)")
+
+    def undeploy(self) -> None:
+        timer = getattr(self, "_timer", None)
+        if timer is not None:
+            timer.cancel()
+        super().undeploy()
+
+
+class FlapsEveryFewProbes(LocalBackend):
+    """Switches between enforcing the applied policies and enforcing nothing every `every`
+    probe execs: a flap whose period is counted in probes, so load cannot stretch it past the
+    observation window (25 execs are one round of deny-ingress-small)."""
+
+    every = 25
+
+    def apply_policy(self, manifest: Mapping) -> None:
+        super().apply_policy(manifest)
+        self._count, self._on = 0, True
+
+    def exec(self, endpoint, argv, timeout):
+        with _exec_lock:
+            self._count = getattr(self, "_count", 0) + 1
+            if self._count % self.every == 0 and self.model is not None and self._policies:
+                self._on = not self._on
+                policies = [p for _, p in self._policies.values()] if self._on else []
+                body = profiles.compile_policies(self.model, self.addresses, policies, self._veths)
+                nft.load(self.node, nft.replace_table(
+                    "ip", nft.table_name(self.run_id, "policy"), body),
+                    doing="switching the policy table (a flapping dataplane, on purpose)")
+        return super().exec(endpoint, argv, timeout)
