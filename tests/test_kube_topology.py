@@ -9,7 +9,7 @@ import pytest
 from harness.backends.kube import topology as kube_mod
 from harness.backends.kube.api import KubeApi
 from harness.backends.kube.topology import KubeTopology
-from harness.errors import ExecError
+from harness.errors import BackendError, ExecError
 from harness.model import Model
 
 RUN = "abc123"
