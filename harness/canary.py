@@ -20,7 +20,7 @@ from typing import Callable
 from harness.errors import HarnessError
 from harness.model import ContainerPort, Model, Namespace, Pod, Protocol
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec, argv_for, classify
-from harness.prober import EXEC_MARGIN, probe_one
+from harness.prober import EXEC_MARGIN, probe_one, real_name
 from harness.verdicts import blocked_kind, self_probe_proves
 
 NAMESPACE = "np-canary"
@@ -55,8 +55,8 @@ def loopback_probe(backend, endpoint: str, port: int, protocol: Protocol, timeou
     For DNS the query goes to 127.0.0.1 as the server (nslookup NAME 127.0.0.1).
     """
     if dns_name:
-        spec = ProbeSpec(endpoint, "127.0.0.1", 53, Protocol.UDP, dns_name)
-        argv = argv_for(spec, dns_name, timeout, toolkit_of(backend)) + ["127.0.0.1"]
+        spec = ProbeSpec(endpoint, "127.0.0.1", 53, Protocol.UDP, real_name(backend, dns_name))
+        argv = argv_for(spec, spec.dns_name, timeout, toolkit_of(backend)) + ["127.0.0.1"]
         started = time.monotonic()
         try:
             res = backend.exec(endpoint, argv, timeout=timeout * 2 + EXEC_MARGIN)

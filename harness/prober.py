@@ -14,6 +14,7 @@ The default concurrency is 128 rather than 64 so that a 9x9 matrix fits in one w
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable
 
@@ -26,18 +27,27 @@ from harness.probes import (Outcome, ProbeOutcome, ProbeSpec, argv_for, batch_ar
 EXEC_MARGIN = 10.0
 
 
-def destination(spec: ProbeSpec, addresses: Addresses) -> str:
-    """What the tool is pointed at: an IP for pods/Services/externals, else the name itself."""
+def real_name(backend, name: str) -> str:
+    """A DNS name as the backend's cluster knows it. Why: scenarios write logical namespaces
+    (`web.y.svc.cluster.local`) while kube backends create `np-<run>-y`; a backend that maps
+    names has `real_dns_name` (harness.backends.kube), any other resolves names as written."""
+    mapper = getattr(backend, "real_dns_name", None)
+    return mapper(name) if mapper is not None else name
+
+
+def destination(spec: ProbeSpec, addresses: Addresses, backend=None) -> str:
+    """What the tool is pointed at: an IP for pods/Services/externals, else the name itself
+    (mapped to the backend's real namespaces)."""
     t = spec.target
     if spec.is_dns:
-        return spec.dns_name
+        return real_name(backend, spec.dns_name)
     if t.startswith("svc:"):
         return addresses.service_ips[t[4:]]
     if t.startswith("ext:"):
         return addresses.external_ips[t[4:]]
     if t in addresses.pod_ips:
         return addresses.pod_ips[t]
-    return t  # a DNS name, resolved inside the source pod as an application would
+    return real_name(backend, t)  # a name, resolved inside the source pod as an application would
 
 
 def probe_one(backend, spec: ProbeSpec, addresses: Addresses, timeout: float,
@@ -45,7 +55,9 @@ def probe_one(backend, spec: ProbeSpec, addresses: Addresses, timeout: float,
     """One probe: build the argv, exec it in the source, classify the result."""
     started = time.monotonic()
     try:
-        argv = argv_for(spec, destination(spec, addresses), timeout, toolkit)
+        dest = destination(spec, addresses, backend)
+        argv = argv_for(replace(spec, dns_name=dest) if spec.is_dns else spec, dest, timeout,
+                        toolkit)
         result = backend.exec(spec.source, argv, timeout=timeout * 2 + EXEC_MARGIN)
     except (ExecError, BackendError, KeyError, ValueError) as exc:
         return ProbeOutcome(Outcome.TOOL_ERROR, None, f"{type(exc).__name__}: {exc}",
@@ -78,7 +90,7 @@ def probe_batch(backend, probes: list[tuple[ProbeSpec, str]], timeout: float
     return out
 
 
-def _plan(specs: list[ProbeSpec], addresses: Addresses, toolkit: str, batch: bool):
+def _plan(specs: list[ProbeSpec], addresses: Addresses, toolkit: str, batch: bool, backend=None):
     """Tasks: ("one", spec) or ("batch", [(spec, dest), ...]) grouped by source."""
     tasks, groups = [], {}
     for s in specs:
@@ -86,7 +98,7 @@ def _plan(specs: list[ProbeSpec], addresses: Addresses, toolkit: str, batch: boo
         if batch and toolkit == "debian" and not s.is_dns and s.protocol.value == "TCP" \
                 and isinstance(s.port, int):
             try:
-                dest = destination(s, addresses)
+                dest = destination(s, addresses, backend)
             except KeyError:
                 dest = None
         if dest is None:
@@ -115,7 +127,7 @@ def probe_round(backend, specs: Iterable[ProbeSpec], addresses: Addresses, timeo
     specs = list(dict.fromkeys(specs))
     if not specs:
         return {}
-    tasks = _plan(specs, addresses, toolkit, batch)
+    tasks = _plan(specs, addresses, toolkit, batch, backend)
     results: dict[ProbeSpec, ProbeOutcome] = {}
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(tasks)))) as pool:
         futures = []

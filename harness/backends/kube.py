@@ -227,6 +227,11 @@ class KubeTopology:
         if errors:
             raise BackendError("removing this run's objects", "; ".join(errors))
 
+    def real_dns_name(self, name: str) -> str:
+        """`name` with a logical namespace in it mapped to the run's real one (NameMap.dns_name);
+        as written when nothing is deployed."""
+        return self.names.dns_name(name) if self.names is not None else name
+
     def own_namespaces(self) -> list[str]:
         """Namespaces carrying both ownership labels with this run id — the only ones deleted."""
         sel = f"{naming.MANAGED_BY_LABEL}={naming.PROJECT},{self.selector}"
@@ -377,3 +382,7 @@ class KubeBackendBase:
 
     def exec(self, endpoint: str, argv: Sequence[str], timeout: float) -> ExecResult:
         return self._topo().exec(endpoint, argv, timeout)
+
+    def real_dns_name(self, name: str) -> str:
+        """The prober asks this before putting a name into a probe (see prober.real_name)."""
+        return self.topology.real_dns_name(name) if self.topology is not None else name

@@ -23,8 +23,8 @@ from typing import Any, Callable, Mapping
 
 from harness import naming
 from harness.backends.cni import AGNHOST_IMAGE
-from harness.model import METADATA_NAME_LABEL, SYSTEM_NAMESPACE, ContainerPort, Model, Pod, \
-    Protocol, Service
+from harness.model import CLUSTER_DOMAIN, METADATA_NAME_LABEL, SYSTEM_NAMESPACE, ContainerPort, \
+    Model, Pod, Protocol, Service
 
 CLIENT_CONTAINER = "client"
 #: the pod-label selector matching every pod of a run
@@ -46,6 +46,22 @@ class NameMap:
         except KeyError:
             raise KeyError(f"namespace {logical!r} is not in this run's model "
                            f"({', '.join(self.to_real)})") from None
+
+    def dns_name(self, name: str) -> str:
+        """A DNS name as the cluster knows it: `<svc>.<ns>.svc.cluster.local`, `<svc>.<ns>.svc`
+        and `<svc>.<ns>` with the logical namespace `<ns>` replaced by its real name (case and
+        a trailing dot kept). Short names are left alone: the pod's search path (written with
+        the real namespace) completes them; a namespace outside the model is left as written.
+        """
+        labels = name.rstrip(".").split(".")
+        tail = [x.lower() for x in labels[2:]]
+        if len(labels) < 2 or tail not in ([], ["svc"], ["svc", *CLUSTER_DOMAIN.split(".")]):
+            return name
+        real = self.to_real.get(labels[1].lower())   # DNS is case-insensitive
+        if real is None:
+            return name
+        labels[1] = real
+        return ".".join(labels) + ("." if name.endswith(".") else "")
 
 
 def namespace_manifest(name: str, labels: Mapping[str, str], run_id: str) -> dict:
