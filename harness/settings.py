@@ -118,15 +118,22 @@ def _seconds(name: str, value: Any) -> float:
     return n
 
 
+def _engines() -> tuple[str, ...]:
+    """The real engines the local backend runs (harness.backends.local.engines)."""
+    from harness.backends.local.engines import ENGINES
+    return ENGINES
+
+
 def _cnis(name: str, value: Any, backend: str) -> tuple[str, ...]:
     items = value if isinstance(value, (list, tuple)) else str(value).split(",")
     names = tuple(dict.fromkeys(str(v).strip() for v in items if str(v).strip()))
     if not names:
         raise SettingsError(f"{name}: empty; name at least one CNI, e.g. --cni enforcing")
     for cni in names:
-        if backend == "local" and cni not in LOCAL_PROFILES:
+        if backend == "local" and cni not in LOCAL_PROFILES + _engines():
             raise SettingsError(f"{name}: {cni!r} is not a local profile; the local backend runs "
-                                f"{' or '.join(LOCAL_PROFILES)} (e.g. --cni enforcing,open)")
+                                f"the emulated {' or '.join(LOCAL_PROFILES)} or the real engines "
+                                f"{', '.join(_engines())} (e.g. --cni enforcing,open)")
         if not _CNI_RE.match(cni):
             raise SettingsError(f"{name}: {cni!r} is not a CNI name ([a-z0-9-], e.g. calico)")
     return names
@@ -161,15 +168,17 @@ def build(values: Mapping[str, Any] | None = None, ini: Mapping[str, Any] | None
         out["cnis"] = _cnis(raw["cnis"][0], raw["cnis"][1], backend)
     elif kube:
         raise SettingsError(f"--cni: the {backend} backend needs a CNI name (e.g. --cni calico)")
+    # real engines on the local backend program policies asynchronously, like any cluster
+    real = kube or any(c in _engines() for c in out.get("cnis", ()))
     out["probe_timeout"] = _seconds(*raw["probe_timeout"]) if "probe_timeout" in raw \
         else (2.0 if kube else 1.0)
     out["converge_timeout"] = _seconds(*raw["converge_timeout"]) if "converge_timeout" in raw \
-        else (60.0 if kube else 10.0)
+        else (60.0 if kube else 30.0 if real else 10.0)
     if "settle_seconds" in raw:
         name, v = raw["settle_seconds"]
         out["settle_seconds"] = 0.0 if str(v).strip() in ("0", "0.0") else _seconds(name, v)
     else:
-        out["settle_seconds"] = out["converge_timeout"] if kube else 0.0
+        out["settle_seconds"] = out["converge_timeout"] if real else 0.0
     for key in ("keep_cluster", "reuse_cluster", "allow_cluster_scoped", "canary"):
         if key in raw:
             out[key] = _bool(*raw[key])
@@ -207,6 +216,9 @@ def declared_capabilities(backend: str, cni: str):
     each backend (local profiles, harness.backends.cni for kind), imported lazily.
     """
     if backend == "local":
+        if cni in _engines():
+            from harness.backends.local.engines import capabilities as engine_capabilities
+            return engine_capabilities(cni)
         from harness.backends.local.profiles import capabilities
         return capabilities(cni)
     from harness.backends import cni as cni_facts

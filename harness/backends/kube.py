@@ -19,7 +19,7 @@ from harness.backends import kube_manifests as km
 from harness.backends.kube_exec import stream_exec
 from harness.backends.kube_waits import not_ready_optional, wait_pods_ready
 from harness.errors import BackendError, ExecError
-from harness.model import DNS_SERVICE, POD_CIDR, SYSTEM_NAMESPACE, Addresses, Model
+from harness.model import DNS_SERVICE, POD_CIDR, SYSTEM_NAMESPACE, Addresses, Model, Pod
 from harness.shell import ExecResult
 from harness.waits import wait_for
 
@@ -106,8 +106,11 @@ class KubeTopology:
 
     def __init__(self, api: KubeApi, run_id: str, allow_cluster_scoped: bool = True,
                  ready_timeout: float = 300.0, status: Callable[[str], None] = status_line,
-                 image: str = km.AGNHOST_IMAGE):
+                 image: str = km.AGNHOST_IMAGE,
+                 node_of: Callable[[Model, Pod], str | None] | None = None):
         self.api, self.run_id, self.image = api, run_id, image
+        #: binds each pod to a node (spec.nodeName) on a cluster without a scheduler
+        self.node_of = node_of
         self.allow_cluster_scoped = allow_cluster_scoped
         self.ready_timeout = ready_timeout
         self.status = status
@@ -128,7 +131,8 @@ class KubeTopology:
                                "is missing); the scenario should have been skipped")
         self.model = model
         self.names = km.NameMap(self.run_id, [n.name for n in model.namespaces])
-        objs = km.topology(model, self.names, self.image)
+        objs = km.topology(model, self.names, self.image,
+                           (lambda p: self.node_of(model, p)) if self.node_of else None)
         real = sorted(set(self.names.to_real.values()) - {SYSTEM_NAMESPACE})
         self.status(f"  creating {len(objs)} objects (namespaces {', '.join(real)})")
         for obj in objs:

@@ -97,17 +97,22 @@ def _server_container(cp: ContainerPort, image: str) -> dict:
     return c
 
 
-def pod_manifest(pod: Pod, names: NameMap, image: str = AGNHOST_IMAGE) -> dict:
-    """The agnhost pod for one model pod (hostname `<ns>-<pod>` so replies name the pod)."""
+def pod_manifest(pod: Pod, names: NameMap, image: str = AGNHOST_IMAGE,
+                 node: str | None = None) -> dict:
+    """The agnhost pod for one model pod (hostname `<ns>-<pod>` so replies name the pod),
+    bound to `node` when one is given (a cluster without a scheduler)."""
     containers = [_server_container(cp, image) for cp in pod.ports]
     containers.append({"name": CLIENT_CONTAINER, "image": image,
                        "imagePullPolicy": "IfNotPresent", "args": ["pause"]})
     hostname = re.sub(r"[^a-z0-9-]", "-", f"{pod.namespace}-{pod.name}".lower())[:63].strip("-")
+    spec: dict[str, Any] = {"hostname": hostname, "terminationGracePeriodSeconds": 0,
+                            "containers": containers}
+    if node:
+        spec["nodeName"] = node
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": pod.name, "namespace": names.real(pod.namespace),
                          "labels": {**pod.labels, **naming.ownership_labels(names.run_id)}},
-            "spec": {"hostname": hostname, "terminationGracePeriodSeconds": 0,
-                     "containers": containers}}
+            "spec": spec}
 
 
 def service_manifest(svc: Service, names: NameMap) -> dict:
@@ -123,11 +128,14 @@ def service_manifest(svc: Service, names: NameMap) -> dict:
             "spec": {"type": "ClusterIP", "selector": dict(svc.selector), "ports": ports}}
 
 
-def topology(model: Model, names: NameMap, image: str = AGNHOST_IMAGE) -> list[dict]:
-    """Namespaces, then pods, then Services of the model's user part (system objects exist)."""
+def topology(model: Model, names: NameMap, image: str = AGNHOST_IMAGE,
+             node_of: Callable[[Pod], str | None] | None = None) -> list[dict]:
+    """Namespaces, then pods, then Services of the model's user part (system objects exist).
+    `node_of` binds each pod to a node (spec.nodeName) where no scheduler runs."""
     objs = [namespace_manifest(names.real(n.name), n.labels, names.run_id)
             for n in model.namespaces if not n.system]
-    objs += [pod_manifest(p, names, image) for p in model.user_pods]
+    objs += [pod_manifest(p, names, image, node_of(p) if node_of else None)
+             for p in model.user_pods]
     objs += [service_manifest(s, names) for s in model.services if not s.system]
     return objs
 

@@ -1,0 +1,176 @@
+"""The real engines of `--backend local --cni kube-router,calico,none`: what each declares, which
+binaries it needs, and the processes it runs on every emulated node.
+
+Why one module: capabilities, component names, command lines and readiness checks of an engine
+change together (a new flag, a new version); harness.backends.local.real only starts what this
+module describes. Every process runs inside a node's network namespace (`ip netns exec`), so it
+sees only that node's interfaces, and reaches the API server through the control plane's relay
+on the namespace's own loopback (harness.controlplane: `kubeconfig_for_netns`).
+
+Per node, always: a real kube-proxy (iptables mode) forwarding ClusterIPs from the real
+EndpointSlices. Then the engine:
+  kube-router  its network-policy controller only (the router and the service proxy are off:
+               the published advisories are in those two); it ends a pod's chain with REJECT,
+               so a refused connection counts as blocked for it (`deny_response="reject"`).
+  none         nothing: the API server stores every policy and nothing enforces them, exactly
+               what a Flannel cluster does (flanneld programs no policy rules).
+  calico       Felix, Kubernetes datastore (only when its binary exists).
+Upstream sources for each fact: docs/sources.md ("Real engines on the local backend").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from harness.capabilities import Capabilities
+from harness.model import POD_CIDR, SERVICE_CIDR
+from harness.shell import run
+
+ENGINES = ("kube-router", "calico", "none")
+#: what every real-engine run needs besides its engine
+BASE_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-proxy", "coredns")
+
+_L34 = frozenset({"networkpolicy", "egress", "ipblock", "named-ports", "endport", "udp"})
+_COMMON_NOTES = {
+    "sctp": "no SCTP in this kernel: the emulated kubelet creates pods without their SCTP "
+            "containers",
+    "external-hosts": "the real-engine backend creates no hosts outside the cluster",
+    "fqdn": "not a feature of this engine",
+    "l7-http": "not a feature of this engine",
+    "calico-policy": "Calico's own policy kinds need the Calico API server, which is not run",
+    "admin-network-policy": "not a feature of this engine",
+    "cluster-scoped-policy": "this engine has no cluster-scoped policy kind",
+}
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """One engine: the binaries it needs (besides BASE_COMPONENTS) and what it declares."""
+
+    name: str
+    components: tuple[str, ...]
+    caps: Capabilities
+
+
+SPECS: dict[str, EngineSpec] = {
+    "kube-router": EngineSpec("kube-router", ("kube-router",), Capabilities(
+        _L34, "reject", True,
+        {**_COMMON_NOTES,
+         "deny_response": "kube-router's pod chains end in REJECT (ICMP port unreachable): a "
+                          "denied TCP connect is refused at once, a denied UDP datagram gets "
+                          "an ICMP error; a refusal counts as blocked only with a positive "
+                          "control"})),
+    "none": EngineSpec("none", (), Capabilities(
+        _L34, "drop", False,
+        {**_COMMON_NOTES,
+         "enforces": "no engine runs: the real API server accepts every policy and nothing "
+                     "programs them (what Flannel does); every isolating policy is expected "
+                     "to be reported not enforced"})),
+    "calico": EngineSpec("calico", ("calico-felix",), Capabilities(
+        _L34, "drop", True,
+        {**_COMMON_NOTES,
+         "deny_response": "Felix drops denied packets (its default deny action is DROP)"})),
+}
+
+
+def spec(engine: str) -> EngineSpec:
+    try:
+        return SPECS[engine]
+    except KeyError:
+        raise ValueError(f"unknown real engine {engine!r}: expected one of "
+                         f"{', '.join(ENGINES)}") from None
+
+
+def capabilities(engine: str) -> Capabilities:
+    return spec(engine).caps
+
+
+# -- processes of one node --------------------------------------------------------------------
+@dataclass(frozen=True)
+class NodeProcess:
+    """A process of one node: its argv (run inside the node namespace), extra environment, and
+    the check that says it is ready."""
+
+    name: str
+    argv: tuple[str, ...]
+    ready: Callable[[], tuple[bool, str]]
+    env: dict[str, str] | None = None
+
+
+def in_netns(netns: str, argv: list[str], timeout: float = 10.0):
+    return run(["ip", "netns", "exec", netns, *argv], timeout=timeout)
+
+
+def _http_ok(netns: str, url: str) -> tuple[bool, str]:
+    res = in_netns(netns, ["curl", "-sS", "--max-time", "2", "-o", "/dev/null", "-w",
+                           "%{http_code}", url])
+    return res.stdout.strip() == "200", f"{url}: {res.stdout.strip() or res.stderr.strip()}"
+
+
+def _chain_exists(netns: str, table: str, chain: str) -> tuple[bool, str]:
+    res = in_netns(netns, ["iptables", "-w", "5", "-t", table, "-S", chain])
+    return res.returncode == 0, (f"iptables -t {table} chain {chain}: "
+                                 f"{'present' if res.returncode == 0 else res.stderr.strip()}")
+
+
+def _all(*checks: Callable[[], tuple[bool, str]]) -> Callable[[], tuple[bool, str]]:
+    def check() -> tuple[bool, str]:
+        for c in checks:
+            ok, why = c()
+            if not ok:
+                return False, why
+        return True, "ready"
+    return check
+
+
+KUBE_PROXY_HEALTHZ = "127.0.0.1:10256"
+KUBE_ROUTER_HEALTH_PORT = 20244
+
+
+def kube_proxy(binary: str, netns: str, node: str, kubeconfig: str) -> NodeProcess:
+    """kube-proxy in iptables mode for one node. The conntrack flags at 0 leave every sysctl as
+    it is (nf_conntrack_max is global to the host; the TCP timeouts are per namespace but need
+    no change); metrics and healthz listen on the node namespace's loopback only."""
+    argv = (binary, f"--kubeconfig={kubeconfig}", f"--hostname-override={node}",
+            "--proxy-mode=iptables", f"--cluster-cidr={POD_CIDR}",
+            "--conntrack-max-per-core=0", "--conntrack-tcp-timeout-established=0",
+            "--conntrack-tcp-timeout-close-wait=0",
+            f"--healthz-bind-address={KUBE_PROXY_HEALTHZ}",
+            "--metrics-bind-address=127.0.0.1:10249", "--v=2")
+    return NodeProcess("kube-proxy", argv, _all(
+        lambda: _http_ok(netns, f"http://{KUBE_PROXY_HEALTHZ}/healthz"),
+        lambda: _chain_exists(netns, "nat", "KUBE-SERVICES")))
+
+
+def kube_router(binary: str, netns: str, node: str, kubeconfig: str) -> NodeProcess:
+    """kube-router's network-policy controller for one node (router and service proxy off)."""
+    argv = (binary, f"--kubeconfig={kubeconfig}", "--run-firewall=true", "--run-router=false",
+            "--run-service-proxy=false", "--run-loadbalancer=false", "--enable-cni=false",
+            f"--hostname-override={node}", f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--enable-ipv4=true", "--enable-ipv6=false", "--iptables-sync-period=30s",
+            "--health-addr=127.0.0.1", f"--health-port={KUBE_ROUTER_HEALTH_PORT}",
+            "--metrics-port=0", "--v=2")
+    return NodeProcess("kube-router", argv, _all(
+        lambda: _http_ok(netns, f"http://127.0.0.1:{KUBE_ROUTER_HEALTH_PORT}/healthz"),
+        lambda: _chain_exists(netns, "filter", "KUBE-ROUTER-FORWARD")))
+
+
+def corefile(kubeconfig: str, context: str) -> str:
+    """CoreDNS's configuration: the kubernetes plugin for the cluster zone (reverse zones too),
+    reading the API server through the relay; `ready` on the pod's loopback. No `forward`:
+    nothing leaves the cluster, so names outside cluster.local get no answer from upstream."""
+    return (".:53 {\n"
+            "    errors\n"
+            "    ready 127.0.0.1:8181\n"
+            "    kubernetes cluster.local in-addr.arpa ip6.arpa {\n"
+            f"        kubeconfig {kubeconfig} {context}\n"
+            "        pods insecure\n"
+            "        fallthrough in-addr.arpa ip6.arpa\n"
+            "        ttl 5\n"
+            "    }\n"
+            "}\n")
+
+
+def coredns_ready(netns: str) -> tuple[bool, str]:
+    return _http_ok(netns, "http://127.0.0.1:8181/ready")
