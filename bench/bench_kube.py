@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import kubernetes_validate as kv  # noqa: E402
 
-from harness.backends import kube_manifests as km  # noqa: E402
-from harness.backends.kube_exec import returncode_from_status  # noqa: E402
+from harness.backends.kube import manifests as km  # noqa: E402
+from harness.backends.kube.exec import returncode_from_status  # noqa: E402
 from harness.model import Model  # noqa: E402
 
 STATUS = ('{"metadata":{},"status":"Failure","reason":"NonZeroExitCode","details":'
@@ -64,7 +64,7 @@ def bring_up_overhead() -> float:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     from test_kind_backend import FakeKubeApi, FakeShell
 
-    from harness.backends import kind as kind_mod
+    from harness.backends.kind import backend as kind_mod
     kind_mod.run, kind_mod.KubeApi = FakeShell(), FakeKubeApi
     kind_mod.resolve = lambda name, *a, **k: f"/bin/{name}"
     kind_mod.resolve_docker = lambda: "/bin/docker"

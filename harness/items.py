@@ -21,6 +21,7 @@ from harness import scenario as scn
 from harness.backends import get_backend
 from harness.canary import BANNER, CanaryResult, run_canary
 from harness.errors import HarnessError, ScenarioError
+from harness.expected import expected_cells
 from harness.results import Expectation, ScenarioResult
 from harness.runner import run_scenario
 from harness.settings import Settings, declared_capabilities
@@ -153,7 +154,7 @@ class NetpolSession:
 def has_deny(scenario) -> bool:
     """Whether any step asserts a block (offline, stand-in addresses): something to enforce."""
     for i in range(len(scenario.steps)):
-        if any(c.expectation == Expectation.DENY for c in scn.expected_cells(scenario, i)):
+        if any(c.expectation == Expectation.DENY for c in expected_cells(scenario, i)):
             return True
     return False
 

@@ -46,6 +46,22 @@ def run_id_of_netns(name: str) -> str | None:
     return m.group(1) if m else None
 
 
+CONTROLPLANE_DIR_RE = re.compile(r"^cp-([a-z0-9]{4,8})$")
+
+
+def controlplane_dir(run_id: str) -> str:
+    """Name of one run's control plane state directory (certs, etcd data, logs, pids): `cp-<run>`."""
+    if not valid_run_id(run_id):
+        raise ValueError(f"invalid run id {run_id!r}: 4-8 characters of [a-z0-9]")
+    return f"cp-{run_id}"
+
+
+def run_id_of_controlplane_dir(name: str) -> str | None:
+    """The run id a control plane state directory belongs to, or None when it is not ours."""
+    m = CONTROLPLANE_DIR_RE.match(name)
+    return m.group(1) if m else None
+
+
 def cluster_name(cni: str) -> str:
     """kind cluster name for one CNI, e.g. `netpol-proof-calico`."""
     return f"{CLUSTER_PREFIX}{cni}"

@@ -19,6 +19,7 @@ from typing import Callable, Hashable
 from harness import scenario as scn
 from harness.canary import loopback_probe, toolkit_of
 from harness.errors import HarnessError
+from harness.expected import expected_cells, model_at
 from harness.model import DNS_POD, SYSTEM_NAMESPACE, Addresses, Model, Protocol
 from harness.prober import probe_round
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec
@@ -402,8 +403,8 @@ def run_scenario(scenario, backend, settings, log: Log = print,
         log(f"  deployed {len(scenario.model.user_pods)} pods in {time.monotonic() - t:.2f}s")
         steps_cells = []
         for i, _ in enumerate(scenario.steps):
-            cells = plan_cells(scn.model_at(scenario, i),
-                               scn.expected_cells(scenario, i, run.addresses))
+            cells = plan_cells(model_at(scenario, i),
+                               expected_cells(scenario, i, run.addresses))
             has_deny |= any(c.expectation == Expectation.DENY for c in cells)
             steps_cells.append(cells)
         result.baseline = run.baseline(steps_cells)

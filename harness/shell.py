@@ -103,3 +103,27 @@ def spawn(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
     finally:
         if log_path:
             out.close()
+
+
+def stop(proc: subprocess.Popen, grace: float = 5.0) -> int | None:
+    """Stop a process started by `spawn`: SIGTERM, up to `grace` seconds, then SIGKILL.
+
+    Returns its exit status (negative for a signal), or None when it outlived SIGKILL by 5 s
+    (a process stuck in the kernel): the caller reports it.
+    """
+    if proc.poll() is not None:
+        return proc.returncode
+    try:
+        proc.terminate()
+        return proc.wait(timeout=grace)
+    except ProcessLookupError:
+        return proc.poll()
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        proc.kill()
+        return proc.wait(timeout=5)
+    except ProcessLookupError:
+        return proc.poll()
+    except subprocess.TimeoutExpired:
+        return None

@@ -36,7 +36,7 @@ fi
 
 PY=python3
 [ -x .venv/bin/python ] && PY=.venv/bin/python
-"$PY" -c 'import harness.backends.kind' 2>/dev/null || fail "install netpol-proof first: make setup (or pip install -e .)"
+"$PY" -c 'import harness.backends.kind.backend' 2>/dev/null || fail "install netpol-proof first: make setup (or pip install -e .)"
 
 mkdir -p reports
 echo "netpol-proof live: kind + $CNI (cluster netpol-proof-$CNI); reports in reports/$CNI.{json,html}"

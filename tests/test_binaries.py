@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from harness.backends import binaries
-from harness.backends.binaries import ChecksumError, Pin
+from harness.backends.kind import binaries
+from harness.backends.kind.binaries import ChecksumError, Pin
 from harness.shell import run
 
 FAKE = b"#!/bin/sh\necho 'kind v0.33.0 go1.24 linux/amd64'\n"

@@ -7,9 +7,9 @@ import sys
 
 from harness import shell
 from harness.cli import main
-from harness.compare import compare, render
+from harness.reports.compare import compare, render
 from harness.reports import json_report
-from harness.reports.examples import META, results as example_results
+from tests.reports_examples import META, results as example_results
 
 
 def before_after(tmp_path):

@@ -17,7 +17,7 @@ import pytest
 
 from harness import shell
 from harness.reports import html_report
-from harness.reports.examples import META, results as example_results
+from tests.reports_examples import META, results as example_results
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(

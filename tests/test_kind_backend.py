@@ -8,9 +8,9 @@ import os
 
 import pytest
 
-from harness.backends import kind as kind_mod
-from harness.backends import kind_cleanup
-from harness.backends.kind import KindBackend, verify_identity
+from harness.backends.kind import backend as kind_mod
+from harness.backends.kind import cleanup as kind_cleanup
+from harness.backends.kind.backend import KindBackend, verify_identity
 from harness.errors import BackendError
 from harness.shell import ExecResult
 
@@ -202,7 +202,7 @@ def test_cleaner_finds_only_our_clusters_that_no_live_run_uses(tmp_path):
 
 
 def test_cleaner_refuses_to_remove_what_is_not_ours(tmp_path):
-    from harness.cleanup import Leftover
+    from harness.backends.base import Leftover
     assert "refusing" in kind_cleanup.remove(Leftover("kind-cluster", "kind", "?", "kind"), tmp_path)
 
 

@@ -8,7 +8,8 @@ import tarfile
 
 import pytest
 
-from harness.backends import cni, kind_cni as kc
+from harness.backends import cni
+from harness.backends.kind import commands as kc
 from harness.errors import BackendError
 
 T = kc.Tools("/c/bin/kind", "/c/bin/kubectl", "/c/bin/helm", "/usr/bin/docker",
@@ -131,7 +132,7 @@ def test_cni_plugins_without_bridge_are_refused(tmp_path):
 def test_prepare_cni_plugins_verifies_the_pinned_sha(tmp_path, monkeypatch):
     body = _tgz(["bridge", "host-local", "portmap", "loopback"])
     monkeypatch.setitem(cni.CNI_PLUGINS_SHA256, "amd64", hashlib.sha256(body).hexdigest())
-    monkeypatch.setattr("harness.backends.binaries._fetch", lambda url, what, timeout: body)
+    monkeypatch.setattr("harness.backends.kind.binaries._fetch", lambda url, what, timeout: body)
     out = kc.prepare_cni_plugins(tmp_path, "amd64")
     assert out == tmp_path / "cni-plugins-v1.9.1-amd64" and (out / "bridge").exists()
     monkeypatch.setitem(cni.CNI_PLUGINS_SHA256, "amd64", "0" * 64)

@@ -6,14 +6,15 @@ import copy
 import pytest
 import yaml
 
-from harness.backends import cni, kind_config
+from harness.backends import cni
+from harness.backends.kind import config as kind_config
 
 
 @pytest.mark.parametrize("name", cni.CNIS)
 def test_file_on_disk_equals_rendering(name):
     path = kind_config.CONFIG_DIR / f"{name}.yaml"
     assert path.read_text() == kind_config.render_text(name), (
-        f"{path} is stale: python -m harness.backends.kind_config kind-config/")
+        f"{path} is stale: python -m harness.backends.kind.config kind-config/")
 
 
 @pytest.mark.parametrize("name", cni.CNIS)

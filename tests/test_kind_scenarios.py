@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from harness.backends import cni
-from harness.backends.kube_manifests import policy_resource, rewrite_policy, NameMap
-from harness.scenario import find_scenarios, load_scenario, validate_file
+from harness.backends.kube.manifests import policy_resource, rewrite_policy, NameMap
+from harness.expected import validate_file
+from harness.scenario import find_scenarios, load_scenario
 
 LIB = Path(__file__).resolve().parents[1] / "scenarios" / "cni-specific"
 RUNS_ON = {"cilium-fqdn-egress": {"cilium"}, "cilium-l7-http": {"cilium"},

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.backends import kube_exec
+from harness.backends.kube import exec as kube_exec
 from harness.errors import ExecError
 from harness.model import Protocol
 from harness.probes import Outcome, ProbeSpec, argv_for, classify

@@ -6,7 +6,7 @@ import kubernetes_validate as kv
 import pytest
 
 from harness import naming
-from harness.backends import kube_manifests as km
+from harness.backends.kube import manifests as km
 from harness.backends.cni import AGNHOST_IMAGE, AGNHOST_TAG
 from harness.model import Model, Namespace, Pod, Service, ServicePort, ContainerPort, Protocol
 

@@ -5,8 +5,9 @@ addresses, and exec target mapping."""
 
 import pytest
 
-from harness.backends import kube as kube_mod
-from harness.backends.kube import KubeApi, KubeTopology
+from harness.backends.kube import topology as kube_mod
+from harness.backends.kube.api import KubeApi
+from harness.backends.kube.topology import KubeTopology
 from harness.errors import BackendError, ExecError
 from harness.model import Model
 

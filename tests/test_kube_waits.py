@@ -4,7 +4,7 @@ a TigeraStatus that never becomes Available, nodes NotReady, CoreDNS stuck."""
 
 import pytest
 
-from harness.backends import kube_waits as kw
+from harness.backends.kube import waits as kw
 from harness.backends.cni import SPECS, Workload
 from harness.waits import WaitTimeout
 

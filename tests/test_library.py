@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from harness.capabilities import KNOWN as KNOWN_CAPABILITIES
-from harness.scenario import check_scenario, find_scenarios, load_scenario
+from harness.expected import check_scenario
+from harness.scenario import find_scenarios, load_scenario
 from harness.shell import run
 from tests.conftest import needs_local
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 from harness.reports import github, junit
-from harness.reports.examples import META, results as example_results
+from tests.reports_examples import META, results as example_results
 
 
 def test_no_summary_without_the_variable(tmp_path):

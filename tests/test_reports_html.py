@@ -7,7 +7,7 @@ import copy
 from html.parser import HTMLParser
 
 from harness.reports import html_report
-from harness.reports.examples import META, results as example_results
+from tests.reports_examples import META, results as example_results
 from harness.results import Attempt, CellResult, ScenarioResult, StepResult
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from harness.reports import json_report
-from harness.reports.examples import META, results as example_results
+from tests.reports_examples import META, results as example_results
 
 
 def test_round_trip_keeps_every_probe_and_attempt(tmp_path):

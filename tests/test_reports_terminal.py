@@ -6,7 +6,7 @@ import re
 
 from harness.reports import matrix as mx
 from harness.reports import terminal
-from harness.reports.examples import results as example_results
+from tests.reports_examples import results as example_results
 from harness.results import Attempt, CellResult, ScenarioResult, StepResult
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

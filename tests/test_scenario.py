@@ -11,9 +11,9 @@ import yaml
 from harness.errors import ScenarioError
 from harness.model import Addresses, Protocol, plan_addresses
 from harness.results import Expectation
-from harness.scenario import check_scenario, expected_cells, load_scenario, render_manifest
-from harness.scenario_check import model_at, model_ports, policies_at
-from harness.scenario_render import PlaceholderError
+from harness.expected import check_scenario, expected_cells, model_at, model_ports, policies_at
+from harness.scenario import load_scenario, render_manifest
+from harness.scenario.placeholders import PlaceholderError
 
 DATA = Path(__file__).parent / "data" / "scenarios"
 
@@ -254,7 +254,7 @@ def test_probe_named_ports_resolve_on_pods_and_services(tmp_path):
 def test_cached_schema_validation_agrees_with_kubernetes_validate(spec):
     import kubernetes_validate as kv
 
-    from harness.scenario_policy import K8S_SCHEMA_VERSION, _schema_validate
+    from harness.scenario.policies import K8S_SCHEMA_VERSION, _schema_validate
 
     manifest = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
                 "metadata": {"name": "p", "namespace": "x"}, "spec": spec}
@@ -273,7 +273,7 @@ def test_cached_schema_validation_agrees_with_kubernetes_validate(spec):
 
 
 def test_missing_requirements_names_what_the_content_uses(tmp_path):
-    from harness.scenario_check import missing_requirements
+    from harness.expected import missing_requirements
 
     path = write(tmp_path, "requires: [networkpolicy]\nmodel:\n  pods:\n"
                            "    x/a: {ports: [80, {port: 53, protocol: UDP, name: dns}]}\n"

@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from harness.errors import ScenarioError
-from harness.scenario import find_scenarios, load_scenario, validate_file
-from harness.scenario_schema import SCHEMA_PATH, load_schema, schema_errors
+from harness.expected import validate_file
+from harness.scenario import find_scenarios, load_scenario
+from harness.scenario.schema import SCHEMA_PATH, load_schema, schema_errors
 
 DATA = Path(__file__).parent / "data" / "scenarios"
 VALID = sorted(DATA.glob("valid-*.yaml"))

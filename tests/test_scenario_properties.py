@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from harness.model import Model, Protocol, plan_addresses
 from harness.oracle import Oracle
-from harness.scenario import check_scenario, load_scenario, render_manifest
+from harness.expected import check_scenario
+from harness.scenario import load_scenario, render_manifest
 from harness.truthtable import symbol_of
 
 MODEL = "model: {namespaces: [x, y], pods: [a, b], ports: [80, 81], protocols: [TCP, UDP]}\n"
@@ -144,7 +145,7 @@ def test_junk_anywhere_gives_problems_never_a_crash(tmp_path_factory, data):
     from pathlib import Path
 
     from harness.errors import ScenarioError
-    from harness.scenario import validate_file
+    from harness.expected import validate_file
 
     fixtures = sorted((Path(__file__).parent / "data" / "scenarios").glob("valid-*.yaml"))
     base = yaml.safe_load(data.draw(st.sampled_from(fixtures)).read_text())

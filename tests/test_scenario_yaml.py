@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from harness.scenario_yaml import did_you_mean, load_documents, plain, yaml_error_line
+from harness.scenario.lines import did_you_mean, load_documents, plain, yaml_error_line
 
 TEXT = """\
 a: 1

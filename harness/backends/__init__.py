@@ -21,7 +21,7 @@ def get_backend(name: str, profile: str, **options: Any):
         from harness.backends.local import LocalBackend
         return LocalBackend(profile=profile, **options)
     if name == "kind":
-        from harness.backends.kind import KindBackend
+        from harness.backends.kind.backend import KindBackend
         return KindBackend(profile=profile, **options)
     if name == "kubeconfig":
         from harness.backends.kubeconfig import KubeconfigBackend

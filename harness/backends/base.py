@@ -16,13 +16,14 @@ A backend that runs on a shared cluster maps them to real names (and rewrites th
 
 from __future__ import annotations
 
-from typing import Mapping, Protocol, Sequence, runtime_checkable
+from dataclasses import dataclass
+from typing import Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 from harness.capabilities import Capabilities
 from harness.model import Addresses, Model
 from harness.shell import ExecResult
 
-__all__ = ["Backend", "Capabilities", "ExecResult", "Addresses"]
+__all__ = ["Backend", "Capabilities", "ExecResult", "Addresses", "Leftover", "Cleaner"]
 
 
 @runtime_checkable
@@ -67,3 +68,24 @@ class Backend(Protocol):
         Returns the real exit status; raises harness.errors.ExecError when the status is unknown
         (the exec transport failed), never a made-up exit code.
         """
+
+
+# -- what `python -m harness cleanup` finds: each backend's cleaner returns these ------------
+@dataclass(frozen=True)
+class Leftover:
+    """One object of a dead run: what it is, its name, and the run it belonged to."""
+
+    kind: str          # "netns", "etc-netns", "state-file", "workdir", "kind-cluster", ...
+    name: str
+    run_id: str
+    cleaner: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name} (run {self.run_id})"
+
+
+@dataclass(frozen=True)
+class Cleaner:
+    name: str
+    find: Callable[[], list[Leftover]]
+    remove: Callable[[Leftover], str | None]   # an error text, or None

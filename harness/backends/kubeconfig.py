@@ -24,7 +24,8 @@ import yaml
 
 from harness import naming
 from harness.backends import cni as cnis
-from harness.backends.kube import KubeApi, KubeBackendBase, KubeTopology, status_line
+from harness.backends.kube.api import KubeApi, status_line
+from harness.backends.kube.topology import KubeBackendBase, KubeTopology
 from harness.capabilities import Capabilities
 from harness.errors import UsageError
 

@@ -29,7 +29,8 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from harness.errors import Problem
-    from harness.scenario import find_scenarios, is_scenario_file, validate_file
+    from harness.expected import validate_file
+    from harness.scenario import find_scenarios, is_scenario_file
 
     files = find_scenarios(args.paths)
     # Why: a file named explicitly that is not a scenario is a mistake, not something to skip.
@@ -82,6 +83,6 @@ def _name_of(path: Path) -> str | None:
 def _notes(path: Path) -> list[str]:
     """Advice that does not fail the check: capabilities used but not required."""
     from harness.scenario import load_scenario
-    from harness.scenario_check import missing_requirements
+    from harness.expected import missing_requirements
 
     return [str(p) for p in missing_requirements(load_scenario(path))]

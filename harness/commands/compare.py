@@ -23,7 +23,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from harness.compare import compare, render
+    from harness.reports.compare import compare, render
     from harness.reports.json_report import ResultsFileError
 
     try:

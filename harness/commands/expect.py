@@ -30,8 +30,7 @@ def register(sub) -> None:
 
 def step_tables(scenario, index: int) -> dict:
     """One step's oracle output: tables per (port, protocol) and probe decisions (plain data)."""
-    from harness.scenario import expected_cells
-    from harness.scenario_check import model_ports, oracle_at
+    from harness.expected import expected_cells, model_ports, oracle_at
     from harness.truthtable import symbol_of
 
     oracle = oracle_at(scenario, index)

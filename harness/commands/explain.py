@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from harness.explain import explain
     from harness.model import Protocol
     from harness.scenario import load_scenario
-    from harness.scenario_check import oracle_at
+    from harness.expected import oracle_at
 
     if bool(args.target) == bool(args.dns):
         raise UsageError("explain needs either --to DST --port PORT or --dns NAME")

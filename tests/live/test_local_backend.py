@@ -11,7 +11,7 @@ import os
 import pytest
 
 from harness.backends.local import LocalBackend
-from harness.backends.local.tools import missing_tools
+from harness.backends.local.preflight import missing_tools
 from harness.backends.base import Backend
 from harness.errors import BackendError
 from harness.model import (ContainerPort, Model, Namespace, Pod, Protocol, Service, ServicePort)

@@ -17,7 +17,7 @@ import pytest
 from harness import naming
 from harness.backends.local import LocalBackend
 from harness.backends.local.backend import STATE_DIR, state_path
-from harness.backends.local.tools import missing_tools
+from harness.backends.local.preflight import missing_tools
 from harness.cleanup import find_leftovers, remove_leftovers
 from harness.errors import BackendError
 from harness.model import ContainerPort, Model, Namespace, Pod, Protocol

@@ -13,7 +13,7 @@ import os
 import pytest
 
 from harness.backends.local import LocalBackend
-from harness.backends.local.tools import missing_tools
+from harness.backends.local.preflight import missing_tools
 from harness.model import ContainerPort, ExternalHost, Model, Namespace, Pod, Protocol
 from harness.prober import probe_round
 from harness.probes import Outcome, ProbeSpec

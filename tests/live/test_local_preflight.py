@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import needs_world_readable_checkout
 
-from harness.backends.local.tools import TOOLS, check_tools, missing_tools
+from harness.backends.local.preflight import TOOLS, check_tools, missing_tools
 from harness.errors import MissingToolError
 from harness.shell import run
 

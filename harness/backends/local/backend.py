@@ -34,7 +34,7 @@ from typing import Mapping, Sequence
 
 from harness import naming
 from harness.backends.local import netns as nsx
-from harness.backends.local import nft, profiles, tools
+from harness.backends.local import nft, preflight, profiles
 from harness.capabilities import Capabilities
 from harness.errors import BackendError
 from harness.model import (CLUSTER_DOMAIN, KUBERNETES_SERVICE_IP, Addresses, ContainerPort, Model,
@@ -128,8 +128,8 @@ class LocalBackend:
         """Create the node namespace (and the run state file). Idempotent."""
         if self._is_up:
             return
-        tools.check_privileges()
-        tools.check_tools()
+        preflight.check_privileges()
+        preflight.check_tools()
         self._write_state()  # first: cleanup must never see our objects without a live owner
         os.makedirs(self.workdir, exist_ok=True)
         try:

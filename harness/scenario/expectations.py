@@ -13,8 +13,8 @@ from typing import Any, Callable
 
 from harness.model import DNS_SERVICE, SYSTEM_NAMESPACE, Model, Protocol
 from harness.results import Expectation
-from harness.scenario_model import check_keys
-from harness.scenario_yaml import LineDict, did_you_mean
+from harness.scenario.topology import check_keys
+from harness.scenario.lines import LineDict, did_you_mean
 from harness.truthtable import TruthTable
 
 #: report(field, message, line)

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from harness.model import (DEFAULT_NAMESPACES, DEFAULT_PODS, DEFAULT_PORTS, DEFAULT_PROTOCOLS,
                            POD_CIDR, SERVICE_CIDR, SYSTEM_NAMESPACE, ContainerPort, ExternalHost,
                            Model, Namespace, Pod, Protocol, Service, ServicePort)
-from harness.scenario_yaml import LineDict, LineList, did_you_mean
+from harness.scenario.lines import LineDict, LineList, did_you_mean
 
 #: report(field, message, line)
 Report = Callable[[str, str, int], None]

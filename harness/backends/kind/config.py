@@ -25,10 +25,10 @@ CNI_BIN = "/opt/cni/bin"
 #: Where the checked-in kind-config/flannel.yaml expects the extracted CNI plugins; the backend
 #: renders its own config with its cache directory instead.
 FILE_PLUGINS_DIR = f"/tmp/netpol-proof/cni-plugins-{cnis.CNI_PLUGINS_VERSION}"
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "kind-config"
+CONFIG_DIR = Path(__file__).resolve().parents[3] / "kind-config"
 
-_HEADER = ("# Rendered by harness.backends.kind_config.render_text({cni!r}); do not edit by hand.\n"
-           "# Regenerate: python -m harness.backends.kind_config kind-config/\n")
+_HEADER = ("# Rendered by harness.backends.kind.config.render_text({cni!r}); do not edit by hand.\n"
+           "# Regenerate: python -m harness.backends.kind.config kind-config/\n")
 
 
 def render(cni: str, plugins_dir: str | None = None) -> dict[str, Any]:

@@ -19,8 +19,8 @@ import yaml
 
 from harness.model import Addresses, Model
 from harness.policy import API_VERSION, KIND, is_network_policy, parse_policy
-from harness.scenario_render import PlaceholderError, render_manifest
-from harness.scenario_yaml import did_you_mean, load_documents, plain, yaml_error_line
+from harness.scenario.placeholders import PlaceholderError, render_manifest
+from harness.scenario.lines import did_you_mean, load_documents, plain, yaml_error_line
 
 #: The Kubernetes version whose OpenAPI schema policies are validated against. Pinned so a
 #: scenario that is valid today stays valid when kubernetes-validate ships a newer schema.
@@ -46,7 +46,7 @@ Report = Callable[..., None]
 class PolicyDoc:
     """One policy manifest of a step, and where it was written (`file:line`).
 
-    `manifest` keeps any {{placeholders}}; harness.scenario_render.render_manifest substitutes
+    `manifest` keeps any {{placeholders}}; harness.scenario.placeholders.render_manifest substitutes
     them once the addresses are known.
     """
 

@@ -1,97 +1,28 @@
-"""Kubernetes API work shared by the kind and kubeconfig backends: the API client bound to one
-private kubeconfig file and context (KubeApi, the real KubeOps), and KubeTopology, which deploys
-a model, changes labels, applies policies and execs probes for either backend.
+"""KubeTopology: one run's objects on a Kubernetes cluster (deploy a model, change labels, apply
+policies, exec probes), and KubeBackendBase, the Backend methods the kind and kubeconfig
+backends share.
 
 Why shared: a kind cluster and an existing cluster differ only in how the cluster comes to
 exist and what may be touched; everything after that is the same API calls (examples §4). The
-client is built from the harness's own kubeconfig file and an explicit context, never from
-~/.kube/config or the current context (notes §8 rule 2).
+API client itself is in api.py.
 """
 
 from __future__ import annotations
 
-import sys
-import threading
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from harness import naming
-from harness.backends import kube_manifests as km
-from harness.backends.kube_exec import stream_exec
-from harness.backends.kube_waits import not_ready_optional, wait_pods_ready
+from harness.backends.kube import manifests as km
+from harness.backends.kube.api import KubeApi, Obj, status_line
+from harness.backends.kube.exec import stream_exec
+from harness.backends.kube.waits import not_ready_optional, wait_pods_ready
 from harness.errors import BackendError, ExecError
 from harness.model import DNS_SERVICE, POD_CIDR, SYSTEM_NAMESPACE, Addresses, Model, Pod
 from harness.shell import ExecResult
 from harness.waits import wait_for
 
-Obj = dict[str, Any]
-#: containers whose readiness is not waited on (see kube_waits.pod_ready)
+#: containers whose readiness is not waited on (see waits.pod_ready)
 SCTP_SUFFIX = ("-sctp",)
-
-
-def status_line(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-class KubeApi:
-    """The kubernetes client for one kubeconfig file + context; reads return API dicts."""
-
-    def __init__(self, kubeconfig: str, context: str):
-        from kubernetes import client, config
-
-        self.kubeconfig, self.context = kubeconfig, context
-        self.client = client
-        self.api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
-        self.core = client.CoreV1Api(self.api_client)
-        self.apps = client.AppsV1Api(self.api_client)
-        self.net = client.NetworkingV1Api(self.api_client)
-        self.custom = client.CustomObjectsApi(self.api_client)
-        self._local = threading.local()
-
-    def exec_core(self):
-        """A CoreV1Api for exec on this thread only. Why: kubernetes.stream.stream swaps
-        `api_client.call_api` for the websocket transport while it runs, so concurrent probes
-        (and list calls) sharing one ApiClient would use each other's transport."""
-        core = getattr(self._local, "core", None)
-        if core is None:
-            core = self.client.CoreV1Api(self.client.ApiClient(self.api_client.configuration))
-            self._local.core = core
-        return core
-
-    @property
-    def server(self) -> str:
-        return self.api_client.configuration.host
-
-    def _dict(self, obj: Any) -> Obj:
-        return self.api_client.sanitize_for_serialization(obj)
-
-    def _absent_is_none(self, call: Callable[[], Any]) -> Obj | None:
-        try:
-            out = call()
-        except self.client.ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return out if isinstance(out, dict) else self._dict(out)
-
-    # -- KubeOps ----------------------------------------------------------------------------
-    def get_workload(self, kind: str, namespace: str, name: str) -> Obj | None:
-        read = (self.apps.read_namespaced_daemon_set if kind == "DaemonSet"
-                else self.apps.read_namespaced_deployment)
-        return self._absent_is_none(lambda: read(name, namespace))
-
-    def get_custom_object(self, group, version, plural, name, namespace=None) -> Obj | None:
-        if namespace:
-            return self._absent_is_none(lambda: self.custom.get_namespaced_custom_object(
-                group, version, namespace, plural, name))
-        return self._absent_is_none(lambda: self.custom.get_cluster_custom_object(
-            group, version, plural, name))
-
-    def list_nodes(self) -> list[Obj]:
-        return self._dict(self.core.list_node()).get("items", [])
-
-    def list_pods(self, namespace: str, label_selector: str = "") -> list[Obj]:
-        return self._dict(self.core.list_namespaced_pod(
-            namespace, label_selector=label_selector)).get("items", [])
 
 
 def _api_error(exc: Exception) -> str:

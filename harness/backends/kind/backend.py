@@ -1,5 +1,5 @@
 """The `kind` backend: one kind cluster per CNI (`netpol-proof-<cni>`), brought up in small
-ordered steps with a status line each, then the shared Kubernetes topology code (kube.py).
+ordered steps with a status line each, then the shared Kubernetes topology code (backends/kube/).
 
 Why steps: bring-up fails in many places (a binary, the node image pull, the CNI, the nodes,
 CoreDNS, the probe image); each step says what it does and how long it took, and each wait names
@@ -23,11 +23,12 @@ from filelock import FileLock
 
 from harness import naming
 from harness.backends import cni as cnis
-from harness.backends import kind_cni as kc
-from harness.backends import kind_config
-from harness.backends.binaries import DEFAULT_CACHE, go_arch, resolve
-from harness.backends.kube import KubeApi, KubeBackendBase, KubeTopology, status_line
-from harness.backends.kube_waits import wait_cni, wait_coredns, wait_nodes_ready
+from harness.backends.kind import commands as kc
+from harness.backends.kind import config as kind_config
+from harness.backends.kind.binaries import DEFAULT_CACHE, go_arch, resolve
+from harness.backends.kube.api import KubeApi, status_line
+from harness.backends.kube.topology import KubeBackendBase, KubeTopology
+from harness.backends.kube.waits import wait_cni, wait_coredns, wait_nodes_ready
 from harness.capabilities import Capabilities
 from harness.errors import BackendError, ExecError, UsageError
 from harness.shell import run

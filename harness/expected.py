@@ -9,17 +9,16 @@ full matrix.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
 
-from harness.errors import Problem
+from harness.errors import Problem, ScenarioError
 from harness.model import Addresses, Model, Protocol, plan_addresses
 from harness.oracle import Decision, Oracle
 from harness.policy import is_network_policy
 from harness.results import Expectation
-from harness.scenario_render import render_manifest
-
-if TYPE_CHECKING:  # pragma: no cover
-    from harness.scenario import Scenario
+from harness.scenario.load import load_scenario
+from harness.scenario.placeholders import render_manifest
+from harness.scenario.types import Scenario
 
 _SYMBOL = {"." : Expectation.ALLOW, "X": Expectation.DENY, "-": Expectation.UNDEFINED}
 
@@ -51,7 +50,7 @@ class ExpectedCell:
         return f"{self.source} -> {self.target} on {self.protocol.value} {self.port}"
 
 
-def model_at(scenario: "Scenario", step_index: int) -> Model:
+def model_at(scenario: Scenario, step_index: int) -> Model:
     """The model with the label changes of steps 0..step_index applied, in order."""
     _check_index(scenario, step_index)
     model = scenario.model
@@ -61,7 +60,7 @@ def model_at(scenario: "Scenario", step_index: int) -> Model:
     return model
 
 
-def policies_at(scenario: "Scenario", step_index: int,
+def policies_at(scenario: Scenario, step_index: int,
                 addresses: Addresses | None = None) -> list[dict]:
     """The policy manifests in force at a step, rendered with `addresses` (stand-ins if None).
 
@@ -80,13 +79,13 @@ def policies_at(scenario: "Scenario", step_index: int,
     return [render_manifest(m, addresses) for m in in_force.values()]
 
 
-def _check_index(scenario: "Scenario", step_index: int) -> None:
+def _check_index(scenario: Scenario, step_index: int) -> None:
     if not 0 <= step_index < len(scenario.steps):
         raise IndexError(f"{scenario.path}: step {step_index} does not exist (the scenario has "
                          f"steps 0-{len(scenario.steps) - 1})")
 
 
-def oracle_at(scenario: "Scenario", step_index: int,
+def oracle_at(scenario: Scenario, step_index: int,
               addresses: Addresses | None = None) -> Oracle:
     """The oracle for one step: its model (labels) and the policies in force."""
     model = model_at(scenario, step_index)
@@ -101,7 +100,7 @@ def model_ports(model: Model) -> list[tuple[int, Protocol]]:
     return sorted(found, key=lambda pp: (pp[0], order.index(pp[1])))
 
 
-def expected_cells(scenario: "Scenario", step_index: int,
+def expected_cells(scenario: Scenario, step_index: int,
                    addresses: Addresses | None = None) -> list[ExpectedCell]:
     """The expectations of one step, each with the oracle's decision.
 
@@ -159,7 +158,7 @@ def _reasons(decision: Decision) -> str:
     return "; ".join(r.text for r in decision.reasons)
 
 
-def check_scenario(scenario: "Scenario") -> list[Problem]:
+def check_scenario(scenario: Scenario) -> list[Problem]:
     """Every explicit expectation the oracle disagrees with, as a Problem naming file, step,
     port/protocol, cell, expected vs computed and the deciding rule."""
     problems: list[Problem] = []
@@ -193,7 +192,16 @@ def check_scenario(scenario: "Scenario") -> list[Problem]:
     return problems
 
 
-def missing_requirements(scenario: "Scenario") -> list[Problem]:
+def validate_file(path: str | Path) -> list[Problem]:
+    """Every problem of one scenario file: malformed content, then disagreement with the oracle."""
+    try:
+        scenario = load_scenario(path)
+    except ScenarioError as exc:
+        return exc.problems
+    return check_scenario(scenario)
+
+
+def missing_requirements(scenario: Scenario) -> list[Problem]:
     """Capabilities the scenario's own content uses but `requires:` does not list.
 
     Why: a backend lacking a capability must skip the scenario, not run it and report the

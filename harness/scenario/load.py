@@ -6,14 +6,13 @@ any cluster is touched, and every problem is reported at once with file, line an
 way kind's config loader decodes strictly and validates everything before returning). The format
 is documented in docs/scenarios.md; harness/schema/scenario.schema.json mirrors it for editors.
 
-What the oracle says about the expectations (check_scenario, expected_cells) lives in
-harness.scenario_check; this module only reads and validates the file's own content.
+What the oracle says about the expectations (check_scenario, expected_cells, validate_file) is in
+harness.expected; this module only reads and validates the file's own content.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -22,61 +21,18 @@ import yaml
 from harness import capabilities
 from harness.errors import Problem, ScenarioError
 from harness.model import Model, plan_addresses
-from harness.scenario_check import (ExpectedCell, check_scenario, expected_cells,
-                                    model_at, policies_at)
-from harness.scenario_expect import (MatrixExpectation, ProbeExpectation, read_matrices,
-                                     read_probes)
-from harness.scenario_model import check_keys, check_labels, parse_model
-from harness.scenario_policy import OTHER_POLICY_KINDS, PolicyDoc, read_apply_entry
-from harness.scenario_render import render_manifest
-from harness.scenario_yaml import LineDict, did_you_mean, load_documents, yaml_error_line
+from harness.scenario.expectations import read_matrices, read_probes
+from harness.scenario.topology import check_keys, check_labels, parse_model
+from harness.scenario.policies import OTHER_POLICY_KINDS, PolicyDoc, read_apply_entry
+from harness.scenario.types import Assume, Scenario, Step
+from harness.scenario.lines import LineDict, did_you_mean, load_documents, yaml_error_line
 
-__all__ = ["Scenario", "Step", "PolicyDoc", "MatrixExpectation", "ProbeExpectation", "Assume",
-           "ExpectedCell", "load_scenario", "find_scenarios", "is_scenario_file",
-           "render_manifest", "expected_cells", "check_scenario", "validate_file",
-           "model_at", "policies_at"]
+__all__ = ["load_scenario", "find_scenarios", "is_scenario_file"]
 
 TOP_KEYS = ("kind", "name", "description", "requires", "model", "steps")
 STEP_KEYS = ("title", "namespace_labels", "pod_labels", "apply", "delete", "expect", "probes",
              "assume")
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
-
-
-@dataclass(frozen=True)
-class Assume:
-    """`assume: {cni, why}`: the step describes one CNI's behaviour where the spec is silent."""
-
-    cni: str
-    why: str
-
-
-@dataclass(frozen=True)
-class Step:
-    index: int
-    title: str
-    namespace_labels: dict
-    pod_labels: dict
-    apply: tuple[PolicyDoc, ...]
-    delete: tuple[str, ...]
-    expect: tuple[MatrixExpectation, ...]
-    probes: tuple[ProbeExpectation, ...]
-    assume: Assume | None
-    line: int = 0
-
-    @property
-    def has_expectations(self) -> bool:
-        return bool(self.expect or self.probes)
-
-
-@dataclass(frozen=True)
-class Scenario:
-    path: Path
-    name: str
-    description: str
-    requires: tuple[str, ...]
-    model: Model
-    steps: tuple[Step, ...]
-    source_lines: tuple[str, ...] = ()
 
 
 # -- finding ------------------------------------------------------------------------------------
@@ -175,15 +131,6 @@ def load_scenario(path: str | Path) -> Scenario:
             p.path != report.path, p.path, p.line or 0)))
     return Scenario(path, name, description.strip(), requires, model, steps,
                     tuple(text.splitlines()))
-
-
-def validate_file(path: str | Path) -> list[Problem]:
-    """Every problem of one scenario file: malformed content, then disagreement with the oracle."""
-    try:
-        scenario = load_scenario(path)
-    except ScenarioError as exc:
-        return exc.problems
-    return check_scenario(scenario)
 
 
 def _requires(data: Any, line: int, report: _Collector) -> tuple[str, ...]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from harness.backends import cni as cnis
-from harness.backends.binaries import fetch_verified, go_arch
+from harness.backends.kind.binaries import fetch_verified, go_arch
 from harness.errors import BackendError
 from harness.model import POD_CIDR
 

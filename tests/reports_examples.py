@@ -2,7 +2,7 @@
 
 Why: the docs screenshot (docs/report-screenshot.png) and the browser test need a report that
 looks like a real run (long pod names, DNS and external probes, attempts with timings) without a
-cluster. `python -m harness.reports.examples OUT.html` writes that report. These are example
+cluster. `python -m tests.reports_examples OUT.html` writes that report. These are example
 data for rendering, never used to decide a verdict.
 """
 

@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-SCHEMA_PATH = Path(__file__).parent / "schema" / "scenario.schema.json"
+SCHEMA_PATH = Path(__file__).parents[1] / "schema" / "scenario.schema.json"
 
 
 @lru_cache(maxsize=1)

@@ -3,7 +3,7 @@ live run uses — and nothing else.
 
 Why a separate module: cleanup imports every cleaner, and this one must not pull in the
 kubernetes client. A cluster is a leftover when its name has our prefix and its users file (see
-harness.backends.kind) names no live process and no run that asked to keep it; a cluster
+harness.backends.kind.backend) names no live process and no run that asked to keep it; a cluster
 without a users file was not made by a finished bring-up of ours and is left alone unless it
 has our prefix and no users file at all (a crash during creation).
 """
@@ -15,8 +15,9 @@ import shutil
 from pathlib import Path
 
 from harness import naming
-from harness.backends import kind_cni as kc
-from harness.backends.binaries import DEFAULT_CACHE
+from harness.backends.base import Cleaner, Leftover
+from harness.backends.kind import commands as kc
+from harness.backends.kind.binaries import DEFAULT_CACHE
 from harness.shell import run
 
 
@@ -45,8 +46,6 @@ def leftover_clusters(names: list[str], cache_dir: Path = DEFAULT_CACHE) -> list
 
 
 def find(cache_dir: Path = DEFAULT_CACHE):
-    from harness.cleanup import Leftover
-
     kind = shutil.which("kind")
     if not kind:
         return []   # no kind, no kind clusters of ours to find
@@ -71,6 +70,4 @@ def remove(item, cache_dir: Path = DEFAULT_CACHE) -> str | None:
 
 
 def cleaner():
-    from harness.cleanup import Cleaner
-
     return Cleaner("kind", lambda: find(), lambda item: remove(item))

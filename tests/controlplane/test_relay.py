@@ -1,0 +1,174 @@
+"""The API server relay on its own, against a stand-in upstream (a TCP echo server on the root
+namespace's loopback): it listens inside the chosen harness namespace and nowhere else, refuses
+namespaces that are not the harness's, and closes its connections when a namespace is released.
+The relay against the real API server is in test_plane.py."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from harness import naming
+from harness.controlplane.relay import Relay, RelayError
+from harness.shell import run, spawn
+
+from tests.controlplane.conftest import ClaimedNetns, needs_root
+
+pytestmark = needs_root
+
+CLIENT = """
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s.sendall(sys.argv[2].encode())
+s.shutdown(socket.SHUT_WR)
+data = b""
+while chunk := s.recv(4096):
+    data += chunk
+print(data.decode())
+"""
+
+HOLD = """
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s.sendall(b"x")
+print("CONNECTED", flush=True)
+s.settimeout(30)
+print("EOF" if s.recv(1) == b"" else "DATA", flush=True)
+"""
+
+
+class UpperEcho:
+    """Stand-in upstream: answers each connection with what it read, upper-cased."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _one(conn):
+        with conn:
+            data = b""
+            while True:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+                if data == b"x":
+                    continue        # HOLD's byte: keep the connection open, answer nothing
+            conn.sendall(data.upper())
+
+
+@pytest.fixture
+def setup():
+    run_id = naming.new_run_id()
+    netns = ClaimedNetns(run_id)
+    upstream = UpperEcho()
+    relay = Relay(("127.0.0.1", upstream.port))
+    relay.start()
+    try:
+        yield netns, relay, upstream
+    finally:
+        relay.stop()
+        upstream.sock.close()
+        netns.close()
+
+
+def in_netns(ns: str, code: str, *args: str, timeout: float = 20) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code, *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_client_in_the_namespace_reaches_the_root_loopback_server_through_the_relay(setup):
+    netns, relay, upstream = setup
+    ns = netns.add("r1")
+    assert relay.add(ns, "127.0.0.1", 6443) == ("127.0.0.1", 6443)
+    assert relay.add(ns) == ("127.0.0.1", 6443)            # idempotent
+    out = in_netns(ns, CLIENT, "6443", "hello relay")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "HELLO RELAY"
+    assert relay.accepted(ns) == 1
+    # the upstream port itself is not reachable from the namespace: only the relay joins them
+    direct = in_netns(ns, CLIENT, str(upstream.port), "x")
+    assert direct.returncode != 0 and "Connection refused" in direct.stderr
+    # the namespace's only interface is loopback: nothing routes anywhere
+    links = run(["ip", "-n", ns, "-o", "link"], check=True).stdout
+    assert [ln.split(":")[1].strip() for ln in links.splitlines()] == ["lo"]
+
+
+def test_the_listener_is_inside_the_namespace_only(setup):
+    netns, relay, _ = setup
+    ns, other = netns.add("r2"), netns.add("r3")
+    run(["ip", "-n", other, "link", "set", "lo", "up"], check=True)
+    port = 16443
+    relay.add(ns, "127.0.0.1", port)
+    inside = run(["ip", "netns", "exec", ns, "ss", "-Hltn", f"sport = :{port}"], check=True).stdout
+    assert f"127.0.0.1:{port}" in inside
+    for where in (["ss"], ["ip", "netns", "exec", other, "ss"]):
+        listed = run([*where, "-Hltnp", f"sport = :{port}"], check=True).stdout
+        assert f"pid={os.getpid()}," not in listed, listed
+    refused = in_netns(other, CLIENT, str(port), "x")
+    assert refused.returncode != 0 and "Connection refused" in refused.stderr
+
+
+def test_namespaces_that_are_not_the_harnesss_are_refused(setup):
+    _, relay, _ = setup
+    foreign = "npx-not-ours"
+    run(["ip", "netns", "add", foreign], check=True)
+    try:
+        with pytest.raises(RelayError, match="not one of the harness's namespaces"):
+            relay.add(foreign)
+        # refused before anything was done in it: its loopback is still down
+        assert "state DOWN" in run(["ip", "-n", foreign, "link", "show", "lo"]).stdout or \
+            "DOWN" in run(["ip", "-n", foreign, "-br", "link", "show", "lo"]).stdout
+    finally:
+        run(["ip", "netns", "del", foreign])
+    with pytest.raises(RelayError, match="no such network namespace"):
+        relay.add(f"{naming.local_prefix(naming.new_run_id())}absent")
+
+
+def test_releasing_a_namespace_closes_its_connections(setup, tmp_path):
+    netns, relay, _ = setup
+    ns = netns.add("r4")
+    relay.add(ns)
+    log = tmp_path / "hold.log"
+    proc = spawn(["ip", "netns", "exec", ns, sys.executable, "-c", HOLD, "6443"], log_path=str(log))
+    try:
+        deadline = time.monotonic() + 20
+        while "CONNECTED" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "CONNECTED" in log.read_text()
+        relay.remove(ns)
+        proc.wait(timeout=20)
+        assert "EOF" in log.read_text()
+        assert relay.served() == {}
+        refused = in_netns(ns, CLIENT, "6443", "x")
+        assert refused.returncode != 0 and "Connection refused" in refused.stderr
+    finally:
+        proc.kill()
+    relay.remove(ns)   # idempotent
+
+
+def test_a_stopped_relay_says_so():
+    relay = Relay(("127.0.0.1", 1))
+    with pytest.raises(RelayError, match="not running"):
+        relay._call(_noop())
+    relay.stop()       # idempotent before start
+
+
+async def _noop():
+    return None
