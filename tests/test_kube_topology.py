@@ -327,7 +327,7 @@ def test_real_client_gives_each_thread_its_own_exec_api_client(tmp_path):
 def test_dns_names_in_probes_are_mapped_to_the_runs_real_namespaces(fake, monkeypatch):
     """Issue 10 item 3: scenarios name Services with logical namespaces; the kube path must ask
     for `np-<run>-<ns>` names, through the prober and the loopback control alike."""
-    from harness.backends.kube import KubeBackendBase
+    from harness.backends.kube.topology import KubeBackendBase
     from harness.canary import loopback_probe
     from harness.model import Protocol, Service, ServicePort
     from harness.prober import probe_round

@@ -11,7 +11,7 @@ and writes Node and Pod status (harness.backends.local.kubelet); pods run the lo
 server (its reply names the pod, so the report can tell who answered).
 
 Same kube code as the kubeconfig backend: Namespaces, Pods and Services come from
-harness.backends.kube.KubeTopology and kube_manifests (labels, ownership, name map np-<run>-<ns>,
+harness.backends.kube.topology.KubeTopology and kube.manifests (labels, ownership, name map np-<run>-<ns>,
 DNS names mapped the same way); only `exec` differs: probes run inside the pod's namespace with
 this machine's curl, nslookup and python3 (never from a node namespace: kube-router accepts
 traffic from the node's own addresses).
@@ -31,9 +31,10 @@ from dataclasses import replace
 from typing import Any, Callable, Sequence
 
 from harness import naming
-from harness.backends.kube import KubeApi, KubeBackendBase, KubeTopology, status_line
-from harness.backends.kube_waits import wait_pods_ready
-from harness.backends.local import engines, nodes as nodesx, tools
+from harness.backends.kube.api import KubeApi, status_line
+from harness.backends.kube.topology import KubeBackendBase, KubeTopology
+from harness.backends.kube.waits import wait_pods_ready
+from harness.backends.local import engines, nodes as nodesx, preflight
 from harness.backends.local.backend import STATE_DIR, claim_run, release_run
 from harness.backends.local.kubelet import EmulatedKubelet, Process
 from harness.capabilities import Capabilities
@@ -158,8 +159,8 @@ class RealBackend(KubeBackendBase):
             return
         started = time.monotonic()
         self._find_binaries()
-        tools.check_privileges()
-        tools.check_tools({**tools.TOOLS, **ENGINE_TOOLS})
+        preflight.check_privileges()
+        preflight.check_tools({**preflight.TOOLS, **ENGINE_TOOLS})
         claim_run(self.run_id, profile=self.profile, workdir=self.workdir)
         os.makedirs(os.path.join(self.workdir, "ready"), exist_ok=True)
         try:
