@@ -20,6 +20,8 @@ Upstream sources for each fact: docs/sources.md ("Real engines on the local back
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -174,3 +176,36 @@ def corefile(kubeconfig: str, context: str) -> str:
 
 def coredns_ready(netns: str) -> tuple[bool, str]:
     return _http_ok(netns, "http://127.0.0.1:8181/ready")
+
+
+FELIX_HEALTH = ("127.0.0.1", 9099)
+
+
+def felix(binary: str, netns: str, node: str, kubeconfig: str, state_dir: str) -> NodeProcess:
+    """Felix for one node: Kubernetes datastore, iptables dataplane, IPv4 only, workload routes
+    from pod IPs (no Calico IPAM here), no BPF/XDP/encapsulation/usage reports, health on the
+    node namespace's loopback. Its own files: endpoint status and its iptables lock under
+    `state_dir` (a directory of the run); /var/lib/calico is a private overlay
+    (harness.backends.local.privatemounts), so two instances never share a file and the host
+    gets none."""
+    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+           "KUBECONFIG": kubeconfig,
+           "FELIX_DATASTORETYPE": "kubernetes", "FELIX_FELIXHOSTNAME": node,
+           "FELIX_IPV6SUPPORT": "false", "FELIX_BPFENABLED": "false", "FELIX_XDPENABLED": "false",
+           "FELIX_NFTABLESMODE": "Disabled", "FELIX_IPTABLESBACKEND": "auto",
+           "FELIX_ROUTESOURCE": "WorkloadIPs", "FELIX_USAGEREPORTINGENABLED": "false",
+           "FELIX_HEALTHENABLED": "true", "FELIX_HEALTHHOST": FELIX_HEALTH[0],
+           "FELIX_HEALTHPORT": str(FELIX_HEALTH[1]), "FELIX_LOGFILEPATH": "none",
+           "FELIX_LOGSEVERITYSCREEN": "Info", "FELIX_PROMETHEUSMETRICSENABLED": "false",
+           "FELIX_ENDPOINTSTATUSPATHPREFIX": os.path.join(state_dir, "status"),
+           "FELIX_IPTABLESLOCKFILEPATH": os.path.join(state_dir, "xtables.lock"),
+           "FELIX_IPIPENABLED": "false", "FELIX_VXLANENABLED": "false",
+           "FELIX_WIREGUARDENABLED": "false"}
+    scratch = os.path.join(state_dir, "mounts")
+    argv = ("unshare", "--mount", "--propagation", "private", sys.executable, "-m",
+            "harness.backends.local.privatemounts", "--scratch", scratch, "--overlay", "/var/lib",
+            "--", binary)
+    host, port = FELIX_HEALTH
+    return NodeProcess("felix", argv, _all(
+        lambda: _http_ok(netns, f"http://{host}:{port}/readiness"),
+        lambda: _chain_exists(netns, "filter", "cali-FORWARD")), env)

@@ -34,7 +34,7 @@ from harness import naming
 from harness.backends.kube.api import KubeApi, status_line
 from harness.backends.kube.topology import KubeBackendBase, KubeTopology
 from harness.backends.kube.waits import wait_pods_ready
-from harness.backends.local import engines, nodes as nodesx, preflight
+from harness.backends.local import calico, engines, nodes as nodesx, preflight
 from harness.backends.local.backend import STATE_DIR, claim_run, release_run
 from harness.backends.local.kubelet import EmulatedKubelet, Process
 from harness.capabilities import Capabilities
@@ -195,6 +195,9 @@ class RealBackend(KubeBackendBase):
             self.kubelets.append(kubelet)
         self.timings["nodes"] = time.monotonic() - t
         t = time.monotonic()
+        if self.profile == "calico":
+            count = calico.install(self.api, self.versions["calico-felix"])
+            self.status(f"  Calico datastore: {count} CRDs, ClusterInformation, tiers")
         for node in self.nodes:
             kc = str(self.plane.kubeconfig_for_netns(node.netns))
             procs = [engines.kube_proxy(self.binaries["kube-proxy"], node.netns, node.name, kc)]
@@ -202,7 +205,11 @@ class RealBackend(KubeBackendBase):
                 procs.append(engines.kube_router(self.binaries["kube-router"], node.netns,
                                                  node.name, kc))
             elif self.profile == "calico":
-                raise BackendError("starting Felix", "the calico engine is not wired yet")
+                state = os.path.join(self.workdir, f"felix-{node.netns}")
+                for sub in ("mounts", "status"):
+                    os.makedirs(os.path.join(state, sub), exist_ok=True)
+                procs.append(engines.felix(self.binaries["calico-felix"], node.netns,
+                                           node.name, kc, state))
             for p in procs:
                 log = os.path.join(self.workdir, f"{node.netns}-{p.name}.log")
                 proc = spawn(["ip", "netns", "exec", node.netns, *p.argv], env=p.env,
