@@ -17,6 +17,8 @@ BENCHES = [
     ("oracle: full default matrix for 1/10/100 policies (target < 50 ms at 100)", "bench_oracle.py", False),
     ("local backend: up/down, 9x9 matrix in probe timeouts, probes/s (targets: up < 3 s, "
      "matrix < 1.5 x timeout)", "bench_local.py", True),
+    ("control plane: real etcd + kube-apiserver + kube-controller-manager up/down (median, max)",
+     "bench_controlplane.py", True),
     ("kube backends: rendering, validation, exec status parsing (no cluster)", "bench_kube.py", False),
 ]
 

@@ -20,11 +20,13 @@ API server through `relay.Relay` (`kubeconfig_for_netns`), never through a route
 
 from __future__ import annotations
 
+import atexit
 import ipaddress
 import json
 import os
 import shutil
 import ssl
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -105,6 +107,14 @@ class ControlPlane:
                  status: Callable[[str], None] | None = None):
         self.run_id = run_id or naming.new_run_id()
         self.dir = Path(state_root) / naming.controlplane_dir(self.run_id)
+        try:
+            net = ipaddress.ip_network(service_cidr)
+        except ValueError as exc:
+            raise ControlPlaneError("configuring a control plane",
+                                    f"service_cidr {service_cidr!r} is not a network: {exc}") from None
+        if net.num_addresses < 16:
+            raise ControlPlaneError("configuring a control plane",
+                                    f"service_cidr {service_cidr!r} is too small for Services")
         self.service_cidr = service_cidr
         self.with_kcm = controller_manager
         self.ready_timeout = ready_timeout
@@ -119,7 +129,8 @@ class ControlPlane:
         self._running: list[_Running] = []
         self._state: procs.PlaneState | None = None
         self._relay: Relay | None = None
-        self._netns_kubeconfigs: dict[str, Path] = {}
+        self._netns_kubeconfigs: dict[tuple[str, str], Path] = {}   # (netns, user) -> file
+        self._client_certs: dict[str, certs.Issued] = {}
         self._is_up = False
 
     # -- context manager ------------------------------------------------------------------------
@@ -167,6 +178,7 @@ class ControlPlane:
                 self._status(f"  while cleaning up a failed control plane: {exc}")
             raise
         self._is_up = True
+        atexit.register(self._down_at_exit)   # a caller that never calls down() still tears down
         self.timings["up"] = time.monotonic() - started
         self._status(f"control plane {self.run_id} up in {self.timings['up']:.1f}s: "
                      f"{self.server} ({self.describe()})")
@@ -266,7 +278,6 @@ class ControlPlane:
             status, body = _get(f"http://127.0.0.1:{port}/health")
             return status == 200 and '"health":"true"' in body.replace(" ", ""), f"{status} {body}"
 
-        shutil.rmtree(data, ignore_errors=True)
         _, port = self._start("etcd", argv, ready)
         self.etcd_url = f"http://127.0.0.1:{port}"
 
@@ -349,22 +360,37 @@ class ControlPlane:
 
         return config.new_client_from_config(config_file=str(self.kubeconfig), context=self.context)
 
-    def kubeconfig_for_netns(self, netns: str) -> Path:
-        """An admin kubeconfig for processes inside harness network namespace `netns`: its
-        server is that namespace's own 127.0.0.1:<relay port>, relayed to the API server."""
+    def client_cert(self, user: str, groups: Sequence[str] = ()) -> certs.Issued:
+        """A client certificate for `user` in `groups`, from the run's CA (the admin's for
+        ADMIN_USER). What it may do is up to RBAC: bind it a (Cluster)Role."""
+        if user == ADMIN_USER:
+            return self.admin_cert
+        if user not in self._client_certs:
+            stem = f"user-{len(self._client_certs)}"
+            self._client_certs[user] = self.ca.issue(stem, user, organizations=groups, client=True)
+        return self._client_certs[user]
+
+    def kubeconfig_for_netns(self, netns: str, user: str = ADMIN_USER,
+                             groups: Sequence[str] = ()) -> Path:
+        """A kubeconfig for processes inside harness network namespace `netns`: its server is
+        that namespace's own 127.0.0.1:<relay port>, relayed to the API server. As the admin
+        unless `user` (and `groups`) name another identity, e.g. an engine's own."""
         if not self._is_up:
             raise ControlPlaneError(f"making a kubeconfig for {netns}", "the plane is not up")
-        if netns in self._netns_kubeconfigs:
-            return self._netns_kubeconfigs[netns]
+        key = (netns, user)
+        if key in self._netns_kubeconfigs:
+            return self._netns_kubeconfigs[key]
         if self._relay is None:
             host, port = self.server.removeprefix("https://").rsplit(":", 1)
             self._relay = Relay((host, int(port)), log=self._status)
             self._relay.start()
         host, port = self._relay.add(netns, "127.0.0.1", self.relay_port)
-        path = certs.write_kubeconfig(self.dir / f"{netns}.kubeconfig", certs.kubeconfig(
-            f"https://{host}:{port}", self.ca.cert.read_bytes(), self.admin_cert,
-            cluster=self.context, user=ADMIN_USER))
-        self._netns_kubeconfigs[netns] = path
+        cert = self.client_cert(user, groups)
+        suffix = "" if user == ADMIN_USER else f"-{cert.cert.stem}"
+        path = certs.write_kubeconfig(self.dir / f"{netns}{suffix}.kubeconfig", certs.kubeconfig(
+            f"https://{host}:{port}", self.ca.cert.read_bytes(), cert, cluster=self.context,
+            user=user))
+        self._netns_kubeconfigs[key] = path
         return path
 
     def release_netns(self, netns: str) -> None:
@@ -372,9 +398,8 @@ class ControlPlane:
         namespace alive in the kernel)."""
         if self._relay is not None:
             self._relay.remove(netns)
-        path = self._netns_kubeconfigs.pop(netns, None)
-        if path is not None:
-            path.unlink(missing_ok=True)
+        for key in [k for k in self._netns_kubeconfigs if k[0] == netns]:
+            self._netns_kubeconfigs.pop(key).unlink(missing_ok=True)
 
     @property
     def relay(self) -> Relay | None:
@@ -391,10 +416,17 @@ class ControlPlane:
             self._state.drop(running.proc.pid)
         return None
 
+    def _down_at_exit(self) -> None:
+        try:
+            self.down()
+        except ControlPlaneError as exc:
+            print(f"netpol-proof: {exc}", file=sys.stderr)
+
     def down(self) -> None:
         """Stop the relay and every process (last started first), remove the state directory.
         Keeps going past failures and reports them; idempotent."""
         t = time.monotonic()
+        atexit.unregister(self._down_at_exit)
         errors = []
         if self._relay is not None:
             try:
@@ -404,7 +436,9 @@ class ControlPlane:
             self._relay = None
         self._netns_kubeconfigs.clear()
         for running in reversed(list(self._running)):
+            t_one = time.monotonic()
             err = self._stop_one(running)
+            self.timings[f"stop {running.name}"] = time.monotonic() - t_one
             if err:
                 errors.append(err)
         if not errors and self._state is not None:

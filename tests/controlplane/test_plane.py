@@ -280,3 +280,52 @@ def test_every_port_of_the_plane_is_on_127_0_0_1(plane):
     assert len([1 for _, pid in socks if by_pid[pid] == "etcd"]) >= 2      # client + peer
     for addr, pid in socks:
         assert addr.startswith("127.0.0.1:"), f"{by_pid[pid]} listens on {addr}"
+
+
+RBAC_CLIENT = """
+import sys
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+api = config.new_client_from_config(config_file=sys.argv[1])
+try:
+    client.CoreV1Api(api).list_namespace()
+    print("allowed")
+except ApiException as exc:
+    print(exc.status)
+"""
+
+
+def test_an_engine_identity_through_the_relay_gets_what_rbac_grants_and_nothing_more(
+        plane, api, claimed_netns):
+    ns = claimed_netns.add("n2")
+    user = f"np-{plane.run_id}-engine"
+    kc = plane.kubeconfig_for_netns(ns, user=user, groups=["netpol-proof:engines"])
+    assert kc != plane.kubeconfig_for_netns(ns)            # the admin's is another file
+
+    def as_engine() -> str:
+        out = run(["ip", "netns", "exec", ns, sys.executable, "-c", RBAC_CLIENT, str(kc)],
+                  timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    assert as_engine() == "403"        # authenticated, but RBAC grants this user nothing
+    rbac = client.RbacAuthorizationV1Api(api)
+    name = f"np-{plane.run_id}-engine-list-ns"
+    labels = naming.ownership_labels(plane.run_id)
+    rbac.create_cluster_role({"metadata": {"name": name, "labels": labels}, "rules": [
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list"]}]})
+    try:
+        rbac.create_cluster_role_binding({
+            "metadata": {"name": name, "labels": labels},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [{"kind": "Group", "name": "netpol-proof:engines",
+                          "apiGroup": "rbac.authorization.k8s.io"}]})
+        polled = poll(as_engine, lambda r: r == "allowed", 30, 0.5)   # the group from O= counts
+        assert polled.ok, polled.value
+    finally:
+        for delete in (rbac.delete_cluster_role_binding, rbac.delete_cluster_role):
+            try:
+                delete(name)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise

@@ -199,3 +199,15 @@ def test_a_port_taken_in_between_is_retried_with_another(monkeypatch):
         assert any("was taken, retrying" in m and m.lstrip().startswith("etcd") for m in messages)
     finally:
         taken.close()
+
+
+def test_a_harness_that_exits_without_down_still_tears_the_plane_down(tmp_path):
+    code = ("import json, sys\nfrom harness.controlplane import ControlPlane\n"
+            "p = ControlPlane(controller_manager=False)\np.up()\n"
+            "print(json.dumps({'dir': str(p.dir), 'procs': json.loads((p.dir / 'plane.json')"
+            ".read_text())['processes']}))\n")
+    out = run([sys.executable, "-c", code], timeout=240)
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(info["procs"]) == 2
+    assert alive(info["procs"]) == [] and not Path(info["dir"]).exists()
