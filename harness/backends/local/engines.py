@@ -88,6 +88,50 @@ def capabilities(engine: str) -> Capabilities:
     return spec(engine).caps
 
 
+# -- identities: each process reads the API as its own user, with the role upstream grants it --
+#: user -> RBAC rules of its ClusterRole; kube-proxy uses the API server's built-in binding of
+#: user system:kube-proxy to system:node-proxier. Felix reads as the admin (calico-node's role is
+#: large and version-specific; an error there would hide behind the admin, not show as a result).
+KUBE_PROXY_USER = "system:kube-proxy"
+_READ = ["list", "get", "watch"]
+ROLES: dict[str, list[dict]] = {
+    # kube-router's own manifests (daemonset/generic-kuberouter.yaml, ClusterRole kube-router)
+    "netpol-proof:kube-router": [
+        {"apiGroups": [""], "resources": ["namespaces", "pods", "services", "nodes", "endpoints"],
+         "verbs": _READ},
+        {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": _READ},
+        {"apiGroups": ["extensions"], "resources": ["networkpolicies"], "verbs": _READ},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "verbs": ["get", "create", "update"]},
+        {"apiGroups": [""], "resources": ["services/status"], "verbs": ["update"]},
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": _READ}],
+    # what kubeadm grants CoreDNS (ClusterRole system:coredns)
+    "netpol-proof:coredns": [
+        {"apiGroups": [""], "resources": ["endpoints", "services", "pods", "namespaces"],
+         "verbs": ["list", "watch"]},
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+         "verbs": ["list", "watch"]}],
+}
+USERS = {"kube-proxy": KUBE_PROXY_USER, "kube-router": "netpol-proof:kube-router",
+         "coredns": "netpol-proof:coredns"}
+
+
+def rbac_objects(run_id_labels: dict[str, str]) -> list[dict]:
+    """A ClusterRole and a ClusterRoleBinding (to the user of the same name) per entry of ROLES."""
+    out = []
+    for user, rules in ROLES.items():
+        meta = {"name": user, "labels": dict(run_id_labels)}
+        out.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                    "metadata": meta, "rules": rules})
+        out.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                    "metadata": dict(meta),
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                "name": user},
+                    "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                                  "name": user}]})
+    return out
+
+
 # -- processes of one node --------------------------------------------------------------------
 @dataclass(frozen=True)
 class NodeProcess:

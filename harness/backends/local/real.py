@@ -198,18 +198,21 @@ class RealBackend(KubeBackendBase):
         if self.profile == "calico":
             count = calico.install(self.api, self.versions["calico-felix"])
             self.status(f"  Calico datastore: {count} CRDs, ClusterInformation, tiers")
+        self._grant_roles()
         for node in self.nodes:
-            kc = str(self.plane.kubeconfig_for_netns(node.netns))
-            procs = [engines.kube_proxy(self.binaries["kube-proxy"], node.netns, node.name, kc)]
+            procs = [engines.kube_proxy(self.binaries["kube-proxy"], node.netns, node.name,
+                                        self._kubeconfig(node.netns, "kube-proxy"))]
             if self.profile == "kube-router":
                 procs.append(engines.kube_router(self.binaries["kube-router"], node.netns,
-                                                 node.name, kc))
+                                                 node.name,
+                                                 self._kubeconfig(node.netns, "kube-router")))
             elif self.profile == "calico":
                 state = os.path.join(self.workdir, f"felix-{node.netns}")
                 for sub in ("mounts", "status"):
                     os.makedirs(os.path.join(state, sub), exist_ok=True)
+                admin = str(self.plane.kubeconfig_for_netns(node.netns))
                 procs.append(engines.felix(self.binaries["calico-felix"], node.netns,
-                                           node.name, kc, state))
+                                           node.name, admin, state))
             for p in procs:
                 log = os.path.join(self.workdir, f"{node.netns}-{p.name}.log")
                 proc = spawn(["ip", "netns", "exec", node.netns, *p.argv], env=p.env,
@@ -226,6 +229,22 @@ class RealBackend(KubeBackendBase):
         self.topology = KubeTopology(self.api, self.run_id, allow_cluster_scoped=True,
                                      ready_timeout=self.ready_timeout, status=self.status,
                                      node_of=self._place)
+
+    def _kubeconfig(self, netns: str, process: str) -> str:
+        """A kubeconfig for `process` inside `netns`, as that process's own user."""
+        return str(self.plane.kubeconfig_for_netns(netns, engines.USERS[process]))
+
+    def _grant_roles(self) -> None:
+        rbac = self.api.client.RbacAuthorizationV1Api(self.api.api_client)
+        for obj in engines.rbac_objects(naming.ownership_labels(self.run_id)):
+            try:
+                if obj["kind"] == "ClusterRole":
+                    rbac.create_cluster_role(obj)
+                else:
+                    rbac.create_cluster_role_binding(obj)
+            except self.api.client.ApiException as exc:
+                raise BackendError(f"creating {obj['kind']} {obj['metadata']['name']}",
+                                   f"{exc.status} {exc.reason}: {str(exc.body)[:300]}") from None
 
     def _create_system(self, obj: dict) -> None:
         core = self.api.core
@@ -288,7 +307,7 @@ class RealBackend(KubeBackendBase):
         meta = pod.get("metadata") or {}
         if meta.get("namespace") == SYSTEM_NAMESPACE and \
                 (meta.get("labels") or {}).get("k8s-app") == "kube-dns":
-            kc = self.plane.kubeconfig_for_netns(netns)
+            kc = self._kubeconfig(netns, "coredns")
             conf = os.path.join(self.workdir, f"{netns}.Corefile")
             with open(conf, "w") as fh:
                 fh.write(engines.corefile(str(kc), self.plane.context))
