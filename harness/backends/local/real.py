@@ -179,7 +179,7 @@ class RealBackend(KubeBackendBase):
         from harness.controlplane import ControlPlane
 
         t = time.monotonic()
-        self.plane = ControlPlane(self.run_id, status=self.status)
+        self.plane = ControlPlane(self.run_id, status=self._log)   # details: the run's log
         self.plane.up()
         self.versions["kube-apiserver"] = self.plane.versions.get("kube-apiserver", "?")
         self.timings["control-plane"] = time.monotonic() - t
@@ -197,7 +197,7 @@ class RealBackend(KubeBackendBase):
         t = time.monotonic()
         if self.profile == "calico":
             count = calico.install(self.api, self.versions["calico-felix"])
-            self.status(f"  Calico datastore: {count} CRDs, ClusterInformation, tiers")
+            self._log(f"Calico datastore: {count} CRDs, ClusterInformation, tiers")
         self._grant_roles()
         for node in self.nodes:
             procs = [engines.kube_proxy(self.binaries["kube-proxy"], node.netns, node.name,
@@ -227,7 +227,7 @@ class RealBackend(KubeBackendBase):
                         "the CoreDNS pod (kube-system/coredns) Ready", expect=1, interval=0.2)
         self.timings["coredns"] = time.monotonic() - t
         self.topology = KubeTopology(self.api, self.run_id, allow_cluster_scoped=True,
-                                     ready_timeout=self.ready_timeout, status=self.status,
+                                     ready_timeout=self.ready_timeout, status=self._log,
                                      node_of=self._place)
 
     def _kubeconfig(self, netns: str, process: str) -> str:
@@ -289,8 +289,12 @@ class RealBackend(KubeBackendBase):
             return f"--- {fname}: (no log)"
 
     def _log(self, msg: str) -> None:
-        with open(os.path.join(self.workdir, "harness.log"), "a") as fh:
-            fh.write(msg + "\n")
+        """Details (the control plane's, the kubelets') go to the run's log, not the terminal."""
+        try:
+            with open(os.path.join(self.workdir, "harness.log"), "a") as fh:
+                fh.write(msg + "\n")
+        except OSError:
+            pass
 
     def _place(self, model: Model, pod: Pod) -> str:
         """Pods alternate between the nodes in model order (see the module docstring)."""
