@@ -20,13 +20,12 @@ def engine_unavailable(engine: str) -> str | None:
     for tool in ("ip", "nft", "curl", "nslookup", "iptables", "ipset"):
         if shutil.which(tool) is None:
             return f"the real engines need `{tool}` installed (scripts/setup.sh)"
-    from harness.components import ComponentMissing, find
+    from harness.components import ComponentMissing
 
-    for name in (*engines.BASE_COMPONENTS, *engines.spec(engine).components):
-        try:
-            find(name)
-        except ComponentMissing as exc:
-            return str(exc)
+    try:
+        engines.binaries(engine)
+    except ComponentMissing as exc:
+        return str(exc)
     return None
 
 

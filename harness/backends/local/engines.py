@@ -88,6 +88,22 @@ def capabilities(engine: str) -> Capabilities:
     return spec(engine).caps
 
 
+def binaries(engine: str) -> dict[str, str]:
+    """Every binary `engine` runs, by component name; ComponentMissing says which is missing
+    and why (for calico: "calico: Felix binary not available: <reason>")."""
+    from harness.components import ComponentMissing, find
+
+    out = {}
+    for name in (*BASE_COMPONENTS, *spec(engine).components):
+        try:
+            out[name] = str(find(name))
+        except ComponentMissing as exc:
+            if name == "calico-felix":
+                raise ComponentMissing(f"calico: Felix binary not available: {exc}") from None
+            raise
+    return out
+
+
 # -- identities: each process reads the API as its own user, with the role upstream grants it --
 #: user -> RBAC rules of its ClusterRole; kube-proxy uses the API server's built-in binding of
 #: user system:kube-proxy to system:node-proxier. Felix reads as the admin (calico-node's role is

@@ -144,10 +144,9 @@ class RealBackend(KubeBackendBase):
 
     # -- up -------------------------------------------------------------------------------------
     def _find_binaries(self) -> None:
-        from harness.components import find, reported_version
+        from harness.components import reported_version
 
-        for name in (*engines.BASE_COMPONENTS, *self.spec.components):
-            self.binaries[name] = str(find(name))   # ComponentMissing names what is missing
+        self.binaries = engines.binaries(self.profile)   # ComponentMissing names what is missing
         for name in ("kube-proxy", "coredns", *self.spec.components):
             ok, said = reported_version(self.binaries[name], name)
             self.versions[name] = _version_word(said)
