@@ -20,6 +20,8 @@ BENCHES = [
     ("control plane: real etcd + kube-apiserver + kube-controller-manager up/down (median, max)",
      "bench_controlplane.py", True),
     ("kube backends: rendering, validation, exec status parsing (no cluster)", "bench_kube.py", False),
+    ("real engines on the local backend: up/down, deploy/undeploy, time to enforce per engine",
+     "bench_real_engines.py", True),
 ]
 
 

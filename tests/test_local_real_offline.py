@@ -90,7 +90,7 @@ def test_engine_declarations():
     kr, none = engines.capabilities("kube-router"), engines.capabilities("none")
     assert kr.deny_response == "reject" and kr.enforces
     assert not none.enforces and none.supported == kr.supported
-    assert "sctp" not in kr.supported and "external-hosts" not in kr.supported
+    assert "sctp" not in kr.supported and "external-hosts" in kr.supported
     assert engines.capabilities("calico").deny_response == "drop"
     with pytest.raises(BackendError, match="kube-router, calico, none"):
         RealBackend("flannel")

@@ -13,8 +13,8 @@ import pytest
 
 from harness.backends.local import nodes as nodesx
 from harness.backends.local.real import RealBackend
-from harness.model import (POD_CIDR, ContainerPort, Model, Namespace, Pod, Protocol, Service,
-                           ServicePort)
+from harness.model import (POD_CIDR, ContainerPort, ExternalHost, Model, Namespace, Pod,
+                           Protocol, Service, ServicePort)
 from harness.prober import probe_round
 from harness.probes import Outcome, ProbeSpec
 from harness.shell import run
@@ -36,7 +36,7 @@ def model() -> Model:
     pods = [Pod(k.split("/")[0], k.split("/")[1], {"pod": k.split("/")[1]}, PORTS)
             for k in PLACED]
     svcs = [Service("y", "web", {"pod": "a"}, (ServicePort(8080, "serve-80-tcp", TCP, "http"),))]
-    return Model.build(nss, pods, svcs)
+    return Model.build(nss, pods, svcs, [ExternalHost("outside", "192.0.2.20")])
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +135,13 @@ def test_pods_reach_pods_on_the_same_node_and_on_the_other_node(cluster):
     for s in specs:
         assert got[s].outcome == Outcome.CONNECTED, (s.label, got[s])
         assert got[s].answered_by == s.target, (s.label, got[s])
+    # an external host (a namespace behind node 1) is reached from both nodes, and reaches pods
+    ext = [ProbeSpec("x/a", "ext:outside", 80, TCP), ProbeSpec("x/b", "ext:outside", 80, UDP),
+           ProbeSpec("ext:outside", "y/a", 80, TCP)]
+    got = probe_round(b, ext, addr, 1.0)
+    assert addr.external_ips == {"outside": "192.0.2.20"}
+    assert [got[s].outcome for s in ext] == [Outcome.CONNECTED] * 3, got
+    assert [got[s].answered_by for s in ext] == ["ext:outside", "ext:outside", "y/a"]
     # nothing routes out of the cluster: the host's own network is unreachable from a pod
     res = b.exec("x/a", ["curl", "-sS", "--connect-timeout", "1", "http://192.0.2.1/"], 10)
     assert res.returncode != 0

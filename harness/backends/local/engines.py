@@ -33,11 +33,11 @@ ENGINES = ("kube-router", "calico", "none")
 #: what every real-engine run needs besides its engine
 BASE_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-proxy", "coredns")
 
-_L34 = frozenset({"networkpolicy", "egress", "ipblock", "named-ports", "endport", "udp"})
+_L34 = frozenset({"networkpolicy", "egress", "ipblock", "named-ports", "endport", "udp",
+                  "external-hosts"})
 _COMMON_NOTES = {
     "sctp": "no SCTP in this kernel: the emulated kubelet creates pods without their SCTP "
             "containers",
-    "external-hosts": "the real-engine backend creates no hosts outside the cluster",
     "fqdn": "not a feature of this engine",
     "l7-http": "not a feature of this engine",
     "calico-policy": "Calico's own policy kinds need the Calico API server, which is not run",

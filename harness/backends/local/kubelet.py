@@ -188,7 +188,7 @@ class EmulatedKubelet:
                 pass
         if self._thread is not None:
             self._thread.join(10)
-        self._pool.shutdown(wait=True)
+        self._pool.shutdown(wait=True, cancel_futures=True)
         for uid in list(self._pods):
             self._teardown(uid, confirm=False)
         return list(self.errors)
@@ -321,8 +321,9 @@ class EmulatedKubelet:
                                               "starting its servers"))
             polled = poll(lambda: [p.ready() for p in processes] +
                           [proc.poll() is None for proc in rp.procs],
-                          lambda states: all(states) or uid in self._gone, READY_TIMEOUT, 0.05)
-            if uid in self._gone:
+                          lambda states: all(states) or uid in self._gone or self._stop.is_set(),
+                          READY_TIMEOUT, 0.05)
+            if uid in self._gone or self._stop.is_set():
                 return
             if not polled.ok:
                 dead = [p.name for p, proc in zip(processes, rp.procs) if proc.poll() is not None]

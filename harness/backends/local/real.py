@@ -35,12 +35,14 @@ from harness.backends.kube.api import KubeApi, status_line
 from harness.backends.kube.topology import KubeBackendBase, KubeTopology
 from harness.backends.kube.waits import wait_pods_ready
 from harness.backends.local import calico, engines, nodes as nodesx, preflight
-from harness.backends.local.backend import STATE_DIR, claim_run, release_run
+from harness.backends.local import netns as nsx
+from harness.backends.local.backend import (DEFAULT_EXTERNAL_PORTS, STATE_DIR, claim_run,
+                                            release_run)
 from harness.backends.local.kubelet import EmulatedKubelet, Process
 from harness.capabilities import Capabilities
 from harness.errors import BackendError, ExecError
 from harness.model import (DNS_POD, DNS_SERVICE, DNS_SERVICE_IP, SYSTEM_NAMESPACE, Addresses,
-                           Model, Pod, Protocol)
+                           Model, Pod, Protocol, plan_addresses)
 from harness.shell import ExecResult, run, spawn, stop
 from harness.waits import poll
 
@@ -79,6 +81,16 @@ def dns_objects(run_id: str, node: str, version: str) -> list[dict]:
                                   "args": ["-conf", "/etc/coredns/Corefile"],
                                   "ports": ports}]}},
     ]
+
+
+def _server_argv(name: str, ports: list[tuple[int, str]], ready: str) -> list[str]:
+    """The local backend's pod server answering as `name` on every TCP and UDP port."""
+    argv = [sys.executable, "-m", "harness.backends.local.podserver", "--name", name,
+            "--ready", ready]
+    for port, proto in ports:
+        if proto in ("TCP", "UDP"):
+            argv += [f"--{proto.lower()}", str(port)]
+    return argv
 
 
 def _version_word(text: str) -> str:
@@ -120,6 +132,8 @@ class RealBackend(KubeBackendBase):
         self.versions: dict[str, str] = {}
         self.timings: dict[str, float] = {}
         self._node_procs: list[tuple[str, engines.NodeProcess, Any]] = []
+        #: external host key -> (netns, ip, server process)
+        self._externals: dict[str, tuple[str, str, Any]] = {}
         self._is_up = False
 
     # -- what is declared / what ran ------------------------------------------------------------
@@ -317,14 +331,11 @@ class RealBackend(KubeBackendBase):
             return [Process("coredns", [self.binaries["coredns"], "-conf", conf],
                             lambda: engines.coredns_ready(netns)[0])]
         ready = os.path.join(self.workdir, "ready", netns)
-        argv = [sys.executable, "-m", "harness.backends.local.podserver",
-                "--name", self._identity(meta.get("namespace", ""), meta.get("name", "")),
-                "--ready", ready]
-        for c in (pod.get("spec") or {}).get("containers") or []:
-            for port in c.get("ports") or []:
-                proto = str(port.get("protocol", "TCP")).upper()
-                if proto in ("TCP", "UDP"):
-                    argv += [f"--{proto.lower()}", str(port["containerPort"])]
+        ports = [(int(port["containerPort"]), str(port.get("protocol", "TCP")).upper())
+                 for c in (pod.get("spec") or {}).get("containers") or []
+                 for port in c.get("ports") or []]
+        argv = _server_argv(self._identity(meta.get("namespace", ""), meta.get("name", "")),
+                            ports, ready)
         return [Process("server", argv, lambda: os.path.exists(ready))]
 
     def released(self, pod: dict, netns: str) -> None:
@@ -339,16 +350,75 @@ class RealBackend(KubeBackendBase):
     def deploy(self, model: Model) -> Addresses:
         if not self._is_up:
             self.up()
-        return self._topo().deploy(without_sctp(model))
+        addresses = self._topo().deploy(replace(without_sctp(model), externals=()))
+        try:
+            external_ips = self._create_externals(model)
+        except BaseException:
+            self.undeploy()
+            raise
+        return replace(addresses, external_ips=external_ips)
+
+    def _create_externals(self, model: Model) -> dict[str, str]:
+        """Hosts outside the cluster: a namespace each behind node 1 (an uplink, as far as the
+        pods can tell), with its address as the scenario declares it (else from TEST-NET-3),
+        serving its ports with the pod server; node 2 routes it via node 1. Not Pods: no
+        engine knows them, only ipBlock rules match them."""
+        if not model.externals:
+            return {}
+        ips = plan_addresses(model).external_ips
+        via, other = self.nodes
+        for i, e in enumerate(model.externals):
+            ip, netns = ips[e.name], f"{self.prefix}e{i}"
+            self._externals[e.key] = (netns, ip, None)
+            nodesx.wire_pod(via, netns, f"ext{i}", ip)
+            nsx.ip_batch([f"route replace {ip}/32 via {via.address} dev eth0"], other.netns,
+                         doing=f"routing external host {e.name} on {other.name}")
+            ready = os.path.join(self.workdir, "ready", netns)
+            ports = [(cp.port, cp.protocol.value) for cp in (e.ports or DEFAULT_EXTERNAL_PORTS)]
+            proc = spawn(["ip", "netns", "exec", netns, *_server_argv(e.key, ports, ready)],
+                         log_path=os.path.join(self.workdir, f"{netns}-server.log"))
+            self._externals[e.key] = (netns, ip, proc)
+        polled = poll(lambda: [os.path.exists(os.path.join(self.workdir, "ready", n)) or
+                               (p.poll() is not None and "exited")
+                               for n, _, p in self._externals.values()],
+                      lambda states: all(x is True for x in states) or "exited" in states,
+                      self.ready_timeout, 0.05)
+        if not polled.ok or "exited" in (polled.value or []):
+            raise BackendError("starting the servers of the external hosts",
+                               f"not serving: {', '.join(sorted(self._externals))}",
+                               "\n".join(self._log_tail(f"{n}-server.log")
+                                         for n, _, _ in self._externals.values()))
+        return ips
+
+    def _remove_externals(self) -> list[str]:
+        errors = []
+        for key, (netns, ip, proc) in list(self._externals.items()):
+            if proc is not None and stop(proc, grace=2.0) is None:
+                errors.append(f"the server of {key} (pid {proc.pid}) survived SIGKILL")
+            err = nsx.delete_netns(netns)
+            if err:
+                errors.append(err)
+            run(["ip", "-n", self.nodes[1].netns, "route", "del", f"{ip}/32"], timeout=10)
+            try:
+                os.remove(os.path.join(self.workdir, "ready", netns))
+            except FileNotFoundError:
+                pass
+            del self._externals[key]
+        return errors
 
     def undeploy(self) -> None:
         """Delete the scenario's namespaces (the namespace controller deletes their pods, the
         kubelets tear them down) and wait until no pod of them is left on any node."""
+        errors = self._remove_externals()
         topo = self.topology
         if topo is None or topo.names is None:
+            if errors:
+                raise BackendError("removing the external hosts", "; ".join(errors))
             return
         real = {n for n in topo.names.to_real.values() if n != SYSTEM_NAMESPACE}
         super().undeploy()
+        if errors:
+            raise BackendError("removing the external hosts", "; ".join(errors))
         polled = poll(lambda: all(k.idle(real) for k in self.kubelets), bool,
                       self.ready_timeout, 0.1)
         if not polled.ok:
@@ -359,7 +429,11 @@ class RealBackend(KubeBackendBase):
     def exec(self, endpoint: str, argv: Sequence[str], timeout: float) -> ExecResult:
         """Run argv in the pod's network namespace (never in a node's)."""
         if endpoint.startswith("ext:"):
-            raise ExecError(list(argv), "this backend has no external hosts", target=endpoint)
+            if endpoint not in self._externals:
+                raise ExecError(list(argv), f"no external host {endpoint!r} in this scenario",
+                                target=endpoint)
+            return run(["ip", "netns", "exec", self._externals[endpoint][0], *argv],
+                       timeout=timeout, target=endpoint)
         ns, _, name = endpoint.partition("/")
         topo = self.topology
         real = SYSTEM_NAMESPACE if ns == SYSTEM_NAMESPACE else \
@@ -381,6 +455,7 @@ class RealBackend(KubeBackendBase):
         t = time.monotonic()
         errors: list[str] = []
         self.topology = None
+        errors += self._remove_externals()
         for netns, p, proc in reversed(self._node_procs):
             if stop(proc, grace=3.0) is None:
                 errors.append(f"{p.name} in {netns} (pid {proc.pid}) survived SIGKILL")
