@@ -241,6 +241,32 @@ def coredns_ready(netns: str) -> tuple[bool, str]:
 FELIX_HEALTH = ("127.0.0.1", 9099)
 
 
+#: what Felix (iptables dataplane) execs; not modprobe, not bpftool
+FELIX_TOOLS = tuple(f"{fam}{kind}" for fam in ("iptables", "ip6tables")
+                    for kind in ("", "-save", "-restore", "-nft", "-nft-save", "-nft-restore",
+                                 "-legacy", "-legacy-save", "-legacy-restore")) + ("ipset",
+                                                                                   "conntrack")
+
+
+def tool_dir(path: str, tools: tuple[str, ...]) -> str:
+    """A directory of symlinks to exactly `tools` (those this machine has), for a PATH."""
+    import shutil
+
+    os.makedirs(path, exist_ok=True)
+    for tool in tools:
+        found = shutil.which(tool)
+        link = os.path.join(path, tool)
+        if found and not os.path.lexists(link):
+            os.symlink(found, link)
+    return path
+
+
+def iptables_backend() -> str:
+    """`nft` or `legacy`: what this machine's `iptables` is (kube-proxy runs that one)."""
+    res = run(["iptables", "--version"], timeout=10)
+    return "nft" if "nf_tables" in res.stdout else "legacy"
+
+
 def felix(binary: str, netns: str, node: str, kubeconfig: str, state_dir: str) -> NodeProcess:
     """Felix for one node: Kubernetes datastore, iptables dataplane, IPv4 only, workload routes
     from pod IPs (no Calico IPAM here), no BPF/XDP/encapsulation/usage reports, health on the
@@ -249,22 +275,30 @@ def felix(binary: str, netns: str, node: str, kubeconfig: str, state_dir: str) -
     (harness.backends.local.privatemounts), so two instances never share a file and the host
     gets none."""
     env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+           "FELIX_LOGSEVERITYSYS": "none",
            "KUBECONFIG": kubeconfig,
            "FELIX_DATASTORETYPE": "kubernetes", "FELIX_FELIXHOSTNAME": node,
            "FELIX_IPV6SUPPORT": "false", "FELIX_BPFENABLED": "false", "FELIX_XDPENABLED": "false",
-           "FELIX_NFTABLESMODE": "Disabled", "FELIX_IPTABLESBACKEND": "auto",
+           "FELIX_NFTABLESMODE": "Disabled",
+           # the same iptables backend as kube-proxy's `iptables` on this machine (nft): auto
+           # detection looks at the rules a node already has, and picks legacy on an empty node
+           "FELIX_IPTABLESBACKEND": iptables_backend(),
+           # iptables mode still removes BPF connect-time load balancing left by a BPF-mode
+           # Felix, through libbpf, which a CGO_ENABLED=0 build has only as a panicking stub;
+           # Felix's own tests skip it the same way (no BPF state exists in a fresh node)
+           "FELIX_DebugSkipCTLBCleanup": "true",
            "FELIX_ROUTESOURCE": "WorkloadIPs", "FELIX_USAGEREPORTINGENABLED": "false",
            "FELIX_HEALTHENABLED": "true", "FELIX_HEALTHHOST": FELIX_HEALTH[0],
            "FELIX_HEALTHPORT": str(FELIX_HEALTH[1]), "FELIX_LOGFILEPATH": "none",
            "FELIX_LOGSEVERITYSCREEN": "Info", "FELIX_PROMETHEUSMETRICSENABLED": "false",
            "FELIX_ENDPOINTSTATUSPATHPREFIX": os.path.join(state_dir, "status"),
            "FELIX_IPTABLESLOCKFILEPATH": os.path.join(state_dir, "xtables.lock"),
-           "FELIX_IPIPENABLED": "false", "FELIX_VXLANENABLED": "false",
+           "FELIX_IPINIPENABLED": "false", "FELIX_VXLANENABLED": "false",
            "FELIX_WIREGUARDENABLED": "false"}
     scratch = os.path.join(state_dir, "mounts")
     argv = ("unshare", "--mount", "--propagation", "private", sys.executable, "-m",
             "harness.backends.local.privatemounts", "--scratch", scratch, "--overlay", "/var/lib",
-            "--", binary)
+            "--path", tool_dir(os.path.join(state_dir, "bin"), FELIX_TOOLS), "--", binary)
     host, port = FELIX_HEALTH
     return NodeProcess("felix", argv, _all(
         lambda: _http_ok(netns, f"http://{host}:{port}/readiness"),
