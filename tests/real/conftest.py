@@ -39,3 +39,16 @@ def root_netfilter() -> dict[str, str]:
     return {"nft": run(["nft", "list", "ruleset"], timeout=30).stdout,
             "iptables": run(["iptables-save"], timeout=30).stdout,
             "ipset": run(["ipset", "list", "-n"], timeout=30).stdout}
+
+
+def up_and_deployed(engine: str, model):
+    """A generator for module fixtures: one backend of `engine`, up, with `model` deployed;
+    yields (backend, addresses) and tears everything down after the module."""
+    from harness.backends.local.real import RealBackend
+
+    b = RealBackend(engine, probe_timeout=1.0, status=lambda m: None)
+    try:
+        b.up()
+        yield b, b.deploy(model)
+    finally:
+        b.down()

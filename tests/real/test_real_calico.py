@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 
-from harness.backends.local.real import RealBackend
 from harness.prober import probe_round
 from harness.probes import Outcome, ProbeSpec
 from harness.results import Expectation, Verdict
@@ -16,7 +15,7 @@ from harness.shell import run
 from harness.verdicts import judge
 from harness.waits import poll
 
-from tests.real.conftest import needs_engine
+from tests.real.conftest import needs_engine, up_and_deployed
 from tests.real.test_real_kube_router import ALLOW_Y_B, model
 
 pytestmark = needs_engine("calico")
@@ -25,13 +24,7 @@ TCP, UDP = "TCP", "UDP"
 
 @pytest.fixture(scope="module")
 def cluster():
-    b = RealBackend("calico", probe_timeout=1.0, status=lambda m: None)
-    try:
-        b.up()
-        addr = b.deploy(model())
-        yield b, addr
-    finally:
-        b.down()
+    yield from up_and_deployed("calico", model())
 
 
 def spec(src, dst, proto="TCP"):

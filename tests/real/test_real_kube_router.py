@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 
-from harness.backends.local.real import RealBackend
 from harness.model import ContainerPort, Model, Namespace, Pod, Protocol
 from harness.prober import probe_round
 from harness.probes import Outcome, ProbeSpec
@@ -18,7 +17,7 @@ from harness.shell import run
 from harness.verdicts import judge
 from harness.waits import poll
 
-from tests.real.conftest import needs_engine
+from tests.real.conftest import needs_engine, up_and_deployed
 
 pytestmark = needs_engine("kube-router")
 
@@ -40,13 +39,7 @@ def model() -> Model:
 
 @pytest.fixture(scope="module")
 def cluster():
-    b = RealBackend("kube-router", probe_timeout=1.0, status=lambda m: None)
-    try:
-        b.up()
-        addr = b.deploy(model())
-        yield b, addr
-    finally:
-        b.down()
+    yield from up_and_deployed("kube-router", model())
 
 
 def observe(b, addr, specs):

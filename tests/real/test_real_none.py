@@ -12,14 +12,13 @@ import ipaddress
 import pytest
 
 from harness.backends.local import nodes as nodesx
-from harness.backends.local.real import RealBackend
 from harness.model import (POD_CIDR, ContainerPort, ExternalHost, Model, Namespace, Pod,
                            Protocol, Service, ServicePort)
 from harness.prober import probe_round
 from harness.probes import Outcome, ProbeSpec
 from harness.shell import run
 
-from tests.real.conftest import needs_engine
+from tests.real.conftest import needs_engine, up_and_deployed
 
 pytestmark = needs_engine("none")
 
@@ -41,13 +40,7 @@ def model() -> Model:
 
 @pytest.fixture(scope="module")
 def cluster():
-    b = RealBackend("none", probe_timeout=1.0, status=lambda m: None)
-    try:
-        b.up()
-        addr = b.deploy(model())
-        yield b, addr
-    finally:
-        b.down()
+    yield from up_and_deployed("none", model())
 
 
 def obj(b, call, *args):
