@@ -92,3 +92,31 @@ def test_deny_is_rejected_for_same_node_and_cross_node_sources_allowed_sources_c
     polled = poll(lambda: observe(b, addr, denied),
                   lambda got: all(o.outcome == Outcome.CONNECTED for o in got.values()), 30, 0.5)
     assert polled.ok, polled.value
+
+
+def test_a_rejected_dns_lookup_is_blocked_every_round_not_a_probe_error(cluster):
+    """kube-router REJECTs a denied DNS query: curl gives up at once with "could not resolve"
+    (exit 6), or times out when the node's ICMP errors are rate-limited. Both must read blocked,
+    backed by the DNS server's answer, in every round — not flap between pass and probe error
+    (which kept the step unsettled for as long as the two outcomes alternated)."""
+    from pathlib import Path
+
+    from harness.runner import run_scenario
+    from harness.scenario import load_scenario
+    from harness.settings import build
+
+    b, _ = cluster
+    b.undeploy()
+    s = build({"cnis": "kube-router"}, env={})
+    scenario = load_scenario(Path(__file__).parents[1] / "data" / "run" / "name-deny.yaml")
+    r = run_scenario(scenario, b, s, log=lambda line: None, enforcing=True)
+    assert r.outcome == "passed", (r.infra_error, r.verdict_counts())
+    (no_dns,) = r.steps[1].cells
+    assert no_dns.verdict == "pass"
+    # (a round before the deny-egress is programmed resolves the name and meets the ingress
+    # deny of step 1: refused, or a timeout when the ICMP error was rate-limited)
+    assert {a.outcome for a in no_dns.attempts} <= {"dns-failed", "dns-timeout", "refused",
+                                                    "timeout"}
+    assert all(a.positive_control for a in no_dns.attempts), no_dns.attempts
+    # every round agreed, so the step settled as soon as the rule allows
+    assert r.steps[1].rounds <= 4, [a.outcome for a in no_dns.attempts]
