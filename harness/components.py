@@ -52,7 +52,9 @@ class Family:
 
     name: str
     module: str                 # the upstream module whose version is pinned
-    version: str                # that module's version, as in components/<name>/go.mod
+    version: str                # that upstream release
+    #: The module version go.mod requires, when it is not `version` (a pseudo-version).
+    require: str = ""
     ldflags: tuple[str, ...] = ()
     #: GOTOOLCHAIN for this family: "local" means the machine's Go, never a download.
     toolchain: str = "local"
@@ -80,12 +82,19 @@ _K8S_LD = (f"-X k8s.io/component-base/version.gitVersion={_K8S}",
            "-X k8s.io/component-base/version.gitMinor=35")
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
-    # etcd's GitSHA stays "Not provided": the proxy's .info for v3.6.16 carries no commit.
+    # What each family stamps, and why etcd and CoreDNS stamp nothing: docs/components.md.
     Family("etcd", "go.etcd.io/etcd/server/v3", "v3.6.16"),
-    Family("kubernetes", "k8s.io/kubernetes", _K8S, _K8S_LD),
+    Family("kubernetes", "k8s.io/kubernetes", _K8S, ldflags=_K8S_LD),
     Family("kube-router", "github.com/cloudnativelabs/kube-router/v2", "v2.10.0",
-           ("-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=v2.10.0",)),
+           ldflags=("-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=v2.10.0",)),
     Family("coredns", "github.com/coredns/coredns", "v1.15.0"),
+    # Calico's tags are not Go versions: v3.31.0 is required as its commit's pseudo-version,
+    # and the committed go.sum is what checks the download (docs/components.md, "Felix").
+    Family("felix", "github.com/projectcalico/calico", "v3.31.0",
+           "v0.0.0-20251021213802-b1f3c43f8437",
+           ldflags=("-X github.com/projectcalico/calico/pkg/buildinfo.Version=v3.31.0",
+                    "-X github.com/projectcalico/calico/pkg/buildinfo.GitRevision="
+                    "b1f3c43f84370504e218eb5be8a34c81348f866a")),
 )}
 
 COMPONENTS: dict[str, Component] = {c.name: c for c in (
@@ -98,14 +107,25 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in (
               r"Kubernetes v1\.35\.8\b"),
     Component("kube-proxy", "kubernetes", "k8s.io/kubernetes/cmd/kube-proxy", ("--version",),
               r"Kubernetes v1\.35\.8\b"),
-    Component("kube-router", "kube-router", "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router",
-              ("--version",), r"\bv2\.10\.0\b"),
+    Component("kube-router", "kube-router",
+              "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router", ("--version",),
+              r"\bv2\.10\.0\b"),
     Component("coredns", "coredns", "github.com/coredns/coredns", ("-version",),
               r"CoreDNS-1\.15\.0\b"),
+    Component("calico-felix", "felix", "github.com/projectcalico/calico/felix/cmd/calico-felix",
+              ("--version",), r"Version:\s+v3\.31\.0\b"),
 )}
 
 #: The envtest convention reads $KUBEBUILDER_ASSETS for these two only (plus kubectl).
 KUBEBUILDER_NAMES = ("etcd", "kube-apiserver")
+
+
+def staging_replaces(kubernetes_gomod: str, staging_version: str) -> list[str]:
+    """The replace lines a wrapper of k8s.io/kubernetes needs: one per module its go.mod
+    requires at the v0.0.0 placeholder (the staging modules), to `staging_version`."""
+    mods = re.findall(r"^\s*(?:require\s+)?(k8s\.io/\S+)\s+v0\.0\.0\s*(?://.*)?$",
+                      kubernetes_gomod, re.M)
+    return [f"{m} => {m} {staging_version}" for m in sorted(set(mods))]
 
 
 def get(name: str) -> Component:
@@ -327,6 +347,7 @@ def build_family(family: str, status: Callable[[str], None] = print) -> Path:
         if entry.exists():                # a marker-less leftover: never reused
             shutil.rmtree(entry)
         tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".tmp-{family}-"))
+        tmp.chmod(0o755)                  # mkdtemp's 0700 would hide the binaries from others
         try:
             started = time.monotonic()
             argv = build_argv(family, tmp / "bin")

@@ -2,7 +2,11 @@
 # Install what netpol-proof needs on Debian/Ubuntu, idempotently:
 #   system tools (ip, nft, curl, nslookup/dig, nc) through apt-get when missing,
 #   a virtualenv in .venv with the package and its test extras.
-# Usage: scripts/setup.sh [--with-browser]   (--with-browser adds Debian's chromium for the HTML test)
+# Usage: scripts/setup.sh [--with-browser] [--with-components]
+#   --with-browser     adds Debian's chromium for the HTML test
+#   --with-components  adds iptables, ipset and conntrack (kube-router and Felix need them) and
+#                      builds, or reuses from the cache, the pinned real components with Go
+#                      (python -m harness.components build; docs/components.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +31,19 @@ need iptables iptables
 need ipset ipset
 need conntrack conntrack
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || want+=("python3-venv")
-if [ "${1:-}" = "--with-browser" ]; then need chromium chromium; fi
+with_components=0
+for arg in "$@"; do
+  case "$arg" in
+    --with-browser) need chromium chromium ;;
+    --with-components)
+      with_components=1
+      need iptables iptables
+      need ipset ipset
+      need conntrack conntrack ;;
+    *) echo "netpol-proof setup: unknown option $arg (use --with-browser, --with-components)" >&2
+       exit 2 ;;
+  esac
+done
 
 if [ "${#want[@]}" -gt 0 ]; then
   # de-duplicate
@@ -46,4 +62,11 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   .venv/bin/python -m pip install -q -e '.[test]'
   touch "$stamp"
+fi
+
+if [ "$with_components" = 1 ]; then
+  # Builds with the machine's Go only (GOTOOLCHAIN=local); a cold build of everything takes
+  # tens of minutes on two cores, a cached one a second (docs/components.md).
+  .venv/bin/python -m harness.components build
+  .venv/bin/python -m harness.components list
 fi
