@@ -101,6 +101,9 @@ def binaries(engine: str) -> dict[str, str]:
             if name == "calico-felix":
                 raise ComponentMissing(f"calico: Felix binary not available: {exc}") from None
             raise
+    if engine == "calico":
+        from harness.backends.local.calico import crd_dir
+        crd_dir()   # Felix needs Calico's CRDs too; ComponentMissing says where they are not
     return out
 
 
