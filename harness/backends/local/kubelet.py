@@ -240,7 +240,7 @@ class EmulatedKubelet:
                 if kind == "ERROR":
                     return                   # e.g. 410 Gone: list again
                 if kind == "DELETED":
-                    self._submit(obj, delete=True)
+                    self._submit_teardown(obj)
                 elif kind in ("ADDED", "MODIFIED"):
                     self._handle(obj)
         finally:
@@ -251,7 +251,7 @@ class EmulatedKubelet:
         present = {_meta(p).get("uid") for p in items}
         for uid, rp in list(self._pods.items()):
             if uid not in present:
-                self._submit(rp.obj, delete=True)
+                self._submit_teardown(rp.obj)
         for p in items:
             self._handle(p)
 
@@ -261,7 +261,7 @@ class EmulatedKubelet:
         if not uid:
             return
         if meta.get("deletionTimestamp"):
-            self._submit(pod, delete=True, confirm=True)
+            self._submit_teardown(pod, confirm=True)
         elif uid not in self._pods and uid not in self._gone:
             phase = (pod.get("status") or {}).get("phase")
             if phase not in ("Succeeded", "Failed"):
@@ -272,7 +272,7 @@ class EmulatedKubelet:
                                                   meta.get("name", ""), "", "", "", pod)
                 self._pool.submit(self._realise_safely, uid)
 
-    def _submit(self, pod: Obj, delete: bool, confirm: bool = False) -> None:
+    def _submit_teardown(self, pod: Obj, confirm: bool = False) -> None:
         uid = _meta(pod).get("uid")
         with self._mutex:
             if uid in self._gone:
