@@ -22,6 +22,8 @@ BENCHES = [
     ("kube backends: rendering, validation, exec status parsing (no cluster)", "bench_kube.py", False),
     ("scenario library on local enforcing,open: wall time, rounds per step (what the observation "
      "window costs; several minutes)", "bench_library.py", True),
+    ("real engines on the local backend: up/down, deploy/undeploy, time to enforce per engine",
+     "bench_real_engines.py", True),
 ]
 
 

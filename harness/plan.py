@@ -68,8 +68,9 @@ class Cell:
 
     def control_for(self, o: ProbeOutcome | None) -> tuple[Hashable, Loopback | None]:
         """(control key, loopback probe) that must back a blocked outcome of this round: the
-        DNS server when the lookup timed out, else the server behind the target."""
-        if self.dns_key is not None and o is not None and o.outcome == Outcome.DNS_TIMEOUT:
+        DNS server when the lookup timed out or failed, else the server behind the target."""
+        if self.dns_key is not None and o is not None and \
+                o.outcome in (Outcome.DNS_TIMEOUT, Outcome.DNS_FAILED):
             return self.dns_key, self.dns_loopback
         return self.control_key, self.loopback
 

@@ -30,7 +30,8 @@ _HELP = {
     "backend": "where to run: local (netns emulation, root), kind (clusters per CNI), kubeconfig "
                "(an existing cluster; needs --context and --allow-context)",
     "cnis": "CNI(s) to run every scenario on, comma-separated; each scenario runs once per CNI "
-            "(test id name[cni]). local: enforcing, open. kind: kindnet, calico, cilium, flannel",
+            "(test id name[cni]). local: enforcing, open (emulated), kube-router, calico, none "
+            "(real engines). kind: kindnet, calico, cilium, flannel",
     "probe_timeout": "seconds one probe waits for an answer (default 1 local, 2 kube)",
     "converge_timeout": "seconds a step may take to reach a stable result (default 10 local, 60 kube)",
     "min_rounds": "every step is probed at least this many rounds, whatever the results "

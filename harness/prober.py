@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, Iterable
 
 from harness.backends.base import Backend
@@ -27,17 +28,27 @@ from harness.probes import Outcome, ProbeOutcome, ProbeSpec, argv_for, batch_arg
 EXEC_MARGIN = 10.0
 
 
-def destination(spec: ProbeSpec, addresses: Addresses | None) -> str:
-    """What the tool is pointed at: an IP for pods/Services/externals, else the name itself.
-    With no addresses (a loopback probe to 127.0.0.1) the target is used as written."""
+def real_name(backend: Backend | None, name: str) -> str:
+    """A DNS name as the backend's cluster knows it. Why: scenarios write logical namespaces
+    (`web.y.svc.cluster.local`) while kube backends create `np-<run>-y`; a backend that maps
+    names has `real_dns_name` (harness.backends.kube), any other resolves names as written."""
+    mapper = getattr(backend, "real_dns_name", None)
+    return str(mapper(name)) if mapper is not None else name
+
+
+def destination(spec: ProbeSpec, addresses: Addresses | None, backend: Backend | None = None
+                ) -> str:
+    """What the tool is pointed at: an IP for pods/Services/externals, else the name itself
+    (mapped to the backend's real namespaces). With no addresses (a loopback probe to
+    127.0.0.1) the target is used as written."""
     if spec.dns_name is not None:   # spec.is_dns
-        return spec.dns_name
+        return real_name(backend, spec.dns_name)
     if addresses is None:
         return spec.target
     ep = Endpoint.parse(spec.target)
     if ep.is_service or ep.is_external or spec.target in addresses.pod_ips:
         return addresses.ip_of(ep)
-    return spec.target  # a DNS name, resolved inside the source pod as an application would
+    return real_name(backend, spec.target)  # a name, resolved inside the source pod
 
 
 def probe_one(backend: Backend, spec: ProbeSpec, addresses: Addresses | None, timeout: float,
@@ -45,7 +56,9 @@ def probe_one(backend: Backend, spec: ProbeSpec, addresses: Addresses | None, ti
     """One probe: build the argv, exec it in the source, classify the result."""
     started = time.monotonic()
     try:
-        argv = argv_for(spec, destination(spec, addresses), timeout, toolkit)
+        dest = destination(spec, addresses, backend)
+        argv = argv_for(replace(spec, dns_name=dest) if spec.is_dns else spec, dest, timeout,
+                        toolkit)
         result = backend.exec(spec.source, argv, timeout=timeout * 2 + EXEC_MARGIN)
     except (ExecError, BackendError, KeyError, ValueError) as exc:
         return ProbeOutcome(Outcome.TOOL_ERROR, None, f"{type(exc).__name__}: {exc}",
@@ -67,8 +80,8 @@ def loopback_probe(backend: Backend, endpoint: str, port: int, protocol: Protoco
         ask = getattr(backend, "dns_control", None)  # optional: only kube backends have one
         via = ask() if ask is not None else None
         endpoint, server = via if via else (endpoint, "127.0.0.1")
-        spec = ProbeSpec(endpoint, server, 53, Protocol.UDP, dns_name)
-        argv = argv_for(spec, dns_name, timeout, backend.toolkit) + [server]
+        spec = ProbeSpec(endpoint, server, 53, Protocol.UDP, real_name(backend, dns_name))
+        argv = argv_for(spec, real_name(backend, dns_name), timeout, backend.toolkit) + [server]
         started = time.monotonic()
         try:
             res = backend.exec(endpoint, argv, timeout=timeout * 2 + EXEC_MARGIN)
@@ -105,8 +118,8 @@ def probe_batch(backend: Backend, probes: list[tuple[ProbeSpec, str]], timeout: 
     return out
 
 
-def _plan(specs: list[ProbeSpec], addresses: Addresses, toolkit: str, batch: bool
-          ) -> list[tuple[str, Any]]:
+def _plan(specs: list[ProbeSpec], addresses: Addresses, toolkit: str, batch: bool,
+          backend: Backend | None = None) -> list[tuple[str, Any]]:
     """Tasks: ("one", spec) or ("batch", [(spec, dest), ...]) grouped by source."""
     tasks: list[tuple[str, Any]] = []
     groups: dict[str, dict[str, tuple[ProbeSpec, str]]] = {}
@@ -115,7 +128,7 @@ def _plan(specs: list[ProbeSpec], addresses: Addresses, toolkit: str, batch: boo
         if batch and toolkit == "debian" and not s.is_dns and s.protocol.value == "TCP" \
                 and isinstance(s.port, int):
             try:
-                dest = destination(s, addresses)
+                dest = destination(s, addresses, backend)
             except KeyError:
                 dest = None
         if dest is None:
@@ -144,7 +157,7 @@ def probe_round(backend: Backend, specs: Iterable[ProbeSpec], addresses: Address
     specs = list(dict.fromkeys(specs))
     if not specs:
         return {}
-    tasks = _plan(specs, addresses, toolkit, batch)
+    tasks = _plan(specs, addresses, toolkit, batch, backend)
     results: dict[ProbeSpec, ProbeOutcome] = {}
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(tasks)))) as pool:
         def one(s: ProbeSpec) -> dict[ProbeSpec, ProbeOutcome]:

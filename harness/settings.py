@@ -135,15 +135,22 @@ def _whole(name: str, value: Any, lo: int, hi: int, unit: str, why: str = "") ->
     return n
 
 
+def _engines() -> tuple[str, ...]:
+    """The real engines the local backend runs (harness.backends.local.engines)."""
+    from harness.backends.local.engines import ENGINES
+    return ENGINES
+
+
 def _cnis(name: str, value: Any, backend: str) -> tuple[str, ...]:
     items = value if isinstance(value, (list, tuple)) else str(value).split(",")
     names = tuple(dict.fromkeys(str(v).strip() for v in items if str(v).strip()))
     if not names:
         raise SettingsError(f"{name}: empty; name at least one CNI, e.g. --cni enforcing")
     for cni in names:
-        if backend == "local" and cni not in LOCAL_PROFILES:
+        if backend == "local" and cni not in LOCAL_PROFILES + _engines():
             raise SettingsError(f"{name}: {cni!r} is not a local profile; the local backend runs "
-                                f"{' or '.join(LOCAL_PROFILES)} (e.g. --cni enforcing,open)")
+                                f"the emulated {' or '.join(LOCAL_PROFILES)} or the real engines "
+                                f"{', '.join(_engines())} (e.g. --cni enforcing,open)")
         if not _CNI_RE.match(cni):
             raise SettingsError(f"{name}: {cni!r} is not a CNI name ([a-z0-9-], e.g. calico)")
     return names
@@ -178,10 +185,12 @@ def build(values: Mapping[str, Any] | None = None, ini: Mapping[str, Any] | None
         out["cnis"] = _cnis(raw["cnis"][0], raw["cnis"][1], backend)
     elif kube:
         raise SettingsError(f"--cni: the {backend} backend needs a CNI name (e.g. --cni calico)")
+    # real engines on the local backend program policies asynchronously, like any cluster
+    real = kube or any(c in _engines() for c in out.get("cnis", ()))
     out["probe_timeout"] = _seconds(*raw["probe_timeout"]) if "probe_timeout" in raw \
         else (2.0 if kube else 1.0)
     out["converge_timeout"] = _seconds(*raw["converge_timeout"]) if "converge_timeout" in raw \
-        else (60.0 if kube else 10.0)
+        else (60.0 if kube else 30.0 if real else 10.0)
     if "min_window" in raw:
         name, v = raw["min_window"]
         out["min_window"] = 0.0 if str(v).strip() in ("0", "0.0") else _seconds(name, v)
@@ -225,6 +234,9 @@ def declared_capabilities(backend: str, cni: str):
     each backend (local profiles, harness.backends.cni for kind), imported lazily.
     """
     if backend == "local":
+        if cni in _engines():
+            from harness.backends.local.engines import capabilities as engine_capabilities
+            return engine_capabilities(cni)
         from harness.backends.local.profiles import capabilities
         return capabilities(cni)
     from harness.backends import cni as cni_facts

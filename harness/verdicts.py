@@ -31,6 +31,9 @@ Rules, per cell of one round:
 - refused                    -> blocked only when the backend declares deny_response "reject"
                                and a positive control exists; otherwise PROBE_ERROR (a closed
                                port answers RST exactly like a reject, docs/sources.md §5.4).
+- a name the client could not resolve (curl exit 6) -> the same rule as refused: a rejected DNS
+                               query fails at once like that, so it is blocked only behind a
+                               rejecting CNI, with the DNS server proven to answer.
 - DNS REFUSED                -> blocked only on a backend with a DNS proxy (fqdn), else error.
 """
 
@@ -94,6 +97,12 @@ def blocked_kind(outcome: Outcome, deny_response: str = "drop", dns_proxy: bool 
         return BlockedKind.BLOCKED
     if outcome == Outcome.REFUSED:
         return BlockedKind.BLOCKED if deny_response == "reject" else BlockedKind.REFUSED
+    if outcome == Outcome.DNS_FAILED:
+        # a client could not resolve its target's name: behind a rejecting CNI that is how a
+        # rejected lookup ends (the resolver gets ICMP unreachable and gives up at once, with
+        # the same message as for a name that does not exist), so it is blocked only there and
+        # only with a control proving the DNS server answers; elsewhere it proves nothing
+        return BlockedKind.BLOCKED if deny_response == "reject" else BlockedKind.NO_VERDICT
     if outcome == Outcome.DNS_REFUSED:
         return BlockedKind.BLOCKED if dns_proxy else BlockedKind.NO_VERDICT
     return BlockedKind.NO_VERDICT

@@ -25,6 +25,11 @@ need nslookup dnsutils
 need dig dnsutils
 need nc netcat-openbsd
 need make make
+# the real engines of `--backend local --cni kube-router,calico` (kube-proxy, kube-router and
+# Felix program iptables and ipsets inside the harness's node namespaces)
+need iptables iptables
+need ipset ipset
+need conntrack conntrack
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || want+=("python3-venv")
 with_components=0
 for arg in "$@"; do

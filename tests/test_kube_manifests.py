@@ -165,3 +165,16 @@ def test_policy_resource(api, kind, plural, namespaced):
 def test_unknown_policy_kind_is_refused():
     with pytest.raises(ValueError, match="v1 ConfigMap is not one netpol-proof can apply"):
         km.policy_resource({"apiVersion": "v1", "kind": "ConfigMap"})
+
+
+def test_name_map_rewrites_service_dns_names_with_a_logical_namespace():
+    names = km.NameMap("abc123", ["x", "y", "kube-system"])
+    assert names.dns_name("web.y.svc.cluster.local") == "web.np-abc123-y.svc.cluster.local"
+    assert names.dns_name("web.y.svc.cluster.local.") == "web.np-abc123-y.svc.cluster.local."
+    assert names.dns_name("web.y.svc") == "web.np-abc123-y.svc"
+    assert names.dns_name("web.y") == "web.np-abc123-y"
+    assert names.dns_name("kube-dns.kube-system.svc") == "kube-dns.kube-system.svc"
+    # left as written: short names (search path), other namespaces, other shapes
+    for name in ("web", "web.q.svc", "web.y.pod.cluster.local", "a.b.c", "example.com",
+                 "web.y.svc.other.domain"):
+        assert names.dns_name(name) == name

@@ -400,3 +400,41 @@ def test_real_client_gives_each_thread_its_own_exec_api_client(tmp_path):
     t.join()
     assert other[0].api_client is not mine.api_client
     assert other[0].api_client.configuration.host == api.server == "https://127.0.0.1:9"
+
+
+def test_dns_names_in_probes_are_mapped_to_the_runs_real_namespaces(fake, monkeypatch):
+    """Issue 10 item 3: scenarios name Services with logical namespaces; the kube path must ask
+    for `np-<run>-<ns>` names, through the prober and the loopback control alike."""
+    from harness.backends.kube.topology import KubeBackendBase
+    from harness.canary import loopback_probe
+    from harness.model import Protocol, Service, ServicePort
+    from harness.prober import probe_round
+    from harness.probes import ProbeSpec
+    from harness.shell import ExecResult
+
+    argvs = []
+    monkeypatch.setattr(kube_mod, "stream_exec",
+                        lambda core, ns, pod, container, argv, timeout, target="":
+                        argvs.append(tuple(argv)) or ExecResult(tuple(argv), 1, "", "", 0.0, target))
+    base = Model.default(namespaces=["x", "y"], pods=["a"])
+    model = Model.build(base.namespaces, base.user_pods,
+                        [Service("y", "web", {"pod": "a"}, (ServicePort(80, 80),))])
+    backend = KubeBackendBase()
+    backend.topology = topo(fake)
+    addr = backend.deploy(model)
+    specs = [ProbeSpec("x/a", "dns", 53, Protocol.UDP, "web.y.svc.cluster.local"),
+             ProbeSpec("x/a", "dns", 53, Protocol.UDP, "web.y.svc"),
+             ProbeSpec("x/a", "dns", 53, Protocol.UDP, "Web.Y."),
+             ProbeSpec("x/a", "dns", 53, Protocol.UDP, "web"),            # search path's job
+             ProbeSpec("x/a", "dns", 53, Protocol.UDP, "web.q.svc.cluster.local"),  # not ours
+             ProbeSpec("x/a", "web.y", 80, Protocol.TCP),
+             ProbeSpec("x/a", "web.y.svc.cluster.local", 81, Protocol.TCP)]
+    probe_round(backend, specs, addr, 1.0, toolkit=backend.toolkit)
+    loopback_probe(backend, "kube-system/coredns", 53, Protocol.UDP, 1.0, "web.y.svc")
+    names = sorted(a[-1] for a in argvs if a[0] == "nslookup") + \
+        sorted(a[-2] for a in argvs if a[0] == "nslookup" and a[-1] == "127.0.0.1")
+    assert names == ["127.0.0.1", "Web.np-abc123-y.", "web", "web.np-abc123-y.svc",
+                     "web.np-abc123-y.svc.cluster.local", "web.q.svc.cluster.local",
+                     "web.np-abc123-y.svc"]
+    urls = sorted(a[-1] for a in argvs if a[0] == "curl")
+    assert urls == ["http://web.np-abc123-y.svc.cluster.local:81/", "http://web.np-abc123-y:80/"]

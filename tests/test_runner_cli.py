@@ -39,9 +39,9 @@ def test_capabilities_table_lists_local_profiles_and_kind_cnis(capsys):
 
 
 def test_bad_option_is_one_error_line(capsys):
-    assert main(["run", str(DATA), "--cni", "calico"]) == 1
+    assert main(["run", str(DATA), "--cni", "cilium"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("ERROR: --cni: 'calico' is not a local profile")
+    assert err.startswith("ERROR: --cni: 'cilium' is not a local profile")
 
 
 @needs_local

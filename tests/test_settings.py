@@ -44,7 +44,7 @@ def test_precedence_option_env_ini():
 
 @pytest.mark.parametrize("values, message", [
     ({"backend": "docker"}, "unknown backend 'docker'"),
-    ({"cnis": "calico"}, "'calico' is not a local profile"),
+    ({"cnis": "cilium"}, "'cilium' is not a local profile"),
     ({"probe_timeout": "fast"}, "--probe-timeout: 'fast' is not a number"),
     ({"probe_timeout": "-1"}, "must be more than 0"),
     ({"run_id": "NOPE!"}, "--netpol-run-id"),
@@ -72,3 +72,16 @@ def test_worker_run_ids_differ_and_settings_are_frozen():
         s.backend = "kind"  # type: ignore[misc]
     assert "run-id=abc123" in s.describe()
     assert isinstance(s, Settings)
+
+
+def test_real_engines_are_local_cnis_that_wait_like_a_cluster():
+    from harness.settings import declared_capabilities
+    s = build({"cnis": "kube-router,none"}, env={})
+    assert s.cnis == ("kube-router", "none") and s.backend == "local"
+    # policies are programmed asynchronously: a non-pass result must last, as on kube backends
+    assert s.settle_seconds == s.converge_timeout == 30.0
+    emulated = build({"cnis": "enforcing"}, env={})
+    assert emulated.settle_seconds == 0.0 and emulated.converge_timeout == 10.0
+    caps = declared_capabilities("local", "kube-router")
+    assert caps.deny_response == "reject" and caps.enforces
+    assert not declared_capabilities("local", "none").enforces

@@ -51,6 +51,9 @@ def obs(outcome: Outcome, detail: str = "") -> ProbeOutcome:
     (D, Outcome.TOOL_ERROR, True, "drop", Verdict.PROBE_ERROR),
     (A, Outcome.TOOL_ERROR, True, "drop", Verdict.PROBE_ERROR),
     (D, Outcome.DNS_FAILED, True, "drop", Verdict.PROBE_ERROR),
+    (D, Outcome.DNS_FAILED, True, "reject", Verdict.PASS),           # a rejected DNS query
+    (D, Outcome.DNS_FAILED, False, "reject", Verdict.PROBE_ERROR),
+    (A, Outcome.DNS_FAILED, True, "reject", Verdict.OVER_BLOCKED),
     (D, Outcome.DNS_REFUSED, True, "drop", Verdict.PROBE_ERROR),
     (D, Outcome.HTTP_DENIED, False, "drop", Verdict.PROBE_ERROR),    # no L7 proxy declared
     (A, Outcome.HTTP_DENIED, False, "drop", Verdict.PROBE_ERROR),

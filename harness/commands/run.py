@@ -27,7 +27,8 @@ def register(sub) -> None:
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", metavar="PATH", help="scenario files or directories")
     p.add_argument("--backend", help="local (default), kind or kubeconfig")
-    p.add_argument("--cni", help="CNI(s), comma-separated; local: enforcing, open")
+    p.add_argument("--cni", help="CNI(s), comma-separated; local: enforcing, open (emulated), "
+                   "kube-router, calico, none (real engines)")
     p.add_argument("--json", metavar="PATH", help="write the JSON results file")
     p.add_argument("--html", metavar="PATH", help="write the HTML report")
     p.add_argument("--probe-timeout", metavar="SECONDS")

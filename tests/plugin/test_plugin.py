@@ -99,8 +99,8 @@ def test_bad_option_is_a_plain_usage_error(project):
     result = project.runpytest("--probe-timeout", "fast", "--collect-only")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "--probe-timeout: 'fast' is not a number of seconds" in result.stderr.str()
-    result = project.runpytest("--cni", "calico", "--collect-only")
-    assert "'calico' is not a local profile" in result.stderr.str()
+    result = project.runpytest("--cni", "cilium", "--collect-only")
+    assert "'cilium' is not a local profile" in result.stderr.str()
 
 
 def test_invalid_scenario_is_a_collection_error_naming_the_file(project):

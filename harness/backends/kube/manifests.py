@@ -23,7 +23,16 @@ from typing import Any, Callable, Mapping
 
 from harness import naming
 from harness.backends.cni import AGNHOST_IMAGE
-from harness.model import METADATA_NAME_LABEL, SYSTEM_NAMESPACE, ContainerPort, Model, Pod, Protocol, Service
+from harness.model import (
+    CLUSTER_DOMAIN,
+    METADATA_NAME_LABEL,
+    SYSTEM_NAMESPACE,
+    ContainerPort,
+    Model,
+    Pod,
+    Protocol,
+    Service,
+)
 
 CLIENT_CONTAINER = "client"
 #: the pod-label selector matching every pod of a run
@@ -45,6 +54,22 @@ class NameMap:
         except KeyError:
             raise KeyError(f"namespace {logical!r} is not in this run's model "
                            f"({', '.join(self.to_real)})") from None
+
+    def dns_name(self, name: str) -> str:
+        """A DNS name as the cluster knows it: `<svc>.<ns>.svc.cluster.local`, `<svc>.<ns>.svc`
+        and `<svc>.<ns>` with the logical namespace `<ns>` replaced by its real name (case and
+        a trailing dot kept). Short names are left alone: the pod's search path (written with
+        the real namespace) completes them; a namespace outside the model is left as written.
+        """
+        labels = name.rstrip(".").split(".")
+        tail = [x.lower() for x in labels[2:]]
+        if len(labels) < 2 or tail not in ([], ["svc"], ["svc", *CLUSTER_DOMAIN.split(".")]):
+            return name
+        real = self.to_real.get(labels[1].lower())   # DNS is case-insensitive
+        if real is None:
+            return name
+        labels[1] = real
+        return ".".join(labels) + ("." if name.endswith(".") else "")
 
 
 def namespace_manifest(name: str, labels: Mapping[str, str], run_id: str) -> dict:
@@ -80,17 +105,22 @@ def _server_container(cp: ContainerPort, image: str) -> dict:
     return c
 
 
-def pod_manifest(pod: Pod, names: NameMap, image: str = AGNHOST_IMAGE) -> dict:
-    """The agnhost pod for one model pod (hostname `<ns>-<pod>` so replies name the pod)."""
+def pod_manifest(pod: Pod, names: NameMap, image: str = AGNHOST_IMAGE,
+                 node: str | None = None) -> dict:
+    """The agnhost pod for one model pod (hostname `<ns>-<pod>` so replies name the pod),
+    bound to `node` when one is given (a cluster without a scheduler)."""
     containers = [_server_container(cp, image) for cp in pod.ports]
     containers.append({"name": CLIENT_CONTAINER, "image": image,
                        "imagePullPolicy": "IfNotPresent", "args": ["pause"]})
     hostname = pod.hostname
+    spec: dict[str, Any] = {"hostname": hostname, "terminationGracePeriodSeconds": 0,
+                            "containers": containers}
+    if node:
+        spec["nodeName"] = node
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": pod.name, "namespace": names.real(pod.namespace),
                          "labels": {**pod.labels, **naming.ownership_labels(names.run_id)}},
-            "spec": {"hostname": hostname, "terminationGracePeriodSeconds": 0,
-                     "containers": containers}}
+            "spec": spec}
 
 
 #: the endpoint key of the DNS-control client pod (not a model pod: no `/`, never in a scenario)
@@ -130,11 +160,14 @@ def service_manifest(svc: Service, names: NameMap) -> dict:
             "spec": {"type": "ClusterIP", "selector": dict(svc.selector), "ports": ports}}
 
 
-def topology(model: Model, names: NameMap, image: str = AGNHOST_IMAGE) -> list[dict]:
-    """Namespaces, then pods, then Services of the model's user part (system objects exist)."""
+def topology(model: Model, names: NameMap, image: str = AGNHOST_IMAGE,
+             node_of: Callable[[Pod], str | None] | None = None) -> list[dict]:
+    """Namespaces, then pods, then Services of the model's user part (system objects exist).
+    `node_of` binds each pod to a node (spec.nodeName) where no scheduler runs."""
     objs = [namespace_manifest(names.real(n.name), n.labels, names.run_id)
             for n in model.namespaces if not n.system]
-    objs += [pod_manifest(p, names, image) for p in model.user_pods]
+    objs += [pod_manifest(p, names, image, node_of(p) if node_of else None)
+             for p in model.user_pods]
     objs += [service_manifest(s, names) for s in model.services if not s.system]
     return objs
 

@@ -18,7 +18,7 @@ from harness.backends.kube.api import KubeApi, Obj, status_line
 from harness.backends.kube.exec import stream_exec
 from harness.backends.kube.waits import not_ready_optional, wait_pods_ready
 from harness.errors import BackendError, ExecError, ExecResult
-from harness.model import DNS_SERVICE, SYSTEM_NAMESPACE, Addresses, Endpoint, Model
+from harness.model import DNS_SERVICE, SYSTEM_NAMESPACE, Addresses, Endpoint, Model, Pod
 from harness.waits import wait_for
 
 #: containers whose readiness is not waited on (see waits.pod_ready)
@@ -72,11 +72,14 @@ class KubeTopology:
 
     def __init__(self, api: KubeApi, run_id: str, allow_cluster_scoped: bool = True,
                  ready_timeout: float = 300.0, status: Callable[[str], None] = status_line,
-                 image: str = km.AGNHOST_IMAGE, dns_control: bool = True):
+                 image: str = km.AGNHOST_IMAGE, dns_control: bool = True,
+                 node_of: Callable[[Model, Pod], str | None] | None = None):
         self.api, self.run_id, self.image = api, run_id, image
         #: deploy the DNS-control client pod (km.dns_control_objects) with every topology
         self.with_dns_control = dns_control
         self._dns_server = ""
+        #: binds each pod to a node (spec.nodeName) on a cluster without a scheduler
+        self.node_of = node_of
         self.allow_cluster_scoped = allow_cluster_scoped
         self.ready_timeout = ready_timeout
         self.status = status
@@ -97,7 +100,9 @@ class KubeTopology:
                                "is missing); the scenario should have been skipped")
         self.model = model
         self.names = km.NameMap(self.run_id, [n.name for n in model.namespaces])
-        objs = km.topology(model, self.names, self.image)
+        node_of = self.node_of
+        objs = km.topology(model, self.names, self.image,
+                           (lambda p: node_of(model, p)) if node_of is not None else None)
         if self.with_dns_control:
             objs = _namespaces_first(objs + km.dns_control_objects(self.run_id, self.image))
         real = sorted(set(self.names.to_real.values()) - {SYSTEM_NAMESPACE})
@@ -218,6 +223,11 @@ class KubeTopology:
         self.model = None
         if errors:
             raise BackendError("removing this run's objects", "; ".join(errors))
+
+    def real_dns_name(self, name: str) -> str:
+        """`name` with a logical namespace in it mapped to the run's real one (NameMap.dns_name);
+        as written when nothing is deployed."""
+        return self.names.dns_name(name) if self.names is not None else name
 
     def own_namespaces(self) -> list[str]:
         """Namespaces carrying both ownership labels with this run id — the only ones deleted."""
@@ -385,3 +395,7 @@ class KubeBackendBase:
     def dns_control(self) -> tuple[str, str] | None:
         """See KubeTopology.dns_control (prober.loopback_probe asks it for DNS controls)."""
         return self.topology.dns_control() if self.topology is not None else None
+
+    def real_dns_name(self, name: str) -> str:
+        """The prober asks this before putting a name into a probe (see prober.real_name)."""
+        return self.topology.real_dns_name(name) if self.topology is not None else name

@@ -1,0 +1,308 @@
+"""The real engines of `--backend local --cni kube-router,calico,none`: what each declares, which
+binaries it needs, and the processes it runs on every emulated node.
+
+Why one module: capabilities, component names, command lines and readiness checks of an engine
+change together (a new flag, a new version); harness.backends.local.real only starts what this
+module describes. Every process runs inside a node's network namespace (`ip netns exec`), so it
+sees only that node's interfaces, and reaches the API server through the control plane's relay
+on the namespace's own loopback (harness.controlplane: `kubeconfig_for_netns`).
+
+Per node, always: a real kube-proxy (iptables mode) forwarding ClusterIPs from the real
+EndpointSlices. Then the engine:
+  kube-router  its network-policy controller only (the router and the service proxy are off:
+               the published advisories are in those two); it ends a pod's chain with REJECT,
+               so a refused connection counts as blocked for it (`deny_response="reject"`).
+  none         nothing: the API server stores every policy and nothing enforces them, exactly
+               what a Flannel cluster does (flanneld programs no policy rules).
+  calico       Felix, Kubernetes datastore (only when its binary exists).
+Upstream sources for each fact: docs/sources.md §12.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+from harness.capabilities import Capabilities
+from harness.model import POD_CIDR, SERVICE_CIDR
+from harness.shell import run
+
+ENGINES = ("kube-router", "calico", "none")
+#: what every real-engine run needs besides its engine
+BASE_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-proxy", "coredns")
+
+_L34 = frozenset({"networkpolicy", "egress", "ipblock", "named-ports", "endport", "udp",
+                  "external-hosts"})
+_COMMON_NOTES = {
+    "sctp": "no SCTP in this kernel: the emulated kubelet creates pods without their SCTP "
+            "containers",
+    "fqdn": "not a feature of this engine",
+    "l7-http": "not a feature of this engine",
+    "calico-policy": "Calico's own policy kinds need the Calico API server, which is not run",
+    "admin-network-policy": "not a feature of this engine",
+    "cluster-scoped-policy": "this engine has no cluster-scoped policy kind",
+}
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """One engine: the binaries it needs (besides BASE_COMPONENTS) and what it declares."""
+
+    name: str
+    components: tuple[str, ...]
+    caps: Capabilities
+
+
+SPECS: dict[str, EngineSpec] = {
+    "kube-router": EngineSpec("kube-router", ("kube-router",), Capabilities(
+        _L34, "reject", True,
+        {**_COMMON_NOTES,
+         "deny_response": "kube-router's pod chains end in REJECT (ICMP port unreachable): a "
+                          "denied TCP connect is refused at once, a denied UDP datagram gets "
+                          "an ICMP error; a refusal counts as blocked only with a positive "
+                          "control"})),
+    "none": EngineSpec("none", (), Capabilities(
+        _L34, "drop", False,
+        {**_COMMON_NOTES,
+         "enforces": "no engine runs: the real API server accepts every policy and nothing "
+                     "programs them (what Flannel does); every isolating policy is expected "
+                     "to be reported not enforced"})),
+    "calico": EngineSpec("calico", ("calico-felix",), Capabilities(
+        _L34, "drop", True,
+        {**_COMMON_NOTES,
+         "deny_response": "Felix drops denied packets (its default deny action is DROP)"})),
+}
+
+
+def spec(engine: str) -> EngineSpec:
+    try:
+        return SPECS[engine]
+    except KeyError:
+        raise ValueError(f"unknown real engine {engine!r}: expected one of "
+                         f"{', '.join(ENGINES)}") from None
+
+
+def capabilities(engine: str) -> Capabilities:
+    return spec(engine).caps
+
+
+def binaries(engine: str) -> dict[str, str]:
+    """Every binary `engine` runs, by component name; ComponentMissing says which is missing
+    and why (for calico: "calico: Felix binary not available: <reason>")."""
+    from harness.components import ComponentMissing, find
+
+    out = {}
+    for name in (*BASE_COMPONENTS, *spec(engine).components):
+        try:
+            out[name] = str(find(name))
+        except ComponentMissing as exc:
+            if name == "calico-felix":
+                raise ComponentMissing(f"calico: Felix binary not available: {exc}") from None
+            raise
+    if engine == "calico":
+        from harness.backends.local.calico import crd_dir
+        crd_dir()   # Felix needs Calico's CRDs too; ComponentMissing says where they are not
+    return out
+
+
+# -- identities: each process reads the API as its own user, with the role upstream grants it --
+#: user -> RBAC rules of its ClusterRole; kube-proxy uses the API server's built-in binding of
+#: user system:kube-proxy to system:node-proxier. Felix reads as the admin (calico-node's role is
+#: large and version-specific; an error there would hide behind the admin, not show as a result).
+KUBE_PROXY_USER = "system:kube-proxy"
+_READ = ["list", "get", "watch"]
+ROLES: dict[str, list[dict]] = {
+    # kube-router's own manifests (daemonset/generic-kuberouter.yaml, ClusterRole kube-router)
+    "netpol-proof:kube-router": [
+        {"apiGroups": [""], "resources": ["namespaces", "pods", "services", "nodes", "endpoints"],
+         "verbs": _READ},
+        {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": _READ},
+        {"apiGroups": ["extensions"], "resources": ["networkpolicies"], "verbs": _READ},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "verbs": ["get", "create", "update"]},
+        {"apiGroups": [""], "resources": ["services/status"], "verbs": ["update"]},
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": _READ}],
+    # what kubeadm grants CoreDNS (ClusterRole system:coredns)
+    "netpol-proof:coredns": [
+        {"apiGroups": [""], "resources": ["endpoints", "services", "pods", "namespaces"],
+         "verbs": ["list", "watch"]},
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+         "verbs": ["list", "watch"]}],
+}
+USERS = {"kube-proxy": KUBE_PROXY_USER, "kube-router": "netpol-proof:kube-router",
+         "coredns": "netpol-proof:coredns"}
+
+
+def rbac_objects(run_id_labels: dict[str, str]) -> list[dict]:
+    """A ClusterRole and a ClusterRoleBinding (to the user of the same name) per entry of ROLES."""
+    out = []
+    for user, rules in ROLES.items():
+        meta = {"name": user, "labels": dict(run_id_labels)}
+        out.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                    "metadata": meta, "rules": rules})
+        out.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                    "metadata": dict(meta),
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                "name": user},
+                    "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                                  "name": user}]})
+    return out
+
+
+# -- processes of one node --------------------------------------------------------------------
+@dataclass(frozen=True)
+class NodeProcess:
+    """A process of one node: its argv (run inside the node namespace), extra environment, and
+    the check that says it is ready."""
+
+    name: str
+    argv: tuple[str, ...]
+    ready: Callable[[], tuple[bool, str]]
+    env: dict[str, str] | None = None
+
+
+def in_netns(netns: str, argv: list[str], timeout: float = 10.0):
+    return run(["ip", "netns", "exec", netns, *argv], timeout=timeout)
+
+
+def _http_ok(netns: str, url: str) -> tuple[bool, str]:
+    res = in_netns(netns, ["curl", "-sS", "--max-time", "2", "-o", "/dev/null", "-w",
+                           "%{http_code}", url])
+    return res.stdout.strip() == "200", f"{url}: {res.stdout.strip() or res.stderr.strip()}"
+
+
+def _chain_exists(netns: str, table: str, chain: str) -> tuple[bool, str]:
+    res = in_netns(netns, ["iptables", "-w", "5", "-t", table, "-S", chain])
+    return res.returncode == 0, (f"iptables -t {table} chain {chain}: "
+                                 f"{'present' if res.returncode == 0 else res.stderr.strip()}")
+
+
+def _all(*checks: Callable[[], tuple[bool, str]]) -> Callable[[], tuple[bool, str]]:
+    def check() -> tuple[bool, str]:
+        for c in checks:
+            ok, why = c()
+            if not ok:
+                return False, why
+        return True, "ready"
+    return check
+
+
+KUBE_PROXY_HEALTHZ = "127.0.0.1:10256"
+KUBE_ROUTER_HEALTH_PORT = 20244
+
+
+def kube_proxy(binary: str, netns: str, node: str, kubeconfig: str) -> NodeProcess:
+    """kube-proxy in iptables mode for one node. The conntrack flags at 0 leave every sysctl as
+    it is (nf_conntrack_max is global to the host; the TCP timeouts are per namespace but need
+    no change); metrics and healthz listen on the node namespace's loopback only."""
+    argv = (binary, f"--kubeconfig={kubeconfig}", f"--hostname-override={node}",
+            "--proxy-mode=iptables", f"--cluster-cidr={POD_CIDR}",
+            "--conntrack-max-per-core=0", "--conntrack-tcp-timeout-established=0",
+            "--conntrack-tcp-timeout-close-wait=0",
+            f"--healthz-bind-address={KUBE_PROXY_HEALTHZ}",
+            "--metrics-bind-address=127.0.0.1:10249", "--v=2")
+    return NodeProcess("kube-proxy", argv, _all(
+        lambda: _http_ok(netns, f"http://{KUBE_PROXY_HEALTHZ}/healthz"),
+        lambda: _chain_exists(netns, "nat", "KUBE-SERVICES")))
+
+
+def kube_router(binary: str, netns: str, node: str, kubeconfig: str) -> NodeProcess:
+    """kube-router's network-policy controller for one node (router and service proxy off)."""
+    argv = (binary, f"--kubeconfig={kubeconfig}", "--run-firewall=true", "--run-router=false",
+            "--run-service-proxy=false", "--run-loadbalancer=false", "--enable-cni=false",
+            f"--hostname-override={node}", f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--enable-ipv4=true", "--enable-ipv6=false", "--iptables-sync-period=30s",
+            "--health-addr=127.0.0.1", f"--health-port={KUBE_ROUTER_HEALTH_PORT}",
+            "--metrics-port=0", "--v=2")
+    return NodeProcess("kube-router", argv, _all(
+        lambda: _http_ok(netns, f"http://127.0.0.1:{KUBE_ROUTER_HEALTH_PORT}/healthz"),
+        lambda: _chain_exists(netns, "filter", "KUBE-ROUTER-FORWARD")))
+
+
+def corefile(kubeconfig: str, context: str) -> str:
+    """CoreDNS's configuration: the kubernetes plugin for the cluster zone (reverse zones too),
+    reading the API server through the relay; `ready` on the pod's loopback. No `forward`:
+    nothing leaves the cluster, so names outside cluster.local get no answer from upstream."""
+    return (".:53 {\n"
+            "    errors\n"
+            "    ready 127.0.0.1:8181\n"
+            "    kubernetes cluster.local in-addr.arpa ip6.arpa {\n"
+            f"        kubeconfig {kubeconfig} {context}\n"
+            "        pods insecure\n"
+            "        fallthrough in-addr.arpa ip6.arpa\n"
+            "        ttl 5\n"
+            "    }\n"
+            "}\n")
+
+
+def coredns_ready(netns: str) -> tuple[bool, str]:
+    return _http_ok(netns, "http://127.0.0.1:8181/ready")
+
+
+FELIX_HEALTH = ("127.0.0.1", 9099)
+
+
+#: what Felix (iptables dataplane) execs; not modprobe, not bpftool
+FELIX_TOOLS = tuple(f"{fam}{kind}" for fam in ("iptables", "ip6tables")
+                    for kind in ("", "-save", "-restore", "-nft", "-nft-save", "-nft-restore",
+                                 "-legacy", "-legacy-save", "-legacy-restore")) + ("ipset",
+                                                                                   "conntrack")
+
+
+def tool_dir(path: str, tools: tuple[str, ...]) -> str:
+    """A directory of symlinks to exactly `tools` (those this machine has), for a PATH."""
+    import shutil
+
+    os.makedirs(path, exist_ok=True)
+    for tool in tools:
+        found = shutil.which(tool)
+        link = os.path.join(path, tool)
+        if found and not os.path.lexists(link):
+            os.symlink(found, link)
+    return path
+
+
+def iptables_backend() -> str:
+    """`nft` or `legacy`: what this machine's `iptables` is (kube-proxy runs that one)."""
+    res = run(["iptables", "--version"], timeout=10)
+    return "nft" if "nf_tables" in res.stdout else "legacy"
+
+
+def felix(binary: str, netns: str, node: str, kubeconfig: str, state_dir: str) -> NodeProcess:
+    """Felix for one node: Kubernetes datastore, iptables dataplane, IPv4 only, workload routes
+    from pod IPs (no Calico IPAM here), no BPF/XDP/encapsulation/usage reports, health on the
+    node namespace's loopback. Its own files: endpoint status and its iptables lock under
+    `state_dir` (a directory of the run); /var/lib/calico is a private overlay
+    (harness.backends.local.privatemounts), so two instances never share a file and the host
+    gets none."""
+    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+           "FELIX_LOGSEVERITYSYS": "none",
+           "KUBECONFIG": kubeconfig,
+           "FELIX_DATASTORETYPE": "kubernetes", "FELIX_FELIXHOSTNAME": node,
+           "FELIX_IPV6SUPPORT": "false", "FELIX_BPFENABLED": "false", "FELIX_XDPENABLED": "false",
+           "FELIX_NFTABLESMODE": "Disabled",
+           # the same iptables backend as kube-proxy's `iptables` on this machine (nft): auto
+           # detection looks at the rules a node already has, and picks legacy on an empty node
+           "FELIX_IPTABLESBACKEND": iptables_backend(),
+           # iptables mode still removes BPF connect-time load balancing left by a BPF-mode
+           # Felix, through libbpf, which a CGO_ENABLED=0 build has only as a panicking stub;
+           # Felix's own tests skip it the same way (no BPF state exists in a fresh node)
+           "FELIX_DebugSkipCTLBCleanup": "true",
+           "FELIX_ROUTESOURCE": "WorkloadIPs", "FELIX_USAGEREPORTINGENABLED": "false",
+           "FELIX_HEALTHENABLED": "true", "FELIX_HEALTHHOST": FELIX_HEALTH[0],
+           "FELIX_HEALTHPORT": str(FELIX_HEALTH[1]), "FELIX_LOGFILEPATH": "none",
+           "FELIX_LOGSEVERITYSCREEN": "Info", "FELIX_PROMETHEUSMETRICSENABLED": "false",
+           "FELIX_ENDPOINTSTATUSPATHPREFIX": os.path.join(state_dir, "status"),
+           "FELIX_IPTABLESLOCKFILEPATH": os.path.join(state_dir, "xtables.lock"),
+           "FELIX_IPINIPENABLED": "false", "FELIX_VXLANENABLED": "false",
+           "FELIX_WIREGUARDENABLED": "false"}
+    scratch = os.path.join(state_dir, "mounts")
+    argv = ("unshare", "--mount", "--propagation", "private", sys.executable, "-m",
+            "harness.backends.local.privatemounts", "--scratch", scratch, "--overlay", "/var/lib",
+            "--path", tool_dir(os.path.join(state_dir, "bin"), FELIX_TOOLS), "--", binary)
+    host, port = FELIX_HEALTH
+    return NodeProcess("felix", argv, _all(
+        lambda: _http_ok(netns, f"http://{host}:{port}/readiness"),
+        lambda: _chain_exists(netns, "filter", "cali-FORWARD")), env)
