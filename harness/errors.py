@@ -43,15 +43,37 @@ class ScenarioError(HarnessError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+#: how much of a tool's output an error message carries (its end: where tools say why)
+OUTPUT_LIMIT = 1500
+
+
+def output_tail(text: str, limit: int = OUTPUT_LIMIT) -> str:
+    """The end of a tool's output for an error message: stripped, at most `limit` characters."""
+    text = (text or "").strip()
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+def with_output(msg: str, output: str) -> str:
+    """`msg` followed by the end of `output` (indented), unless it already holds it."""
+    tail = output_tail(output)
+    if not tail or tail in msg:
+        return msg
+    return msg + ":\n  " + tail.replace("\n", "\n  ")
+
+
 class BackendError(HarnessError):
-    """A backend could not do what was asked (bring a cluster up, create a pod, apply a policy)."""
+    """A backend could not do what was asked (bring a cluster up, create a pod, apply a policy).
+
+    `output` is what the tool printed (its stderr, a server's log): the message carries its
+    end, so that a user reads why without digging for a log.
+    """
 
     def __init__(self, doing: str, cause: str = "", output: str = ""):
         self.doing = doing
         self.cause = cause
         self.output = output
         msg = f"while {doing}: {cause}" if cause else doing
-        super().__init__(msg)
+        super().__init__(with_output(msg, output))
 
 
 class PrivilegeError(BackendError):
@@ -80,7 +102,8 @@ class ExecError(HarnessError):
 
     def __str__(self) -> str:
         where = f" in {self.target}" if self.target else ""
-        return f"exec{where} failed: {self.cause}: {' '.join(self.argv)}"
+        return with_output(f"exec{where} failed: {self.cause}: {' '.join(self.argv)}",
+                            self.output)
 
 
 @dataclass(frozen=True)

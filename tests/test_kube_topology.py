@@ -373,7 +373,8 @@ def test_the_dns_positive_control_asks_the_dns_service_from_the_control_pod(fake
     out = loopback_probe(Backend(), "kube-system/coredns", 53, Protocol.UDP, 1.0, "nothing.x")
     (ns, pod, container, argv), = ran
     assert (ns, pod, container) == ("np-abc123--dns-control", "dns-control", "client")
-    assert argv[0] == "nslookup" and argv[-2:] == ["nothing.x", "10.96.0.10"]
+    # the logical name <svc>.<ns> is asked as the cluster knows it: the run's real namespace
+    assert argv[0] == "nslookup" and argv[-2:] == ["nothing.np-abc123-x", "10.96.0.10"]
     assert out.outcome.value == "dns-nxdomain"           # the DNS server answered
     t.undeploy(timeout=5)
     assert ("delete", "ns", "np-abc123--dns-control") in fake.log

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from harness.errors import ExecError, HarnessError
+from harness.errors import OUTPUT_LIMIT, ExecError, HarnessError, with_output
 from harness.shell import run
 
 #: The wrapper Go modules, one directory per family.
@@ -43,7 +43,7 @@ class ComponentBuildError(HarnessError):
 
     def __init__(self, doing: str, cause: str, output: str = ""):
         self.doing, self.cause, self.output = doing, cause, output
-        super().__init__(f"while {doing}: {cause}")
+        super().__init__(with_output(f"while {doing}: {cause}", output))
 
 
 @dataclass(frozen=True)
@@ -439,8 +439,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except HarnessError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
-        output = getattr(exc, "output", "")
-        if output:
+        output = getattr(exc, "output", "") or ""
+        if len(output) > OUTPUT_LIMIT:   # the message holds its end
             print(output, file=sys.stderr)
         return 1
 

@@ -113,6 +113,7 @@ class LocalBackend:
         self.addresses: Addresses | None = None
         self._netns: dict[str, str] = {}      # endpoint key -> netns
         self._veths: dict[str, str] = {}      # pod key -> node-side veth
+        self._links: list[str] = []           # every node-side veth (pods and externals)
         self._procs: dict[str, subprocess.Popen[bytes]] = {}   # endpoint key -> its servers
         self._policies: dict[str, tuple[Mapping, NetworkPolicy]] = {}
         self._is_up = False
@@ -209,6 +210,7 @@ class LocalBackend:
         plan = self._endpoint_plan(model, addresses)
         for key, ns, veth, _ in plan:
             self._netns[key] = ns
+            self._links.append(veth)
             if not Endpoint.parse(key).is_external:
                 self._veths[key] = veth
         nsx.add_netns([ns for _, ns, _, _ in plan])
@@ -299,10 +301,7 @@ class LocalBackend:
                 proc.kill()
                 proc.wait(timeout=3)
         self._procs.clear()
-        for ns in self._netns.values():
-            err = nsx.delete_netns(ns)
-            if err:
-                errors.append(err)
+        errors += nsx.remove_endpoints(self.node, self._links, self._netns.values())
         if self.node in nsx.list_netns():
             for what in ("svc", "policy"):
                 run(["ip", "netns", "exec", self.node, "nft", "delete", "table", "ip",
@@ -310,6 +309,7 @@ class LocalBackend:
         shutil.rmtree(os.path.join(self.workdir, "ready"), ignore_errors=True)
         self._netns.clear()
         self._veths.clear()
+        self._links.clear()
         self._policies.clear()
         self.model = self.addresses = None
         if errors:

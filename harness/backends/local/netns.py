@@ -28,7 +28,23 @@ def ip_batch(lines: Sequence[str], netns: str | None = None, doing: str = "") ->
     res = run(argv, input="\n".join(lines) + "\n", timeout=30, doing=doing)
     if res.returncode != 0:
         raise BackendError(doing or f"configuring network namespace {netns}",
-                           f"`ip -batch` exit {res.returncode}", (res.stdout + res.stderr).strip())
+                           f"`{' '.join(argv)}` exit {res.returncode}",
+                           (res.stdout + res.stderr).strip())
+
+
+def links(netns: str) -> list[str]:
+    """Names of the interfaces in `netns` (`ip -o link show`, peer suffixes `@...` dropped)."""
+    res = run(["ip", "-n", netns, "-o", "link", "show"], timeout=10,
+              doing=f"listing the interfaces of {netns}")
+    if res.returncode != 0:
+        raise BackendError(f"listing the interfaces of network namespace {netns}",
+                           f"`ip link show` exit {res.returncode}", res.stderr.strip())
+    names = []
+    for line in res.stdout.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            names.append(parts[1].strip().split("@", 1)[0])
+    return names
 
 
 def add_netns(names: Iterable[str]) -> None:
@@ -71,6 +87,31 @@ def delete_netns(name: str) -> str | None:
         except OSError as exc:
             errors.append(f"removing {etc}: {exc}")
     return "; ".join(errors) or None
+
+
+def remove_endpoints(node: str, veths: Iterable[str], namespaces: Iterable[str]) -> list[str]:
+    """Delete the node-side veths of endpoints, then the endpoints' namespaces; error texts.
+
+    Why this order: deleting a network namespace destroys its interfaces asynchronously (the
+    kernel's namespace cleanup runs later), so a veth `vp<N>` could still exist in the node
+    when the next scenario of the run created `vp<N>` again ("RTNETLINK answers: File
+    exists"). `ip link del` of one end is synchronous and removes both, so the names are free
+    when this returns (tests/live/test_local_reuse.py).
+    """
+    errors = []
+    wanted = set(veths)
+    if wanted and node in list_netns():
+        try:
+            present = [n for n in links(node) if n in wanted]
+            ip_batch([f"link del {n}" for n in present], node,
+                     doing=f"deleting the endpoints' veths in {node}")
+        except BackendError as exc:
+            errors.append(str(exc))
+    for ns in namespaces:
+        err = delete_netns(ns)
+        if err:
+            errors.append(err)
+    return errors
 
 
 def sysctl(netns: str, settings: dict[str, str]) -> None:

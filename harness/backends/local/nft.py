@@ -8,6 +8,7 @@ pod behind it, as on a real cluster. Tables are replaced whole in one `nft -f` t
 
 from __future__ import annotations
 
+import re
 from typing import Iterable
 
 from harness.errors import BackendError
@@ -21,11 +22,22 @@ def table_name(run_id: str, what: str) -> str:
 
 
 def load(netns: str, text: str, doing: str) -> None:
-    """Load an nft script inside `netns` in one transaction; BackendError shows the script."""
+    """Load an nft script inside `netns` in one transaction; BackendError carries nft's stderr
+    and the numbered script lines it complains about."""
     res = run(["ip", "netns", "exec", netns, "nft", "-f", "-"], input=text, timeout=30, doing=doing)
     if res.returncode != 0:
-        numbered = "\n".join(f"{i + 1:4} {line}" for i, line in enumerate(text.splitlines()))
-        raise BackendError(doing, f"nft -f exit {res.returncode}: {res.stderr.strip()}", numbered)
+        raise BackendError(doing, f"nft -f exit {res.returncode}: {res.stderr.strip()}",
+                           script_context(text, res.stderr))
+
+
+def script_context(text: str, stderr: str, around: int = 3) -> str:
+    """The numbered lines of `text` near each line nft's stderr names (`-:12:3-8: Error`),
+    or its first 20 lines when it names none."""
+    lines = text.splitlines()
+    named = sorted({int(m.group(1)) for m in re.finditer(r"^[^:\s]*:(\d+):", stderr, re.M)})
+    keep = sorted({i for n in named for i in range(max(1, n - around), n + around + 1)
+                   if i <= len(lines)}) or list(range(1, min(len(lines), 20) + 1))
+    return "\n".join(f"{i:4} {lines[i - 1]}" for i in keep)
 
 
 def replace_table(family: str, name: str, body: Iterable[str]) -> str:
