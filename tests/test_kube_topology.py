@@ -407,9 +407,8 @@ def test_dns_names_in_probes_are_mapped_to_the_runs_real_namespaces(fake, monkey
     """Issue 10 item 3: scenarios name Services with logical namespaces; the kube path must ask
     for `np-<run>-<ns>` names, through the prober and the loopback control alike."""
     from harness.backends.kube.topology import KubeBackendBase
-    from harness.canary import loopback_probe
     from harness.model import Protocol, Service, ServicePort
-    from harness.prober import probe_round
+    from harness.prober import loopback_probe, probe_round
     from harness.probes import ProbeSpec
     from harness.shell import ExecResult
 
@@ -432,9 +431,10 @@ def test_dns_names_in_probes_are_mapped_to_the_runs_real_namespaces(fake, monkey
              ProbeSpec("x/a", "web.y.svc.cluster.local", 81, Protocol.TCP)]
     probe_round(backend, specs, addr, 1.0, toolkit=backend.toolkit)
     loopback_probe(backend, "kube-system/coredns", 53, Protocol.UDP, 1.0, "web.y.svc")
+    # the loopback control is asked from the DNS-control pod, of the DNS Service (10.96.0.10)
     names = sorted(a[-1] for a in argvs if a[0] == "nslookup") + \
-        sorted(a[-2] for a in argvs if a[0] == "nslookup" and a[-1] == "127.0.0.1")
-    assert names == ["127.0.0.1", "Web.np-abc123-y.", "web", "web.np-abc123-y.svc",
+        sorted(a[-2] for a in argvs if a[0] == "nslookup" and a[-1] == "10.96.0.10")
+    assert names == ["10.96.0.10", "Web.np-abc123-y.", "web", "web.np-abc123-y.svc",
                      "web.np-abc123-y.svc.cluster.local", "web.q.svc.cluster.local",
                      "web.np-abc123-y.svc"]
     urls = sorted(a[-1] for a in argvs if a[0] == "curl")

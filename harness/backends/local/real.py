@@ -262,9 +262,12 @@ class RealBackend(KubeBackendBase):
         wait_pods_ready(self.api, SYSTEM_NAMESPACE, "k8s-app=kube-dns", self.ready_timeout,
                         "the CoreDNS pod (kube-system/coredns) Ready", expect=1, interval=0.2)
         self.timings["coredns"] = time.monotonic() - t
+        # no DNS-control client pod: here CoreDNS runs in a network namespace of ours with this
+        # machine's nslookup at hand, so its positive control is asked inside it on 127.0.0.1,
+        # as on the emulated profiles (the control pod is for distroless CoreDNS images)
         self.topology = KubeTopology(self.api, self.run_id, allow_cluster_scoped=True,
                                      ready_timeout=self.ready_timeout, status=self._log,
-                                     node_of=self._place)
+                                     node_of=self._place, dns_control=False)
 
     def _kubeconfig(self, netns: str, process: str) -> str:
         """A kubeconfig for `process` inside `netns`, as that process's own user."""
