@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from harness.errors import ExecError, ExecResult, pretty_command
 
@@ -60,17 +60,20 @@ def run(
 
 
 def spawn(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-          log_path: str | None = None) -> subprocess.Popen[bytes]:
+          log_path: str | None = None, pipes: bool = False) -> subprocess.Popen[bytes]:
     """Start a long-running process (a pod's servers, the DNS server) and return its handle.
 
-    Its output goes to `log_path` (or is discarded); the caller owns stopping it.
+    Its output goes to `log_path` (or is discarded); the caller owns stopping it. With
+    pipes=True its stdin and stdout are pipes to the caller (a process driven by requests;
+    stderr still goes to `log_path`).
     """
     argv = [str(a) for a in argv]
     log = open(log_path, "ab") if log_path else None   # the child keeps its own copy
+    out: Any = log if log is not None else subprocess.DEVNULL
     try:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                stdout=log if log is not None else subprocess.DEVNULL,
-                                stderr=subprocess.STDOUT,
+        return subprocess.Popen(argv, stdin=subprocess.PIPE if pipes else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE if pipes else out,
+                                stderr=out if pipes else subprocess.STDOUT,
                                 env=dict(env) if env is not None else None, start_new_session=True)
     except FileNotFoundError as exc:
         raise ExecError(argv, f"command not found ({exc.filename})") from exc

@@ -10,10 +10,11 @@ import dataclasses
 import os
 import sys
 import threading
+import time
 from typing import Mapping
 
 from harness.backends.local import LocalBackend, nft, profiles
-from harness.shell import spawn
+from harness.shell import spawn, stop
 
 
 class PoliciesInTheWrongNamespace(LocalBackend):
@@ -108,16 +109,24 @@ class SomeoneElseAnswers(LocalBackend):
 
     def _start_servers(self, model) -> None:
         super()._start_servers(model)
-        proc = self._procs[self.target]
-        proc.terminate()
-        proc.wait(timeout=5)
-        ready = self._ready_path(self.target)
-        if os.path.exists(ready):
-            os.remove(ready)
+        self.stop_server(self.target)   # the pod's own servers go; this one answers instead
+        ready = os.path.join(self.workdir, f"{self._netns[self.target]}.reply-ready")
         log = os.path.join(self.workdir, f"{self._netns[self.target]}.log")
-        self._procs[self.target] = spawn(
+        self._reply = spawn(
             ["ip", "netns", "exec", self._netns[self.target], sys.executable, "-c",
              REPLY_SERVER, "80", str(self.status), self.body, ready], log_path=log)
+        deadline = time.monotonic() + 30
+        while not os.path.exists(ready):
+            if self._reply.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the reply server did not start: {open(log).read()}")
+            time.sleep(0.01)
+
+    def undeploy(self) -> None:
+        reply = getattr(self, "_reply", None)
+        if reply is not None:
+            stop(reply)
+            self._reply = None
+        super().undeploy()
 
 
 class Flapping(LocalBackend):
@@ -134,8 +143,13 @@ class Flapping(LocalBackend):
             self._flapper.start()
 
     def _flap(self) -> None:
-        enforcing = True
-        while not self._stop_flapping.wait(self.period):
+        # Why against the clock: waiting `period` after each reload would let a loaded machine's
+        # slow reloads stretch the period; the k-th switch is due at start + k * period.
+        start, k, enforcing = time.monotonic(), 0, True
+        while True:
+            k += 1
+            if self._stop_flapping.wait(max(0.0, start + k * self.period - time.monotonic())):
+                return
             enforcing = not enforcing
             with self._flap_lock:
                 if self.model is None:
@@ -164,18 +178,20 @@ class Flapping(LocalBackend):
 
 
 class LateAfterProbes(LocalBackend):
-    """A dataplane that does something late: `late()` runs once `after` probe execs have run
-    since the last apply (and before the next one runs).
+    """A dataplane that does something late: `late()` runs once `after` probe rounds have
+    started since the last apply (in the round after those, before its probes are all run).
 
-    Why counted in probes, not seconds: on a loaded machine the first round can start seconds
+    Why counted in rounds, not seconds: on a loaded machine the first round can start seconds
     after the apply, so a fault timed in seconds lands in whatever round the load decides; in
-    probes it lands where the test says (the first round of deny-ingress-small is 25 execs).
+    rounds it lands where the test says. A round is counted when `marker` (y/b of
+    deny-ingress-small) runs its TCP probes, one batched curl per source and round.
     """
 
-    after = 30
+    after = 1
+    marker = "y/b"
 
     def apply_policy(self, manifest: Mapping) -> None:
-        self._execs = 0
+        self._rounds = 0
         self._late_done = False
         self.on_time(manifest)
 
@@ -187,8 +203,9 @@ class LateAfterProbes(LocalBackend):
 
     def exec(self, endpoint, argv, timeout):
         with _exec_lock:
-            self._execs = getattr(self, "_execs", 0) + 1
-            due = not getattr(self, "_late_done", True) and self._execs > self.after
+            if endpoint == self.marker and "--parallel" in argv:
+                self._rounds = getattr(self, "_rounds", 0) + 1
+            due = not getattr(self, "_late_done", True) and getattr(self, "_rounds", 0) > self.after
             if due:
                 self._late_done = True
                 self.late()
@@ -199,7 +216,7 @@ _exec_lock = threading.Lock()
 
 
 class SlowToEnforce(LateAfterProbes):
-    """Programs the applied policies only after the first `after` probes (a CNI agent that
+    """Programs the applied policies only after the first `after` probe rounds (a CNI agent that
     programs a policy some time after the API accepted it)."""
 
     def on_time(self, manifest: Mapping) -> None:
@@ -223,10 +240,9 @@ class SlowToEnforce(LateAfterProbes):
 class LateAndWrong(LateAfterProbes, PoliciesInTheWrongNamespace):
     """Programs every policy correctly at once, and after the first `after` probes replaces
     the rules by wrong ones (the policies of x programmed in y): right while a hasty harness
-    looks, wrong after. 50 execs are the first two rounds of deny-ingress-small (21 probes and
-    4 loopback controls each), so the wrong rules meet the third round."""
+    looks, wrong after: the wrong rules meet the third round."""
 
-    after = 50
+    after = 2
 
     def on_time(self, manifest: Mapping) -> None:
         LocalBackend.apply_policy(self, manifest)          # right at first

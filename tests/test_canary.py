@@ -55,9 +55,7 @@ class LocalBackendWithDeadServer(LocalBackend):
 
     def deploy(self, model):
         addresses = super().deploy(model)
-        proc = self._procs[f"{NAMESPACE}/a"]
-        proc.terminate()
-        proc.wait(timeout=5)
+        self.stop_server(f"{NAMESPACE}/a")
         return addresses
 
 
@@ -82,7 +80,9 @@ def test_a_dataplane_that_drops_for_a_moment_then_lets_everything_through_does_n
 
 
 def test_a_flapping_dataplane_is_not_called_enforcing(make_backend):
-    backend, settings = make_backend("enforcing", Flapping)
+    # the window spans two periods (6 s), as in test_runner_local's flapping test (aliasing)
+    backend, _ = make_backend("enforcing", Flapping)
+    settings = build({"cnis": "enforcing", "min_window": 6, "min_rounds": 5}, env={})
     result = run_canary(backend, settings)
     # unstable (it changed more than once) is "cannot tell"; never "enforcing"
     assert result.enforcing is not True, result.detail

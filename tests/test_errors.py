@@ -29,3 +29,11 @@ def test_exec_error_message_carries_the_output():
                     "mount: /run: permission denied.")
     assert str(err) == ("exec failed: preparing: exit status 32: mount -t tmpfs:\n"
                         "  mount: /run: permission denied.")
+
+
+def test_nft_errors_show_the_numbered_lines_nft_names():
+    from harness.backends.local.nft import script_context
+    text = "\n".join(f"line {i}" for i in range(1, 41))
+    ctx = script_context(text, "-:30:3-8: Error: syntax error, unexpected junk\nline 30\n  ^^^^")
+    assert ctx.splitlines() == [f"{i:4} line {i}" for i in range(27, 34)]
+    assert len(script_context(text, "Error: no line named").splitlines()) == 20

@@ -142,13 +142,11 @@ def test_a_block_asserted_on_a_port_nothing_serves_is_a_scenario_error(run_on):
 
 
 class ServerDeadAfterDeploy(LocalBackend):
-    """The real local backend; x/b's server process is killed once the topology is up."""
+    """The real local backend; x/b's server stops once the topology is up."""
 
     def deploy(self, model):
         addresses = super().deploy(model)
-        proc = self._procs["x/b"]
-        proc.terminate()
-        proc.wait(timeout=5)
+        self.stop_server("x/b")
         return addresses
 
 
@@ -163,13 +161,10 @@ def test_a_server_that_refuses_before_any_policy_is_an_infrastructure_error(run_
 
 
 class ServerDiesOnApply(LocalBackend):
-    """The real local backend; x/a's server process is killed when the first policy is applied."""
+    """The real local backend; x/a's server stops when the first policy is applied."""
 
     def apply_policy(self, manifest):
-        proc = self._procs.get("x/a")
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=5)
+        self.stop_server("x/a")
         super().apply_policy(manifest)
 
 
@@ -234,12 +229,13 @@ def test_every_step_is_observed_for_the_window_whatever_its_results(run_on):
 
 def test_a_flapping_dataplane_never_passes(run_on):
     """Blocks for 1.5 s, allows for 1.5 s, again and again (seconds, as the issue measured it).
-    Polling that stopped at the first two agreeing all-pass rounds passed it. With a 3 s window
-    the flap is seen and the scenario does not pass: unstable cells, or, when load stretches the
-    rounds so that the window meets one change only, not enforced ones. A single cell can still
-    alias (sampled in blocking phases only: docs/ARCHITECTURE.md says which flaps no window
-    sees); the deterministic flap below shows the UNSTABLE verdict itself."""
-    r = run_on("deny-ingress-small.yaml", "enforcing", Flapping)
+    Polling that stopped at the first two agreeing all-pass rounds passed it. The window spans
+    two periods here (6 s): under load a round takes about as long as one period (a blocked
+    probe waits its timeout), and samples one period apart all land in the same phase, so a
+    3 s window can miss this flap on a busy machine (docs/ARCHITECTURE.md: aliasing). Unstable
+    cells, or not enforced ones where the window met one change only: never a pass. The
+    deterministic flap below shows the UNSTABLE verdict with the default window."""
+    r = run_on("deny-ingress-small.yaml", "enforcing", Flapping, min_window=6, min_rounds=5)
     assert r.outcome == "failed", (r.infra_error, r.verdict_counts())
     denied = [c for c in r.steps[0].cells if c.expected == "deny"]
     assert {c.verdict for c in denied} & {"unstable", "not enforced"}

@@ -75,7 +75,7 @@ def test_a_run_leaves_nothing_behind():
                         "metadata": {"name": "deny", "namespace": "x"}, "spec": {"podSelector": {}}})
         during = run_objects(b.run_id)
         assert len(during["netns"]) == 11 and len(during["etc"]) == 10   # node + 10 pods
-        assert len(during["procs"]) == 10 and len(during["state"]) == 2
+        assert len(during["procs"]) == 1 and len(during["state"]) == 2   # the servers process
         assert root_links() == links, "the emulated cluster must not touch the root namespace"
         assert root_nft_tables() == tables
     assert run_objects(b.run_id) == {"netns": [], "etc": [], "procs": [], "state": []}
@@ -135,8 +135,12 @@ def test_cleanup_removes_a_crashed_run_and_leaves_a_live_one(tmp_path):
     run_id, proc, _ = start_child(tmp_path)
     proc.kill()                                     # a crash: no teardown runs
     proc.wait(timeout=10)
+    # the servers process ends by itself once the harness that drove it is gone
+    deadline = time.monotonic() + 10
+    while run_objects(run_id)["procs"] and time.monotonic() < deadline:
+        time.sleep(0.05)
     crashed = run_objects(run_id)
-    assert len(crashed["netns"]) == 4 and len(crashed["procs"]) == 3 and crashed["state"]
+    assert len(crashed["netns"]) == 4 and crashed["procs"] == [] and crashed["state"]
     other = "npx-not-ours"                          # similar, but not our naming
     run(["ip", "netns", "add", other], check=True)
     try:
@@ -169,3 +173,29 @@ def test_a_live_runs_id_cannot_be_reused(tmp_path):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     assert run_objects(run_id) == {"netns": [], "etc": [], "procs": [], "state": []}
+
+
+def test_deleting_namespaces_kills_what_still_runs_inside_them():
+    """A process left inside a pod namespace (a hung probe) dies with it, found as
+    `ip netns pids` finds it, in one scan of /proc for all namespaces."""
+    from harness.backends.local import netns as nsx
+    from harness.backends.local.backend import claim_run, release_run
+    run_id = naming.new_run_id()
+    claim_run(run_id, purpose="test of netns deletion")
+    names = [f"{naming.local_prefix(run_id)}p{i}" for i in range(3)]
+    try:
+        nsx.add_netns(names)
+        sleepers = [spawn(["ip", "netns", "exec", n, "sleep", "60"]) for n in names[:2]]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and \
+                sorted(p for ps in nsx.netns_pids(names).values() for p in ps) != \
+                sorted(s.pid for s in sleepers):
+            time.sleep(0.02)
+        found = nsx.netns_pids(names)
+        assert found == {names[0]: [sleepers[0].pid], names[1]: [sleepers[1].pid], names[2]: []}
+        assert nsx.delete_netns_all(names) == []
+        assert [s.wait(timeout=10) for s in sleepers] == [-signal.SIGKILL] * 2
+        assert not set(names) & set(nsx.list_netns())
+    finally:
+        nsx.delete_netns_all(names)
+        release_run(run_id)

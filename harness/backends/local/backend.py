@@ -27,8 +27,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping, Sequence
@@ -36,8 +34,10 @@ from typing import Mapping, Sequence
 from harness import naming
 from harness.backends.local import netns as nsx
 from harness.backends.local import nft, preflight, profiles
+from harness.backends.local.servers import ServerProcess
 from harness.capabilities import Capabilities
 from harness.errors import BackendError
+from harness.lifecycle import Terminated
 from harness.model import (
     CLUSTER_DOMAIN,
     KUBERNETES_SERVICE_IP,
@@ -49,7 +49,7 @@ from harness.model import (
     plan_addresses,
 )
 from harness.policy import NetworkPolicy, is_network_policy, parse_policy, policy_key
-from harness.shell import ExecResult, run, spawn
+from harness.shell import ExecResult, run
 
 STATE_DIR = "/run/netpol-proof"
 READY_TIMEOUT = 30.0  # generous: only a failure waits this long, and loaded CI machines are slow
@@ -94,6 +94,9 @@ class LocalBackend:
     """The `local` backend (see the module docstring). A context manager: up() ... down()."""
 
     name = "local"
+    #: clusters of this backend that can exist side by side in one run (harness.session): each
+    #: is a set of namespaces of its own
+    max_parallel = 64
     #: the probe tools pods have: this machine's curl, nslookup and python3 (see probes.argv_for)
     toolkit = "debian"
 
@@ -114,9 +117,18 @@ class LocalBackend:
         self._netns: dict[str, str] = {}      # endpoint key -> netns
         self._veths: dict[str, str] = {}      # pod key -> node-side veth
         self._links: list[str] = []           # every node-side veth (pods and externals)
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}   # endpoint key -> its servers
+        self._servers = ServerProcess(self.workdir, READY_TIMEOUT)   # every endpoint's servers
+        self._served: list[str] = []          # endpoint keys it serves now
         self._policies: dict[str, tuple[Mapping, NetworkPolicy]] = {}
         self._is_up = False
+        self._interrupted = False
+
+    def describe(self) -> str:
+        """Exactly what runs: no Kubernetes component at all, an emulated dataplane."""
+        what = ("policies compiled into nftables by netpol-proof's own policy.py"
+                if self.profile == "enforcing" else "policies stored, nothing enforces them")
+        return (f"emulated dataplane `{self.profile}` ({what}): no Kubernetes API server, no "
+                f"policy engine, pods emulated in network namespaces")
 
     # -- capabilities / context manager ---------------------------------------------------------
     def capabilities(self) -> Capabilities:
@@ -165,6 +177,10 @@ class LocalBackend:
             self.undeploy()
         except BackendError as exc:
             errors.append(str(exc))
+        status = self._servers.stop()
+        if status not in (None, 0):
+            errors.append(f"the servers process ended with status {status}: "
+                          f"{self._servers._log()}")
         err = nsx.delete_netns(self.node)
         if err:
             errors.append(err)
@@ -189,7 +205,6 @@ class LocalBackend:
             self._load_services()
             self._sync_policies()
             self._start_servers(model)
-            self._wait_ready()
         except BaseException:
             try:
                 self.undeploy()
@@ -229,26 +244,28 @@ class LocalBackend:
                 f.result()
 
     def _start_servers(self, model: Model) -> None:
-        os.makedirs(os.path.join(self.workdir, "ready"), exist_ok=True)
+        """Every endpoint's sockets, opened in its namespace by the run's servers process;
+        each request returns once its sockets are bound and listening."""
         records = self._dns_records(model)
-        rec_path = os.path.join(self.workdir, "dns-records.json")
-        with open(rec_path, "w") as fh:
-            json.dump(records, fh)
         endpoints = [(p.key, p.ports, p.system and p.labels.get("k8s-app") == "kube-dns")
                      for p in model.pods]
         endpoints += [(e.key, e.ports or DEFAULT_EXTERNAL_PORTS, False) for e in model.externals]
+        self._servers.start()
         for key, ports, is_dns in endpoints:
-            ready = self._ready_path(key)
-            if is_dns:
-                cmd = [sys.executable, "-m", "harness.backends.local.dnsserver", "--records", rec_path]
-            else:
-                cmd = [sys.executable, "-m", "harness.backends.local.podserver", "--name", key]
-                for cp in ports:
-                    if cp.protocol in (Protocol.TCP, Protocol.UDP):
-                        cmd += [f"--{cp.protocol.value.lower()}", str(cp.port)]
-            cmd += ["--ready", ready]
-            log = os.path.join(self.workdir, f"{self._netns[key]}.log")
-            self._procs[key] = spawn(["ip", "netns", "exec", self._netns[key], *cmd], log_path=log)
+            netns = os.path.join(nsx.NETNS_DIR, self._netns[key])
+            self._served.append(key)
+            self._servers.request(
+                f"starting the servers of {key}", op="serve", key=key, netns=netns,
+                tcp=[cp.port for cp in ports if cp.protocol == Protocol.TCP],
+                udp=[cp.port for cp in ports if cp.protocol == Protocol.UDP],
+                dns=records if is_dns else None)
+
+    def stop_server(self, endpoint: str) -> None:
+        """Close every socket `endpoint` serves (its server "dies"; the pod stays): for tests
+        of how a dead server is reported."""
+        if endpoint in self._served:
+            self._served.remove(endpoint)
+            self._servers.request(f"stopping the servers of {endpoint}", op="stop", key=endpoint)
 
     def _dns_records(self, model: Model) -> dict[str, str]:
         """The cluster DNS's A records: every Service's name, and the API server's."""
@@ -257,56 +274,23 @@ class LocalBackend:
         records[f"kubernetes.default.svc.{CLUSTER_DOMAIN}"] = KUBERNETES_SERVICE_IP
         return records
 
-    def _ready_path(self, key: str) -> str:
-        return os.path.join(self.workdir, "ready", self._netns[key])
-
-    def _wait_ready(self, deadline_s: float = READY_TIMEOUT) -> None:
-        deadline = time.monotonic() + deadline_s
-        pending = set(self._procs)
-        while pending:
-            for key in list(pending):
-                proc = self._procs[key]
-                if os.path.exists(self._ready_path(key)):
-                    pending.discard(key)
-                elif proc.poll() is not None:
-                    raise BackendError(f"starting the server of {key}",
-                                       f"it exited with status {proc.returncode}",
-                                       self._log_tail(key))
-            if pending and time.monotonic() > deadline:
-                raise BackendError("waiting for pods to serve",
-                                   f"not ready after {deadline_s:g}s: {', '.join(sorted(pending))}",
-                                   "\n".join(self._log_tail(k) for k in sorted(pending)))
-            if pending:
-                time.sleep(0.01)
-
-    def _log_tail(self, key: str) -> str:
-        try:
-            with open(os.path.join(self.workdir, f"{self._netns[key]}.log")) as fh:
-                return f"{key}: " + fh.read()[-2000:]
-        except OSError:
-            return f"{key}: (no log)"
-
     def undeploy(self) -> None:
         """Stop servers, delete pod/external namespaces and the node's tables. Idempotent."""
         errors = []
-        for proc in self._procs.values():
+        # first: an open socket would keep its (deleted) namespace alive
+        for key in self._served:
             try:
-                proc.terminate()
-            except ProcessLookupError:
-                pass
-        for proc in self._procs.values():
-            try:
-                proc.wait(timeout=3)
-            except Exception:
-                proc.kill()
-                proc.wait(timeout=3)
-        self._procs.clear()
+                self._servers.request(f"stopping the servers of {key}", op="stop", key=key)
+            except BackendError as exc:
+                errors.append(str(exc))
+                self._servers.stop()   # closes every socket it held
+                break
+        self._served.clear()
         errors += nsx.remove_endpoints(self.node, self._links, self._netns.values())
         if self.node in nsx.list_netns():
             for what in ("svc", "policy"):
                 run(["ip", "netns", "exec", self.node, "nft", "delete", "table", "ip",
                      nft.table_name(self.run_id, what)], timeout=10)
-        shutil.rmtree(os.path.join(self.workdir, "ready"), ignore_errors=True)
         self._netns.clear()
         self._veths.clear()
         self._links.clear()
@@ -365,7 +349,14 @@ class LocalBackend:
                  doing="loading the compiled NetworkPolicy table into the node")
 
     # -- exec -----------------------------------------------------------------------------------
+    def interrupt(self) -> None:
+        """The run is stopping (Ctrl-C, SIGTERM): every later exec raises Terminated, so that a
+        scenario running in another thread ends at its next probe (and tears down)."""
+        self._interrupted = True
+
     def exec(self, endpoint: str, argv: Sequence[str], timeout: float) -> ExecResult:
+        if self._interrupted:
+            raise Terminated(f"local run {self.run_id} is stopping")
         ns = self._netns.get(endpoint)
         if ns is None:
             raise BackendError(f"running {argv[0] if argv else '?'} in {endpoint}",

@@ -96,10 +96,14 @@ class _TCPServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
 
 
+def normalise(records: dict[str, str]) -> dict[str, str]:
+    """Record names as answer() looks them up: lower case, fully qualified (trailing dot)."""
+    return {k.lower().rstrip(".") + ".": v for k, v in records.items()}
+
+
 def load_records(path: str) -> dict[str, str]:
     with open(path) as fh:
-        data = json.load(fh)
-    return {k.lower().rstrip(".") + ".": v for k, v in data.items()}
+        return normalise(json.load(fh))
 
 
 def main(argv: list[str] | None = None) -> int:

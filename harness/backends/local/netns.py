@@ -59,9 +59,30 @@ def list_netns() -> list[str]:
         return []
 
 
-def netns_pids(name: str) -> list[int]:
-    res = run(["ip", "netns", "pids", name], timeout=10)
-    return [int(x) for x in res.stdout.split() if x.isdigit()] if res.returncode == 0 else []
+def netns_pids(names: Iterable[str]) -> dict[str, list[int]]:
+    """The processes inside each named namespace, as `ip netns pids` finds them (a process is
+    in a namespace when its /proc/<pid>/ns/net is that file's namespace), in one scan of /proc."""
+    wanted = {}
+    for name in names:
+        try:
+            st = os.stat(os.path.join(NETNS_DIR, name))
+        except OSError:
+            continue
+        wanted[(st.st_dev, st.st_ino)] = name
+    found: dict[str, list[int]] = {n: [] for n in wanted.values()}
+    if not wanted:
+        return found
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            st = os.stat(f"/proc/{pid}/ns/net")
+        except OSError:
+            continue
+        owner = wanted.get((st.st_dev, st.st_ino))
+        if owner is not None:
+            found[owner].append(int(pid))
+    return found
 
 
 def kill_pids(pids: Iterable[int]) -> None:
@@ -74,19 +95,30 @@ def kill_pids(pids: Iterable[int]) -> None:
 
 def delete_netns(name: str) -> str | None:
     """Kill what still runs in `name`, delete it and its /etc/netns dir; an error text or None."""
+    return "; ".join(delete_netns_all([name])) or None
+
+
+def delete_netns_all(names: Iterable[str]) -> list[str]:
+    """Kill what still runs in each namespace, delete them (one `ip -batch`) and their
+    /etc/netns dirs; the error texts."""
+    names = list(names)
     errors = []
-    if name in list_netns():
-        kill_pids(netns_pids(name))
-        res = run(["ip", "netns", "del", name], timeout=10)
+    present = [n for n in names if n in set(list_netns())]
+    for pids in netns_pids(present).values():
+        kill_pids(pids)
+    if present:
+        res = run(["ip", "-force", "-batch", "-"], input="".join(f"netns del {n}\n" for n in present),
+                  timeout=30)
         if res.returncode != 0:
-            errors.append(f"ip netns del {name}: {res.stderr.strip()}")
-    etc = os.path.join(ETC_NETNS, name)
-    if os.path.isdir(etc):
-        try:
-            shutil.rmtree(etc)
-        except OSError as exc:
-            errors.append(f"removing {etc}: {exc}")
-    return "; ".join(errors) or None
+            errors.append(f"ip netns del {' '.join(present)}: {res.stderr.strip()}")
+    for name in names:
+        etc = os.path.join(ETC_NETNS, name)
+        if os.path.isdir(etc):
+            try:
+                shutil.rmtree(etc)
+            except OSError as exc:
+                errors.append(f"removing {etc}: {exc}")
+    return errors
 
 
 def remove_endpoints(node: str, veths: Iterable[str], namespaces: Iterable[str]) -> list[str]:
@@ -107,10 +139,7 @@ def remove_endpoints(node: str, veths: Iterable[str], namespaces: Iterable[str])
                      doing=f"deleting the endpoints' veths in {node}")
         except BackendError as exc:
             errors.append(str(exc))
-    for ns in namespaces:
-        err = delete_netns(ns)
-        if err:
-            errors.append(err)
+    errors += delete_netns_all(namespaces)
     return errors
 
 
