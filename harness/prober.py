@@ -6,10 +6,10 @@ costs one connect timeout, so probes run in a bounded thread pool: a 9x9 matrix 
 one timeout. A failed exec transport becomes TOOL_ERROR with its cause — never a policy outcome.
 
 With the "debian" toolkit and batch=True, the TCP probes of one source run in one curl
-(`--parallel`, see probes.batch_argv_for): process starts, not packets, are what a busy
-two-core machine runs out of. Each transfer is still a new connection, classified on its own.
-A run passes Settings.concurrency (default 16 execs at once: batched, a 9x9 TCP matrix is nine
-execs, one wave); probe_round's own default of 128 serves callers without settings.
+(`--parallel`, see probes.batch_argv_for) and its UDP probes in one UDP client
+(probes.udp_argv_for): process starts, not packets, are what a busy two-core machine runs out
+of. Each transfer is still a new connection (a new socket), classified on its own.
+The default concurrency is 128 rather than 64 so that a 9x9 matrix fits in one wave.
 """
 
 from __future__ import annotations
@@ -22,7 +22,17 @@ from typing import Any, Iterable
 from harness.backends.base import Backend
 from harness.errors import BackendError, ExecError, HarnessError
 from harness.model import Addresses, Endpoint, Protocol
-from harness.probes import Outcome, ProbeOutcome, ProbeSpec, argv_for, batch_argv_for, classify, split_batch
+from harness.probes import (
+    Outcome,
+    ProbeOutcome,
+    ProbeSpec,
+    argv_for,
+    batch_argv_for,
+    classify,
+    split_batch,
+    split_udp,
+    udp_argv_for,
+)
 
 #: extra seconds the exec may take beyond the tool's own timeout before it counts as hung
 EXEC_MARGIN = 10.0
@@ -93,56 +103,71 @@ def loopback_probe(backend: Backend, endpoint: str, port: int, protocol: Protoco
     return probe_one(backend, spec, None, timeout, backend.toolkit)
 
 
+def _is_address(text: str) -> bool:
+    parts = text.split(".")
+    return len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)
+
+
+#: protocol -> (argv of one process for several probes of a source, its per-probe splitter)
+_BATCHERS = {Protocol.TCP: (batch_argv_for, split_batch), Protocol.UDP: (udp_argv_for, split_udp)}
+
+
 def probe_batch(backend: Backend, probes: list[tuple[ProbeSpec, str]], timeout: float
                 ) -> dict[ProbeSpec, ProbeOutcome]:
-    """TCP probes of one source in one batched curl; each classified on its own line."""
+    """Probes of one source and protocol in one process (a batched curl for TCP, the UDP
+    client for UDP); each classified on its own line of output."""
     started = time.monotonic()
     source = probes[0][0].source
+    argv_of, split = _BATCHERS[probes[0][0].protocol]
     try:
-        result = backend.exec(source, batch_argv_for(probes, timeout),
-                              timeout=timeout * 2 + EXEC_MARGIN)
+        result = backend.exec(source, argv_of(probes, timeout), timeout=timeout * 2 + EXEC_MARGIN)
     except (ExecError, BackendError, ValueError) as exc:
         el = time.monotonic() - started
         return {s: ProbeOutcome(Outcome.TOOL_ERROR, None, f"{type(exc).__name__}: {exc}", el)
                 for s, _ in probes}
-    per = split_batch(probes, result)
+    per = split(probes, result)
     out = {}
     for spec, _ in probes:
         if spec in per:
             out[spec] = classify(spec, per[spec])
         else:
             out[spec] = ProbeOutcome(Outcome.TOOL_ERROR, None,
-                                     f"batched curl gave no result for this probe (exit "
-                                     f"{result.returncode}: {result.stderr.strip()[:200]})",
+                                     f"the batched probe process gave no result for this probe "
+                                     f"(exit {result.returncode}: {result.stderr.strip()[:200]})",
                                      result.elapsed)
     return out
 
 
 def _plan(specs: list[ProbeSpec], addresses: Addresses, toolkit: str, batch: bool,
           backend: Backend | None = None) -> list[tuple[str, Any]]:
-    """Tasks: ("one", spec) or ("batch", [(spec, dest), ...]) grouped by source."""
+    """Tasks: ("one", spec) or ("batch", [(spec, dest), ...]) grouped by source and protocol.
+
+    TCP probes batch to any destination (curl resolves names itself, in parallel); UDP probes
+    only to addresses (the UDP client resolves names one after the other)."""
     tasks: list[tuple[str, Any]] = []
-    groups: dict[str, dict[str, tuple[ProbeSpec, str]]] = {}
+    groups: dict[Any, dict[str, tuple[ProbeSpec, str]]] = {}
     for s in specs:
         dest = None
-        if batch and toolkit == "debian" and not s.is_dns and s.protocol.value == "TCP" \
+        if batch and toolkit == "debian" and not s.is_dns and s.protocol in _BATCHERS \
                 and isinstance(s.port, int):
             try:
                 dest = destination(s, addresses, backend)
             except KeyError:
                 dest = None
+            if dest is not None and s.protocol == Protocol.UDP and not _is_address(dest):
+                dest = None
         if dest is None:
             tasks.append(("one", s))
             continue
-        group = groups.setdefault(s.source, {})
+        group = groups.setdefault((s.source, s.protocol), {})
         url = f"{dest}:{s.port}"
-        if url in group:            # the same URL twice: results are matched by URL
+        if url in group:            # the same target twice: results are matched by target
             tasks.append(("one", s))
         else:
             group[url] = (s, dest)
     for group in groups.values():
         items = list(group.values())
-        if len(items) == 1:
+        if len(items) == 1 and items[0][0].protocol == Protocol.TCP:
             tasks.append(("one", items[0][0]))
         else:
             tasks.append(("batch", items))

@@ -8,6 +8,7 @@ harness is broken", so it is a pure function table-tested on real curl/nslookup 
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from enum import Enum
 
@@ -81,30 +82,46 @@ class ProbeOutcome:
 #: What `-w` appends after curl's body, so classify() reads the HTTP status from stdout.
 CURL_CODE_MARK = "\n__np_http_code="
 
-#: The UDP client for the "debian" toolkit, an inline script that behaves like
-#: `/agnhost connect --protocol=udp`: sends `hostname\n`, prints the reply, exits 0; on failure
-#: exits 1 with stderr starting TIMEOUT / REFUSED / DNS / OTHER.
+#: The UDP client of the "debian" toolkit: `UDP_CLIENT_ARGV TIMEOUT HOST:PORT...` sends
+#: `hostname\n` from a fresh socket to every target at once (like `/agnhost connect
+#: --protocol=udp`, which sends the same), waits up to TIMEOUT for each one's reply, and prints
+#: one line per target: `__np_udp HOST:PORT STATUS SECONDS TEXT`, STATUS one of ok (TEXT: the
+#: reply, hex), timeout, refused (an ICMP port unreachable came back), dns, other.
 #: Why not netcat: OpenBSD `nc -u -w T` exits 0 with empty output both when an ICMP port
 #: unreachable came back (after 3 ms) and when nothing came back (after T seconds), so its
 #: result cannot tell a reject from a drop (measured with nc 1.219 on this machine).
+#: Why several targets per process: starting the interpreter is most of a probe's CPU (25 ms
+#: against well under 1 ms for the exchange, bench/bench_library.py); each target still gets
+#: its own socket (a new source port, a new conntrack entry), as curl --parallel does for TCP.
+UDP_MARK = "__np_udp "
 UDP_CLIENT = (
-    "import socket,sys\n"
-    "h,p,t=sys.argv[1],int(sys.argv[2]),float(sys.argv[3])\n"
-    "try:\n"
-    " a=socket.getaddrinfo(h,p,socket.AF_INET,socket.SOCK_DGRAM)[0][4]\n"
-    "except OSError as e:\n"
-    " sys.stderr.write('DNS: %s\\n'%e);sys.exit(1)\n"
-    "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(t)\n"
-    "try:\n"
-    " s.connect(a);s.send(b'hostname\\n');d=s.recv(4096)\n"
-    "except socket.timeout:\n"
-    " sys.stderr.write('TIMEOUT: no reply from %s:%d within %ss\\n'%(a[0],p,t));sys.exit(1)\n"
-    "except ConnectionRefusedError as e:\n"
-    " sys.stderr.write('REFUSED: %s\\n'%e);sys.exit(1)\n"
-    "except OSError as e:\n"
-    " sys.stderr.write('OTHER: %s\\n'%e);sys.exit(1)\n"
-    "sys.stdout.write(d.decode(errors='replace'))\n"
+    "import select,socket,sys,time\n"
+    "t=float(sys.argv[1]);live={}\n"
+    "def say(k,st,t0,x):sys.stdout.write('__np_udp %s %s %.4f %s\\n'%(k,st,time.monotonic()-t0,x))\n"
+    "for k in sys.argv[2:]:\n"
+    " t0=time.monotonic();h,_,p=k.rpartition(':')\n"
+    " try:a=socket.getaddrinfo(h,int(p),socket.AF_INET,socket.SOCK_DGRAM)[0][4]\n"
+    " except OSError as e:say(k,'dns',t0,e);continue\n"
+    " s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+    " try:s.connect(a);s.send(b'hostname\\n')\n"
+    " except ConnectionRefusedError as e:say(k,'refused',t0,e);s.close();continue\n"
+    " except OSError as e:say(k,'other',t0,e);s.close();continue\n"
+    " live[s]=(k,t0,t0+t)\n"
+    "while live:\n"
+    " now=time.monotonic()\n"
+    " for s,(k,t0,d) in list(live.items()):\n"
+    "  if now>=d:say(k,'timeout',t0,'no reply within %ss'%t);del live[s];s.close()\n"
+    " if not live:break\n"
+    " for s in select.select(list(live),[],[],max(0,min(d for _,_,d in live.values())-now))[0]:\n"
+    "  k,t0,d=live.pop(s)\n"
+    "  try:say(k,'ok',t0,s.recv(4096).hex())\n"
+    "  except ConnectionRefusedError as e:say(k,'refused',t0,e)\n"
+    "  except OSError as e:say(k,'other',t0,e)\n"
+    "  s.close()\n"
 )
+#: the interpreter that runs it: this machine's own, isolated from the environment and without
+#: site-packages (`python3` on PATH may be a version-manager shim costing dozens of processes)
+UDP_CLIENT_ARGV = (sys.executable or "python3", "-I", "-S", "-c", UDP_CLIENT)
 
 TOOLKITS = ("debian", "agnhost")
 
@@ -145,7 +162,7 @@ def argv_for(spec: ProbeSpec, dest: str, timeout: float, toolkit: str = "debian"
     if toolkit == "agnhost" or spec.protocol == Protocol.SCTP:
         return ["/agnhost", "connect", f"{dest}:{port}", f"--protocol={spec.protocol.value.lower()}",
                 f"--timeout={_fmt(timeout)}s"]
-    return ["python3", "-c", UDP_CLIENT, dest, str(port), _fmt(timeout)]
+    return udp_argv_for([(spec, dest)], timeout)
 
 
 #: The per-transfer line a batched curl writes (`-w`), one per URL, in completion order.
@@ -164,19 +181,60 @@ def batch_argv_for(probes: list[tuple[ProbeSpec, str]], timeout: float) -> list[
     pod comes from the server's `X-Pod` header (the local backend's servers send it), so this
     is for the "debian" toolkit only; L7 403 bodies are not seen (no L7 proxy exists there).
     """
-    urls = []
-    for spec, dest in probes:
-        if spec.is_dns or spec.protocol != Protocol.TCP or not isinstance(spec.port, int):
-            raise ValueError(f"probe {spec.label}: only resolved TCP probes can be batched")
-        urls.append(f"http://{dest}:{spec.port}/")
-    if len(set(urls)) != len(urls):
-        raise ValueError("a curl batch needs distinct URLs: results are matched by URL")
+    urls = _targets(probes, Protocol.TCP, "http://{}:{}/", "a curl batch needs distinct URLs: "
+                    "results are matched by URL")
     argv = ["curl", "--parallel", "--parallel-immediate", "--parallel-max", str(len(urls)),
             "-sS", "--no-progress-meter", "--connect-timeout", _fmt(timeout),
             "--max-time", _fmt(max_time(timeout)), "--no-keepalive", "-w", BATCH_FORMAT]
     for url in urls:
         argv += ["-o", "/dev/null", url]
     return argv
+
+
+def udp_argv_for(probes: list[tuple[ProbeSpec, str]], timeout: float) -> list[str]:
+    """One UDP client process for several UDP probes of one source, all sent at once."""
+    targets = _targets(probes, Protocol.UDP, "{}:{}", "a UDP batch needs distinct targets: "
+                       "results are matched by target")
+    return [*UDP_CLIENT_ARGV, _fmt(timeout), *targets]
+
+
+def _targets(probes: list[tuple[ProbeSpec, str]], protocol: Protocol, form: str,
+             duplicate: str) -> list[str]:
+    """`form` filled with (destination, port) per probe, for one process that runs them all:
+    ValueError for a probe of another kind or an unresolved port, or for two probes with the
+    same target (results are matched back by target)."""
+    out = []
+    for spec, dest in probes:
+        if spec.is_dns or spec.protocol != protocol or not isinstance(spec.port, int):
+            raise ValueError(f"probe {spec.label}: only resolved {protocol.value} probes can be "
+                             "batched")
+        out.append(form.format(dest, spec.port))
+    if len(set(out)) != len(out):
+        raise ValueError(duplicate)
+    return out
+
+
+def split_udp(probes: list[tuple[ProbeSpec, str]], result: ExecResult
+              ) -> dict[ProbeSpec, ExecResult]:
+    """Per-probe results of one UDP client run (each with only its own line), for classify().
+    A probe without a line is left out (the caller reports a tool error)."""
+    lines = {}
+    for line in result.stdout.splitlines():
+        if line.startswith(UDP_MARK):
+            target = line[len(UDP_MARK):].split(" ", 1)[0]
+            lines[target] = line
+    out = {}
+    for spec, dest in probes:
+        got = lines.get(f"{dest}:{spec.port}")
+        if got is None:
+            continue
+        try:
+            elapsed = float(got[len(UDP_MARK):].split(" ")[2])
+        except (IndexError, ValueError):
+            elapsed = result.elapsed
+        out[spec] = ExecResult(result.argv, result.returncode, got + "\n", "", elapsed,
+                               result.target)
+    return out
 
 
 def split_batch(probes: list[tuple[ProbeSpec, str]], result: ExecResult) -> dict[ProbeSpec, ExecResult]:
@@ -227,7 +285,7 @@ def _tool(argv: tuple[str, ...]) -> str:
         if base == "agnhost":
             return "connect"
         if a == UDP_CLIENT:
-            return "connect"
+            return "udp-client"
     return "unknown"
 
 
@@ -247,6 +305,12 @@ def classify(spec: ProbeSpec, result: ExecResult) -> ProbeOutcome:
         return _classify_curl(rc, out, detail, el)
     if tool == "connect":
         return _classify_connect(rc, out, err, detail, el)
+    if tool == "udp-client":
+        marks = [ln for ln in out.splitlines() if ln.startswith(UDP_MARK)]
+        if len(marks) == 1:
+            return _classify_udp_line(marks[0], el)
+        return ProbeOutcome(Outcome.TOOL_ERROR, None,
+                            f"{len(marks)} UDP client results for one probe: {detail}", el)
     return ProbeOutcome(Outcome.TOOL_ERROR, None, f"unrecognised probe tool: {detail}", el)
 
 
@@ -277,6 +341,23 @@ def _classify_curl(rc: int, out: str, detail: str, el: float) -> ProbeOutcome:
     if rc == 6:
         return ProbeOutcome(Outcome.DNS_FAILED, None, detail, el)
     return ProbeOutcome(Outcome.TOOL_ERROR, None, detail, el)
+
+
+_UDP_STATUS = {"timeout": Outcome.TIMEOUT, "refused": Outcome.REFUSED, "dns": Outcome.DNS_FAILED}
+
+
+def _classify_udp_line(line: str, el: float) -> ProbeOutcome:
+    """One `__np_udp TARGET STATUS SECONDS TEXT` line of the debian UDP client."""
+    parts = line[len(UDP_MARK):].rstrip("\n").split(" ", 3)
+    status, text = (parts[1], parts[3] if len(parts) > 3 else "") if len(parts) > 1 else ("", "")
+    if status == "ok":
+        try:
+            reply = bytes.fromhex(text).decode(errors="replace").strip()
+        except ValueError:
+            return ProbeOutcome(Outcome.TOOL_ERROR, None, f"unreadable UDP reply: {line[:200]}", el)
+        return ProbeOutcome(Outcome.CONNECTED, reply or None, "connected", el)
+    detail = f"{status}: {text}".strip(": ")
+    return ProbeOutcome(_UDP_STATUS.get(status, Outcome.TOOL_ERROR), None, detail, el)
 
 
 def _classify_connect(rc: int, out: str, err: str, detail: str, el: float) -> ProbeOutcome:

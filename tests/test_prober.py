@@ -91,17 +91,46 @@ def test_agnhost_toolkit_uses_agnhost_connect_for_udp_and_never_batches():
     assert any(a[0] == "/agnhost" and "--protocol=udp" in a for a in argvs)
 
 
-def test_batch_plan_groups_tcp_by_source_and_keeps_the_rest_single():
+def test_batch_plan_groups_tcp_and_udp_by_source_and_keeps_the_rest_single():
+    udp = lambda s, d, port=81: ProbeSpec(s, d, port, Protocol.UDP)   # noqa: E731
     specs = [tcp("x/a", "x/b"), tcp("x/a", "x/c"), tcp("x/a", "svc:x/web"),
-             ProbeSpec("x/a", "x/b", 81, Protocol.UDP),
+             udp("x/a", "x/b"), udp("x/a", "ext:outside", 80), udp("x/b", "x/c"),
+             udp("x/a", "web.x.svc.cluster.local"),     # a name: the UDP client resolves serially
              ProbeSpec("x/a", "web", 53, Protocol.UDP, dns_name="web"),
              tcp("x/b", "x/c")]
     tasks = _plan(specs, ADDR, "debian", batch=True)
-    batches = [t[1] for t in tasks if t[0] == "batch"]
+    batches = [[s for s, _ in t[1]] for t in tasks if t[0] == "batch"]
     singles = [t[1] for t in tasks if t[0] == "one"]
-    assert [[s for s, _ in b] for b in batches] == [specs[:3]]
-    assert set(singles) == set(specs[3:])
+    # a lone TCP probe is one plain curl; a lone UDP probe is the UDP client with one target
+    assert batches == [specs[:3], specs[3:5], [specs[5]]]
+    assert set(singles) == set(specs[6:])
     assert _plan(specs, ADDR, "debian", batch=False) == [("one", s) for s in specs]
+
+
+def test_a_udp_batch_is_one_process_and_each_probe_gets_its_own_line():
+    from harness.probes import UDP_CLIENT, UDP_MARK
+    specs = [ProbeSpec("x/a", t, 81, Protocol.UDP) for t in ("x/b", "x/c", "svc:x/web")]
+
+    class Replies:
+        toolkit = "debian"
+        calls: list = []
+
+        def exec(self, endpoint, argv, timeout):
+            self.calls.append(argv)
+            assert UDP_CLIENT in argv and argv[argv.index(UDP_CLIENT) + 1] == "1"
+            out = (f"{UDP_MARK}10.244.1.12:81 timeout 1.0013 no reply within 1.0s\n"
+                   f"{UDP_MARK}10.244.1.11:81 ok 0.0021 {b'x/b'.hex()}\n")
+            return ExecResult(tuple(argv), 0, out, "", 1.01, endpoint)
+
+    backend = Replies()
+    got = probe_round(backend, specs, ADDR, 1.0)
+    assert len(backend.calls) == 1
+    assert backend.calls[0][-3:] == ["10.244.1.11:81", "10.244.1.12:81", "10.96.1.10:81"]
+    assert (got[specs[0]].outcome, got[specs[0]].answered_by) == (Outcome.CONNECTED, "x/b")
+    assert got[specs[0]].elapsed == 0.0021
+    assert got[specs[1]].outcome == Outcome.TIMEOUT
+    # no line for the Service probe: a tool error, never a result invented for it
+    assert got[specs[2]].outcome == Outcome.TOOL_ERROR
 
 
 def test_duplicate_specs_are_probed_once_and_order_is_kept():

@@ -182,7 +182,8 @@ def test_argv_for_each_probe_kind():
     tcp = argv_for(TCP80, "10.244.1.11", 1.0)
     assert tcp[0] == "curl" and "--no-keepalive" in tcp and tcp[-1] == "http://10.244.1.11:80/"
     assert tcp[tcp.index("--connect-timeout") + 1] == "1"
-    assert argv_for(UDP81, "10.244.1.11", 1.0) == ["python3", "-c", UDP_CLIENT, "10.244.1.11", "81", "1"]
+    assert argv_for(UDP81, "10.244.1.11", 1.0) == [sys.executable, "-I", "-S", "-c", UDP_CLIENT,
+                                                   "1", "10.244.1.11:81"]
     assert argv_for(UDP81, "10.244.1.11", 1.0, "agnhost") == [
         "/agnhost", "connect", "10.244.1.11:81", "--protocol=udp", "--timeout=1s"]
     assert argv_for(DNS, "", 2.0) == ["nslookup", "-timeout=2", "-retry=0", "kube-dns.kube-system"]
