@@ -86,6 +86,20 @@ def needs_root(command: str) -> bool:
     return backend == "local"
 
 
+def needs_components(command: str) -> str | None:
+    """Why the command cannot run here when it needs the real components (a `run` on the real
+    engines: kube-router, calico, none) and one is missing; None when it can run."""
+    words = shlex.split(command)
+    if len(words) < 4 or words[3] not in ROOT_SUBCOMMANDS or "--cni" not in words[:-1]:
+        return None
+    from harness.backends.local.engines import ENGINES  # the engine names, one place
+    from harness.components import COMPONENTS, available
+    if not set(words[words.index("--cni") + 1].split(",")) & set(ENGINES):
+        return None
+    why = [reason for name in COMPONENTS for ok, reason in [available(name)] if not ok]
+    return "; ".join(why) or None
+
+
 _RUN_ID_RE = re.compile(r"run-id=([a-z0-9]{4,8})\b")
 _VOLATILE = [
     # durations and duration ranges: 0.024-0.045s, 12.78s, after 36 ms
@@ -95,6 +109,10 @@ _VOLATILE = [
     (re.compile(r"\b\d+ round\(s\)"), "N round(s)"),
     (re.compile(r"\b\d+ rounds?\b(?!\()"), "N rounds"),
     (re.compile(r"\br\d+(?:-r\d+)?(?= )"), "rN"),
+    # scenarios at once follow the machine's cores; which cluster a scenario gets, the load
+    (re.compile(r"\bjobs=\d+\b"), "jobs=N"),
+    # whether a scenario gets a cluster brought up for it or a free one depends on timing
+    (re.compile(r"^ *bringing up \S+ cluster \d+ \(run RUNID\) \.\.\.\n", re.M), ""),
 ]
 
 
@@ -102,6 +120,8 @@ def normalise(output: str) -> str:
     """The output with run ids, timings and round counts replaced by fixed stand-ins."""
     for run_id in set(_RUN_ID_RE.findall(output)):
         output = re.sub(rf"\b{re.escape(run_id)}[a-z0-9]?\b", "RUNID", output)
+        # the clusters of scenarios run at once (harness.session.slot_run_id)
+        output = re.sub(rf"\b{re.escape(run_id[:5])}[a-z0-9]{{3}}\b", "RUNID", output)
     for pattern, stand_in in _VOLATILE:
         output = pattern.sub(stand_in, output)
     lines = [line.rstrip() for line in output.splitlines()]

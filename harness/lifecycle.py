@@ -7,8 +7,10 @@ CLI and the pytest plugin call `install_sigterm_handler()` once at start.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from typing import Iterator
 
 
 class Terminated(KeyboardInterrupt):
@@ -29,3 +31,25 @@ def install_sigterm_handler() -> bool:
         return False
     signal.signal(signal.SIGTERM, _raise_terminated)
     return True
+
+
+@contextlib.contextmanager
+def sigterm_deferred() -> Iterator[None]:
+    """While tearing down, a SIGTERM waits: it is raised (as Terminated) once the block is done.
+
+    Why: the signal asks for exactly the teardown in progress; raised in its middle it would
+    leave the rest of the namespaces behind. Only in the main thread with our handler
+    installed; elsewhere a plain block.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGTERM) is not _raise_terminated:
+        yield
+        return
+    got: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, _raise_terminated)
+    if got:
+        _raise_terminated(got[0], None)

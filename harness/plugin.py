@@ -43,7 +43,9 @@ _HELP = {
     "json_path": "write the JSON results file (every probe, every attempt) to PATH",
     "html_path": "write the self-contained HTML report to PATH",
     "run_id": "the run id (4-8 of [a-z0-9]) naming everything created; default random",
-    "concurrency": "probes in flight at once (default 16)",
+    "concurrency": "probes in flight at once per scenario (default 16)",
+    "jobs": "scenarios at once, each on a local cluster of its own (default: from the CPU count "
+            "and the measured CPU per probe; kube backends: 1), with or without xdist",
     "context": "kubeconfig backend: the kubeconfig context to run in",
     "allow_context": "kubeconfig backend: repeat the context name to agree that it is modified",
     "allow_cluster_scoped": "kubeconfig backend: allow cluster-scoped policy objects",
@@ -120,7 +122,9 @@ def make_session(config: pytest.Config, settings: Settings, worker: str | None) 
         root = Path(base).parent if worker else Path(base)
         return FileLock(str(root / f"netpol-proof-{cni}.lock"))
 
-    return Session(settings, log=say, prefix="netpol-proof: ", worker=worker, lock=lock)
+    workers = int((getattr(config, "workerinput", None) or {}).get("workercount", 1) or 1)
+    return Session(settings, log=say, prefix="netpol-proof: ", worker=worker, lock=lock,
+                   workers=workers)
 
 
 class XdistHooks:
@@ -137,11 +141,54 @@ class XdistHooks:
         session.add_remote([ScenarioResult.from_dict(d)
                             for d in json.loads(out.get("netpol_results", "[]"))],
                            json.loads(out.get("netpol_canaries", "{}")))
+        for cni, what in json.loads(out.get("netpol_dataplanes", "{}")).items():
+            session.dataplanes.setdefault(cni, what)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    s = config.stash[SESSION_KEY].settings
-    return [s.describe(), f"netpol-proof: scenario dirs: {' '.join(config.getini('netpol_scenario_dirs'))}"]
+    ns: Session = config.stash[SESSION_KEY]
+    return [ns.describe(), f"netpol-proof: scenario dirs: {' '.join(config.getini('netpol_scenario_dirs'))}"]
+
+
+def _runnable(items) -> list[ScenarioItem]:
+    return [i for i in items if isinstance(i, ScenarioItem) and i.get_closest_marker("skip") is None]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """Alone (no xdist): every scenario starts in the session's pool now, in collection order,
+    `jobs` at once, each on a cluster of its own; each item then reports its scenario's result.
+    Under xdist the workers do the same with what they were handed (pytest_runtest_protocol)."""
+    ns: Session = session.config.stash[SESSION_KEY]
+    if ns.worker is None and not session.config.option.collectonly:
+        ns.prefetch([(i.scenario, i.cni) for i in _runnable(session.items)])
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item, nextitem) -> None:
+    """In an xdist worker: start this item's scenario and those queued behind it (up to `jobs`)."""
+    ns: Session = item.config.stash[SESSION_KEY]
+    if ns.worker is None or ns.jobs == 1:
+        return
+    upcoming = [item] + _queued(item.session) + ([nextitem] if nextitem is not None else [])
+    ns.prefetch([(i.scenario, i.cni) for i in _runnable(dict.fromkeys(upcoming))][:ns.jobs])
+
+
+def _queued(session: pytest.Session) -> list:
+    """The items this xdist worker has been handed and not yet run, in order (read from
+    pytest-xdist's worker queue, without changing it); [] when that cannot be read."""
+    for plugin in session.config.pluginmanager.get_plugins():
+        torun = getattr(plugin, "torun", None) if type(plugin).__name__ == "WorkerInteractor" \
+            else None
+        if torun is None or not hasattr(torun, "lock"):
+            continue
+        try:
+            with torun.lock() as queue:
+                indices = [i for i in queue if isinstance(i, int)]
+            return [session.items[i] for i in indices]
+        except Exception:  # noqa: BLE001 - xdist internals changed: fall back to nextitem
+            return []
+    return []
 
 
 def pytest_collect_file(file_path, parent):
@@ -195,6 +242,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
         wo = session.config.workeroutput  # type: ignore[attr-defined]  # set by xdist on workers
         wo["netpol_results"] = json.dumps([r.to_dict() for r in ns.results])
         wo["netpol_canaries"] = json.dumps(ns.canary_meta())
+        wo["netpol_dataplanes"] = json.dumps(ns.dataplanes)
         return
     if ns.results:
         try:
@@ -215,6 +263,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         return
     terminalreporter.write_sep("=", "netpol-proof summary")
     terminalreporter.write_line(terminal.render_summary(ns.results))
+    for line in terminal.render_dataplanes(ns.dataplanes):
+        terminalreporter.write_line(line)
     for path in ns.written:
         terminalreporter.write_line(f"netpol-proof: wrote {path}")
     for banner in terminal.render_banners(ns.canary_meta()):

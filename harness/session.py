@@ -16,6 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import os
+import re
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Callable, ContextManager
 
@@ -25,6 +29,7 @@ from harness.canary import CanaryResult, run_canary
 from harness.capabilities import Capabilities
 from harness.errors import HarnessError
 from harness.expected import expected_cells
+from harness.lifecycle import sigterm_deferred
 from harness.reports.terminal import render_banner
 from harness.reports.write import run_meta, write_reports
 from harness.results import BANNER, Expectation, ScenarioOutcome, ScenarioResult
@@ -35,6 +40,38 @@ from harness.settings import Settings, declared_capabilities
 Log = Callable[[str], None]
 #: one letter per CNI appended to a local run id: both local profiles exist at once in one run
 _SUFFIX = "abcdefgh"
+_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+#: CPU seconds one probe costs on the local backend, everything included (bring-up, servers,
+#: the harness itself): the library's CPU divided by its probes, measured by
+#: bench/bench_library.py on this project's 2-core machine
+PROBE_CPU_SECONDS = 0.0024
+#: probes per second one local scenario runs at a 1 s probe timeout (rounds wait for blocked
+#: probes, so this scales with 1 / timeout): the library's probes divided by the sum of its
+#: scenarios' durations, same benchmark
+PROBES_PER_SECOND = 72.0
+
+
+def default_jobs(cpus: int | None, probe_timeout: float) -> int:
+    """Scenarios to run at once on the local backend: as many as keep the cores busy.
+
+    One scenario keeps PROBES_PER_SECOND x PROBE_CPU_SECONDS of a core busy (scaled by the probe
+    timeout); most of its time is spent waiting for blocked probes' timeouts. More than the
+    cores can serve would only make every probe slower, never the run shorter.
+    """
+    from harness.settings import MAX_JOBS
+    cores_per_scenario = PROBES_PER_SECOND * PROBE_CPU_SECONDS / max(probe_timeout, 0.1)
+    return max(1, min(MAX_JOBS, round((cpus or 1) / cores_per_scenario)))
+
+
+def slot_run_id(run_id: str, worker: int, cni_index: int, slot: int) -> str:
+    """The run id of the extra local cluster number `slot` (1..35) of a CNI: the first five
+    characters of the run's id and three that encode (pytest-xdist worker, CNI, slot), so that
+    every cluster of a run, in every worker, has a name of its own within 8 characters."""
+    n = (worker * len(_SUFFIX) + cni_index) * 36 + slot
+    if not 1 <= slot < 36 or n >= 36 ** 3:
+        raise HarnessError(f"no run id for cluster {slot} of worker {worker}: too many clusters")
+    return run_id[:5] + _B36[n // 1296] + _B36[n // 36 % 36] + _B36[n % 36]
 
 
 @dataclass(frozen=True)
@@ -66,7 +103,7 @@ class Session:
 
     def __init__(self, settings: Settings, log: Log = print, prefix: str = "",
                  worker: str | None = None,
-                 lock: Callable[[str], ContextManager] | None = None):
+                 lock: Callable[[str], ContextManager] | None = None, workers: int = 1):
         self.settings = settings
         self.log, self.prefix = log, prefix
         #: which process of a parallel run this is (a pytest-xdist worker id), None when alone
@@ -77,10 +114,31 @@ class Session:
         self.backends: dict[str, Backend] = {}    # brought up (torn down at the end)
         self.broken: dict[str, str] = {}          # bring-up failed: every use says why, no retry
         self.canaries: dict[str, CanaryResult] = {}
+        #: what each CNI's cluster really is, as its backend says (`describe()`), for the reports
+        self.dataplanes: dict[str, str] = {}
         self.remote_canaries: dict[str, dict] = {}  # canary findings other processes sent
         self.results: list[ScenarioResult] = []
         self.written: list[str] = []
         self._bannered: set[str] = set()
+        #: scenarios run at once; above 1 each runs on a local cluster of its own (a slot),
+        #: while the CNI's first backend keeps the canary and the Python fixtures
+        # kube backends: one cluster, whose namespaces all scenarios of a run share
+        # under pytest-xdist the cores are shared by `workers` processes
+        self.jobs = 1 if settings.backend != "local" else settings.jobs or max(
+            1, default_jobs(os.cpu_count(), settings.probe_timeout) // max(1, workers))
+        self._mutex = threading.RLock()
+        self._cni_locks: dict[str, threading.RLock] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._futures: dict[tuple[str, str], Future] = {}
+        self._free: dict[str, list[Backend]] = {}     # idle slot backends per CNI
+        self.slots: dict[str, list[Backend]] = {}     # every slot backend per CNI (for teardown)
+        self._run_ids: set[str] = set()
+        self._limits: dict[str, threading.BoundedSemaphore] = {}
+        self._stopping = False
+
+    def describe(self) -> str:
+        """The settings' one-line description with the scenarios run at once."""
+        return f"{self.settings.describe()} jobs={self.jobs}"
 
     def say(self, text: str) -> None:
         """A progress line (with the front end's prefix)."""
@@ -127,7 +185,15 @@ class Session:
         self.canary(cni)
         return backend
 
+    def _cni_lock(self, cni: str) -> threading.RLock:
+        with self._mutex:
+            return self._cni_locks.setdefault(cni, threading.RLock())
+
     def _up(self, cni: str) -> Backend:
+        with self._cni_lock(cni):
+            return self._up_locked(cni)
+
+    def _up_locked(self, cni: str) -> Backend:
         if cni in self.broken:
             raise HarnessError(self.broken[cni])
         if cni not in self.backends:
@@ -141,12 +207,20 @@ class Session:
             except HarnessError as exc:
                 self.broken[cni] = f"{s.backend}/{cni} could not be brought up: {exc}"
                 raise
+            describe = getattr(backend, "describe", None)   # optional: the local backends say
+            if describe is not None:
+                self.dataplanes[cni] = str(describe())
+                self.say(f"what runs on {cni}: {self.dataplanes[cni]}")
         return self.backends[cni]
 
     def canary(self, cni: str) -> CanaryResult | None:
         """The canary's finding on `cni`, run once on its up backend (None when disabled)."""
         if not self.settings.canary:
             return None
+        with self._cni_lock(cni):
+            return self._canary_locked(cni)
+
+    def _canary_locked(self, cni: str) -> CanaryResult | None:
         if cni not in self.canaries:
             result = run_canary(self._up(cni), self.settings_for(cni))
             self.canaries[cni] = result
@@ -171,34 +245,160 @@ class Session:
 
     def run(self, scenario: Scenario, cni: str, log: Log = print) -> ScenarioResult:
         """Run `scenario` on `cni` (bringing it up first), or record it skipped with the reason;
-        the result is kept for the reports and returned."""
+        the result is kept for the reports and returned.
+
+        With jobs above 1 the scenario runs on a cluster of its own in the session's pool (it
+        may already be running: see `prefetch`); its story is printed through `log` when it is
+        done, whole, never interleaved with another scenario's.
+        """
+        if self.jobs > 1:
+            result, lines = self._submit(scenario, cni).result()
+            for line in lines:
+                log(line)
+        else:
+            result = self._execute(scenario, cni, log, False)
+        self.results.append(result)
+        return result
+
+    def prefetch(self, pairs: list[tuple[Scenario, str]]) -> None:
+        """Start running these (scenario, CNI) pairs in the pool, in this order, at most `jobs`
+        at once; `run` then waits for each one's result. Nothing happens with jobs = 1."""
+        if self.jobs > 1:
+            for scenario, cni in pairs:
+                self._submit(scenario, cni)
+
+    def _submit(self, scenario: Scenario, cni: str) -> Future:
+        key = (str(scenario.path), cni)
+        with self._mutex:
+            if self._stopping:
+                raise HarnessError("the run is stopping")
+            if key not in self._futures:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=self.jobs,
+                                                    thread_name_prefix="netpol-scenario")
+
+                def task() -> tuple[ScenarioResult, list[str]]:
+                    lines: list[str] = []
+                    return self._execute(scenario, cni, lines.append, True), lines
+
+                self._futures[key] = self._pool.submit(task)
+            return self._futures[key]
+
+    def _execute(self, scenario: Scenario, cni: str, log: Log, pooled: bool) -> ScenarioResult:
         s = self.settings_for(cni)
         plan = self.plan(scenario, cni)
         if plan.skip:
             log(f"scenario {scenario.name} [{cni}]: skipped: {plan.skip}")
-            result = ScenarioResult(scenario.name, str(scenario.path), s.backend, cni, s.run_id,
-                                    scenario.description, outcome=ScenarioOutcome.SKIPPED.value,
-                                    skip_reason=plan.skip, enforcing_cluster=self.enforcing(cni))
-        else:
-            backend = self.backend(cni)
-            result = run_scenario(scenario, backend, s, log=log, enforcing=self.enforcing(cni))
-        self.results.append(result)
-        return result
+            return ScenarioResult(scenario.name, str(scenario.path), s.backend, cni, s.run_id,
+                                  scenario.description, outcome=ScenarioOutcome.SKIPPED.value,
+                                  skip_reason=plan.skip, enforcing_cluster=self.enforcing(cni))
+        try:
+            backend = self._acquire(cni, log) if pooled else self.backend(cni)
+        except HarnessError as exc:
+            if not pooled:
+                raise
+            # in the pool: this scenario's error, reported with the others' results
+            log(f"scenario {scenario.name} [{cni}]: {exc}")
+            return ScenarioResult(scenario.name, str(scenario.path), s.backend, cni, s.run_id,
+                                  scenario.description, outcome=ScenarioOutcome.ERROR.value,
+                                  infra_error=f"{type(exc).__name__}: {exc}",
+                                  enforcing_cluster=self.enforcing(cni))
+        try:
+            slot_settings = replace(s, run_id=getattr(backend, "run_id", s.run_id))
+            return run_scenario(scenario, backend, slot_settings, log=log,
+                                enforcing=self.enforcing(cni))
+        finally:
+            if pooled:
+                self._release(cni, backend)
+
+    def _acquire(self, cni: str, log: Log) -> Backend:
+        """An idle cluster of `cni` for one scenario: a free slot, or a new one brought up (the
+        CNI's first backend, with its canary, is brought up before any)."""
+        primary = self.backend(cni)
+        with self._mutex:
+            limit = self._limits.get(cni)
+            if limit is None:
+                # a backend that cannot have clusters side by side runs one scenario at a time
+                n = min(self.jobs, int(getattr(primary, "max_parallel", 1)))
+                limit = self._limits[cni] = threading.BoundedSemaphore(n)
+        limit.acquire()
+        try:
+            return self._slot(cni, primary, log)
+        except BaseException:
+            limit.release()
+            raise
+
+    def _release(self, cni: str, backend: Backend) -> None:
+        if backend is not self.backends.get(cni):
+            with self._mutex:
+                self._free.setdefault(cni, []).append(backend)
+        self._limits[cni].release()
+
+    def _slot(self, cni: str, primary: Backend, log: Log) -> Backend:
+        with self._mutex:
+            if self._stopping:
+                raise HarnessError("the run is stopping")
+            if int(getattr(primary, "max_parallel", 1)) == 1:
+                return primary
+            free = self._free.setdefault(cni, [])
+            if free:
+                return free.pop()
+            slot = len(self.slots.setdefault(cni, [])) + 1
+            s = self.settings_for(cni)
+            i = list(self.settings.cnis).index(cni) if cni in self.settings.cnis else 0
+            rid = slot_run_id(self.settings.run_id, _worker_index(self.worker), i, slot)
+            if rid in self._run_ids:
+                raise HarnessError(f"run id {rid} of cluster {slot} of {cni} is already taken")
+            self._run_ids.add(rid)
+            backend = get_backend(s.backend, cni, **replace(s, run_id=rid).backend_options())
+            self.slots[cni].append(backend)   # registered first: teardown runs after a failure
+        # in the story of the scenario that needed it: printed with it, never in between
+        log(f"bringing up {s.backend}/{cni} cluster {slot + 1} (run {rid}) ...")
+        backend.up()
+        return backend
 
     # -- the end -------------------------------------------------------------------------------
     def teardown(self, cnis: list[str] | None = None) -> list[str]:
         """Bring the backends of `cnis` (default: all) down, unless --keep-cluster keeps a kube
         cluster; keeps going past failures and returns them as `cni: error`."""
+        with sigterm_deferred():
+            return self._teardown(cnis)
+
+    def _teardown(self, cnis: list[str] | None) -> list[str]:
         errors = []
-        for cni in list(self.backends) if cnis is None else cnis:
-            backend = self.backends.pop(cni, None)
-            if backend is None or (self.settings.keep_cluster and self.settings.backend != "local"):
+        if cnis is None:
+            errors += self._stop_pool()
+        for cni in list(set(self.backends) | set(self.slots)) if cnis is None else cnis:
+            backends = [b for b in [self.backends.pop(cni, None)] if b is not None]
+            with self._mutex:
+                backends += self.slots.pop(cni, [])
+                self._free.pop(cni, None)
+            if self.settings.keep_cluster and self.settings.backend != "local":
                 continue
-            try:
-                backend.down()
-            except HarnessError as exc:
-                errors.append(f"{cni}: {exc}")
+            for backend in backends:
+                try:
+                    backend.down()
+                except HarnessError as exc:
+                    errors.append(f"{cni}: {exc}")
         return errors
+
+    def _stop_pool(self) -> list[str]:
+        """End the pool: nothing new starts; scenarios still running (after Ctrl-C or SIGTERM)
+        are interrupted at their next probe and undeploy; their clusters go down after."""
+        with self._mutex:
+            pool, self._pool = self._pool, None
+            self._stopping = True
+            running = [f for f in self._futures.values() if not f.done()]
+        if pool is None:
+            return []
+        for f in running:
+            f.cancel()
+        for backend in [b for bs in list(self.slots.values()) for b in bs]:
+            stop = getattr(backend, "interrupt", None)
+            if stop is not None and any(not f.done() for f in running):
+                stop()   # its scenario ends at its next probe, tearing its topology down
+        pool.shutdown(wait=True, cancel_futures=True)
+        return []
 
     def add_remote(self, results: list[ScenarioResult], canaries: dict[str, dict]) -> None:
         """Results and canary findings another process of this run sent (pytest-xdist)."""
@@ -216,6 +416,14 @@ class Session:
     def write_reports(self, versions: dict[str, str] | None = None) -> list[str]:
         """Write the report files the settings ask for; returns (and keeps) what was written."""
         meta = run_meta(self.settings, self.canary_meta(), self.started)
+        meta["jobs"] = self.jobs
+        meta["dataplanes"] = dict(self.dataplanes)
         meta["versions"].update(versions or {})
         self.written = write_reports(self.results, self.settings, meta)
         return self.written
+
+
+def _worker_index(worker: str | None) -> int:
+    """0 for a process alone, N for pytest-xdist worker gwN."""
+    digits = re.sub(r"\D", "", worker or "")
+    return int(digits) if digits else 0

@@ -38,12 +38,17 @@ SOURCES = {
     "html_path": ("--netpol-html", "NETPOL_HTML", "netpol_html"),
     "run_id": ("--netpol-run-id", "NETPOL_RUN_ID", "netpol_run_id"),
     "concurrency": ("--netpol-concurrency", "NETPOL_CONCURRENCY", "netpol_concurrency"),
+    "jobs": ("--netpol-jobs", "NETPOL_JOBS", "netpol_jobs"),
     "context": ("--context", "NETPOL_CONTEXT", "netpol_context"),
     "allow_context": ("--allow-context", "NETPOL_ALLOW_CONTEXT", "netpol_allow_context"),
     "allow_cluster_scoped": ("--allow-cluster-scoped", "NETPOL_ALLOW_CLUSTER_SCOPED",
                              "netpol_allow_cluster_scoped"),
     "canary": ("--netpol-canary", "NETPOL_CANARY", "netpol_canary"),
 }
+
+
+#: the most scenarios a run may have in flight (each holds a cluster of its own)
+MAX_JOBS = 64
 
 
 class SettingsError(UsageError):
@@ -72,6 +77,9 @@ class Settings:
     run_id: str = field(default_factory=naming.new_run_id)
     #: probes in flight at once (a live API server must not receive thousands of execs at once)
     concurrency: int = 16
+    #: scenarios run at once, each on a cluster of its own (local backend only); None: chosen
+    #: from the CPU count (harness.session.default_jobs)
+    jobs: int | None = None
     context: str | None = None
     allow_context: str | None = None
     allow_cluster_scoped: bool = False
@@ -125,15 +133,15 @@ def _seconds(name: str, value: Any) -> float:
     return n
 
 
-def _whole(name: str, value: Any, lo: int, hi: int, unit: str, why: str = "") -> int:
+def _whole(name: str, value: Any, unit: str, low: int, high: int, why: str = "") -> int:
+    """A whole number of `unit` from `low` to `high`, or a SettingsError naming the option."""
     try:
         n = int(value)
     except (TypeError, ValueError):
         raise SettingsError(f"{name}: {value!r} is not a whole number of {unit}") from None
-    if not lo <= n <= hi:
-        raise SettingsError(f"{name}: {n} must be between {lo} and {hi} {unit}{why}")
+    if not low <= n <= high:
+        raise SettingsError(f"{name}: {n} must be between {low} and {high} {unit}{why}")
     return n
-
 
 def _engines() -> tuple[str, ...]:
     """The real engines the local backend runs (harness.backends.local.engines)."""
@@ -197,7 +205,7 @@ def build(values: Mapping[str, Any] | None = None, ini: Mapping[str, Any] | None
     else:
         out["min_window"] = KUBE_MIN_WINDOW if kube else 3.0
     if "min_rounds" in raw:
-        out["min_rounds"] = _whole(*raw["min_rounds"], 2, 100, "rounds",
+        out["min_rounds"] = _whole(*raw["min_rounds"], "rounds", 2, 100,
                                    " (two rounds must agree before a step ends)")
     if out["min_window"] >= out["converge_timeout"]:
         name = raw.get("min_window", ("--min-window",))[0]
@@ -216,7 +224,9 @@ def build(values: Mapping[str, Any] | None = None, ini: Mapping[str, Any] | None
             raise SettingsError(f"{name}: {rid!r} is not a run id: 4-8 characters of [a-z0-9]")
         out["run_id"] = str(rid)
     if "concurrency" in raw:
-        out["concurrency"] = _whole(*raw["concurrency"], 1, 256, "probes", " in flight")
+        out["concurrency"] = _whole(*raw["concurrency"], "probes", 1, 256, " in flight")
+    if "jobs" in raw:
+        out["jobs"] = _whole(*raw["jobs"], "scenarios", 1, MAX_JOBS, " at once")
     if backend == "kubeconfig":
         ctx, allow = out.get("context"), out.get("allow_context")
         if not ctx:

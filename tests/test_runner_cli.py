@@ -71,6 +71,49 @@ def test_run_exits_1_on_a_policy_failure_and_skips_with_reason(capsys, monkeypat
     assert "scenario needs-sctp [enforcing]: skipped: missing capability: sctp" in out
 
 
+def _verdicts(path: Path) -> dict:
+    doc = json.loads(path.read_text())
+    return {(s["scenario"], s["profile"]): (s["outcome"], sorted(
+        (st["index"], c["source"], c["target"], c["port"], c["protocol"], c["verdict"])
+        for st in ([s["baseline"]] if s["baseline"] else []) + s["steps"] for c in st["cells"]))
+        for s in doc["scenarios"]}
+
+
+@needs_local
+def test_scenarios_at_once_give_the_same_verdicts_and_stories_printed_whole(tmp_path, capsys):
+    """-j 3: every scenario on a cluster of its own, at the same time; the verdicts are those
+    of a run one at a time, each story is printed in one piece in input order, and no
+    namespace of either run is left."""
+    from harness import naming
+    from harness.backends.local import netns as nsx
+    files = [str(DATA / f) for f in ("deny-ingress-small.yaml", "allow-only-open.yaml",
+                                     "egress-dns.yaml", "name-deny.yaml")]
+    outs = {}
+    base = naming.new_run_id()[:4]   # a run id of its own, even when this test runs twice at once
+    for jobs in ("1", "3"):
+        code = main(["run", *files, "--cni", "enforcing,open", "-j", jobs,
+                     "--run-id", f"{base}j{jobs}", "--json", str(tmp_path / f"{jobs}.json")])
+        outs[jobs] = capsys.readouterr().out
+        assert code == 0, outs[jobs][-3000:]
+        assert f"jobs={jobs}" in outs[jobs].splitlines()[0]
+        assert not [n for n in nsx.list_netns() if n.startswith(f"np-{base}j")]
+    assert _verdicts(tmp_path / "1.json") == _verdicts(tmp_path / "3.json")
+    assert f"cluster 2 (run {base}j" in outs["3"]     # the scenarios ran on clusters of their own
+    lines = outs["3"].splitlines()
+    starts = [i for i, ln in enumerate(lines) if ln.startswith("scenario ") and " on local " in ln]
+    names = [lines[i].split()[1:3] for i in starts]
+    assert names == [[n, f"[{cni}]"] for cni in ("enforcing", "open")
+                     for n in ("deny-ingress-small", "allow-only", "egress-deny-breaks-dns", "name-deny")]
+    for i, j in zip(starts, starts[1:] + [next(k for k, ln in enumerate(lines)
+                                               if ln.startswith("netpol-proof summary"))],
+                    strict=True):
+        story = lines[i + 1:j]
+        ends = [k for k, ln in enumerate(story) if ln.startswith("  result: ")]
+        assert ends, lines[i]
+        # nothing of another scenario inside this one's story
+        assert all(ln.startswith(("  ", "bringing up", "canary on", "!!")) for ln in story[:ends[0]])
+
+
 @needs_local
 def test_a_wrong_table_is_a_scenario_error_and_exits_1(capsys):
     code = main(["run", str(DATA / "deny-all-ingress-flipped.yaml"), "--cni", "enforcing",

@@ -87,6 +87,26 @@ def test_the_session_never_imports_pytest():
     assert out.stdout.strip() == "ok", out.stderr
 
 
+def test_clusters_of_jobs_get_names_of_their_own_within_eight_characters():
+    from harness.naming import valid_run_id
+    from harness.session import slot_run_id
+    ids = {slot_run_id("abcd12", w, c, k) for w in range(12) for c in range(2) for k in range(1, 36)}
+    assert len(ids) == 12 * 2 * 35 and all(valid_run_id(i) and i.startswith("abcd1") for i in ids)
+    # never one of the first clusters' names (run id + CNI letter)
+    assert not ids & {"abcd12a", "abcd12b"}
+
+
+def test_default_jobs_follow_the_cores_and_the_measured_cost_per_probe():
+    from harness.session import default_jobs
+    assert default_jobs(2, 1.0) < default_jobs(8, 1.0)
+    assert default_jobs(2, 1.0) <= default_jobs(2, 3.0)   # longer waits: more scenarios at once
+    assert default_jobs(1, 0.1) >= 1 and default_jobs(512, 5.0) <= 64
+    session, _ = _session(jobs="3")
+    assert session.jobs == 3 and session.describe().endswith(" jobs=3")
+    kube = build({"backend": "kind", "cnis": "calico", "jobs": "4"}, env={})
+    assert Session(kube).jobs == 1      # one cluster, shared by every scenario of a run
+
+
 def test_a_lookup_answered_nxdomain_is_nothing_to_enforce():
     """A scenario whose only 'fails' is a name that does not exist passes on a CNI that enforces
     nothing: not a strict xfail that then 'xpasses'."""
@@ -98,3 +118,10 @@ def test_a_lookup_answered_nxdomain_is_nothing_to_enforce():
     data = Path(__file__).parent / "data" / "run"
     assert has_deny(load_scenario(data / "dns-three-outcomes.yaml")) is False
     assert has_deny(load_scenario(data / "egress-dns.yaml")) is True   # a blocked lookup
+
+
+def test_xdist_workers_share_the_default_jobs():
+    settings = build({"backend": "local", "cnis": "enforcing"}, env={})
+    alone = Session(settings).jobs
+    assert Session(settings, workers=2).jobs == max(1, alone // 2)
+    assert Session(build({"jobs": "5"}, env={}), workers=4).jobs == 5   # asked for: as asked

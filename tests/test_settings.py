@@ -85,3 +85,13 @@ def test_real_engines_are_local_cnis_that_wait_like_a_cluster():
     caps = declared_capabilities("local", "kube-router")
     assert caps.deny_response == "reject" and caps.enforces
     assert not declared_capabilities("local", "none").enforces
+
+
+def test_jobs_is_a_whole_number_of_scenarios_within_bounds():
+    assert build({"jobs": "4"}, env={}).jobs == 4
+    assert build({}, env={"NETPOL_JOBS": "2"}).jobs == 2
+    assert build({}, env={}).jobs is None          # chosen by the session from the cores
+    with pytest.raises(SettingsError, match="--netpol-jobs: 'many' is not a whole number of scenarios"):
+        build({"jobs": "many"}, env={})
+    with pytest.raises(SettingsError, match="--netpol-jobs: 0 must be between 1 and 64 scenarios at once"):
+        build({"jobs": "0"}, env={})

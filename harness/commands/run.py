@@ -40,6 +40,9 @@ def register(sub) -> None:
     p.add_argument("--context", help="kubeconfig backend: the context to run in")
     p.add_argument("--allow-context", help="kubeconfig backend: repeat the context to agree")
     p.add_argument("--no-canary", action="store_true", help="skip the enforcement canary")
+    p.add_argument("-j", "--jobs", metavar="N",
+                   help="scenarios at once, each on a local cluster of its own (default: from "
+                        "the CPU count and the measured CPU per probe; kube backends: 1)")
     p.set_defaults(func=run)
 
 
@@ -49,7 +52,7 @@ def _settings(args: argparse.Namespace):
                   "html_path": args.html, "probe_timeout": args.probe_timeout,
                   "converge_timeout": args.converge_timeout, "run_id": args.run_id,
                   "keep_cluster": args.keep_cluster, "context": args.context,
-                  "allow_context": args.allow_context,
+                  "allow_context": args.allow_context, "jobs": args.jobs,
                   "canary": False if args.no_canary else None})
 
 
@@ -74,17 +77,19 @@ def _on_cni(session, cni: str, scenarios: list) -> bool:
     """Bring one CNI up (its canary with it), run every scenario, bring it down. False if broken."""
     from harness.errors import HarnessError
 
+    ok = True
     try:
-        session.backend(cni)
+        session.backend(cni)   # up and canary first (done by `run` with jobs above 1)
         for sc in scenarios:
             session.run(sc, cni, log=print)
-        return True
     except HarnessError as exc:
         print(f"ERROR: {cni}: {exc}", file=sys.stderr)
-        return False
-    finally:
-        for err in session.teardown([cni]):
-            print(f"teardown of {err}", file=sys.stderr)
+        ok = False
+    # not in a `finally`: after Ctrl-C or SIGTERM the run's own teardown stops the scenarios
+    # still running in the pool first, then brings every cluster down
+    for err in session.teardown([cni]):
+        print(f"teardown of {err}", file=sys.stderr)
+    return ok
 
 
 def _report(session) -> None:
@@ -97,6 +102,8 @@ def _report(session) -> None:
             print(terminal.render_failure(r, color=color))
     print()
     print(terminal.render_summary(session.results))
+    for line in terminal.render_dataplanes(session.dataplanes):
+        print(line)
     for path in session.write_reports():
         print(f"wrote {path}")
     for banner in terminal.render_banners(session.canary_meta()):
@@ -104,6 +111,7 @@ def _report(session) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.errors import HarnessError
     from harness.lifecycle import install_sigterm_handler
     from harness.results import ScenarioOutcome
     from harness.session import Session
@@ -115,8 +123,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"no scenario selected under {' '.join(args.paths)}", file=sys.stderr)
         return 1
     install_sigterm_handler()
-    print(settings.describe())
+    print(session.describe())
     try:
+        # with jobs > 1 every (scenario, CNI) starts in the pool, in this order, once its CNI
+        # is up with its canary run (here, one CNI after the other: those lines and a banner
+        # come first, in order); each story is printed whole, in this order, when it is done
+        if session.jobs > 1:
+            for cni in settings.cnis:
+                try:
+                    session.backend(cni)
+                except HarnessError:
+                    continue   # said again, as this CNI's error, by _on_cni
+                session.prefetch([(sc, cni) for sc in scenarios])
         for cni in settings.cnis:
             if not _on_cni(session, cni, scenarios):
                 broken += 1

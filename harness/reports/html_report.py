@@ -50,6 +50,10 @@ def _header(results: list[ScenarioResult], meta: dict[str, Any]) -> str:
         parts.append("<b>versions</b> " + _e(", ".join(f"{k} {v}" for k, v in versions.items())))
     out = ['<header id="run">', "<h1>netpol-proof report</h1>",
            f'<p class="meta">{" &middot; ".join(parts)}</p>']
+    dataplanes = meta.get("dataplanes") or {}
+    if isinstance(dataplanes, dict) and dataplanes:
+        out.append('<ul class="dataplanes">' + "".join(
+            f"<li><b>{_e(cni)}</b>: {_e(what)}</li>" for cni, what in dataplanes.items()) + "</ul>")
     canary = meta.get("canary") or {}
     if isinstance(canary, dict) and canary:
         states = {cni: mx.canary_state(v) for cni, v in canary.items()}

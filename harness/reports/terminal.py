@@ -8,6 +8,7 @@ the same functions; whether to colour is the caller's decision (`color=` True on
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Mapping
 
 from harness.reports import matrix as mx
 from harness.results import BANNER, CellResult, ScenarioOutcome, ScenarioResult, StepResult, Verdict
@@ -206,3 +207,9 @@ def render_banners(canaries: dict[str, dict]) -> list[str]:
     """The banner for each CNI whose canary found it not enforcing (`canaries`: run meta form)."""
     return [render_banner(f"{cni}: {BANNER}") for cni, meta in canaries.items()
             if meta.get("enforcing") is False]
+
+
+def render_dataplanes(dataplanes: Mapping[str, str]) -> list[str]:
+    """One line per CNI saying exactly what ran (its backend's own `describe()`): real
+    components with their versions, or an emulated dataplane; never just "a cluster"."""
+    return [f"what ran on {cni}: {what}" for cni, what in dataplanes.items()]

@@ -183,6 +183,29 @@ def test_a_file_that_check_fails_is_a_collection_error_not_a_run(project):
 
 
 @needs_local
+def test_without_xdist_scenarios_run_at_once_on_clusters_of_their_own(project):
+    from harness import naming
+    RUN = naming.new_run_id()   # noqa: N806 - its own, even when this test runs twice at once
+    # a faulty dataplane, so that one item fails: its own tables must be reported by it
+    project.makeconftest(FAULTY_CONFTEST)
+    result = project.runpytest(
+        "scenarios/deny-ingress-small.yaml", "scenarios/allow-only-open.yaml",
+        "--cni", "enforcing,open", "--netpol-jobs", "3", "--netpol-run-id", RUN,
+        "--netpol-json", "r.json")
+    out = result.stdout.str()
+    assert "jobs=3" in out
+    result.assert_outcomes(passed=2, xfailed=1, failed=1)
+    assert "FAILED deny-ingress-small [enforcing]" in out and "OVER-BLOCKED  x/a -> y/a" in out
+    doc = json.loads((project.path / "r.json").read_text())
+    # not the CNIs' first clusters (canary only): clusters of their own, named from the run id
+    run_ids = [s["run_id"] for s in doc["scenarios"]]
+    assert all(r.startswith(RUN[:5]) and r not in (RUN + "a", RUN + "b") for r in run_ids)
+    # results in the order of the items, whatever order the scenarios finished in
+    assert [(s["scenario"], s["profile"]) for s in doc["scenarios"]] == [
+        (n, cni) for n in ("deny-ingress-small", "allow-only") for cni in ("enforcing", "open")]
+
+
+@needs_local
 def test_xdist_two_workers_share_one_run_id_base_with_their_own_prefixes(project):
     result = project.runpytest_subprocess(
         "-n", "2", "-p", "xdist", "scenarios/deny-ingress-small.yaml",
@@ -194,7 +217,8 @@ def test_xdist_two_workers_share_one_run_id_base_with_their_own_prefixes(project
     doc = json.loads((project.path / "r.json").read_text())
     assert doc["meta"]["run_id"] == "feed01"
     run_ids = {s["run_id"] for s in doc["scenarios"]}
-    assert all(r.startswith("feed01") for r in run_ids)
-    # each worker (suffix 0 or 1) and CNI (a, b) had its own prefix
-    assert {r[6] for r in run_ids} <= {"0", "1"}
+    # every cluster of every worker and CNI is named from the run's id (its first five
+    # characters for the clusters of --netpol-jobs) ...
+    assert all(r.startswith("feed0") for r in run_ids)
+    # ... and has a name of its own: one run id never served two profiles
     assert len({(s["run_id"], s["profile"]) for s in doc["scenarios"]}) == len(run_ids)
