@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 CNI ?= calico
 
-.PHONY: setup test demo bench check labs live cleanup lint unit
+.PHONY: setup test demo bench soak check labs live cleanup lint unit
 # the virtualenv alone (no system packages, so no root): what lint and unit need
 VENV := .venv/.netpol-proof-installed
 
@@ -44,3 +44,6 @@ live:
 
 cleanup: setup
 	$(PY) -m harness cleanup
+
+soak: setup
+	$(PY) bench/bench_soak.py

@@ -20,10 +20,14 @@ BENCHES = [
     ("control plane: real etcd + kube-apiserver + kube-controller-manager up/down (median, max)",
      "bench_controlplane.py", True),
     ("kube backends: rendering, validation, exec status parsing (no cluster)", "bench_kube.py", False),
+    ("scenario library on both local profiles: CPU and processes per probe by kind, wall, CPU "
+     "and the floor (targets: < 90 s, < 1.5 x the floor)", "bench_library.py", True),
     ("scenario library on local enforcing,open: wall time, rounds per step (what the observation "
-     "window costs; several minutes)", "bench_library.py", True),
+     "window costs; several minutes)", "bench_window.py", True),
     ("real engines on the local backend: up/down, deploy/undeploy, time to enforce per engine",
      "bench_real_engines.py", True),
+    ("the whole library on each real engine: library time, time to enforce over the library "
+     "(median, max; tens of minutes)", "bench_engines_library.py", True),
 ]
 
 
