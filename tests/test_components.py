@@ -291,3 +291,16 @@ def test_built_binary_reports_its_pinned_version(name):
             info = run(["go", "version", "-m", str(found.path)], timeout=60, check=True).stdout
             assert re.search(r"^\s*build\s+CGO_ENABLED=0$", info, re.M)
             assert re.search(r"^\s*build\s+-trimpath=true$", info, re.M)
+
+
+def test_missing_says_why_for_each_absent_component_and_passes_when_all_are_there(clean_env,
+                                                                                   capsys):
+    """`python -m harness.components missing` is how the test command decides to run or skip
+    the real-engine tier: exit 1 with every reason, exit 0 (and nothing) when all are built."""
+    assert comp.main(["missing"]) == 1
+    out = capsys.readouterr().out
+    assert all(f"{name}: " in out for name in comp.COMPONENTS) and "not built" in out
+    for family in {c.family for c in comp.COMPONENTS.values()}:
+        _fill_entry(family)
+    assert comp.main(["missing"]) == 0
+    assert capsys.readouterr().out.strip() == ""

@@ -420,6 +420,14 @@ def _cmd_path(args) -> int:
     return 0
 
 
+def _cmd_missing(args) -> int:
+    """Exit 0 when every component is available; else 1, printing why (one line each)."""
+    why = [f"{name}: {reason}" for name in COMPONENTS
+           for ok, reason in [available(name)] if not ok]
+    print("; ".join(why))
+    return 1 if why else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.components",
                                 description="The pinned real Kubernetes components: list, build, "
@@ -434,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     pa = sub.add_parser("path", help="print the binary path of one component")
     pa.add_argument("name", metavar="NAME", help=", ".join(COMPONENTS))
     pa.set_defaults(func=_cmd_path)
+    sub.add_parser("missing", help="exit 1 and say why when any component is missing") \
+        .set_defaults(func=_cmd_missing)
     args = p.parse_args(argv)
     try:
         return args.func(args)
