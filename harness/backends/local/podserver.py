@@ -40,6 +40,8 @@ def _http_handler(name: str):
 class _Server(http.server.ThreadingHTTPServer):
     allow_reuse_address = True
     daemon_threads = True
+    # socketserver's default backlog is 5; a round sends every source's probe to a pod at once
+    request_queue_size = 128
 
 
 def _serve_udp(sock: socket.socket, name: bytes) -> None:
