@@ -66,7 +66,8 @@ fi
 
 if [ "$with_components" = 1 ]; then
   # Builds with the machine's Go only (GOTOOLCHAIN=local); a cold build of everything takes
-  # about 35 minutes on two cores, a cached one a second (docs/components.md).
+  # about 18 minutes on an idle two-core machine (33 on a shared one), a cached one a
+  # second (docs/components.md).
   if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
     export PATH="/usr/local/go/bin:$PATH"
   fi
