@@ -292,9 +292,11 @@ class DropsForAMomentThenOpen(LocalBackend):
 class FlapsEveryFewProbes(LocalBackend):
     """Switches between enforcing the applied policies and enforcing nothing every `every`
     probe execs: a flap whose period is counted in probes, so load cannot stretch it past the
-    observation window (25 execs are one round of deny-ingress-small)."""
+    observation window. 9 execs are one round of deny-ingress-small (4 sources, each with one
+    curl for its TCP probes and one UDP client for its UDP probes, and one nslookup: the prober
+    batches per source), so most cells see the other state in each new round."""
 
-    every = 25
+    every = 9
 
     def apply_policy(self, manifest: Mapping) -> None:
         super().apply_policy(manifest)
