@@ -127,7 +127,25 @@ def normalise(output: str) -> str:
     lines = [line.rstrip() for line in output.splitlines()]
     while lines and not lines[-1]:
         lines.pop()
-    return "\n".join(lines)
+    return "\n".join(_sorted_runs(lines, _BROUGHT_UP))
+
+
+#: a real cluster's bring-up line (on stderr): clusters of scenarios run at once come up in an
+#: order that depends on timing, so a run of these lines is shown sorted
+_BROUGHT_UP = re.compile(r"^\[\S+/\S+\] up in ")
+
+
+def _sorted_runs(lines: list[str], pattern: re.Pattern[str]) -> list[str]:
+    """`lines` with every run of consecutive lines matching `pattern` sorted."""
+    out: list[str] = []
+    run: list[str] = []
+    for line in lines + [""]:
+        if pattern.match(line):
+            run.append(line)
+            continue
+        out += sorted(run) + [line]
+        run = []
+    return out[:-1]
 
 
 def run_command(command: str, cwd: Path, where: str = "<lab>") -> tuple[int, str]:

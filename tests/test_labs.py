@@ -129,6 +129,16 @@ def test_normalise_replaces_what_changes_between_runs():
     assert normalise(normalise(raw)) == normalise(raw)
 
 
+def test_normalise_sorts_the_bring_up_lines_whose_order_is_timing():
+    # clusters of scenarios run at once come up in either order (stderr, one line each)
+    a, b = "[local/none] up in 9.10s: real kube-apiserver", "[local/kube-router] up in 14.50s: real"
+    before, after = "!! banner", "done"
+    shown = normalise("\n".join([before, a, b, a, after]))
+    assert shown == normalise("\n".join([before, b, a, a, after]))
+    assert shown.splitlines()[0] == before and shown.splitlines()[-1] == after
+    assert shown.splitlines()[1].startswith("[local/kube-router]")
+
+
 def test_render_shows_the_prompt_and_a_failing_exit_status():
     assert render("python -m harness check x", 1, "FAIL x\n") == (
         "$ python -m harness check x\nFAIL x\n(exit status 1)\n")
