@@ -33,8 +33,8 @@ ENGINES = ("kube-router", "calico", "none")
 #: what every real-engine run needs besides its engine
 BASE_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-proxy", "coredns")
 
-_L34 = frozenset({"networkpolicy", "egress", "ipblock", "named-ports", "endport", "udp",
-                  "external-hosts"})
+_L34 = frozenset({"networkpolicy", "egress", "ipblock", "ipblock-pod-ip", "named-ports",
+                  "endport", "udp", "external-hosts"})
 _COMMON_NOTES = {
     "sctp": "no SCTP in this kernel: the emulated kubelet creates pods without their SCTP "
             "containers",
