@@ -12,8 +12,9 @@ Rules (documented in docs/scenarios.md):
 - pass = good; not enforced = bad, failed open; over-blocked = bad, failed closed; a probe
   error (or a cell the spec leaves undefined) says nothing: it neither opens nor ends a window.
 - A window is a run of bad attempts of one kind. It lasted at least from its first bad attempt
-  to its last, and at most from the good attempt before it to the good attempt after it (from
-  the start of the watch when none came before; open-ended, None, when none came after).
+  (for an open window: that attempt's end, since a retransmitted packet may have got through
+  late) to its last, and at most from the good attempt before it to the good attempt after it
+  (from the start of the watch when none came before; open-ended, None, when none came after).
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ def _windows(attempts: Sequence[Attempt], actions: Sequence[FaultEvent],
             return
         first, last = run[0].at or 0.0, run[-1].at or 0.0
         start = prev_good if prev_good is not None else watched_from
-        out.append(FaultWindow(kind, first, last, round(last - first, 3),
+        # a connection that got through did so by the end of its attempt (a SYN retransmitted
+        # after the dataplane opened), so an open window is known only from then
+        known = first + (run[0].elapsed if kind == "open" else 0.0)
+        out.append(FaultWindow(kind, first, last, round(max(0.0, last - known), 3),
                                None if next_good is None else round(next_good - start, 3),
                                len(run), _on(actions, first)))
 
