@@ -149,9 +149,9 @@ def sentences(t: FaultTimeline) -> list[str]:
         lo = min(w.at_least for w in ws)
         his = [w.at_most for w in ws]
         hi = None if None in his else max(h for h in his if h is not None)
-        what = "denied cell(s) connected" if kind == "open" else "allowed cell(s) were blocked"
+        what = "connected although denied" if kind == "open" else "blocked although allowed"
         out.append(f"fails {kind} for {_span(lo, hi)} on {on} ({len(counts[(kind, on)])} of "
-                   f"{len(steady)} watched {what})")
+                   f"{_cells(len(steady))} {what})")
     if steady and not groups and any(c.status == "held" for c in steady):
         if engine_down:
             what = "holds existing rules while the engine is down"
@@ -159,22 +159,30 @@ def sentences(t: FaultTimeline) -> list[str]:
             what = "holds existing rules while the API server is down"
         else:
             what = "holds across " + ", ".join(labels or ["the fault"])
-        out.append(f"{what}: no watched cell failed open or closed ({len(steady)} cells, rounds "
-                   f"at most {t.max_gap:.2f} s apart: a shorter window can be missed)")
+        out.append(f"{what}: no watched cell failed open or closed ({_cells(len(steady))}, "
+                   f"rounds at most {t.max_gap:.2f} s apart: a shorter window can be missed)")
     changed = [c for c in t.cells if c.expected_before != c.expected_after]
     if changed:
         when = "made while the engine was down" if _change_while_down(t) else \
             "made during the fault"
+        for kind in ("open", "closed"):
+            ws = [w for c in changed for w in c.windows if w.kind == kind]
+            if ws:
+                his = [w.at_most for w in ws]
+                hi = None if None in his else max(h for h in his if h is not None)
+                n = sum(1 for c in changed if any(w.kind == kind for w in c.windows))
+                out.append(f"the change {when} left {n} of {_cells(len(changed))} it alters "
+                           f"failing {kind} for {_span(min(w.at_least for w in ws), hi)}")
         effects = [c.takes_effect for c in changed]
         if any(e is None for e in effects):
             out.append(f"the change {when}: no verdict on {sum(e is None for e in effects)} of "
-                       f"{len(changed)} cell(s) it alters after it was made")
+                       f"{_cells(len(changed))} it alters after it was made")
         known = [e for e in effects if e is not None]
         if any(e[1] is None for e in known):
             late = [e[0] for e in known if e[1] is None]
-            out.append(f"the change {when} had not taken effect on {len(late)} of {len(changed)} "
-                       f"cell(s) when the watch ended, {t.watched_to - (t.recovered_at or 0):.1f} s "
-                       "after recovery")
+            out.append(f"the change {when} had not taken effect on {len(late)} of "
+                       f"{_cells(len(changed))} when the watch ended, "
+                       f"{t.watched_to - (t.recovered_at or 0):.1f} s after recovery")
         done = [e for e in known if e[1] is not None]
         if done:
             lo = max(e[0] or 0.0 for e in done)
@@ -191,6 +199,10 @@ def sentences(t: FaultTimeline) -> list[str]:
     if errors:
         out.append(f"{errors} watched attempt(s) were probe errors: no verdict either way")
     return out
+
+
+def _cells(n: int) -> str:
+    return f"{n} cell" if n == 1 else f"{n} cells"
 
 
 def _change_while_down(t: FaultTimeline) -> bool:

@@ -96,8 +96,8 @@ def test_a_stopped_engine_fails_open_for_as_long_as_it_is_down(run_fault):
     allowed = _cell(tl, "x/a", "y/a")
     assert allowed.status == "held" and allowed.windows == []
     assert [v for v in tl.verdicts if v.startswith("fails open")] == [
-        f"fails open for {w.at_least:.1f}-{w.at_most:.1f} s on stop engine (1 of 2 watched "
-        "denied cell(s) connected)"]
+        f"fails open for {w.at_least:.1f}-{w.at_most:.1f} s on stop engine (1 of 2 cells "
+        "connected although denied)"]
     # the watch ran its fixed length, from before the first action to after the last
     assert tl.watched_from <= -0.9 and tl.watched_to >= down_to + 1.5
     assert all(a.at is not None and a.expected for c in tl.cells for a in c.attempts)
@@ -138,6 +138,9 @@ def test_a_policy_applied_while_down_takes_effect_at_recovery(run_fault):
     assert lo <= 0 + SLACK and hi is not None and 0 - SLACK <= hi <= _gaps(late) + SLACK
     assert any(v.startswith("the change made while the engine was down takes effect")
                for v in tl.verdicts), tl.verdicts
+    assert any(v.startswith("the change made while the engine was down left 1 of 1 cell it "
+                            "alters failing open for") for v in tl.verdicts), tl.verdicts
+    assert tl.verdicts[0].startswith("holds existing rules while the engine is down")
     # the step's own expectations after recovery: y/a -> x/a and x/a -> y/a both blocked
     assert {c.verdict for c in r.steps[1].cells} <= {"pass", "not asserted"}
 

@@ -58,7 +58,7 @@ def test_held_and_its_sentence():
     assert held.status == "held" and held.windows == []
     tl = FaultTimeline(STOP, 0.5, -1.0, 3.0, 5, 2.05, None, [held], max_gap=0.5)
     assert sentences(tl) == ["holds existing rules while the engine is down: no watched cell "
-                             "failed open or closed (1 cells, rounds at most 0.50 s apart: a "
+                             "failed open or closed (1 cell, rounds at most 0.50 s apart: a "
                              "shorter window can be missed)"]
 
 
@@ -70,7 +70,9 @@ def test_sentences_for_a_window_and_a_change_made_while_down():
     assert changed.takes_effect == [-0.05, 0.45]
     tl = FaultTimeline(actions, 0.5, -1.0, 3.0, 9, 2.05, 0.02, [steady, changed], max_gap=0.5)
     assert sentences(tl) == [
-        "fails open for 2.0-3.0 s on stop engine (1 of 1 watched denied cell(s) connected)",
+        "fails open for 2.0-3.0 s on stop engine (1 of 1 cell connected although denied)",
+        "the change made while the engine was down left 1 of 1 cell it alters failing open for "
+        "2.0-3.0 s",
         "the change made while the engine was down takes effect 0.0-0.5 s after recovery"]
 
 
@@ -79,8 +81,11 @@ def test_a_change_not_in_force_when_the_watch_ended():
     late = summarise_cell(cell("PPPOOO", before="allow"), actions, -1.0, 0.05, 0.1)
     assert late.takes_effect == [1.45, None]
     tl = FaultTimeline(actions, 0.5, -1.0, 1.6, 6, 0.05, 0.1, [late], max_gap=0.5)
-    assert sentences(tl) == ["the change made during the fault had not taken effect on 1 of 1 "
-                             "cell(s) when the watch ended, 1.6 s after recovery"]
+    assert sentences(tl) == [
+        "the change made during the fault left 1 of 1 cell it alters failing open for at least "
+        "1.0 s (still so when the watch ended)",
+        "the change made during the fault had not taken effect on 1 of 1 cell when the watch "
+        "ended, 1.6 s after recovery"]
 
 
 def test_max_gap():
