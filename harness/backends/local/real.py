@@ -495,9 +495,10 @@ class RealBackend(KubeBackendBase):
             f" of local run {self.run_id} ({self.profile})"
         if target == "apiserver":
             if action == "stop":
+                t = time.monotonic()
                 self._plane().stop_apiserver()
                 self._apiserver_down = True
-                return "kube-apiserver stopped (SIGTERM)"
+                return f"kube-apiserver stopped (SIGTERM) in {time.monotonic() - t:.1f}s"
             if action == "start":
                 t = time.monotonic()
                 self._plane().start_apiserver()
