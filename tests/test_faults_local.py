@@ -22,6 +22,7 @@ from harness.scenario import load_scenario
 from harness.session import Session
 from harness.settings import build
 from tests.conftest import needs_local
+from tests.faulty_dataplanes import EngineThatWillNotStart
 
 DATA = Path(__file__).parent / "data" / "faults"
 #: how much later than its action's end a dataplane change may be seen (a round's probes start
@@ -33,9 +34,9 @@ SLACK = 0.1
 def run_fault():
     backends: list[LocalBackend] = []
 
-    def run(name: str, **settings) -> ScenarioResult:
+    def run(name: str, cls: type[LocalBackend] = LocalBackend, **settings) -> ScenarioResult:
         s = build({"cnis": "enforcing", "min_window": 1.0, "min_rounds": 2, **settings}, env={})
-        backend = LocalBackend(profile="enforcing", run_id=s.run_id, probe_timeout=s.probe_timeout)
+        backend = cls(profile="enforcing", run_id=s.run_id, probe_timeout=s.probe_timeout)
         backend.up()
         backends.append(backend)
         lines: list[str] = []
@@ -46,6 +47,7 @@ def run_fault():
         assert not [n for n in nsx.list_netns() if n.startswith(backend.prefix + "p")]
         return result
 
+    run.backends = backends  # type: ignore[attr-defined]
     yield run
     for b in backends:
         b.down()
@@ -60,8 +62,9 @@ def _action(tl, prefix: str):
 
 
 def _gaps(cell) -> float:
-    """The longest time between two of the cell's attempts."""
-    ats = [a.at for a in cell.attempts]
+    """The longest time between two of the cell's attempts that gave a verdict (a probe error,
+    on a loaded machine, says nothing: the timeline skips it, and so does this bound)."""
+    ats = [a.at for a in cell.attempts if a.verdict != "probe error"]
     return max(b - a for a, b in zip(ats, ats[1:], strict=False))
 
 
@@ -84,10 +87,11 @@ def test_a_stopped_engine_fails_open_for_as_long_as_it_is_down(run_fault):
     # timeout before may connect with a retransmitted SYN), and every attempt then was bad
     early = 1.0   # the probe timeout (the settings' default)
     assert down_from - early - SLACK <= w.first and w.last <= down_to + SLACK, (w, tl.actions)
-    assert all(a.verdict == "not enforced" for a in denied.attempts
-               if down_from + SLACK < a.at < down_to - SLACK)
-    assert all(a.verdict == "pass" for a in denied.attempts
-               if a.at < down_from - early - SLACK or a.at > down_to + SLACK)
+    verdicts = [a for a in denied.attempts if a.verdict != "probe error"]
+    assert all(a.verdict == "not enforced" for a in verdicts
+               if down_from + SLACK < a.at < down_to - SLACK), denied.attempts
+    assert all(a.verdict == "pass" for a in verdicts
+               if a.at < down_from - early - SLACK or a.at > down_to + SLACK), denied.attempts
     # the window's bounds hold the real outage, within the spacing of the cell's rounds
     first = next(a for a in denied.attempts if a.at == w.first)
     assert w.at_least <= outage + SLACK and w.at_most is not None and w.at_most >= outage - SLACK
@@ -114,7 +118,8 @@ def test_a_killed_engine_holds_its_rules(run_fault):
     assert tl.verdicts[0].startswith("holds existing rules while the engine is down: no watched "
                                      "cell failed open or closed (2 cells")
     # the denied cell was probed (and blocked, with a control) while the engine was down
-    down = [a for a in _cell(tl, "y/a", "x/a").attempts if 0 < a.at < 2]
+    down = [a for a in _cell(tl, "y/a", "x/a").attempts if 0 < a.at < 2
+            and a.verdict != "probe error"]
     assert down and all(a.verdict == "pass" and a.outcome == "timeout" for a in down)
 
 
@@ -133,7 +138,8 @@ def test_a_policy_applied_while_down_takes_effect_at_recovery(run_fault):
     assert late.status == "failed open" and len(late.windows) == 1
     w = late.windows[0]
     assert tl.change_at - SLACK <= w.first and w.last <= recovered + SLACK
-    assert all(a.verdict == "pass" for a in late.attempts if a.at < tl.change_at - SLACK)
+    assert all(a.verdict == "pass" for a in late.attempts if a.at < tl.change_at - SLACK
+               and a.verdict != "probe error")
     lo, hi = late.takes_effect
     assert lo <= 0 + SLACK and hi is not None and 0 - SLACK <= hi <= _gaps(late) + SLACK
     assert any(v.startswith("the change made while the engine was down takes effect")
@@ -157,6 +163,28 @@ def test_the_timeline_survives_the_json_file_and_is_printed(run_fault, tmp_path)
     assert "y/a -> x/a 80/TCP (spec: deny): FAILED OPEN" in text
     assert "x/a -> y/a 80/TCP (spec: allow): held" in text
     assert "verdict: fails open for" in text and "|" in text
+
+
+@needs_local
+def test_a_fault_step_that_fails_restores_the_engine_and_is_an_error(run_fault):
+    r = run_fault("engine-stop.yaml", EngineThatWillNotStart)
+    assert r.outcome == "error" and "step 2" in r.infra_error and "will not" in r.infra_error
+    assert any("restored: emulated engine started again" in line for line in r.log), r.log
+    assert r.steps[1].fault is None      # no timeline is made up for a step that broke
+
+
+class Interrupted(EngineThatWillNotStart):
+    error = KeyboardInterrupt()
+
+
+@needs_local
+def test_ctrl_c_in_a_fault_step_restores_the_engine_before_teardown(run_fault):
+    with pytest.raises(KeyboardInterrupt):
+        run_fault("engine-stop.yaml", Interrupted)
+    backend = run_fault.backends[-1]
+    assert backend.engine == "running"      # started again by restore_faults ...
+    assert backend.model is None            # ... and the topology torn down after it
+    assert not [n for n in nsx.list_netns() if n.startswith(backend.prefix + "p")]
 
 
 def test_fault_scenarios_are_skipped_where_no_engine_may_be_stopped():
