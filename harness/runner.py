@@ -21,7 +21,6 @@ from dataclasses import replace
 from typing import Callable, Hashable
 
 from harness import scenario as scn
-from harness import timeline
 from harness.backends.base import Backend, FaultInjector
 from harness.errors import HarnessError
 from harness.model import Addresses
@@ -45,13 +44,16 @@ from harness.verdicts import (
     Judgement,
     Window,
     blocked_kind,
+    fault_sentences,
     first_stable_round,
     judge,
+    max_gap,
     over_rounds,
     positive_controls,
     scenario_outcome,
     self_probe_proves,
     settled,
+    summarise_watched,
 )
 
 Log = Callable[[str], None]
@@ -390,7 +392,7 @@ def _fault_step(run: Run, index: int, step, title: str, cells: list[Cell],
         cell = WatchedCell(after.spec.source, after.spec.target, str(after.spec.port),
                            after.spec.protocol.value, before.expectation.value,
                            after.expectation.value, "", attempts=attempts)
-        watched.append(timeline.summarise_cell(
+        watched.append(summarise_watched(
             cell, actions, rel(watch.starts[0]) if watch.starts else 0.0,
             rel(recovered) if recovered is not None else None,
             rel(change_at) if change_at is not None else None))
@@ -398,8 +400,8 @@ def _fault_step(run: Run, index: int, step, title: str, cells: list[Cell],
                        rel(end), len(watch.starts),
                        rel(recovered) if recovered is not None else None,
                        rel(change_at) if change_at is not None else None, watched,
-                       max_gap=round(timeline.max_gap(watch.starts), 3))
-    tl.verdicts = timeline.sentences(tl)
+                       max_gap=round(max_gap(watch.starts), 3))
+    tl.verdicts = fault_sentences(tl)
     log(f"    watched {len(watched)} cell(s) in {tl.rounds} rounds from {tl.watched_from:+.2f}s "
         f"to {tl.watched_to:+.2f}s:")
     for line in tl.verdicts:

@@ -1,10 +1,13 @@
-"""harness.timeline on hand-made attempts: windows and their bounds, probe errors that neither
-open nor end a window, the change's time to take effect, and the sentences. Pure: no cluster."""
+"""A fault step's timeline (harness.verdicts, "fault steps") on hand-made attempts: windows and
+their bounds, probe errors that neither open nor end a window, the change's time to take effect,
+the sentences, and how the reports show them. Pure: no cluster."""
 
 from __future__ import annotations
 
 from harness.results import Attempt, FaultEvent, FaultTimeline, WatchedCell
-from harness.timeline import max_gap, sentences, summarise_cell
+from harness.verdicts import fault_sentences as sentences
+from harness.verdicts import max_gap
+from harness.verdicts import summarise_watched as summarise_cell
 
 PASS, OPEN, CLOSED, ERROR = "pass", "not enforced", "over-blocked", "probe error"
 STOP = [FaultEvent("stop engine", 0.0, 0.02), FaultEvent("wait 2 s", 0.02, 2.02),
@@ -91,3 +94,24 @@ def test_a_change_not_in_force_when_the_watch_ended():
 def test_max_gap():
     assert max_gap([0.0, 0.5, 1.7, 2.0]) == 1.2
     assert max_gap([1.0]) == 0.0
+
+
+def test_the_html_report_draws_the_timeline_and_the_terminal_prints_its_strip():
+    from harness.reports import html_report, terminal
+    from harness.results import ScenarioResult, StepResult
+
+    c = summarise_cell(cell("PPOOOOOPP"), STOP, -1.0, 2.05, None)
+    c.attempts[0].detail = "<script>"
+    tl = FaultTimeline(STOP, 0.5, -1.0, 3.0, 9, 2.05, None, [c], max_gap=0.5)
+    tl.verdicts = sentences(tl)
+    r = ScenarioResult("s<1>", "s.yaml", "local", "enforcing", "run1",
+                       steps=[StepResult(2, "stop", True, 0.0, 2, [], fault=tl)])
+    page = html_report.render([r], {})
+    assert page.count('<svg class="timeline"') == 1 and "<script" not in page
+    assert page.count('<rect class="v-not-enforced"') == 5
+    assert page.count('<rect class="v-pass"') == 4
+    assert page.count('<line class="action"') == 3
+    assert "fails open for 2.0-3.0 s on stop engine" in page
+    text = "\n".join(terminal.render_timelines(r))
+    assert "\n      ..|O|OOOO|..\n" in text     # the wait begins 0.02 s after the stop
+    assert "y/a -> x/a 80/TCP (spec: deny): FAILED OPEN" in text
