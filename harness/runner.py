@@ -332,8 +332,11 @@ def _fault_step(run: Run, index: int, step, title: str, cells: list[Cell],
     watching `after` seconds, restore what was stopped, then observe the step's expectations
     like any step's, from the end of the watch. docs/scenarios.md, "Fault steps"."""
     fault, backend, log = step.fault, run.backend, run.log
-    if not isinstance(backend, FaultInjector):
-        raise HarnessError(f"the {backend.name} backend cannot run fault steps")
+    # the capability decides whether the scenario runs at all (a skip with the reason); this is
+    # the second lock: a backend without the methods is never asked to stop anything
+    if not isinstance(backend, FaultInjector) or not callable(getattr(backend, "fault", None)):
+        raise HarnessError(f"the {backend.name} backend ({backend.profile}) cannot run fault "
+                           "steps: it stops nothing")
     for a in fault.actions:
         if a.node is not None and a.node > backend.fault_nodes:
             raise HarnessError(f"{a.label} (line {a.line}): this cluster has "

@@ -187,6 +187,20 @@ def test_ctrl_c_in_a_fault_step_restores_the_engine_before_teardown(run_fault):
     assert not [n for n in nsx.list_netns() if n.startswith(backend.prefix + "p")]
 
 
+class StopsNothing(LocalBackend):
+    """A backend that declares no way to stop anything (as the kubeconfig backend)."""
+
+    fault = None  # type: ignore[assignment]
+
+
+@needs_local
+def test_the_runner_never_asks_a_backend_without_faults_to_stop_anything(run_fault):
+    r = run_fault("engine-stop.yaml", StopsNothing)
+    assert r.outcome == "error"
+    assert "cannot run fault steps: it stops nothing" in r.infra_error
+    assert r.steps[0].converged and r.steps[1].cells == []
+
+
 def test_fault_scenarios_are_skipped_where_no_engine_may_be_stopped():
     scenario = load_scenario(DATA / "engine-stop.yaml")
     assert capabilities("enforcing").match(scenario.requires) == (True, "")
