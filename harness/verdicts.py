@@ -557,8 +557,14 @@ def fault_sentences(t: FaultTimeline) -> list[str]:
         if done:
             lo = max(e[0] or 0.0 for e in done)
             hi = max(e[1] or 0.0 for e in done)
-            if hi <= 0:
-                out.append(f"the change {when} took effect before recovery")
+            # recovery is the end of the last start: a round that began during the start (its
+            # probes ran after it) is no sign of an effect before the engine was started
+            began = max((a.at for a in t.actions if a.ended == t.recovered_at), default=0.0)
+            if hi <= began - (t.recovered_at or 0.0):
+                out.append(f"the change {when} took effect before the engine was started again")
+            elif hi <= 0:
+                out.append(f"the change {when} takes effect as the engine starts (the first "
+                           "round after the change's last failure began during the start)")
             else:
                 out.append(f"the change {when} takes effect {max(lo, 0.0):.1f}-{hi:.1f} s after "
                            "recovery")

@@ -115,3 +115,17 @@ def test_the_html_report_draws_the_timeline_and_the_terminal_prints_its_strip():
     text = "\n".join(terminal.render_timelines(r))
     assert "\n      ..|O|OOOO|..\n" in text     # the wait begins 0.02 s after the stop
     assert "y/a -> x/a 80/TCP (spec: deny): FAILED OPEN" in text
+
+
+def test_a_round_begun_during_the_start_is_no_effect_before_it():
+    actions = [FaultEvent("kill engine", 0.0, 0.01), FaultEvent("change", 0.01, 0.02),
+               FaultEvent("wait 3 s", 0.02, 3.02), FaultEvent("start engine", 3.02, 3.04)]
+    # allowed before the change; connects until the round at +3.03 (which began during the
+    # start, its probe after it) is blocked
+    c = summarise_cell(cell("PPPPOOOOOOP", start=-1.97, before="allow"), actions, -1.97, 3.04,
+                       0.01)
+    assert c.takes_effect == [-0.51, -0.01]
+    tl = FaultTimeline(actions, 0.5, -1.97, 4.0, 11, 3.04, 0.01, [c], max_gap=0.5)
+    assert sentences(tl)[-1] == ("the change made while the engine was down takes effect as the "
+                                 "engine starts (the first round after the change's last failure "
+                                 "began during the start)")
