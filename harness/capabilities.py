@@ -24,7 +24,13 @@ KNOWN: dict[str, str] = {
     "admin-network-policy": "AdminNetworkPolicy (policy.networking.k8s.io)",
     "external-hosts": "hosts outside the cluster that pods can reach",
     "cluster-scoped-policy": "cluster-scoped policy objects may be created",
+    "engine-fault": "the policy engine on a node can be stopped, killed and restarted by the "
+                    "harness (fault steps)",
+    "apiserver-fault": "the API server can be stopped and started by the harness (fault steps)",
 }
+
+#: the capabilities a fault step needs: a backend declares them only for what it created itself
+FAULT_CAPABILITIES = ("engine-fault", "apiserver-fault")
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Hashable, Iterable
 
 from harness.errors import HarnessError
-from harness.expected import ExpectedCell, disagreements, expected_cells, model_at
+from harness.expected import ExpectedCell, disagreements, expected_cells, model_at, oracle_at
 from harness.model import DNS_POD, SYSTEM_NAMESPACE, Addresses, Endpoint, Model, Protocol, Server
-from harness.oracle import API_SERVER, Decision
+from harness.oracle import API_SERVER, Decision, Oracle
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec
 from harness.results import Attempt, CellResult, Expectation, Verdict
 from harness.scenario import Scenario
@@ -223,3 +223,28 @@ def plan_steps(scenario: Scenario, addresses: Addresses) -> list[list[Cell]] | s
                 f"run's addresses, so the file, not the CNI, is wrong ({listed}{more}); "
                 f"`python -m harness check {scenario.path}` shows them")
     return steps_cells
+
+
+def plan_watch(scenario: Scenario, step_index: int, addresses: Addresses
+               ) -> tuple[list[Cell], list[Cell]]:
+    """A fault step's watched cells twice: as the spec decides them before the step's change
+    (the previous step's policies and labels; none before the first step) and from it on.
+
+    Why the oracle and not the file: a watched cell states no expectation; what it must do
+    changes at `change` (a policy applied while the engine is down), and the oracle says both.
+    """
+    step = scenario.steps[step_index]
+    assert step.fault is not None, "plan_watch is for fault steps"
+    before = oracle_at(scenario, step_index - 1, addresses) if step_index > 0 else \
+        Oracle(scenario.model, [], addresses)
+    after = oracle_at(scenario, step_index, addresses)
+    out: tuple[list[Cell], list[Cell]] = ([], [])
+    for oracle, cells in ((before, out[0]), (after, out[1])):
+        expected = []
+        for w in step.fault.watch:
+            decision = oracle.decide(w.source, w.target, w.port, w.protocol)
+            expected.append(ExpectedCell(w.source, w.target, w.port, w.protocol,
+                                         decision.expectation, decision, explicit=True,
+                                         field=w.field, line=w.line))
+        cells.extend(plan_cells(oracle.model, expected, addresses))
+    return out

@@ -66,6 +66,11 @@ class Attempt:
     positive_control: bool | None = None
     #: the verdict of that round (results format v2; None in v1 files)
     verdict: str | None = None
+    #: a watched cell's attempt (fault steps, format v3): when its round started, in seconds
+    #: from the fault's first action (negative before it); None elsewhere
+    at: float | None = None
+    #: a watched cell's attempt: what the spec required when its round started
+    expected: str | None = None
 
 
 @dataclass
@@ -83,6 +88,72 @@ class CellResult:
 
 
 @dataclass
+class FaultEvent:
+    """One action of a fault step, with when it started and ended (seconds from the first
+    action) and what the backend says it did."""
+
+    action: str
+    at: float
+    ended: float
+    detail: str = ""
+
+
+@dataclass
+class FaultWindow:
+    """A run of bad attempts of one watched cell: `kind` "open" (a denied cell connected) or
+    "closed" (an allowed cell was blocked). `first`/`last` are the starts of its first and last
+    bad attempts; the window lasted at least `at_least` and at most `at_most` seconds (None:
+    still bad when the watch ended); `on` is the action it followed."""
+
+    kind: str
+    first: float
+    last: float
+    at_least: float
+    at_most: float | None
+    attempts: int
+    on: str
+
+
+@dataclass
+class WatchedCell:
+    """One cell watched across a fault: every attempt, and what they add up to."""
+
+    source: str
+    target: str
+    port: str
+    protocol: str
+    #: what the spec requires before the step's change, and from it on
+    expected_before: str
+    expected_after: str
+    #: held | failed open | failed closed | failed open and closed | no verdict
+    status: str
+    windows: list[FaultWindow] = field(default_factory=list)
+    probe_errors: int = 0
+    #: a cell the change alters: [at least, at most] seconds from recovery until the change
+    #: held (negative: before recovery; at most None: not within the watch)
+    takes_effect: list[float | None] | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+@dataclass
+class FaultTimeline:
+    """A fault step's timeline (results format v3): the actions, every watched attempt, and a
+    plain sentence per finding. Times are seconds from the first action."""
+
+    actions: list[FaultEvent]
+    every: float
+    watched_from: float
+    watched_to: float
+    rounds: int
+    recovered_at: float | None = None
+    change_at: float | None = None
+    cells: list[WatchedCell] = field(default_factory=list)
+    verdicts: list[str] = field(default_factory=list)
+    #: the longest time between two round starts: no window shorter than it is sure to be seen
+    max_gap: float = 0.0
+
+
+@dataclass
 class StepResult:
     index: int
     title: str
@@ -91,6 +162,8 @@ class StepResult:
     rounds: int
     cells: list[CellResult] = field(default_factory=list)
     infra_error: str | None = None
+    #: a fault step's timeline (None for an ordinary step)
+    fault: FaultTimeline | None = None
 
 
 @dataclass
@@ -125,7 +198,16 @@ class ScenarioResult:
                 return None
             cells = [CellResult(**{**c, "attempts": [Attempt(**a) for a in c.get("attempts", [])]})
                      for c in d.get("cells", [])]
-            return StepResult(**{**d, "cells": cells})
+            return StepResult(**{**d, "cells": cells, "fault": fault(d.get("fault"))})
+
+        def fault(d: dict[str, Any] | None) -> FaultTimeline | None:
+            if d is None:
+                return None
+            watched = [WatchedCell(**{**c, "windows": [FaultWindow(**w) for w in c["windows"]],
+                                      "attempts": [Attempt(**a) for a in c["attempts"]]})
+                       for c in d.get("cells", [])]
+            return FaultTimeline(**{**d, "actions": [FaultEvent(**e) for e in d["actions"]],
+                                    "cells": watched})
         return ScenarioResult(**{**data, "baseline": step(data.get("baseline")),
                                  "steps": [step(s) for s in data.get("steps", [])]})  # never None
 

@@ -13,6 +13,7 @@ verdict is its last round's, or UNSTABLE when it flapped (verdicts.over_rounds).
 
 from __future__ import annotations
 
+import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -20,13 +21,22 @@ from dataclasses import replace
 from typing import Callable, Hashable
 
 from harness import scenario as scn
-from harness.backends.base import Backend
+from harness.backends.base import Backend, FaultInjector
 from harness.errors import HarnessError
 from harness.model import Addresses
-from harness.plan import Cell, plan_steps
+from harness.plan import Cell, plan_steps, plan_watch
 from harness.prober import loopback_probe, probe_round
 from harness.probes import ProbeOutcome, ProbeSpec
-from harness.results import Attempt, Expectation, ScenarioResult, StepResult, Verdict
+from harness.results import (
+    Attempt,
+    Expectation,
+    FaultEvent,
+    FaultTimeline,
+    ScenarioResult,
+    StepResult,
+    Verdict,
+    WatchedCell,
+)
 from harness.scenario import Scenario
 from harness.settings import Settings
 from harness.verdicts import (
@@ -34,13 +44,16 @@ from harness.verdicts import (
     Judgement,
     Window,
     blocked_kind,
+    fault_sentences,
     first_stable_round,
     judge,
+    max_gap,
     over_rounds,
     positive_controls,
     scenario_outcome,
     self_probe_proves,
     settled,
+    summarise_watched,
 )
 
 Log = Callable[[str], None]
@@ -266,6 +279,143 @@ class Run:
         return step
 
 
+class Watch:
+    """The watched cells of a fault step, probed in rounds `every` seconds apart on a thread of
+    their own until `stop()`; each round judged against what the spec requires when it starts
+    (the `before` cells until `changed()`, then the `after` ones).
+
+    Why a lock around each round and the change: a round is judged against one state of the
+    spec, so the change waits for the round in progress, and the next round for the change.
+    """
+
+    def __init__(self, run: Run, before: list[Cell], after: list[Cell], every: float):
+        self.run, self.before, self.after, self.every = run, before, after, every
+        self.lock = threading.Lock()
+        self.starts: list[float] = []
+        self._after = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="netpol-watch", daemon=True)
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def changed(self) -> None:
+        """Called with `lock` held, right after the change: later rounds use the after cells."""
+        self._after = True
+
+    def stop(self) -> None:
+        """End the watch with the round in progress (never a round more or less because of a
+        result) and wait for it."""
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                with self.lock:
+                    start = time.monotonic()
+                    self.starts.append(start)
+                    cells = self.after if self._after else self.before
+                    self.run.probe(cells, len(self.starts))
+                    for c in cells:
+                        a = c.attempts[-1]
+                        a.at, a.expected = start, c.expectation.value
+                self._stop.wait(max(ROUND_PAUSE, start + self.every - time.monotonic()))
+        except BaseException as exc:  # noqa: BLE001 - handed to the step, which reports it
+            self.error = exc
+
+
+def _fault_step(run: Run, index: int, step, title: str, cells: list[Cell],
+                watch_cells: tuple[list[Cell], list[Cell]]) -> StepResult:
+    """A fault step: watch the cells, run the actions (the step's change at `change`), keep
+    watching `after` seconds, restore what was stopped, then observe the step's expectations
+    like any step's, from the end of the watch. docs/scenarios.md, "Fault steps"."""
+    fault, backend, log = step.fault, run.backend, run.log
+    # the capability decides whether the scenario runs at all (a skip with the reason); this is
+    # the second lock: a backend without the methods is never asked to stop anything
+    if not isinstance(backend, FaultInjector) or not callable(getattr(backend, "fault", None)):
+        raise HarnessError(f"the {backend.name} backend ({backend.profile}) cannot run fault "
+                           "steps: it stops nothing")
+    for a in fault.actions:
+        if a.node is not None and a.node > backend.fault_nodes:
+            raise HarnessError(f"{a.label} (line {a.line}): this cluster has "
+                               f"{backend.fault_nodes} node(s)")
+    watch = Watch(run, *watch_cells, fault.every)
+    events: list[tuple[str, float, float, str]] = []
+    change_at: float | None = None
+    recovered: float | None = None
+    watch.start()
+    t0 = time.monotonic() + fault.before
+    try:
+        time.sleep(max(0.0, t0 - time.monotonic()))
+        t0 = time.monotonic()
+        for a in fault.actions:
+            began, detail = time.monotonic(), ""
+            if a.kind == "wait":
+                time.sleep(a.seconds)
+            elif a.kind == "change":
+                with watch.lock:
+                    began = time.monotonic()
+                    run.change(step)
+                    watch.changed()
+                change_at = began
+            elif a.target == "apiserver":
+                detail = backend.fault("stop", "apiserver", None)
+                time.sleep(a.seconds)
+                detail += "; " + backend.fault("start", "apiserver", None)
+            else:
+                detail = backend.fault(a.kind, str(a.target), a.node)
+            ended = time.monotonic()
+            events.append((a.label, began, ended, detail))
+            if a.kind in ("start", "restart") or a.target == "apiserver":
+                recovered = ended
+            log(f"    {began - t0:+7.2f}s {a.label}" + (f": {detail}" if detail else ""))
+            if watch.error:
+                raise watch.error
+        time.sleep(fault.after)
+    finally:
+        watch.stop()
+        restored = backend.restore_faults()
+        if restored:
+            log(f"    restored: {'; '.join(restored)}")
+    if watch.error:
+        raise watch.error
+    end = time.monotonic()
+
+    def rel(t: float) -> float:
+        return round(t - t0, 3)
+
+    actions = [FaultEvent(label, rel(b), rel(e), d) for label, b, e, d in events]
+    watched = []
+    for before, after in zip(*watch_cells, strict=True):
+        attempts = sorted(before.attempts + after.attempts, key=lambda x: x.at or 0.0)
+        for x in attempts:
+            x.at = rel(x.at or t0)
+        cell = WatchedCell(after.spec.source, after.spec.target, str(after.spec.port),
+                           after.spec.protocol.value, before.expectation.value,
+                           after.expectation.value, "", attempts=attempts)
+        watched.append(summarise_watched(
+            cell, actions, rel(watch.starts[0]) if watch.starts else 0.0,
+            rel(recovered) if recovered is not None else None,
+            rel(change_at) if change_at is not None else None))
+    tl = FaultTimeline(actions, fault.every, rel(watch.starts[0]) if watch.starts else 0.0,
+                       rel(end), len(watch.starts),
+                       rel(recovered) if recovered is not None else None,
+                       rel(change_at) if change_at is not None else None, watched,
+                       max_gap=round(max_gap(watch.starts), 3))
+    tl.verdicts = fault_sentences(tl)
+    log(f"    watched {len(watched)} cell(s) in {tl.rounds} rounds from {tl.watched_from:+.2f}s "
+        f"to {tl.watched_to:+.2f}s:")
+    for line in tl.verdicts:
+        log(f"      {line}")
+    # from the end of the watch: the first round of the step can start no earlier (the watch's
+    # `takes_effect` is the time from recovery)
+    result = run.converge(index, title, cells, end)
+    result.fault = tl
+    return result
+
+
 def converge_cells(backend: Backend, settings: Settings, addresses: Addresses,
                    cells: list[Cell], title: str, log: Log = lambda line: None) -> StepResult:
     """Observe cells on a topology that is already deployed, as a scenario step is observed
@@ -312,6 +462,17 @@ def run_scenario(scenario: Scenario, backend: Backend, settings: Settings, log: 
         for i, step in enumerate(scenario.steps):
             title = getattr(step, "title", "") or f"step {i + 1}"
             log(f"  step {i + 1}: {title}")
+            if getattr(step, "fault", None) is not None:
+                try:
+                    assert run.addresses is not None, "deployed before the steps"
+                    result.steps.append(_fault_step(run, i + 1, step, title, steps_cells[i],
+                                                    plan_watch(scenario, i, run.addresses)))
+                except HarnessError as exc:
+                    msg = f"step {i + 1} ({title}): {exc}"
+                    result.steps.append(StepResult(i + 1, title, False, None, 0, [], msg))
+                    result.infra_error = msg
+                    return result
+                continue
             try:
                 run.change(step)
             except HarnessError as exc:
@@ -330,6 +491,13 @@ def run_scenario(scenario: Scenario, backend: Backend, settings: Settings, log: 
                               f"{type(exc).__name__}: {exc}")
     finally:
         result.policies_accepted = run.policies_seen
+        if isinstance(backend, FaultInjector):
+            try:
+                for what in backend.restore_faults():
+                    log(f"  restored: {what}")
+            except HarnessError as exc:
+                log(f"  restoring after a fault step: {exc}")
+                result.infra_error = result.infra_error or f"restoring a fault failed: {exc}"
         try:
             backend.undeploy()
         except HarnessError as exc:

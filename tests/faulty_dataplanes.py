@@ -14,6 +14,7 @@ import time
 from typing import Mapping
 
 from harness.backends.local import LocalBackend, nft, profiles
+from harness.errors import BackendError
 from harness.shell import spawn, stop
 
 
@@ -313,3 +314,16 @@ class FlapsEveryFewProbes(LocalBackend):
                     "ip", nft.table_name(self.run_id, "policy"), body),
                     doing="switching the policy table (a flapping dataplane, on purpose)")
         return super().exec(endpoint, argv, timeout)
+
+
+class EngineThatWillNotStart(LocalBackend):
+    """The emulated engine's `start` fails with `error` (a BackendError, or KeyboardInterrupt
+    for a Ctrl-C in the middle of a fault step); restore_faults still starts it, so a fault step
+    that goes wrong must leave the engine running."""
+
+    error: BaseException = BackendError("starting the emulated engine", "it will not (on purpose)")
+
+    def fault(self, action: str, target: str, node: int | None = None) -> str:
+        if action == "start":
+            raise self.error
+        return super().fault(action, target, node)

@@ -23,7 +23,8 @@ from harness.capabilities import Capabilities
 from harness.errors import ExecResult
 from harness.model import Addresses, Model
 
-__all__ = ["Backend", "Capabilities", "ExecResult", "Addresses", "Leftover", "Cleaner"]
+__all__ = ["Backend", "FaultInjector", "Capabilities", "ExecResult", "Addresses", "Leftover",
+           "Cleaner"]
 
 
 @runtime_checkable
@@ -71,6 +72,23 @@ class Backend(Protocol):
         Returns the real exit status; raises harness.errors.ExecError when the status is unknown
         (the exec transport failed), never a made-up exit code.
         """
+
+
+@runtime_checkable
+class FaultInjector(Protocol):
+    """A backend that fault steps can act on (docs/scenarios.md, "Fault steps"): only one that
+    created its cluster itself, and it declares the matching capabilities (engine-fault,
+    apiserver-fault)."""
+
+    #: how many nodes `node: N` may name (1..fault_nodes)
+    fault_nodes: int
+
+    def fault(self, action: str, target: str, node: int | None = None) -> str:
+        """Do `action` (stop | kill | start | restart) to `target` (engine | apiserver) on
+        `node` (1-based; None: every node); returns what was done, in words."""
+
+    def restore_faults(self) -> list[str]:
+        """Start again whatever `fault` stopped; what was restored. Safe to call any time."""
 
 
 # -- what `python -m harness cleanup` finds: each backend's cleaner returns these ------------

@@ -26,7 +26,7 @@ from harness import naming
 from harness.backends import cni as cnis
 from harness.backends.kube.api import KubeApi, status_line
 from harness.backends.kube.topology import KubeBackendBase, KubeTopology
-from harness.capabilities import Capabilities
+from harness.capabilities import FAULT_CAPABILITIES, Capabilities
 from harness.errors import UsageError
 
 _BASE = frozenset({"networkpolicy", "egress", "ipblock", "named-ports", "endport", "udp"})
@@ -149,6 +149,11 @@ class KubeconfigBackend(KubeBackendBase):
                                        f"whether its ipBlocks match pod IPs differs between CNIs "
                                        f"(Cilium's never do): not assumed"}
         supported.discard("external-hosts")
+        # never: netpol-proof stops or kills nothing on a cluster it did not create
+        for fault in FAULT_CAPABILITIES:
+            supported.discard(fault)
+            notes[fault] = ("refused on an existing cluster: netpol-proof never stops or kills "
+                            "anything on a cluster it did not create")
         if not self.allow_cluster_scoped:
             supported.discard("cluster-scoped-policy")
             notes["cluster-scoped-policy"] = ("refused on an existing cluster; pass "

@@ -100,6 +100,9 @@ def _report(session) -> None:
         if r.outcome not in (ScenarioOutcome.PASSED, ScenarioOutcome.SKIPPED):
             print()
             print(terminal.render_failure(r, color=color))
+        elif any(s.fault is not None for s in r.steps):
+            print()   # a fault step's timeline is a measurement: shown whatever the outcome
+            print("\n".join(terminal.render_timelines(r)))
     print()
     print(terminal.render_summary(session.results))
     for line in terminal.render_dataplanes(session.dataplanes):

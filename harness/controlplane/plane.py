@@ -231,12 +231,14 @@ class ControlPlane:
         return running
 
     def _start(self, name: str, argv_for: Callable[[int], list[str]],
-               ready: Callable[[_Running, int], tuple[bool, str]]) -> tuple[_Running, int]:
-        """Start `name` on a free port and wait until `ready` says so; retries with another
-        port when the one chosen was taken in between."""
+               ready: Callable[[_Running, int], tuple[bool, str]],
+               port: int | None = None) -> tuple[_Running, int]:
+        """Start `name` on a free port (or on `port`, once) and wait until `ready` says so;
+        retries with another port when the one chosen was taken in between."""
         t = time.monotonic()
-        for attempt in range(1, PORT_ATTEMPTS + 1):
-            port = procs.free_port()
+        fixed = port
+        for attempt in range(1, (PORT_ATTEMPTS if fixed is None else 1) + 1):
+            port = fixed if fixed is not None else procs.free_port()
             running = self._spawn(name, argv_for(port))
             last = ""
 
@@ -282,7 +284,31 @@ class ControlPlane:
         _, port = self._start("etcd", argv, ready)
         self.etcd_url = f"http://127.0.0.1:{port}"
 
-    def _start_apiserver(self, binary: Path) -> None:
+    # -- fault steps: the API server down for a while ----------------------------------------
+    def stop_apiserver(self) -> None:
+        """Stop kube-apiserver (SIGTERM, then SIGKILL after 5 s) for a fault step; etcd, the
+        controller manager and the relay keep running. `start_apiserver` starts it again."""
+        running = next((r for r in self._running if r.name == "kube-apiserver"), None)
+        if running is None:
+            raise ControlPlaneError(f"stopping kube-apiserver of control plane {self.run_id}",
+                                    "it is not running")
+        err = self._stop_one(running)
+        if err:
+            raise ControlPlaneError(f"stopping kube-apiserver of control plane {self.run_id}", err)
+
+    @property
+    def apiserver_running(self) -> bool:
+        return any(r.name == "kube-apiserver" and r.proc.poll() is None for r in self._running)
+
+    def start_apiserver(self) -> None:
+        """Start a stopped kube-apiserver again on the same port (every kubeconfig and the
+        relay name it) and wait until it is ready. Nothing to do when it runs."""
+        if self.apiserver_running or not self.server:
+            return
+        self._start_apiserver(components.find("kube-apiserver"),
+                              port=int(self.server.rsplit(":", 1)[1]))
+
+    def _start_apiserver(self, binary: Path, port: int | None = None) -> None:
         pki = self.dir / "pki"
 
         def argv(port: int) -> list[str]:
@@ -307,7 +333,7 @@ class ControlPlane:
             status, body = _get(f"https://127.0.0.1:{port}/readyz?verbose", self._tls)
             return status == 200, f"{status} {body}" if status else body
 
-        _, port = self._start("kube-apiserver", argv, ready)
+        _, port = self._start("kube-apiserver", argv, ready, port)
         self.server = f"https://127.0.0.1:{port}"
         certs.write_kubeconfig(self.kubeconfig, certs.kubeconfig(
             self.server, self.ca.cert.read_bytes(), self.admin_cert, cluster=self.context,

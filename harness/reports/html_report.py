@@ -16,7 +16,15 @@ from typing import Any
 
 from harness.reports import matrix as mx
 from harness.reports.terminal import VERDICT_WORDS
-from harness.results import BANNER, CellResult, ScenarioOutcome, ScenarioResult, StepResult, Verdict
+from harness.results import (
+    BANNER,
+    CellResult,
+    FaultTimeline,
+    ScenarioOutcome,
+    ScenarioResult,
+    StepResult,
+    Verdict,
+)
 
 #: explanation lists longer than this are folded into a <details> element
 FOLD_DIFFS_OVER = 20
@@ -154,6 +162,53 @@ def _matrix(table: mx.Table, observed: bool) -> str:
     return "".join(out)
 
 
+#: the fault timeline's drawing: width of the time axis, height of a row, left margin (labels)
+_TL_WIDTH, _TL_ROW, _TL_LEFT = 640, 18, 170
+
+
+def _timeline(tl: FaultTimeline) -> str:
+    """A fault step's timeline as inline SVG: one row per watched cell, one bar per attempt at
+    its time (coloured by its verdict, its length the attempt's), a line at each action; then
+    the windows and sentences as text. No script: tooltips are SVG <title> elements."""
+    lo, hi = tl.watched_from, max(tl.watched_to, tl.watched_from + 0.1)
+
+    def x(t: float) -> float:
+        return round(_TL_LEFT + (t - lo) / (hi - lo) * _TL_WIDTH, 1)
+
+    height = _TL_ROW * (len(tl.cells) + 1) + 14
+    svg = [f'<svg class="timeline" role="img" width="{_TL_LEFT + _TL_WIDTH + 10}" '
+           f'height="{height}" aria-label="fault timeline">']
+    for a in tl.actions:
+        svg.append(f'<line class="action" x1="{x(a.at)}" x2="{x(a.at)}" y1="0" '
+                   f'y2="{height - 14}"><title>{_e(f"{a.at:+.2f}s {a.action}: {a.detail}")}'
+                   f'</title></line>')
+    for i, c in enumerate(tl.cells):
+        y = _TL_ROW * i + 2
+        svg.append(f'<text x="0" y="{y + 12}">{_e(f"{c.source} -> {c.target} {c.port}")}</text>')
+        for att in c.attempts:
+            at = att.at or 0.0
+            w = max(2.0, x(at + att.elapsed) - x(at))
+            tip = f"{at:+.2f}s {att.verdict} ({att.outcome}; spec {att.expected})"
+            svg.append(f'<rect class="v-{mx.verdict_class(att.verdict or "")}" x="{x(at)}" '
+                       f'y="{y}" width="{w}" height="{_TL_ROW - 4}"><title>{_e(tip)}</title></rect>')
+    axis_y = _TL_ROW * len(tl.cells) + 14
+    for t in range(int(lo), int(hi) + 1):
+        svg.append(f'<text class="tick" x="{x(t)}" y="{axis_y}">{t:+d}s</text>')
+    svg.append("</svg>")
+    items = []
+    for c in tl.cells:
+        text = f"{c.source} -> {c.target} {c.port}/{c.protocol}: {c.status}"
+        text += "".join(f"; failed {w.kind} {w.at_least:.2f}-"
+                        + (f"{w.at_most:.2f}s" if w.at_most is not None else "?s")
+                        + f" on {w.on}" for w in c.windows)
+        items.append(f"<li>{_e(text)}</li>")
+    verdicts = "".join(f"<li><b>{_e(v)}</b></li>" for v in tl.verdicts)
+    return (f'<figure class="fault"><figcaption>fault timeline: {tl.rounds} rounds, at most '
+            f'{tl.max_gap:.2f}s apart; t=0 is the first action '
+            f'({_e(", ".join(a.action for a in tl.actions))})</figcaption>{"".join(svg)}'
+            f'<ul class="diffs">{verdicts}{"".join(items)}</ul></figure>')
+
+
 def _step(step: StepResult, name: str) -> str:
     if step.converged:
         took = f"{step.converge_seconds:.2f}s" if step.converge_seconds is not None else "?"
@@ -185,6 +240,8 @@ def _step(step: StepResult, name: str) -> str:
             out.append("</ul>")
         if folded:
             out.append("</details>")
+    if step.fault is not None:
+        out.append(_timeline(step.fault))
     out.append("</div>")
     return "\n".join(out)
 

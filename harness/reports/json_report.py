@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import fields
+from dataclasses import asdict, fields
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -19,9 +19,11 @@ from harness.errors import HarnessError
 from harness.results import ScenarioResult, StepResult
 
 #: v2: verdict "unstable", outcome "scenario error" with `scenario_error`, and the observation
-#: window (`min_rounds`, `min_window`) in meta. v1 files are still read (they lack those only).
-FORMAT = "netpol-proof/results/v2"
-READS = (FORMAT, "netpol-proof/results/v1")
+#: window (`min_rounds`, `min_window`) in meta. v3: a fault step's timeline (`steps[].fault`:
+#: actions, watched cells with every attempt's `at` and `expected`, windows, sentences).
+#: v1 and v2 files are still read (they lack those only).
+FORMAT = "netpol-proof/results/v3"
+READS = (FORMAT, "netpol-proof/results/v2", "netpol-proof/results/v1")
 
 
 class ResultsFileError(HarnessError):
@@ -42,7 +44,9 @@ def _step(step: StepResult | None) -> dict[str, Any] | None:
     if step is None:
         return None
     cells = [{**_shallow(c), "attempts": [_shallow(a) for a in c.attempts]} for c in step.cells]
-    return {**_shallow(step), "cells": cells}
+    # a fault step's timeline is small (a few watched cells): asdict's deep copy costs nothing
+    fault = asdict(step.fault) if step.fault is not None else None
+    return {**_shallow(step), "cells": cells, "fault": fault}
 
 
 def _plain(result: ScenarioResult) -> dict[str, Any]:

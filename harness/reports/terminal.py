@@ -11,7 +11,15 @@ import textwrap
 from collections.abc import Mapping
 
 from harness.reports import matrix as mx
-from harness.results import BANNER, CellResult, ScenarioOutcome, ScenarioResult, StepResult, Verdict
+from harness.results import (
+    BANNER,
+    CellResult,
+    FaultTimeline,
+    ScenarioOutcome,
+    ScenarioResult,
+    StepResult,
+    Verdict,
+)
 
 _RESET = "\x1b[0m"
 _COLOURS = {
@@ -116,6 +124,57 @@ def render_step(step: StepResult, name: str = "step", color: bool = False,
     return lines
 
 
+#: one symbol per watched attempt in a fault timeline's strip
+_STRIP = {Verdict.PASS.value: ".", Verdict.NOT_ENFORCED.value: "O", Verdict.OVER_BLOCKED.value: "C",
+          Verdict.PROBE_ERROR.value: "?", Verdict.NOT_ASSERTED.value: "-"}
+STRIP_LEGEND = ("strip: one symbol per attempt in time order, '|' an action: '.' as the spec says, "
+                "'O' failed open (a denied cell connected), 'C' failed closed (an allowed cell "
+                "was blocked), '?' probe error, '-' not asserted")
+
+
+def render_timeline(tl: FaultTimeline, title: str = "") -> list[str]:
+    """A fault step's timeline: the actions, one strip per watched cell, its windows, and the
+    step's sentences. Times are seconds from the first action."""
+    lines = [f"  fault timeline{' of ' + title if title else ''}: {tl.rounds} rounds from "
+             f"{tl.watched_from:+.2f}s to {tl.watched_to:+.2f}s, at most {tl.max_gap:.2f}s apart "
+             f"(t=0: the first action)"]
+    for a in tl.actions:
+        lines.append(f"    {a.at:+7.2f}s to {a.ended:+.2f}s  {a.action}"
+                     + (f": {a.detail}" if a.detail else ""))
+    for c in tl.cells:
+        spec = c.expected_before if c.expected_before == c.expected_after else \
+            f"{c.expected_before}, {c.expected_after} from the change"
+        lines.append(f"    {c.source} -> {c.target} {c.port}/{c.protocol} (spec: {spec}): "
+                     f"{c.status.upper() if c.status != 'held' else c.status}"
+                     + (f", {c.probe_errors} probe error(s)" if c.probe_errors else ""))
+        marks = sorted([(a.at, 0, "|") for a in tl.actions]
+                       + [(x.at or 0.0, 1, _STRIP.get(x.verdict or "", "?")) for x in c.attempts])
+        lines.append("      " + "".join(m for _, _, m in marks))
+        for w in c.windows:
+            span = (f"{w.at_least:.2f}-{w.at_most:.2f}s" if w.at_most is not None
+                    else f"at least {w.at_least:.2f}s, still when the watch ended")
+            lines.append(f"      failed {w.kind} {span} on {w.on}: {w.attempts} bad attempt(s) "
+                         f"from {w.first:+.2f}s to {w.last:+.2f}s")
+        if c.takes_effect is not None:
+            lo, hi = c.takes_effect
+            lines.append(f"      the change held from {lo:+.2f}s to "
+                         + (f"{hi:+.2f}s" if hi is not None else "beyond the watch")
+                         + " after recovery")
+    lines.extend(f"  verdict: {v}" for v in tl.verdicts)
+    lines.append(f"  {STRIP_LEGEND}")
+    return lines
+
+
+def render_timelines(result: ScenarioResult) -> list[str]:
+    """Every fault step's timeline of one result, headed by the scenario and CNI."""
+    lines = []
+    for step in result.steps:
+        if step.fault is not None:
+            lines.append(f"{result.scenario} [{mx.cni_of(result)}] step {step.index}: {step.title}")
+            lines.extend(render_timeline(step.fault))
+    return lines
+
+
 def render_failure(result: ScenarioResult, color: bool = False,
                    max_cells: int | None = None) -> str:
     """Everything a reader needs to see why one scenario on one CNI failed (or failed as expected).
@@ -145,6 +204,8 @@ def render_failure(result: ScenarioResult, color: bool = False,
             lines.extend(render_step(step, "step", color, max_cells))
         else:
             lines.append(_step_heading(step, "step") + ": every probe as expected")
+        if step.fault is not None:
+            lines.extend(render_timeline(step.fault))
     lines.append(f"  {mx.LEGEND_EXPECTED}")
     lines.append(f"  {mx.LEGEND_OBSERVED}")
     return "\n".join(lines)

@@ -22,6 +22,7 @@ from harness import capabilities
 from harness.errors import Problem, ScenarioError
 from harness.model import Model, plan_addresses
 from harness.scenario.expectations import read_matrices, read_probes
+from harness.scenario.faults import capability_of, read_fault
 from harness.scenario.lines import (
     LineDict,
     did_you_mean,
@@ -38,7 +39,7 @@ __all__ = ["load_scenario", "find_scenarios", "is_scenario_file"]
 
 TOP_KEYS = ("kind", "name", "description", "requires", "model", "steps")
 STEP_KEYS = ("title", "namespace_labels", "pod_labels", "apply", "delete", "expect", "probes",
-             "assume")
+             "assume", "fault")
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 
 
@@ -137,6 +138,7 @@ def load_scenario(path: str | Path) -> Scenario:
     model = parse_model(data.get("model"), report)
     steps = _steps(data.get("steps"), data, path, model, report)
     _check_requires_kinds(steps, requires, data.key_line("requires"), report)
+    _check_requires_faults(steps, requires, data.key_line("requires"), report)
     if report.problems:
         # Why sorted: a user fixes a file top to bottom (policy files referenced come last)
         raise ScenarioError(sorted(report.problems, key=lambda p: (
@@ -172,6 +174,21 @@ def _check_requires_kinds(steps: tuple[Step, ...], requires: tuple[str, ...], li
                                    f"without it skip the scenario", line)
 
 
+def _check_requires_faults(steps: tuple[Step, ...], requires: tuple[str, ...], line: int,
+                           report: _Collector) -> None:
+    """A scenario with fault steps must require the capability for each kind of fault, so
+    that a backend which cannot (or must not) stop that component skips it with the reason."""
+    needed: dict[str, int] = {}
+    for step in steps:
+        for target in sorted(step.fault.targets if step.fault else ()):
+            needed.setdefault(capability_of(target), step.index)
+    for need, index in needed.items():
+        if need not in requires:
+            report("requires", f"step {index + 1} has a fault step that needs the capability "
+                               f"{need!r}: add it to requires so backends without it skip the "
+                               f"scenario", line)
+
+
 def _steps(data: Any, top: LineDict, path: Path, model: Model,
            report: _Collector) -> tuple[Step, ...]:
     if not is_sequence(data) or not data:
@@ -204,8 +221,10 @@ def _steps(data: Any, top: LineDict, path: Path, model: Model,
         expect = read_matrices(raw, where, current, report)
         probes = read_probes(raw, where, current, report)
         assume = _assume(raw, where, report)
+        has_change = any(k in raw for k in ("namespace_labels", "pod_labels", "delete", "apply"))
+        fault = read_fault(raw, where, current, has_change, report)
         steps.append(Step(i, title, ns_labels, pod_labels, tuple(apply), tuple(delete),
-                          tuple(expect), tuple(probes), assume, line))
+                          tuple(expect), tuple(probes), assume, line, fault))
     return tuple(steps)
 
 

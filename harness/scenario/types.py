@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.model import Model
+from harness.model import Model, Protocol
 from harness.scenario.expectations import MatrixExpectation, ProbeExpectation
 from harness.scenario.policies import PolicyDoc
 
-__all__ = ["Scenario", "Step", "Assume", "PolicyDoc", "MatrixExpectation", "ProbeExpectation"]
+__all__ = ["Scenario", "Step", "Assume", "PolicyDoc", "MatrixExpectation", "ProbeExpectation",
+           "Fault", "FaultAction", "WatchCell"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,64 @@ class Assume:
 
     cni: str
     why: str
+
+
+@dataclass(frozen=True)
+class FaultAction:
+    """One action of a `fault:` (docs/scenarios.md, "Fault steps").
+
+    `kind` is stop | kill | start | restart (of `target` "engine" or "apiserver"), wait, or
+    change (the step's labels, deletes and applies are made at this point). `node` is the
+    1-based node number, None for every node; `seconds` is a wait's length, or how long a
+    stopped API server stays down.
+    """
+
+    kind: str
+    target: str | None = None
+    node: int | None = None
+    seconds: float = 0.0
+    line: int = 0
+
+    @property
+    def label(self) -> str:
+        """`stop engine on node 1`, `wait 2 s`, `stop apiserver for 5 s`, `change`."""
+        if self.kind == "wait":
+            return f"wait {self.seconds:g} s"
+        if self.kind == "change":
+            return "change"
+        where = f" on node {self.node}" if self.node is not None else ""
+        length = f" for {self.seconds:g} s" if self.target == "apiserver" else ""
+        return f"{self.kind} {self.target}{where}{length}"
+
+
+@dataclass(frozen=True)
+class WatchCell:
+    """One connection watched across a fault; the oracle says what it must do before and
+    after the step's change."""
+
+    source: str
+    target: str
+    port: int | str
+    protocol: Protocol
+    field: str = ""
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A step's `fault:`: its actions in order and the cells probed in rounds `every` seconds
+    apart from `before` seconds before the first action until `after` seconds after the last."""
+
+    actions: tuple[FaultAction, ...]
+    watch: tuple[WatchCell, ...]
+    every: float = 0.5
+    before: float = 1.0
+    after: float = 3.0
+    line: int = 0
+
+    @property
+    def targets(self) -> frozenset[str]:
+        return frozenset(a.target for a in self.actions if a.target)
 
 
 @dataclass(frozen=True)
@@ -37,6 +96,8 @@ class Step:
     probes: tuple[ProbeExpectation, ...]
     assume: Assume | None
     line: int = 0
+    #: a fault step's actions and watched cells (None: an ordinary step)
+    fault: Fault | None = None
 
     @property
     def has_expectations(self) -> bool:

@@ -122,13 +122,19 @@ class LocalBackend:
         self._policies: dict[str, tuple[Mapping, NetworkPolicy]] = {}
         self._is_up = False
         self._interrupted = False
+        #: the emulated engine (fault steps): running, stopped (its table removed) or killed
+        #: (its table left as it was); only `running` programs policy changes
+        self.engine = "running"
 
     def describe(self) -> str:
         """Exactly what runs: no Kubernetes component at all, an emulated dataplane."""
         what = ("policies compiled into nftables by netpol-proof's own policy.py"
                 if self.profile == "enforcing" else "policies stored, nothing enforces them")
+        faults = ("; fault steps act on an emulated engine: stop removes the policy table (fail "
+                  "open, like an agent that flushes its rules), kill leaves it unchanged, start "
+                  "reprograms it from the stored policies" if self.profile == "enforcing" else "")
         return (f"emulated dataplane `{self.profile}` ({what}): no Kubernetes API server, no "
-                f"policy engine, pods emulated in network namespaces")
+                f"policy engine, pods emulated in network namespaces{faults}")
 
     # -- capabilities / context manager ---------------------------------------------------------
     def capabilities(self) -> Capabilities:
@@ -296,6 +302,7 @@ class LocalBackend:
         self._links.clear()
         self._policies.clear()
         self.model = self.addresses = None
+        self.engine = "running"   # the table is gone with the topology; the next one is programmed
         if errors:
             raise BackendError(f"removing the topology of local run {self.run_id}", "; ".join(errors))
 
@@ -340,9 +347,56 @@ class LocalBackend:
                    nft.table_name(self.run_id, "policy")], timeout=10)
         return res.stdout
 
+    # -- fault steps: the emulated engine ----------------------------------------------------
+    #: the emulated engine runs on one node (the node namespace)
+    fault_nodes = 1
+
+    def fault(self, action: str, target: str, node: int | None = None) -> str:
+        """Stop, kill, start or restart the emulated engine (harness.scenario.faults); what was
+        done, in words. The emulation: `stop` removes the policy table (fail open, like an
+        agent that flushes its rules on exit), `kill` leaves it as it was and nothing
+        reprograms it (an agent that died without cleaning up), `start` programs it again from
+        the stored policies and labels; `restart` is stop then start."""
+        doing = f"{action} {target} on the emulated {self.profile} dataplane"
+        if self.profile != "enforcing" or target != "engine":
+            raise BackendError(doing, "only the `enforcing` profile has an (emulated) engine, "
+                                      "and no emulated profile has an API server to stop")
+        if node not in (None, 1):
+            raise BackendError(doing, f"there is no node {node}: the emulated engine runs on "
+                                      "node 1 only")
+        if action in ("stop", "restart"):
+            self._remove_policy_table()
+            self.engine = "stopped"
+        elif action == "kill":
+            self.engine = "killed"
+        if action in ("start", "restart"):
+            self.engine = "running"
+            self._sync_policies()
+        elif action not in ("stop", "kill"):
+            raise BackendError(doing, "expected stop, kill, start or restart")
+        return {"stop": "policy table removed", "kill": "table left as it was, not reprogrammed",
+                "start": "policy table programmed from the stored policies",
+                "restart": "policy table removed and programmed again"}[action]
+
+    def restore_faults(self) -> list[str]:
+        """Start whatever fault steps stopped (the end of a fault step, an error, Ctrl-C,
+        undeploy); what was restored."""
+        if self.engine == "running":
+            return []
+        self.engine = "running"
+        self._sync_policies()
+        return ["emulated engine started again"]
+
+    def _remove_policy_table(self) -> None:
+        if self.node in nsx.list_netns():
+            run(["ip", "netns", "exec", self.node, "nft", "delete", "table", "ip",
+                 nft.table_name(self.run_id, "policy")], timeout=10)
+
     def _sync_policies(self) -> None:
         if self.profile != "enforcing" or self.model is None or self.addresses is None:
             return  # `open`: policies are stored, never enforced (or nothing is deployed yet)
+        if self.engine != "running":
+            return  # the emulated engine is down (a fault step): stored, programmed at start
         body = profiles.compile_policies(self.model, self.addresses,
                                          [p for _, p in self._policies.values()], self._veths)
         nft.load(self.node, nft.replace_table("ip", nft.table_name(self.run_id, "policy"), body),

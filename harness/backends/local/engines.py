@@ -44,6 +44,8 @@ _COMMON_NOTES = {
     "admin-network-policy": "not a feature of this engine",
     "cluster-scoped-policy": "this engine has no cluster-scoped policy kind",
 }
+#: fault steps: the engine process on a node and the run's own kube-apiserver (RealBackend.fault)
+_FAULTS = frozenset({"engine-fault", "apiserver-fault"})
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class EngineSpec:
 
 SPECS: dict[str, EngineSpec] = {
     "kube-router": EngineSpec("kube-router", ("kube-router",), Capabilities(
-        _L34, "reject", True,
+        _L34 | _FAULTS, "reject", True,
         {**_COMMON_NOTES,
          "deny_response": "kube-router's pod chains end in REJECT (ICMP port unreachable): a "
                           "denied TCP connect is refused at once, a denied UDP datagram gets "
@@ -68,9 +70,12 @@ SPECS: dict[str, EngineSpec] = {
         {**_COMMON_NOTES,
          "enforces": "no engine runs: the real API server accepts every policy and nothing "
                      "programs them (what Flannel does); every isolating policy is expected "
-                     "to be reported not enforced"})),
+                     "to be reported not enforced",
+         "engine-fault": "no policy engine runs on `none`: there is nothing to stop",
+         "apiserver-fault": "nothing enforces on `none`: an API server outage changes nothing "
+                            "to observe"})),
     "calico": EngineSpec("calico", ("calico-felix",), Capabilities(
-        _L34, "drop", True,
+        _L34 | _FAULTS, "drop", True,
         {**_COMMON_NOTES,
          "deny_response": "Felix drops denied packets (its default deny action is DROP)"})),
 }

@@ -36,15 +36,23 @@ PROFILES = ("enforcing", "open")
 
 _SUPPORTED = frozenset({"networkpolicy", "egress", "ipblock", "ipblock-pod-ip", "named-ports",
                         "endport", "udp", "external-hosts"})
-_NOTES = {"sctp": "SCTP is not available in this kernel (emulated dataplane)"}
+_NOTES = {"sctp": "SCTP is not available in this kernel (emulated dataplane)",
+          "apiserver-fault": "the emulated dataplanes have no API server to stop"}
 
 
 def capabilities(profile: str) -> Capabilities:
-    """What each emulated dataplane profile declares."""
+    """What each emulated dataplane profile declares. `enforcing` has an emulated engine that
+    fault steps can stop, kill and restart (LocalBackend.fault); `open` has none."""
     if profile not in PROFILES:
         raise ValueError(f"unknown local profile {profile!r}: expected enforcing or open")
-    return Capabilities(_SUPPORTED, deny_response="drop", enforces=(profile == "enforcing"),
-                        notes=dict(_NOTES))
+    notes = dict(_NOTES)
+    supported = _SUPPORTED
+    if profile == "enforcing":
+        supported = supported | {"engine-fault"}
+    else:
+        notes["engine-fault"] = "nothing enforces on `open`: there is no engine to stop"
+    return Capabilities(supported, deny_response="drop", enforces=(profile == "enforcing"),
+                        notes=notes)
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,9 @@ class RealBackend(KubeBackendBase):
         #: external host key -> (netns, ip, server process)
         self._externals: dict[str, tuple[str, str, Any]] = {}
         self._is_up = False
+        #: indexes into _node_procs of engines a fault step stopped or killed
+        self._engines_down: set[int] = set()
+        self._apiserver_down = False
 
     # -- what is declared / what ran ------------------------------------------------------------
     def capabilities(self) -> Capabilities:
@@ -475,6 +478,85 @@ class RealBackend(KubeBackendBase):
             raise ExecError(list(argv), f"no realised pod {endpoint!r} on this run's nodes",
                             target=endpoint)
         return run(["ip", "netns", "exec", netns, *argv], timeout=timeout, target=endpoint)
+
+    # -- fault steps ----------------------------------------------------------------------------
+    ENGINE_PROCESSES = ("kube-router", "felix")
+
+    @property
+    def fault_nodes(self) -> int:
+        return len(self.nodes)
+
+    def fault(self, action: str, target: str, node: int | None = None) -> str:
+        """Stop (SIGTERM), kill (SIGKILL), start or restart the engine process on `node`
+        (1-based; None: every node), or stop / start this run's kube-apiserver; what was done.
+        A started engine is not waited for: how long it takes to program its rules is what
+        the fault step's timeline measures. Only processes this run started are touched."""
+        doing = f"{action} {target}" + (f" on node {node}" if node else "") + \
+            f" of local run {self.run_id} ({self.profile})"
+        if target == "apiserver":
+            if action == "stop":
+                t = time.monotonic()
+                self._plane().stop_apiserver()
+                self._apiserver_down = True
+                return f"kube-apiserver stopped (SIGTERM) in {time.monotonic() - t:.1f}s"
+            if action == "start":
+                t = time.monotonic()
+                self._plane().start_apiserver()
+                self._apiserver_down = False
+                return f"kube-apiserver started on the same port, ready after " \
+                       f"{time.monotonic() - t:.1f}s"
+            raise BackendError(doing, "the API server can be stopped and started only")
+        if target != "engine" or action not in ("stop", "kill", "start", "restart"):
+            raise BackendError(doing, "expected stop, kill, start or restart of the engine")
+        if node is not None and not 1 <= node <= len(self.nodes):
+            raise BackendError(doing, f"this run has nodes 1-{len(self.nodes)}")
+        wanted = {n.netns for i, n in enumerate(self.nodes, 1) if node in (None, i)}
+        slots = [i for i, (netns, p, _) in enumerate(self._node_procs)
+                 if p.name in self.ENGINE_PROCESSES and netns in wanted]
+        if not slots:
+            raise BackendError(doing, f"no policy engine runs on `{self.profile}`")
+        said = []
+        for i in slots:
+            netns, p, proc = self._node_procs[i]
+            if action in ("stop", "restart"):
+                code = stop(proc, grace=10.0)
+                self._engines_down.add(i)
+                said.append(f"{p.name} on {netns} stopped (SIGTERM; exit status {code})")
+            elif action == "kill":
+                if proc.poll() is None:
+                    proc.kill()
+                code = proc.wait(timeout=10)
+                self._engines_down.add(i)
+                said.append(f"{p.name} on {netns} killed (SIGKILL; exit status {code})")
+            if action in ("start", "restart"):
+                pid = self._respawn(i)
+                said.append(f"{p.name} on {netns} started (pid {pid})")
+        return "; ".join(said)
+
+    def _respawn(self, i: int) -> int:
+        """Start the node process of slot `i` again, as it was started at up(), appending to
+        its log."""
+        netns, p, proc = self._node_procs[i]
+        if proc.poll() is None:
+            self._engines_down.discard(i)
+            return proc.pid
+        log = os.path.join(self.workdir, f"{netns}-{p.name}.log")
+        new = spawn(["ip", "netns", "exec", netns, *p.argv], env=p.env, log_path=log)
+        self._node_procs[i] = (netns, p, new)
+        self._engines_down.discard(i)
+        return new.pid
+
+    def restore_faults(self) -> list[str]:
+        """Start whatever fault steps stopped: the API server first, then every engine."""
+        out = []
+        if self._apiserver_down and self.plane is not None:
+            self._plane().start_apiserver()
+            self._apiserver_down = False
+            out.append("kube-apiserver started again")
+        for i in sorted(self._engines_down):
+            netns, p, _ = self._node_procs[i]
+            out.append(f"{p.name} on {netns} started again (pid {self._respawn(i)})")
+        return out
 
     # -- down -----------------------------------------------------------------------------------
     def down(self) -> None:

@@ -1,0 +1,208 @@
+"""A step's `fault:`: the actions that stop, kill and restart the policy engine or stop the API
+server, and the cells watched across them, read and validated (docs/scenarios.md, "Fault
+steps").
+
+Why checked here, before anything runs: a fault sequence that starts an engine that is running,
+or leaves one stopped at its end, would be found out only halfway through a run, with a
+component of the cluster down. Every such mistake is a file error with its line, like the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from harness.scenario.expectations import _endpoint_problem, _port_value, _protocol
+from harness.scenario.lines import LineDict, did_you_mean, is_mapping, is_sequence
+from harness.scenario.topology import check_keys
+from harness.scenario.types import Fault, FaultAction, WatchCell
+
+__all__ = ["read_fault", "FAULT_KEYS", "ACTIONS", "capability_of"]
+
+Report = Callable[..., None]
+
+FAULT_KEYS = ("watch", "every", "before", "after", "actions")
+#: the verbs of an action and the targets each may name
+ACTIONS: dict[str, tuple[str, ...]] = {"stop": ("engine", "apiserver"), "kill": ("engine",),
+                                       "start": ("engine",), "restart": ("engine",)}
+#: the longest wait (and API server outage) a fault may hold, in seconds
+MAX_SECONDS = 300.0
+_LIMITS = {"every": (0.1, 10.0, 0.5), "before": (0.0, 60.0, 1.0), "after": (0.0, MAX_SECONDS, 3.0)}
+
+
+def capability_of(target: str) -> str:
+    """The capability (harness.capabilities) a backend must declare for faults of `target`."""
+    return "apiserver-fault" if target == "apiserver" else "engine-fault"
+
+
+def _number(value: Any, field: str, line: int, low: float, high: float,
+            report: Report) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not low <= value <= high:
+        report(field, f"must be a number of seconds from {low:g} to {high:g}, got {value!r}",
+               line)
+        return None
+    return float(value)
+
+
+def read_fault(raw: LineDict, where: str, model: Any, has_change: bool,
+               report: Report) -> Fault | None:
+    """The step's `fault:` (None when it has none); problems go to `report`."""
+    data = raw.get("fault")
+    if data is None:
+        return None
+    w, line = f"{where}.fault", raw.key_line("fault")
+    if not is_mapping(data):
+        report(w, "must be a mapping {watch, actions, every, before, after}", line)
+        return None
+    check_keys(data, FAULT_KEYS, w, report)
+    timing: dict[str, float] = {}
+    for key, (low, high, default) in _LIMITS.items():
+        value = data.get(key, default)
+        got = _number(value, f"{w}.{key}", data.key_line(key) if key in data else line,
+                      low, high, report)
+        timing[key] = default if got is None else got
+    watch = _watch(data, w, line, model, report)
+    actions = _actions(data, w, line, report)
+    changes = [a for a in actions if a.kind == "change"]
+    if has_change and not changes:
+        report(f"{w}.actions", "this step changes labels or policies: say when, with a `change` "
+                               "action (e.g. after {stop: engine}, for a change made while the "
+                               "engine is down)", data.key_line("actions") or line)
+    if changes and not has_change:
+        report(f"{w}.actions", "`change` makes the step's labels, deletes and applies, but the "
+                               "step has none", changes[0].line)
+    if len(changes) > 1:
+        report(f"{w}.actions", "`change` may appear once", changes[1].line)
+    return Fault(tuple(actions), tuple(watch), timing["every"], timing["before"],
+                 timing["after"], line)
+
+
+def _watch(data: LineDict, w: str, line: int, model: Any, report: Report) -> list[WatchCell]:
+    cells = data.get("watch")
+    if not is_sequence(cells) or not cells:
+        report(f"{w}.watch", "required: the cells to probe across the fault, a list of "
+                             "{from, to, port, protocol}", data.key_line("watch") or line)
+        return []
+    out = []
+    for j, item in enumerate(cells):
+        wj, ln = f"{w}.watch[{j}]", cells.item_line(j)
+        if not is_mapping(item):
+            report(wj, "a watched cell is {from, to, port, protocol}", ln)
+            continue
+        check_keys(item, ("from", "to", "port", "protocol"), wj, report)
+        bad = False
+        for role in ("from", "to"):
+            why = _endpoint_problem(item.get(role), model, role)
+            if not why and role == "to" and "/" not in str(item.get(role)) \
+                    and not str(item.get(role)).startswith("ext:"):
+                why = "a watched cell names a pod, svc:ns/name or ext:name (not a DNS name)"
+            if why:
+                report(f"{wj}.{role}", why, item.key_line(role))
+                bad = True
+        port = _port_value(item.get("port"), f"{wj}.port", item.key_line("port"), report)
+        proto = _protocol(item.get("protocol"), f"{wj}.protocol", item.key_line("protocol"),
+                          report)
+        if not bad and port is not None and proto is not None:
+            out.append(WatchCell(item["from"], item["to"], port, proto, wj, ln))
+    return out
+
+
+def _actions(data: LineDict, w: str, line: int, report: Report) -> list[FaultAction]:
+    items = data.get("actions")
+    if not is_sequence(items) or not items:
+        report(f"{w}.actions", "required: a list of actions, e.g. [{stop: engine}, {wait: 2}, "
+                               "{start: engine}]", data.key_line("actions") or line)
+        return []
+    out: list[FaultAction] = []
+    down: set[int | None] = set()     # nodes whose engine is down; None = every node
+    for j, item in enumerate(items):
+        wj, ln = f"{w}.actions[{j}]", items.item_line(j)
+        action = _action(item, wj, ln, report)
+        if action is None:
+            continue
+        if action.target == "engine":
+            problem = _engine_state(action, down)
+            if problem:
+                report(wj, problem, ln)
+                continue
+        out.append(action)
+    if down:
+        where = "every node" if None in down else \
+            "node " + ", ".join(str(n) for n in sorted(n for n in down if n is not None))
+        report(f"{w}.actions", f"the engine is still down on {where} when the fault ends: end "
+                               "with {start: engine} (a fault step restores what it stops, so the "
+                               "step's expectations are judged after recovery)",
+               data.key_line("actions") or line)
+    return out
+
+
+def _engine_state(action: FaultAction, down: set[int | None]) -> str | None:
+    """Track which engines are down; the problem with `action` in that state, or None."""
+    node, every = action.node, action.node is None
+    if action.kind in ("stop", "kill", "restart"):
+        if None in down or (every and down) or node in down:
+            what = "every node's" if None in down or every else f"node {node}'s"
+            return (f"{action.kind} engine: {what} engine is already down; "
+                    "start it first ({start: engine})")
+        if action.kind != "restart":
+            down.add(node)
+        return None
+    # start
+    if every:
+        if not down:
+            return "start engine: no engine is down (stop or kill it first, or use restart)"
+        down.clear()
+        return None
+    if node not in down:
+        return (f"start engine on node {node}: its engine is not down"
+                + (" on its own (every node's was stopped: start every node)"
+                   if None in down else ""))
+    down.discard(node)
+    return None
+
+
+def _action(item: Any, w: str, line: int, report: Report) -> FaultAction | None:
+    if item == "change":
+        return FaultAction("change", line=line)
+    if not is_mapping(item):
+        report(w, "an action is `change` or a mapping: {stop|kill|start|restart: engine}, "
+                  "{stop: apiserver, for: SECONDS}, {wait: SECONDS}", line)
+        return None
+    verbs = [k for k in item if k in ACTIONS or k == "wait"]
+    if len(verbs) != 1:
+        report(w, "an action has exactly one of stop, kill, start, restart, wait"
+                  + (f" (got {', '.join(map(str, verbs))})" if verbs else
+                     did_you_mean(str(next(iter(item), "")), (*ACTIONS, "wait"))), line)
+        return None
+    verb = verbs[0]
+    if verb == "wait":
+        check_keys(item, ("wait",), w, report)
+        seconds = _number(item.get("wait"), f"{w}.wait", item.key_line("wait"), 0.1,
+                          MAX_SECONDS, report)
+        return FaultAction("wait", seconds=seconds, line=line) if seconds is not None else None
+    target = item.get(verb)
+    if target not in ACTIONS[verb]:
+        report(f"{w}.{verb}", f"{verb} what? expected {' or '.join(ACTIONS[verb])}, got "
+                              f"{target!r}", item.key_line(verb))
+        return None
+    if target == "apiserver":
+        check_keys(item, (verb, "for"), w, report)
+        if "for" not in item:
+            report(f"{w}.for", "required: how many seconds the API server stays down "
+                               "({stop: apiserver, for: 5}); it is started again after them",
+                   line)
+            return None
+        seconds = _number(item.get("for"), f"{w}.for", item.key_line("for") or line, 0.1,
+                          MAX_SECONDS, report)
+        if seconds is None:
+            return None
+        return FaultAction(verb, "apiserver", None, seconds, line)
+    check_keys(item, (verb, "node"), w, report)
+    node = item.get("node", "all")
+    if node == "all":
+        return FaultAction(verb, "engine", None, 0.0, line)
+    if isinstance(node, bool) or not isinstance(node, int) or node < 1:
+        report(f"{w}.node", f"a node number (1, 2, ...) or all, got {node!r}",
+               item.key_line("node"))
+        return None
+    return FaultAction(verb, "engine", node, 0.0, line)

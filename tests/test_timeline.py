@@ -1,0 +1,131 @@
+"""A fault step's timeline (harness.verdicts, "fault steps") on hand-made attempts: windows and
+their bounds, probe errors that neither open nor end a window, the change's time to take effect,
+the sentences, and how the reports show them. Pure: no cluster."""
+
+from __future__ import annotations
+
+from harness.results import Attempt, FaultEvent, FaultTimeline, WatchedCell
+from harness.verdicts import fault_sentences as sentences
+from harness.verdicts import max_gap
+from harness.verdicts import summarise_watched as summarise_cell
+
+PASS, OPEN, CLOSED, ERROR = "pass", "not enforced", "over-blocked", "probe error"
+STOP = [FaultEvent("stop engine", 0.0, 0.02), FaultEvent("wait 2 s", 0.02, 2.02),
+        FaultEvent("start engine", 2.02, 2.05)]
+
+
+def cell(verdicts: str, every: float = 0.5, start: float = -1.0, before: str = "deny",
+         after: str = "deny", elapsed: float = 0.01) -> WatchedCell:
+    """`verdicts` one letter per attempt, `every` seconds apart from `start`."""
+    word = {"P": PASS, "O": OPEN, "C": CLOSED, "E": ERROR}
+    attempts = [Attempt(i + 1, "x", elapsed, verdict=word[v], at=round(start + i * every, 3))
+                for i, v in enumerate(verdicts)]
+    return WatchedCell("y/a", "x/a", "80", "TCP", before, after, "", attempts=attempts)
+
+
+def test_a_fail_open_window_is_bounded_by_the_attempts_around_it():
+    # attempts at -1.0 .. +3.0; bad from +0.0 to +2.0
+    c = summarise_cell(cell("PPOOOOOPP"), STOP, -1.0, 2.05, None)
+    assert c.status == "failed open" and len(c.windows) == 1
+    w = c.windows[0]
+    assert (w.first, w.last, w.attempts, w.on) == (0.0, 2.0, 5, "stop engine")
+    assert w.at_least == 1.99          # from the first bad attempt's end to the last's start
+    assert w.at_most == 3.0            # from the good attempt at -0.5 to the one at +2.5
+    assert c.probe_errors == 0 and c.takes_effect is None
+
+
+def test_probe_errors_neither_open_nor_end_a_window():
+    c = summarise_cell(cell("PEOOEOOPE"), STOP, -1.0, 2.05, None)
+    assert len(c.windows) == 1 and c.windows[0].attempts == 4
+    assert c.windows[0].at_most == 3.5     # from -1.0 (the last good) to +2.5
+    assert c.probe_errors == 3
+    assert summarise_cell(cell("EEE"), STOP, -1.0, 2.05, None).status == "no verdict"
+
+
+def test_open_and_closed_windows_and_one_still_open_at_the_end():
+    c = summarise_cell(cell("PCCPOO"), STOP, -1.0, 2.05, None)
+    assert c.status == "failed open and closed"
+    closed, opened = c.windows
+    assert (closed.kind, closed.at_least, closed.at_most) == ("closed", 0.5, 1.5)
+    assert (opened.kind, opened.at_most, opened.on) == ("open", None, "stop engine")
+
+
+def test_a_window_before_any_action_says_so():
+    c = summarise_cell(cell("OPP", start=-1.0), STOP, -1.0, 2.05, None)
+    assert c.windows[0].on == "before the fault"
+    assert c.windows[0].at_most == 0.5     # from the start of the watch to the good attempt
+
+
+def test_held_and_its_sentence():
+    held = summarise_cell(cell("PPPPP"), STOP, -1.0, 2.05, None)
+    assert held.status == "held" and held.windows == []
+    tl = FaultTimeline(STOP, 0.5, -1.0, 3.0, 5, 2.05, None, [held], max_gap=0.5)
+    assert sentences(tl) == ["holds existing rules while the engine is down: no watched cell "
+                             "failed open or closed (1 cell, rounds at most 0.50 s apart: a "
+                             "shorter window can be missed)"]
+
+
+def test_sentences_for_a_window_and_a_change_made_while_down():
+    actions = [STOP[0], FaultEvent("change", 0.02, 0.03), *STOP[1:]]
+    steady = summarise_cell(cell("PPOOOOOPP"), actions, -1.0, 2.05, 0.02)
+    # allowed before the change, denied from it: connects (not enforced) until +2.0
+    changed = summarise_cell(cell("PPOOOOOPP", before="allow"), actions, -1.0, 2.05, 0.02)
+    assert changed.takes_effect == [-0.05, 0.45]
+    tl = FaultTimeline(actions, 0.5, -1.0, 3.0, 9, 2.05, 0.02, [steady, changed], max_gap=0.5)
+    assert sentences(tl) == [
+        "fails open for 2.0-3.0 s on stop engine (1 of 1 cell connected although denied)",
+        "the change made while the engine was down left 1 of 1 cell it alters failing open for "
+        "2.0-3.0 s",
+        "the change made while the engine was down takes effect 0.0-0.5 s after recovery"]
+
+
+def test_a_change_not_in_force_when_the_watch_ended():
+    actions = [FaultEvent("restart engine", 0.0, 0.05), FaultEvent("change", 0.1, 0.11)]
+    late = summarise_cell(cell("PPPOOO", before="allow"), actions, -1.0, 0.05, 0.1)
+    assert late.takes_effect == [1.45, None]
+    tl = FaultTimeline(actions, 0.5, -1.0, 1.6, 6, 0.05, 0.1, [late], max_gap=0.5)
+    assert sentences(tl) == [
+        "the change made during the fault left 1 of 1 cell it alters failing open for at least "
+        "1.0 s (still so when the watch ended)",
+        "the change made during the fault had not taken effect on 1 of 1 cell when the watch "
+        "ended, 1.6 s after recovery"]
+
+
+def test_max_gap():
+    assert max_gap([0.0, 0.5, 1.7, 2.0]) == 1.2
+    assert max_gap([1.0]) == 0.0
+
+
+def test_the_html_report_draws_the_timeline_and_the_terminal_prints_its_strip():
+    from harness.reports import html_report, terminal
+    from harness.results import ScenarioResult, StepResult
+
+    c = summarise_cell(cell("PPOOOOOPP"), STOP, -1.0, 2.05, None)
+    c.attempts[0].detail = "<script>"
+    tl = FaultTimeline(STOP, 0.5, -1.0, 3.0, 9, 2.05, None, [c], max_gap=0.5)
+    tl.verdicts = sentences(tl)
+    r = ScenarioResult("s<1>", "s.yaml", "local", "enforcing", "run1",
+                       steps=[StepResult(2, "stop", True, 0.0, 2, [], fault=tl)])
+    page = html_report.render([r], {})
+    assert page.count('<svg class="timeline"') == 1 and "<script" not in page
+    assert page.count('<rect class="v-not-enforced"') == 5
+    assert page.count('<rect class="v-pass"') == 4
+    assert page.count('<line class="action"') == 3
+    assert "fails open for 2.0-3.0 s on stop engine" in page
+    text = "\n".join(terminal.render_timelines(r))
+    assert "\n      ..|O|OOOO|..\n" in text     # the wait begins 0.02 s after the stop
+    assert "y/a -> x/a 80/TCP (spec: deny): FAILED OPEN" in text
+
+
+def test_a_round_begun_during_the_start_is_no_effect_before_it():
+    actions = [FaultEvent("kill engine", 0.0, 0.01), FaultEvent("change", 0.01, 0.02),
+               FaultEvent("wait 3 s", 0.02, 3.02), FaultEvent("start engine", 3.02, 3.04)]
+    # allowed before the change; connects until the round at +3.03 (which began during the
+    # start, its probe after it) is blocked
+    c = summarise_cell(cell("PPPPOOOOOOP", start=-1.97, before="allow"), actions, -1.97, 3.04,
+                       0.01)
+    assert c.takes_effect == [-0.51, -0.01]
+    tl = FaultTimeline(actions, 0.5, -1.97, 4.0, 11, 3.04, 0.01, [c], max_gap=0.5)
+    assert sentences(tl)[-1] == ("the change made while the engine was down takes effect as the "
+                                 "engine starts (the first round after the change's last failure "
+                                 "began during the start)")
