@@ -130,11 +130,10 @@ class LocalBackend:
         """Exactly what runs: no Kubernetes component at all, an emulated dataplane."""
         what = ("policies compiled into nftables by netpol-proof's own policy.py"
                 if self.profile == "enforcing" else "policies stored, nothing enforces them")
-        faults = ("; fault steps act on an emulated engine: stop removes the policy table (fail "
-                  "open, like an agent that flushes its rules), kill leaves it unchanged, start "
-                  "reprograms it from the stored policies" if self.profile == "enforcing" else "")
+        # (a fault step's own lines say what it did to the emulated engine: "stop engine:
+        # policy table removed"; every run's header need not)
         return (f"emulated dataplane `{self.profile}` ({what}): no Kubernetes API server, no "
-                f"policy engine, pods emulated in network namespaces{faults}")
+                f"policy engine, pods emulated in network namespaces")
 
     # -- capabilities / context manager ---------------------------------------------------------
     def capabilities(self) -> Capabilities:
