@@ -224,4 +224,7 @@ def test_the_emulated_engine_refuses_what_it_cannot_do():
         b.fault("stop", "engine", 2)
     with pytest.raises(BackendError, match="only the `enforcing` profile"):
         LocalBackend(profile="open").fault("stop", "engine")
-    assert "fault steps act on an emulated engine" in b.describe()
+    # what ran says emulated, and each fault action says what it did to the emulated engine
+    assert "emulated dataplane" in b.describe() and "no policy engine" in b.describe()
+    assert b.fault("stop", "engine") == "policy table removed"   # (this backend is not up)
+    assert b.engine == "stopped"
