@@ -7,6 +7,7 @@ machine. Backends that exec through an API (Kubernetes) return the same ExecResu
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from typing import Any, Mapping, Sequence
@@ -25,6 +26,7 @@ def run(
     check: bool = False,
     doing: str = "",
     target: str = "",
+    cwd: str | os.PathLike[str] | None = None,
 ) -> ExecResult:
     """Run argv to completion and return its ExecResult.
 
@@ -42,6 +44,7 @@ def run(
             text=True,
             timeout=timeout,
             env=dict(env) if env is not None else None,
+            cwd=cwd,
         )
     except FileNotFoundError as exc:
         raise ExecError(argv, f"{doing + ': ' if doing else ''}command not found ({exc.filename})",
