@@ -418,6 +418,11 @@ class Session:
         meta = run_meta(self.settings, self.canary_meta(), self.started)
         meta["jobs"] = self.jobs
         meta["dataplanes"] = dict(self.dataplanes)
+        # optional: only the local backends say which probe binaries they run
+        tools = {cni: str(f()) for cni, b in self.backends.items()
+                 if callable(f := getattr(b, "probe_tools", None))}
+        if tools:
+            meta["probe_tools"] = tools
         meta["versions"].update(versions or {})
         self.written = write_reports(self.results, self.settings, meta)
         return self.written

@@ -25,6 +25,10 @@ need nslookup dnsutils
 need dig dnsutils
 need nc netcat-openbsd
 need make make
+# the probes' curl, built HTTP-only from Debian's curl source (harness/backends/local/curl.py)
+need cc gcc
+need patch patch
+need xz xz-utils
 # the real engines of `--backend local --cni kube-router,calico` (kube-proxy, kube-router and
 # Felix program iptables and ipsets inside the harness's node namespaces)
 need iptables iptables
@@ -63,6 +67,10 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q -e '.[test]'
   touch "$stamp"
 fi
+
+# the probes' curl: built once (about a minute) and cached outside the repo; without it the
+# probes run the system curl, slower (python -m harness.backends.local.curlbuild says which)
+.venv/bin/python -m harness.backends.local.curlbuild || true
 
 if [ "$with_components" = 1 ]; then
   # Builds with the machine's Go only (GOTOOLCHAIN=local); a cold build of everything takes

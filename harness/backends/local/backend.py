@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping, Sequence
 
 from harness import naming
+from harness.backends.local import curl as probe_curl
 from harness.backends.local import netns as nsx
 from harness.backends.local import nft, preflight, profiles
 from harness.backends.local.servers import ServerProcess
@@ -134,6 +135,10 @@ class LocalBackend:
         # policy table removed"; every run's header need not)
         return (f"emulated dataplane `{self.profile}` ({what}): no Kubernetes API server, no "
                 f"policy engine, pods emulated in network namespaces")
+
+    def probe_tools(self) -> str:
+        """Which probe binaries run (the report's meta): the curl may be the HTTP-only build."""
+        return probe_curl.describe()
 
     # -- capabilities / context manager ---------------------------------------------------------
     def capabilities(self) -> Capabilities:
@@ -415,4 +420,5 @@ class LocalBackend:
             raise BackendError(f"running {argv[0] if argv else '?'} in {endpoint}",
                                f"unknown endpoint {endpoint!r}: expected a deployed pod key "
                                f"(x/a) or ext:<name>")
-        return run(["ip", "netns", "exec", ns, *argv], timeout=timeout, target=endpoint)
+        return run(["ip", "netns", "exec", ns, *probe_curl.resolve(argv)], timeout=timeout,
+                   target=endpoint)

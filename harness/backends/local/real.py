@@ -36,6 +36,7 @@ from harness.backends.kube.api import KubeApi, status_line
 from harness.backends.kube.topology import KubeBackendBase, KubeTopology
 from harness.backends.kube.waits import wait_pods_ready
 from harness.backends.local import calico, engines, preflight
+from harness.backends.local import curl as probe_curl
 from harness.backends.local import netns as nsx
 from harness.backends.local import nodes as nodesx
 from harness.backends.local.backend import DEFAULT_EXTERNAL_PORTS, STATE_DIR, claim_run, release_run
@@ -158,6 +159,10 @@ class RealBackend(KubeBackendBase):
     # -- what is declared / what ran ------------------------------------------------------------
     def capabilities(self) -> Capabilities:
         return self.spec.caps
+
+    def probe_tools(self) -> str:
+        """Which probe binaries run (the report's meta): the curl may be the HTTP-only build."""
+        return probe_curl.describe()
 
     def describe(self) -> str:
         """Exactly what runs, e.g. `real kube-apiserver v1.35.8 + real kube-router v2.10.0 + ...,
@@ -464,8 +469,8 @@ class RealBackend(KubeBackendBase):
             if endpoint not in self._externals:
                 raise ExecError(list(argv), f"no external host {endpoint!r} in this scenario",
                                 target=endpoint)
-            return run(["ip", "netns", "exec", self._externals[endpoint][0], *argv],
-                       timeout=timeout, target=endpoint)
+            return run(["ip", "netns", "exec", self._externals[endpoint][0],
+                        *probe_curl.resolve(argv)], timeout=timeout, target=endpoint)
         ns, _, name = endpoint.partition("/")
         topo = self.topology
         real = SYSTEM_NAMESPACE if ns == SYSTEM_NAMESPACE else \
@@ -477,7 +482,8 @@ class RealBackend(KubeBackendBase):
         if netns is None:
             raise ExecError(list(argv), f"no realised pod {endpoint!r} on this run's nodes",
                             target=endpoint)
-        return run(["ip", "netns", "exec", netns, *argv], timeout=timeout, target=endpoint)
+        return run(["ip", "netns", "exec", netns, *probe_curl.resolve(argv)], timeout=timeout,
+                   target=endpoint)
 
     # -- fault steps ----------------------------------------------------------------------------
     ENGINE_PROCESSES = ("kube-router", "felix")
