@@ -248,3 +248,24 @@ def plan_watch(scenario: Scenario, step_index: int, addresses: Addresses
                                          field=w.field, line=w.line))
         cells.extend(plan_cells(oracle.model, expected, addresses))
     return out
+
+
+def estimated_seconds(scenario: Scenario, probe_timeout: float, min_rounds: int,
+                      min_window: float) -> float:
+    """About how long a run of `scenario` takes on an idle cluster, to start the longest first.
+
+    Why: scenarios run at once finish when the last one does; started in file order, a long one
+    (a fault step's fixed observation, many steps) that starts late runs on alone at the end.
+    Only the order of starting uses this, never a verdict: the baseline and each step observe
+    for at least `min_rounds` rounds and `min_window` seconds (a round lasts about a probe
+    timeout when anything is blocked), a fault step for its `before` and `after` and its waits.
+    """
+    step = max(min_rounds * probe_timeout, min_window)
+    total = step   # the baseline
+    for s in scenario.steps:
+        total += step
+        if s.fault is not None:
+            f = s.fault
+            total += f.before + f.after + sum(a.seconds for a in f.actions)
+    return total
+

@@ -30,6 +30,7 @@ from harness.capabilities import Capabilities
 from harness.errors import HarnessError
 from harness.expected import expected_cells
 from harness.lifecycle import sigterm_deferred
+from harness.plan import estimated_seconds
 from harness.reports.terminal import render_banner
 from harness.reports.write import run_meta, write_reports
 from harness.results import BANNER, Expectation, ScenarioOutcome, ScenarioResult
@@ -261,11 +262,19 @@ class Session:
         return result
 
     def prefetch(self, pairs: list[tuple[Scenario, str]]) -> None:
-        """Start running these (scenario, CNI) pairs in the pool, in this order, at most `jobs`
-        at once; `run` then waits for each one's result. Nothing happens with jobs = 1."""
+        """Start running these (scenario, CNI) pairs in the pool, at most `jobs` at once, the
+        longest first (plan.estimated_seconds; ties in the order given, skipped ones last);
+        `run` then waits for each one's result, in its own order. Nothing happens with
+        jobs = 1."""
         if self.jobs > 1:
-            for scenario, cni in pairs:
+            for scenario, cni in sorted(pairs, key=lambda p: -self._estimate(*p)):
                 self._submit(scenario, cni)
+
+    def _estimate(self, scenario: Scenario, cni: str) -> float:
+        if self.plan(scenario, cni).skip:
+            return 0.0
+        s = self.settings_for(cni)
+        return estimated_seconds(scenario, s.probe_timeout, s.min_rounds, s.min_window)
 
     def _submit(self, scenario: Scenario, cni: str) -> Future:
         key = (str(scenario.path), cni)

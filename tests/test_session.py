@@ -125,3 +125,25 @@ def test_xdist_workers_share_the_default_jobs():
     alone = Session(settings).jobs
     assert Session(settings, workers=2).jobs == max(1, alone // 2)
     assert Session(build({"jobs": "5"}, env={}), workers=4).jobs == 5   # asked for: as asked
+
+
+def test_prefetch_starts_the_longest_first_and_the_skipped_last(monkeypatch):
+    """Scenarios run at once end when the last does: a fault step's fixed observation started
+    last would run on alone. Order of starting only; each story is still reported in order."""
+    from harness.plan import estimated_seconds
+    session, _ = _session(jobs=4)
+    repo = Path(__file__).resolve().parents[1]
+    fault = load_scenario(repo / "scenarios" / "faults" / "engine-stop.yaml")
+    short = load_scenario(DATA / "deny-ingress-small.yaml")
+    sctp = load_scenario(DATA / "needs-sctp.yaml")
+    s = session.settings
+    assert estimated_seconds(fault, 1.0, 3, 3.0) > estimated_seconds(short, 1.0, 3, 3.0) > 0
+    # each step observes for at least min_rounds x the timeout and min_window
+    assert estimated_seconds(short, 2.0, 3, 3.0) == (1 + len(short.steps)) * 6.0
+    started: list[tuple[str, str]] = []
+    monkeypatch.setattr(session, "_submit", lambda sc, cni: started.append((sc.name, cni)))
+    session.prefetch([(sctp, "enforcing"), (short, "enforcing"), (fault, "enforcing"),
+                      (short, "open")])
+    assert s.jobs == 4
+    assert started == [(fault.name, "enforcing"), (short.name, "enforcing"),
+                       (short.name, "open"), (sctp.name, "enforcing")]
