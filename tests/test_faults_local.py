@@ -203,9 +203,10 @@ def test_the_runner_never_asks_a_backend_without_faults_to_stop_anything(run_fau
 
 def test_fault_scenarios_are_skipped_where_no_engine_may_be_stopped():
     scenario = load_scenario(DATA / "engine-stop.yaml")
-    assert capabilities("enforcing").match(scenario.requires) == (True, "")
-    ok, why = capabilities("open").match(scenario.requires)
+    assert capabilities("enforcing").match(scenario.needs) == (True, "")
+    ok, why = capabilities("open").match(scenario.needs)
     assert not ok and "engine-fault (nothing enforces on `open`" in why
+    assert "engine-hold (nothing enforces on `open`" in why
     session = Session(build({"cnis": "open"}, env={}), log=lambda line: None)
     assert session.plan(scenario, "open").skip == why
     # an existing cluster: never, whatever its CNI
@@ -228,3 +229,8 @@ def test_the_emulated_engine_refuses_what_it_cannot_do():
     assert "emulated dataplane" in b.describe() and "no policy engine" in b.describe()
     assert b.fault("stop", "engine") == "policy table removed"   # (this backend is not up)
     assert b.engine == "stopped"
+    assert b.fault("start", "engine") == "policy table programmed from the stored policies"
+    assert b.fault("kill-restart", "engine") == "table left as it was, then programmed again"
+    assert b.engine == "running"
+    with pytest.raises(BackendError, match="expected stop, kill, start, restart or kill-restart"):
+        b.fault("pause", "engine")
