@@ -209,11 +209,13 @@ def test_fault_scenarios_are_skipped_where_no_engine_may_be_stopped():
     assert "engine-hold (nothing enforces on `open`" in why
     session = Session(build({"cnis": "open"}, env={}), log=lambda line: None)
     assert session.plan(scenario, "open").skip == why
-    # an existing cluster: never, whatever its CNI
+    # an existing cluster: not unless the user names the context (tests/test_kube_faults.py),
+    # and its API server never, whatever its CNI
     for cni in ("calico", "cilium", "something-else"):
-        caps = KubeconfigBackend(cni).capabilities()
+        caps = KubeconfigBackend(cni, context="prod").capabilities()
         ok, why = caps.match(["engine-fault", "apiserver-fault"])
-        assert not ok and "never stops or kills anything on a cluster it did not create" in why
+        assert not ok and "pass --allow-faults-on-context prod" in why
+        assert "never stops an API server it did not start" in why
 
 
 def test_the_emulated_engine_refuses_what_it_cannot_do():
