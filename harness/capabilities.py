@@ -27,10 +27,12 @@ KNOWN: dict[str, str] = {
     "engine-fault": "the policy engine on a node can be stopped, killed and restarted by the "
                     "harness (fault steps)",
     "apiserver-fault": "the API server can be stopped and started by the harness (fault steps)",
+    "engine-hold": "the harness can hold the policy engine down between actions (stop or kill, "
+                   "then start); derived from a fault step's actions, need not be written",
 }
 
 #: the capabilities a fault step needs: a backend declares them only for what it created itself
-FAULT_CAPABILITIES = ("engine-fault", "apiserver-fault")
+FAULT_CAPABILITIES = ("engine-fault", "apiserver-fault", "engine-hold")
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ class ScenarioFile(pytest.File):
             item = ScenarioItem.from_parent(self, name=f"{scenario.name}[{cni}]",
                                             scenario=scenario, cni=cni)
             item.add_marker(pytest.mark.netpol)
-            item.add_marker(pytest.mark.requires(*scenario.requires))
+            item.add_marker(pytest.mark.requires(*scenario.needs))
             if self.config.pluginmanager.hasplugin("xdist"):
                 # with --dist loadgroup every item of one CNI runs in one worker: one cluster each
                 item.add_marker(pytest.mark.xdist_group(f"netpol-{cni}"))

@@ -50,6 +50,11 @@ _HELP = {
     "allow_context": "kubeconfig backend: repeat the context name to agree that it is modified",
     "allow_cluster_scoped": "kubeconfig backend: allow cluster-scoped policy objects",
     "canary": "run the enforcement canary before the first scenario per CNI (default true)",
+    "allow_faults_on_context": "kubeconfig backend: name the context again to allow fault "
+                               "steps there (engine restarts only: the CNI agent's pods are "
+                               "deleted and its DaemonSet replaces them)",
+    "engine_pods": "kubeconfig backend: NAMESPACE/SELECTOR of the CNI agent's pods that fault "
+                   "steps delete (default per CNI, e.g. kube-system/k8s-app=cilium)",
 }
 
 
@@ -62,7 +67,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                             help=help_text)
         else:
             metavar = {"cnis": "NAME[,NAME...]", "json_path": "PATH", "html_path": "PATH",
-                       "backend": "local|kind|kubeconfig"}.get(key)
+                       "backend": "local|kind|kubeconfig", "allow_faults_on_context": "NAME",
+                       "engine_pods": "NAMESPACE/SELECTOR"}.get(key)
             group.addoption(opt, dest=f"netpol_{key}", default=None, metavar=metavar,
                             help=help_text)
         parser.addini(ini, _HELP[key], default=None)

@@ -365,7 +365,7 @@ def _fault_step(run: Run, index: int, step, title: str, cells: list[Cell],
                 time.sleep(a.seconds)
                 detail += "; " + backend.fault("start", "apiserver", None)
             else:
-                detail = backend.fault(a.kind, str(a.target), a.node)
+                detail = backend.fault(a.backend_action, str(a.target), a.node)
             ended = time.monotonic()
             events.append((a.label, began, ended, detail))
             if a.kind in ("start", "restart") or a.target == "apiserver":

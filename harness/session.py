@@ -239,7 +239,7 @@ class Session:
     def plan(self, scenario: Scenario, cni: str) -> Plan:
         """Run or skip `scenario` on `cni`, decided from what the CNI declares (nothing is up)."""
         caps = self.capabilities(cni)
-        ok, why = caps.match(scenario.requires)
+        ok, why = caps.match(scenario.needs)
         if not ok:
             return Plan(skip=why)
         return Plan(not_enforced=not caps.enforces and has_deny(scenario))

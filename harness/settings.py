@@ -44,6 +44,9 @@ SOURCES = {
     "allow_cluster_scoped": ("--allow-cluster-scoped", "NETPOL_ALLOW_CLUSTER_SCOPED",
                              "netpol_allow_cluster_scoped"),
     "canary": ("--netpol-canary", "NETPOL_CANARY", "netpol_canary"),
+    "allow_faults_on_context": ("--allow-faults-on-context", "NETPOL_ALLOW_FAULTS_ON_CONTEXT",
+                                "netpol_allow_faults_on_context"),
+    "engine_pods": ("--engine-pods", "NETPOL_ENGINE_PODS", "netpol_engine_pods"),
 }
 
 
@@ -85,6 +88,11 @@ class Settings:
     allow_cluster_scoped: bool = False
     #: run the enforcement canary before the first scenario on each CNI
     canary: bool = True
+    #: kubeconfig backend: the context named again to allow fault steps there (restarts of the
+    #: CNI agent by deleting its pods); must equal `context`
+    allow_faults_on_context: str | None = None
+    #: kubeconfig backend: NAMESPACE/SELECTOR of the CNI agent's pods (default: per CNI)
+    engine_pods: str | None = None
 
     @property
     def is_kube(self) -> bool:
@@ -101,7 +109,9 @@ class Settings:
             opts.update(keep_cluster=self.keep_cluster, reuse_cluster=self.reuse_cluster)
             if self.backend == "kubeconfig":
                 opts.update(context=self.context, allow_context=self.allow_context,
-                            allow_cluster_scoped=self.allow_cluster_scoped)
+                            allow_cluster_scoped=self.allow_cluster_scoped,
+                            allow_faults_on_context=self.allow_faults_on_context,
+                            engine_pods=self.engine_pods)
         return opts
 
     def describe(self) -> str:
@@ -215,7 +225,8 @@ def build(values: Mapping[str, Any] | None = None, ini: Mapping[str, Any] | None
     for key in ("keep_cluster", "reuse_cluster", "allow_cluster_scoped", "canary"):
         if key in raw:
             out[key] = _bool(*raw[key])
-    for key in ("json_path", "html_path", "context", "allow_context"):
+    for key in ("json_path", "html_path", "context", "allow_context",
+                "allow_faults_on_context", "engine_pods"):
         if key in raw:
             out[key] = str(raw[key][1])
     if "run_id" in raw:
@@ -234,6 +245,24 @@ def build(values: Mapping[str, Any] | None = None, ini: Mapping[str, Any] | None
         if allow != ctx:
             raise SettingsError(f"--allow-context: the kubeconfig backend modifies context "
                                 f"{ctx!r}; repeat its name with --allow-context {ctx} to agree")
+        faults = out.get("allow_faults_on_context")
+        if faults is not None and faults != ctx:
+            raise SettingsError(f"{raw['allow_faults_on_context'][0]}: names context "
+                                f"{faults!r}, but this run uses context {ctx!r}; fault steps "
+                                f"restart the CNI agent of the context the run uses, so name "
+                                f"that one (--allow-faults-on-context {ctx}) or leave it out")
+        if "engine_pods" in raw:
+            from harness.backends.kube.agent import parse_agent_pods
+            try:
+                parse_agent_pods(out["engine_pods"])
+            except ValueError as exc:
+                raise SettingsError(f"{raw['engine_pods'][0]}: {exc}") from None
+    else:
+        for key in ("allow_faults_on_context", "engine_pods"):
+            if key in raw:
+                raise SettingsError(f"{raw[key][0]}: only the kubeconfig backend takes it (an "
+                                    f"existing cluster); the {backend} backend runs fault steps "
+                                    f"on what it created itself")
     return Settings(**out)
 
 

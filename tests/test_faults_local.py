@@ -203,16 +203,19 @@ def test_the_runner_never_asks_a_backend_without_faults_to_stop_anything(run_fau
 
 def test_fault_scenarios_are_skipped_where_no_engine_may_be_stopped():
     scenario = load_scenario(DATA / "engine-stop.yaml")
-    assert capabilities("enforcing").match(scenario.requires) == (True, "")
-    ok, why = capabilities("open").match(scenario.requires)
+    assert capabilities("enforcing").match(scenario.needs) == (True, "")
+    ok, why = capabilities("open").match(scenario.needs)
     assert not ok and "engine-fault (nothing enforces on `open`" in why
+    assert "engine-hold (nothing enforces on `open`" in why
     session = Session(build({"cnis": "open"}, env={}), log=lambda line: None)
     assert session.plan(scenario, "open").skip == why
-    # an existing cluster: never, whatever its CNI
+    # an existing cluster: not unless the user names the context (tests/test_kube_faults.py),
+    # and its API server never, whatever its CNI
     for cni in ("calico", "cilium", "something-else"):
-        caps = KubeconfigBackend(cni).capabilities()
+        caps = KubeconfigBackend(cni, context="prod").capabilities()
         ok, why = caps.match(["engine-fault", "apiserver-fault"])
-        assert not ok and "never stops or kills anything on a cluster it did not create" in why
+        assert not ok and "pass --allow-faults-on-context prod" in why
+        assert "never stops an API server it did not start" in why
 
 
 def test_the_emulated_engine_refuses_what_it_cannot_do():
@@ -228,3 +231,8 @@ def test_the_emulated_engine_refuses_what_it_cannot_do():
     assert "emulated dataplane" in b.describe() and "no policy engine" in b.describe()
     assert b.fault("stop", "engine") == "policy table removed"   # (this backend is not up)
     assert b.engine == "stopped"
+    assert b.fault("start", "engine") == "policy table programmed from the stored policies"
+    assert b.fault("kill-restart", "engine") == "table left as it was, then programmed again"
+    assert b.engine == "running"
+    with pytest.raises(BackendError, match="expected stop, kill, start, restart or kill-restart"):
+        b.fault("pause", "engine")

@@ -178,3 +178,61 @@ def test_watch_and_actions_are_required(tmp_path):
     assert "required" in got["steps[0].fault.actions"][1]
     got = problems(tmp_path, "    fault: [stop]\n")
     assert got["steps[0].fault"] == (8, "must be a mapping {watch, actions, every, before, after}")
+
+
+def test_a_restart_may_kill_the_engine_first(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text(HEAD + """\
+    fault:
+      watch: [{from: y/a, to: x/a, port: 80}]
+      actions:
+        - {restart: engine, node: 1, signal: KILL}
+        - {restart: engine, signal: TERM}
+        - {restart: engine}
+""")
+    fault = load_scenario(f).steps[0].fault
+    assert fault is not None
+    assert [(a.label, a.backend_action) for a in fault.actions] == [
+        ("restart engine on node 1 (SIGKILL)", "kill-restart"),
+        ("restart engine", "restart"), ("restart engine", "restart")]
+    got = problems(tmp_path, """\
+    fault:
+      watch: [{from: y/a, to: x/a, port: 80}]
+      actions:
+        - {restart: engine, signal: HUP}
+        - {stop: engine, signal: KILL}
+        - {start: engine}
+""")
+    assert got["steps[0].fault.actions[0].signal"][0] == 11
+    assert "TERM (stop, then start) or KILL (kill, then start), got 'HUP'" in \
+        got["steps[0].fault.actions[0].signal"][1]
+    assert "steps[0].fault.actions[1].signal" in got     # only a restart takes a signal
+
+
+@pytest.mark.parametrize("actions, needs", [
+    ("[{restart: engine}]", ("engine-fault", "networkpolicy")),
+    ("[{restart: engine, signal: KILL, node: 2}]", ("engine-fault", "networkpolicy")),
+    ("[{kill: engine}, {start: engine}]", ("engine-fault", "engine-hold", "networkpolicy")),
+    ("[{stop: engine, node: 1}, {start: engine, node: 1}]",
+     ("engine-fault", "engine-hold", "networkpolicy")),
+])
+def test_what_a_fault_needs_is_derived_from_its_actions(tmp_path, actions, needs):
+    """Per-action support as data: a backend that can restart an engine but not hold it down
+    (the kubeconfig backend) skips exactly the scenarios that stop, kill or start it."""
+    f = tmp_path / "s.yaml"
+    f.write_text(HEAD + f"""\
+    fault:
+      watch: [{{from: y/a, to: x/a, port: 80}}]
+      actions: {actions}
+""")
+    s = load_scenario(f)
+    assert s.requires == ("networkpolicy", "engine-fault")
+    assert s.needs == needs
+
+
+def test_the_library_fault_scenarios_need_what_their_actions_do():
+    lib = Path(__file__).parents[1] / "scenarios" / "faults"
+    needs = {p.stem: load_scenario(p).needs for p in sorted(lib.glob("*.yaml"))}
+    assert "engine-hold" not in needs["engine-restart"]
+    assert "engine-hold" in needs["engine-stop"] and "engine-hold" in needs["engine-kill"]
+    assert "apiserver-fault" in needs["apiserver-down"]

@@ -78,14 +78,14 @@ class Backend(Protocol):
 class FaultInjector(Protocol):
     """A backend that fault steps can act on (docs/scenarios.md, "Fault steps"): only one that
     created its cluster itself, and it declares the matching capabilities (engine-fault,
-    apiserver-fault)."""
+    engine-hold, apiserver-fault)."""
 
     #: how many nodes `node: N` may name (1..fault_nodes)
     fault_nodes: int
 
     def fault(self, action: str, target: str, node: int | None = None) -> str:
-        """Do `action` (stop | kill | start | restart) to `target` (engine | apiserver) on
-        `node` (1-based; None: every node); returns what was done, in words."""
+        """Do `action` (stop | kill | start | restart | kill-restart) to `target` (engine |
+        apiserver) on `node` (1-based; None: every node); returns what was done, in words."""
 
     def restore_faults(self) -> list[str]:
         """Start again whatever `fault` stopped; what was restored. Safe to call any time."""

@@ -9,6 +9,12 @@ the same, docs/sources.md §8); it creates only prefixed namespaces carrying the
 deletes only namespaces carrying that label and run id, and refuses cluster-scoped policies
 unless --allow-cluster-scoped. The enforcement canary (harness.canary, run by the runner before
 the first scenario) then tells whether this cluster enforces anything at all.
+
+Fault steps are refused unless the user names the context a third time with
+--allow-faults-on-context; then the only fault is a restart of the CNI agent by deleting its
+pods, which its DaemonSet replaces (harness.backends.kube.agent). Holding an engine down (stop,
+kill, start) would mean changing the user's DaemonSet, and the API server is not ours: both
+stay refused, as capabilities, so such scenarios are skipped with the reason.
 """
 
 from __future__ import annotations
@@ -24,10 +30,17 @@ import yaml
 
 from harness import naming
 from harness.backends import cni as cnis
+from harness.backends.kube.agent import (
+    AGENT_PODS,
+    AgentPods,
+    node_names,
+    parse_agent_pods,
+    restart_agent,
+)
 from harness.backends.kube.api import KubeApi, status_line
 from harness.backends.kube.topology import KubeBackendBase, KubeTopology
 from harness.capabilities import FAULT_CAPABILITIES, Capabilities
-from harness.errors import UsageError
+from harness.errors import BackendError, UsageError
 
 _BASE = frozenset({"networkpolicy", "egress", "ipblock", "named-ports", "endport", "udp"})
 #: kubeconfig fields holding file paths, which are relative to the file that names them
@@ -111,6 +124,23 @@ def check_context(context: str | None, allow_context: str | None, server: str) -
                      f"--allow-context {context}")
 
 
+def check_fault_context(context: str | None, allow_faults_on_context: str | None) -> None:
+    """--allow-faults-on-context must name the context the run uses; UsageError naming both."""
+    if allow_faults_on_context is not None and allow_faults_on_context != context:
+        raise UsageError(f"--allow-faults-on-context: names context {allow_faults_on_context!r}, "
+                         f"but this run uses context {context!r}; fault steps restart the CNI "
+                         f"agent of the context the run uses, so name that one "
+                         f"(--allow-faults-on-context {context}) or leave it out")
+
+
+_HOLD = ("refused on an existing cluster: stop, kill and start hold the engine down, which "
+         "would mean changing the user's DaemonSet; there netpol-proof only restarts the CNI "
+         "agent ({restart: engine}, or with signal: KILL) by deleting its pods, which the "
+         "DaemonSet replaces")
+_APISERVER = ("refused on an existing cluster: netpol-proof never stops an API server it did "
+              "not start")
+
+
 class KubeconfigBackend(KubeBackendBase):
     """An existing cluster through one context; see the module docstring."""
 
@@ -121,7 +151,9 @@ class KubeconfigBackend(KubeBackendBase):
                  reuse_cluster: bool = False, context: str | None = None,
                  allow_context: str | None = None, allow_cluster_scoped: bool = False,
                  kubeconfig: str | None = None, ready_timeout: float = 300.0,
-                 status: Callable[[str], None] = status_line):
+                 status: Callable[[str], None] = status_line,
+                 allow_faults_on_context: str | None = None, engine_pods: str | None = None,
+                 fault_timeout: float = 300.0):
         # keep/reuse mean nothing here: the harness never creates or deletes this cluster
         self.profile = profile
         self.run_id = run_id or naming.new_run_id()
@@ -133,6 +165,29 @@ class KubeconfigBackend(KubeBackendBase):
         self.status = status
         self.private_dir: str | None = None
         self.topology: KubeTopology | None = None
+        self.allow_faults_on_context = allow_faults_on_context
+        #: where the CNI agent's pods are: --engine-pods, else the CNI's known places
+        self.agent_pods: tuple[AgentPods, ...] = (
+            (parse_agent_pods(engine_pods),) if engine_pods else AGENT_PODS.get(profile, ()))
+        #: how long a restarted agent's replacement pods may take to be Ready
+        self.fault_timeout = fault_timeout
+
+    def _engine_fault_refusal(self) -> str | None:
+        """Why engine faults are refused here, or None when the user allowed them."""
+        if self.allow_faults_on_context is None:
+            return (f"refused on an existing cluster unless named: pass "
+                    f"--allow-faults-on-context {self.context or 'CONTEXT'} to let fault steps "
+                    f"restart the CNI agent there (its pods are deleted, the DaemonSet replaces "
+                    f"them); netpol-proof never stops anything else on a cluster it did not "
+                    f"create")
+        if self.allow_faults_on_context != self.context:
+            return (f"--allow-faults-on-context names context "
+                    f"{self.allow_faults_on_context!r}, but this run uses context "
+                    f"{self.context!r}")
+        if not self.agent_pods:
+            return (f"netpol-proof does not know where CNI {self.profile!r} runs its agent's "
+                    f"pods: pass --engine-pods NAMESPACE/SELECTOR")
+        return None
 
     def capabilities(self) -> Capabilities:
         """The named CNI's declarations if it is one we know, else what the API accepts; the
@@ -149,11 +204,18 @@ class KubeconfigBackend(KubeBackendBase):
                                        f"whether its ipBlocks match pod IPs differs between CNIs "
                                        f"(Cilium's never do): not assumed"}
         supported.discard("external-hosts")
-        # never: netpol-proof stops or kills nothing on a cluster it did not create
+        # never held down, never the API server; restarts only when the user named the context
         for fault in FAULT_CAPABILITIES:
             supported.discard(fault)
-            notes[fault] = ("refused on an existing cluster: netpol-proof never stops or kills "
-                            "anything on a cluster it did not create")
+        notes["engine-hold"], notes["apiserver-fault"] = _HOLD, _APISERVER
+        refusal = self._engine_fault_refusal()
+        if refusal is None:
+            supported.add("engine-fault")
+            notes["engine-fault"] = (f"allowed on context {self.context} by "
+                                     f"--allow-faults-on-context: restarts delete the pods "
+                                     f"matching {' or '.join(map(str, self.agent_pods))}")
+        else:
+            notes["engine-fault"] = refusal
         if not self.allow_cluster_scoped:
             supported.discard("cluster-scoped-policy")
             notes["cluster-scoped-policy"] = ("refused on an existing cluster; pass "
@@ -163,6 +225,7 @@ class KubeconfigBackend(KubeBackendBase):
     def up(self) -> None:
         if self.topology is not None:
             return
+        check_fault_context(self.context, self.allow_faults_on_context)
         config = minify(self.files, self.context or "")
         check_context(self.context, self.allow_context, server_of(config))
         self.private_dir = tempfile.mkdtemp(prefix=f"netpol-proof-{self.run_id}-")
@@ -189,3 +252,36 @@ class KubeconfigBackend(KubeBackendBase):
             if self.private_dir:
                 shutil.rmtree(self.private_dir, ignore_errors=True)
                 self.private_dir = None
+
+    # -- fault steps: restarts of the CNI agent, only when allowed -------------------------------
+    #: the cluster's nodes, counted at deploy when faults are allowed; `node: N` is the Nth by
+    #: name (agent.node_names). An attribute, not a property: isinstance(FaultInjector) reads it
+    fault_nodes = 0
+
+    def deploy(self, model):
+        addresses = super().deploy(model)
+        if self._engine_fault_refusal() is None:
+            self.fault_nodes = len(node_names(self._topo().api))
+        return addresses
+
+    def fault(self, action: str, target: str, node: int | None = None) -> str:
+        """Restart (`restart`: delete gracefully) or kill-restart (`kill-restart`: grace
+        period 0) the CNI agent on `node` (None: every node) and wait for the DaemonSet's
+        Ready replacements; what was done. Everything else is refused: the capabilities keep
+        such scenarios from running, this is the second lock."""
+        doing = f"{action} {target}" + (f" on node {node}" if node is not None else "") + \
+            f" on context {self.context}"
+        refusal = self._engine_fault_refusal()
+        if refusal is not None:
+            raise BackendError(doing, refusal)
+        if target != "engine":
+            raise BackendError(doing, _APISERVER)
+        if action not in ("restart", "kill-restart"):
+            raise BackendError(doing, _HOLD)
+        return restart_agent(self._topo().api, self.agent_pods, node,
+                             action == "kill-restart", self.fault_timeout, self.status)
+
+    def restore_faults(self) -> list[str]:
+        """Nothing to restore: a restart never leaves the agent down (it waits for the
+        DaemonSet's replacements, or fails naming them)."""
+        return []

@@ -39,6 +39,13 @@ def register(sub) -> None:
     p.add_argument("--keep-cluster", action="store_true", default=None)
     p.add_argument("--context", help="kubeconfig backend: the context to run in")
     p.add_argument("--allow-context", help="kubeconfig backend: repeat the context to agree")
+    p.add_argument("--allow-faults-on-context", metavar="NAME",
+                   help="kubeconfig backend: name the context again to allow fault steps there "
+                        "(engine restarts only: the CNI agent's pods are deleted and its "
+                        "DaemonSet replaces them)")
+    p.add_argument("--engine-pods", metavar="NAMESPACE/SELECTOR",
+                   help="kubeconfig backend: the CNI agent's pods that fault steps delete "
+                        "(default per CNI, e.g. kube-system/k8s-app=cilium)")
     p.add_argument("--no-canary", action="store_true", help="skip the enforcement canary")
     p.add_argument("-j", "--jobs", metavar="N",
                    help="scenarios at once, each on a local cluster of its own (default: from "
@@ -53,6 +60,8 @@ def _settings(args: argparse.Namespace):
                   "converge_timeout": args.converge_timeout, "run_id": args.run_id,
                   "keep_cluster": args.keep_cluster, "context": args.context,
                   "allow_context": args.allow_context, "jobs": args.jobs,
+                  "allow_faults_on_context": args.allow_faults_on_context,
+                  "engine_pods": args.engine_pods,
                   "canary": False if args.no_canary else None})
 
 

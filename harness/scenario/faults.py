@@ -24,6 +24,8 @@ FAULT_KEYS = ("watch", "every", "before", "after", "actions")
 #: the verbs of an action and the targets each may name
 ACTIONS: dict[str, tuple[str, ...]] = {"stop": ("engine", "apiserver"), "kill": ("engine",),
                                        "start": ("engine",), "restart": ("engine",)}
+#: how `{restart: engine, signal: ...}` stops the engine before it starts it again
+SIGNALS = ("TERM", "KILL")
 #: the longest wait (and API server outage) a fault may hold, in seconds
 MAX_SECONDS = 300.0
 _LIMITS = {"every": (0.1, 10.0, 0.5), "before": (0.0, 60.0, 1.0), "after": (0.0, MAX_SECONDS, 3.0)}
@@ -197,12 +199,18 @@ def _action(item: Any, w: str, line: int, report: Report) -> FaultAction | None:
         if seconds is None:
             return None
         return FaultAction(verb, "apiserver", None, seconds, line)
-    check_keys(item, (verb, "node"), w, report)
+    check_keys(item, (verb, "node", "signal") if verb == "restart" else (verb, "node"), w,
+               report)
+    signal = item.get("signal", "TERM")
+    if signal not in SIGNALS:
+        report(f"{w}.signal", f"how the restart stops the engine: TERM (stop, then start) or "
+                              f"KILL (kill, then start), got {signal!r}", item.key_line("signal"))
+        return None
     node = item.get("node", "all")
     if node == "all":
-        return FaultAction(verb, "engine", None, 0.0, line)
+        return FaultAction(verb, "engine", None, 0.0, line, signal)
     if isinstance(node, bool) or not isinstance(node, int) or node < 1:
         report(f"{w}.node", f"a node number (1, 2, ...) or all, got {node!r}",
                item.key_line("node"))
         return None
-    return FaultAction(verb, "engine", node, 0.0, line)
+    return FaultAction(verb, "engine", node, 0.0, line, signal)

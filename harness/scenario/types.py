@@ -33,7 +33,8 @@ class FaultAction:
     `kind` is stop | kill | start | restart (of `target` "engine" or "apiserver"), wait, or
     change (the step's labels, deletes and applies are made at this point). `node` is the
     1-based node number, None for every node; `seconds` is a wait's length, or how long a
-    stopped API server stays down.
+    stopped API server stays down. `signal` is how a restart stops the engine: TERM (stop,
+    then start) or KILL (kill, then start).
     """
 
     kind: str
@@ -41,6 +42,13 @@ class FaultAction:
     node: int | None = None
     seconds: float = 0.0
     line: int = 0
+    signal: str = "TERM"
+
+    @property
+    def backend_action(self) -> str:
+        """What FaultInjector.fault is asked to do: the kind, or `kill-restart` for a restart
+        with signal KILL."""
+        return "kill-restart" if self.kind == "restart" and self.signal == "KILL" else self.kind
 
     @property
     def label(self) -> str:
@@ -51,7 +59,8 @@ class FaultAction:
             return "change"
         where = f" on node {self.node}" if self.node is not None else ""
         length = f" for {self.seconds:g} s" if self.target == "apiserver" else ""
-        return f"{self.kind} {self.target}{where}{length}"
+        how = " (SIGKILL)" if self.backend_action == "kill-restart" else ""
+        return f"{self.kind} {self.target}{where}{length}{how}"
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,17 @@ class Fault:
     def targets(self) -> frozenset[str]:
         return frozenset(a.target for a in self.actions if a.target)
 
+    @property
+    def needs(self) -> frozenset[str]:
+        """The capabilities its actions need (harness.capabilities): engine-fault for any
+        engine action, apiserver-fault for an API server outage, and engine-hold for an engine
+        held down between actions (stop, kill, start): a restart alone never holds it down."""
+        out = {"apiserver-fault" if t == "apiserver" else "engine-fault" for t in self.targets}
+        if any(a.target == "engine" and a.kind in ("stop", "kill", "start")
+               for a in self.actions):
+            out.add("engine-hold")
+        return frozenset(out)
+
 
 @dataclass(frozen=True)
 class Step:
@@ -113,3 +133,11 @@ class Scenario:
     model: Model
     steps: tuple[Step, ...]
     source_lines: tuple[str, ...] = ()
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """`requires:` and what its fault steps' actions need (Fault.needs): what a backend must
+        declare to run it, as data, so a backend that supports some fault actions and not
+        others skips the scenario with the reason."""
+        derived = {n for s in self.steps if s.fault is not None for n in s.fault.needs}
+        return tuple(sorted(set(self.requires) | derived))

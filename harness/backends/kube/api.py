@@ -79,3 +79,9 @@ class KubeApi:
     def list_pods(self, namespace: str, label_selector: str = "") -> list[Obj]:
         return self._dict(self.core.list_namespaced_pod(
             namespace, label_selector=label_selector)).get("items", [])
+
+    def delete_pod(self, namespace: str, name: str,
+                   grace_period_seconds: int | None = None) -> None:
+        """Delete one pod; `grace_period_seconds` None keeps the pod's own grace period."""
+        self.core.delete_namespaced_pod(name, namespace,
+                                        grace_period_seconds=grace_period_seconds)

@@ -360,7 +360,8 @@ class LocalBackend:
         done, in words. The emulation: `stop` removes the policy table (fail open, like an
         agent that flushes its rules on exit), `kill` leaves it as it was and nothing
         reprograms it (an agent that died without cleaning up), `start` programs it again from
-        the stored policies and labels; `restart` is stop then start."""
+        the stored policies and labels; `restart` is stop then start, `kill-restart` kill then
+        start."""
         doing = f"{action} {target} on the emulated {self.profile} dataplane"
         if self.profile != "enforcing" or target != "engine":
             raise BackendError(doing, "only the `enforcing` profile has an (emulated) engine, "
@@ -373,14 +374,15 @@ class LocalBackend:
             self.engine = "stopped"
         elif action == "kill":
             self.engine = "killed"
-        if action in ("start", "restart"):
+        if action in ("start", "restart", "kill-restart"):
             self.engine = "running"
             self._sync_policies()
         elif action not in ("stop", "kill"):
-            raise BackendError(doing, "expected stop, kill, start or restart")
+            raise BackendError(doing, "expected stop, kill, start, restart or kill-restart")
         return {"stop": "policy table removed", "kill": "table left as it was, not reprogrammed",
                 "start": "policy table programmed from the stored policies",
-                "restart": "policy table removed and programmed again"}[action]
+                "restart": "policy table removed and programmed again",
+                "kill-restart": "table left as it was, then programmed again"}[action]
 
     def restore_faults(self) -> list[str]:
         """Start whatever fault steps stopped (the end of a fault step, an error, Ctrl-C,

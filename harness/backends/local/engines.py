@@ -45,7 +45,7 @@ _COMMON_NOTES = {
     "cluster-scoped-policy": "this engine has no cluster-scoped policy kind",
 }
 #: fault steps: the engine process on a node and the run's own kube-apiserver (RealBackend.fault)
-_FAULTS = frozenset({"engine-fault", "apiserver-fault"})
+_FAULTS = frozenset({"engine-fault", "apiserver-fault", "engine-hold"})
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,7 @@ SPECS: dict[str, EngineSpec] = {
                      "programs them (what Flannel does); every isolating policy is expected "
                      "to be reported not enforced",
          "engine-fault": "no policy engine runs on `none`: there is nothing to stop",
+         "engine-hold": "no policy engine runs on `none`: there is nothing to stop",
          "apiserver-fault": "nothing enforces on `none`: an API server outage changes nothing "
                             "to observe"})),
     "calico": EngineSpec("calico", ("calico-felix",), Capabilities(

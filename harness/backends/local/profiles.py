@@ -48,9 +48,10 @@ def capabilities(profile: str) -> Capabilities:
     notes = dict(_NOTES)
     supported = _SUPPORTED
     if profile == "enforcing":
-        supported = supported | {"engine-fault"}
+        supported = supported | {"engine-fault", "engine-hold"}
     else:
-        notes["engine-fault"] = "nothing enforces on `open`: there is no engine to stop"
+        notes["engine-fault"] = notes["engine-hold"] = ("nothing enforces on `open`: there is no "
+                                                        "engine to stop")
     return Capabilities(supported, deny_response="drop", enforces=(profile == "enforcing"),
                         notes=notes)
 

@@ -493,8 +493,9 @@ class RealBackend(KubeBackendBase):
         return len(self.nodes)
 
     def fault(self, action: str, target: str, node: int | None = None) -> str:
-        """Stop (SIGTERM), kill (SIGKILL), start or restart the engine process on `node`
-        (1-based; None: every node), or stop / start this run's kube-apiserver; what was done.
+        """Stop (SIGTERM), kill (SIGKILL), start, restart or kill-restart (SIGKILL, then start)
+        the engine process on `node` (1-based; None: every node), or stop / start this run's
+        kube-apiserver; what was done.
         A started engine is not waited for: how long it takes to program its rules is what
         the fault step's timeline measures. Only processes this run started are touched."""
         doing = f"{action} {target}" + (f" on node {node}" if node else "") + \
@@ -512,8 +513,10 @@ class RealBackend(KubeBackendBase):
                 return f"kube-apiserver started on the same port, ready after " \
                        f"{time.monotonic() - t:.1f}s"
             raise BackendError(doing, "the API server can be stopped and started only")
-        if target != "engine" or action not in ("stop", "kill", "start", "restart"):
-            raise BackendError(doing, "expected stop, kill, start or restart of the engine")
+        if target != "engine" or action not in ("stop", "kill", "start", "restart",
+                                                  "kill-restart"):
+            raise BackendError(doing, "expected stop, kill, start, restart or kill-restart of "
+                                      "the engine")
         if node is not None and not 1 <= node <= len(self.nodes):
             raise BackendError(doing, f"this run has nodes 1-{len(self.nodes)}")
         wanted = {n.netns for i, n in enumerate(self.nodes, 1) if node in (None, i)}
@@ -528,13 +531,13 @@ class RealBackend(KubeBackendBase):
                 code = stop(proc, grace=10.0)
                 self._engines_down.add(i)
                 said.append(f"{p.name} on {netns} stopped (SIGTERM; exit status {code})")
-            elif action == "kill":
+            elif action in ("kill", "kill-restart"):
                 if proc.poll() is None:
                     proc.kill()
                 code = proc.wait(timeout=10)
                 self._engines_down.add(i)
                 said.append(f"{p.name} on {netns} killed (SIGKILL; exit status {code})")
-            if action in ("start", "restart"):
+            if action in ("start", "restart", "kill-restart"):
                 pid = self._respawn(i)
                 said.append(f"{p.name} on {netns} started (pid {pid})")
         return "; ".join(said)
