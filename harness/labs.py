@@ -122,6 +122,8 @@ _VOLATILE = [
     (re.compile(r"\b\d+\.\d+[-\u2013]\d+\.\d+ s\b"), "N.N-N.N s"),
     (re.compile(r"\b\d+\.\d+ s\b"), "N.N s"),
     (re.compile(r"\b\d+ bad attempt\(s\)"), "N bad attempt(s)"),
+    # a real engine started again by a fault step: its new process id
+    (re.compile(r"\(pid \d+\)"), "(pid N)"),
 ]
 #: a watched cell's strip (harness.reports.terminal): one symbol per attempt, '|' per action
 _STRIP_RE = re.compile(r"^(?P<indent> +)(?P<strip>[.OC?|-]*\|[.OC?|-]*)$", re.M)

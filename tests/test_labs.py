@@ -192,6 +192,13 @@ def test_normalise_keeps_what_a_timeline_says(changed):
     assert normalise(TIMELINE_RUN_2.replace(old, new, 1)) != normalise(TIMELINE_RUN_2)
 
 
+def test_normalise_replaces_the_pid_of_a_real_engine_started_again():
+    # as a fault step on kube-router prints it (docs/labs/08-agent-restarts.md)
+    line = "      +3.04s to +3.05s  start engine: kube-router on np-c140c001-n1 started (pid 5567)"
+    assert normalise(line) == ("      +N.NNs to +N.NNs  start engine: kube-router on "
+                               "np-c140c001-n1 started (pid N)")
+
+
 def test_collapse_strip():
     assert collapse_strip("..||OOOOOO|.....") == ".||O|."
     assert collapse_strip(".O||OOCC??O|..") == ".O||OC?O|."
