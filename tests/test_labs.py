@@ -33,7 +33,7 @@ LAB_FILES = lab_files([str(LABS)])
 BLOCKS = [b for path in LAB_FILES for b in find_blocks(path.read_text(), str(path.relative_to(ROOT)))]
 EXPECTED_LABS = ["01-open-by-default.md", "02-default-deny.md", "03-allowing-one-path.md",
                  "04-egress-and-dns.md", "05-namespaces.md", "06-services-vs-policies.md",
-                 "07-false-security.md"]
+                 "07-false-security.md", "08-agent-restarts.md"]
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=lambda b: b.where)
