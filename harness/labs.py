@@ -3,7 +3,8 @@
 Why: a lab that shows an output the command no longer prints teaches the wrong thing. Every
 output block in a lab is written by this module from a real run of the command named in the
 `<!-- lab-command: ... -->` marker above it, with volatile parts (run ids, timings, round
-counts) normalised, so `make labs` refreshes them and tests/test_labs.py proves they are current.
+counts, a fault timeline's window bounds and attempts per run of a strip) normalised, so
+`make labs` refreshes them and tests/test_labs.py proves they are current.
 
 A block looks like this in the Markdown source:
 
@@ -113,7 +114,19 @@ _VOLATILE = [
     (re.compile(r"\bjobs=\d+\b"), "jobs=N"),
     # whether a scenario gets a cluster brought up for it or a free one depends on timing
     (re.compile(r"^ *bringing up \S+ cluster \d+ \(run RUNID\) \.\.\.\n", re.M), ""),
+    # a fault step's timeline (docs/scenarios.md, "Fault steps"): the bounds of a window and of
+    # a change's time to take effect ("fails open for 2.5-4.1 s", "0.1-0.6 s after recovery",
+    # "rounds at most 1.17 s apart") and how many attempts a window held follow the spacing of
+    # the rounds; the words around them (held, fails open, fails closed, on which action,
+    # before or after recovery) are what a lab teaches, and stay
+    (re.compile(r"\b\d+\.\d+[-\u2013]\d+\.\d+ s\b"), "N.N-N.N s"),
+    (re.compile(r"\b\d+\.\d+ s\b"), "N.N s"),
+    (re.compile(r"\b\d+ bad attempt\(s\)"), "N bad attempt(s)"),
+    # a real engine started again by a fault step: its new process id
+    (re.compile(r"\(pid \d+\)"), "(pid N)"),
 ]
+#: a watched cell's strip (harness.reports.terminal): one symbol per attempt, '|' per action
+_STRIP_RE = re.compile(r"^(?P<indent> +)(?P<strip>[.OC?|-]*\|[.OC?|-]*)$", re.M)
 
 
 def normalise(output: str) -> str:
@@ -124,10 +137,18 @@ def normalise(output: str) -> str:
         output = re.sub(rf"\b{re.escape(run_id[:5])}[a-z0-9]{{3}}\b", "RUNID", output)
     for pattern, stand_in in _VOLATILE:
         output = pattern.sub(stand_in, output)
+    output = _STRIP_RE.sub(lambda m: m["indent"] + collapse_strip(m["strip"]), output)
     lines = [line.rstrip() for line in output.splitlines()]
     while lines and not lines[-1]:
         lines.pop()
     return "\n".join(_sorted_runs(lines, _BROUGHT_UP))
+
+
+def collapse_strip(strip: str) -> str:
+    """A timeline strip with every run of one symbol between actions shown once: how many
+    attempts fell between two actions is the rounds' spacing, which symbols did, and in which
+    order, is what the cell did (`..||OOOOOO|.....` and `.||OOOOOOO|...` are both `.||O|.`)."""
+    return re.sub(r"([.OC?-])\1+", r"\1", strip)
 
 
 #: a real cluster's bring-up line (on stderr): clusters of scenarios run at once come up in an

@@ -432,9 +432,11 @@ def _windows(attempts: Sequence[Attempt], actions: Sequence[FaultEvent],
         # a connection that got through did so by the end of its attempt (a SYN retransmitted
         # after the dataplane opened), so an open window is known only from then
         known = first + (run[0].elapsed if kind == "open" else 0.0)
+        # and the action it follows is the last one started by then: a round begun just
+        # before a stop whose retransmitted SYN got through after it is a window "on stop"
         out.append(FaultWindow(kind, first, last, round(max(0.0, last - known), 3),
                                None if next_good is None else round(next_good - start, 3),
-                               len(run), _on(actions, first)))
+                               len(run), _on(actions, known)))
 
     for a in attempts:
         at = a.at or 0.0

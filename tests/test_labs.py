@@ -13,6 +13,7 @@ import pytest
 
 from harness.labs import (
     LabError,
+    collapse_strip,
     find_blocks,
     lab_argv,
     lab_files,
@@ -32,7 +33,7 @@ LAB_FILES = lab_files([str(LABS)])
 BLOCKS = [b for path in LAB_FILES for b in find_blocks(path.read_text(), str(path.relative_to(ROOT)))]
 EXPECTED_LABS = ["01-open-by-default.md", "02-default-deny.md", "03-allowing-one-path.md",
                  "04-egress-and-dns.md", "05-namespaces.md", "06-services-vs-policies.md",
-                 "07-false-security.md"]
+                 "07-false-security.md", "08-agent-restarts.md"]
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=lambda b: b.where)
@@ -127,6 +128,84 @@ def test_normalise_replaces_what_changes_between_runs():
         "    NOT ENFORCED  x/b -> x/a 80/TCP: [rN connected N.NNs by x/a (HTTP 200)]\n"
         "curl: (7) Failed to connect to 10.244.1.12 port 80 after N ms")
     assert normalise(normalise(raw)) == normalise(raw)
+
+
+#: a fault step's timeline as `python -m harness run scenarios/faults/engine-stop.yaml --backend
+#: local --cni enforcing` printed it in two runs on this machine (trimmed to the fault step)
+TIMELINE_RUN_2 = """\
+    watched 2 cell(s) in 13 rounds from -2.00s to +9.07s:
+      fails open for 2.5-4.2 s on stop engine (1 of 2 cells connected although denied)
+  fault timeline: 13 rounds from -2.00s to +9.07s, at most 1.20s apart (t=0: the first action)
+      +0.00s to +0.05s  stop engine: policy table removed
+      +0.05s to +3.05s  wait 3 s
+    y/a -> x/a 80/TCP (spec: deny): FAILED OPEN
+      ..||OOOOOO|.....
+      failed open 2.46-4.15s on stop engine: 6 bad attempt(s) from +0.35s to +2.85s
+    x/a -> y/a 80/TCP (spec: allow): held
+      ..||......|.....
+  verdict: fails open for 2.5-4.2 s on stop engine (1 of 2 cells connected although denied)
+"""
+TIMELINE_RUN_3 = """\
+    watched 2 cell(s) in 12 rounds from -2.01s to +8.96s:
+      fails open for 2.5\u20134.1 s on stop engine (1 of 2 cells connected although denied)
+  fault timeline: 12 rounds from -2.01s to +8.96s, at most 1.18s apart (t=0: the first action)
+      +0.00s to +0.04s  stop engine: policy table removed
+      +0.04s to +3.04s  wait 3 s
+    y/a -> x/a 80/TCP (spec: deny): FAILED OPEN
+      .||OOOOOOO|...
+      failed open 2.48-4.18s on stop engine: 7 bad attempt(s) from +0.32s to +2.83s
+    x/a -> y/a 80/TCP (spec: allow): held
+      ...||.......|....
+  verdict: fails open for 2.5\u20134.1 s on stop engine (1 of 2 cells connected although denied)
+"""
+
+
+def test_normalise_makes_two_runs_of_a_fault_timeline_the_same():
+    shown = normalise(TIMELINE_RUN_2)
+    assert shown == normalise(TIMELINE_RUN_3)
+    assert normalise(shown) == shown
+    lines = shown.splitlines()
+    assert lines[1] == ("      fails open for N.N-N.N s on stop engine (1 of 2 cells connected "
+                        "although denied)")
+    assert lines[6:10] == ["      .||O|.",
+                           "      failed open N.NNs on stop engine: N bad attempt(s) from +N.NNs "
+                           "to +N.NNs",
+                           "    x/a -> y/a 80/TCP (spec: allow): held",
+                           "      .||.|."]
+
+
+@pytest.mark.parametrize("changed", [
+    # what the lab teaches stays checked: a window seen or not, its kind, the action it follows,
+    # which side of an action an attempt fell, the sign of a time
+    ("FAILED OPEN", "held"),
+    ("fails open for 2.5-4.2 s", "fails closed for 2.5-4.2 s"),
+    ("on stop engine (1", "on before the fault (1"),
+    ("..||OOOOOO|.....", ".O||OOOOO|....."),
+    ("..||OOOOOO|.....", "..||OOCOOO|....."),
+    ("..||......|.....", "..||...?..|....."),
+    ("from +0.35s", "from -0.35s"),
+    ("(1 of 2 cells", "(2 of 2 cells"),
+])
+def test_normalise_keeps_what_a_timeline_says(changed):
+    old, new = changed
+    assert old in TIMELINE_RUN_2
+    assert normalise(TIMELINE_RUN_2.replace(old, new, 1)) != normalise(TIMELINE_RUN_2)
+
+
+def test_normalise_replaces_the_pid_of_a_real_engine_started_again():
+    # as a fault step on kube-router prints it (docs/labs/08-agent-restarts.md)
+    line = "      +3.04s to +3.05s  start engine: kube-router on np-c140c001-n1 started (pid 5567)"
+    assert normalise(line) == ("      +N.NNs to +N.NNs  start engine: kube-router on "
+                               "np-c140c001-n1 started (pid N)")
+
+
+def test_collapse_strip():
+    assert collapse_strip("..||OOOOOO|.....") == ".||O|."
+    assert collapse_strip(".O||OOCC??O|..") == ".O||OC?O|."
+    assert collapse_strip("|||") == "|||"
+    # only strip lines are collapsed: a table rule or a dotted line without an action is not
+    assert normalise("  -------  ------\n      ......\n      ..||..") == (
+        "  -------  ------\n      ......\n      .||.")
 
 
 def test_normalise_sorts_the_bring_up_lines_whose_order_is_timing():

@@ -56,6 +56,28 @@ def test_a_window_before_any_action_says_so():
     assert c.windows[0].at_most == 0.5     # from the start of the watch to the good attempt
 
 
+def test_a_round_begun_before_the_stop_that_connected_after_it_is_on_the_stop():
+    # as measured on enforcing (engine-stop.yaml): a round began 0.83 s before the stop, its
+    # first SYN was dropped, the one retransmitted a second later got through once the table
+    # was gone; the window follows the stop, not "before the fault"
+    attempts = [Attempt(1, "x", 1.0, verdict=PASS, at=-2.0),
+                Attempt(2, "x", 1.0, verdict=OPEN, at=-0.83),
+                Attempt(3, "x", 0.01, verdict=OPEN, at=0.34),
+                Attempt(4, "x", 1.0, verdict=PASS, at=2.5)]
+    c = summarise_cell(WatchedCell("y/a", "x/a", "80", "TCP", "deny", "deny", "",
+                                   attempts=attempts), STOP, -2.0, 2.05, None)
+    (w,) = c.windows
+    assert (w.first, w.on) == (-0.83, "stop engine")
+    assert w.at_least == 0.17          # from the retransmission's success (-0.83 + 1.0) to +0.34
+    assert w.at_most == 4.5            # from the good attempt at -2.0 to the one at +2.5
+    # a connection made at once in a round begun before the stop is before the fault
+    early = [Attempt(1, "x", 0.01, verdict=OPEN, at=-0.83), Attempt(2, "x", 1.0, verdict=PASS,
+                                                                    at=0.34)]
+    c = summarise_cell(WatchedCell("y/a", "x/a", "80", "TCP", "deny", "deny", "",
+                                   attempts=early), STOP, -2.0, 2.05, None)
+    assert c.windows[0].on == "before the fault"
+
+
 def test_held_and_its_sentence():
     held = summarise_cell(cell("PPPPP"), STOP, -1.0, 2.05, None)
     assert held.status == "held" and held.windows == []
