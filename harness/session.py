@@ -46,23 +46,27 @@ _B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 #: CPU seconds one probe costs on the local backend, everything included (bring-up, servers,
 #: the harness itself): the library's CPU divided by its probes, measured by
 #: bench/bench_library.py on this project's 2-core machine
-PROBE_CPU_SECONDS = 0.0024
+PROBE_CPU_SECONDS = 0.0014
 #: probes per second one local scenario runs at a 1 s probe timeout (rounds wait for blocked
 #: probes, so this scales with 1 / timeout): the library's probes divided by the sum of its
 #: scenarios' durations, same benchmark
-PROBES_PER_SECOND = 72.0
+PROBES_PER_SECOND = 67.0
+#: the share of the cores the scenarios may keep busy: the rest is for bring-ups, teardowns and
+#: the servers' answers, so that a saturated machine never delays a reply past the probe
+#: timeout (an UNSTABLE cell)
+BUSY = 0.75
 
 
 def default_jobs(cpus: int | None, probe_timeout: float) -> int:
     """Scenarios to run at once on the local backend: as many as keep the cores busy.
 
     One scenario keeps PROBES_PER_SECOND x PROBE_CPU_SECONDS of a core busy (scaled by the probe
-    timeout); most of its time is spent waiting for blocked probes' timeouts. More than the
-    cores can serve would only make every probe slower, never the run shorter.
+    timeout); most of its time is spent waiting for blocked probes' timeouts. More than BUSY of
+    the cores can serve would only make every probe slower, never the run shorter.
     """
     from harness.settings import MAX_JOBS
     cores_per_scenario = PROBES_PER_SECOND * PROBE_CPU_SECONDS / max(probe_timeout, 0.1)
-    return max(1, min(MAX_JOBS, round((cpus or 1) / cores_per_scenario)))
+    return max(1, min(MAX_JOBS, round((cpus or 1) * BUSY / cores_per_scenario)))
 
 
 def slot_run_id(run_id: str, worker: int, cni_index: int, slot: int) -> str:
