@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from harness.model import DNS_SERVICE_ENDPOINT, Endpoint, Model, Protocol
 from harness.results import Expectation
-from harness.scenario.lines import LineDict, did_you_mean, is_mapping, is_sequence
+from harness.scenario.lines import (
+    LineDict,
+    Report,
+    did_you_mean,
+    is_mapping,
+    optional_list,
+)
 from harness.scenario.topology import check_keys
 from harness.truthtable import TruthTable
 
 #: report(field, message, line)
-Report = Callable[..., None]
 
 _DNS_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?$")
 _PROBE_WORDS = {"allow": Expectation.ALLOW, "deny": Expectation.DENY}
@@ -85,12 +90,8 @@ def _model_has_port(model: Model, port: int | str, protocol: Protocol) -> bool:
 
 def read_matrices(raw: LineDict, where: str, model: Model,
               report: Report) -> list[MatrixExpectation]:
-    data = raw.get("expect")
+    data = optional_list(raw, "expect", where, "a list of {port, protocol, matrix}", report)
     if data is None:
-        return []
-    if not is_sequence(data):
-        report(f"{where}.expect", "must be a list of {port, protocol, matrix}",
-               raw.key_line("expect"))
         return []
     out, seen = [], set()
     keys = model.pod_keys
@@ -182,11 +183,8 @@ def _endpoint_problem(value: Any, model: Model, role: str) -> str | None:
 
 def read_probes(raw: LineDict, where: str, model: Model,
             report: Report) -> list[ProbeExpectation]:
-    data = raw.get("probes")
+    data = optional_list(raw, "probes", where, "a list of probes", report)
     if data is None:
-        return []
-    if not is_sequence(data):
-        report(f"{where}.probes", "must be a list of probes", raw.key_line("probes"))
         return []
     out = []
     for j, item in enumerate(data):

@@ -9,16 +9,22 @@ component of the cluster down. Every such mistake is a file error with its line,
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from harness.scenario.expectations import _endpoint_problem, _port_value, _protocol
-from harness.scenario.lines import LineDict, did_you_mean, is_mapping, is_sequence
+from harness.scenario.lines import (
+    LineDict,
+    Report,
+    did_you_mean,
+    is_mapping,
+    is_sequence,
+    optional_mapping,
+)
 from harness.scenario.topology import check_keys
 from harness.scenario.types import Fault, FaultAction, WatchCell
 
 __all__ = ["read_fault", "FAULT_KEYS", "ACTIONS", "capability_of"]
 
-Report = Callable[..., None]
 
 FAULT_KEYS = ("watch", "every", "before", "after", "actions")
 #: the verbs of an action and the targets each may name
@@ -49,13 +55,11 @@ def _number(value: Any, field: str, line: int, low: float, high: float,
 def read_fault(raw: LineDict, where: str, model: Any, has_change: bool,
                report: Report) -> Fault | None:
     """The step's `fault:` (None when it has none); problems go to `report`."""
-    data = raw.get("fault")
+    data = optional_mapping(raw, "fault", where, "a mapping {watch, actions, every, before, after}",
+                            report)
     if data is None:
         return None
     w, line = f"{where}.fault", raw.key_line("fault")
-    if not is_mapping(data):
-        report(w, "must be a mapping {watch, actions, every, before, after}", line)
-        return None
     check_keys(data, FAULT_KEYS, w, report)
     timing: dict[str, float] = {}
     for key, (low, high, default) in _LIMITS.items():

@@ -9,7 +9,7 @@ other consumer (jsonschema, kubernetes-validate, the oracle).
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterable, TypeGuard
+from typing import Any, Callable, Iterable, TypeGuard
 
 import yaml
 
@@ -48,6 +48,36 @@ def is_mapping(value: object) -> TypeGuard[LineDict]:
 def is_sequence(value: object) -> TypeGuard[LineList]:
     """isinstance(value, list), typed as a LineList: every list this loader builds is one."""
     return isinstance(value, list)
+
+
+#: how the readers report a problem: report(field, message, line)
+Report = Callable[..., None]
+
+
+def optional_mapping(raw: LineDict, key: str, where: str, shape: str,
+                     report: Report) -> LineDict | None:
+    """raw[key] when it is a mapping; None when it is absent, or anything else (then reported
+    as `<where>.<key>: must be <shape>` at the key's line)."""
+    data = raw.get(key)
+    if data is None:
+        return None
+    if not is_mapping(data):
+        report(f"{where}.{key}", f"must be {shape}", raw.key_line(key))
+        return None
+    return data
+
+
+def optional_list(raw: LineDict, key: str, where: str, shape: str,
+                  report: Report) -> LineList | None:
+    """raw[key] when it is a list; None when it is absent, or anything else (then reported as
+    `<where>.<key>: must be <shape>` at the key's line)."""
+    data = raw.get(key)
+    if data is None:
+        return None
+    if not is_sequence(data):
+        report(f"{where}.{key}", f"must be {shape}", raw.key_line(key))
+        return None
+    return data
 
 
 class _Loader(yaml.SafeLoader):

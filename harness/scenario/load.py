@@ -29,6 +29,8 @@ from harness.scenario.lines import (
     is_mapping,
     is_sequence,
     load_documents,
+    optional_list,
+    optional_mapping,
     yaml_error_line,
 )
 from harness.scenario.policies import OTHER_POLICY_KINDS, PolicyDoc, read_apply_entry
@@ -230,13 +232,11 @@ def _steps(data: Any, top: LineDict, path: Path, model: Model,
 
 def _label_changes(raw: LineDict, key: str, where: str, model: Model,
                    report: _Collector) -> dict:
-    data = raw.get(key)
+    data = optional_mapping(raw, key, where, "a mapping: {<target>: {label: value or null}}",
+                            report)
     if data is None:
         return {}
-    w, line = f"{where}.{key}", raw.key_line(key)
-    if not is_mapping(data):
-        report(w, "must be a mapping: {<target>: {label: value or null}}", line)
-        return {}
+    w = f"{where}.{key}"
     names = ([n.name for n in model.namespaces] if key == "namespace_labels"
              else [p.key for p in model.pods])
     out = {}
@@ -252,11 +252,8 @@ def _label_changes(raw: LineDict, key: str, where: str, model: Model,
 
 
 def _deletes(raw: LineDict, where: str, in_force: set[str], report: _Collector) -> list[str]:
-    data = raw.get("delete")
+    data = optional_list(raw, "delete", where, "a list of ns/name", report)
     if data is None:
-        return []
-    if not is_sequence(data):
-        report(f"{where}.delete", "must be a list of ns/name", raw.key_line("delete"))
         return []
     out = []
     for j, key in enumerate(data):
@@ -271,12 +268,8 @@ def _deletes(raw: LineDict, where: str, in_force: set[str], report: _Collector) 
 
 def _applies(raw: LineDict, where: str, path: Path, model: Model, stand_ins,
              report: _Collector) -> list[PolicyDoc]:
-    data = raw.get("apply")
+    data = optional_list(raw, "apply", where, "a list of manifests or {file: PATH}", report)
     if data is None:
-        return []
-    if not is_sequence(data):
-        report(f"{where}.apply", "must be a list of manifests or {file: PATH}",
-               raw.key_line("apply"))
         return []
     out: list[PolicyDoc] = []
     seen: dict[tuple[str, str], str] = {}
@@ -294,13 +287,10 @@ def _applies(raw: LineDict, where: str, path: Path, model: Model, stand_ins,
 
 
 def _assume(raw: LineDict, where: str, report: _Collector) -> Assume | None:
-    data = raw.get("assume")
+    data = optional_mapping(raw, "assume", where, "{cni: NAME, why: TEXT}", report)
     if data is None:
         return None
     w, line = f"{where}.assume", raw.key_line("assume")
-    if not is_mapping(data):
-        report(w, "must be {cni: NAME, why: TEXT}", line)
-        return None
     check_keys(data, ("cni", "why"), w, report)
     cni, why = data.get("cni"), data.get("why")
     if not isinstance(cni, str) or not cni or not isinstance(why, str) or not why.strip():

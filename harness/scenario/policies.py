@@ -13,13 +13,13 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
 from harness.model import Addresses, Model
 from harness.policy import API_VERSION, KIND, is_network_policy, parse_policy
-from harness.scenario.lines import did_you_mean, load_documents, plain, yaml_error_line
+from harness.scenario.lines import Report, did_you_mean, load_documents, plain, yaml_error_line
 from harness.scenario.placeholders import PlaceholderError, render_manifest
 
 #: The Kubernetes version whose OpenAPI schema policies are validated against. Pinned so a
@@ -39,7 +39,6 @@ OTHER_POLICY_KINDS: dict[str, tuple[tuple[str, ...], str | None]] = {
 }
 
 #: report(field, message, line, path-of-file-or-None)
-Report = Callable[..., None]
 
 
 @dataclass(frozen=True)
