@@ -32,15 +32,15 @@ from harness import naming
 from harness.backends import cni as cnis
 from harness.backends.kube.agent import (
     AGENT_PODS,
+    AgentOps,
     AgentPods,
-    node_names,
+    AgentRestarts,
     parse_agent_pods,
-    restart_agent,
 )
 from harness.backends.kube.api import KubeApi, status_line
 from harness.backends.kube.topology import KubeBackendBase, KubeTopology
 from harness.capabilities import FAULT_CAPABILITIES, Capabilities
-from harness.errors import BackendError, UsageError
+from harness.errors import UsageError
 
 _BASE = frozenset({"networkpolicy", "egress", "ipblock", "named-ports", "endport", "udp"})
 #: kubeconfig fields holding file paths, which are relative to the file that names them
@@ -141,7 +141,7 @@ _APISERVER = ("refused on an existing cluster: netpol-proof never stops an API s
               "not start")
 
 
-class KubeconfigBackend(KubeBackendBase):
+class KubeconfigBackend(AgentRestarts, KubeBackendBase):
     """An existing cluster through one context; see the module docstring."""
 
     name = "kubeconfig"
@@ -253,35 +253,17 @@ class KubeconfigBackend(KubeBackendBase):
                 shutil.rmtree(self.private_dir, ignore_errors=True)
                 self.private_dir = None
 
-    # -- fault steps: restarts of the CNI agent, only when allowed -------------------------------
-    #: the cluster's nodes, counted at deploy when faults are allowed; `node: N` is the Nth by
-    #: name (agent.node_names). An attribute, not a property: isinstance(FaultInjector) reads it
-    fault_nodes = 0
+    # -- fault steps: restarts of the CNI agent, only when allowed (agent.AgentRestarts) --------
+    HOLD_REFUSAL = _HOLD
+    APISERVER_REFUSAL = _APISERVER
+
+    def _agent_ops(self) -> AgentOps:
+        return self._topo().api
+
+    def _fault_where(self) -> str:
+        return f" on context {self.context}"
 
     def deploy(self, model):
         addresses = super().deploy(model)
-        if self._engine_fault_refusal() is None:
-            self.fault_nodes = len(node_names(self._topo().api))
+        self._count_fault_nodes()
         return addresses
-
-    def fault(self, action: str, target: str, node: int | None = None) -> str:
-        """Restart (`restart`: delete gracefully) or kill-restart (`kill-restart`: grace
-        period 0) the CNI agent on `node` (None: every node) and wait for the DaemonSet's
-        Ready replacements; what was done. Everything else is refused: the capabilities keep
-        such scenarios from running, this is the second lock."""
-        doing = f"{action} {target}" + (f" on node {node}" if node is not None else "") + \
-            f" on context {self.context}"
-        refusal = self._engine_fault_refusal()
-        if refusal is not None:
-            raise BackendError(doing, refusal)
-        if target != "engine":
-            raise BackendError(doing, _APISERVER)
-        if action not in ("restart", "kill-restart"):
-            raise BackendError(doing, _HOLD)
-        return restart_agent(self._topo().api, self.agent_pods, node,
-                             action == "kill-restart", self.fault_timeout, self.status)
-
-    def restore_faults(self) -> list[str]:
-        """Nothing to restore: a restart never leaves the agent down (it waits for the
-        DaemonSet's replacements, or fails naming them)."""
-        return []

@@ -4,9 +4,11 @@ each one with a Ready pod on the same node.
 
 Why only this: on an existing cluster netpol-proof may not change the user's objects, so it
 cannot hold an engine down (that would mean editing the DaemonSet); deleting a pod that a
-DaemonSet owns is the one fault its controller undoes by itself. Nothing but pods matching the
-agent's selector in its namespace, each owned by a DaemonSet, is ever deleted, and each
-deletion is logged (docs/scenarios.md, "Fault steps"; docs/sources.md §14).
+DaemonSet owns is the one fault its controller undoes by itself. On a kind cluster the harness
+created the same restart is the fault it offers (AgentRestarts serves both backends): the API
+server and the engines run in kind's node containers, out of reach without Docker exec.
+Nothing but pods matching the agent's selector in its namespace, each owned by a DaemonSet, is
+ever deleted, and each deletion is logged (docs/scenarios.md, "Fault steps"; docs/sources.md §14).
 """
 
 from __future__ import annotations
@@ -149,3 +151,55 @@ def restart_agent(ops: AgentOps, candidates: tuple[AgentPods, ...], node: int | 
                  and _node_of(p) in nodes)
     return (f"deleted {', '.join(sorted(nodes.values()))} ({how}); replaced by "
             f"{', '.join(new)}, Ready after {time.monotonic() - t:.1f}s")
+
+
+class AgentRestarts:
+    """Fault steps as restarts of the CNI agent (restart_agent), for a backend on Kubernetes
+    that can reach its cluster's pods: the kubeconfig backend once the user allowed it, the
+    kind backend always. Only `restart` and `kill-restart` of the engine are done; a backend
+    says why everything else is refused (HOLD_REFUSAL, APISERVER_REFUSAL), and its capabilities
+    keep such scenarios from running: this is the second lock."""
+
+    HOLD_REFUSAL = "stop, kill and start would hold the engine down: only restarts are offered"
+    APISERVER_REFUSAL = "this backend does not stop the API server"
+    #: the cluster's nodes, counted at deploy when faults are allowed; `node: N` is the Nth by
+    #: name (node_names). An attribute, not a property: isinstance(FaultInjector) reads it
+    fault_nodes = 0
+    agent_pods: tuple[AgentPods, ...] = ()
+    fault_timeout = 300.0
+
+    def _engine_fault_refusal(self) -> str | None:
+        """Why engine faults are refused on this run, or None."""
+        return None if self.agent_pods else "no known place for the CNI agent's pods"
+
+    def _agent_ops(self) -> AgentOps:
+        raise NotImplementedError
+
+    def _fault_where(self) -> str:
+        return ""
+
+    def _count_fault_nodes(self) -> None:
+        if self._engine_fault_refusal() is None:
+            self.fault_nodes = len(node_names(self._agent_ops()))
+
+    def fault(self, action: str, target: str, node: int | None = None) -> str:
+        """Restart (`restart`: delete gracefully) or kill-restart (`kill-restart`: grace
+        period 0) the CNI agent on `node` (None: every node) and wait for the DaemonSet's
+        Ready replacements; what was done. Everything else is refused."""
+        doing = f"{action} {target}" + (f" on node {node}" if node is not None else "") + \
+            self._fault_where()
+        refusal = self._engine_fault_refusal()
+        if refusal is not None:
+            raise BackendError(doing, refusal)
+        if target != "engine":
+            raise BackendError(doing, self.APISERVER_REFUSAL)
+        if action not in ("restart", "kill-restart"):
+            raise BackendError(doing, self.HOLD_REFUSAL)
+        return restart_agent(self._agent_ops(), self.agent_pods, node, action == "kill-restart",
+                             self.fault_timeout, getattr(self, "status", print))
+
+    def restore_faults(self) -> list[str]:
+        """Nothing to restore: a restart never leaves the agent down (it waits for the
+        DaemonSet's replacements, or fails naming them)."""
+        return []
+
