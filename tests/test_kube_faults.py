@@ -221,3 +221,39 @@ def test_the_agent_is_found_where_the_cni_puts_it_or_where_the_user_says():
     with pytest.raises(BackendError, match="calico-typha-1 .* not owned by a DaemonSet"):
         chosen.fault("restart", "engine", 1)    # typha is owned by a ReplicaSet here: refused
     assert api.deleted == []
+
+
+# -- the kind backend: the harness created the cluster, so restarts need no flag ------------
+def kind_backend(api, cni="calico"):
+    from harness.backends.kind.backend import KindBackend
+    log: list[str] = []
+    b = KindBackend(cni, RUN, status=log.append)
+    b.topology = KubeTopology(api, RUN, ready_timeout=2, status=log.append)
+    return b, log
+
+
+def test_kind_offers_restarts_of_the_cni_agent_and_nothing_else():
+    api = FakeAgentCluster()
+    b, log = kind_backend(api)
+    caps = b.capabilities()
+    assert caps.match(load_scenario(LIBRARY / "engine-restart.yaml").needs) == (True, "")
+    for name, capability in (("engine-stop", "engine-hold"), ("apiserver-down", "apiserver-fault")):
+        ok, why = caps.match(load_scenario(LIBRARY / f"{name}.yaml").needs)
+        assert not ok and capability in why, name
+    said = b.fault("kill-restart", "engine", 2)         # node 2 is w1
+    assert api.deleted == [("calico-system", "calico-node-b", 0)]
+    assert "replaced by calico-node-new1" in said
+    assert log == ["  [kind] deleted pod calico-system/calico-node-b on node w1 (grace period "
+                   "0; owned by DaemonSet calico-node)"]
+    with pytest.raises(BackendError, match="stop engine on kind cluster netpol-proof-calico: "
+                                           "not on kind"):
+        b.fault("stop", "engine", None)
+    assert len(api.deleted) == 1
+
+
+def test_kind_has_no_engine_to_restart_on_flannel():
+    b, _ = kind_backend(FakeAgentCluster(), cni="flannel")
+    assert "engine-fault" not in b.capabilities().supported
+    assert "nothing enforces on flannel" in b.capabilities().notes["engine-fault"]
+    with pytest.raises(BackendError, match="nothing enforces on flannel"):
+        b.fault("restart", "engine", None)

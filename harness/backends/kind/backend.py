@@ -27,10 +27,11 @@ from harness.backends import cni as cnis
 from harness.backends.kind import commands as kc
 from harness.backends.kind import config as kind_config
 from harness.backends.kind.binaries import DEFAULT_CACHE, go_arch, resolve
+from harness.backends.kube.agent import AGENT_PODS, AgentOps, AgentRestarts
 from harness.backends.kube.api import KubeApi, status_line
 from harness.backends.kube.topology import KubeBackendBase, KubeTopology
 from harness.backends.kube.waits import wait_cni, wait_coredns, wait_nodes_ready
-from harness.capabilities import Capabilities
+from harness.capabilities import FAULT_CAPABILITIES, Capabilities
 from harness.errors import BackendError, ExecError, UsageError
 from harness.shell import run
 
@@ -53,7 +54,7 @@ def verify_identity(name: str, server: str, node_names: list[str]) -> None:
                            f"nodes {strangers or 'none'} are not {name}'s; refusing to use it")
 
 
-class KindBackend(KubeBackendBase):
+class KindBackend(AgentRestarts, KubeBackendBase):
     """A kind cluster with one CNI; see the module docstring."""
 
     name = "kind"
@@ -73,6 +74,8 @@ class KindBackend(KubeBackendBase):
         self.cache_dir = Path(cache_dir or DEFAULT_CACHE).absolute()  # kind mounts need absolute paths
         self.ready_timeout = ready_timeout
         self.status = status
+        #: where the CNI agent's pods are (fault steps restart them)
+        self.agent_pods = AGENT_PODS.get(profile, ())
         self.cluster = naming.cluster_name(profile)
         self.home = self.cache_dir / "clusters" / self.cluster
         self.kubeconfig = str(self.home / "kubeconfig")
@@ -84,7 +87,45 @@ class KindBackend(KubeBackendBase):
         self.attached = False
 
     def capabilities(self) -> Capabilities:
-        return cnis.capabilities(self.profile)
+        """The CNI's declarations (harness.backends.cni), and the fault steps kind offers: a
+        restart of the CNI agent (its pods deleted, its DaemonSet replaces them) where the CNI
+        enforces anything; never holding an engine down, never the API server."""
+        base = cnis.capabilities(self.profile)
+        supported = set(base.supported) - set(FAULT_CAPABILITIES)
+        notes = dict(base.notes)
+        notes["engine-hold"], notes["apiserver-fault"] = self.HOLD_REFUSAL, self.APISERVER_REFUSAL
+        refusal = self._engine_fault_refusal()
+        if refusal is None:
+            supported.add("engine-fault")
+            notes["engine-fault"] = (f"restarts only: the pods matching "
+                                     f"{' or '.join(map(str, self.agent_pods))} are deleted and "
+                                     f"their DaemonSet replaces them")
+        else:
+            notes["engine-fault"] = refusal
+        return Capabilities(frozenset(supported), base.deny_response, base.enforces, notes)
+
+    # -- fault steps: restarts of the CNI agent (agent.AgentRestarts) ---------------------------
+    HOLD_REFUSAL = ("not on kind: stop, kill and start would hold the CNI agent down, which "
+                    "means changing its DaemonSet; kind offers restarts of the agent only "
+                    "({restart: engine}, or with signal: KILL)")
+    APISERVER_REFUSAL = ("not on kind: the API server runs inside kind's control-plane "
+                         "container, which netpol-proof does not stop")
+
+    def _engine_fault_refusal(self) -> str | None:
+        if not cnis.capabilities(self.profile).enforces:
+            return f"nothing enforces on {self.profile}: there is no policy engine to restart"
+        return super()._engine_fault_refusal()
+
+    def _agent_ops(self) -> AgentOps:
+        return self._topo().api
+
+    def _fault_where(self) -> str:
+        return f" on kind cluster {self.cluster}"
+
+    def deploy(self, model):
+        addresses = super().deploy(model)
+        self._count_fault_nodes()
+        return addresses
 
     # -- bring-up ---------------------------------------------------------------------------
     def up(self) -> None:

@@ -98,7 +98,7 @@ def find_agent_pods(ops: AgentOps, candidates: tuple[AgentPods, ...]) -> tuple[A
 
 def restart_agent(ops: AgentOps, candidates: tuple[AgentPods, ...], node: int | None,
                   kill: bool, timeout: float, status: Callable[[str], None],
-                  interval: float = 1.0) -> str:
+                  interval: float = 1.0, backend: str = "kubeconfig") -> str:
     """Delete the agent's pods on `node` (1-based in node_names; None: every node), with grace
     period 0 when `kill`, then wait until each node has a new Ready agent pod; what was done.
     WaitTimeout names the pods that never came back."""
@@ -123,7 +123,7 @@ def restart_agent(ops: AgentOps, candidates: tuple[AgentPods, ...], node: int | 
     t = time.monotonic()
     for p in pods:
         ops.delete_pod(where.namespace, _name(p), 0 if kill else None)
-        status(f"  [kubeconfig] deleted pod {where.namespace}/{_name(p)} on node {_node_of(p)} "
+        status(f"  [{backend}] deleted pod {where.namespace}/{_name(p)} on node {_node_of(p)} "
                f"({how}; owned by DaemonSet {_daemonset_owner(p)})")
 
     def missing(current: list[Obj]) -> dict[str, str]:
@@ -196,7 +196,8 @@ class AgentRestarts:
         if action not in ("restart", "kill-restart"):
             raise BackendError(doing, self.HOLD_REFUSAL)
         return restart_agent(self._agent_ops(), self.agent_pods, node, action == "kill-restart",
-                             self.fault_timeout, getattr(self, "status", print))
+                             self.fault_timeout, getattr(self, "status", print),
+                             backend=str(getattr(self, "name", "kube")))
 
     def restore_faults(self) -> list[str]:
         """Nothing to restore: a restart never leaves the agent down (it waits for the
