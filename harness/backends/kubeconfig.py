@@ -32,14 +32,13 @@ from harness import naming
 from harness.backends import cni as cnis
 from harness.backends.kube.agent import (
     AGENT_PODS,
-    AgentOps,
     AgentPods,
     AgentRestarts,
     parse_agent_pods,
 )
 from harness.backends.kube.api import KubeApi, status_line
 from harness.backends.kube.topology import KubeBackendBase, KubeTopology
-from harness.capabilities import FAULT_CAPABILITIES, Capabilities
+from harness.capabilities import Capabilities
 from harness.errors import UsageError
 
 _BASE = frozenset({"networkpolicy", "egress", "ipblock", "named-ports", "endport", "udp"})
@@ -205,17 +204,10 @@ class KubeconfigBackend(AgentRestarts, KubeBackendBase):
                                        f"(Cilium's never do): not assumed"}
         supported.discard("external-hosts")
         # never held down, never the API server; restarts only when the user named the context
-        for fault in FAULT_CAPABILITIES:
-            supported.discard(fault)
-        notes["engine-hold"], notes["apiserver-fault"] = _HOLD, _APISERVER
-        refusal = self._engine_fault_refusal()
-        if refusal is None:
-            supported.add("engine-fault")
-            notes["engine-fault"] = (f"allowed on context {self.context} by "
-                                     f"--allow-faults-on-context: restarts delete the pods "
-                                     f"matching {' or '.join(map(str, self.agent_pods))}")
-        else:
-            notes["engine-fault"] = refusal
+        self.declare_faults(supported, notes, f"allowed on context {self.context} by "
+                                              f"--allow-faults-on-context: restarts delete the "
+                                              f"pods matching "
+                                              f"{' or '.join(map(str, self.agent_pods))}")
         if not self.allow_cluster_scoped:
             supported.discard("cluster-scoped-policy")
             notes["cluster-scoped-policy"] = ("refused on an existing cluster; pass "
@@ -257,13 +249,5 @@ class KubeconfigBackend(AgentRestarts, KubeBackendBase):
     HOLD_REFUSAL = _HOLD
     APISERVER_REFUSAL = _APISERVER
 
-    def _agent_ops(self) -> AgentOps:
-        return self._topo().api
-
     def _fault_where(self) -> str:
         return f" on context {self.context}"
-
-    def deploy(self, model):
-        addresses = super().deploy(model)
-        self._count_fault_nodes()
-        return addresses

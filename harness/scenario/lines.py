@@ -54,29 +54,29 @@ def is_sequence(value: object) -> TypeGuard[LineList]:
 Report = Callable[..., None]
 
 
-def optional_mapping(raw: LineDict, key: str, where: str, shape: str,
-                     report: Report) -> LineDict | None:
-    """raw[key] when it is a mapping; None when it is absent, or anything else (then reported
-    as `<where>.<key>: must be <shape>` at the key's line)."""
+def _optional(raw: LineDict, key: str, where: str, shape: str, report: Report,
+              fits: Callable[[object], bool]) -> Any:
     data = raw.get(key)
     if data is None:
         return None
-    if not is_mapping(data):
+    if not fits(data):
         report(f"{where}.{key}", f"must be {shape}", raw.key_line(key))
         return None
     return data
 
 
+def optional_mapping(raw: LineDict, key: str, where: str, shape: str,
+                     report: Report) -> LineDict | None:
+    """raw[key] when it is a mapping; None when it is absent, or anything else (then reported
+    as `<where>.<key>: must be <shape>` at the key's line)."""
+    data: LineDict | None = _optional(raw, key, where, shape, report, is_mapping)
+    return data
+
+
 def optional_list(raw: LineDict, key: str, where: str, shape: str,
                   report: Report) -> LineList | None:
-    """raw[key] when it is a list; None when it is absent, or anything else (then reported as
-    `<where>.<key>: must be <shape>` at the key's line)."""
-    data = raw.get(key)
-    if data is None:
-        return None
-    if not is_sequence(data):
-        report(f"{where}.{key}", f"must be {shape}", raw.key_line(key))
-        return None
+    """raw[key] when it is a list; the rest as optional_mapping."""
+    data: LineList | None = _optional(raw, key, where, shape, report, is_sequence)
     return data
 
 

@@ -27,11 +27,11 @@ from harness.backends import cni as cnis
 from harness.backends.kind import commands as kc
 from harness.backends.kind import config as kind_config
 from harness.backends.kind.binaries import DEFAULT_CACHE, go_arch, resolve
-from harness.backends.kube.agent import AGENT_PODS, AgentOps, AgentRestarts
+from harness.backends.kube.agent import AGENT_PODS, AgentRestarts
 from harness.backends.kube.api import KubeApi, status_line
 from harness.backends.kube.topology import KubeBackendBase, KubeTopology
 from harness.backends.kube.waits import wait_cni, wait_coredns, wait_nodes_ready
-from harness.capabilities import FAULT_CAPABILITIES, Capabilities
+from harness.capabilities import Capabilities
 from harness.errors import BackendError, ExecError, UsageError
 from harness.shell import run
 
@@ -91,17 +91,10 @@ class KindBackend(AgentRestarts, KubeBackendBase):
         restart of the CNI agent (its pods deleted, its DaemonSet replaces them) where the CNI
         enforces anything; never holding an engine down, never the API server."""
         base = cnis.capabilities(self.profile)
-        supported = set(base.supported) - set(FAULT_CAPABILITIES)
-        notes = dict(base.notes)
-        notes["engine-hold"], notes["apiserver-fault"] = self.HOLD_REFUSAL, self.APISERVER_REFUSAL
-        refusal = self._engine_fault_refusal()
-        if refusal is None:
-            supported.add("engine-fault")
-            notes["engine-fault"] = (f"restarts only: the pods matching "
-                                     f"{' or '.join(map(str, self.agent_pods))} are deleted and "
-                                     f"their DaemonSet replaces them")
-        else:
-            notes["engine-fault"] = refusal
+        supported, notes = set(base.supported), dict(base.notes)
+        self.declare_faults(supported, notes, f"restarts only: the pods matching "
+                                              f"{' or '.join(map(str, self.agent_pods))} are "
+                                              f"deleted and their DaemonSet replaces them")
         return Capabilities(frozenset(supported), base.deny_response, base.enforces, notes)
 
     # -- fault steps: restarts of the CNI agent (agent.AgentRestarts) ---------------------------
@@ -116,16 +109,8 @@ class KindBackend(AgentRestarts, KubeBackendBase):
             return f"nothing enforces on {self.profile}: there is no policy engine to restart"
         return super()._engine_fault_refusal()
 
-    def _agent_ops(self) -> AgentOps:
-        return self._topo().api
-
     def _fault_where(self) -> str:
         return f" on kind cluster {self.cluster}"
-
-    def deploy(self, model):
-        addresses = super().deploy(model)
-        self._count_fault_nodes()
-        return addresses
 
     # -- bring-up ---------------------------------------------------------------------------
     def up(self) -> None:

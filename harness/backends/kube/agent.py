@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol
 
 from harness.backends.kube.waits import Obj, pod_line, pod_ready
+from harness.capabilities import FAULT_CAPABILITIES
 from harness.errors import BackendError
 from harness.waits import WaitTimeout, wait_for
 
@@ -172,15 +173,29 @@ class AgentRestarts:
         """Why engine faults are refused on this run, or None."""
         return None if self.agent_pods else "no known place for the CNI agent's pods"
 
+    def declare_faults(self, supported: set[str], notes: dict[str, str], allowed: str) -> None:
+        """Into a backend's capabilities: `engine-fault` (its note `allowed`) unless refused,
+        never `engine-hold` or `apiserver-fault` (their refusals as the notes)."""
+        supported.difference_update(FAULT_CAPABILITIES)
+        notes["engine-hold"], notes["apiserver-fault"] = self.HOLD_REFUSAL, self.APISERVER_REFUSAL
+        refusal = self._engine_fault_refusal()
+        if refusal is None:
+            supported.add("engine-fault")
+        notes["engine-fault"] = allowed if refusal is None else refusal
+
     def _agent_ops(self) -> AgentOps:
-        raise NotImplementedError
+        """The API the restarts use: the topology's (KubeBackendBase), once deployed."""
+        return self._topo().api  # type: ignore[attr-defined]
 
     def _fault_where(self) -> str:
         return ""
 
-    def _count_fault_nodes(self) -> None:
+    def deploy(self, model):
+        """Deploy as the backend does, then count the nodes `node: N` may name."""
+        addresses = super().deploy(model)
         if self._engine_fault_refusal() is None:
             self.fault_nodes = len(node_names(self._agent_ops()))
+        return addresses
 
     def fault(self, action: str, target: str, node: int | None = None) -> str:
         """Restart (`restart`: delete gracefully) or kill-restart (`kill-restart`: grace
