@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+#: where the report and log of a run whose verdicts differ are kept
+KEEP = Path(tempfile.gettempdir()) / f"netpol-proof-soak-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def verdicts(doc: dict) -> dict:
@@ -91,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
             if first is not None and differing and differing[-1][0] == i:
                 for k in differing[-1][1][:5]:
                     print(f"      differs: {k[0]} [{k[1]}]")
+                # the run's report and log outlive the soak: the difference is to be read
+                kept = KEEP / f"run-{i}"
+                kept.mkdir(parents=True, exist_ok=True)
+                for name in (f"{i}.json", f"{i}.log"):
+                    shutil.copy2(os.path.join(tmp, name), kept / name)
+                print(f"      kept in {kept}")
     runs = a.runs - broken
     print(f"soak: {runs} of {a.runs} runs wrote results; verdicts "
           f"{'identical in every run' if not differing else f'differ in {len(differing)} runs'}"
