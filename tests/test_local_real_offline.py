@@ -89,8 +89,9 @@ def test_coredns_objects_put_kube_dns_at_the_models_cluster_ip():
 def test_engine_declarations():
     kr, none = engines.capabilities("kube-router"), engines.capabilities("none")
     assert kr.deny_response == "reject" and kr.enforces
-    # fault steps: the engines' processes and the run's own API server; nothing to stop on none
-    faults = {"engine-fault", "apiserver-fault"}
+    # fault steps: the engines' processes (restarted, or held down between a stop or kill and a
+    # start) and the run's own API server; nothing to stop on none
+    faults = {"engine-fault", "apiserver-fault", "engine-hold"}
     assert not none.enforces and none.supported == kr.supported - faults
     assert faults <= kr.supported and faults <= engines.capabilities("calico").supported
     assert "no policy engine runs on `none`" in none.match(["engine-fault"])[1]
