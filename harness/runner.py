@@ -304,10 +304,10 @@ class Watch:
                  lanes: int = 1):
         self.run, self.every = run, every
         self.lanes = max(1, min(WATCH_LANES, lanes))
-        copy = [(before, after)] + [([_fresh(c) for c in before], [_fresh(c) for c in after])
-                                    for _ in range(self.lanes - 1)]
-        self._cells = copy
-        self.before, self.after = before, after
+        #: each lane's (before, after) cells: lane 0 the step's own, the others fresh copies
+        self._cells = [(before, after)] + [([_fresh(c) for c in before],
+                                            [_fresh(c) for c in after])
+                                           for _ in range(self.lanes - 1)]
         self.starts: list[float] = []
         self._after = False
         self._gate = threading.Condition()
@@ -350,7 +350,7 @@ class Watch:
     def merged(self) -> list[tuple[Cell, Cell]]:
         """(before, after) per watched cell with every lane's attempts, in time order."""
         out = []
-        for k, (b, a) in enumerate(zip(self.before, self.after, strict=True)):
+        for k, (b, a) in enumerate(zip(*self._cells[0], strict=True)):
             for lane_b, lane_a in self._cells[1:]:
                 b.attempts += lane_b[k].attempts
                 a.attempts += lane_a[k].attempts
