@@ -72,6 +72,21 @@ class Attempt:
     #: a watched cell's attempt: what the spec required when its round started
     expected: str | None = None
 
+    def observed(self) -> float:
+        """When a watched cell's attempt saw the dataplane, seconds from the fault's first
+        action. One that got nothing back saw it when its round started (its first packet was
+        dropped then); one that got an answer saw it by the answer (a retransmitted packet
+        may have been the one that got through, up to a probe timeout after the start).
+        Why not the round's start for both: rounds overlap (runner.Watch, lanes), so a round
+        begun before a stop can answer after a later round was blocked; by its start it would
+        sit before that round and split one window in two."""
+        at = self.at or 0.0
+        return at if self.outcome in _NOTHING_BACK else round(at + self.elapsed, 4)
+
+
+#: outcomes of a probe that got nothing back (probes.Outcome's blocked values)
+_NOTHING_BACK = frozenset({"timeout", "dns-timeout"})
+
 
 @dataclass
 class CellResult:
@@ -101,9 +116,10 @@ class FaultEvent:
 @dataclass
 class FaultWindow:
     """A run of bad attempts of one watched cell: `kind` "open" (a denied cell connected) or
-    "closed" (an allowed cell was blocked). `first`/`last` are the starts of its first and last
-    bad attempts; the window lasted at least `at_least` and at most `at_most` seconds (None:
-    still bad when the watch ended); `on` is the action it followed."""
+    "closed" (an allowed cell was blocked). `first`/`last`: when its first and last bad
+    attempts saw the dataplane (`Attempt.observed`); the window lasted at least `at_least` and
+    at most `at_most` seconds (None: still bad when the watch ended); `on` is the action it
+    followed."""
 
     kind: str
     first: float

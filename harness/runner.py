@@ -460,7 +460,7 @@ def _fault_step(run: Run, index: int, step, title: str, cells: list[Cell],
     actions = [FaultEvent(label, rel(b), rel(e), d) for label, b, e, d in events]
     watched = []
     for before, after in watch.merged():
-        attempts = sorted(before.attempts + after.attempts, key=lambda x: x.at or 0.0)
+        attempts = before.attempts + after.attempts    # summarise_watched puts them in order
         for x in attempts:
             x.at = rel(x.at or t0)
         cell = WatchedCell(after.spec.source, after.spec.target, str(after.spec.port),

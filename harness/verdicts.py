@@ -386,14 +386,14 @@ def scenario_outcome(final: Iterable[Verdict], declared_enforcing: bool, has_den
 # verdicts along the time axis, and never changes a scenario's outcome (docs/scenarios.md,
 # "Fault steps": the timeline is a measurement). Rules:
 #
-# - An attempt observes the dataplane when its round starts (`Attempt.at`, seconds from the
-#   first action): a connection is made within milliseconds of it, and a blocked probe's first
-#   packet is dropped then.
+# - An attempt observes the dataplane at `Attempt.observed()` (seconds from the first action):
+#   a blocked probe when its round starts (its first packet is dropped then), an answered one by
+#   its answer (a retransmitted packet may have got through late). Attempts are read in that
+#   order: the rounds of a watch overlap.
 # - pass = good; not enforced = bad, failed open; over-blocked = bad, failed closed; a probe
 #   error (or a cell the spec leaves undefined) says nothing: it neither opens nor ends a window.
 # - A window is a run of bad attempts of one kind. It lasted at least from its first bad attempt
-#   (for an open window: that attempt's end, since a retransmitted packet may have got through
-#   late) to its last, and at most from the good attempt before it to the good attempt after it
+#   to its last, and at most from the good attempt before it to the good attempt after it
 #   (from the start of the watch when none came before; open-ended, None, when none came after).
 
 _GOOD = Verdict.PASS.value
@@ -427,19 +427,16 @@ def _windows(attempts: Sequence[Attempt], actions: Sequence[FaultEvent],
     def close(next_good: float | None) -> None:
         if not run:
             return
-        first, last = run[0].at or 0.0, run[-1].at or 0.0
+        first, last = run[0].observed(), run[-1].observed()
         start = prev_good if prev_good is not None else watched_from
-        # a connection that got through did so by the end of its attempt (a SYN retransmitted
-        # after the dataplane opened), so an open window is known only from then
-        known = first + (run[0].elapsed if kind == "open" else 0.0)
-        # and the action it follows is the last one started by then: a round begun just
-        # before a stop whose retransmitted SYN got through after it is a window "on stop"
-        out.append(FaultWindow(kind, first, last, round(max(0.0, last - known), 3),
+        # the action it follows is the last one started by its first observation: a round
+        # begun just before a stop whose retransmitted SYN got through after it is "on stop"
+        out.append(FaultWindow(kind, first, last, round(max(0.0, last - first), 3),
                                None if next_good is None else round(next_good - start, 3),
-                               len(run), _on(actions, known)))
+                               len(run), _on(actions, first)))
 
     for a in attempts:
-        at = a.at or 0.0
+        at = a.observed()
         if a.verdict == _GOOD:
             close(at)
             run, prev_good = [], at
@@ -447,7 +444,7 @@ def _windows(attempts: Sequence[Attempt], actions: Sequence[FaultEvent],
             k = _BAD[a.verdict]
             if run and k != kind:
                 close(at)    # the other kind starts: this one ended by then
-                run, prev_good = [], run[-1].at
+                run, prev_good = [], run[-1].observed()
             run.append(a)
             kind = k
     close(None)
@@ -458,7 +455,7 @@ def summarise_watched(cell: WatchedCell, actions: Sequence[FaultEvent], watched_
                    recovered_at: float | None, change_at: float | None) -> WatchedCell:
     """The cell with status, windows, probe errors and (for a cell the change alters) how long
     after recovery the change held, read from its attempts."""
-    attempts = sorted(cell.attempts, key=lambda a: a.at or 0.0)
+    attempts = sorted(cell.attempts, key=Attempt.observed)
     windows = _windows(attempts, actions, watched_from)
     errors = sum(1 for a in attempts if a.verdict == Verdict.PROBE_ERROR.value)
     kinds = {w.kind for w in windows}
@@ -481,20 +478,22 @@ def summarise_watched(cell: WatchedCell, actions: Sequence[FaultEvent], watched_
 def _takes_effect(attempts: Sequence[Attempt], change_at: float,
                   recovered_at: float) -> list[float | None] | None:
     """[at least, at most] seconds from recovery until the change held for good: from the last
-    bad attempt after the change to the good attempt after it. None: no verdict after it."""
+    bad attempt after the change to the good attempt after it. None: no verdict after it.
+    Which attempts: those whose rounds began from the change on (judged against it); their
+    bounds: when each observed the dataplane."""
     after = [a for a in attempts if (a.at or 0.0) >= change_at
              and (a.verdict == _GOOD or a.verdict in _BAD)]
     if not after:
         return None
     bad = [i for i, a in enumerate(after) if a.verdict in _BAD]
     if not bad:
-        first = after[0].at or 0.0
+        first = after[0].observed()
         return [round(max(change_at, 0.0) - recovered_at, 3), round(first - recovered_at, 3)]
     last = bad[-1]
-    lower = round((after[last].at or 0.0) - recovered_at, 3)
+    lower = round(after[last].observed() - recovered_at, 3)
     if last + 1 >= len(after):
         return [lower, None]
-    return [lower, round((after[last + 1].at or 0.0) - recovered_at, 3)]
+    return [lower, round(after[last + 1].observed() - recovered_at, 3)]
 
 
 def _span(lo: float, hi: float | None) -> str:

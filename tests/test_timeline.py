@@ -15,11 +15,22 @@ STOP = [FaultEvent("stop engine", 0.0, 0.02), FaultEvent("wait 2 s", 0.02, 2.02)
 
 
 def cell(verdicts: str, every: float = 0.5, start: float = -1.0, before: str = "deny",
-         after: str = "deny", elapsed: float = 0.01) -> WatchedCell:
-    """`verdicts` one letter per attempt, `every` seconds apart from `start`."""
+         after: str = "deny", elapsed: float = 0.01, change: float | None = None) -> WatchedCell:
+    """`verdicts` one letter per attempt, `every` seconds apart from `start`, each with the
+    outcome its verdict means under the spec of its round (`after` from `change` on): blocked
+    ones timed out, the others connected `elapsed` seconds after their round began."""
     word = {"P": PASS, "O": OPEN, "C": CLOSED, "E": ERROR}
-    attempts = [Attempt(i + 1, "x", elapsed, verdict=word[v], at=round(start + i * every, 3))
-                for i, v in enumerate(verdicts)]
+
+    def outcome(v: str, at: float) -> str:
+        spec = after if change is not None and at >= change else before
+        if v == "E":
+            return "tool-error"
+        return "timeout" if v == "C" or (v == "P" and spec == "deny") else "connected"
+
+    attempts = []
+    for i, v in enumerate(verdicts):
+        at = round(start + i * every, 3)
+        attempts.append(Attempt(i + 1, outcome(v, at), elapsed, verdict=word[v], at=at))
     return WatchedCell("y/a", "x/a", "80", "TCP", before, after, "", attempts=attempts)
 
 
@@ -28,8 +39,9 @@ def test_a_fail_open_window_is_bounded_by_the_attempts_around_it():
     c = summarise_cell(cell("PPOOOOOPP"), STOP, -1.0, 2.05, None)
     assert c.status == "failed open" and len(c.windows) == 1
     w = c.windows[0]
-    assert (w.first, w.last, w.attempts, w.on) == (0.0, 2.0, 5, "stop engine")
-    assert w.at_least == 1.99          # from the first bad attempt's end to the last's start
+    # each bad attempt saw the dataplane open by its answer, 0.01 s after its round began
+    assert (w.first, w.last, w.attempts, w.on) == (0.01, 2.01, 5, "stop engine")
+    assert w.at_least == 2.0           # from the first bad attempt's answer to the last's
     assert w.at_most == 3.0            # from the good attempt at -0.5 to the one at +2.5
     assert c.probe_errors == 0 and c.takes_effect is None
 
@@ -60,19 +72,19 @@ def test_a_round_begun_before_the_stop_that_connected_after_it_is_on_the_stop():
     # as measured on enforcing (engine-stop.yaml): a round began 0.83 s before the stop, its
     # first SYN was dropped, the one retransmitted a second later got through once the table
     # was gone; the window follows the stop, not "before the fault"
-    attempts = [Attempt(1, "x", 1.0, verdict=PASS, at=-2.0),
-                Attempt(2, "x", 1.0, verdict=OPEN, at=-0.83),
-                Attempt(3, "x", 0.01, verdict=OPEN, at=0.34),
-                Attempt(4, "x", 1.0, verdict=PASS, at=2.5)]
+    attempts = [Attempt(1, "timeout", 1.0, verdict=PASS, at=-2.0),
+                Attempt(2, "connected", 1.0, verdict=OPEN, at=-0.83),
+                Attempt(3, "connected", 0.01, verdict=OPEN, at=0.34),
+                Attempt(4, "timeout", 1.0, verdict=PASS, at=2.5)]
     c = summarise_cell(WatchedCell("y/a", "x/a", "80", "TCP", "deny", "deny", "",
                                    attempts=attempts), STOP, -2.0, 2.05, None)
     (w,) = c.windows
-    assert (w.first, w.on) == (-0.83, "stop engine")
-    assert w.at_least == 0.17          # from the retransmission's success (-0.83 + 1.0) to +0.34
+    assert (w.first, w.on) == (0.17, "stop engine")    # the retransmission's answer
+    assert w.at_least == 0.18          # from +0.17 to the next answer, +0.35
     assert w.at_most == 4.5            # from the good attempt at -2.0 to the one at +2.5
     # a connection made at once in a round begun before the stop is before the fault
-    early = [Attempt(1, "x", 0.01, verdict=OPEN, at=-0.83), Attempt(2, "x", 1.0, verdict=PASS,
-                                                                    at=0.34)]
+    early = [Attempt(1, "connected", 0.01, verdict=OPEN, at=-0.83),
+             Attempt(2, "timeout", 1.0, verdict=PASS, at=0.34)]
     c = summarise_cell(WatchedCell("y/a", "x/a", "80", "TCP", "deny", "deny", "",
                                    attempts=early), STOP, -2.0, 2.05, None)
     assert c.windows[0].on == "before the fault"
@@ -91,8 +103,9 @@ def test_sentences_for_a_window_and_a_change_made_while_down():
     actions = [STOP[0], FaultEvent("change", 0.02, 0.03), *STOP[1:]]
     steady = summarise_cell(cell("PPOOOOOPP"), actions, -1.0, 2.05, 0.02)
     # allowed before the change, denied from it: connects (not enforced) until +2.0
-    changed = summarise_cell(cell("PPOOOOOPP", before="allow"), actions, -1.0, 2.05, 0.02)
-    assert changed.takes_effect == [-0.05, 0.45]
+    changed = summarise_cell(cell("PPOOOOOPP", before="allow", change=0.02), actions, -1.0, 2.05,
+                                                0.02)
+    assert changed.takes_effect == [-0.04, 0.45]    # the last bad answer at +2.01
     tl = FaultTimeline(actions, 0.5, -1.0, 3.0, 9, 2.05, 0.02, [steady, changed], max_gap=0.5)
     assert sentences(tl) == [
         "fails open for 2.0-3.0 s on stop engine (1 of 1 cell connected although denied)",
@@ -103,8 +116,9 @@ def test_sentences_for_a_window_and_a_change_made_while_down():
 
 def test_a_change_not_in_force_when_the_watch_ended():
     actions = [FaultEvent("restart engine", 0.0, 0.05), FaultEvent("change", 0.1, 0.11)]
-    late = summarise_cell(cell("PPPOOO", before="allow"), actions, -1.0, 0.05, 0.1)
-    assert late.takes_effect == [1.45, None]
+    late = summarise_cell(cell("PPPOOO", before="allow", change=0.1), actions, -1.0, 0.05,
+                          0.1)
+    assert late.takes_effect == [1.46, None]
     tl = FaultTimeline(actions, 0.5, -1.0, 1.6, 6, 0.05, 0.1, [late], max_gap=0.5)
     assert sentences(tl) == [
         "the change made during the fault left 1 of 1 cell it alters failing open for at least "
@@ -144,10 +158,30 @@ def test_a_round_begun_during_the_start_is_no_effect_before_it():
                FaultEvent("wait 3 s", 0.02, 3.02), FaultEvent("start engine", 3.02, 3.04)]
     # allowed before the change; connects until the round at +3.03 (which began during the
     # start, its probe after it) is blocked
-    c = summarise_cell(cell("PPPPOOOOOOP", start=-1.97, before="allow"), actions, -1.97, 3.04,
-                       0.01)
-    assert c.takes_effect == [-0.51, -0.01]
+    c = summarise_cell(cell("PPPPOOOOOOP", start=-1.97, before="allow", change=0.01), actions,
+                       -1.97, 3.04, 0.01)
+    assert c.takes_effect == [-0.5, -0.01]
     tl = FaultTimeline(actions, 0.5, -1.97, 4.0, 11, 3.04, 0.01, [c], max_gap=0.5)
     assert sentences(tl)[-1] == ("the change made while the engine was down takes effect as the "
                                  "engine starts (the first round after the change's last failure "
                                  "began during the start)")
+
+
+def test_overlapping_rounds_are_read_in_the_order_they_saw_the_dataplane():
+    # as CI measured on enforcing (engine-stop.yaml, rounds on three lanes): a round began
+    # 0.754 s before the stop, its SYN was dropped and the one retransmitted a second later got
+    # through after the stop; a round of another lane began later, at -0.25, and was blocked
+    # before the stop. By their starts the first would be a window of its own before the
+    # blocked one; by when each saw the dataplane there is one window, from the stop on.
+    attempts = [Attempt(1, "timeout", 1.0, verdict=PASS, at=-1.25),
+                Attempt(2, "connected", 1.0, verdict=OPEN, at=-0.754),
+                Attempt(3, "timeout", 1.0, verdict=PASS, at=-0.25),
+                *[Attempt(4 + i, "connected", 0.01, verdict=OPEN, at=round(0.115 + 0.25 * i, 3))
+                  for i in range(8)],
+                Attempt(12, "timeout", 1.0, verdict=PASS, at=2.2)]
+    c = summarise_cell(WatchedCell("y/a", "x/a", "80", "TCP", "deny", "deny", "",
+                                   attempts=attempts), STOP, -1.25, 2.05, None)
+    (w,) = c.windows
+    assert (w.first, w.last, w.attempts, w.on) == (0.125, 1.875, 9, "stop engine")
+    assert (w.at_least, w.at_most) == (1.75, 2.45)     # from -0.25 to +2.2
+    assert [a.round for a in c.attempts] == [1, 3, 4, 2, *range(5, 13)]

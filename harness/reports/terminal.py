@@ -148,7 +148,7 @@ def render_timeline(tl: FaultTimeline, title: str = "") -> list[str]:
                      f"{c.status.upper() if c.status != 'held' else c.status}"
                      + (f", {c.probe_errors} probe error(s)" if c.probe_errors else ""))
         marks = sorted([(a.at, 0, "|") for a in tl.actions]
-                       + [(x.at or 0.0, 1, _STRIP.get(x.verdict or "", "?")) for x in c.attempts])
+                       + [(x.observed(), 1, _STRIP.get(x.verdict or "", "?")) for x in c.attempts])
         lines.append("      " + "".join(m for _, _, m in marks))
         for w in c.windows:
             span = (f"{w.at_least:.2f}-{w.at_most:.2f}s" if w.at_most is not None
