@@ -38,7 +38,7 @@ def figures(doc: dict) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for s in doc["scenarios"]:
         name = s["scenario"]
-        if not name.startswith("fault-") and name not in WINDOWS and name not in EFFECTS:
+        if not name.startswith("fault-"):
             continue     # a results file of the whole library: only its fault scenarios
         lines = out.setdefault(s["profile"], [])
         if s["outcome"] == "skipped":

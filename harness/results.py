@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum, StrEnum
 from typing import Any
 
+from harness.probes import Outcome
+
 #: The sentence every front end and report says about a cluster whose canary found that it does
 #: not enforce (the canary's detail, the terminal and HTML banners, the GitHub summary).
 BANNER = ("this cluster accepts NetworkPolicy objects but does not enforce them; "
@@ -84,8 +86,8 @@ class Attempt:
         return at if self.outcome in _NOTHING_BACK else round(at + self.elapsed, 4)
 
 
-#: outcomes of a probe that got nothing back (probes.Outcome's blocked values)
-_NOTHING_BACK = frozenset({"timeout", "dns-timeout"})
+#: outcomes of a probe that got nothing back: the blocked ones
+_NOTHING_BACK = frozenset(o.value for o in Outcome if o.delivered is False)
 
 
 @dataclass

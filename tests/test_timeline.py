@@ -185,12 +185,3 @@ def test_overlapping_rounds_are_read_in_the_order_they_saw_the_dataplane():
     assert (w.first, w.last, w.attempts, w.on) == (0.125, 1.875, 9, "stop engine")
     assert (w.at_least, w.at_most) == (1.75, 2.45)     # from -0.25 to +2.2
     assert [a.round for a in c.attempts] == [1, 3, 4, 2, *range(5, 13)]
-
-
-def test_the_outcomes_that_got_nothing_back_are_the_blocked_ones():
-    # Attempt.observed() reads the attempt's outcome as a string (results files hold strings);
-    # its set must be exactly the probe outcomes that say the traffic was blocked
-    from harness import results
-    from harness.probes import Outcome
-
-    assert results._NOTHING_BACK == {o.value for o in Outcome if o.delivered is False}
