@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=3)
     a = p.parse_args(argv)
+    from harness.backends.real.controlplane import ControlPlane
     from harness.components import ComponentMissing, find
-    from harness.controlplane import ControlPlane
 
     try:
         for name in ("etcd", "kube-apiserver", "kube-controller-manager"):

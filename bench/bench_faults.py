@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.source) as fh:
             docs.append(json.load(fh))
     else:
-        from harness.backends.local import engines
+        from harness.backends.real import engines
         from harness.components import ComponentMissing
 
         print(f"{FAULTS} per engine, through `python -m harness run -j 1`; load average "

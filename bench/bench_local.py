@@ -54,7 +54,7 @@ def bridge_conntrack_check() -> str:
             run(["ip", "-n", ns, "-batch", "-"], check=True,
                 input=f"link set lo up\nlink set eth0 up\naddr add {ip}/24 dev eth0\n")
             procs.append(spawn(["ip", "netns", "exec", ns, sys.executable, "-m",
-                                "harness.backends.local.podserver", "--name", ns, "--tcp", "80"]))
+                                "harness.backends.real.podserver", "--name", ns, "--tcp", "80"]))
         sysctl = run(["ip", "netns", "exec", n, "sysctl", "-n",
                       "net.bridge.bridge-nf-call-iptables"]).stdout.strip() or "absent"
         run(["ip", "netns", "exec", n, "nft", "-f", "-"], check=True, input=(

@@ -42,7 +42,7 @@ def _until(b, addr, specs, blocked: bool, window: float) -> float | None:
 
 
 def bench(engine: str, policies: int) -> None:
-    from harness.backends.local.real import RealBackend
+    from harness.backends.real.backend import RealBackend
 
     b = RealBackend(engine, probe_timeout=1.0, status=lambda m: None)
     model = Model.default(protocols=[Protocol.TCP, Protocol.UDP])
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--engines", default="kube-router,none,calico")
     p.add_argument("--policies", type=int, default=5)
     a = p.parse_args(argv)
-    from harness.backends.local import engines
+    from harness.backends.real import engines
     from harness.components import ComponentMissing
 
     install_sigterm_handler()

@@ -13,7 +13,7 @@ from __future__ import annotations
 from harness.backends.base import Cleaner, Leftover
 from harness.backends.kind.cleanup import cleaner as _kind_cleaner
 from harness.backends.local.cleanup import find_local_leftovers, remove_local_leftover
-from harness.controlplane.cleanup import cleaner as _controlplane_cleaner
+from harness.backends.real.controlplane.cleanup import cleaner as _controlplane_cleaner
 
 __all__ = ["Cleaner", "Leftover", "CLEANERS", "register", "find_leftovers", "remove_leftovers"]
 

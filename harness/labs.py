@@ -93,7 +93,7 @@ def needs_components(command: str) -> str | None:
     words = shlex.split(command)
     if len(words) < 4 or words[3] not in ROOT_SUBCOMMANDS or "--cni" not in words[:-1]:
         return None
-    from harness.backends.local.engines import ENGINES  # the engine names, one place
+    from harness.backends.real.engines import ENGINES  # the engine names, one place
     from harness.components import COMPONENTS, available
     if not set(words[words.index("--cni") + 1].split(",")) & set(ENGINES):
         return None

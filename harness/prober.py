@@ -34,6 +34,8 @@ from harness.probes import (
     udp_argv_for,
 )
 
+#: pause between probe rounds: a blocked probe already costs one connect timeout per round
+ROUND_PAUSE = 0.1
 #: extra seconds the exec may take beyond the tool's own timeout before it counts as hung
 EXEC_MARGIN = 10.0
 

@@ -79,7 +79,7 @@ class Attempt:
         action. One that got nothing back saw it when its round started (its first packet was
         dropped then); one that got an answer saw it by the answer (a retransmitted packet
         may have been the one that got through, up to a probe timeout after the start).
-        Why not the round's start for both: rounds overlap (runner.Watch, lanes), so a round
+        Why not the round's start for both: rounds overlap (harness.faults.watch.Watch, lanes), so a round
         begun before a stop can answer after a later round was blocked; by its start it would
         sit before that round and split one window in two."""
         at = self.at or 0.0

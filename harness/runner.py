@@ -13,31 +13,26 @@ verdict is its last round's, or UNSTABLE when it flapped (verdicts.over_rounds).
 
 from __future__ import annotations
 
-import math
-import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import replace
-from typing import Callable, Hashable, Iterator
+from typing import Callable, Hashable
 
 from harness import scenario as scn
 from harness.backends.base import Backend, FaultInjector
 from harness.errors import HarnessError
+from harness.faults.step import run_fault_step
 from harness.model import Addresses
 from harness.plan import Cell, plan_steps, plan_watch
-from harness.prober import loopback_probe, probe_round
+from harness.prober import ROUND_PAUSE, loopback_probe, probe_round
 from harness.probes import ProbeOutcome, ProbeSpec
 from harness.results import (
     Attempt,
     Expectation,
-    FaultEvent,
-    FaultTimeline,
     ScenarioResult,
     StepResult,
     Verdict,
-    WatchedCell,
 )
 from harness.scenario import Scenario
 from harness.settings import Settings
@@ -46,21 +41,16 @@ from harness.verdicts import (
     Judgement,
     Window,
     blocked_kind,
-    fault_sentences,
     first_stable_round,
     judge,
-    max_gap,
     over_rounds,
     positive_controls,
     scenario_outcome,
     self_probe_proves,
     settled,
-    summarise_watched,
 )
 
 Log = Callable[[str], None]
-#: pause between probe rounds: a blocked probe already costs one connect timeout per round
-ROUND_PAUSE = 0.1
 #: the baseline retries a cell at least this often before calling the network broken
 BASELINE_MIN_ROUNDS = 3
 
@@ -281,212 +271,6 @@ class Run:
         return step
 
 
-#: at most this many watch rounds of a fault step in flight at once
-WATCH_LANES = 4
-
-
-class Watch:
-    """The watched cells of a fault step, probed in rounds that start `every` seconds apart
-    until `stop()`; each round judged against what the spec requires when it starts (the
-    `before` cells until the change, then the `after` ones).
-
-    Why lanes: a round lasts as long as its slowest probe, a blocked one's probe timeout, so
-    rounds one after the other could not start more often than about once a timeout, and a
-    window shorter than that would be missed. The rounds go to `lanes` threads in turn (as
-    many as a round's length needs to start one every `every` seconds), each with copies of the
-    cells of its own; their attempts are merged by time at the end (`merged`). Every round is a
-    round like any other: its own probes, its own positive controls.
-    Why a gate around each round and the change: a round is judged against one state of the
-    spec, so the change waits for the rounds in progress, and new rounds for the change.
-    """
-
-    def __init__(self, run: Run, before: list[Cell], after: list[Cell], every: float,
-                 lanes: int = 1):
-        self.run, self.every = run, every
-        self.lanes = max(1, min(WATCH_LANES, lanes))
-        #: each lane's (before, after) cells: lane 0 the step's own, the others fresh copies
-        self._cells = [(before, after)] + [([_fresh(c) for c in before],
-                                            [_fresh(c) for c in after])
-                                           for _ in range(self.lanes - 1)]
-        self.starts: list[float] = []
-        self._after = False
-        self._gate = threading.Condition()
-        self._active = 0
-        self._changing = False
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._loop, args=(i,), daemon=True,
-                                          name=f"netpol-watch-{i}") for i in range(self.lanes)]
-        self.error: BaseException | None = None
-
-    def start(self) -> None:
-        self._t0 = time.monotonic()
-        for t in self._threads:
-            t.start()
-
-    @contextmanager
-    def change(self) -> Iterator[None]:
-        """Hold the rounds for the step's change: waits for the rounds in progress; rounds
-        started later use the after cells."""
-        with self._gate:
-            self._changing = True
-            self._gate.wait_for(lambda: self._active == 0)
-        try:
-            yield
-            self._after = True
-        finally:
-            with self._gate:
-                self._changing = False
-                self._gate.notify_all()
-
-    def stop(self) -> None:
-        """End the watch with the rounds in progress (never a round more or less because of a
-        result) and wait for them."""
-        self._stop.set()
-        with self._gate:
-            self._gate.notify_all()
-        for t in self._threads:
-            t.join()
-
-    def merged(self) -> list[tuple[Cell, Cell]]:
-        """(before, after) per watched cell with every lane's attempts, in time order."""
-        out = []
-        for k, (b, a) in enumerate(zip(*self._cells[0], strict=True)):
-            for lane_b, lane_a in self._cells[1:]:
-                b.attempts += lane_b[k].attempts
-                a.attempts += lane_a[k].attempts
-            out.append((b, a))
-        return out
-
-    def _loop(self, lane: int) -> None:
-        before, after = self._cells[lane]
-        start = self._t0 + lane * self.every
-        try:
-            while not self._stop.wait(max(0.0, start - time.monotonic())):
-                with self._gate:
-                    self._gate.wait_for(lambda: not self._changing or self._stop.is_set())
-                    if self._stop.is_set():
-                        return
-                    self._active += 1
-                    began = time.monotonic()
-                    self.starts.append(began)
-                    number = len(self.starts)
-                    cells = after if self._after else before
-                try:
-                    self.run.probe(cells, number)
-                    for c in cells:
-                        a = c.attempts[-1]
-                        a.at, a.expected = began, c.expectation.value
-                finally:
-                    with self._gate:
-                        self._active -= 1
-                        self._gate.notify_all()
-                # this lane's next round: `lanes` slots later, or at once after a long round
-                start = max(start + self.lanes * self.every, time.monotonic() + ROUND_PAUSE)
-        except BaseException as exc:  # noqa: BLE001 - handed to the step, which reports it
-            self.error = exc
-
-
-def _fresh(c: Cell) -> Cell:
-    """A copy of a cell with no attempts: a watch lane's own."""
-    return replace(c, attempts=[], last=None)
-
-
-def watch_lanes(every: float, probe_timeout: float) -> int:
-    """Lanes a watch needs to start a round every `every` seconds when a round can last a probe
-    timeout and its positive control."""
-    return max(1, min(WATCH_LANES, math.ceil((probe_timeout + 2 * ROUND_PAUSE) / every)))
-
-
-def _fault_step(run: Run, index: int, step, title: str, cells: list[Cell],
-                watch_cells: tuple[list[Cell], list[Cell]]) -> StepResult:
-    """A fault step: watch the cells, run the actions (the step's change at `change`), keep
-    watching `after` seconds, restore what was stopped, then observe the step's expectations
-    like any step's, from the end of the watch. docs/scenarios.md, "Fault steps"."""
-    fault, backend, log = step.fault, run.backend, run.log
-    # the capability decides whether the scenario runs at all (a skip with the reason); this is
-    # the second lock: a backend without the methods is never asked to stop anything
-    if not isinstance(backend, FaultInjector) or not callable(getattr(backend, "fault", None)):
-        raise HarnessError(f"the {backend.name} backend ({backend.profile}) cannot run fault "
-                           "steps: it stops nothing")
-    for a in fault.actions:
-        if a.node is not None and a.node > backend.fault_nodes:
-            raise HarnessError(f"{a.label} (line {a.line}): this cluster has "
-                               f"{backend.fault_nodes} node(s)")
-    watch = Watch(run, *watch_cells, fault.every,
-                  watch_lanes(fault.every, run.settings.probe_timeout))
-    events: list[tuple[str, float, float, str]] = []
-    change_at: float | None = None
-    recovered: float | None = None
-    watch.start()
-    t0 = time.monotonic() + fault.before
-    try:
-        time.sleep(max(0.0, t0 - time.monotonic()))
-        t0 = time.monotonic()
-        for a in fault.actions:
-            began, detail = time.monotonic(), ""
-            if a.kind == "wait":
-                time.sleep(a.seconds)
-            elif a.kind == "change":
-                with watch.change():
-                    began = time.monotonic()
-                    run.change(step)
-                change_at = began
-            elif a.target == "apiserver":
-                detail = backend.fault("stop", "apiserver", None)
-                time.sleep(a.seconds)
-                detail += "; " + backend.fault("start", "apiserver", None)
-            else:
-                detail = backend.fault(a.backend_action, str(a.target), a.node)
-            ended = time.monotonic()
-            events.append((a.label, began, ended, detail))
-            if a.kind in ("start", "restart") or a.target == "apiserver":
-                recovered = ended
-            log(f"    {began - t0:+7.2f}s {a.label}" + (f": {detail}" if detail else ""))
-            if watch.error:
-                raise watch.error
-        time.sleep(fault.after)
-    finally:
-        watch.stop()
-        restored = backend.restore_faults()
-        if restored:
-            log(f"    restored: {'; '.join(restored)}")
-    if watch.error:
-        raise watch.error
-    end = time.monotonic()
-
-    def rel(t: float) -> float:
-        return round(t - t0, 3)
-
-    actions = [FaultEvent(label, rel(b), rel(e), d) for label, b, e, d in events]
-    watched = []
-    for before, after in watch.merged():
-        attempts = before.attempts + after.attempts    # summarise_watched puts them in order
-        for x in attempts:
-            x.at = rel(x.at or t0)
-        cell = WatchedCell(after.spec.source, after.spec.target, str(after.spec.port),
-                           after.spec.protocol.value, before.expectation.value,
-                           after.expectation.value, "", attempts=attempts)
-        watched.append(summarise_watched(
-            cell, actions, rel(watch.starts[0]) if watch.starts else 0.0,
-            rel(recovered) if recovered is not None else None,
-            rel(change_at) if change_at is not None else None))
-    tl = FaultTimeline(actions, fault.every, rel(watch.starts[0]) if watch.starts else 0.0,
-                       rel(end), len(watch.starts),
-                       rel(recovered) if recovered is not None else None,
-                       rel(change_at) if change_at is not None else None, watched,
-                       max_gap=round(max_gap(watch.starts), 3))
-    tl.verdicts = fault_sentences(tl)
-    log(f"    watched {len(watched)} cell(s) in {tl.rounds} rounds from {tl.watched_from:+.2f}s "
-        f"to {tl.watched_to:+.2f}s:")
-    for line in tl.verdicts:
-        log(f"      {line}")
-    # from the end of the watch: the first round of the step can start no earlier (the watch's
-    # `takes_effect` is the time from recovery)
-    result = run.converge(index, title, cells, end)
-    result.fault = tl
-    return result
-
-
 def converge_cells(backend: Backend, settings: Settings, addresses: Addresses,
                    cells: list[Cell], title: str, log: Log = lambda line: None) -> StepResult:
     """Observe cells on a topology that is already deployed, as a scenario step is observed
@@ -536,7 +320,7 @@ def run_scenario(scenario: Scenario, backend: Backend, settings: Settings, log: 
             if getattr(step, "fault", None) is not None:
                 try:
                     assert run.addresses is not None, "deployed before the steps"
-                    result.steps.append(_fault_step(run, i + 1, step, title, steps_cells[i],
+                    result.steps.append(run_fault_step(run, i + 1, step, title, steps_cells[i],
                                                     plan_watch(scenario, i, run.addresses)))
                 except HarnessError as exc:
                     msg = f"step {i + 1} ({title}): {exc}"

@@ -154,8 +154,8 @@ def _whole(name: str, value: Any, unit: str, low: int, high: int, why: str = "")
     return n
 
 def _engines() -> tuple[str, ...]:
-    """The real engines the local backend runs (harness.backends.local.engines)."""
-    from harness.backends.local.engines import ENGINES
+    """The real engines the local backend runs (harness.backends.real.engines)."""
+    from harness.backends.real.engines import ENGINES
     return ENGINES
 
 
@@ -274,7 +274,7 @@ def declared_capabilities(backend: str, cni: str):
     """
     if backend == "local":
         if cni in _engines():
-            from harness.backends.local.engines import capabilities as engine_capabilities
+            from harness.backends.real.engines import capabilities as engine_capabilities
             return engine_capabilities(cni)
         from harness.backends.local.profiles import capabilities
         return capabilities(cni)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness import components as comp
-from harness.components import ComponentBuildError, ComponentMissing
+from harness.components import ComponentBuildError, ComponentMissing, pins
 from harness.errors import HarnessError
 from harness.shell import run
 
@@ -241,7 +241,7 @@ def test_a_broken_wrapper_module_fails_with_gos_error_and_leaves_nothing(clean_e
     (mods / "etcd").mkdir(parents=True)
     (mods / "etcd" / "go.mod").write_text("module netpol-proof/broken\n\ngo 1.26.0\n")
     (mods / "etcd" / "go.sum").write_text("")
-    monkeypatch.setattr(comp, "MODULES_DIR", mods)
+    monkeypatch.setattr(pins, "MODULES_DIR", mods)
     with pytest.raises(ComponentBuildError) as info:
         comp.build(["etcd"], status=lambda _msg: None)
     assert "go build exited" in str(info.value)

@@ -11,8 +11,8 @@ import kubernetes_validate as kv
 import pytest
 
 from harness.backends.kube import manifests as km
-from harness.backends.local import engines, kubelet, nodes
-from harness.backends.local.real import RealBackend, dns_objects, without_sctp
+from harness.backends.real import engines, kubelet, nodes
+from harness.backends.real.backend import RealBackend, dns_objects, without_sctp
 from harness.errors import BackendError
 from harness.model import DNS_SERVICE_IP, POD_CIDR, Model, Protocol, plan_addresses
 

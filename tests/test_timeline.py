@@ -1,13 +1,13 @@
-"""A fault step's timeline (harness.verdicts, "fault steps") on hand-made attempts: windows and
+"""A fault step's timeline (harness.faults.timeline) on hand-made attempts: windows and
 their bounds, probe errors that neither open nor end a window, the change's time to take effect,
 the sentences, and how the reports show them. Pure: no cluster."""
 
 from __future__ import annotations
 
+from harness.faults.timeline import fault_sentences as sentences
+from harness.faults.timeline import max_gap
+from harness.faults.timeline import summarise_watched as summarise_cell
 from harness.results import Attempt, FaultEvent, FaultTimeline, WatchedCell
-from harness.verdicts import fault_sentences as sentences
-from harness.verdicts import max_gap
-from harness.verdicts import summarise_watched as summarise_cell
 
 PASS, OPEN, CLOSED, ERROR = "pass", "not enforced", "over-blocked", "probe error"
 STOP = [FaultEvent("stop engine", 0.0, 0.02), FaultEvent("wait 2 s", 0.02, 2.02),

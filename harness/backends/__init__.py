@@ -14,9 +14,9 @@ BACKENDS = ("local", "kind", "kubeconfig")
 def get_backend(name: str, profile: str, **options: Any):
     """Build the backend `name` for one CNI/profile. Options are backend-specific settings."""
     if name == "local":
-        from harness.backends.local.engines import ENGINES
+        from harness.backends.real.engines import ENGINES
         if profile in ENGINES:   # real engines: a real control plane, pods as namespaces
-            from harness.backends.local.real import RealBackend
+            from harness.backends.real.backend import RealBackend
             return RealBackend(profile=profile, **options)
         from harness.backends.local import LocalBackend
         return LocalBackend(profile=profile, **options)

@@ -2,6 +2,6 @@
 
 import sys
 
-from harness.components import main
+from harness.components.cli import main
 
 sys.exit(main())

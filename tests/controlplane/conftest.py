@@ -64,7 +64,7 @@ class ClaimedNetns:
 def plane():
     """One real control plane for the session's tests (bring-up costs seconds of two shared
     cores); tests that need their own plane make it."""
-    from harness.controlplane import ControlPlane
+    from harness.backends.real.controlplane import ControlPlane
 
     with ControlPlane() as p:
         yield p

@@ -13,7 +13,7 @@ import yaml
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from harness.controlplane import certs
+from harness.backends.real.controlplane import certs
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from harness import naming
-from harness.controlplane import cleanup as cpc
-from harness.controlplane import procs
+from harness.backends.real.controlplane import cleanup as cpc
+from harness.backends.real.controlplane import procs
 
 SLEEP = "import time; time.sleep(120)"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.controlplane import ControlPlane, ControlPlaneError
+from harness.backends.real.controlplane import ControlPlane, ControlPlaneError
 
 
 @pytest.mark.parametrize("cidr", ["10.96.0.0/33", "not-a-cidr", "10.96.0.0/30"])

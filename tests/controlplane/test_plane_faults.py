@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from harness.controlplane import ControlPlane
-from harness.controlplane.plane import ControlPlaneError, _get
+from harness.backends.real.controlplane import ControlPlane
+from harness.backends.real.controlplane.plane import ControlPlaneError, _get
 from tests.controlplane.conftest import needs_plane
 from tests.controlplane.test_plane_lifecycle import alive
 

@@ -18,7 +18,7 @@ import pytest
 from harness import naming
 from harness.backends.local import netns as nsx
 from harness.backends.local.backend import state_path
-from harness.controlplane import ControlPlane, procs
+from harness.backends.real.controlplane import ControlPlane, procs
 from harness.shell import run, spawn
 from tests.controlplane.conftest import needs_plane
 
@@ -57,7 +57,7 @@ import json, sys, time
 from harness.lifecycle import install_sigterm_handler
 from harness.backends.local import netns as nsx
 from harness.backends.local.backend import claim_run, release_run
-from harness.controlplane import ControlPlane
+from harness.backends.real.controlplane import ControlPlane
 install_sigterm_handler()
 run_id = sys.argv[1]
 claim_run(run_id, purpose="control plane lifecycle test child")
@@ -155,7 +155,7 @@ def stand_in(tmp_path, name: str, body: str) -> str:
 
 
 def test_a_component_that_exits_is_named_with_its_log_and_nothing_is_left(tmp_path, monkeypatch):
-    from harness.controlplane import ControlPlaneError
+    from harness.backends.real.controlplane import ControlPlaneError
 
     monkeypatch.setenv("TEST_ASSET_KUBE_APISERVER", stand_in(
         tmp_path, "kube-apiserver", 'echo "stand-in: cannot serve" >&2; exit 3'))
@@ -170,7 +170,7 @@ def test_a_component_that_exits_is_named_with_its_log_and_nothing_is_left(tmp_pa
 
 
 def test_a_component_that_never_answers_is_named_after_the_deadline(tmp_path, monkeypatch):
-    from harness.controlplane import ControlPlaneError
+    from harness.backends.real.controlplane import ControlPlaneError
 
     monkeypatch.setenv("TEST_ASSET_KUBE_APISERVER",
                        stand_in(tmp_path, "kube-apiserver", "echo started; exec sleep 600"))
@@ -201,7 +201,7 @@ def test_a_port_taken_in_between_is_retried_with_another(monkeypatch):
 
 
 def test_a_harness_that_exits_without_down_still_tears_the_plane_down(tmp_path):
-    code = ("import json, sys\nfrom harness.controlplane import ControlPlane\n"
+    code = ("import json, sys\nfrom harness.backends.real.controlplane import ControlPlane\n"
             "p = ControlPlane(controller_manager=False)\np.up()\n"
             "print(json.dumps({'dir': str(p.dir), 'procs': json.loads((p.dir / 'plane.json')"
             ".read_text())['processes']}))\n")

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from harness import naming
-from harness.controlplane.relay import Relay, RelayError
+from harness.backends.real.controlplane.relay import Relay, RelayError
 from harness.shell import run, spawn
 from tests.controlplane.conftest import ClaimedNetns, needs_root
 

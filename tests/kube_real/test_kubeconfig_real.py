@@ -1,5 +1,5 @@
 """The kubeconfig backend's API path against a REAL kube-apiserver v1.35.8 + kube-controller-manager
-v1.35.8 + etcd 3.6.16 (harness.controlplane, one plane for this module), not the fakes.
+v1.35.8 + etcd 3.6.16 (harness.backends.real.controlplane, one plane for this module), not the fakes.
 
 What is real: the API server (validation, 409 on create, label selectors, CRD serving), the
 namespace controller (namespaces finish deleting), the ServiceAccount controller (`default`
@@ -86,7 +86,7 @@ class EmulatedKubelet:
 
 @pytest.fixture(scope="module")
 def plane():
-    from harness.controlplane import ControlPlane
+    from harness.backends.real.controlplane import ControlPlane
 
     with ControlPlane() as p:
         core = p.api_client()

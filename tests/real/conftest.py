@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from harness.backends.local import engines
+from harness.backends.real import engines
 from harness.shell import run
 
 
@@ -44,7 +44,7 @@ def root_netfilter() -> dict[str, str]:
 def up_and_deployed(engine: str, model):
     """A generator for module fixtures: one backend of `engine`, up, with `model` deployed;
     yields (backend, addresses) and tears everything down after the module."""
-    from harness.backends.local.real import RealBackend
+    from harness.backends.real.backend import RealBackend
 
     b = RealBackend(engine, probe_timeout=1.0, status=lambda m: None)
     try:

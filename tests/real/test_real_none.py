@@ -11,7 +11,7 @@ import ipaddress
 
 import pytest
 
-from harness.backends.local import nodes as nodesx
+from harness.backends.real import nodes as nodesx
 from harness.model import (
     POD_CIDR,
     ContainerPort,

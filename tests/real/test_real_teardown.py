@@ -12,7 +12,7 @@ import sys
 
 from harness import naming
 from harness.backends.local.backend import STATE_DIR, state_path
-from harness.backends.local.real import RealBackend
+from harness.backends.real.backend import RealBackend
 from harness.cleanup import CLEANERS, find_leftovers
 from harness.model import ContainerPort, Model, Namespace, Pod, Protocol
 from tests.real.conftest import engine_unavailable, needs_engine, root_netfilter
@@ -72,7 +72,7 @@ def test_down_removes_everything_and_leaves_the_root_namespace_untouched():
 
 SCRIPT = """
 import sys, time
-from harness.backends.local.real import RealBackend
+from harness.backends.real.backend import RealBackend
 from tests.real.test_real_teardown import small_model
 b = RealBackend(sys.argv[1], run_id=sys.argv[2], status=lambda m: None)
 b.up()

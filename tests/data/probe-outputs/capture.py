@@ -90,7 +90,7 @@ def _serve_inside() -> None:
     import dns.rcode
 
     from harness.backends.local.dnsserver import answer
-    from harness.backends.local.podserver import _http_handler
+    from harness.backends.real.podserver import _http_handler
 
     records = {"kube-dns.kube-system.svc.cluster.local.": "10.96.0.10"}
 

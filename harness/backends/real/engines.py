@@ -2,10 +2,10 @@
 binaries it needs, and the processes it runs on every emulated node.
 
 Why one module: capabilities, component names, command lines and readiness checks of an engine
-change together (a new flag, a new version); harness.backends.local.real only starts what this
+change together (a new flag, a new version); harness.backends.real.backend only starts what this
 module describes. Every process runs inside a node's network namespace (`ip netns exec`), so it
 sees only that node's interfaces, and reaches the API server through the control plane's relay
-on the namespace's own loopback (harness.controlplane: `kubeconfig_for_netns`).
+on the namespace's own loopback (harness.backends.real.controlplane: `kubeconfig_for_netns`).
 
 Per node, always: a real kube-proxy (iptables mode) forwarding ClusterIPs from the real
 EndpointSlices. Then the engine:
@@ -108,7 +108,7 @@ def binaries(engine: str) -> dict[str, str]:
                 raise ComponentMissing(f"calico: Felix binary not available: {exc}") from None
             raise
     if engine == "calico":
-        from harness.backends.local.calico import crd_dir
+        from harness.backends.real.calico import crd_dir
         crd_dir()   # Felix needs Calico's CRDs too; ComponentMissing says where they are not
     return out
 
@@ -281,7 +281,7 @@ def felix(binary: str, netns: str, node: str, kubeconfig: str, state_dir: str) -
     from pod IPs (no Calico IPAM here), no BPF/XDP/encapsulation/usage reports, health on the
     node namespace's loopback. Its own files: endpoint status and its iptables lock under
     `state_dir` (a directory of the run); /var/lib/calico is a private overlay
-    (harness.backends.local.privatemounts), so two instances never share a file and the host
+    (harness.backends.real.privatemounts), so two instances never share a file and the host
     gets none."""
     env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
            "FELIX_LOGSEVERITYSYS": "none",
@@ -306,7 +306,7 @@ def felix(binary: str, netns: str, node: str, kubeconfig: str, state_dir: str) -
            "FELIX_WIREGUARDENABLED": "false"}
     scratch = os.path.join(state_dir, "mounts")
     argv = ("unshare", "--mount", "--propagation", "private", sys.executable, "-m",
-            "harness.backends.local.privatemounts", "--scratch", scratch, "--overlay", "/var/lib",
+            "harness.backends.real.privatemounts", "--scratch", scratch, "--overlay", "/var/lib",
             "--path", tool_dir(os.path.join(state_dir, "bin"), FELIX_TOOLS), "--", binary)
     host, port = FELIX_HEALTH
     return NodeProcess("felix", argv, _all(

@@ -2,12 +2,12 @@
 engines, real kube-proxy and CoreDNS, with pods emulated as network namespaces and the harness as
 kubelet.
 
-What is real: etcd, kube-apiserver and kube-controller-manager (harness.controlplane, one per
+What is real: etcd, kube-apiserver and kube-controller-manager (harness.backends.real.controlplane, one per
 run on the root namespace's loopback), kube-proxy (iptables mode) on each node, CoreDNS as the
 kube-system/coredns pod with the kube-dns Service at harness.model.DNS_SERVICE_IP, and the engine
-(harness.backends.local.engines). What is not: there is no kubelet, no container runtime and no
+(harness.backends.real.engines). What is not: there is no kubelet, no container runtime and no
 scheduler — the harness binds pods to nodes (spec.nodeName), realises each as a network namespace
-and writes Node and Pod status (harness.backends.local.kubelet); pods run the local backend's pod
+and writes Node and Pod status (harness.backends.real.kubelet); pods run the local backend's pod
 server (its reply names the pod, so the report can tell who answered).
 
 Same kube code as the kubeconfig backend: Namespaces, Pods and Services come from
@@ -35,12 +35,13 @@ from harness import naming
 from harness.backends.kube.api import KubeApi, status_line
 from harness.backends.kube.topology import KubeBackendBase, KubeTopology
 from harness.backends.kube.waits import wait_pods_ready
-from harness.backends.local import calico, engines, preflight
 from harness.backends.local import curl as probe_curl
 from harness.backends.local import netns as nsx
-from harness.backends.local import nodes as nodesx
+from harness.backends.local import preflight
 from harness.backends.local.backend import DEFAULT_EXTERNAL_PORTS, STATE_DIR, claim_run, release_run
-from harness.backends.local.kubelet import EmulatedKubelet, Process
+from harness.backends.real import calico, engines
+from harness.backends.real import nodes as nodesx
+from harness.backends.real.kubelet import EmulatedKubelet, Process
 from harness.capabilities import Capabilities
 from harness.errors import BackendError, ExecError
 from harness.model import (
@@ -58,7 +59,7 @@ from harness.shell import ExecResult, run, spawn, stop
 from harness.waits import poll
 
 if TYPE_CHECKING:
-    from harness.controlplane import ControlPlane
+    from harness.backends.real.controlplane import ControlPlane
 
 READY_TIMEOUT = 120.0   # only a failure waits this long (two shared cores)
 #: the tools the real engines exec inside the node namespaces, besides the local backend's
@@ -99,7 +100,7 @@ def dns_objects(run_id: str, node: str, version: str) -> list[dict]:
 
 def _server_argv(name: str, ports: list[tuple[int, str]], ready: str) -> list[str]:
     """The local backend's pod server answering as `name` on every TCP and UDP port."""
-    argv = [sys.executable, "-m", "harness.backends.local.podserver", "--name", name,
+    argv = [sys.executable, "-m", "harness.backends.real.podserver", "--name", name,
             "--ready", ready]
     for port, proto in ports:
         if proto in ("TCP", "UDP"):
@@ -223,7 +224,7 @@ class RealBackend(KubeBackendBase):
         return self.api
 
     def _up(self) -> None:
-        from harness.controlplane import ControlPlane
+        from harness.backends.real.controlplane import ControlPlane
 
         t = time.monotonic()
         self.plane = ControlPlane(self.run_id, status=self._log)   # details: the run's log

@@ -37,8 +37,8 @@ from typing import Callable, Sequence
 
 from harness import components, naming
 from harness.backends.local.backend import STATE_DIR
-from harness.controlplane import certs, procs
-from harness.controlplane.relay import Relay
+from harness.backends.real.controlplane import certs, procs
+from harness.backends.real.controlplane.relay import Relay
 from harness.errors import BackendError
 from harness.model import SERVICE_CIDR
 from harness.shell import run, spawn, stop

@@ -17,7 +17,7 @@ from pathlib import Path
 from harness import naming
 from harness.backends.base import Cleaner, Leftover
 from harness.backends.local.backend import STATE_DIR
-from harness.controlplane import procs
+from harness.backends.real.controlplane import procs
 
 _PID_RE = re.compile(r" pid (\d+) ")
 

@@ -7,7 +7,7 @@ is exactly what Calico's own Felix tests do in their Kubernetes-datastore mode. 
 - `register()` creates the Node object and writes its status (InternalIP, Ready) through the
   status subresource;
 - a watch on Pods with `spec.nodeName=<node>` (the field selector a real kubelet uses) realises
-  each new Pod: a network namespace wired into the node (harness.backends.local.nodes), an
+  each new Pod: a network namespace wired into the node (harness.backends.real.nodes), an
   address from the node's pod CIDR, /etc/netns/<ns>/resolv.conf with the Pod's real namespace in
   the search path, its processes (a `Runtime` decides which: the backend's pod servers, CoreDNS),
   then its status through the status subresource: podIP(s), hostIP, phase Running with Ready
@@ -32,7 +32,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 from harness import naming
 from harness.backends.local import netns as nsx
-from harness.backends.local import nodes as nodesx
+from harness.backends.real import nodes as nodesx
 from harness.errors import BackendError
 from harness.shell import spawn, stop
 from harness.waits import poll

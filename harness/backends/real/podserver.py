@@ -3,7 +3,7 @@
 Why one process per pod serving its identity: probes learn who answered (through a Service the
 answer names the backing pod), and bring-up starts ten processes, not forty. TCP speaks HTTP so
 that `curl` gets a response; UDP echoes the pod key for each datagram. Run as
-`ip netns exec <ns> python -m harness.backends.local.podserver --name x/a --tcp 80 --udp 80`.
+`ip netns exec <ns> python -m harness.backends.real.podserver --name x/a --tcp 80 --udp 80`.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ layer is a tmpfs), in a mount namespace of its own.
 Why: Felix writes state files under /var/lib/calico (e.g. `mtu`), and two Felix instances (one
 per emulated node) must neither share them nor create anything on the host. Each instance runs
 as `ip netns exec <node> unshare --mount --propagation private python -m
-harness.backends.local.privatemounts --scratch DIR --overlay /var/lib -- calico-felix`: a
+harness.backends.real.privatemounts --scratch DIR --overlay /var/lib -- calico-felix`: a
 tmpfs on DIR (a directory of the run) holds the overlay's upper and work layers, so what the
 command writes under /var/lib lives in that tmpfs and vanishes with the process; the host's
 /var/lib and DIR itself stay as they were. The mounts go through harness.shell.run; the command

@@ -1,0 +1,134 @@
+"""What is pinned: each family of real components (the upstream module and version it pins,
+its ldflags), each binary, and the wrapper module and recipe that decide a build (moved from
+harness/components/__init__.py)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import HarnessError, with_output
+
+#: The wrapper Go modules, one directory per family.
+MODULES_DIR = Path(__file__).resolve().parents[2] / "components"
+
+
+class ComponentMissing(HarnessError):
+    """A component binary is not available; the message says why and how to get it."""
+
+
+class ComponentBuildError(HarnessError):
+    """`go build` of a component family failed; carries the go command's output."""
+
+    def __init__(self, doing: str, cause: str, output: str = ""):
+        self.doing, self.cause, self.output = doing, cause, output
+        super().__init__(with_output(f"while {doing}: {cause}", output))
+
+
+@dataclass(frozen=True)
+class Family:
+    """One wrapper module under components/<name>/ and the version of upstream it pins."""
+
+    name: str
+    module: str                 # the upstream module whose version is pinned
+    version: str                # that upstream release
+    #: The module version go.mod requires, when it is not `version` (a pseudo-version).
+    require: str = ""
+    ldflags: tuple[str, ...] = ()
+    #: GOTOOLCHAIN for this family: "local" means the machine's Go, never a download.
+    toolchain: str = "local"
+
+
+@dataclass(frozen=True)
+class Component:
+    """One binary: its Go main package, the family that builds it, and how it states its version."""
+
+    name: str
+    family: str
+    package: str
+    version_argv: tuple[str, ...]
+    #: A regex the output of `version_argv` matches when the binary is the pinned version.
+    version_re: str
+
+    @property
+    def version(self) -> str:
+        return FAMILIES[self.family].version
+
+
+_K8S = "v1.35.8"
+_K8S_LD = (f"-X k8s.io/component-base/version.gitVersion={_K8S}",
+           "-X k8s.io/component-base/version.gitMajor=1",
+           "-X k8s.io/component-base/version.gitMinor=35")
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (
+    # What each family stamps, and why etcd and CoreDNS stamp nothing: docs/components.md.
+    Family("etcd", "go.etcd.io/etcd/server/v3", "v3.6.16"),
+    Family("kubernetes", "k8s.io/kubernetes", _K8S, ldflags=_K8S_LD),
+    Family("kube-router", "github.com/cloudnativelabs/kube-router/v2", "v2.10.0",
+           ldflags=("-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=v2.10.0",)),
+    Family("coredns", "github.com/coredns/coredns", "v1.15.0"),
+    # Calico's tags are not Go versions: v3.31.0 is required as its commit's pseudo-version,
+    # and the committed go.sum is what checks the download (docs/components.md, "Felix").
+    Family("felix", "github.com/projectcalico/calico", "v3.31.0",
+           "v0.0.0-20251021213802-b1f3c43f8437",
+           ldflags=("-X github.com/projectcalico/calico/pkg/buildinfo.Version=v3.31.0",
+                    "-X github.com/projectcalico/calico/pkg/buildinfo.GitRevision="
+                    "b1f3c43f84370504e218eb5be8a34c81348f866a")),
+)}
+
+COMPONENTS: dict[str, Component] = {c.name: c for c in (
+    Component("etcd", "etcd", "go.etcd.io/etcd/server/v3", ("--version",),
+              r"etcd Version: 3\.6\.16\b"),
+    Component("kube-apiserver", "kubernetes", "k8s.io/kubernetes/cmd/kube-apiserver",
+              ("--version",), r"Kubernetes v1\.35\.8\b"),
+    Component("kube-controller-manager", "kubernetes",
+              "k8s.io/kubernetes/cmd/kube-controller-manager", ("--version",),
+              r"Kubernetes v1\.35\.8\b"),
+    Component("kube-proxy", "kubernetes", "k8s.io/kubernetes/cmd/kube-proxy", ("--version",),
+              r"Kubernetes v1\.35\.8\b"),
+    Component("kube-router", "kube-router",
+              "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router", ("--version",),
+              r"\bv2\.10\.0\b"),
+    Component("coredns", "coredns", "github.com/coredns/coredns", ("-version",),
+              r"CoreDNS-1\.15\.0\b"),
+    Component("calico-felix", "felix", "github.com/projectcalico/calico/felix/cmd/calico-felix",
+              ("--version",), r"Version:\s+v3\.31\.0\b"),
+)}
+
+#: The envtest convention reads $KUBEBUILDER_ASSETS for these two only (plus kubectl).
+KUBEBUILDER_NAMES = ("etcd", "kube-apiserver")
+
+
+def staging_replaces(kubernetes_gomod: str, staging_version: str) -> list[str]:
+    """The replace lines a wrapper of k8s.io/kubernetes needs: one per module its go.mod
+    requires at the v0.0.0 placeholder (the staging modules), to `staging_version`."""
+    mods = re.findall(r"^\s*(?:require\s+)?(k8s\.io/\S+)\s+v0\.0\.0\s*(?://.*)?$",
+                      kubernetes_gomod, re.M)
+    return [f"{m} => {m} {staging_version}" for m in sorted(set(mods))]
+
+
+def get(name: str) -> Component:
+    try:
+        return COMPONENTS[name]
+    except KeyError:
+        raise ComponentMissing(f"unknown component {name!r}; known: {', '.join(COMPONENTS)}") \
+            from None
+
+
+def members(family: str) -> list[Component]:
+    return [c for c in COMPONENTS.values() if c.family == family]
+
+
+
+
+def module_dir(family: str) -> Path:
+    return MODULES_DIR / family
+
+
+def recipe(family: Family) -> dict:
+    """Everything besides go.mod/go.sum that decides what the binaries are."""
+    return {"CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly -buildvcs=false", "trimpath": True,
+            "GOTOOLCHAIN": family.toolchain, "ldflags": list(family.ldflags)}
+
+

@@ -1,0 +1,103 @@
+"""A fault step end to end: watch, act, restore, judge the timeline (moved from
+harness.runner)."""
+
+from __future__ import annotations
+
+import time
+
+from harness.backends.base import FaultInjector
+from harness.errors import HarnessError
+from harness.faults.timeline import fault_sentences, max_gap, summarise_watched
+from harness.faults.watch import StepRun, Watch, watch_lanes
+from harness.plan import Cell
+from harness.results import FaultEvent, FaultTimeline, StepResult, WatchedCell
+
+
+def run_fault_step(run: StepRun, index: int, step, title: str, cells: list[Cell],
+                watch_cells: tuple[list[Cell], list[Cell]]) -> StepResult:
+    """A fault step: watch the cells, run the actions (the step's change at `change`), keep
+    watching `after` seconds, restore what was stopped, then observe the step's expectations
+    like any step's, from the end of the watch. docs/scenarios.md, "Fault steps"."""
+    fault, backend, log = step.fault, run.backend, run.log
+    # the capability decides whether the scenario runs at all (a skip with the reason); this is
+    # the second lock: a backend without the methods is never asked to stop anything
+    if not isinstance(backend, FaultInjector) or not callable(getattr(backend, "fault", None)):
+        raise HarnessError(f"the {backend.name} backend ({backend.profile}) cannot run fault "
+                           "steps: it stops nothing")
+    for a in fault.actions:
+        if a.node is not None and a.node > backend.fault_nodes:
+            raise HarnessError(f"{a.label} (line {a.line}): this cluster has "
+                               f"{backend.fault_nodes} node(s)")
+    watch = Watch(run, *watch_cells, fault.every,
+                  watch_lanes(fault.every, run.settings.probe_timeout))
+    events: list[tuple[str, float, float, str]] = []
+    change_at: float | None = None
+    recovered: float | None = None
+    watch.start()
+    t0 = time.monotonic() + fault.before
+    try:
+        time.sleep(max(0.0, t0 - time.monotonic()))
+        t0 = time.monotonic()
+        for a in fault.actions:
+            began, detail = time.monotonic(), ""
+            if a.kind == "wait":
+                time.sleep(a.seconds)
+            elif a.kind == "change":
+                with watch.change():
+                    began = time.monotonic()
+                    run.change(step)
+                change_at = began
+            elif a.target == "apiserver":
+                detail = backend.fault("stop", "apiserver", None)
+                time.sleep(a.seconds)
+                detail += "; " + backend.fault("start", "apiserver", None)
+            else:
+                detail = backend.fault(a.backend_action, str(a.target), a.node)
+            ended = time.monotonic()
+            events.append((a.label, began, ended, detail))
+            if a.kind in ("start", "restart") or a.target == "apiserver":
+                recovered = ended
+            log(f"    {began - t0:+7.2f}s {a.label}" + (f": {detail}" if detail else ""))
+            if watch.error:
+                raise watch.error
+        time.sleep(fault.after)
+    finally:
+        watch.stop()
+        restored = backend.restore_faults()
+        if restored:
+            log(f"    restored: {'; '.join(restored)}")
+    if watch.error:
+        raise watch.error
+    end = time.monotonic()
+
+    def rel(t: float) -> float:
+        return round(t - t0, 3)
+
+    actions = [FaultEvent(label, rel(b), rel(e), d) for label, b, e, d in events]
+    watched = []
+    for before, after in watch.merged():
+        attempts = before.attempts + after.attempts    # summarise_watched puts them in order
+        for x in attempts:
+            x.at = rel(x.at or t0)
+        cell = WatchedCell(after.spec.source, after.spec.target, str(after.spec.port),
+                           after.spec.protocol.value, before.expectation.value,
+                           after.expectation.value, "", attempts=attempts)
+        watched.append(summarise_watched(
+            cell, actions, rel(watch.starts[0]) if watch.starts else 0.0,
+            rel(recovered) if recovered is not None else None,
+            rel(change_at) if change_at is not None else None))
+    tl = FaultTimeline(actions, fault.every, rel(watch.starts[0]) if watch.starts else 0.0,
+                       rel(end), len(watch.starts),
+                       rel(recovered) if recovered is not None else None,
+                       rel(change_at) if change_at is not None else None, watched,
+                       max_gap=round(max_gap(watch.starts), 3))
+    tl.verdicts = fault_sentences(tl)
+    log(f"    watched {len(watched)} cell(s) in {tl.rounds} rounds from {tl.watched_from:+.2f}s "
+        f"to {tl.watched_to:+.2f}s:")
+    for line in tl.verdicts:
+        log(f"      {line}")
+    # from the end of the watch: the first round of the step can start no earlier (the watch's
+    # `takes_effect` is the time from recovery)
+    result = run.converge(index, title, cells, end)
+    result.fault = tl
+    return result

@@ -1,0 +1,227 @@
+"""A fault step's watched cells along time: held, failed open, failed closed, their windows,
+and the sentences a report prints (moved from harness.verdicts; pure, table-tested in
+tests/test_timeline.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Sequence
+
+from harness.results import Attempt, FaultEvent, FaultTimeline, FaultWindow, Verdict, WatchedCell
+
+# -- fault steps: a watched cell's verdicts along time -----------------------------------------
+# A round's verdict on a watched cell is `judge`'s, as in any step; this part only reads those
+# verdicts along the time axis, and never changes a scenario's outcome (docs/scenarios.md,
+# "Fault steps": the timeline is a measurement). Rules:
+#
+# - An attempt observes the dataplane at `Attempt.observed()` (seconds from the first action):
+#   a blocked probe when its round starts (its first packet is dropped then), an answered one by
+#   its answer (a retransmitted packet may have got through late). Attempts are read in that
+#   order: the rounds of a watch overlap.
+# - pass = good; not enforced = bad, failed open; over-blocked = bad, failed closed; a probe
+#   error (or a cell the spec leaves undefined) says nothing: it neither opens nor ends a window.
+# - A window is a run of bad attempts of one kind. It lasted at least from its first bad attempt
+#   to its last, and at most from the good attempt before it to the good attempt after it
+#   (from the start of the watch when none came before; open-ended, None, when none came after).
+
+_GOOD = Verdict.PASS.value
+_BAD = {Verdict.NOT_ENFORCED.value: "open", Verdict.OVER_BLOCKED.value: "closed"}
+#: actions that take a component down or bring it back (a window is put on the last of them)
+_FAULTS = ("stop", "kill", "start", "restart")
+
+
+def max_gap(starts: Sequence[float]) -> float:
+    """The longest time between two consecutive round starts."""
+    ordered = sorted(starts)
+    return max((b - a for a, b in zip(ordered, ordered[1:], strict=False)), default=0.0)
+
+
+def _on(actions: Sequence[FaultEvent], at: float) -> str:
+    """The fault action a window that starts at `at` follows: the last one started by then."""
+    label = "before the fault"
+    for a in actions:
+        if a.action.split(" ")[0] in _FAULTS and a.at <= at:
+            label = a.action
+    return label
+
+
+def _windows(attempts: Sequence[Attempt], actions: Sequence[FaultEvent],
+             watched_from: float) -> list[FaultWindow]:
+    out: list[FaultWindow] = []
+    prev_good: float | None = None
+    run: list[Attempt] = []
+    kind = ""
+
+    def close(next_good: float | None) -> None:
+        if not run:
+            return
+        first, last = run[0].observed(), run[-1].observed()
+        start = prev_good if prev_good is not None else watched_from
+        # the action it follows is the last one started by its first observation: a round
+        # begun just before a stop whose retransmitted SYN got through after it is "on stop"
+        out.append(FaultWindow(kind, first, last, round(max(0.0, last - first), 3),
+                               None if next_good is None else round(next_good - start, 3),
+                               len(run), _on(actions, first)))
+
+    for a in attempts:
+        at = a.observed()
+        if a.verdict == _GOOD:
+            close(at)
+            run, prev_good = [], at
+        elif a.verdict in _BAD:
+            k = _BAD[a.verdict]
+            if run and k != kind:
+                close(at)    # the other kind starts: this one ended by then
+                run, prev_good = [], run[-1].observed()
+            run.append(a)
+            kind = k
+    close(None)
+    return out
+
+
+def summarise_watched(cell: WatchedCell, actions: Sequence[FaultEvent], watched_from: float,
+                   recovered_at: float | None, change_at: float | None) -> WatchedCell:
+    """The cell with status, windows, probe errors and (for a cell the change alters) how long
+    after recovery the change held, read from its attempts."""
+    attempts = sorted(cell.attempts, key=Attempt.observed)
+    windows = _windows(attempts, actions, watched_from)
+    errors = sum(1 for a in attempts if a.verdict == Verdict.PROBE_ERROR.value)
+    kinds = {w.kind for w in windows}
+    if kinds == {"open", "closed"}:
+        status = "failed open and closed"
+    elif kinds:
+        status = f"failed {kinds.pop()}"
+    elif any(a.verdict == _GOOD for a in attempts):
+        status = "held"
+    else:
+        status = "no verdict"
+    effect: list[float | None] | None = None
+    if cell.expected_before != cell.expected_after and change_at is not None:
+        effect = _takes_effect(attempts, change_at, recovered_at if recovered_at is not None
+                               else change_at)
+    return replace(cell, status=status, windows=windows, probe_errors=errors,
+                   takes_effect=effect, attempts=attempts)
+
+
+def _takes_effect(attempts: Sequence[Attempt], change_at: float,
+                  recovered_at: float) -> list[float | None] | None:
+    """[at least, at most] seconds from recovery until the change held for good: from the last
+    bad attempt after the change to the good attempt after it. None: no verdict after it.
+    Which attempts: those whose rounds began from the change on (judged against it); their
+    bounds: when each observed the dataplane."""
+    after = [a for a in attempts if (a.at or 0.0) >= change_at
+             and (a.verdict == _GOOD or a.verdict in _BAD)]
+    if not after:
+        return None
+    bad = [i for i, a in enumerate(after) if a.verdict in _BAD]
+    if not bad:
+        first = after[0].observed()
+        return [round(max(change_at, 0.0) - recovered_at, 3), round(first - recovered_at, 3)]
+    last = bad[-1]
+    lower = round(after[last].observed() - recovered_at, 3)
+    if last + 1 >= len(after):
+        return [lower, None]
+    return [lower, round(after[last + 1].observed() - recovered_at, 3)]
+
+
+def _span(lo: float, hi: float | None) -> str:
+    if hi is None:
+        return f"at least {lo:.1f} s (still so when the watch ended)"
+    return f"{lo:.1f}-{hi:.1f} s"
+
+
+def fault_sentences(t: FaultTimeline) -> list[str]:
+    """Plain sentences for one fault step: what failed open or closed, for how long, on which
+    action; or that every watched cell held; and when a change made during the fault held."""
+    out: list[str] = []
+    labels = [a.action for a in t.actions if a.action.split(" ")[0] in _FAULTS]
+    engine_down = any(a.startswith(("stop engine", "kill engine")) for a in labels)
+    api_down = any(a.startswith("stop apiserver") for a in labels)
+    steady = [c for c in t.cells if c.expected_before == c.expected_after]
+    groups: dict[tuple[str, str], list[FaultWindow]] = {}
+    counts: dict[tuple[str, str], set[int]] = {}
+    for i, c in enumerate(steady):
+        for w in c.windows:
+            groups.setdefault((w.kind, w.on), []).append(w)
+            counts.setdefault((w.kind, w.on), set()).add(i)
+    for (kind, on), ws in groups.items():
+        lo = min(w.at_least for w in ws)
+        his = [w.at_most for w in ws]
+        hi = None if None in his else max(h for h in his if h is not None)
+        what = "connected although denied" if kind == "open" else "blocked although allowed"
+        out.append(f"fails {kind} for {_span(lo, hi)} on {on} ({len(counts[(kind, on)])} of "
+                   f"{_cells(len(steady))} {what})")
+    if steady and not groups and any(c.status == "held" for c in steady):
+        if engine_down:
+            what = "holds existing rules while the engine is down"
+        elif api_down:
+            what = "holds existing rules while the API server is down"
+        else:
+            what = "holds across " + ", ".join(labels or ["the fault"])
+        out.append(f"{what}: no watched cell failed open or closed ({_cells(len(steady))}, "
+                   f"rounds at most {t.max_gap:.2f} s apart: a shorter window can be missed)")
+    changed = [c for c in t.cells if c.expected_before != c.expected_after]
+    if changed:
+        when = "made while the engine was down" if _change_while_down(t) else \
+            "made during the fault"
+        for kind in ("open", "closed"):
+            ws = [w for c in changed for w in c.windows if w.kind == kind]
+            if ws:
+                his = [w.at_most for w in ws]
+                hi = None if None in his else max(h for h in his if h is not None)
+                n = sum(1 for c in changed if any(w.kind == kind for w in c.windows))
+                out.append(f"the change {when} left {n} of {_cells(len(changed))} it alters "
+                           f"failing {kind} for {_span(min(w.at_least for w in ws), hi)}")
+        effects = [c.takes_effect for c in changed]
+        if any(e is None for e in effects):
+            out.append(f"the change {when}: no verdict on {sum(e is None for e in effects)} of "
+                       f"{_cells(len(changed))} it alters after it was made")
+        known = [e for e in effects if e is not None]
+        if any(e[1] is None for e in known):
+            late = [e[0] for e in known if e[1] is None]
+            out.append(f"the change {when} had not taken effect on {len(late)} of "
+                       f"{_cells(len(changed))} when the watch ended, "
+                       f"{t.watched_to - (t.recovered_at or 0):.1f} s after recovery")
+        done = [e for e in known if e[1] is not None]
+        if done:
+            lo = max(e[0] or 0.0 for e in done)
+            hi = max(e[1] or 0.0 for e in done)
+            # recovery is the end of the last start: a round that began during the start (its
+            # probes ran after it) is no sign of an effect before the engine was started
+            began = max((a.at for a in t.actions if a.ended == t.recovered_at), default=0.0)
+            if hi <= began - (t.recovered_at or 0.0):
+                out.append(f"the change {when} took effect before the engine was started again")
+            elif hi <= 0:
+                out.append(f"the change {when} takes effect as the engine starts (the first "
+                           "round after the change's last failure began during the start)")
+            else:
+                out.append(f"the change {when} takes effect {max(lo, 0.0):.1f}-{hi:.1f} s after "
+                           "recovery")
+    silent = [c for c in t.cells if c.status == "no verdict"]
+    if silent:
+        out.append(f"{len(silent)} watched cell(s) gave no verdict (probe errors only)")
+    errors = sum(c.probe_errors for c in t.cells)
+    if errors:
+        out.append(f"{errors} watched attempt(s) were probe errors: no verdict either way")
+    return out
+
+
+def _cells(n: int) -> str:
+    return f"{n} cell" if n == 1 else f"{n} cells"
+
+
+def _change_while_down(t: FaultTimeline) -> bool:
+    """Whether the change was made between a stop or kill of the engine and its start."""
+    if t.change_at is None:
+        return False
+    down = False
+    for a in t.actions:
+        verb = a.action.split(" ")[0]
+        if a.action == "change":
+            return down
+        if a.action.startswith(("stop engine", "kill engine")):
+            down = True
+        elif verb in ("start",) and "engine" in a.action:
+            down = False
+    return False
