@@ -8,7 +8,9 @@ deny-all ingress policy, and the probe b -> a that must be blocked. It runs thro
 like any scenario (the same baseline, observation window, positive controls and verdict rules:
 a block counts only while a's server answers on its own loopback), and the finding is read from
 that one cell's verdict: pass -> enforcing, not enforced -> not enforcing, anything else (a probe
-error, an unstable cell, a broken baseline) -> cannot tell.
+error, an unstable cell, a broken baseline) -> cannot tell. A finding that contradicts what the
+CNI is declared to do is said loudly (`contradiction`) and the scenarios are judged as it found
+(verdicts.judged_enforcing).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Callable
 
 from harness.backends.base import Backend
 from harness.model import ContainerPort, Model, Namespace, Pod, Protocol
-from harness.results import BANNER, Expectation, ScenarioResult, Verdict
+from harness.results import BANNER, Expectation, ScenarioResult, Verdict, canary_contradiction
 from harness.runner import run_scenario
 from harness.scenario import PolicyDoc, ProbeExpectation, Scenario, Step
 from harness.settings import Settings
@@ -36,11 +38,16 @@ class CanaryResult:
     detail: str
     seconds: float = 0.0
     rounds: int = 0
+    #: what the CNI is declared to do (Capabilities.enforces)
+    declared: bool | None = None
+    #: the finding contradicts the declaration (results.canary_contradiction), else None
+    contradiction: str | None = None
 
     def as_meta(self) -> dict:
         """The form reports read from meta["canary"][cni]."""
         return {"enforcing": self.enforcing, "detail": self.detail,
-                "seconds": round(self.seconds, 3), "rounds": self.rounds}
+                "seconds": round(self.seconds, 3), "rounds": self.rounds,
+                "declared_enforcing": self.declared, "contradiction": self.contradiction}
 
 
 def canary_model() -> Model:
@@ -80,7 +87,9 @@ def run_canary(backend: Backend, settings: Settings,
     enforcing, detail = _finding(result)
     rounds = result.steps[0].rounds if result.steps else 0
     log(f"canary on {backend.profile}: {detail}")
-    return CanaryResult(enforcing, detail, result.duration, rounds)
+    declared = backend.capabilities().enforces
+    return CanaryResult(enforcing, detail, result.duration, rounds, declared,
+                        canary_contradiction(backend.profile, declared, enforcing))
 
 
 def _finding(result: ScenarioResult) -> tuple[bool | None, str]:

@@ -2,7 +2,8 @@
 
 Why a thin layer: the run itself is harness.session and harness.runner (usable without pytest);
 this module only collects and maps a ScenarioResult onto pytest's outcomes: a skip with the
-capability reason, a strict xfail for a CNI declared not to enforce, and a failure whose report
+capability reason, a strict xfail for a CNI declared not to enforce (unless its canary found
+enforcement: then its failures fail), and a failure whose report
 is the expected and observed truth tables side by side (never a traceback for a policy
 failure). The per-process harness.session.Session lives on config.stash[SESSION_KEY].
 """
@@ -68,11 +69,8 @@ class ScenarioFile(pytest.File):
                 raise self.CollectError(str(exc)) from None
             if plan.skip:
                 item.add_marker(pytest.mark.skip(reason=f"{cni}: {plan.skip}"))
-            elif plan.not_enforced:
-                item.add_marker(pytest.mark.xfail(
-                    strict=True, raises=NotEnforcedFailure,
-                    reason=f"{cni} is declared not to enforce NetworkPolicy: its blocks are "
-                           "expected to be not enforced (strict: enforcing is reported)"))
+            # Why no xfail marker here: whether the failures are expected is known only once
+            # the canary has run (verdicts.judged_enforcing); runtest marks it then
             yield item
 
 
@@ -97,6 +95,12 @@ class ScenarioItem(pytest.Item):
         self.user_properties += [p for p in junit.properties(result)
                                  if p[0] not in ("cni", "backend")]
         if result.outcome == ScenarioOutcome.XFAILED:
+            # a marker added during the call is read by pytest's xfail handling (strict, and
+            # only for this exception): the run judged the failures expected
+            self.add_marker(pytest.mark.xfail(
+                strict=True, raises=NotEnforcedFailure,
+                reason=f"{self.cni} is declared not to enforce NetworkPolicy and its canary found "
+                       "no enforcement: its blocks are expected to be not enforced"))
             raise NotEnforcedFailure(result)
         if result.outcome in (ScenarioOutcome.FAILED, ScenarioOutcome.ERROR,
                               ScenarioOutcome.XPASSED, ScenarioOutcome.SCENARIO_ERROR):

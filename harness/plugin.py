@@ -227,7 +227,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 class BannerHooks:
     """On the controller, print the banner as soon as any process reports a non-enforcing
-    canary (under xdist the canary runs in workers; this is the top of the run as seen here)."""
+    canary, or one that contradicts its CNI's declaration (under xdist the canary runs in
+    workers; this is the top of the run as seen here)."""
 
     def __init__(self, config: pytest.Config):
         self.config = config
@@ -237,6 +238,9 @@ class BannerHooks:
         props = dict(report.user_properties or ())
         if props.get("canary_enforcing") == "false" and report.when == "call":
             self.config.stash[SESSION_KEY].banner(str(props.get("cni", "?")))
+        if props.get("canary_contradiction") and report.when == "call":
+            self.config.stash[SESSION_KEY].banner(str(props.get("cni", "?")),
+                                                  str(props["canary_contradiction"]))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:

@@ -18,6 +18,21 @@ BANNER = ("this cluster accepts NetworkPolicy objects but does not enforce them;
           "every policy here is false security.")
 
 
+def canary_contradiction(cni: str, declared: bool | None, found: bool | None) -> str | None:
+    """The sentence every front end and report says when the enforcement canary contradicts
+    what `cni` is declared to do (None when it agrees, could not tell, or did not run)."""
+    if declared is None or found is None or declared == found:
+        return None
+    if found:
+        return (f"{cni}: the enforcement canary contradicts the declaration: {cni} is declared not "
+                f"to enforce NetworkPolicy, but the enforcement canary found that it enforces; "
+                f"its scenarios are judged as enforcing (a failure fails, none is an expected "
+                f"failure)")
+    return (f"{cni}: the enforcement canary contradicts the declaration: {cni} is declared to "
+            f"enforce NetworkPolicy, but the enforcement canary found that it does not; every "
+            f"fail-open still fails its scenario")
+
+
 class Verdict(str, Enum):
     """The verdict on one probe: what happened measured against what the spec requires."""
 
@@ -201,6 +216,11 @@ class ScenarioResult:
     #: addresses, or it cannot be rendered with them): no verdict on the CNI at all
     scenario_error: str | None = None
     enforcing_cluster: bool | None = None
+    #: whether the CNI is declared to enforce (Capabilities.enforces); None in files before v4
+    declared_enforcing: bool | None = None
+    #: the canary contradicts the declaration (results.canary_contradiction): judged as the
+    #: canary found
+    canary_contradiction: str | None = None
     policies_accepted: int = 0
     duration: float = 0.0
     baseline: StepResult | None = None

@@ -33,6 +33,7 @@ from harness.results import (
     ScenarioResult,
     StepResult,
     Verdict,
+    canary_contradiction,
 )
 from harness.scenario import Scenario
 from harness.settings import Settings
@@ -43,6 +44,7 @@ from harness.verdicts import (
     blocked_kind,
     first_stable_round,
     judge,
+    judged_enforcing,
     over_rounds,
     positive_controls,
     scenario_outcome,
@@ -288,14 +290,21 @@ def run_scenario(scenario: Scenario, backend: Backend, settings: Settings, log: 
                  enforcing: bool | None = None) -> ScenarioResult:
     """Run one loaded scenario on an up backend and return its result; always undeploys.
 
-    `enforcing` is the canary's finding for this cluster (None when not run), recorded as is.
+    `enforcing` is the canary's finding for this cluster (None when not run): recorded, and
+    the scenario is judged as it found where it contradicts the declaration
+    (verdicts.judged_enforcing).
     """
     started = time.monotonic()
     result = ScenarioResult(scenario.name, str(scenario.path), backend.name, backend.profile,
                             settings.run_id, getattr(scenario, "description", "") or "",
                             enforcing_cluster=enforcing)
     run = Run(scenario, backend, settings, log)
+    result.declared_enforcing = run.declared_enforcing
+    result.canary_contradiction = canary_contradiction(backend.profile, run.declared_enforcing,
+                                                       enforcing)
     log(f"scenario {scenario.name} [{backend.profile}] on {backend.name} ({scenario.path})")
+    if result.canary_contradiction:
+        log(f"  WARNING: {result.canary_contradiction}")
     has_deny = False
     try:
         t = time.monotonic()
@@ -359,7 +368,8 @@ def run_scenario(scenario: Scenario, backend: Backend, settings: Settings, log: 
             log(f"  teardown: {exc}")
             result.infra_error = result.infra_error or f"teardown failed: {exc}"
         final = [Verdict(c.verdict) for s in result.steps for c in s.cells]
-        result.outcome = scenario_outcome(final, run.declared_enforcing, has_deny,
+        judged = judged_enforcing(run.declared_enforcing, enforcing)
+        result.outcome = scenario_outcome(final, judged, has_deny,
                                           infra_error=bool(result.infra_error),
                                           scenario_error=bool(result.scenario_error)).value
         result.duration = round(time.monotonic() - started, 3)

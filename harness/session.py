@@ -83,8 +83,9 @@ def slot_run_id(run_id: str, worker: int, cni_index: int, slot: int) -> str:
 @dataclass(frozen=True)
 class Plan:
     """Whether a scenario runs on a CNI: `skip` is the reason when it does not. `not_enforced`
-    says its blocks are expected to fail (the CNI is declared not to enforce and the scenario
-    asserts at least one block): pytest marks that a strict xfail."""
+    says its blocks are expected to fail as far as the declaration goes (the CNI is declared not
+    to enforce and the scenario asserts at least one block); the canary, run later, may find
+    enforcement, and then the scenario is judged as enforcing (verdicts.judged_enforcing)."""
 
     skip: str | None = None
     not_enforced: bool = False
@@ -150,11 +151,13 @@ class Session:
         """A progress line (with the front end's prefix)."""
         self.log(f"{self.prefix}{text}")
 
-    def banner(self, cni: str) -> None:
-        """The false-security banner for `cni`, once per run."""
-        if cni not in self._bannered:
-            self._bannered.add(cni)
-            self.log(render_banner(f"{cni}: {BANNER}"))
+    def banner(self, cni: str, text: str | None = None) -> None:
+        """A banner about `cni`, each once per run: the false-security one (by default), or
+        `text` (the canary contradicting the declaration, results.canary_contradiction)."""
+        text = text or f"{cni}: {BANNER}"
+        if text not in self._bannered:
+            self._bannered.add(text)
+            self.log(render_banner(text))
 
     # -- backends ------------------------------------------------------------------------------
     def settings_for(self, cni: str) -> Settings:
@@ -233,6 +236,8 @@ class Session:
             self.say(f"canary on {cni}: {result.detail}")
             if result.enforcing is False:
                 self.banner(cni)
+            if result.contradiction:
+                self.banner(cni, result.contradiction)
         return self.canaries[cni]
 
     def enforcing(self, cni: str) -> bool | None:
@@ -305,7 +310,8 @@ class Session:
             log(f"scenario {scenario.name} [{cni}]: skipped: {plan.skip}")
             return ScenarioResult(scenario.name, str(scenario.path), s.backend, cni, s.run_id,
                                   scenario.description, outcome=ScenarioOutcome.SKIPPED.value,
-                                  skip_reason=plan.skip, enforcing_cluster=self.enforcing(cni))
+                                  skip_reason=plan.skip, enforcing_cluster=self.enforcing(cni),
+                                  declared_enforcing=self.capabilities(cni).enforces)
         try:
             backend = self._acquire(cni, log) if pooled else self.backend(cni)
         except HarnessError as exc:
@@ -316,7 +322,8 @@ class Session:
             return ScenarioResult(scenario.name, str(scenario.path), s.backend, cni, s.run_id,
                                   scenario.description, outcome=ScenarioOutcome.ERROR.value,
                                   infra_error=f"{type(exc).__name__}: {exc}",
-                                  enforcing_cluster=self.enforcing(cni))
+                                  enforcing_cluster=self.enforcing(cni),
+                                  declared_enforcing=self.capabilities(cni).enforces)
         try:
             slot_settings = replace(s, run_id=getattr(backend, "run_id", s.run_id))
             return run_scenario(scenario, backend, slot_settings, log=log,

@@ -278,6 +278,20 @@ def settled(verdicts: Mapping[Hashable, Verdict], previous: Mapping[Hashable, Ve
     return previous is not None and dict(previous) == dict(verdicts)
 
 
+def judged_enforcing(declared: bool, found: bool | None) -> bool:
+    """Whether a scenario on a CNI is judged as on an enforcing one (its failures fail) or may
+    fail as expected (xfailed): from what the CNI is declared to do and what the enforcement
+    canary found (None: could not tell, or not run).
+
+    The canary overrides the name when it found enforcement: a cluster named `flannel` that
+    blocks the canary's deny-all is judged as enforcing, so a partly enforcing one fails and a
+    wholly enforcing one passes. It never turns a failure into an expected one: a CNI declared
+    to enforce whose canary found no enforcement keeps every fail-open a failure (the finding
+    is said loudly beside it, results.canary_contradiction).
+    """
+    return declared or found is True
+
+
 # -- the observation window: one rule for every step, whatever the results ----------------------
 @dataclass(frozen=True)
 class Window:

@@ -327,3 +327,29 @@ class EngineThatWillNotStart(LocalBackend):
         if action == "start":
             raise self.error
         return super().fault(action, target, node)
+
+
+class EnforcesThoughDeclaredOpen(LocalBackend):
+    """Runs as the `open` profile, so it declares what `open` declares (it enforces nothing,
+    like a cluster named flannel), but programs every policy as `enforcing` does: a cluster
+    whose name lies. `unfiltered` are protocols its rules let through whatever the policies say
+    (("udp",): a partly enforcing cluster: TCP filtered, UDP open)."""
+
+    unfiltered: tuple[str, ...] = ()
+
+    def _sync_policies(self) -> None:
+        if self.model is None or self.addresses is None:
+            return
+        body = profiles.compile_policies(self.model, self.addresses,
+                                         [p for _, p in self._policies.values()], self._veths)
+        # after `ct state established,related accept`: before any pod's chain
+        at = next(i for i, line in enumerate(body) if "ct state established" in line) + 1
+        body[at:at] = [f"  meta l4proto {proto} accept" for proto in self.unfiltered]
+        nft.load(self.node, nft.replace_table("ip", nft.table_name(self.run_id, "policy"), body),
+                 doing="loading the compiled table of a cluster declared open (on purpose)")
+
+
+class PartlyEnforcesThoughDeclaredOpen(EnforcesThoughDeclaredOpen):
+    """Declared `open`; filters TCP as the policies say and lets every UDP packet through."""
+
+    unfiltered = ("udp",)

@@ -54,3 +54,14 @@ def test_junit_properties_name_cni_backend_convergence_and_counts():
     assert props["step1_convergence_seconds"] == "not converged"
     assert props["verdict_not_enforced"] == "17" and props["outcome"] == "xfailed"
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in junit.properties(open_))
+
+
+def test_a_canary_contradicting_the_declaration_is_a_warning_in_the_summary():
+    from harness.results import canary_contradiction
+    text = canary_contradiction("flannel", False, True)
+    meta = {**META, "canary": {"flannel": {"enforcing": True, "detail": "blocked",
+                                           "declared_enforcing": False, "contradiction": text}}}
+    md = github.render_markdown(example_results(), meta)
+    assert "> [!WARNING]" in md and "flannel is declared not to enforce NetworkPolicy" in md
+    assert canary_contradiction("flannel", False, False) is None
+    assert canary_contradiction("flannel", False, None) is None

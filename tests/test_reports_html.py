@@ -144,3 +144,15 @@ def test_long_lists_of_differing_cells_are_folded(tmp_path, monkeypatch):
     # allow-frontend-to-backend (9, 8); restrict-egress 80/TCP has only 4
     assert sum(t == "details" for t, _ in page.tags) == len(rs) + 3
     assert len(page.with_class("span", "verdict")) == 9 + 9 + 8 + 4 + 1
+
+
+def test_a_canary_contradicting_the_declaration_is_a_banner():
+    from harness.reports import html_report
+    from harness.results import canary_contradiction
+    from tests.reports_examples import META
+    from tests.reports_examples import results as example_results
+    text = canary_contradiction("open", False, True)
+    meta = {**META, "canary": {"open": {"enforcing": True, "detail": "blocked",
+                                        "declared_enforcing": False, "contradiction": text}}}
+    page = html_report.render(example_results(), meta)
+    assert 'role="alert">open: the enforcement canary contradicts the declaration' in page

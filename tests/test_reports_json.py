@@ -24,7 +24,7 @@ def test_document_has_format_probes_attempts_and_convergence(tmp_path):
     path = tmp_path / "r.json"
     json_report.write(example_results(), path, META)
     doc = json.loads(path.read_text())
-    assert doc["format"] == "netpol-proof/results/v3"
+    assert doc["format"] == "netpol-proof/results/v4"
     assert doc["meta"]["canary"]["open"]["enforcing"] is False
     scen = next(s for s in doc["scenarios"]
                 if s["scenario"] == "restrict-egress" and s["profile"] == "open")

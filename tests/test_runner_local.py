@@ -41,14 +41,15 @@ def verdicts_of(step) -> dict[tuple[str, str, str, str], str]:
 def run_on():
     backends = []
 
-    def run(name: str, profile: str = "enforcing", cls=LocalBackend, **settings):
+    def run(name: str, profile: str = "enforcing", cls=LocalBackend, canary: object = "profile",
+            **settings):
         s = build({"cnis": profile, **settings}, env={})
         backend = cls(profile=profile, run_id=s.run_id, probe_timeout=s.probe_timeout)
         backend.up()
         backends.append(backend)
         lines: list[str] = []
         result = run_scenario(load_scenario(DATA / name), backend, s, log=lines.append,
-                              enforcing=profile == "enforcing")
+                              enforcing=profile == "enforcing" if canary == "profile" else canary)
         result.log = lines  # type: ignore[attr-defined]
         # the topology is gone after the run, whatever happened
         assert backend.model is None
@@ -102,9 +103,16 @@ class DeclaredOpenButEnforcing(LocalBackend):
         return replace(super().capabilities(), enforces=False)
 
 
-def test_declared_non_enforcing_that_enforces_is_xpassed(run_on):
-    r = run_on("deny-ingress-small.yaml", "enforcing", DeclaredOpenButEnforcing)
-    assert r.outcome == "xpassed"
+def test_declared_non_enforcing_that_enforces_is_xpassed_when_the_canary_could_not_tell(run_on):
+    r = run_on("deny-ingress-small.yaml", "enforcing", DeclaredOpenButEnforcing, canary=None)
+    assert r.outcome == "xpassed" and r.canary_contradiction is None
+
+
+def test_declared_non_enforcing_whose_canary_found_enforcement_is_judged_as_enforcing(run_on):
+    r = run_on("deny-ingress-small.yaml", "enforcing", DeclaredOpenButEnforcing, canary=True)
+    assert r.outcome == "passed" and r.declared_enforcing is False
+    assert "declared not to enforce" in (r.canary_contradiction or "")
+    assert f"  WARNING: {r.canary_contradiction}" in r.log  # type: ignore[attr-defined]
 
 
 def test_a_faulty_dataplane_gives_over_blocked_and_not_enforced(run_on):

@@ -302,3 +302,16 @@ def test_an_unstable_cell_fails_the_scenario_and_is_never_an_expected_failure():
     assert scenario_outcome([P, Verdict.UNSTABLE], True, True) == "failed"
     assert scenario_outcome([N, Verdict.UNSTABLE], False, True) == "failed"   # not xfailed
     assert scenario_outcome([N, N], False, True) == "xfailed"
+
+
+@pytest.mark.parametrize("declared, found, judged", [
+    (True, True, True),
+    (True, None, True),       # the canary could not tell (or did not run): the declaration
+    (False, None, False),
+    (False, False, False),
+    (False, True, True),      # named open, the canary found enforcement: judged as enforcing
+    (True, False, True),      # declared enforcing, found none: its fail-opens still fail
+])
+def test_the_canary_overrides_the_name_only_towards_judging_as_enforcing(declared, found, judged):
+    from harness.verdicts import judged_enforcing
+    assert judged_enforcing(declared, found) is judged

@@ -25,7 +25,8 @@ def _md(text: Any) -> str:
 
 
 def render_markdown(results: list[ScenarioResult], meta: Mapping[str, Any]) -> str:
-    """The summary as Markdown (pure): banner when a canary failed, table, legend."""
+    """The summary as Markdown (pure): banner when a canary failed or contradicts its CNI's
+    declaration, table, legend."""
     scenarios, cnis, cells = mx.grid(results)
     lines = [f"## netpol-proof: run `{_md(meta.get('run_id', ''))}` on backend "
              f"`{_md(meta.get('backend', ''))}`", ""]
@@ -36,6 +37,8 @@ def render_markdown(results: list[ScenarioResult], meta: Mapping[str, Any]) -> s
             if state == "not-enforcing":
                 lines += [f"> [!CAUTION]\n> **{_md(cni)}**: {BANNER}"
                           + (f" ({_md(detail)})" if detail else ""), ""]
+            if isinstance(value, Mapping) and value.get("contradiction"):
+                lines += [f"> [!WARNING]\n> {_md(str(value['contradiction']))}", ""]
     lines.append("| scenario | " + " | ".join(_md(c) for c in cnis) + " |")
     lines.append("|---" * (len(cnis) + 1) + "|")
     for s in scenarios:

@@ -69,6 +69,9 @@ def _header(results: list[ScenarioResult], meta: dict[str, Any]) -> str:
         if open_cnis:
             out.append(f'<div class="banner" role="alert">{_e(", ".join(map(str, open_cnis)))}: '
                        f'{_e(BANNER)}</div>')
+        for value in canary.values():
+            if isinstance(value, dict) and value.get("contradiction"):
+                out.append(f'<div class="banner" role="alert">{_e(value["contradiction"])}</div>')
         out.append('<div class="canaries">')
         for cni, (state, detail) in states.items():
             word = {"enforcing": "enforces NetworkPolicy", "not-enforcing": "does NOT enforce",

@@ -21,9 +21,11 @@ from harness.results import ScenarioResult, StepResult
 #: v2: verdict "unstable", outcome "scenario error" with `scenario_error`, and the observation
 #: window (`min_rounds`, `min_window`) in meta. v3: a fault step's timeline (`steps[].fault`:
 #: actions, watched cells with every attempt's `at` and `expected`, windows, sentences).
-#: v1 and v2 files are still read (they lack those only).
-FORMAT = "netpol-proof/results/v3"
-READS = (FORMAT, "netpol-proof/results/v2", "netpol-proof/results/v1")
+#: v4: what the CNI is declared to do and whether the canary contradicts it
+#: (`scenarios[].declared_enforcing`, `canary_contradiction`; meta.canary[cni].declared_enforcing,
+#: `contradiction`). v1-v3 files are still read (they lack those only).
+FORMAT = "netpol-proof/results/v4"
+READS = (FORMAT, "netpol-proof/results/v3", "netpol-proof/results/v2", "netpol-proof/results/v1")
 
 
 class ResultsFileError(HarnessError):

@@ -16,6 +16,10 @@ def properties(result: ScenarioResult) -> list[tuple[str, str]]:
              ("outcome", result.outcome), ("policies_accepted", str(result.policies_accepted))]
     if result.enforcing_cluster is not None:
         props.append(("enforcing_cluster", "true" if result.enforcing_cluster else "false"))
+    if result.declared_enforcing is not None:
+        props.append(("declared_enforcing", "true" if result.declared_enforcing else "false"))
+    if result.canary_contradiction:
+        props.append(("canary_contradiction", result.canary_contradiction))
     for step in result.steps:
         # An unconverged step has no time to enforce: say so instead of writing a number.
         value = (f"{step.converge_seconds:.3f}" if step.converged and step.converge_seconds is not None

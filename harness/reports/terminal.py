@@ -189,6 +189,8 @@ def render_failure(result: ScenarioResult, color: bool = False,
              f"  policies accepted by the API: {result.policies_accepted}"]
     if result.enforcing_cluster is False:
         lines.append("  the enforcement canary says this cluster does NOT enforce NetworkPolicy")
+    if result.canary_contradiction:
+        lines.append(f"  WARNING: {result.canary_contradiction}")
     if result.scenario_error:
         lines.append(f"  scenario error (the file is wrong here; no verdict on the CNI): "
                      f"{result.scenario_error}")
@@ -265,9 +267,15 @@ def render_banner(text: str = BANNER, width: int = 78) -> str:
 
 
 def render_banners(canaries: dict[str, dict]) -> list[str]:
-    """The banner for each CNI whose canary found it not enforcing (`canaries`: run meta form)."""
-    return [render_banner(f"{cni}: {BANNER}") for cni, meta in canaries.items()
-            if meta.get("enforcing") is False]
+    """The banner for each CNI whose canary found it not enforcing, and for each whose canary
+    contradicts its declaration (`canaries`: run meta form)."""
+    out = []
+    for cni, meta in canaries.items():
+        if meta.get("enforcing") is False:
+            out.append(render_banner(f"{cni}: {BANNER}"))
+        if meta.get("contradiction"):
+            out.append(render_banner(str(meta["contradiction"])))
+    return out
 
 
 def render_dataplanes(dataplanes: Mapping[str, str]) -> list[str]:

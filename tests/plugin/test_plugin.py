@@ -222,3 +222,41 @@ def test_xdist_two_workers_share_one_run_id_base_with_their_own_prefixes(project
     assert all(r.startswith("feed0") for r in run_ids)
     # ... and has a name of its own: one run id never served two profiles
     assert len({(s["run_id"], s["profile"]) for s in doc["scenarios"]}) == len(run_ids)
+
+
+LYING_CONFTEST = """
+import harness.backends.local as local
+from tests.faulty_dataplanes import {cls}
+
+_real = local.LocalBackend
+
+
+def pytest_configure(config):
+    local.LocalBackend = {cls}
+
+
+def pytest_unconfigure(config):
+    local.LocalBackend = _real
+"""
+
+
+@needs_local
+@pytest.mark.parametrize("cls, outcomes", [
+    # enforces every block: passes (before: a strict XPASS, reported as a failure)
+    ("EnforcesThoughDeclaredOpen", {"passed": 1}),
+    # filters TCP, lets UDP through: its fail-opens fail (before: xfailed, a green run)
+    ("PartlyEnforcesThoughDeclaredOpen", {"failed": 1}),
+])
+def test_a_cluster_named_open_whose_canary_finds_enforcement_is_not_an_expected_failure(
+        project, cls, outcomes):
+    project.makeconftest(LYING_CONFTEST.format(cls=cls))
+    result = project.runpytest("scenarios/deny-ingress-small.yaml", "--cni", "open", "-rxs",
+                               "--junitxml", "j.xml")
+    result.assert_outcomes(**outcomes)
+    out = result.stdout.str()
+    assert "open is declared not to enforce NetworkPolicy, but the enforcement canary found " \
+           "that it enforces" in " ".join(out.replace("!!", " ").split())
+    props = {p.get("name"): p.get("value")
+             for p in ET.parse(project.path / "j.xml").iter("property")}
+    assert props["declared_enforcing"] == "false" and props["canary_enforcing"] == "true"
+    assert "canary_contradiction" in props
