@@ -8,7 +8,6 @@ full matrix.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,10 @@ from harness.oracle import Decision, Oracle
 from harness.policy import is_network_policy
 from harness.results import Expectation
 from harness.scenario.load import load_scenario
+from harness.scenario.needs import advice, derived_needs
 from harness.scenario.placeholders import render_manifest
 from harness.scenario.types import Scenario
-from harness.truthtable import EXPECTATION_OF_SYMBOL
+from harness.truthtable import EXPECTATION_OF_SYMBOL, SYMBOL_OF_EXPECTATION
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,35 @@ def check_scenario(scenario: Scenario) -> list[Problem]:
                 f"{label}: policies the oracle does not model are in force ({kinds}); the step "
                 f"must state its expectations explicitly (expect: or probes:) and say which CNI "
                 f"it describes (assume:)"), step.line))
-        problems += disagreements(scenario, step.index, expected_cells(scenario, step.index))
+        cells = expected_cells(scenario, step.index)
+        problems += disagreements(scenario, step.index, cells)
+        problems += unasserted_decided(scenario, step.index, cells)
+    return problems
+
+
+def unasserted_decided(scenario: Scenario, step_index: int,
+                       cells: list[ExpectedCell]) -> list[Problem]:
+    """The hand-written '-' cells of one step that the oracle decides, unless the step says
+    `assume:` (it describes one CNI, which may leave such a cell unasserted on purpose).
+
+    Why: '-' is for what the spec leaves undefined (a pod to itself, unmodelled policies); on a
+    cell the spec decides it hides that cell's verdict, and a fail-open there would pass unseen.
+    """
+    step = scenario.steps[step_index]
+    if step.assume is not None:
+        return []
+    label = f"step {step.index + 1} ({step.title})"
+    problems: list[Problem] = []
+    for cell in cells:
+        computed = cell.decision.expectation
+        if not cell.explicit or cell.expectation is not Expectation.UNDEFINED \
+                or computed is Expectation.UNDEFINED:
+            continue
+        symbol = SYMBOL_OF_EXPECTATION[computed]
+        problems.append(Problem(str(scenario.path), cell.field, (
+            f"{label}: {cell.label}: written '-' (not asserted), but the oracle decides "
+            f"{computed.value} ({_reasons(cell.decision)}); write '{symbol}' or add "
+            f"assume: {{cni: NAME, why: ...}} to the step"), cell.line))
     return problems
 
 
@@ -223,79 +251,20 @@ def validate_file(path: str | Path) -> list[Problem]:
 
 
 def missing_requirements(scenario: Scenario) -> list[Problem]:
-    """Capabilities the scenario's own content uses but `requires:` does not list.
+    """Capabilities the scenario's content uses but `requires:` does not list (`check`'s notes).
 
-    Why: a backend lacking a capability must skip the scenario, not run it and report the
-    missing feature as "not enforced". Reported by `check` as notes (not errors) for now, so a
-    library can adopt it file by file.
+    The needs among them are derived anyway (harness.scenario.needs; `Scenario.needs`), so a
+    backend lacking one skips the scenario; the note says so. A protocol a policy only names is
+    advice: it is no need (a CNI without it must still enforce the policy's other effects).
     """
-    need: dict[str, str] = {}
-    addresses = plan_addresses(scenario.model)
-    pod_ips = [ipaddress.ip_address(ip) for key, ip in addresses.pod_ips.items()
-               if not scenario.model.pod(key).system]
-    for st in scenario.steps:
-        for doc in st.apply:
-            if is_network_policy(doc.manifest):
-                _policy_needs(render_manifest(doc.manifest, addresses), doc.key, need, pod_ips)
-        for mx in st.expect:
-            _proto_needs(mx.protocol, f"step {st.index + 1} table {mx.port}/{mx.protocol.value}",
-                         need)
-            if isinstance(mx.port, str):
-                need.setdefault("named-ports", f"step {st.index + 1} table port {mx.port}")
-        for pr in st.probes:
-            if pr.dns_name:
-                continue
-            _proto_needs(pr.protocol, f"step {st.index + 1} probe {pr.source} -> {pr.target}", need)
-            if Endpoint.parse(pr.source).is_external or Endpoint.parse(pr.target).is_external:
-                need.setdefault("external-hosts", f"step {st.index + 1} probe {pr.source} -> "
-                                                  f"{pr.target}")
-    return [Problem(str(scenario.path), "requires", f"{cap} is used ({why}) but not required")
-            for cap, why in sorted(need.items()) if cap not in scenario.requires]
-
-
-def _network(text: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
-    try:
-        return ipaddress.ip_network(str(text), strict=False)
-    except ValueError:
-        return None
-
-
-def _proto_needs(protocol: Protocol, why: str, need: dict[str, str]) -> None:
-    if protocol is Protocol.UDP:
-        need.setdefault("udp", why)
-    elif protocol is Protocol.SCTP:
-        need.setdefault("sctp", why)
-
-
-def _policy_needs(m: dict[str, Any], key: str, need: dict[str, str],
-                  pod_ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> None:
-    spec = m.get("spec") or {}
-    need.setdefault("networkpolicy", f"policy {key}")
-    if "Egress" in (spec.get("policyTypes") or []) or spec.get("egress"):
-        need.setdefault("egress", f"policy {key} has egress rules or policyTypes Egress")
-    for direction, peers in (("ingress", "from"), ("egress", "to")):
-        for rule in spec.get(direction) or []:
-            if not isinstance(rule, dict):
-                continue
-            blocks = [p["ipBlock"] for p in rule.get(peers) or []
-                      if isinstance(p, dict) and isinstance(p.get("ipBlock"), dict)]
-            if blocks:
-                need.setdefault("ipblock", f"policy {key} has an ipBlock peer")
-            for block in blocks:
-                cidr = _network(block.get("cidr"))
-                if cidr is not None and any(ip in cidr for ip in pod_ips):
-                    # Why its own capability: some CNIs apply ipBlock to cluster-external
-                    # traffic only (harness/backends/cni.py, Cilium), so a pod matched by
-                    # address is a limitation they declare, not a policy they fail to enforce
-                    need.setdefault("ipblock-pod-ip", f"policy {key} has an ipBlock "
-                                                      f"{block.get('cidr')} that holds pod IPs")
-            for port in rule.get("ports") or []:
-                if not isinstance(port, dict):
-                    continue
-                if isinstance(port.get("port"), str):
-                    need.setdefault("named-ports", f"policy {key} names port {port['port']}")
-                if "endPort" in port:
-                    need.setdefault("endport", f"policy {key} has an endPort range")
-                if port.get("protocol") in ("UDP", "SCTP"):
-                    _proto_needs(Protocol(port["protocol"]),
-                                 f"policy {key} has a {port['protocol']} port", need)
+    requires = set(scenario.requires)
+    need = derived_needs(scenario.model, scenario.steps)
+    out = [Problem(str(scenario.path), "requires", f"{cap} is used ({why}) but not required; "
+                                                   f"derived: a backend without it skips "
+                                                   f"this scenario")
+           for cap, why in sorted(need.items()) if cap not in requires]
+    out += [Problem(str(scenario.path), "requires", f"{cap} is used ({why}) but not required; "
+                                                    f"not a need: no probe sends {cap.upper()}")
+            for cap, why in sorted(advice(scenario.model, scenario.steps).items())
+            if cap not in requires]
+    return out

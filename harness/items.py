@@ -94,6 +94,9 @@ class ScenarioItem(pytest.Item):
         self.result = result
         self.user_properties += [p for p in junit.properties(result)
                                  if p[0] not in ("cni", "backend")]
+        if result.outcome == ScenarioOutcome.SKIPPED:
+            # a need found only at the run's real addresses (runner.run_scenario)
+            pytest.skip(f"{self.cni}: {result.skip_reason}")
         if result.outcome == ScenarioOutcome.XFAILED:
             # a marker added during the call is read by pytest's xfail handling (strict, and
             # only for this exception): the run judged the failures expected

@@ -353,3 +353,26 @@ class PartlyEnforcesThoughDeclaredOpen(EnforcesThoughDeclaredOpen):
     """Declared `open`; filters TCP as the policies say and lets every UDP packet through."""
 
     unfiltered = ("udp",)
+
+
+class IpBlockOutsideTheClusterOnly(LocalBackend):
+    """A CNI that applies ipBlock peers to traffic from or to outside the cluster only, and
+    declares so (no `ipblock-pod-ip`, as harness/backends/cni.py says of Cilium): every ipBlock
+    is programmed as one that holds no address of this cluster, so a pod matched by its IP is
+    not matched. A documented limitation, not a policy it fails to enforce."""
+
+    nowhere = "198.51.100.1/32"   # TEST-NET-2: no pod, Service or external host of a run
+
+    def capabilities(self):
+        caps = super().capabilities()
+        return dataclasses.replace(caps, supported=caps.supported - {"ipblock-pod-ip"})
+
+    def apply_policy(self, manifest: Mapping) -> None:
+        out = copy.deepcopy(dict(manifest))
+        spec = out.get("spec") or {}
+        for direction, peers in (("ingress", "from"), ("egress", "to")):
+            for rule in spec.get(direction) or []:
+                for peer in rule.get(peers) or []:
+                    if "ipBlock" in peer:
+                        peer["ipBlock"] = {"cidr": self.nowhere}
+        super().apply_policy(out)

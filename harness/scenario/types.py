@@ -8,10 +8,12 @@ here, neither imports the other.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
-from harness.model import Model, Protocol
+from harness.model import Addresses, Model, Protocol
 from harness.scenario.expectations import MatrixExpectation, ProbeExpectation
+from harness.scenario.needs import derived_needs
 from harness.scenario.policies import PolicyDoc
 
 __all__ = ["Scenario", "Step", "Assume", "PolicyDoc", "MatrixExpectation", "ProbeExpectation",
@@ -134,10 +136,17 @@ class Scenario:
     steps: tuple[Step, ...]
     source_lines: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def needs(self) -> tuple[str, ...]:
-        """`requires:` and what its fault steps' actions need (Fault.needs): what a backend must
-        declare to run it, as data, so a backend that supports some fault actions and not
-        others skips the scenario with the reason."""
+        """`requires:`, what its fault steps' actions need (Fault.needs) and what its content
+        needs (needs.derived_needs, with the model's stand-in addresses): what a backend must
+        declare to run it, as data, so a backend lacking any skips the scenario with the
+        reason, whether or not `requires:` names it."""
+        return self.needs_at(None)
+
+    def needs_at(self, addresses: Addresses | None) -> tuple[str, ...]:
+        """`needs` with the policies rendered at `addresses` (a run's real ones: an ipBlock
+        may hold pod IPs there and not at the stand-ins, or the reverse)."""
         derived = {n for s in self.steps if s.fault is not None for n in s.fault.needs}
+        derived |= set(derived_needs(self.model, self.steps, addresses))
         return tuple(sorted(set(self.requires) | derived))
