@@ -4,9 +4,11 @@ Run:  sudo pytest examples/test_python_api.py --backend local --cni enforcing
 
 Each test declares its own namespaces and pods; they are deployed on the run's backend the
 first time a test probes or applies a policy, and removed when the test ends. `netpol_probe`
-and `netpol_dns_probe` run the real tools (curl, nslookup) inside the source pod;
-`netpol_assert_matrix` probes every pod pair until two rounds agree and fails with the expected
-and observed tables side by side. A probe counts as blocked only when the target's server
+and `netpol_dns_probe` run the real tools (curl, nslookup) inside the source pod, in rounds for
+the same observation window as a scenario's step (from the last change); `netpol_assert_matrix`
+checks the table against the oracle first (a wrong table fails before any probe), then probes
+every pod pair until two rounds agree and fails with the expected and observed tables side by
+side. A probe counts as blocked only when the target's server
 answered on its own loopback in the same moment (`.blocked`), so a dead server never passes as
 "enforced".
 """

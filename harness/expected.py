@@ -194,21 +194,9 @@ def unasserted_decided(scenario: Scenario, step_index: int,
     cell the spec decides it hides that cell's verdict, and a fail-open there would pass unseen.
     """
     step = scenario.steps[step_index]
-    if step.assume is not None:
-        return []
     label = f"step {step.index + 1} ({step.title})"
-    problems: list[Problem] = []
-    for cell in cells:
-        computed = cell.decision.expectation
-        if not cell.explicit or cell.expectation is not Expectation.UNDEFINED \
-                or computed is Expectation.UNDEFINED:
-            continue
-        symbol = SYMBOL_OF_EXPECTATION[computed]
-        problems.append(Problem(str(scenario.path), cell.field, (
-            f"{label}: {cell.label}: written '-' (not asserted), but the oracle decides "
-            f"{computed.value} ({_reasons(cell.decision)}); write '{symbol}' or add "
-            f"assume: {{cni: NAME, why: ...}} to the step"), cell.line))
-    return problems
+    return [Problem(str(scenario.path), cell.field, f"{label}: {text}", cell.line)
+            for cell in cells if (text := unasserted(cell, step.assume is not None))]
 
 
 def disagreements(scenario: Scenario, step_index: int,
@@ -220,25 +208,45 @@ def disagreements(scenario: Scenario, step_index: int,
     differently, and a wrong file must never be judged as the CNI's failure).
     """
     step = scenario.steps[step_index]
-    path, label = str(scenario.path), f"step {step.index + 1} ({step.title})"
-    problems: list[Problem] = []
-    for cell in cells:
-        if cell.expectation is Expectation.UNDEFINED or not cell.explicit:
-            continue  # '-': not asserted; the oracle's own matrix agrees with itself
-        computed = cell.decision.expectation
-        where = f"{label}: {cell.label}"
-        if computed is Expectation.UNDEFINED:
-            if step.assume is None:
-                problems.append(Problem(path, cell.field, (
-                    f"{where}: expected {cell.expectation.value}, but the spec leaves this "
-                    f"undefined ({_reasons(cell.decision)}); write '-' or add "
-                    f"assume: {{cni: NAME, why: ...}} to the step"), cell.line))
-            continue
-        if computed is not cell.expectation:
-            problems.append(Problem(path, cell.field, (
-                f"{where}: expected {cell.expectation.value}, the oracle computes "
-                f"{computed.value}: {_reasons(cell.decision)}"), cell.line))
-    return problems
+    label = f"step {step.index + 1} ({step.title})"
+    return [Problem(str(scenario.path), cell.field, f"{label}: {text}", cell.line)
+            for cell in cells if (text := disagreement(cell, step.assume is not None))]
+
+
+#: how a scenario file says which CNI its expectations describe
+ASSUME_HINT = "add assume: {cni: NAME, why: ...} to the step"
+
+
+def disagreement(cell: ExpectedCell, assumed: bool, hint: str = ASSUME_HINT) -> str | None:
+    """What is wrong with one hand-written expectation the oracle does not compute, or None.
+
+    A cell the spec leaves undefined may be asserted only where the expectations describe one
+    CNI (`assumed`: a step's `assume:`, the Python API's `assume=`); a decided cell must agree.
+    Used by `check`, the runner (again at the real addresses) and the Python API's tables.
+    """
+    if cell.expectation is Expectation.UNDEFINED or not cell.explicit:
+        return None  # '-': not asserted (unasserted() says when that is wrong)
+    computed = cell.decision.expectation
+    if computed is Expectation.UNDEFINED:
+        if assumed:
+            return None
+        return (f"{cell.label}: expected {cell.expectation.value}, but the spec leaves this "
+                f"undefined ({_reasons(cell.decision)}); write '-' or {hint}")
+    if computed is not cell.expectation:
+        return (f"{cell.label}: expected {cell.expectation.value}, the oracle computes "
+                f"{computed.value}: {_reasons(cell.decision)}")
+    return None
+
+
+def unasserted(cell: ExpectedCell, assumed: bool, hint: str = ASSUME_HINT) -> str | None:
+    """A hand-written '-' on a cell the oracle decides (None when fine, or `assumed`)."""
+    computed = cell.decision.expectation
+    if assumed or not cell.explicit or cell.expectation is not Expectation.UNDEFINED \
+            or computed is Expectation.UNDEFINED:
+        return None
+    return (f"{cell.label}: written '-' (not asserted), but the oracle decides "
+            f"{computed.value} ({_reasons(cell.decision)}); write "
+            f"'{SYMBOL_OF_EXPECTATION[computed]}' or {hint}")
 
 
 def validate_file(path: str | Path) -> list[Problem]:

@@ -376,3 +376,35 @@ class IpBlockOutsideTheClusterOnly(LocalBackend):
                     if "ipBlock" in peer:
                         peer["ipBlock"] = {"cidr": self.nowhere}
         super().apply_policy(out)
+
+
+class EnforcesAfterADelay(LocalBackend):
+    """Programs every change `delay` seconds after it was made (an agent slow to program what
+    the API accepted): right, but late. A probe sent at once after an apply connects."""
+
+    delay = 1.5
+
+    def _sync_policies(self) -> None:
+        if getattr(self, "_now", False):
+            super()._sync_policies()
+            return
+        timer = threading.Timer(self.delay, self._late)
+        timer.daemon = True
+        self._timers = [t for t in getattr(self, "_timers", []) if t.is_alive()] + [timer]
+        timer.start()
+
+    def _late(self) -> None:
+        with _exec_lock:
+            if self.model is None:
+                return
+            self._now = True
+            try:
+                super()._sync_policies()
+            finally:
+                self._now = False
+
+    def undeploy(self) -> None:
+        for timer in getattr(self, "_timers", []):
+            timer.cancel()
+        with _exec_lock:
+            super().undeploy()
