@@ -48,11 +48,11 @@ from harness.model import (
 )
 from harness.oracle import Oracle
 from harness.plan import Cell, Loopback, servers_of
-from harness.prober import loopback_probe, probe_one
+from harness.prober import ROUND_PAUSE, loopback_probe, probe_one
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec
 from harness.reports.terminal import render_step
 from harness.results import Expectation, StepResult, Verdict
-from harness.runner import ROUND_PAUSE, converge_cells
+from harness.runner import converge_cells
 from harness.session import Session
 from harness.settings import Settings
 from harness.truthtable import EXPECTATION_OF_SYMBOL, TruthTable
