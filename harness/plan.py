@@ -22,8 +22,10 @@ from harness.results import Attempt, CellResult, Expectation, Verdict
 from harness.scenario import Scenario
 from harness.verdicts import Judgement
 
-#: outcomes of a probe by name that never got past name resolution
-_NAME_NOT_RESOLVED = frozenset({Outcome.DNS_TIMEOUT, Outcome.DNS_FAILED, Outcome.TOOL_ERROR})
+#: outcomes of a probe by name that never got past name resolution (in time: a late reply may
+#: be a late answer of the lookup, which proves no DNS server in time)
+_NAME_NOT_RESOLVED = frozenset({Outcome.DNS_TIMEOUT, Outcome.DNS_FAILED, Outcome.LATE_REPLY,
+                                Outcome.TOOL_ERROR})
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ The default concurrency is 128 rather than 64 so that a 9x9 matrix fits in one w
 
 from __future__ import annotations
 
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -26,9 +27,12 @@ from harness.probes import (
     Outcome,
     ProbeOutcome,
     ProbeSpec,
+    after_second_look,
     argv_for,
     batch_argv_for,
     classify,
+    late_grace,
+    second_look_argv,
     split_batch,
     split_udp,
     udp_argv_for,
@@ -75,7 +79,45 @@ def probe_one(backend: Backend, spec: ProbeSpec, addresses: Addresses | None, ti
     except (ExecError, BackendError, KeyError, ValueError) as exc:
         return ProbeOutcome(Outcome.TOOL_ERROR, None, f"{type(exc).__name__}: {exc}",
                             time.monotonic() - started)
-    return classify(spec, result)
+    return second_looks(backend, [(spec, dest, classify(spec, result))], timeout, toolkit)[spec]
+
+
+def second_looks(backend: Backend, probes: list[tuple[ProbeSpec, str, ProbeOutcome]],
+                 timeout: float, toolkit: str = "debian") -> dict[ProbeSpec, ProbeOutcome]:
+    """Each probe's outcome after its second observation, where it needs one
+    (probes.second_look_argv: a lookup or an agnhost UDP probe that timed out). One second
+    look per distinct argv of a source (a name looked up once for all its probes), at once."""
+    out = {spec: o for spec, _, o in probes}
+    looks: dict[tuple[str, ...], list[ProbeSpec]] = {}
+    for spec, dest, o in probes:
+        argv = second_look_argv(spec, dest, o.outcome, timeout, toolkit)
+        if argv is not None:
+            looks.setdefault(tuple(argv), []).append(spec)
+    if not looks:
+        return out
+
+    def look(argv: tuple[str, ...]) -> None:
+        specs = looks[argv]
+        try:
+            result = backend.exec(specs[0].source, list(argv), timeout=second_look_timeout(timeout))
+        except (ExecError, BackendError) as exc:
+            for spec in specs:
+                out[spec] = replace(out[spec], detail=f"{out[spec].detail}; the second look "
+                                                      f"failed ({type(exc).__name__}: {exc})")
+            return
+        for spec in specs:
+            out[spec] = after_second_look(out[spec], spec, result)
+
+    with ThreadPoolExecutor(max_workers=len(looks)) as pool:
+        for f in [pool.submit(look, argv) for argv in looks]:
+            f.result()
+    return out
+
+
+def second_look_timeout(timeout: float) -> float:
+    """How long a second look may run: nslookup tries the search path one name at a time (up
+    to six queries with the pods' ndots:5), each waiting timeout + grace."""
+    return 6 * math.ceil(timeout + late_grace(timeout)) + EXEC_MARGIN
 
 
 def loopback_probe(backend: Backend, endpoint: str, port: int, protocol: Protocol,
@@ -128,16 +170,16 @@ def probe_batch(backend: Backend, probes: list[tuple[ProbeSpec, str]], timeout: 
         return {s: ProbeOutcome(Outcome.TOOL_ERROR, None, f"{type(exc).__name__}: {exc}", el)
                 for s, _ in probes}
     per = split(probes, result)
-    out = {}
-    for spec, _ in probes:
+    out = []
+    for spec, dest in probes:
         if spec in per:
-            out[spec] = classify(spec, per[spec])
+            out.append((spec, dest, classify(spec, per[spec])))
         else:
-            out[spec] = ProbeOutcome(Outcome.TOOL_ERROR, None,
-                                     f"the batched probe process gave no result for this probe "
-                                     f"(exit {result.returncode}: {result.stderr.strip()[:200]})",
-                                     result.elapsed)
-    return out
+            out.append((spec, dest, ProbeOutcome(
+                Outcome.TOOL_ERROR, None, f"the batched probe process gave no result for this "
+                f"probe (exit {result.returncode}: {result.stderr.strip()[:200]})",
+                result.elapsed)))
+    return second_looks(backend, out, timeout, backend.toolkit)
 
 
 def _plan(specs: list[ProbeSpec], addresses: Addresses, toolkit: str, batch: bool,

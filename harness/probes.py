@@ -8,8 +8,9 @@ harness is broken", so it is a pure function table-tested on real curl/nslookup 
 
 from __future__ import annotations
 
+import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from harness.errors import ExecResult
@@ -26,6 +27,8 @@ class Outcome(str, Enum):
     DNS_REFUSED = "dns-refused"      # the DNS server (or a DNS proxy) answered REFUSED/SERVFAIL
     DNS_TIMEOUT = "dns-timeout"      # no DNS server could be reached
     DNS_FAILED = "dns-failed"        # a client (curl, agnhost) could not resolve the target name
+    LATE_REPLY = "late-reply"        # an answer came after the timeout, within the grace: neither
+    #                                  a drop nor a clean delivery (late_grace)
     TOOL_ERROR = "tool-error"        # the tool failed for a reason that says nothing of policy
 
     @property
@@ -82,11 +85,31 @@ class ProbeOutcome:
 #: What `-w` appends after curl's body, so classify() reads the HTTP status from stdout.
 CURL_CODE_MARK = "\n__np_http_code="
 
-#: The UDP client of the "debian" toolkit: `UDP_CLIENT_ARGV TIMEOUT HOST:PORT...` sends
+def late_grace(timeout: float) -> float:
+    """Seconds a UDP probe or a DNS lookup keeps listening after its timeout: the probe
+    timeout itself, and at least one second (2 s in all at the default 1 s timeout).
+
+    Why: a reply that comes after the timeout was not dropped. Closing the socket at the
+    deadline turned it into a timeout, which the same round's positive control then made a
+    block (a fail-open cell read as a pass). A loaded machine delays replies by scheduling
+    alone, by a fraction of the timeout and sometimes more; a reply later than twice the
+    timeout is treated as none, as any finite wait must. The cost: a blocked UDP probe ends
+    after timeout + grace instead of the timeout (a round with one lasts about 1 s longer at
+    the defaults); a timed-out lookup gets a second lookup that waits as long (lookup_again).
+    A reply inside the grace is LATE_REPLY: a probe error, never a block, never a pass.
+    """
+    return max(1.0, timeout)
+
+
+#: The UDP client of the "debian" toolkit: `UDP_CLIENT_ARGV TIMEOUT GRACE HOST:PORT...` sends
 #: `hostname\n` from a fresh socket to every target at once (like `/agnhost connect
-#: --protocol=udp`, which sends the same), waits up to TIMEOUT for each one's reply, and prints
-#: one line per target: `__np_udp HOST:PORT STATUS SECONDS TEXT`, STATUS one of ok (TEXT: the
-#: reply, hex), timeout, refused (an ICMP port unreachable came back), dns, other.
+#: --protocol=udp`, which sends the same), and prints one line per target: `__np_udp HOST:PORT
+#: STATUS SECONDS TEXT`, STATUS one of ok (TEXT: the reply, hex), late (a reply after TIMEOUT
+#: and within GRACE more; TEXT: the reply), timeout (nothing within TIMEOUT + GRACE), refused
+#: (an ICMP port unreachable came back), dns, other. SECONDS is from the send to the reply's
+#: arrival as the kernel stamped it (SO_TIMESTAMPNS, 35 on Linux: not in Python's socket
+#: module before 3.14), so a reply that arrived in time but was read late by a busy client is
+#: still ok.
 #: Why not netcat: OpenBSD `nc -u -w T` exits 0 with empty output both when an ICMP port
 #: unreachable came back (after 3 ms) and when nothing came back (after T seconds), so its
 #: result cannot tell a reject from a drop (measured with nc 1.219 on this machine).
@@ -95,29 +118,30 @@ CURL_CODE_MARK = "\n__np_http_code="
 #: its own socket (a new source port, a new conntrack entry), as curl --parallel does for TCP.
 UDP_MARK = "__np_udp "
 UDP_CLIENT = (
-    "import select,socket,sys,time\n"
-    "t=float(sys.argv[1]);live={}\n"
-    "def say(k,st,t0,x):sys.stdout.write('__np_udp %s %s %.4f %s\\n'%(k,st,time.monotonic()-t0,x))\n"
-    "for k in sys.argv[2:]:\n"
-    " t0=time.monotonic();h,_,p=k.rpartition(':')\n"
+    "import select,socket,struct,sys,time\n"
+    "t,g=float(sys.argv[1]),float(sys.argv[2]);live={};TS=getattr(socket,'SO_TIMESTAMPNS',35)\n"
+    "def say(k,st,dt,x):sys.stdout.write('__np_udp %s %s %.4f %s\\n'%(k,st,dt,x))\n"
+    "for k in sys.argv[3:]:\n"
+    " t0=time.time();h,_,p=k.rpartition(':')\n"
     " try:a=socket.getaddrinfo(h,int(p),socket.AF_INET,socket.SOCK_DGRAM)[0][4]\n"
-    " except OSError as e:say(k,'dns',t0,e);continue\n"
-    " s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
-    " try:s.connect(a);s.send(b'hostname\\n')\n"
-    " except ConnectionRefusedError as e:say(k,'refused',t0,e);s.close();continue\n"
-    " except OSError as e:say(k,'other',t0,e);s.close();continue\n"
-    " live[s]=(k,t0,t0+t)\n"
+    " except OSError as e:say(k,'dns',time.time()-t0,e);continue\n"
+    " s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.setsockopt(socket.SOL_SOCKET,TS,1)\n"
+    " try:s.connect(a);s.send(b'hostname\\n');t0=time.time()\n"
+    " except ConnectionRefusedError as e:say(k,'refused',time.time()-t0,e);s.close();continue\n"
+    " except OSError as e:say(k,'other',time.time()-t0,e);s.close();continue\n"
+    " live[s]=(k,t0)\n"
     "while live:\n"
-    " now=time.monotonic()\n"
-    " for s,(k,t0,d) in list(live.items()):\n"
-    "  if now>=d:say(k,'timeout',t0,'no reply within %ss'%t);del live[s];s.close()\n"
-    " if not live:break\n"
-    " for s in select.select(list(live),[],[],max(0,min(d for _,_,d in live.values())-now))[0]:\n"
-    "  k,t0,d=live.pop(s)\n"
-    "  try:say(k,'ok',t0,s.recv(4096).hex())\n"
-    "  except ConnectionRefusedError as e:say(k,'refused',t0,e)\n"
-    "  except OSError as e:say(k,'other',t0,e)\n"
+    " for s in select.select(list(live),[],[],max(0,min(v[1] for v in live.values())+t+g-time.time()))[0]:\n"
+    "  k,t0=live.pop(s)\n"
+    "  try:\n"
+    "   d,anc,_,_=s.recvmsg(4096,64);at=[struct.unpack('qq',v[:16]) for _,y,v in anc if y==TS]\n"
+    "   dt=(at[0][0]+at[0][1]/1e9 if at else time.time())-t0;say(k,'ok' if dt<=t else 'late',dt,d.hex())\n"
+    "  except ConnectionRefusedError as e:say(k,'refused',time.time()-t0,e)\n"
+    "  except OSError as e:say(k,'other',time.time()-t0,e)\n"
     "  s.close()\n"
+    " now=time.time()\n"
+    " for s,(k,t0) in list(live.items()):\n"
+    "  if now>=t0+t+g:say(k,'timeout',now-t0,'no reply in %gs+%gs of grace'%(t,g));del live[s];s.close()\n"
 )
 #: the interpreter that runs it: this machine's own, isolated from the environment and without
 #: site-packages (`python3` on PATH may be a version-manager shim costing dozens of processes)
@@ -165,6 +189,50 @@ def argv_for(spec: ProbeSpec, dest: str, timeout: float, toolkit: str = "debian"
     return udp_argv_for([(spec, dest)], timeout)
 
 
+def second_look_argv(spec: ProbeSpec, dest: str, first: Outcome, timeout: float,
+                     toolkit: str = "debian") -> list[str] | None:
+    """The argv of a second observation for a probe whose tool stopped listening at its
+    timeout, so that a late answer can be seen; None when the first needs none.
+
+    Which: a lookup that timed out (nslookup, or the resolver of a probe by name: curl's gives
+    up at the connect timeout) is looked up again with nslookup, waiting timeout + grace
+    (late_grace); an agnhost UDP probe that timed out is sent again waiting as long. The
+    debian UDP client needs none: it listens through the grace itself. Why a second lookup and
+    not one that waits longer: nslookup does not say when its answer came, so a lookup that
+    waits past the timeout cannot tell a late answer from one in time; the first, with the
+    timeout, decides "in time", the second "late, or never". Why only after a timeout: an
+    answer in time needs nothing more, and a start of nslookup costs ~18 ms of CPU.
+    """
+    wait = timeout + late_grace(timeout)
+    if first == Outcome.DNS_TIMEOUT:
+        argv = ["nslookup", f"-timeout={math.ceil(wait)}", "-retry=0"]
+        if spec.is_dns and spec.protocol == Protocol.TCP:
+            argv.append("-vc")
+        return argv + [dest]
+    if first == Outcome.TIMEOUT and not spec.is_dns and spec.protocol == Protocol.UDP \
+            and toolkit == "agnhost":
+        return ["/agnhost", "connect", f"{dest}:{spec.port}", "--protocol=udp",
+                f"--timeout={_fmt(wait)}s"]
+    return None
+
+
+def after_second_look(first: ProbeOutcome, spec: ProbeSpec, second: ExecResult) -> ProbeOutcome:
+    """The probe's outcome once its second observation (second_look_argv) is in. Pure.
+
+    An answer to the second (a reply, an address, NXDOMAIN) means the path delivers, only
+    late (or the dataplane changed between the two): LATE_REPLY, a probe error, never the
+    block the first read as. Anything else leaves the first as it was.
+    """
+    again = classify(spec, second)
+    if again.outcome.delivered is True:
+        return ProbeOutcome(Outcome.LATE_REPLY, again.answered_by,
+                            f"{first.outcome.value} at the timeout ({first.detail}); a second "
+                            f"look right after, waiting through the grace, was answered "
+                            f"({again.detail}; {second.elapsed:.2f} s in all)", first.elapsed)
+    return replace(first, detail=f"{first.detail}; a second look, waiting through the grace, "
+                                 f"got no answer either ({again.outcome.value})")
+
+
 #: The per-transfer line a batched curl writes (`-w`), one per URL, in completion order.
 BATCH_MARK = "__np_probe "
 BATCH_FORMAT = (BATCH_MARK + "exit=%{exitcode} code=%{http_code} time=%{time_total} "
@@ -195,7 +263,7 @@ def udp_argv_for(probes: list[tuple[ProbeSpec, str]], timeout: float) -> list[st
     """One UDP client process for several UDP probes of one source, all sent at once."""
     targets = _targets(probes, Protocol.UDP, "{}:{}", "a UDP batch needs distinct targets: "
                        "results are matched by target")
-    return [*UDP_CLIENT_ARGV, _fmt(timeout), *targets]
+    return [*UDP_CLIENT_ARGV, _fmt(timeout), _fmt(late_grace(timeout)), *targets]
 
 
 def _targets(probes: list[tuple[ProbeSpec, str]], protocol: Protocol, form: str,
@@ -350,11 +418,16 @@ def _classify_udp_line(line: str, el: float) -> ProbeOutcome:
     """One `__np_udp TARGET STATUS SECONDS TEXT` line of the debian UDP client."""
     parts = line[len(UDP_MARK):].rstrip("\n").split(" ", 3)
     status, text = (parts[1], parts[3] if len(parts) > 3 else "") if len(parts) > 1 else ("", "")
-    if status == "ok":
+    if status in ("ok", "late"):
         try:
             reply = bytes.fromhex(text).decode(errors="replace").strip()
-        except ValueError:
+            seconds = float(parts[2])
+        except (ValueError, IndexError):
             return ProbeOutcome(Outcome.TOOL_ERROR, None, f"unreadable UDP reply: {line[:200]}", el)
+        if status == "late":
+            return ProbeOutcome(Outcome.LATE_REPLY, reply or None,
+                                f"a reply {seconds:.3f} s after the request: after the probe "
+                                "timeout, within its grace", el)
         return ProbeOutcome(Outcome.CONNECTED, reply or None, "connected", el)
     detail = f"{status}: {text}".strip(": ")
     return ProbeOutcome(_UDP_STATUS.get(status, Outcome.TOOL_ERROR), None, detail, el)

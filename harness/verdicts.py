@@ -35,6 +35,9 @@ Rules, per cell of one round:
                                query fails at once like that, so it is blocked only behind a
                                rejecting CNI, with the DNS server proven to answer.
 - DNS REFUSED                -> blocked only on a backend with a DNS proxy (fqdn), else error.
+- a late reply (an answer after the probe timeout, within its grace: probes.late_grace)
+                             -> PROBE_ERROR: the packets got through, so it is never a block;
+                               late, so it is no delivery in time either.
 """
 
 from __future__ import annotations
@@ -178,6 +181,10 @@ def judge(expectation: object, observation: ProbeOutcome | None, positive_contro
         j = Judgement(Verdict.PROBE_ERROR, out.value,
                       f"HTTP 403 'access denied'{detail} from something that is not the target, "
                       "on a CNI that declares no L7 proxy: says nothing about policy")
+    elif out == Outcome.LATE_REPLY:
+        j = Judgement(Verdict.PROBE_ERROR, out.value,
+                      f"an answer came only after the probe timeout{detail}: the packets got "
+                      "through, late, so it is no block; nor is it a delivery in time")
     elif kind is BlockedKind.REFUSED:
         j = Judgement(Verdict.PROBE_ERROR, out.value,
                       f"connection refused{detail}: the packet reached a closed port (this CNI "

@@ -15,7 +15,7 @@ from typing import Mapping
 
 from harness.backends.local import LocalBackend, nft, profiles
 from harness.errors import BackendError
-from harness.shell import spawn, stop
+from harness.shell import run, spawn, stop
 
 
 class PoliciesInTheWrongNamespace(LocalBackend):
@@ -408,3 +408,95 @@ class EnforcesAfterADelay(LocalBackend):
             timer.cancel()
         with _exec_lock:
             super().undeploy()
+
+
+#: Holds every packet of an NFQUEUE queue for a while, then accepts it (argv: queue delay
+#: ready-file). Plain nfnetlink (the kernel's queue protocol: bind the queue, ask for packet
+#: metadata only, answer each packet id with NF_ACCEPT), so that no library is needed. Why a
+#: queue: this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM is not set) and no nft `queue`
+#: (no CONFIG_NFT_QUEUE), but it has the xtables NFQUEUE target.
+NFQUEUE_DELAYER = (
+    "import heapq,select,socket,struct,sys,time\n"
+    "q,delay,ready=int(sys.argv[1]),float(sys.argv[2]),sys.argv[3]\n"
+    "s=socket.socket(socket.AF_NETLINK,socket.SOCK_RAW,12);s.bind((0,0))\n"
+    "def msg(kind,flags,attrs):\n"
+    " body=struct.pack('=BB',0,0)+struct.pack('!H',q)\n"
+    " for t,v in attrs:body+=struct.pack('=HH',4+len(v),t)+v+bytes(-len(v)%4)\n"
+    " return struct.pack('=IHHII',16+len(body),(3<<8)|kind,flags,0,0)+body\n"
+    "def config(attr):\n"
+    " s.send(msg(2,5,[attr]));d=s.recv(65536)\n"
+    " if struct.unpack_from('=H',d,4)[0]==2 and struct.unpack_from('=i',d,16)[0]:\n"
+    "  raise SystemExit('nfqueue config refused: %d'%struct.unpack_from('=i',d,16)[0])\n"
+    "config((1,struct.pack('!BBH',1,0,0)))\n"       # NFQA_CFG_CMD: bind the queue
+    "config((2,struct.pack('!IB',0,1)))\n"          # NFQA_CFG_PARAMS: metadata only
+    "open(ready,'w').close();due=[]\n"
+    "while True:\n"
+    " if select.select([s],[],[],max(0,due[0][0]-time.monotonic()) if due else None)[0]:\n"
+    "  d=s.recv(1<<20);o=0\n"
+    "  while o+16<=len(d):\n"
+    "   n,t=struct.unpack_from('=IH',d,o);a=o+20\n"
+    "   while t==(3<<8) and a+4<=o+n:\n"             # NFQNL_MSG_PACKET: find its packet id
+    "    al,at=struct.unpack_from('=HH',d,a)\n"
+    "    if at&0x3fff==1:heapq.heappush(due,(time.monotonic()+delay,struct.unpack_from('!I',d,a+4)[0]))\n"
+    "    a+=(al+3)&~3\n"
+    "   o+=(n+3)&~3\n"
+    " while due and due[0][0]<=time.monotonic():\n"  # NFQNL_MSG_VERDICT: NF_ACCEPT, id
+    "  s.send(msg(1,1,[(2,struct.pack('!II',1,heapq.heappop(due)[1]))]))\n"
+)
+
+
+class SlowInsteadOfBlocked(LocalBackend):
+    """Enforces nothing, and is slow where it should block: every packet a policy denies goes
+    through, and the UDP replies of those flows come `delay` seconds late (a dataplane whose
+    denied path is a slow detour, not a drop).
+
+    The enforcing table is compiled as usual, but its drops mark the flow (conntrack mark)
+    and accept it; an iptables NFQUEUE rule in the node hands the UDP replies of marked flows
+    to NFQUEUE_DELAYER, which accepts each one `delay` s later. A probe that stops listening
+    at its timeout reads that late reply as a drop, and the loopback control then makes it a
+    pass; UDP probes and lookups of those flows must never read as blocked."""
+
+    delay = 1.2
+    mark = 0x4E50
+    queue = 0
+
+    def _sync_policies(self) -> None:
+        if self.model is None or self.addresses is None:
+            return
+        body = profiles.compile_policies(self.model, self.addresses,
+                                         [p for _, p in self._policies.values()], self._veths)
+        body = [line.replace("counter drop", f"counter ct mark set {self.mark:#x} accept")
+                for line in body]
+        nft.load(self.node, nft.replace_table("ip", nft.table_name(self.run_id, "policy"), body),
+                 doing="loading a table that marks what it should drop (a slow path, on purpose)")
+        if self._policies and getattr(self, "_delayer", None) is None:
+            self._start_delaying()
+
+    def _rule(self, op: str) -> list[str]:
+        return ["ip", "netns", "exec", self.node, "iptables", "-w", op, "FORWARD", "-p", "udp",
+                "-m", "connmark", "--mark", f"{self.mark:#x}", "-m", "conntrack", "--ctdir",
+                "REPLY", "-j", "NFQUEUE", "--queue-num", str(self.queue)]
+
+    def _start_delaying(self) -> None:
+        ready = os.path.join(self.workdir, f"{self.node}.delayer-ready")
+        log = os.path.join(self.workdir, f"{self.node}.delayer.log")
+        self._delayer = spawn(["ip", "netns", "exec", self.node, sys.executable, "-c",
+                               NFQUEUE_DELAYER, str(self.queue), str(self.delay), ready],
+                              log_path=log)
+        deadline = time.monotonic() + 30
+        while not os.path.exists(ready):
+            if self._delayer.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the NFQUEUE delayer did not start: {open(log).read()}")
+            time.sleep(0.01)
+        # only once the queue has a reader: a queue without one drops what it is given
+        res = run(self._rule("-A"), timeout=30)
+        if res.returncode != 0:
+            raise AssertionError(f"adding the NFQUEUE rule: {res.stderr.strip()}")
+
+    def undeploy(self) -> None:
+        delayer = getattr(self, "_delayer", None)
+        if delayer is not None:
+            run(self._rule("-D"), timeout=30)
+            stop(delayer)
+            self._delayer = None
+        super().undeploy()

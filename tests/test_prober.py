@@ -142,3 +142,62 @@ def test_duplicate_specs_are_probed_once_and_order_is_kept():
 
 def test_empty_round():
     assert probe_round(FakeKubeExec({}), [], ADDR, 1.0) == {}
+
+
+class Looks:
+    """A backend that replays one captured output per tool invocation, in order of arrival per
+    (endpoint, first word of the argv): the first lookup of a name, then its second look."""
+
+    def __init__(self, toolkit: str, replies: dict[str, list]):
+        self.toolkit, self.replies = toolkit, {k: list(v) for k, v in replies.items()}
+        self.calls: list[tuple[str, ...]] = []
+        self.lock = threading.Lock()
+
+    def exec(self, endpoint, argv, timeout):
+        with self.lock:
+            self.calls.append(tuple(argv))
+            key = next(k for k in self.replies if k in " ".join(argv))
+            reply = self.replies[key].pop(0)
+        r = captured(reply) if isinstance(reply, str) else ExecResult((), *reply, 1.3)
+        return ExecResult(tuple(argv), r.returncode, r.stdout, r.stderr, r.elapsed, endpoint)
+
+
+def test_a_timed_out_lookup_gets_a_second_look_and_an_answer_there_is_a_late_reply():
+    dns = ProbeSpec("x/a", "kube-dns", 53, Protocol.UDP, dns_name="kubernetes.default")
+    backend = Looks("debian", {"nslookup": ["nslookup-timeout", "nslookup-second-look-late"]})
+    (got,) = probe_round(backend, [dns], ADDR, 1.0).values()
+    assert got.outcome == Outcome.LATE_REPLY and "timed out" in got.detail, got.detail
+    assert [c[:2] for c in backend.calls] == [("nslookup", "-timeout=1"), ("nslookup", "-timeout=2")]
+    # a second look that gets nothing either leaves the timeout as it was
+    backend = Looks("debian", {"nslookup": ["nslookup-timeout", "nslookup-second-look-timeout"]})
+    (got,) = probe_round(backend, [dns], ADDR, 1.0).values()
+    assert got.outcome == Outcome.DNS_TIMEOUT and "no answer either" in got.detail
+
+
+def test_an_answer_in_time_needs_no_second_look():
+    dns = ProbeSpec("x/a", "kube-dns", 53, Protocol.UDP, dns_name="kubernetes.default")
+    backend = Looks("debian", {"nslookup": ["nslookup-resolved"]})
+    (got,) = probe_round(backend, [dns], ADDR, 1.0).values()
+    assert got.outcome == Outcome.DNS_RESOLVED and len(backend.calls) == 1
+
+
+def test_probes_by_name_whose_resolver_timed_out_share_one_second_look_of_the_name():
+    """A batched curl by name: both transfers' resolver timed out; one nslookup of the name."""
+    specs = [tcp("x/a", "web.x.svc.cluster.local"), tcp("x/a", "web.x.svc.cluster.local", 81)]
+    line = ("__np_probe exit=28 code=000 time=1.001 pod= url=http://web.x.svc.cluster.local:{}/ "
+            "err=Resolving timed out after 1001 milliseconds\n")
+    backend = Looks("debian", {"--parallel": [(28, line.format(80) + line.format(81), "")],
+                               "nslookup": ["nslookup-second-look-late"]})
+    got = probe_round(backend, specs, ADDR, 1.0)
+    assert [o.outcome for o in got.values()] == [Outcome.LATE_REPLY, Outcome.LATE_REPLY]
+    looks = [c for c in backend.calls if c[0] == "nslookup"]
+    assert looks == [("nslookup", "-timeout=2", "-retry=0", "web.x.svc.cluster.local")]
+
+
+def test_agnhost_udp_that_timed_out_is_sent_again_waiting_through_the_grace():
+    """The kube path's UDP client (agnhost connect) stops at its timeout, like nslookup."""
+    udp = ProbeSpec("x/a", "x/b", 81, Protocol.UDP)
+    backend = Looks("agnhost", {"/agnhost": [(1, "", "TIMEOUT\n"), (0, "", "")]})
+    (got,) = probe_round(backend, [udp], ADDR, 1.0, toolkit="agnhost").values()
+    assert got.outcome == Outcome.LATE_REPLY
+    assert backend.calls[1][-1] == "--timeout=2s"

@@ -21,9 +21,12 @@ from harness.probes import (
     Outcome,
     ProbeOutcome,
     ProbeSpec,
+    after_second_look,
     argv_for,
     batch_argv_for,
     classify,
+    late_grace,
+    second_look_argv,
     split_batch,
 )
 from harness.shell import ExecResult
@@ -49,6 +52,8 @@ EXPECTED = {
     "udp-connected": (Outcome.CONNECTED, "x/b"),
     "udp-refused": (Outcome.REFUSED, None),
     "udp-timeout": (Outcome.TIMEOUT, None),
+    # a reply after the timeout, within the grace: the client still listened, and says late
+    "udp-late-reply": (Outcome.LATE_REPLY, "x/b"),
     "nslookup-resolved": (Outcome.DNS_RESOLVED, "10.96.0.10"),
     # genuine success with a warning line must not be treated as an error
     "nslookup-resolved-no-recursion-warning": (Outcome.DNS_RESOLVED, "10.96.0.10"),
@@ -57,6 +62,9 @@ EXPECTED = {
     "nslookup-refused": (Outcome.DNS_REFUSED, None),
     "nslookup-servfail": (Outcome.DNS_REFUSED, None),
     "nslookup-timeout": (Outcome.DNS_TIMEOUT, None),
+    # the second look after a timed-out lookup (second_look_argv), read on its own
+    "nslookup-second-look-late": (Outcome.DNS_RESOLVED, "10.96.0.10"),
+    "nslookup-second-look-timeout": (Outcome.DNS_TIMEOUT, None),
 }
 
 
@@ -118,6 +126,72 @@ def test_classify_captured_output(name):
     got = classify(_spec_for(name), _load(name))
     assert got.outcome == outcome, got.detail
     assert got.answered_by == answered_by
+
+
+def test_a_udp_reply_is_late_only_after_the_timeout_and_its_time_is_the_kernels():
+    late, ok = _load("udp-late-reply"), _load("udp-connected")
+    got = classify(UDP81, late)
+    assert got.outcome == Outcome.LATE_REPLY and got.outcome.delivered is None
+    assert "1.30" in got.detail, got.detail            # the reply's own time, not the process's
+    assert late.stdout.split(" ")[2] == "late" and 1.0 < float(late.stdout.split(" ")[3]) <= 2.0
+    assert ok.stdout.split(" ")[2] == "ok"
+    # the client listened through the grace before calling a silence a timeout
+    to = _load("udp-timeout")
+    assert float(to.stdout.split(" ")[3]) >= 1.0 + late_grace(1.0) and to.elapsed >= 2.0
+
+
+@pytest.mark.parametrize("seconds", [1.0, 0.5, 3.0])
+def test_the_grace_is_the_timeout_and_at_least_a_second(seconds):
+    assert late_grace(seconds) == max(1.0, seconds)
+    udp = argv_for(UDP81, "10.244.1.11", seconds)
+    assert udp[-3:] == [f"{seconds:g}", f"{max(1.0, seconds):g}", "10.244.1.11:81"]
+
+
+#: (first outcome, second look's capture) -> outcome after the second look
+SECOND_LOOKS = [
+    (Outcome.DNS_TIMEOUT, "nslookup-second-look-late", Outcome.LATE_REPLY),
+    (Outcome.DNS_TIMEOUT, "nslookup-resolved", Outcome.LATE_REPLY),
+    (Outcome.DNS_TIMEOUT, "nslookup-nxdomain", Outcome.LATE_REPLY),    # an answer, too
+    (Outcome.DNS_TIMEOUT, "nslookup-second-look-timeout", Outcome.DNS_TIMEOUT),
+    (Outcome.DNS_TIMEOUT, "nslookup-refused", Outcome.DNS_TIMEOUT),     # no delivery either
+    # agnhost connect (docs/sources.md §5.1): it answers nothing on success
+    (Outcome.TIMEOUT, (0, "", ""), Outcome.LATE_REPLY),
+    (Outcome.TIMEOUT, (1, "", "TIMEOUT\n"), Outcome.TIMEOUT),
+]
+
+
+@pytest.mark.parametrize("first, second, outcome", SECOND_LOOKS)
+def test_a_second_look_that_is_answered_makes_a_timeout_a_late_reply(first, second, outcome):
+    if isinstance(second, tuple):
+        spec, result = UDP81, ExecResult(
+            ("/agnhost", "connect", "10.244.1.11:81", "--protocol=udp", "--timeout=2s"),
+            *second, 1.3)
+    else:
+        spec, result = DNS, _load(second)
+    before = ProbeOutcome(first, None, "exit 1: timed out", 1.01)
+    got = after_second_look(before, spec, result)
+    assert got.outcome == outcome, got.detail
+    assert got.elapsed == 1.01 and "timed out" in got.detail and "second look" in got.detail
+
+
+def test_which_probes_get_a_second_look():
+    name = ProbeSpec("x/a", "web.x.svc.cluster.local", 80, Protocol.TCP)
+    dns_tcp = ProbeSpec("x/a", "d", 53, Protocol.TCP, dns_name="kubernetes.default")
+    # a lookup that timed out, by nslookup or by the resolver of a probe by name: nslookup
+    # again, waiting timeout + grace (whole seconds)
+    assert second_look_argv(DNS, "kube-dns.kube-system", Outcome.DNS_TIMEOUT, 1.0) == [
+        "nslookup", "-timeout=2", "-retry=0", "kube-dns.kube-system"]
+    assert second_look_argv(name, "web.x.svc.cluster.local", Outcome.DNS_TIMEOUT, 1.5) == [
+        "nslookup", "-timeout=3", "-retry=0", "web.x.svc.cluster.local"]
+    assert "-vc" in second_look_argv(dns_tcp, "kubernetes.default", Outcome.DNS_TIMEOUT, 1.0)
+    # agnhost's UDP client stops at its timeout too: sent again, waiting as long
+    assert second_look_argv(UDP81, "10.244.1.11", Outcome.TIMEOUT, 1.0, "agnhost") == [
+        "/agnhost", "connect", "10.244.1.11:81", "--protocol=udp", "--timeout=2s"]
+    # the debian UDP client listens through the grace itself; an answer needs nothing more
+    assert second_look_argv(UDP81, "10.244.1.11", Outcome.TIMEOUT, 1.0) is None
+    assert second_look_argv(TCP80, "10.244.1.11", Outcome.TIMEOUT, 1.0, "agnhost") is None
+    for o in (Outcome.DNS_RESOLVED, Outcome.DNS_NXDOMAIN, Outcome.CONNECTED, Outcome.REFUSED):
+        assert second_look_argv(DNS, "x", o, 1.0) is None
 
 
 def test_genuine_curl_success_with_stderr_noise_is_connected():
@@ -183,7 +257,7 @@ def test_argv_for_each_probe_kind():
     assert tcp[0] == "curl" and "--no-keepalive" in tcp and tcp[-1] == "http://10.244.1.11:80/"
     assert tcp[tcp.index("--connect-timeout") + 1] == "1"
     assert argv_for(UDP81, "10.244.1.11", 1.0) == [sys.executable, "-I", "-S", "-c", UDP_CLIENT,
-                                                   "1", "10.244.1.11:81"]
+                                                   "1", "1", "10.244.1.11:81"]
     assert argv_for(UDP81, "10.244.1.11", 1.0, "agnhost") == [
         "/agnhost", "connect", "10.244.1.11:81", "--protocol=udp", "--timeout=1s"]
     assert argv_for(DNS, "", 2.0) == ["nslookup", "-timeout=2", "-retry=0", "kube-dns.kube-system"]

@@ -25,11 +25,13 @@ from tests.faulty_dataplanes import (
     FlapsEveryFewProbes,
     LateAndWrong,
     PoliciesInTheWrongNamespace,
+    SlowInsteadOfBlocked,
     SlowToEnforce,
 )
 
 pytestmark = needs_local
 DATA = Path(__file__).parent / "data" / "run"
+SCENARIOS = Path(__file__).parent.parent / "scenarios"
 
 
 def verdicts_of(step) -> dict[tuple[str, str, str, str], str]:
@@ -322,3 +324,31 @@ def test_an_nxdomain_lookup_that_times_out_is_over_blocked_not_a_pass(run_on):
     assert nxdomain.verdict == "over-blocked" and "answers NXDOMAIN" in nxdomain.reason
     # proven: the DNS server answered its own loopback in the same rounds
     assert all(a.outcome == "dns-timeout" and a.positive_control for a in nxdomain.attempts[-2:])
+
+
+def test_udp_replies_that_come_late_are_never_a_block(run_on):
+    """A dataplane that enforces nothing and holds the UDP replies of what it should block for
+    1.2 s: a client that stops listening at its 1 s timeout read every such reply as a drop,
+    the loopback control proved the server, and udp-deny-all-ingress passed. Kept listening
+    for the grace, the client sees the reply: a late reply, a probe error, never a block."""
+    r = run_on(SCENARIOS / "conformance" / "udp-deny-all-ingress.yaml", "enforcing",
+               SlowInsteadOfBlocked)
+    assert r.outcome != "passed", r.verdict_counts()
+    assert r.outcome == "error", (r.infra_error, r.verdict_counts())
+    denied = [c for c in r.steps[0].cells if c.expected == "deny"]
+    assert denied and {c.verdict for c in denied} == {"probe error"}, r.verdict_counts()
+    late = [a for c in denied for a in c.attempts if a.outcome == "late-reply"]
+    assert late and all(1.0 < a.elapsed < 2.0 for a in late), [a.elapsed for a in late]
+    # the cells the policy allows are not on the slow path: they still pass
+    assert {c.verdict for c in r.steps[0].cells if c.expected == "allow"} == {"pass"}
+
+
+def test_dns_answers_that_come_late_are_never_a_block(run_on):
+    """The same dataplane on a pod whose DNS egress is denied: nslookup gave up at its 1 s
+    timeout, the DNS server's loopback answer proved the server, and the lookup passed as
+    blocked. A second lookup that waits for the grace sees the late answer."""
+    r = run_on("egress-dns.yaml", "enforcing", SlowInsteadOfBlocked)
+    assert r.outcome == "error", (r.infra_error, r.verdict_counts())
+    (cell,) = r.steps[0].cells
+    assert cell.verdict == "probe error", cell.reason
+    assert any(a.outcome == "late-reply" for a in cell.attempts), cell.attempts

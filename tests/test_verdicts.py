@@ -55,6 +55,10 @@ def obs(outcome: Outcome, detail: str = "") -> ProbeOutcome:
     (D, Outcome.DNS_FAILED, False, "reject", Verdict.PROBE_ERROR),
     (A, Outcome.DNS_FAILED, True, "reject", Verdict.OVER_BLOCKED),
     (D, Outcome.DNS_REFUSED, True, "drop", Verdict.PROBE_ERROR),
+    # an answer after the timeout, within its grace: got through, late; never a block
+    (D, Outcome.LATE_REPLY, True, "drop", Verdict.PROBE_ERROR),
+    (D, Outcome.LATE_REPLY, True, "reject", Verdict.PROBE_ERROR),
+    (A, Outcome.LATE_REPLY, True, "drop", Verdict.PROBE_ERROR),
     (D, Outcome.HTTP_DENIED, False, "drop", Verdict.PROBE_ERROR),    # no L7 proxy declared
     (A, Outcome.HTTP_DENIED, False, "drop", Verdict.PROBE_ERROR),
     (U, Outcome.CONNECTED, False, "drop", Verdict.NOT_ASSERTED),
@@ -86,17 +90,20 @@ def test_blocked_cell_reads_blocked_and_refused_reason_names_closed_port():
 
 def test_positive_control_counts_only_expected_allow_sources_that_connected():
     k1, k2, k3 = ("x/a", 80, "TCP"), ("x/b", 80, "TCP"), ("x/c", 80, "TCP")
+    k4 = ("y/a", 81, "UDP")
     controls = positive_controls([
         (k1, A, obs(Outcome.CONNECTED)), (k1, D, obs(Outcome.TIMEOUT)),
         (k2, D, obs(Outcome.CONNECTED)),                      # forbidden connection: no proof
-        (k3, A, obs(Outcome.TIMEOUT)), (k3, A, None)])
-    assert controls == {k1: True, k2: False, k3: False}
+        (k3, A, obs(Outcome.TIMEOUT)), (k3, A, None),
+        (k4, A, obs(Outcome.LATE_REPLY))])                    # late: proves no server in time
+    assert controls == {k1: True, k2: False, k3: False, k4: False}
 
 
 def test_self_probe_proof():
     assert self_probe_proves(obs(Outcome.CONNECTED))
     assert not self_probe_proves(obs(Outcome.REFUSED))
     assert not self_probe_proves(obs(Outcome.TIMEOUT))
+    assert not self_probe_proves(obs(Outcome.LATE_REPLY))
     assert not self_probe_proves(None)
 
 

@@ -22,11 +22,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(HERE))))
 
 from harness import naming  # noqa: E402
 from harness.model import Protocol  # noqa: E402
-from harness.probes import ProbeSpec, argv_for, batch_argv_for  # noqa: E402
+from harness.probes import Outcome, ProbeSpec, argv_for, batch_argv_for, second_look_argv  # noqa: E402
 from harness.shell import run  # noqa: E402
 
 T = 1.0
 DROP_IP = "127.0.0.53"   # nft drops everything sent to this address (a policy drop)
+SLOW_DNS = "127.0.0.3"   # a DNS server that answers LATE s after each query
+LATE = 1.3               # after the probe timeout T, within its grace (probes.late_grace)
 
 NFT = f"""table ip cap {{
   chain input {{ type filter hook input priority 0; policy accept;
@@ -64,6 +66,8 @@ def cases() -> dict[str, list[str]]:
         "udp-connected": argv_for(_spec(Protocol.UDP, 81), "127.0.0.1", T),
         "udp-refused": argv_for(_spec(Protocol.UDP, 82), "127.0.0.1", T),
         "udp-timeout": argv_for(_spec(Protocol.UDP, 81), DROP_IP, T),
+        # a server that answers LATE s after each datagram: the client is still listening
+        "udp-late-reply": argv_for(_spec(Protocol.UDP, 83), "127.0.0.1", T),
         "nslookup-resolved": ns("kube-dns.kube-system.svc.cluster.local"),
         # a short name through the search path of /etc/netns/<ns>/resolv.conf, from a server
         # that does not set RA: nslookup adds ";; Got recursion not available" and still exits 0
@@ -73,6 +77,12 @@ def cases() -> dict[str, list[str]]:
         "nslookup-refused": ns("example.com"),
         "nslookup-servfail": ns("servfail.cluster.local"),
         "nslookup-timeout": [*argv_for(DNS, "", T), DROP_IP],
+        # the second look after a lookup timed out (probes.second_look_argv), at a DNS server
+        # that answers late, and at one that never answers (absolute names: no search path)
+        "nslookup-second-look-late": [*second_look_argv(
+            DNS, "kube-dns.kube-system.svc.cluster.local.", Outcome.DNS_TIMEOUT, T), SLOW_DNS],
+        "nslookup-second-look-timeout": [*second_look_argv(
+            DNS, "kube-dns.kube-system.svc.cluster.local.", Outcome.DNS_TIMEOUT, T), DROP_IP],
         "curl-batch": batch_argv_for(BATCH, T),
     }
 
@@ -107,12 +117,15 @@ def _serve_inside() -> None:
             return r.to_wire()
         return out
 
-    def udp_dns(addr, recursion):
+    def udp_dns(addr, recursion, delay=0.0):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind((addr, 53))
         while True:
             d, a = s.recvfrom(4096)
-            s.sendto(dns_reply(d, recursion), a)
+            if delay:
+                threading.Timer(delay, s.sendto, (dns_reply(d, recursion), a)).start()
+            else:
+                s.sendto(dns_reply(d, recursion), a)
 
     def tcp_dns():
         srv = socket.socket()
@@ -138,12 +151,15 @@ def _serve_inside() -> None:
         def log_message(self, *a):
             pass
 
-    def udp_echo():
+    def udp_echo(port=81, delay=0.0):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(("127.0.0.1", 81))
+        s.bind(("127.0.0.1", port))
         while True:
             _, a = s.recvfrom(4096)
-            s.sendto(b"x/b", a)
+            if delay:
+                threading.Timer(delay, s.sendto, (b"x/b", a)).start()
+            else:
+                s.sendto(b"x/b", a)
 
     servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 80), _http_handler("x/b")),
                http.server.ThreadingHTTPServer(("127.0.0.1", 8403), Status),
@@ -156,7 +172,8 @@ def _serve_inside() -> None:
     hung.listen(16)
     _serve_inside.keep = hung
     for target, args in ((udp_dns, ("127.0.0.1", True)), (udp_dns, ("127.0.0.2", False)),
-                         (tcp_dns, ()), (udp_echo, ())):
+                         (udp_dns, (SLOW_DNS, True, LATE)), (tcp_dns, ()), (udp_echo, ()),
+                         (udp_echo, (83, LATE))):
         threading.Thread(target=target, args=args, daemon=True).start()
 
 
@@ -171,7 +188,7 @@ def capture_inside(out_dir: str) -> dict[str, dict]:
         if name == next(iter(AFTER_DNS_DROP)):
             run(["nft", "add", "rule", "ip", "cap", "input", "ip", "daddr", "127.0.0.2", "drop"],
                 check=True, doing="dropping DNS to 127.0.0.2")
-        r = run(argv, timeout=T * 2 + 5)
+        r = run(argv, timeout=T * 4 + 10)
         results[name] = {"argv": list(r.argv), "returncode": r.returncode, "stdout": r.stdout,
                          "stderr": r.stderr, "elapsed": round(r.elapsed, 3)}
         if out_dir:
