@@ -35,6 +35,9 @@ class Loopback:
 
     server: Server
     dns_name: str | None = None
+    #: the lookup proves only by resolving the name to an address (verdicts.name_resolves):
+    #: a control that the name exists, not merely that the DNS server answers
+    must_resolve: bool = False
 
 
 @dataclass
@@ -58,6 +61,11 @@ class Cell:
     #: decide a round where the lookup itself timed out
     dns_key: Hashable | None = None
     dns_loopback: Loopback | None = None
+    #: for a probe by DNS name or a lookup: the name it looks up, as the source's search path
+    #: makes it (the Service's full name when known), which decides a round where the name
+    #: could not be resolved (curl exit 6), and the DNS server's own lookup of it
+    name_key: Hashable | None = None
+    name_loopback: Loopback | None = None
     #: False when the target pod does not serve the port at all (nothing to baseline)
     served: bool = True
     attempts: list[Attempt] = field(default_factory=list)
@@ -68,12 +76,23 @@ class Cell:
         return (self.dns_key is not None and o is not None
                 and o.outcome not in _NAME_NOT_RESOLVED)
 
+    def resolved_name(self, o: ProbeOutcome | None) -> bool:
+        """True when this probe resolved its name in that round: a lookup to an address, or
+        a probe by name that got past name resolution."""
+        if self.spec.is_dns:
+            return o is not None and o.outcome == Outcome.DNS_RESOLVED
+        return self.looked_up_name(o)
+
     def control_for(self, o: ProbeOutcome | None) -> tuple[Hashable, Loopback | None]:
         """(control key, loopback probe) that must back a blocked outcome of this round: the
-        DNS server when the lookup timed out or failed, else the server behind the target."""
-        if self.dns_key is not None and o is not None and \
-                o.outcome in (Outcome.DNS_TIMEOUT, Outcome.DNS_FAILED):
-            return self.dns_key, self.dns_loopback
+        DNS server when the lookup timed out; the name itself when it could not be resolved
+        (behind a rejecting CNI a rejected lookup and a name that does not exist end alike,
+        so the name must be proven to resolve); else the server behind the target."""
+        if self.dns_key is not None and o is not None:
+            if o.outcome == Outcome.DNS_TIMEOUT:
+                return self.dns_key, self.dns_loopback
+            if o.outcome == Outcome.DNS_FAILED:
+                return self.name_key, self.name_loopback
         return self.control_key, self.loopback
 
     def result(self) -> CellResult:
@@ -189,14 +208,32 @@ def plan_cells(model: Model, expected: Iterable[ExpectedCell],
             loop = Loopback(server) if server and served else None
             servers = servers_of(model, e.source, e.target, port, protocol)
         by_name = not dns_name and _is_name(model, e.target)
+        name_key, name_loop = (_name_control(model, e.source, dns_name or e.target, dns)
+                               if dns_name or by_name else (None, None))
         cells.append(Cell(spec, e.expectation, _reason_text(e.decision), key, loop,
                           nxdomain=e.decision.nxdomain,
                           dns_key=("dns", dns, Protocol.UDP.value) if by_name else None,
                           dns_loopback=(Loopback(Server(dns, 53, Protocol.UDP), e.target)
                                         if by_name else None),
+                          name_key=name_key, name_loopback=name_loop,
                           served=served, dns_answer=_answer_of(addresses, e.resolves_to),
                           servers=servers))
     return cells
+
+
+def _name_control(model: Model, source: str, name: str, dns: str
+                  ) -> tuple[Hashable, Loopback | None]:
+    """(control key, DNS server's own lookup) proving that `name`, looked up from `source`,
+    resolves. A Service's name is its full name whoever looks it up (one control for a short
+    name from its namespace and the full name from anywhere), and the DNS server can be asked
+    for it; another name is only the same name from the same namespace, and only a source
+    that resolved it proves it (the DNS server's search path is not the source's)."""
+    ns = source.partition("/")[0] if "/" in source else None
+    svc = model.find_service_by_dns(name, ns)
+    if svc is not None:
+        return ("name", svc.dns_name), Loopback(Server(dns, 53, Protocol.UDP), svc.dns_name,
+                                                must_resolve=True)
+    return ("name", name.rstrip("."), ns), None
 
 
 def plan_steps(scenario: Scenario, addresses: Addresses) -> list[list[Cell]] | str:

@@ -46,6 +46,7 @@ from harness.verdicts import (
     first_stable_round,
     judge,
     judged_enforcing,
+    name_resolves,
     over_rounds,
     positive_controls,
     scenario_outcome,
@@ -122,9 +123,13 @@ class Run:
         controls = positive_controls((c.control_for(observed.get(c.spec))[0], exp(c),
                                       observed.get(c.spec), c.servers) for c in cells)
         for c in cells:
+            o = observed.get(c.spec)
             # a probe by name that got past resolution proves the DNS server answered
-            if c.looked_up_name(observed.get(c.spec)):
+            if c.looked_up_name(o):
                 controls[c.dns_key] = True
+            # a source allowed to look a name up that resolved it proves the name resolves
+            if c.name_key is not None and exp(c) == Expectation.ALLOW and c.resolved_name(o):
+                controls[c.name_key] = True
         need = {}
         for c in cells:
             o = observed.get(c.spec)
@@ -141,7 +146,8 @@ class Run:
                                        lb.dns_name)
                         for k, lb in need.items()}
                 for k, f in futs.items():
-                    controls[k] = self_probe_proves(f.result())
+                    controls[k] = name_resolves(f.result()) if need[k].must_resolve else \
+                        self_probe_proves(f.result())
         return controls
 
     # -- baseline ------------------------------------------------------------------------------
@@ -163,7 +169,8 @@ class Run:
                                         "(and every lookup be answered)",
                                         c.control_key, c.loopback, nxdomain=c.nxdomain,
                                         dns_answer=c.dns_answer, servers=c.servers,
-                                        dns_key=c.dns_key, dns_loopback=c.dns_loopback)
+                                        dns_key=c.dns_key, dns_loopback=c.dns_loopback,
+                                        name_key=c.name_key, name_loopback=c.name_loopback)
         cells = list(seen.values())
         started = time.monotonic()
         rounds = 0

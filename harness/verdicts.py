@@ -33,7 +33,10 @@ Rules, per cell of one round:
                                port answers RST exactly like a reject, docs/sources.md §5.4).
 - a name the client could not resolve (curl exit 6) -> the same rule as refused: a rejected DNS
                                query fails at once like that, so it is blocked only behind a
-                               rejecting CNI, with the DNS server proven to answer.
+                               rejecting CNI; and it looks exactly like a name that does not
+                               exist, so its control is the name itself: the same name resolved
+                               in that round, by a source allowed to look it up or by the DNS
+                               server on its loopback (an address: name_resolves, not NXDOMAIN).
 - DNS REFUSED                -> blocked only on a backend with a DNS proxy (fqdn), else error.
 - a late reply (an answer after the probe timeout, within its grace: probes.late_grace)
                              -> PROBE_ERROR: the packets got through, so it is never a block;
@@ -108,7 +111,8 @@ def blocked_kind(outcome: Outcome, deny_response: str = "drop", dns_proxy: bool 
         # a client could not resolve its target's name: behind a rejecting CNI that is how a
         # rejected lookup ends (the resolver gets ICMP unreachable and gives up at once, with
         # the same message as for a name that does not exist), so it is blocked only there and
-        # only with a control proving the DNS server answers; elsewhere it proves nothing
+        # only with a control proving the name resolves (the runner's name control: the same
+        # name resolved in the round, name_resolves); elsewhere it proves nothing
         return BlockedKind.BLOCKED if deny_response == "reject" else BlockedKind.NO_VERDICT
     if outcome == Outcome.DNS_REFUSED:
         return BlockedKind.BLOCKED if dns_proxy else BlockedKind.NO_VERDICT
@@ -166,7 +170,13 @@ def judge(expectation: object, observation: ProbeOutcome | None, positive_contro
              Judgement(Verdict.OVER_BLOCKED, out.value, f"an L7 proxy denied it{detail}"
                                                         " although the spec allows it"))
     elif kind is BlockedKind.BLOCKED:
-        if not positive_control:
+        if not positive_control and out == Outcome.DNS_FAILED:
+            j = Judgement(Verdict.PROBE_ERROR, out.value,
+                          f"the client could not resolve the name{detail}, and nothing proved "
+                          "in the same round that the name resolves (no source allowed to look "
+                          "it up resolved it, nor did the DNS server itself): a name that "
+                          "stopped resolving looks the same")
+        elif not positive_control:
             j = Judgement(Verdict.PROBE_ERROR, out.value,
                           f"{out.value}{detail} but nothing proved the target serves that port in "
                           "the same round (no positive control): a dead server looks the same")
@@ -277,6 +287,14 @@ def self_probe_proves(observation: ProbeOutcome | None) -> bool:
     return observation is not None and observation.outcome in (Outcome.CONNECTED,
                                                                Outcome.DNS_RESOLVED,
                                                                Outcome.DNS_NXDOMAIN)
+
+
+def name_resolves(observation: ProbeOutcome | None) -> bool:
+    """True when the DNS server's own lookup of a name answered it with an address: the name
+    resolves. Why stricter than self_probe_proves: NXDOMAIN proves the DNS server answers, not
+    that the name exists, and a client that "could not resolve" a name behind a rejecting CNI
+    is blocked only if the name exists (else it is a name that stopped resolving)."""
+    return observation is not None and observation.outcome == Outcome.DNS_RESOLVED
 
 
 def settled(verdicts: Mapping[Hashable, Verdict], previous: Mapping[Hashable, Verdict] | None
