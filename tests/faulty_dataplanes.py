@@ -500,3 +500,19 @@ class SlowInsteadOfBlocked(LocalBackend):
             stop(delayer)
             self._delayer = None
         super().undeploy()
+
+
+class DnsLeftOpen(LocalBackend):
+    """Enforces every policy except on DNS: any packet to port 53 is accepted before the
+    policy chains (a dataplane that exempts DNS), so a pod whose egress is denied still
+    resolves names, and only the rest of its traffic is blocked."""
+
+    def _sync_policies(self) -> None:
+        if self.model is None or self.addresses is None:
+            return
+        body = profiles.compile_policies(self.model, self.addresses,
+                                         [p for _, p in self._policies.values()], self._veths)
+        at = body.index("  ct state established,related accept") + 1
+        body[at:at] = ["  meta l4proto { tcp, udp } th dport 53 accept"]
+        nft.load(self.node, nft.replace_table("ip", nft.table_name(self.run_id, "policy"), body),
+                 doing="loading a policy table that lets DNS through (on purpose)")

@@ -20,6 +20,7 @@ from harness.settings import build
 from tests.conftest import needs_local
 from tests.faulty_dataplanes import (
     DnsBlockedForEveryone,
+    DnsLeftOpen,
     DnsWithWrongRecords,
     Flapping,
     FlapsEveryFewProbes,
@@ -352,3 +353,21 @@ def test_dns_answers_that_come_late_are_never_a_block(run_on):
     (cell,) = r.steps[0].cells
     assert cell.verdict == "probe error", cell.reason
     assert any(a.outcome == "late-reply" for a in cell.attempts), cell.attempts
+
+
+def test_the_dns_blocked_assertion_of_the_real_engine_tests_can_fail(run_on):
+    """tests/real/test_real_kube_router.py checks that a rejected lookup is blocked every round
+    with assert_dns_blocked_every_round: it holds where DNS egress is blocked (the enforcing
+    profile: the lookups time out) and fails on a dataplane that enforces everything but DNS
+    (the call by name then connects). Its old assertions (name-deny: refused or timeout
+    accepted, step 1's ingress deny blocking the call after its lookup) held on both."""
+    from tests.real.conftest import assert_dns_blocked_every_round
+
+    dns_pitfall = SCENARIOS / "real-world" / "dns-pitfall.yaml"
+    assert_dns_blocked_every_round(run_on(dns_pitfall))
+    r = run_on(dns_pitfall, "enforcing", DnsLeftOpen)
+    with pytest.raises(AssertionError):
+        assert_dns_blocked_every_round(r)
+    by_name = next(c for c in r.steps[1].cells
+                   if c.target == "backend.prod.svc.cluster.local" and not c.dns_name)
+    assert by_name.verdict == "not enforced", by_name.attempts

@@ -52,3 +52,36 @@ def up_and_deployed(engine: str, model):
         yield b, b.deploy(model)
     finally:
         b.down()
+
+
+#: how a blocked lookup ends: curl "could not resolve" (rejected) or a resolver/nslookup timeout
+DNS_BLOCKED = {"dns-failed", "dns-timeout"}
+
+
+def assert_dns_blocked_every_round(result) -> None:
+    """scenarios/real-world/dns-pitfall.yaml's step 2 (deny all egress of prod, allow frontend
+    -> backend on TCP 80) passed because the lookups were blocked, round after round.
+
+    Why this step: the call by Service IP is allowed and must connect, so the call by name can
+    only be blocked by its lookup; were DNS left open, it would connect (not enforced). Every
+    round from the first blocked one on must have failed in the lookup itself, never after
+    resolving (a refused or dropped connection would be another rule's doing), each backed by
+    its control."""
+    assert result.outcome == "passed", (result.infra_error, result.verdict_counts())
+    cells = {(c.source, c.dns_name or c.target): c for c in result.steps[1].cells}
+    by_ip = cells[("prod/frontend", "svc:prod/backend")]
+    assert by_ip.verdict == "pass" and by_ip.attempts[-1].outcome == "connected", by_ip.attempts
+    keys = {("prod/frontend", "backend.prod.svc.cluster.local"),    # the call and the lookup
+            ("prod/backend", "db.prod.svc.cluster.local")}          # a lookup
+    looked = [c for c in result.steps[1].cells if (c.source, c.dns_name or c.target) in keys]
+    assert len(looked) == 3, [(c.source, c.target, c.dns_name) for c in looked]
+    for c in looked:
+        key = (c.source, c.target, c.dns_name)
+        seen = [a.outcome for a in c.attempts]
+        assert c.verdict == "pass", (key, c.reason, seen)
+        first = next((i for i, o in enumerate(seen) if o in DNS_BLOCKED), None)
+        assert first is not None, (key, "no round failed in the lookup", seen)
+        # before the deny was programmed the name resolved (and the call connected)
+        assert set(seen[:first]) <= {"connected", "dns-resolved"}, (key, seen)
+        assert all(o in DNS_BLOCKED for o in seen[first:]), (key, seen)
+        assert all(a.positive_control for a in c.attempts[first:]), (key, c.attempts)
