@@ -107,9 +107,8 @@ def late_grace(timeout: float) -> float:
 #: STATUS SECONDS TEXT`, STATUS one of ok (TEXT: the reply, hex), late (a reply after TIMEOUT
 #: and within GRACE more; TEXT: the reply), timeout (nothing within TIMEOUT + GRACE), refused
 #: (an ICMP port unreachable came back), dns, other. SECONDS is from the send to the reply's
-#: arrival as the kernel stamped it (SO_TIMESTAMPNS, 35 on Linux: not in Python's socket
-#: module before 3.14), so a reply that arrived in time but was read late by a busy client is
-#: still ok.
+#: arrival as the kernel stamped it (SO_TIMESTAMPNS: docs/sources.md §15), so a reply that
+#: arrived in time but was read late by a busy client is still ok.
 #: Why not netcat: OpenBSD `nc -u -w T` exits 0 with empty output both when an ICMP port
 #: unreachable came back (after 3 ms) and when nothing came back (after T seconds), so its
 #: result cannot tell a reject from a drop (measured with nc 1.219 on this machine).
@@ -198,10 +197,11 @@ def second_look_argv(spec: ProbeSpec, dest: str, first: Outcome, timeout: float,
     up at the connect timeout) is looked up again with nslookup, waiting timeout + grace
     (late_grace); an agnhost UDP probe that timed out is sent again waiting as long. The
     debian UDP client needs none: it listens through the grace itself. Why a second lookup and
-    not one that waits longer: nslookup does not say when its answer came, so a lookup that
-    waits past the timeout cannot tell a late answer from one in time; the first, with the
-    timeout, decides "in time", the second "late, or never". Why only after a timeout: an
-    answer in time needs nothing more, and a start of nslookup costs ~18 ms of CPU.
+    not one that waits longer: nslookup does not say when its answer came (docs/sources.md
+    §15), so a lookup that waits past the timeout cannot tell a late answer from one in time;
+    the first, with the timeout, decides "in time", the second "late, or never". Why only
+    after a timeout: an answer in time needs nothing more, and a start of nslookup costs
+    ~18 ms of CPU. The cost: a round with a blocked lookup lasts about timeout + grace longer.
     """
     wait = timeout + late_grace(timeout)
     if first == Outcome.DNS_TIMEOUT:

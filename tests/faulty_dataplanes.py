@@ -411,10 +411,10 @@ class EnforcesAfterADelay(LocalBackend):
 
 
 #: Holds every packet of an NFQUEUE queue for a while, then accepts it (argv: queue delay
-#: ready-file). Plain nfnetlink (the kernel's queue protocol: bind the queue, ask for packet
-#: metadata only, answer each packet id with NF_ACCEPT), so that no library is needed. Why a
-#: queue: this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM is not set) and no nft `queue`
-#: (no CONFIG_NFT_QUEUE), but it has the xtables NFQUEUE target.
+#: ready-file). Plain nfnetlink (the kernel's queue protocol, docs/sources.md §15: bind the
+#: queue, ask for packet metadata only, answer each packet id with NF_ACCEPT), so that no
+#: library is needed. Why a queue: this kernel has no netem qdisc and no nft `queue`, but it
+#: has the xtables NFQUEUE target (§15).
 NFQUEUE_DELAYER = (
     "import heapq,select,socket,struct,sys,time\n"
     "q,delay,ready=int(sys.argv[1]),float(sys.argv[2]),sys.argv[3]\n"
