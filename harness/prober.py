@@ -5,10 +5,12 @@ netpol `probe.go`); comparing with the expectation is verdicts.py's job. A block
 costs one connect timeout, so probes run in a bounded thread pool: a 9x9 matrix takes about
 one timeout. A failed exec transport becomes TOOL_ERROR with its cause — never a policy outcome.
 
-With the "debian" toolkit and batch=True, the TCP probes of one source run in one curl
-(`--parallel`, see probes.batch_argv_for) and its UDP probes in one UDP client
-(probes.udp_argv_for): process starts, not packets, are what a busy two-core machine runs out
-of. Each transfer is still a new connection (a new socket), classified on its own.
+With batch=True, the UDP probes of one source run in one UDP client (probes.udp_argv_for: this
+machine's python3 for the "debian" toolkit, bash in the agnhost image for "agnhost") and, with
+the "debian" toolkit, its TCP probes in one curl (`--parallel`, see probes.batch_argv_for; the
+agnhost servers name the pod in the body, which a batch discards): process starts, not packets,
+are what a busy two-core machine runs out of (and on a kube backend each process is an exec
+through the API). Each transfer is still a new connection (a new socket), classified on its own.
 The default concurrency is 128 rather than 64 so that a 9x9 matrix fits in one wave.
 """
 
@@ -154,17 +156,22 @@ def _is_address(text: str) -> bool:
 
 #: protocol -> (argv of one process for several probes of a source, its per-probe splitter)
 _BATCHERS = {Protocol.TCP: (batch_argv_for, split_batch), Protocol.UDP: (udp_argv_for, split_udp)}
+#: the protocols each toolkit batches
+_BATCHED = {"debian": (Protocol.TCP, Protocol.UDP), "agnhost": (Protocol.UDP,)}
 
 
-def probe_batch(backend: Backend, probes: list[tuple[ProbeSpec, str]], timeout: float
-                ) -> dict[ProbeSpec, ProbeOutcome]:
+def probe_batch(backend: Backend, probes: list[tuple[ProbeSpec, str]], timeout: float,
+                toolkit: str = "debian") -> dict[ProbeSpec, ProbeOutcome]:
     """Probes of one source and protocol in one process (a batched curl for TCP, the UDP
     client for UDP); each classified on its own line of output."""
     started = time.monotonic()
     source = probes[0][0].source
-    argv_of, split = _BATCHERS[probes[0][0].protocol]
+    protocol = probes[0][0].protocol
+    argv_of, split = _BATCHERS[protocol]
     try:
-        result = backend.exec(source, argv_of(probes, timeout), timeout=timeout * 2 + EXEC_MARGIN)
+        argv = (udp_argv_for(probes, timeout, toolkit) if protocol == Protocol.UDP
+                else argv_of(probes, timeout))
+        result = backend.exec(source, argv, timeout=timeout * 2 + EXEC_MARGIN)
     except (ExecError, BackendError, ValueError) as exc:
         el = time.monotonic() - started
         return {s: ProbeOutcome(Outcome.TOOL_ERROR, None, f"{type(exc).__name__}: {exc}", el)
@@ -192,7 +199,7 @@ def _plan(specs: list[ProbeSpec], addresses: Addresses, toolkit: str, batch: boo
     groups: dict[Any, dict[str, tuple[ProbeSpec, str]]] = {}
     for s in specs:
         dest = None
-        if batch and toolkit == "debian" and not s.is_dns and s.protocol in _BATCHERS \
+        if batch and not s.is_dns and s.protocol in _BATCHED.get(toolkit, ()) \
                 and isinstance(s.port, int):
             try:
                 dest = destination(s, addresses, backend)
@@ -237,7 +244,7 @@ def probe_round(backend: Backend, specs: Iterable[ProbeSpec], addresses: Address
             if kind == "one":
                 futures.append(pool.submit(one, arg))
             else:
-                futures.append(pool.submit(probe_batch, backend, arg, timeout))
+                futures.append(pool.submit(probe_batch, backend, arg, timeout, toolkit))
         for f in futures:
             results.update(f.result())
     return {s: results[s] for s in specs}

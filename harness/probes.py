@@ -8,6 +8,7 @@ harness is broken", so it is a pure function table-tested on real curl/nslookup 
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from dataclasses import dataclass, replace
@@ -146,6 +147,106 @@ UDP_CLIENT = (
 #: site-packages (`python3` on PATH may be a version-manager shim costing dozens of processes)
 UDP_CLIENT_ARGV = (sys.executable or "python3", "-I", "-S", "-c", UDP_CLIENT)
 
+#: The UDP client of the "agnhost" toolkit (the kind and kubeconfig backends' pods run the
+#: agnhost image: bash, curl, nslookup, OpenBSD nc, no python; docs/sources.md §5.1):
+#: `bash -c KUBE_UDP_CLIENT np-udp TIMEOUT_US GRACE_US HOST:PORT...` does what UDP_CLIENT does
+#: (late: a reply after the timeout, within the grace) and prints the same `__np_udp` lines, so
+#: split_udp and classify read both alike. SECONDS is when bash read the reply, not when the
+#: kernel stamped it (bash cannot ask): a reply read late by a busy client is late, a probe
+#: error, never a pass or a block.
+#: Why not `/agnhost connect --protocol=udp`: it sends `hostname` and reads the reply but prints
+#: nothing on success, so a delivered probe could not name the pod that answered, and the judge
+#: (verdicts.answered_by_target) wants that name. Why not `nc -u`: see UDP_CLIENT.
+#: How, in bash alone: each target gets its own connected socket (`/dev/udp/HOST/PORT`, a new
+#: source port); `read -t 0` says whether a reply (or an ICMP error) is waiting without taking
+#: it; `read -N 4096 -t 0.001` then takes the whole datagram in one read(2) and stops 1 ms later
+#: with what it got (bash's byte-by-byte reads would keep one byte of a datagram); an error
+#: comes back as `read error: N: Connection refused`. Between passes it waits 5 ms on a socket
+#: that is never sent to (no traffic, no process started). Bytes of a reply are printed as hex.
+KUBE_UDP_CLIENT = r"""export LC_ALL=C
+t=$1 g=$2; shift 2; declare -A fd t0
+say() { local e=$(( ${EPOCHREALTIME/./} - $3 ))
+  printf '__np_udp %s %s %d.%06d %s\n' "$1" "$2" $((e / 1000000)) $((e % 1000000)) "$4"; }
+for k; do
+  s=${EPOCHREALTIME/./}; h=${k%:*}; p=${k##*:}; f=
+  if ! { exec {f}<>"/dev/udp/$h/$p"; } 2>/dev/null; then
+    m=$( { exec {g}<>"/dev/udp/$h/$p"; } 2>&1 ); m=${m%%$'\n'*}; m=${m#"$0: "}
+    if [[ $h == *[!0-9.]* && $m != connect:* ]]; then say "$k" dns "$s" "${m#line *: }"
+    else say "$k" other "$s" "$m"; fi
+    continue
+  fi
+  if ! printf 'hostname\n' >&"$f" 2>/dev/null; then
+    say "$k" other "$s" "sending failed"; exec {f}>&-; continue
+  fi
+  fd[$k]=$f; t0[$k]=$s
+done
+{ exec {tick}<>/dev/udp/127.0.0.1/9; } 2>/dev/null || tick=
+while ((${#fd[@]})); do
+  for k in "${!fd[@]}"; do
+    f=${fd[$k]}
+    read -t 0 -u "$f" || continue
+    r=$(read -r -N 4096 -t 0.001 -u "$f" x 2>&1; c=$?; printf '\n%d ' "$c"
+        for ((i = 0; i < ${#x}; i++)); do printf '%02x' "'${x:i:1}"; done)
+    c=${r##*$'\n'}; x=${c#* }; c=${c%% *}; m=${r%%$'\n'*}; m=${m##*read error: }; m=${m#*: }
+    if [[ -n $x ]]; then
+      if ((${EPOCHREALTIME/./} - t0[$k] <= t)); then say "$k" ok "${t0[$k]}" "$x"
+      else say "$k" late "${t0[$k]}" "$x"; fi
+    elif ((c > 128)); then continue
+    elif [[ $m == "Connection refused" ]]; then say "$k" refused "${t0[$k]}" "$m"
+    else say "$k" other "${t0[$k]}" "${m:-an empty reply}"; fi
+    exec {f}>&-; unset "fd[$k]"
+  done
+  n=${EPOCHREALTIME/./}
+  for k in "${!fd[@]}"; do
+    if ((n - t0[$k] >= t + g)); then
+      say "$k" timeout "${t0[$k]}" "no reply in $((t / 1000)) ms + $((g / 1000)) ms of grace"
+      f=${fd[$k]}; exec {f}>&-; unset "fd[$k]"
+    fi
+  done
+  if ((${#fd[@]})); then
+    if [[ -n $tick ]]; then read -t 0.005 -u "$tick"; else sleep 0.005; fi
+  fi
+done
+"""
+
+#: The SCTP client of the "agnhost" toolkit: `bash -c KUBE_DIAL_CLIENT np-dial /agnhost sctp
+#: TIMEOUT WAIT HOST:PORT` (WAIT: the timeout and its grace, late_grace) starts `/agnhost netexec` on a free local port for the probe's duration and
+#: asks its `/dial?request=hostname&protocol=sctp` (the upstream e2e way of reaching a server from
+#: inside a pod), which sends `hostname`, reads the reply and returns it as JSON:
+#: `{"responses":["<hostname>"]}` or `{"errors":["sctp dial failed. err:connection refused"]}`.
+#: It prints one line `__np_dial HOST:PORT STATUS SECONDS TEXT`: STATUS `exit=N` (curl's exit
+#: status; TEXT the JSON or curl's error) or `setup` (no netexec came up).
+#: Why: the agnhost image has no other SCTP client that prints the reply (`agnhost connect`
+#: prints nothing on success; bash and nc have no SCTP). Why started per probe rather than kept
+#: running in the client container: netexec's HTTP port also serves /shell on the pod's address,
+#: so it lives only as long as the probe, and its pending SCTP connects end with it. The port is
+#: checked to be netexec's own (an /echo of a random token) before the dial. `curl --max-time
+#: WAIT` bounds the dial: no answer by then is a timeout (netexec's own SCTP connect has none);
+#: an answer after TIMEOUT (SECONDS, from the dial's start) is a late reply.
+KUBE_DIAL_CLIENT = r"""export LC_ALL=C
+a=$1 proto=$2 w=$4 k=$5; h=${5%:*} p=${5##*:}; s=${EPOCHREALTIME/./} n=
+say() { local e=$(( ${EPOCHREALTIME/./} - s ))
+  printf '__np_dial %s %s %d.%06d %s\n' "$k" "$1" $((e / 1000000)) $((e % 1000000)) "$2"; }
+for try in 1 2 3; do
+  port=$((49152 + RANDOM % 16000)) tok=np$RANDOM$RANDOM
+  "$a" netexec --http-port="$port" --udp-port=-1 >/dev/null 2>&1 & n=$!
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$n" 2>/dev/null || break
+    [[ $(curl -s --max-time 1 "http://127.0.0.1:$port/echo?msg=$tok") == "$tok" ]] && break 2
+    sleep 0.02
+  done
+  kill "$n" 2>/dev/null; wait "$n" 2>/dev/null; n=
+done
+if [[ -z $n ]]; then say setup "no netexec served a local port"; exit 0; fi
+s=${EPOCHREALTIME/./}
+b=$(curl -sS --max-time "$w" \
+  "http://127.0.0.1:$port/dial?request=hostname&protocol=$proto&host=$h&port=$p&tries=1" 2>&1)
+c=$?
+kill "$n" 2>/dev/null; wait "$n" 2>/dev/null
+say "exit=$c" "${b//$'\n'/ }"
+"""
+DIAL_MARK = "__np_dial "
+
 TOOLKITS = ("debian", "agnhost")
 
 
@@ -182,10 +283,13 @@ def argv_for(spec: ProbeSpec, dest: str, timeout: float, toolkit: str = "debian"
         # A fresh connection per probe: policies act on new connections (conntrack).
         return ["curl", "-sS", "--connect-timeout", _fmt(timeout), "--max-time", _fmt(max_time(timeout)),
                 "--no-keepalive", "-w", CURL_CODE_MARK + "%{http_code}", f"http://{dest}:{port}/"]
-    if toolkit == "agnhost" or spec.protocol == Protocol.SCTP:
+    if spec.protocol == Protocol.SCTP and toolkit == "agnhost":
+        return ["bash", "-c", KUBE_DIAL_CLIENT, "np-dial", "/agnhost", "sctp", _fmt(timeout),
+                _fmt(timeout + late_grace(timeout)), f"{dest}:{port}"]
+    if spec.protocol == Protocol.SCTP:
         return ["/agnhost", "connect", f"{dest}:{port}", f"--protocol={spec.protocol.value.lower()}",
                 f"--timeout={_fmt(timeout)}s"]
-    return udp_argv_for([(spec, dest)], timeout)
+    return udp_argv_for([(spec, dest)], timeout, toolkit)
 
 
 def second_look_argv(spec: ProbeSpec, dest: str, first: Outcome, timeout: float,
@@ -195,8 +299,8 @@ def second_look_argv(spec: ProbeSpec, dest: str, first: Outcome, timeout: float,
 
     Which: a lookup that timed out (nslookup, or the resolver of a probe by name: curl's gives
     up at the connect timeout) is looked up again with nslookup, waiting timeout + grace
-    (late_grace); an agnhost UDP probe that timed out is sent again waiting as long. The
-    debian UDP client needs none: it listens through the grace itself. Why a second lookup and
+    (late_grace). The UDP clients (debian and agnhost) and the agnhost SCTP client need none:
+    they listen through the grace themselves. Why a second lookup and
     not one that waits longer: nslookup does not say when its answer came (docs/sources.md
     §15), so a lookup that waits past the timeout cannot tell a late answer from one in time;
     the first, with the timeout, decides "in time", the second "late, or never". Why only
@@ -209,10 +313,6 @@ def second_look_argv(spec: ProbeSpec, dest: str, first: Outcome, timeout: float,
         if spec.is_dns and spec.protocol == Protocol.TCP:
             argv.append("-vc")
         return argv + [dest]
-    if first == Outcome.TIMEOUT and not spec.is_dns and spec.protocol == Protocol.UDP \
-            and toolkit == "agnhost":
-        return ["/agnhost", "connect", f"{dest}:{spec.port}", "--protocol=udp",
-                f"--timeout={_fmt(wait)}s"]
     return None
 
 
@@ -259,10 +359,16 @@ def batch_argv_for(probes: list[tuple[ProbeSpec, str]], timeout: float) -> list[
     return argv
 
 
-def udp_argv_for(probes: list[tuple[ProbeSpec, str]], timeout: float) -> list[str]:
-    """One UDP client process for several UDP probes of one source, all sent at once."""
+def udp_argv_for(probes: list[tuple[ProbeSpec, str]], timeout: float, toolkit: str = "debian"
+                 ) -> list[str]:
+    """One UDP client process for several UDP probes of one source, all sent at once: this
+    machine's python3 (UDP_CLIENT) for the "debian" toolkit, bash (KUBE_UDP_CLIENT) for
+    "agnhost"."""
     targets = _targets(probes, Protocol.UDP, "{}:{}", "a UDP batch needs distinct targets: "
                        "results are matched by target")
+    if toolkit == "agnhost":
+        return ["bash", "-c", KUBE_UDP_CLIENT, "np-udp", str(round(timeout * 1e6)),
+                str(round(late_grace(timeout) * 1e6)), *targets]
     return [*UDP_CLIENT_ARGV, _fmt(timeout), _fmt(late_grace(timeout)), *targets]
 
 
@@ -352,8 +458,10 @@ def _tool(argv: tuple[str, ...]) -> str:
             return base
         if base == "agnhost":
             return "connect"
-        if a == UDP_CLIENT:
+        if a in (UDP_CLIENT, KUBE_UDP_CLIENT):
             return "udp-client"
+        if a == KUBE_DIAL_CLIENT:
+            return "dial"
     return "unknown"
 
 
@@ -373,6 +481,12 @@ def classify(spec: ProbeSpec, result: ExecResult) -> ProbeOutcome:
         return _classify_curl(rc, out, detail, el)
     if tool == "connect":
         return _classify_connect(rc, out, err, detail, el)
+    if tool == "dial":
+        marks = [ln for ln in out.splitlines() if ln.startswith(DIAL_MARK)]
+        if len(marks) == 1:
+            return _classify_dial_line(marks[0], el, _dial_timeout(result.argv))
+        return ProbeOutcome(Outcome.TOOL_ERROR, None,
+                            f"{len(marks)} dial results for one probe: {detail}", el)
     if tool == "udp-client":
         marks = [ln for ln in out.splitlines() if ln.startswith(UDP_MARK)]
         if len(marks) == 1:
@@ -431,6 +545,51 @@ def _classify_udp_line(line: str, el: float) -> ProbeOutcome:
         return ProbeOutcome(Outcome.CONNECTED, reply or None, "connected", el)
     detail = f"{status}: {text}".strip(": ")
     return ProbeOutcome(_UDP_STATUS.get(status, Outcome.TOOL_ERROR), None, detail, el)
+
+
+def _dial_timeout(argv: tuple[str, ...]) -> float | None:
+    """The probe timeout a KUBE_DIAL_CLIENT argv was given (None when unreadable)."""
+    try:
+        return float(argv[list(argv).index(KUBE_DIAL_CLIENT) + 4])
+    except (ValueError, IndexError):
+        return None
+
+
+def _classify_dial_line(line: str, el: float, timeout: float | None) -> ProbeOutcome:
+    """One `__np_dial TARGET STATUS SECONDS TEXT` line of KUBE_DIAL_CLIENT: netexec's /dial
+    JSON (or curl's error) after `exit=N`."""
+    parts = line[len(DIAL_MARK):].rstrip("\n").split(" ", 3)
+    status, text = (parts[1], parts[3] if len(parts) > 3 else "") if len(parts) > 1 else ("", "")
+    try:
+        el = float(parts[2])
+    except (IndexError, ValueError):
+        pass
+    if status == "exit=28":      # curl gave up: the dial got no answer within the timeout
+        return ProbeOutcome(Outcome.TIMEOUT, None, f"no answer within the timeout ({text})", el)
+    if status != "exit=0":
+        return ProbeOutcome(Outcome.TOOL_ERROR, None, f"{status}: {text}".strip(": "), el)
+    try:
+        got = json.loads(text)
+    except ValueError:
+        got = None
+    if not isinstance(got, dict):
+        # netexec answers 400 "host and/or port param are invalid" for a name it cannot resolve
+        low = text.lower()
+        dns = "invalid" in low and ("no such host" in low or "lookup" in low)
+        return ProbeOutcome(Outcome.DNS_FAILED if dns else Outcome.TOOL_ERROR, None, text, el)
+    replies = [str(r) for r in got.get("responses") or [] if str(r).strip()]
+    if replies and timeout is not None and el > timeout:
+        return ProbeOutcome(Outcome.LATE_REPLY, replies[0], f"a reply {el:.3f} s after the "
+                            "dial started: after the probe timeout, within its grace", el)
+    if replies:
+        return ProbeOutcome(Outcome.CONNECTED, replies[0], "connected", el)
+    errors = "; ".join(str(e) for e in got.get("errors") or [])
+    low = errors.lower()
+    if "connection refused" in low:
+        return ProbeOutcome(Outcome.REFUSED, None, errors, el)
+    if "i/o timeout" in low:
+        return ProbeOutcome(Outcome.TIMEOUT, None, errors, el)
+    return ProbeOutcome(Outcome.TOOL_ERROR, None, errors or f"no reply and no error: {text}", el)
 
 
 def _classify_connect(rc: int, out: str, err: str, detail: str, el: float) -> ProbeOutcome:

@@ -39,3 +39,17 @@ def checkout_unreadable_by_others() -> str | None:
 needs_world_readable_checkout = pytest.mark.skipif(
     checkout_unreadable_by_others() is not None,
     reason=f"the unprivileged user cannot read this checkout: {checkout_unreadable_by_others()}")
+
+
+def agnhost_binary() -> str | None:
+    """An agnhost binary to run the kube backends' servers and clients with on this machine:
+    $NETPOL_TEST_AGNHOST, else the kubernetes component's build in the cache
+    (`~/.cache/netpol-proof/components/kubernetes-*/bin/agnhost`, the newest); None if neither."""
+    import glob
+
+    given = os.environ.get("NETPOL_TEST_AGNHOST")
+    if given:
+        return given if os.access(given, os.X_OK) else None
+    built = sorted(glob.glob(os.path.expanduser(
+        "~/.cache/netpol-proof/components/kubernetes-*/bin/agnhost")), key=os.path.getmtime)
+    return built[-1] if built else None

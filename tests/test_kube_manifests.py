@@ -54,7 +54,9 @@ def test_pod_is_the_conformance_model_one_container_per_port_and_protocol():
     assert cs["serve-80-tcp"]["args"] == ["serve-hostname", "--http", "--port=80"]
     assert cs["serve-81-udp"]["args"] == ["serve-hostname", "--udp", "--http=false", "--port=81"]
     assert cs["serve-80-sctp"]["args"] == ["porter"]
-    assert cs["serve-80-sctp"]["env"] == [{"name": "SERVE_SCTP_PORT_80", "value": "foo"}]
+    # porter writes the value to every association: the pod's hostname names the pod, as the
+    # TCP and UDP servers' replies do (probes.KUBE_DIAL_CLIENT prints it)
+    assert cs["serve-80-sctp"]["env"] == [{"name": "SERVE_SCTP_PORT_80", "value": "y-b"}]
     assert cs["serve-81-tcp"]["ports"] == [{"containerPort": 81, "protocol": "TCP",
                                             "name": "serve-81-tcp"}]
     assert cs["serve-80-udp"]["readinessProbe"]["exec"]["command"] == [

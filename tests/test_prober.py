@@ -82,13 +82,19 @@ def test_unknown_target_is_a_tool_error():
     assert list(got.values())[0].outcome == Outcome.TOOL_ERROR
 
 
-def test_agnhost_toolkit_uses_agnhost_connect_for_udp_and_never_batches():
-    backend = FakeKubeExec({"/agnhost": "udp-timeout", "curl": "curl-refused"})
-    specs = [ProbeSpec("x/a", "x/b", 81, Protocol.UDP), tcp("x/a", "x/b"), tcp("x/a", "x/c")]
-    probe_round(backend, specs, ADDR, 1.0, toolkit="agnhost")
+def test_agnhost_toolkit_batches_udp_in_bash_and_never_batches_tcp():
+    backend = FakeKubeExec({"np-udp": "kube-udp-timeout", "curl": "curl-refused"})
+    specs = [ProbeSpec("x/a", "x/b", 81, Protocol.UDP), ProbeSpec("x/a", "x/c", 81, Protocol.UDP),
+             tcp("x/a", "x/b"), tcp("x/a", "x/c")]
+    got = probe_round(backend, specs, ADDR, 1.0, toolkit="agnhost")
     argvs = sorted(c[1] for c in backend.calls)
+    # the agnhost servers name the pod in the HTTP body, which a curl batch discards
     assert len(argvs) == 3 and not any("--parallel" in a for a in argvs)
-    assert any(a[0] == "/agnhost" and "--protocol=udp" in a for a in argvs)
+    udp = [a for a in argvs if a[0] == "bash"]
+    assert len(udp) == 1 and udp[0][-2:] == ("10.244.1.11:81", "10.244.1.12:81")
+    # the replayed capture has no line for these targets: each is a tool error, never invented
+    assert all(got[s].outcome == Outcome.TOOL_ERROR and "gave no result" in got[s].detail
+               for s in specs[:2])
 
 
 def test_batch_plan_groups_tcp_and_udp_by_source_and_keeps_the_rest_single():

@@ -4,8 +4,8 @@ Why pure: what the kind and kubeconfig backends send to the API server is decide
 a cluster, so tests validate every object against the Kubernetes schema. Pods follow the upstream
 conformance model (test/e2e/network/netpol/model.go, docs/sources.md §5.1): one agnhost container per
 (port, protocol) named `serve-<port>-<proto>`, each with the exec readiness probe upstream uses,
-plus a `client` container running `/agnhost pause` that probes are exec'd in (it has curl,
-nslookup and `agnhost connect`).
+plus a `client` container running `/agnhost pause` that probes are exec'd in (the image has
+bash, curl, nslookup and agnhost; harness.probes builds the "agnhost" toolkit's argv from them).
 
 Names: a scenario's namespace `x` is created as harness.naming.kube_namespace(run_id, "x")
 (`np-<run>-x`). The API server labels it `kubernetes.io/metadata.name: np-<run>-x`, the REAL
@@ -77,7 +77,7 @@ def namespace_manifest(name: str, labels: Mapping[str, str], run_id: str) -> dic
             "metadata": {"name": name, "labels": {**labels, **naming.ownership_labels(run_id)}}}
 
 
-def _server_container(cp: ContainerPort, image: str) -> dict:
+def _server_container(cp: ContainerPort, image: str, hostname: str) -> dict:
     proto = cp.protocol.value.lower()
     name = cp.name or f"serve-{cp.port}-{proto}"
     if cp.protocol == Protocol.TCP:
@@ -89,9 +89,10 @@ def _server_container(cp: ContainerPort, image: str) -> dict:
     elif cp.protocol == Protocol.UDP:
         args = ["serve-hostname", "--udp", "--http=false", f"--port={cp.port}"]
         env = []
-    else:  # SCTP, as upstream: porter serving SERVE_SCTP_PORT_<p>
+    else:  # SCTP, as upstream: porter serving SERVE_SCTP_PORT_<p>, which writes the variable's
+        # value to every association: the pod's hostname, so the reply names the pod
         args = ["porter"]
-        env = [{"name": f"SERVE_SCTP_PORT_{cp.port}", "value": "foo"}]
+        env = [{"name": f"SERVE_SCTP_PORT_{cp.port}", "value": hostname}]
     probe = {"exec": {"command": ["/agnhost", "connect", f"--protocol={proto}", "--timeout=1s",
                                   f"127.0.0.1:{cp.port}"]},
              "periodSeconds": 2, "timeoutSeconds": 3, "failureThreshold": 3}
@@ -109,7 +110,7 @@ def pod_manifest(pod: Pod, names: NameMap, image: str = AGNHOST_IMAGE,
                  node: str | None = None) -> dict:
     """The agnhost pod for one model pod (hostname `<ns>-<pod>` so replies name the pod),
     bound to `node` when one is given (a cluster without a scheduler)."""
-    containers = [_server_container(cp, image) for cp in pod.ports]
+    containers = [_server_container(cp, image, pod.hostname) for cp in pod.ports]
     containers.append({"name": CLIENT_CONTAINER, "image": image,
                        "imagePullPolicy": "IfNotPresent", "args": ["pause"]})
     hostname = pod.hostname

@@ -1,4 +1,5 @@
-"""Capture real curl / nslookup / UDP-client outputs for tests/test_probes.py.
+"""Capture real curl / nslookup / UDP-client / kube UDP and SCTP client outputs for
+tests/test_probes.py.
 
 Why: classify() must be tested on what the real tools print, not on strings we imagine. Run as
 root: `python tests/data/probe-outputs/capture.py` (re-run after a tool upgrade). It creates a
@@ -22,7 +23,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(HERE))))
 
 from harness import naming  # noqa: E402
 from harness.model import Protocol  # noqa: E402
-from harness.probes import Outcome, ProbeSpec, argv_for, batch_argv_for, second_look_argv  # noqa: E402
+from harness.probes import (  # noqa: E402
+    Outcome,
+    ProbeSpec,
+    argv_for,
+    batch_argv_for,
+    second_look_argv,
+    udp_argv_for,
+)
 from harness.shell import run  # noqa: E402
 
 T = 1.0
@@ -84,7 +92,31 @@ def cases() -> dict[str, list[str]]:
         "nslookup-second-look-timeout": [*second_look_argv(
             DNS, "kube-dns.kube-system.svc.cluster.local.", Outcome.DNS_TIMEOUT, T), DROP_IP],
         "curl-batch": batch_argv_for(BATCH, T),
+        # the kube backends' UDP client (toolkit "agnhost": bash, as in the agnhost image; this
+        # machine's bash here)
+        "kube-udp-connected": argv_for(_spec(Protocol.UDP, 81), "127.0.0.1", T, "agnhost"),
+        "kube-udp-refused": argv_for(_spec(Protocol.UDP, 82), "127.0.0.1", T, "agnhost"),
+        "kube-udp-timeout": argv_for(_spec(Protocol.UDP, 81), DROP_IP, T, "agnhost"),
+        "kube-udp-batch": udp_argv_for(UDP_BATCH, T, "agnhost"),
     }
+
+
+#: the probes of the "kube-udp-batch" case, one per outcome
+UDP_BATCH = [(_spec(Protocol.UDP, 81), "127.0.0.1"), (_spec(Protocol.UDP, 82), "127.0.0.1"),
+             (_spec(Protocol.UDP, 81), DROP_IP)]
+
+
+def agnhost_cases(agnhost: str) -> dict[str, list[str]]:
+    """The kube backends' SCTP client (probes.KUBE_DIAL_CLIENT) with a real agnhost: this
+    kernel has no SCTP, so it asks netexec's /dial for UDP against the UDP server (the same
+    client, JSON and errors; only the socket differs), and once for SCTP, which fails here as on
+    any node without SCTP. `/agnhost` (the image's path) is pointed at `agnhost`."""
+    def dial(proto: str, port: int, dest: str = "127.0.0.1") -> list[str]:
+        argv = argv_for(_spec(Protocol.SCTP, port), dest, T, "agnhost")
+        return [agnhost if a == "/agnhost" else proto if a == "sctp" else a for a in argv]
+    return {"kube-dial-udp-connected": dial("udp", 81), "kube-dial-udp-refused": dial("udp", 82),
+            "kube-dial-udp-timeout": dial("udp", 81, DROP_IP),
+            "kube-dial-sctp-not-in-kernel": dial("sctp", 80)}
 
 
 #: cases run last, after DNS to the resolv.conf server (127.0.0.2) is dropped too
@@ -177,13 +209,15 @@ def _serve_inside() -> None:
         threading.Thread(target=target, args=args, daemon=True).start()
 
 
-def capture_inside(out_dir: str) -> dict[str, dict]:
-    """Run every case inside the current (throwaway) namespace; write and return the results."""
+def capture_inside(out_dir: str, agnhost: str = "") -> dict[str, dict]:
+    """Run every case inside the current (throwaway) namespace; write and return the results.
+    With an agnhost binary, the kube SCTP client's cases too."""
     _serve_inside()
     import time
     time.sleep(0.2)
     results = {}
-    todo = list(cases().items()) + list(AFTER_DNS_DROP.items())
+    todo = list(cases().items()) + list(agnhost_cases(agnhost).items() if agnhost else []) \
+        + list(AFTER_DNS_DROP.items())
     for name, argv in todo:
         if name == next(iter(AFTER_DNS_DROP)):
             run(["nft", "add", "rule", "ip", "cap", "input", "ip", "daddr", "127.0.0.2", "drop"],
@@ -198,7 +232,7 @@ def capture_inside(out_dir: str) -> dict[str, dict]:
     return results
 
 
-def capture(out_dir: str = HERE) -> dict[str, dict]:
+def capture(out_dir: str = HERE, agnhost: str = "") -> dict[str, dict]:
     """Create the throwaway namespace, capture inside it, delete it (also on failure)."""
     from harness.backends.local.backend import claim_run, release_run
 
@@ -216,7 +250,7 @@ def capture(out_dir: str = HERE) -> dict[str, dict]:
         run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=NFT, check=True,
             doing="loading the capture drop rules")
         r = run(["ip", "netns", "exec", ns, sys.executable, os.path.abspath(__file__), "--inside",
-                 out_dir], timeout=120, check=True, doing="capturing probe outputs")
+                 out_dir, agnhost], timeout=120, check=True, doing="capturing probe outputs")
         return json.loads(r.stdout)
     finally:
         run(["ip", "netns", "del", ns])
@@ -226,8 +260,12 @@ def capture(out_dir: str = HERE) -> dict[str, dict]:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--inside":
-        print(json.dumps(capture_inside(sys.argv[2] if len(sys.argv) > 2 else "")))
+        print(json.dumps(capture_inside(sys.argv[2] if len(sys.argv) > 2 else "",
+                                        sys.argv[3] if len(sys.argv) > 3 else "")))
     else:
-        found = capture(sys.argv[1] if len(sys.argv) > 1 else HERE)
+        # the kube SCTP client's cases need agnhost: $NETPOL_TEST_AGNHOST or the cached build
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(HERE))))
+        from tests.conftest import agnhost_binary
+        found = capture(sys.argv[1] if len(sys.argv) > 1 else HERE, agnhost_binary() or "")
         for name, r in found.items():
             print(f"{name:42} exit {r['returncode']:3}  {(r['stderr'] or r['stdout']).strip()[:70]!r}")
