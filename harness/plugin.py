@@ -55,6 +55,9 @@ _HELP = {
                                "deleted and its DaemonSet replaces them)",
     "engine_pods": "kubeconfig backend: NAMESPACE/SELECTOR of the CNI agent's pods that fault "
                    "steps delete (default per CNI, e.g. kube-system/k8s-app=cilium)",
+    "agnhost_image": "kind and kubeconfig backends: the agnhost image of the probe pods, e.g. a "
+                     "mirror's for an air-gapped cluster (default: the pinned upstream "
+                     "registry.k8s.io/e2e-test-images/agnhost tag and digest)",
 }
 
 
@@ -68,7 +71,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         else:
             metavar = {"cnis": "NAME[,NAME...]", "json_path": "PATH", "html_path": "PATH",
                        "backend": "local|kind|kubeconfig", "allow_faults_on_context": "NAME",
-                       "engine_pods": "NAMESPACE/SELECTOR"}.get(key)
+                       "engine_pods": "NAMESPACE/SELECTOR", "agnhost_image": "IMAGE"}.get(key)
             group.addoption(opt, dest=f"netpol_{key}", default=None, metavar=metavar,
                             help=help_text)
         parser.addini(ini, _HELP[key], default=None)

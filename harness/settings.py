@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 from harness import naming
 from harness.backends import BACKENDS
+from harness.backends.cni import AGNHOST_IMAGE
 from harness.errors import UsageError
 
 LOCAL_PROFILES = ("enforcing", "open")
@@ -47,7 +48,11 @@ SOURCES = {
     "allow_faults_on_context": ("--allow-faults-on-context", "NETPOL_ALLOW_FAULTS_ON_CONTEXT",
                                 "netpol_allow_faults_on_context"),
     "engine_pods": ("--engine-pods", "NETPOL_ENGINE_PODS", "netpol_engine_pods"),
+    "agnhost_image": ("--agnhost-image", "NETPOL_AGNHOST_IMAGE", "netpol_agnhost_image"),
 }
+#: an image reference: [registry[:port]/]path[:tag][@sha256:<64 hex>], lowercase path
+_IMAGE_RE = re.compile(r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._/-]+[a-z0-9]+)*"
+                       r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$")
 
 
 #: the most scenarios a run may have in flight (each holds a cluster of its own)
@@ -93,6 +98,9 @@ class Settings:
     allow_faults_on_context: str | None = None
     #: kubeconfig backend: NAMESPACE/SELECTOR of the CNI agent's pods (default: per CNI)
     engine_pods: str | None = None
+    #: kind and kubeconfig backends: the agnhost image of every probe pod (servers and client);
+    #: the pinned upstream tag and digest by default, a mirror's for an air-gapped cluster
+    agnhost_image: str = AGNHOST_IMAGE
 
     @property
     def is_kube(self) -> bool:
@@ -106,7 +114,8 @@ class Settings:
         """The keyword arguments harness.backends.get_backend takes for this backend."""
         opts: dict[str, Any] = {"run_id": self.run_id, "probe_timeout": self.probe_timeout}
         if self.is_kube:
-            opts.update(keep_cluster=self.keep_cluster, reuse_cluster=self.reuse_cluster)
+            opts.update(keep_cluster=self.keep_cluster, reuse_cluster=self.reuse_cluster,
+                        image=self.agnhost_image)
             if self.backend == "kubeconfig":
                 opts.update(context=self.context, allow_context=self.allow_context,
                             allow_cluster_scoped=self.allow_cluster_scoped,
@@ -238,6 +247,17 @@ def build(values: Mapping[str, Any] | None = None, ini: Mapping[str, Any] | None
         out["concurrency"] = _whole(*raw["concurrency"], "probes", 1, 256, " in flight")
     if "jobs" in raw:
         out["jobs"] = _whole(*raw["jobs"], "scenarios", 1, MAX_JOBS, " at once")
+    if "agnhost_image" in raw:
+        name, image = raw["agnhost_image"]
+        image = str(image).strip()
+        if not kube:
+            raise SettingsError(f"{name}: only the kind and kubeconfig backends run agnhost pods; "
+                                f"the {backend} backend probes with this machine's tools")
+        if not _IMAGE_RE.match(image):
+            raise SettingsError(f"{name}: {image!r} is not an image reference; write "
+                                f"[registry/]path[:tag][@sha256:<64 hex>], e.g. "
+                                f"mirror.example:5000/e2e-test-images/agnhost:2.66.1")
+        out["agnhost_image"] = image
     if backend == "kubeconfig":
         ctx, allow = out.get("context"), out.get("allow_context")
         if not ctx:

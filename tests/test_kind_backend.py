@@ -289,3 +289,27 @@ def test_flannel_nodes_mount_the_prepared_plugins_dir(env, tmp_path, monkeypatch
     cfg = yaml.safe_load(open(create[create.index("--config") + 1]))
     assert {m["hostPath"] for n in cfg["nodes"] for m in n["extraMounts"]} == {str(prepared)}
     b.down()
+
+
+def test_a_mirrored_agnhost_image_is_pulled_tagged_and_named_by_the_pods(env, tmp_path):
+    """--agnhost-image: the mirror's reference is pulled by digest, loaded under its tag, and
+    the pods name that tag (a preloaded image named by digest may be ignored by the kubelet)."""
+    mirror = "mirror.example:5000/e2e/agnhost:2.66.1@sha256:" + "ab" * 32
+    b = backend(tmp_path, image=mirror)
+    b.up()
+    pulls = [c for c in env.calls if c[1:3] == ["pull", "--platform"]]
+    assert [c[-1] for c in pulls] == [mirror]
+    assert ["tag", mirror, "mirror.example:5000/e2e/agnhost:2.66.1"] == \
+        next(c[1:] for c in env.calls if c[1] == "tag")
+    assert b.topology is not None and b.topology.image == "mirror.example:5000/e2e/agnhost:2.66.1"
+    b.down()
+
+
+@pytest.mark.parametrize("image,tag", [
+    (kind_mod.cnis.AGNHOST_IMAGE, kind_mod.cnis.AGNHOST_TAG),
+    ("mirror.example:5000/agnhost:2.66.1", "mirror.example:5000/agnhost:2.66.1"),
+    ("mirror.example:5000/agnhost@sha256:" + "0" * 64, "mirror.example:5000/agnhost:netpol-proof"),
+    ("agnhost", "agnhost:netpol-proof"),
+])
+def test_the_tag_the_pods_name(image, tag):
+    assert kind_mod.cnis.image_tag(image) == tag

@@ -7,9 +7,12 @@ import stat
 import pytest
 import yaml
 
+from harness.backends import cni as cnis
 from harness.backends import kubeconfig as kcfg
+from harness.backends.kube import manifests as km
 from harness.backends.kubeconfig import KubeconfigBackend
 from harness.errors import UsageError
+from harness.model import Model
 
 
 def write_config(path, contexts, current="kind-dev"):
@@ -120,6 +123,7 @@ def test_up_pins_the_context_in_a_private_file_and_down_removes_it(tmp_path):
         doc = yaml.safe_load(open(private))
         assert doc["current-context"] == "kind-dev" and len(doc["contexts"]) == 1
         assert b.topology.api.server == "https://127.0.0.1:40123"
+        assert b.topology.image == cnis.AGNHOST_IMAGE     # the pinned default, by digest
         # the user's file is untouched: its current context still points elsewhere
         assert yaml.safe_load(path.read_text())["current-context"] == "prod-eks"
     finally:
@@ -153,3 +157,24 @@ def test_an_unknown_cni_is_not_assumed_to_match_pod_ips_by_ipblock():
     assert "not assumed" in caps.match(["ipblock-pod-ip"])[1]
     assert "ipblock-pod-ip" in KubeconfigBackend("calico", "abc123",
                                                  context="kind-dev").capabilities().supported
+
+
+def test_the_probe_pods_run_the_agnhost_image_setting(tmp_path):
+    """An air-gapped cluster pulls agnhost from a mirror: --agnhost-image reaches the pods."""
+    path = write_config(tmp_path / "config", CONTEXTS, current="prod-eks")
+    (tmp_path / "certs").mkdir()
+    for name in ("kind-dev-ca.crt", "kind-dev.key"):
+        (tmp_path / "certs" / name).write_text("not used before a call\n")
+    mirror = "mirror.example:5000/e2e/agnhost:2.66.1"
+    b = KubeconfigBackend("calico", "abc123", context="kind-dev", kubeconfig=str(path),
+                          status=lambda s: None, image=mirror)
+    b.up()
+    try:
+        assert b.topology.image == mirror
+        model = Model.default(namespaces=["x"], pods=["a"])
+        objs = km.topology(model, km.NameMap("abc123", ["x"]), b.topology.image)
+        pod = next(o for o in objs if o["kind"] == "Pod")
+        assert {c["image"] for c in pod["spec"]["containers"]} == {mirror}
+    finally:
+        b.topology = None
+        b.down()

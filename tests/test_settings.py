@@ -95,3 +95,36 @@ def test_jobs_is_a_whole_number_of_scenarios_within_bounds():
         build({"jobs": "many"}, env={})
     with pytest.raises(SettingsError, match="--netpol-jobs: 0 must be between 1 and 64 scenarios at once"):
         build({"jobs": "0"}, env={})
+
+
+def test_the_agnhost_image_is_a_setting_for_the_kube_backends():
+    """Air-gapped clusters pull the probe image from a mirror: the reference is a setting, the
+    pinned upstream tag and digest by default, handed to the kind and kubeconfig backends."""
+    from harness.backends.cni import AGNHOST_IMAGE
+    kind = build({"backend": "kind", "cni": None, "cnis": "calico"}, env={})
+    assert kind.agnhost_image == AGNHOST_IMAGE
+    assert kind.backend_options()["image"] == AGNHOST_IMAGE
+    mirror = "mirror.example:5000/e2e/agnhost:2.66.1"
+    assert build({"backend": "kind", "cnis": "calico", "agnhost_image": mirror},
+                 env={}).backend_options()["image"] == mirror
+    cfg = build({"backend": "kubeconfig", "cnis": "calico", "context": "c", "allow_context": "c"},
+                env={"NETPOL_AGNHOST_IMAGE": mirror})
+    assert cfg.agnhost_image == mirror and cfg.backend_options()["image"] == mirror
+    assert build({"backend": "kind", "cnis": "calico"}, ini={"netpol_agnhost_image": mirror},
+                 env={}).agnhost_image == mirror
+    assert "image" not in build({}, env={}).backend_options()
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"backend": "kind", "cnis": "calico", "agnhost_image": "agn host:1"},
+     "--agnhost-image: 'agn host:1' is not an image reference"),
+    ({"backend": "kind", "cnis": "calico", "agnhost_image": "Mirror/Agnhost:1"},
+     "--agnhost-image: 'Mirror/Agnhost:1' is not an image reference"),
+    ({"backend": "kind", "cnis": "calico", "agnhost_image": "agnhost@sha256:12"},
+     "is not an image reference"),
+    ({"agnhost_image": "mirror/agnhost:1"},
+     "--agnhost-image: only the kind and kubeconfig backends run agnhost pods"),
+])
+def test_a_bad_agnhost_image_is_a_plain_error(values, message):
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(")):
+        build(values, env={})

@@ -24,6 +24,14 @@ AGNHOST_TAG = "registry.k8s.io/e2e-test-images/agnhost:2.66.1"
 AGNHOST_DIGEST = "sha256:6e2eef87d0dc77e070a7549bc5fdfa290c0fefe3359eb33c2ad1eda692fe66a4"
 AGNHOST_IMAGE = f"{AGNHOST_TAG}@{AGNHOST_DIGEST}"
 
+
+def image_tag(image: str) -> str:
+    """The tag a pod names for `image` once it is preloaded under that tag (kind pods name the
+    tag, see kind/commands.image_prepull): the reference without its digest, `:netpol-proof`
+    added when it has no tag of its own."""
+    name = image.split("@", 1)[0]
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:netpol-proof"
+
 CALICO_VERSION = "v3.32.1"
 _CALICO_BASE = f"https://raw.githubusercontent.com/projectcalico/calico/{CALICO_VERSION}/manifests"
 #: (url, sha256) of the Calico operator files (docs/sources.md §2.1, computed from the git blobs at the tag)

@@ -152,7 +152,7 @@ class KubeconfigBackend(AgentRestarts, KubeBackendBase):
                  kubeconfig: str | None = None, ready_timeout: float = 300.0,
                  status: Callable[[str], None] = status_line,
                  allow_faults_on_context: str | None = None, engine_pods: str | None = None,
-                 fault_timeout: float = 300.0):
+                 fault_timeout: float = 300.0, image: str = cnis.AGNHOST_IMAGE):
         # keep/reuse mean nothing here: the harness never creates or deletes this cluster
         self.profile = profile
         self.run_id = run_id or naming.new_run_id()
@@ -170,6 +170,8 @@ class KubeconfigBackend(AgentRestarts, KubeBackendBase):
             (parse_agent_pods(engine_pods),) if engine_pods else AGENT_PODS.get(profile, ()))
         #: how long a restarted agent's replacement pods may take to be Ready
         self.fault_timeout = fault_timeout
+        #: the probe pods' image (the setting --agnhost-image): pulled by the cluster itself
+        self.image = image
 
     def _engine_fault_refusal(self) -> str | None:
         """Why engine faults are refused here, or None when the user allowed them."""
@@ -234,7 +236,7 @@ class KubeconfigBackend(AgentRestarts, KubeBackendBase):
             raise UsageError(f"--context {self.context}: the kubernetes client cannot use it: "
                              f"{exc}") from None
         self.topology = KubeTopology(api, self.run_id, self.allow_cluster_scoped,
-                                     self.ready_timeout, self.status)
+                                     self.ready_timeout, self.status, image=self.image)
 
     def down(self) -> None:
         try:

@@ -46,6 +46,10 @@ def register(sub) -> None:
     p.add_argument("--engine-pods", metavar="NAMESPACE/SELECTOR",
                    help="kubeconfig backend: the CNI agent's pods that fault steps delete "
                         "(default per CNI, e.g. kube-system/k8s-app=cilium)")
+    p.add_argument("--agnhost-image", metavar="IMAGE",
+                   help="kind and kubeconfig backends: the agnhost image of the probe pods, "
+                        "e.g. a mirror's for an air-gapped cluster (default: the pinned "
+                        "upstream tag and digest)")
     p.add_argument("--no-canary", action="store_true", help="skip the enforcement canary")
     p.add_argument("-j", "--jobs", metavar="N",
                    help="scenarios at once, each on a local cluster of its own (default: from "
@@ -61,7 +65,7 @@ def _settings(args: argparse.Namespace):
                   "keep_cluster": args.keep_cluster, "context": args.context,
                   "allow_context": args.allow_context, "jobs": args.jobs,
                   "allow_faults_on_context": args.allow_faults_on_context,
-                  "engine_pods": args.engine_pods,
+                  "engine_pods": args.engine_pods, "agnhost_image": args.agnhost_image,
                   "canary": False if args.no_canary else None})
 
 

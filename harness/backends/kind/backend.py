@@ -62,7 +62,8 @@ class KindBackend(AgentRestarts, KubeBackendBase):
     def __init__(self, profile: str = "kindnet", run_id: str | None = None,
                  probe_timeout: float = 1.0, keep_cluster: bool = False,
                  reuse_cluster: bool = False, cache_dir: str | os.PathLike | None = None,
-                 ready_timeout: float = 600.0, status: Callable[[str], None] = status_line):
+                 ready_timeout: float = 600.0, status: Callable[[str], None] = status_line,
+                 image: str = cnis.AGNHOST_IMAGE):
         try:
             self.spec = cnis.spec(profile)
         except ValueError as exc:
@@ -74,6 +75,9 @@ class KindBackend(AgentRestarts, KubeBackendBase):
         self.cache_dir = Path(cache_dir or DEFAULT_CACHE).absolute()  # kind mounts need absolute paths
         self.ready_timeout = ready_timeout
         self.status = status
+        #: the probe pods' image as pulled (the setting --agnhost-image), and the tag the pods
+        #: name once it is loaded into the nodes
+        self.image, self.image_tag = image, cnis.image_tag(image)
         #: where the CNI agent's pods are (fault steps restart them)
         self.agent_pods = AGENT_PODS.get(profile, ())
         self.cluster = naming.cluster_name(profile)
@@ -137,7 +141,7 @@ class KindBackend(AgentRestarts, KubeBackendBase):
                     self._step(7, "probe image pre-pull + kind load", self._load_image)
                 self._users(add=True)
             self.topology = KubeTopology(api, self.run_id, True, self.ready_timeout,
-                                         self.status, image=cnis.AGNHOST_TAG)
+                                         self.status, image=self.image_tag)
         except BaseException:   # Ctrl-C and failures: never leave a half-made cluster behind
             try:
                 self.down()
@@ -224,10 +228,10 @@ class KindBackend(AgentRestarts, KubeBackendBase):
     def _load_image(self) -> None:
         assert self.tools is not None
         archive = str(self.home / "agnhost.tar")
-        for argv in kc.image_prepull(self.tools, self.cluster, cnis.AGNHOST_IMAGE,
-                                     cnis.AGNHOST_TAG, archive, go_arch()):
+        for argv in kc.image_prepull(self.tools, self.cluster, self.image, self.image_tag,
+                                     archive, go_arch()):
             try:
-                self._run(argv, f"pre-loading {cnis.AGNHOST_TAG}")
+                self._run(argv, f"pre-loading {self.image_tag}")
             except ExecError as exc:
                 # `docker save --platform` needs Docker >= 28; an older engine has the classic
                 # image store, where a plain save works (pitfall 3 is the containerd store's)
@@ -236,7 +240,7 @@ class KindBackend(AgentRestarts, KubeBackendBase):
                 self.status("  docker save has no --platform here; saving without it")
                 self._run([a for i, a in enumerate(argv) if a != "--platform"
                            and (i == 0 or argv[i - 1] != "--platform")],
-                          f"pre-loading {cnis.AGNHOST_TAG}")
+                          f"pre-loading {self.image_tag}")
 
     # -- sharing the cluster between workers ----------------------------------------------------
     def _users_path(self) -> Path:
