@@ -265,7 +265,9 @@ def argv_for(spec: ProbeSpec, dest: str, timeout: float, toolkit: str = "debian"
     """The in-pod argv of the real tool that performs `spec` against `dest` (IP or DNS name).
 
     Why per toolkit: the local backend's pods see this machine's tools (curl, nslookup, python3);
-    kind pods run agnhost, whose `connect` subcommand covers UDP and SCTP.
+    kind and kubeconfig pods run the agnhost image: curl, nslookup, bash for UDP
+    (KUBE_UDP_CLIENT) and netexec's /dial for SCTP (KUBE_DIAL_CLIENT), each printing the reply
+    that names the pod.
     """
     if toolkit not in TOOLKITS:
         raise ValueError(f"unknown probe toolkit {toolkit!r}: expected one of {', '.join(TOOLKITS)}")
