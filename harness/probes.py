@@ -210,8 +210,9 @@ done
 """
 
 #: The SCTP client of the "agnhost" toolkit: `bash -c KUBE_DIAL_CLIENT np-dial /agnhost sctp
-#: TIMEOUT WAIT HOST:PORT` (WAIT: the timeout and its grace, late_grace) starts `/agnhost netexec` on a free local port for the probe's duration and
-#: asks its `/dial?request=hostname&protocol=sctp` (the upstream e2e way of reaching a server from
+#: TIMEOUT WAIT HOST:PORT` (WAIT: the timeout and its grace, late_grace) starts `/agnhost
+#: netexec` on a free local port for the probe's duration and asks its
+#: `/dial?request=hostname&protocol=sctp` (the upstream e2e way of reaching a server from
 #: inside a pod), which sends `hostname`, reads the reply and returns it as JSON:
 #: `{"responses":["<hostname>"]}` or `{"errors":["sctp dial failed. err:connection refused"]}`.
 #: It prints one line `__np_dial HOST:PORT STATUS SECONDS TEXT`: STATUS `exit=N` (curl's exit

@@ -200,10 +200,12 @@ def test_probes_by_name_whose_resolver_timed_out_share_one_second_look_of_the_na
     assert looks == [("nslookup", "-timeout=2", "-retry=0", "web.x.svc.cluster.local")]
 
 
-def test_agnhost_udp_that_timed_out_is_sent_again_waiting_through_the_grace():
-    """The kube path's UDP client (agnhost connect) stops at its timeout, like nslookup."""
+def test_agnhost_udp_listens_through_the_grace_itself_with_no_second_look():
+    """The kube path's UDP client (bash, probes.KUBE_UDP_CLIENT) waits timeout + grace itself,
+    as the debian one does: its late line is a late reply, and nothing is sent again."""
     udp = ProbeSpec("x/a", "x/b", 81, Protocol.UDP)
-    backend = Looks("agnhost", {"/agnhost": [(1, "", "TIMEOUT\n"), (0, "", "")]})
+    backend = Looks("agnhost", {"np-udp": [(0, "__np_udp 10.244.1.11:81 late 1.500000 782d62\n",
+                                            "")]})
     (got,) = probe_round(backend, [udp], ADDR, 1.0, toolkit="agnhost").values()
-    assert got.outcome == Outcome.LATE_REPLY
-    assert backend.calls[1][-1] == "--timeout=2s"
+    assert (got.outcome, got.answered_by) == (Outcome.LATE_REPLY, "x-b")
+    assert len(backend.calls) == 1 and backend.calls[0][4:6] == ("1000000", "1000000")
