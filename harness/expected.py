@@ -111,12 +111,44 @@ def expected_cells(scenario: Scenario, step_index: int,
     otherwise the oracle's full matrix for every (port, protocol) the model's pods serve.
     """
     oracle = oracle_at(scenario, step_index, addresses)
+    return _cells_of(scenario, step_index, oracle, oracle)
+
+
+def oracle_before(scenario: Scenario, step_index: int,
+                  addresses: Addresses | None = None) -> Oracle:
+    """The oracle before a step's change: the previous step's labels and policies (the model
+    as written and no policy before the first step)."""
+    if step_index > 0:
+        return oracle_at(scenario, step_index - 1, addresses)
+    _check_index(scenario, step_index)
+    return Oracle(scenario.model, [], addresses or plan_addresses(scenario.model))
+
+
+def decisions_before(scenario: Scenario, step_index: int,
+                     addresses: Addresses | None = None) -> list[Decision]:
+    """The oracle's decision on each cell of `expected_cells(scenario, step_index)`, in the
+    same order, before the step's change (`oracle_before`).
+
+    Why: a step forgives one change of a cell's verdict only where its expectation changed at
+    this step (a CNI programs the change late: the old state, then the new;
+    verdicts.over_rounds); on every other cell any change is a regression to report.
+    """
+    now = oracle_at(scenario, step_index, addresses)
+    return [c.decision for c in _cells_of(scenario, step_index, now,
+                                          oracle_before(scenario, step_index, addresses))]
+
+
+def _cells_of(scenario: Scenario, step_index: int, oracle: Oracle,
+              decider: Oracle) -> list[ExpectedCell]:
+    """The cells of a step as `oracle` (the step's) lists them, each decided by `decider`."""
     step = scenario.steps[step_index]
     model = oracle.model
     cells: list[ExpectedCell] = []
     if not step.has_expectations:
         for port, proto in model_ports(model):
             for src, dst, decision in oracle.matrix(port, proto).items():
+                if decider is not oracle:
+                    decision = decider.decide(src, dst, port, proto)
                 cells.append(ExpectedCell(src, dst, port, proto, decision.expectation, decision))
         return cells
     for mx in step.expect:
@@ -124,16 +156,16 @@ def expected_cells(scenario: Scenario, step_index: int,
             cell_port = mx.port
             if isinstance(cell_port, str):
                 cell_port = model.pod(dst).resolve_port(cell_port, mx.protocol) or cell_port
-            decision = oracle.decide(src, dst, mx.port, mx.protocol)
+            decision = decider.decide(src, dst, mx.port, mx.protocol)
             cells.append(ExpectedCell(src, dst, cell_port, mx.protocol, EXPECTATION_OF_SYMBOL[sym],
                                       decision, None, True, mx.field, mx.row_line(src)))
     for pr in step.probes:
         resolves_to = None
         if pr.dns_name:
-            decision = oracle.decide_dns(pr.source, pr.dns_name)
+            decision = decider.decide_dns(pr.source, pr.dns_name)
             resolves_to = oracle.resolves_to(pr.source, pr.dns_name)
         else:
-            decision = oracle.decide(pr.source, pr.target, pr.port, pr.protocol)
+            decision = decider.decide(pr.source, pr.target, pr.port, pr.protocol)
         cells.append(ExpectedCell(pr.source, pr.target, _numeric_port(model, pr.target, pr.port,
                                                                       pr.protocol),
                                   pr.protocol, pr.expect, decision, pr.dns_name, True, pr.field,

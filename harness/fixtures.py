@@ -56,7 +56,14 @@ from harness.runner import converge_cells
 from harness.session import Session
 from harness.settings import Settings
 from harness.truthtable import EXPECTATION_OF_SYMBOL, TruthTable
-from harness.verdicts import Judgement, Window, judge, over_rounds, self_probe_proves
+from harness.verdicts import (
+    UNKNOWN_OLD_STATE,
+    Judgement,
+    Window,
+    judge,
+    over_rounds,
+    self_probe_proves,
+)
 
 
 @dataclass(frozen=True)
@@ -205,7 +212,10 @@ class Topology:
             time.sleep(max(ROUND_PAUSE, start + window.interval - now))
         last, serves, _, _ = rounds[-1]
         return Probe(last.outcome, last.detail, last.answered_by, serves,
-                     over_rounds([r[2] for r in rounds]), over_rounds([r[3] for r in rounds]),
+                     # the state before the last change is not known here: one change into a
+                     # held pass from a failure is forgiven (late programming), as for a matrix
+                     over_rounds([r[2] for r in rounds], UNKNOWN_OLD_STATE),
+                     over_rounds([r[3] for r in rounds], UNKNOWN_OLD_STATE),
                      tuple(r[0].outcome.value for r in rounds))
 
     def probe(self, src: str, dst: str, port: int = 80, protocol: str = "TCP",
@@ -266,9 +276,11 @@ class Topology:
             if assume is not None and decision.expectation is Expectation.UNDEFINED:
                 reason = f"assumed ({assume}): {reason}"
             server = Server(dst, port, proto)
+            # the state before is not known here (whatever the test did last): one change into
+            # a held pass from a failure is forgiven, never one out of a pass
             cells.append(Cell(ProbeSpec(src, dst, port, proto), EXPECTATION_OF_SYMBOL[sym],
                               reason, server, Loopback(server),
-                              servers=self.model.pod(dst).identities))
+                              servers=self.model.pod(dst).identities, old=UNKNOWN_OLD_STATE))
         return converge_cells(self.backend, self.settings, self.addresses, cells,
                               f"{port}/{proto.value} matrix")
 

@@ -11,16 +11,24 @@ the cells round after round and keeps what it saw in them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Hashable, Iterable
+from typing import Hashable, Iterable, Sequence
 
 from harness.errors import HarnessError
-from harness.expected import ExpectedCell, disagreements, expected_cells, model_at, oracle_at
+from harness.expected import (
+    ExpectedCell,
+    decisions_before,
+    disagreements,
+    expected_cells,
+    model_at,
+    oracle_at,
+    oracle_before,
+)
 from harness.model import DNS_POD, SYSTEM_NAMESPACE, Addresses, Endpoint, Model, Protocol, Server
-from harness.oracle import API_SERVER, Decision, Oracle
+from harness.oracle import API_SERVER, Decision
 from harness.probes import Outcome, ProbeOutcome, ProbeSpec
 from harness.results import Attempt, CellResult, Expectation, Verdict
 from harness.scenario import Scenario
-from harness.verdicts import Judgement
+from harness.verdicts import Judgement, old_state
 
 #: outcomes of a probe by name that never got past name resolution (in time: a late reply may
 #: be a late answer of the lookup, which proves no DNS server in time)
@@ -68,6 +76,10 @@ class Cell:
     name_loopback: Loopback | None = None
     #: False when the target pod does not serve the port at all (nothing to baseline)
     served: bool = True
+    #: what the state before the step's change earns against `expectation`
+    #: (verdicts.old_state): empty when the expectation did not change at this step, so no
+    #: change of verdict is forgiven (verdicts.over_rounds)
+    old: frozenset[Verdict] = frozenset()
     attempts: list[Attempt] = field(default_factory=list)
     last: Judgement | None = None
 
@@ -181,11 +193,22 @@ def _is_name(model: Model, target: str) -> bool:
 
 
 def plan_cells(model: Model, expected: Iterable[ExpectedCell],
-               addresses: Addresses | None = None) -> list[Cell]:
-    """Cells to probe from the scenario's expected cells of one step (named ports resolved)."""
+               addresses: Addresses | None = None,
+               before: Sequence[Decision] | None = None) -> list[Cell]:
+    """Cells to probe from the scenario's expected cells of one step (named ports resolved).
+
+    `before`: the oracle's decision on each cell before the step's change
+    (expected.decisions_before), which says whether its expectation changed at this step;
+    None: it did not (no change of verdict is forgiven)."""
     cells = []
     dns = _dns_pod(model)
-    for e in expected:
+    expected = list(expected)
+    if before is not None and len(before) != len(expected):
+        raise ValueError(f"{len(before)} decisions before the change for {len(expected)} cells")
+    for n, e in enumerate(expected):
+        old = frozenset() if before is None else \
+            old_state(before[n].expectation, e.expectation, before[n].nxdomain,
+                      e.decision.nxdomain)
         protocol, dns_name, port = e.protocol, e.dns_name, e.port
         servers = None
         if dns_name:
@@ -217,7 +240,7 @@ def plan_cells(model: Model, expected: Iterable[ExpectedCell],
                                         if by_name else None),
                           name_key=name_key, name_loopback=name_loop,
                           served=served, dns_answer=_answer_of(addresses, e.resolves_to),
-                          servers=servers))
+                          servers=servers, old=old))
     return cells
 
 
@@ -249,12 +272,13 @@ def plan_steps(scenario: Scenario, addresses: Addresses) -> list[list[Cell]] | s
     for i, step in enumerate(scenario.steps):
         try:
             expected = expected_cells(scenario, i, addresses)
+            before = decisions_before(scenario, i, addresses)
         except (HarnessError, ValueError, KeyError) as exc:
             title = step.title or f"step {i + 1}"
             return (f"step {i + 1} ({title}) cannot be evaluated with this run's addresses "
                     f"(pod CIDR {addresses.pod_cidr}): {type(exc).__name__}: {exc}")
         problems += disagreements(scenario, i, expected)
-        steps_cells.append(plan_cells(model_at(scenario, i), expected, addresses))
+        steps_cells.append(plan_cells(model_at(scenario, i), expected, addresses, before))
     if problems:
         listed = "; ".join(p.message for p in problems[:5])
         more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
@@ -274,8 +298,7 @@ def plan_watch(scenario: Scenario, step_index: int, addresses: Addresses
     """
     step = scenario.steps[step_index]
     assert step.fault is not None, "plan_watch is for fault steps"
-    before = oracle_at(scenario, step_index - 1, addresses) if step_index > 0 else \
-        Oracle(scenario.model, [], addresses)
+    before = oracle_before(scenario, step_index, addresses)
     after = oracle_at(scenario, step_index, addresses)
     out: tuple[list[Cell], list[Cell]] = ([], [])
     for oracle, cells in ((before, out[0]), (after, out[1])):

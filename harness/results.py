@@ -41,8 +41,10 @@ class Verdict(str, Enum):
     OVER_BLOCKED = "over-blocked"      # expected to connect, blocked: fail-closed, an outage
     PROBE_ERROR = "probe error"        # the harness or the network is broken: no policy verdict
     NOT_ASSERTED = "not asserted"      # the spec leaves it undefined, or the scenario says '-'
-    #: the verdict changed more than once while the step was observed (flapping), or never held
-    #: for two rounds: no single verdict describes the cell, so it fails the scenario
+    #: the verdict changed while the step was observed where no late programming explains it
+    #: (failed, then passed, on a cell whose expectation the step did not change; a pass reached
+    #: from anything but the old state; more than one change; a change in the last round): no
+    #: single verdict describes the cell, so it fails the scenario
     UNSTABLE = "unstable"
 
 

@@ -8,7 +8,8 @@ observations from harness.prober, verdicts from harness.verdicts; this module on
 Polling never leans toward the expectation: every attempt of every cell is kept, every step is
 observed for the same window whatever its results (verdicts.Window), then until two
 consecutive rounds agree on every verdict (or the convergence deadline passes), and a cell's
-verdict is its last round's, or UNSTABLE when it flapped (verdicts.over_rounds).
+verdict is its last round's, or UNSTABLE when it changed in a way no late programming explains:
+on a cell whose expectation did not change at this step, or more than once (verdicts.over_rounds).
 """
 
 from __future__ import annotations
@@ -233,7 +234,8 @@ class Run:
         """Probe the step for its observation window, then until two consecutive rounds agree
         on every cell, or until the convergence deadline: the same rounds whatever the results
         (verdicts.Window). Each cell's verdict is then verdicts.over_rounds of its rounds: the
-        last round's, or UNSTABLE when it flapped."""
+        last round's, or UNSTABLE when it changed where no late programming explains it (on a
+        cell whose expectation this step did not change: `Cell.old` empty)."""
         s, window = self.settings, self.window
         rounds: list[dict[Hashable, Verdict]] = []
         starts: list[float] = []
@@ -259,7 +261,7 @@ class Run:
             time.sleep(max(ROUND_PAUSE, start + window.interval - now))
         for h, c in zip(history, cells, strict=True):
             if h:
-                c.last = over_rounds(h)
+                c.last = over_rounds(h, c.old)
         unstable = sum(1 for c in cells if c.last is not None
                        and c.last.verdict is Verdict.UNSTABLE)
         converged = ended and not unstable

@@ -342,30 +342,88 @@ class Window:
         return rounds >= self.min_rounds and last_start >= self.min_seconds and agreed
 
 
-def over_rounds(history: Sequence[Judgement]) -> Judgement:
+#: the state before a step's change is not known (the Python API asserts a table after
+#: whatever the test did): a change from a bad verdict into the held one may be late
+#: programming of either kind, a change out of a pass never is
+UNKNOWN_OLD_STATE: frozenset[Verdict] = frozenset({Verdict.NOT_ENFORCED, Verdict.OVER_BLOCKED})
+
+
+def old_state(before: Expectation, after: Expectation, nxdomain_before: bool = False,
+              nxdomain_after: bool = False) -> frozenset[Verdict]:
+    """The verdict a cell's state before a step's change earns against the step's expectation:
+    what a CNI that programs the change late shows first. Empty for a steady cell (nothing the
+    step changed may show at all).
+
+    `before`/`after`: what the spec requires before the step's change and from it on;
+    `nxdomain_*`: a DNS lookup the cluster DNS must answer NXDOMAIN (DENY, but delivered).
+    Connected (or answered) before and blocked now reads NOT_ENFORCED; blocked before and
+    connected now OVER_BLOCKED. A spec that said nothing before: UNKNOWN_OLD_STATE.
+    """
+    if after is Expectation.UNDEFINED:
+        return frozenset()       # not asserted now: every round is NOT_ASSERTED anyway
+    if before is Expectation.UNDEFINED:
+        return UNKNOWN_OLD_STATE
+
+    def delivered(e: Expectation, nxdomain: bool) -> bool:
+        return e is Expectation.ALLOW or nxdomain
+
+    was, now = delivered(before, nxdomain_before), delivered(after, nxdomain_after)
+    if was == now:
+        return frozenset()
+    return frozenset({Verdict.NOT_ENFORCED if was else Verdict.OVER_BLOCKED})
+
+
+def over_rounds(history: Sequence[Judgement], old: frozenset[Verdict] = frozenset()
+                ) -> Judgement:
     """A cell's verdict for the step, from its judgement in every round of the step.
 
-    The last round's, unless the cell flapped: its verdict changed more than once, or its last
-    verdict never held for two rounds. Then UNSTABLE, with the history, never a pass. Why more
-    than once: a CNI that programs a policy late changes each cell exactly once (the old state,
-    then the new one), and a dataplane that is right at first and wrong later is judged by what
-    it did last. Rounds with a probe error are skipped here: they say nothing about policy (a
-    cell whose last round is a probe error is a probe error).
+    `old`: the verdict the state before the step's change earns against the step's expectation
+    (`old_state`); empty for a steady cell, whose expectation did not change at this step.
+
+    The last round's when every round gave the same verdict. One change is allowed, held for
+    at least two rounds after it: into a pass only where the expectation changed at this step,
+    and only old -> new (a CNI that programs a policy late shows the old state first, a verdict
+    in `old`, then the new one); into a failure (not enforced, over-blocked) anywhere, judged as
+    it ends (a dataplane right at first and wrong later fails as it is now). Anything else is
+    UNSTABLE, with the history, never a pass: a steady cell that failed and then passed (a CNI
+    that flushes and reprograms on every update opens isolated pods for a moment after an
+    unrelated change: a transient fail-open), a pass reached from anything but the old state,
+    a change more than once (flapping), or a last verdict that never held for two rounds.
+    Rounds with a probe error are skipped here: they say nothing about policy (a cell whose
+    last round is a probe error is a probe error).
     """
     if not history:
         raise ValueError("a cell needs at least one round")
     last = history[-1]
     seen = [j.verdict for j in history if j.verdict is not Verdict.PROBE_ERROR]
     changes = sum(1 for a, b in zip(seen, seen[1:], strict=False) if a != b)
-    held = len(seen) < 2 or seen[-1] == seen[-2]
-    if changes <= 1 and held:
+    if changes == 0:
         return last
-    why = ("changed " + (f"{changes} times" if changes > 1 else "in its last round, so it never "
-                                                                  "held for two rounds"))
+    if changes > 1:
+        why = f"changed {changes} times: flapping"
+    elif seen[-1] != seen[-2]:
+        why = "changed in its last round, so it never held for two rounds"
+    elif seen[-1] in _KIND:
+        return last      # into a failure: judged as it ends, never forgiven
+    elif not old:
+        bad = sorted({v for v in seen if v in _KIND}, key=list(Verdict).index)
+        kinds = " and ".join(f"{_KIND[v]} ({v.value})" for v in bad)
+        why = (f"changed although its expectation did not change at this step: a transient "
+               f"{kinds} that no late programming explains")
+    elif seen[0] not in old:
+        why = (f"changed from {seen[0].value}, which is not the state before this step's change "
+               f"({', '.join(sorted(v.value for v in old))}): only a change from the old state "
+               "to the new is late programming")
+    else:
+        return last
     return Judgement(Verdict.UNSTABLE, Verdict.UNSTABLE.value,
-                     f"the verdict {why} while the step was observed "
-                     f"({rounds_text([j.verdict for j in history])}): flapping, so no single "
-                     f"verdict describes it")
+                     f"the verdict {why}, while the step was observed "
+                     f"({rounds_text([j.verdict for j in history])}); no single verdict "
+                     "describes it")
+
+
+#: what a bad verdict is, in the words of a transient
+_KIND = {Verdict.NOT_ENFORCED: "fail-open", Verdict.OVER_BLOCKED: "fail-closed"}
 
 
 def rounds_text(verdicts: Sequence[Verdict]) -> str:

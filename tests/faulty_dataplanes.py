@@ -178,6 +178,53 @@ class Flapping(LocalBackend):
         super().undeploy()
 
 
+class ReloadsFromScratch(LocalBackend):
+    """On every apply, loads an empty policy table and `gap` seconds later the full one (a CNI
+    agent that flushes and rebuilds its rules on each update): every isolated pod is open for a
+    moment after any change, even one that concerns it not at all."""
+
+    gap = 0.6
+
+    def apply_policy(self, manifest: Mapping) -> None:
+        self._flushing = True
+        try:
+            super().apply_policy(manifest)     # stored; _sync_policies loads the empty table
+        finally:
+            self._flushing = False
+        with self._reload_lock:
+            if getattr(self, "_reload", None) is not None:
+                self._reload.cancel()
+            self._reload = threading.Timer(self.gap, self._full)
+            self._reload.daemon = True
+            self._reload.start()
+
+    def _sync_policies(self) -> None:
+        with self._reload_lock:
+            if not getattr(self, "_flushing", False):
+                super()._sync_policies()
+            elif self.model is not None and self.addresses is not None:
+                body = profiles.compile_policies(self.model, self.addresses, [], self._veths)
+                nft.load(self.node, nft.replace_table(
+                    "ip", nft.table_name(self.run_id, "policy"), body),
+                    doing="flushing the policy table before reloading it (on purpose)")
+
+    def _full(self) -> None:
+        with self._reload_lock:
+            if self.model is not None:
+                LocalBackend._sync_policies(self)
+
+    _reload_lock = threading.RLock()
+
+    def undeploy(self) -> None:
+        with self._reload_lock:
+            reload, self._reload = getattr(self, "_reload", None), None
+            if reload is not None:
+                reload.cancel()
+        if reload is not None:
+            reload.join(timeout=10)
+        super().undeploy()
+
+
 class LateAfterProbes(LocalBackend):
     """A dataplane that does something late: `late()` runs once `after` probe rounds have
     started since the last apply (in the round after those, before its probes are all run).

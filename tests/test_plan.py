@@ -4,16 +4,26 @@ server by any path share one positive control, and each blocked cell knows its l
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pytest
 
-from harness.expected import ExpectedCell, expected_cells, model_at
-from harness.model import DNS_SERVICE_ENDPOINT, Addresses, Endpoint, EndpointKind, Model, Protocol, Server
+from harness.expected import ExpectedCell, decisions_before, expected_cells, model_at
+from harness.model import (
+    DNS_SERVICE_ENDPOINT,
+    Addresses,
+    Endpoint,
+    EndpointKind,
+    Model,
+    Protocol,
+    Server,
+    plan_addresses,
+)
 from harness.oracle import Oracle
-from harness.plan import Loopback, plan_cells
-from harness.results import Expectation
-from harness.scenario import load_scenario
+from harness.plan import Loopback, plan_cells, plan_steps
+from harness.results import Expectation, Verdict
+from harness.scenario import find_scenarios, load_scenario
 
 SHOP = Path(__file__).parent / "data" / "scenarios" / "valid-custom-model.yaml"
 
@@ -99,3 +109,89 @@ def test_a_model_without_the_pod_does_not_invent_a_server():
                                               decision)])
     assert cell.served is False and cell.loopback is None
     assert cell.control_key == Server("x/b", 81, Protocol.TCP)
+
+
+RUN = Path(__file__).parent / "data" / "run"
+
+
+def _old_states(path: Path) -> list[dict[tuple, frozenset]]:
+    scenario = load_scenario(path)
+    steps = plan_steps(scenario, plan_addresses(scenario.model))
+    assert not isinstance(steps, str), steps
+    return [{(c.spec.source, c.spec.target, c.spec.dns_name): c.old for c in cells}
+            for cells in steps]
+
+
+def test_each_cell_knows_whether_its_expectation_changed_at_its_step():
+    """What verdicts.over_rounds forgives: one change, old -> new, only where this step changed
+    the cell's expectation (the oracle before the change, against the step's)."""
+    step1, step2 = _old_states(RUN / "unrelated-change.yaml")
+    opened, steady = frozenset({Verdict.NOT_ENFORCED}), frozenset()
+    # step 1 isolates x: its cells connected before (no policy) and must be blocked now
+    assert step1[("y/a", "x/a", None)] == opened
+    assert step1[("x/a", "x/b", None)] == opened
+    assert step1[("y/a", "y/b", None)] == steady
+    assert step1[("x/a", "x/a", None)] == steady          # '-': not asserted
+    # step 2 applies a policy in y that changes no connection: every cell is steady
+    assert set(step2.values()) == {steady}
+    # deleting the policy opens x again: blocked before, must connect now
+    _, deleted = _old_states(RUN / "deny-ingress-small.yaml")
+    assert deleted[("y/a", "x/a", None)] == frozenset({Verdict.OVER_BLOCKED})
+    assert deleted[("y/a", "y/b", None)] == steady
+
+
+def test_a_lookup_blocked_from_a_step_on_was_answered_nxdomain_before(tmp_path):
+    path = tmp_path / "dns-egress.yaml"
+    path.write_text(textwrap.dedent("""\
+        kind: Scenario
+        name: dns-egress
+        description: A lookup of a name that does not exist, before and after an egress deny.
+        requires: [networkpolicy, egress]
+        model: {namespaces: [x], pods: [a, b], ports: [80], protocols: [TCP]}
+        steps:
+          - title: no policy
+            probes:
+              - {from: x/a, dns: nothing.x.svc.cluster.local, expect: fails}
+          - title: deny all egress in x
+            apply:
+              - apiVersion: networking.k8s.io/v1
+                kind: NetworkPolicy
+                metadata: {name: deny-egress, namespace: x}
+                spec: {podSelector: {}, policyTypes: [Egress]}
+            probes:
+              - {from: x/a, dns: nothing.x.svc.cluster.local, expect: fails}
+        """))
+    step1, step2 = _old_states(path)
+    lookup = ("x/a", DNS_SERVICE_ENDPOINT, "nothing.x.svc.cluster.local")
+    # the same word ("fails", DENY) at both steps, but NXDOMAIN first and blocked after: the
+    # old answer reads not enforced against the new spec
+    assert step1[lookup] == frozenset()
+    assert step2[lookup] == frozenset({Verdict.NOT_ENFORCED})
+
+
+def test_the_state_before_a_step_is_the_previous_steps_decision_across_the_library():
+    """decisions_before re-decides a step's cells with the previous step's oracle: on every
+    cell the two steps share, it must be what the previous step decided (a wrong "before"
+    would forgive a transient, or call late programming unstable). And most asserted cells
+    are steady: the rule that forgives one change must not be the rule for them."""
+    steady = changed = 0
+    for path in find_scenarios([str(Path(__file__).parent.parent / "scenarios")]):
+        scenario = load_scenario(path)
+        addresses = plan_addresses(scenario.model)
+        previous: dict[tuple, Expectation] = {}
+        for i in range(len(scenario.steps)):
+            cells = expected_cells(scenario, i, addresses)
+            before = decisions_before(scenario, i, addresses)
+            assert len(before) == len(cells)
+            for c, b in zip(cells, before, strict=True):
+                key = (c.source, c.target, str(c.port), c.protocol, c.dns_name)
+                if key in previous:
+                    assert b.expectation == previous[key], (path, i, key)
+                if c.expectation is not Expectation.UNDEFINED:
+                    moved = b.expectation != c.decision.expectation or \
+                        b.nxdomain != c.decision.nxdomain
+                    changed += moved
+                    steady += not moved
+            previous = {(c.source, c.target, str(c.port), c.protocol, c.dns_name):
+                        c.decision.expectation for c in cells}
+    assert steady > 4 * changed > 0, (steady, changed)

@@ -9,6 +9,7 @@ import pytest
 from harness.probes import Outcome, ProbeOutcome
 from harness.results import Expectation, ScenarioOutcome, Verdict
 from harness.verdicts import (
+    UNKNOWN_OLD_STATE,
     BlockedKind,
     Judgement,
     Window,
@@ -16,6 +17,7 @@ from harness.verdicts import (
     expectation_of,
     first_stable_round,
     judge,
+    old_state,
     over_rounds,
     positive_controls,
     scenario_outcome,
@@ -262,30 +264,92 @@ def rounds_of(*verdicts: Verdict) -> list[Judgement]:
     return [Judgement(v, "x", v.value) for v in verdicts]
 
 
-@pytest.mark.parametrize("history, verdict", [
-    ((P, P, P), P),
-    ((N, N, P, P), P),            # a slow CNI: one change, then held: converged
-    ((P, P, N, N), N),            # right at first, wrong later: judged by what it did last
-    ((P, N, P, P), Verdict.UNSTABLE),        # changed twice: flapping, never a pass
-    ((P, P, N, N, P, P), Verdict.UNSTABLE),
-    ((P, N, P, N), Verdict.UNSTABLE),
-    ((P, P, N), Verdict.UNSTABLE),           # the last verdict never held for two rounds
-    ((P, E, P, P), P),            # a probe error says nothing about policy: skipped
-    ((P, P, E), E),               # ... but a cell whose last round is one is a probe error
-    ((E, E, E), E),
-    ((NA, NA, NA), NA),
-    ((OB, OB, OB), OB),
+UN = Verdict.UNSTABLE
+#: the old state of a cell whose expectation changed at this step, judged against the new one
+STEADY, OPENED, CLOSED = frozenset(), frozenset({N}), frozenset({OB})
+
+
+@pytest.mark.parametrize("history, old, verdict", [
+    # a steady cell (its expectation did not change at this step): no change is forgiven
+    ((P, P, P), STEADY, P),
+    ((N, N, N), STEADY, N),
+    ((OB, OB, OB), STEADY, OB),
+    ((N, P, P), STEADY, UN),      # a transient fail-open after an unrelated change (issue 18)
+    ((N, N, P, P), STEADY, UN),
+    ((OB, P, P), STEADY, UN),     # a transient fail-closed
+    ((P, N, N), STEADY, N),       # right at first, wrong later: a failure, as it ends
+    ((P, E, P, P), STEADY, P),    # a probe error says nothing about policy: skipped
+    ((E, N, P, P), STEADY, UN),   # ... so it neither hides a bad round
+    ((P, P, E), STEADY, E),       # ... but a cell whose last round is one is a probe error
+    ((E, E, E), STEADY, E),
+    ((NA, NA, NA), STEADY, NA),
+    # a cell denied from this step on (allow before): the old state connects, not enforced
+    ((N, P, P), OPENED, P),       # a slow CNI: old, then new, held: converged
+    ((N, N, P, P), OPENED, P),
+    ((E, N, P, P), OPENED, P),
+    ((P, P, P), OPENED, P),
+    ((N, N, N), OPENED, N),       # never programmed
+    ((P, N, N), OPENED, N),       # new, then old: never forgiven, judged as it ends
+    ((P, P, N, N), OPENED, N),
+    ((N, P, N, N), OPENED, UN),   # changed twice: flapping
+    ((N, N, P), OPENED, UN),      # the last verdict never held for two rounds
+    ((P, N, P, N), OPENED, UN),
+    # a cell allowed from this step on (deny before): the old state blocks, over-blocked
+    ((OB, P, P), CLOSED, P),
+    ((OB, OB, OB), CLOSED, OB),
+    ((P, OB, OB), CLOSED, OB),
+    ((N, P, P), CLOSED, UN),      # into a pass, but not from the old state's verdict
+    # the state before is not known (the Python API): one change from a bad verdict into a
+    # held pass is forgiven
+    ((N, P, P), UNKNOWN_OLD_STATE, P),
+    ((OB, P, P), UNKNOWN_OLD_STATE, P),
+    ((P, N, N), UNKNOWN_OLD_STATE, N),
+    ((P, P, OB, OB), UNKNOWN_OLD_STATE, OB),
 ])
-def test_a_cell_over_its_rounds(history, verdict):
-    j = over_rounds(rounds_of(*history))
+def test_a_cell_over_its_rounds(history, old, verdict):
+    j = over_rounds(rounds_of(*history), old)
     assert j.verdict == verdict, j.reason
 
 
+def test_a_steady_cell_is_steady_unless_told_otherwise():
+    """The default is the strict rule: a caller that forgets to say the expectation changed
+    gets UNSTABLE for a late CNI, never a pass for a transient regression."""
+    assert over_rounds(rounds_of(N, P, P)).verdict == UN
+
+
 def test_an_unstable_cell_says_its_history():
-    j = over_rounds(rounds_of(P, P, N, N, P, P))
+    j = over_rounds(rounds_of(P, P, N, N, P, P), OPENED)
     assert "changed 2 times" in j.reason and "flapping" in j.reason
     assert "r1-r2 pass, r3-r4 not enforced, r5-r6 pass" in j.reason
-    assert "never held for two rounds" in over_rounds(rounds_of(P, P, N)).reason
+    assert "never held for two rounds" in over_rounds(rounds_of(N, N, P), OPENED).reason
+
+
+def test_a_transient_regression_on_a_steady_cell_says_so():
+    j = over_rounds(rounds_of(N, P, P))
+    assert "did not change at this step" in j.reason
+    assert "r1 not enforced, r2-r3 pass" in j.reason and "fail-open" in j.reason
+    j = over_rounds(rounds_of(OB, P, P))
+    assert "fail-closed" in j.reason
+    j = over_rounds(rounds_of(N, P, P), CLOSED)
+    assert "from not enforced" in j.reason and "(over-blocked)" in j.reason
+
+
+@pytest.mark.parametrize("before, after, nx_before, nx_after, old", [
+    (A, A, False, False, STEADY),
+    (D, D, False, False, STEADY),
+    (A, D, False, False, OPENED),      # isolated at this step: before, it connected
+    (D, A, False, False, CLOSED),      # opened at this step: before, it was blocked
+    (D, D, True, False, OPENED),       # a lookup answered NXDOMAIN before, blocked now
+    (D, D, False, True, CLOSED),       # blocked before, must be answered NXDOMAIN now
+    (D, D, True, True, STEADY),
+    (A, D, False, True, STEADY),       # answered either way (a name, not a policy)
+    (A, U, False, False, STEADY),      # not asserted now: nothing to allow
+    (D, U, False, False, STEADY),
+    (U, A, False, False, UNKNOWN_OLD_STATE),   # the spec said nothing before
+    (U, D, False, False, UNKNOWN_OLD_STATE),
+])
+def test_the_old_state_of_a_cell_from_its_expectations(before, after, nx_before, nx_after, old):
+    assert old_state(before, after, nx_before, nx_after) == old
 
 
 def test_the_window_is_the_same_whatever_the_results():
