@@ -451,24 +451,31 @@ def scenario_outcome(final: Iterable[Verdict], declared_enforcing: bool, has_den
                      ) -> ScenarioOutcome:
     """passed | failed | xfailed | xpassed | error | scenario error for a scenario's verdicts.
 
-    A CNI declared not to enforce: only NOT_ENFORCED failures -> xfailed (expected); everything
-    passing while the scenario requires some block -> xpassed (strict: reported as a failure,
-    the declaration is wrong). Probe errors make the run an error, never a policy verdict; a
-    scenario that is wrong on this run (it disagrees with the oracle at the real addresses) is
-    a scenario error, never a verdict on the CNI.
+    A scenario that is wrong on this run (it disagrees with the oracle at the real addresses)
+    is a scenario error, never a verdict on the CNI. A proven failure is never hidden behind an
+    error elsewhere: a cell not enforced, over-blocked or unstable on a CNI declared to enforce
+    (over-blocked or unstable on one declared not to: never expected) fails the scenario even
+    when other probes gave no verdict or the infrastructure broke later (the reports count the
+    probe errors and print the infrastructure error beside it). Otherwise a probe error or an
+    infrastructure error makes it an error, never a policy verdict: on a CNI declared not to
+    enforce, not enforced cells are what it declares, and xfailed would hide the error.
+    Without errors, on a CNI declared not to enforce: only NOT_ENFORCED failures -> xfailed
+    (expected); everything passing while the scenario requires some block -> xpassed (strict:
+    reported as a failure, the declaration is wrong).
     """
     if scenario_error:
         return ScenarioOutcome.SCENARIO_ERROR
-    if infra_error:
-        return ScenarioOutcome.ERROR
     final = list(final)
-    if Verdict.PROBE_ERROR in final:
-        return ScenarioOutcome.ERROR
     # UNSTABLE is never expected: on a CNI declared not to enforce it fails too (not xfailed)
-    bad = {v for v in final if v not in (Verdict.PASS, Verdict.NOT_ASSERTED)}
-    if declared_enforcing:
-        return ScenarioOutcome.FAILED if bad else ScenarioOutcome.PASSED
+    bad = {v for v in final if v not in (Verdict.PASS, Verdict.NOT_ASSERTED,
+                                          Verdict.PROBE_ERROR)}
+    proven = bad if declared_enforcing else bad - {Verdict.NOT_ENFORCED}
+    if proven:
+        return ScenarioOutcome.FAILED
+    if infra_error or Verdict.PROBE_ERROR in final:
+        return ScenarioOutcome.ERROR
     if not bad:
-        return ScenarioOutcome.XPASSED if has_deny else ScenarioOutcome.PASSED
-    return ScenarioOutcome.XFAILED if bad == {Verdict.NOT_ENFORCED} else ScenarioOutcome.FAILED
+        return ScenarioOutcome.XPASSED if has_deny and not declared_enforcing \
+            else ScenarioOutcome.PASSED
+    return ScenarioOutcome.XFAILED
 

@@ -184,3 +184,21 @@ def test_an_unstable_cell_is_shown_apart_with_its_rounds():
                      r"timeout [0-9.]+s, r2 connected [0-9.]+s, r3 timeout", text), text
     assert "'~' unstable" in text
     assert "failed 1/0/0/0 +1 unstable" in terminal.render_summary([r])
+
+
+def test_a_failure_proven_beside_errors_says_both():
+    """mixed_result has a not enforced cell and a probe error: failed, and the error is counted
+    beside it, in the header and in a line of its own; a later infrastructure error is printed
+    as one that came after verdicts, not as "no policy verdict"."""
+    r = mixed_result()
+    text = terminal.render_failure(r)
+    assert text.splitlines()[0].startswith("FAILED mixed [calico]")
+    assert "1 not enforced" in text.splitlines()[0] and "1 probe error" in text.splitlines()[0]
+    assert "1 probe error(s) beside the failure: those cells gave no verdict either way" in text
+    r.infra_error = "step 2 (x): restoring a fault failed"
+    text = terminal.render_failure(r)
+    assert "infrastructure error (the failures shown were proven before it): step 2" in text
+    assert "(no policy verdict): step 2" not in text
+    summary = terminal.render_summary([r])
+    assert "failed 2/1/1/1" in summary
+    assert "probe errors are counted beside it" in " ".join(summary.split())

@@ -131,7 +131,16 @@ def test_settled():
     ([Verdict.PASS, Verdict.NOT_ASSERTED], True, True, "passed"),
     ([Verdict.PASS, Verdict.NOT_ENFORCED], True, True, "failed"),
     ([Verdict.PASS, Verdict.OVER_BLOCKED], True, True, "failed"),
-    ([Verdict.PASS, Verdict.PROBE_ERROR, Verdict.NOT_ENFORCED], True, True, "error"),
+    # a proven failure is never hidden behind an error elsewhere: failed, the error beside it
+    ([Verdict.PASS, Verdict.PROBE_ERROR, Verdict.NOT_ENFORCED], True, True, "failed"),
+    ([Verdict.PASS, Verdict.PROBE_ERROR, Verdict.OVER_BLOCKED], True, True, "failed"),
+    ([Verdict.PASS, Verdict.PROBE_ERROR, Verdict.UNSTABLE], True, True, "failed"),
+    ([Verdict.PASS, Verdict.PROBE_ERROR], True, True, "error"),
+    # on a CNI declared not to enforce, not enforced is expected: with an error it proves
+    # nothing new, and xfailed would hide the error; what is never expected still fails
+    ([Verdict.NOT_ENFORCED, Verdict.PROBE_ERROR], False, True, "error"),
+    ([Verdict.NOT_ENFORCED, Verdict.OVER_BLOCKED, Verdict.PROBE_ERROR], False, True, "failed"),
+    ([Verdict.NOT_ENFORCED, Verdict.UNSTABLE, Verdict.PROBE_ERROR], False, True, "failed"),
     ([Verdict.PASS, Verdict.NOT_ENFORCED], False, True, "xfailed"),
     ([Verdict.PASS], False, True, "xpassed"),
     ([Verdict.PASS], False, False, "passed"),
@@ -142,8 +151,14 @@ def test_scenario_outcome(final, enforcing, has_deny, outcome):
     assert scenario_outcome(final, enforcing, has_deny) == outcome
 
 
-def test_infra_error_wins():
+def test_infra_error_wins_unless_a_failure_was_proven_before_it():
     assert scenario_outcome([Verdict.PASS], True, True, infra_error=True) == "error"
+    assert scenario_outcome([], True, True, infra_error=True) == "error"
+    # a step that proved a fail-open, then a later step broke: the fail-open stands
+    assert scenario_outcome([Verdict.NOT_ENFORCED], True, True, infra_error=True) == "failed"
+    assert scenario_outcome([Verdict.NOT_ENFORCED], False, True, infra_error=True) == "error"
+    assert scenario_outcome([Verdict.NOT_ENFORCED], True, True, infra_error=True,
+                            scenario_error=True) == "scenario error"
 
 
 def dns(outcome: Outcome, answer: str | None = None) -> ProbeOutcome:

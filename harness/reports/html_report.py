@@ -124,7 +124,7 @@ def _legend() -> str:
     items = [(Verdict.PASS, "pass"), (Verdict.NOT_ENFORCED, "not enforced (fail-open)"),
              (Verdict.OVER_BLOCKED, "over-blocked (fail-closed)"),
              (Verdict.PROBE_ERROR, "probe error (no policy verdict)"),
-             (Verdict.UNSTABLE, "unstable (flapped while observed)"),
+             (Verdict.UNSTABLE, "unstable (changed while observed; no late programming explains it)"),
              (Verdict.NOT_ASSERTED, "not asserted")]
     spans = "".join(f'<span><span class="sw v-{mx.verdict_class(v.value)}"></span>{_e(text)}</span>'
                     for v, text in items)
@@ -269,6 +269,10 @@ def _result(result: ScenarioResult) -> str:
     for text in (result.infra_error, result.skip_reason):
         if text:
             out.append(f'<p class="infra">{_e(text)}</p>')
+    errors = result.verdict_counts().get(Verdict.PROBE_ERROR.value, 0)
+    if result.outcome == ScenarioOutcome.FAILED and errors:
+        out.append(f'<p class="infra">{errors} probe error(s) beside the failure: those cells '
+                   f'gave no verdict either way</p>')
     if result.baseline is not None and (result.baseline.infra_error or
                                         any(mx.differs(c) for c in result.baseline.cells)):
         out.append(_step(result.baseline, "baseline"))

@@ -47,7 +47,7 @@ def observed_symbol(cell: CellResult) -> str:
     if cell.verdict == Verdict.PROBE_ERROR.value:
         return ERROR
     if cell.verdict == Verdict.UNSTABLE.value:
-        return UNSTABLE        # flapped while observed: neither connected nor blocked
+        return UNSTABLE        # changed while observed: neither connected nor blocked
     if observed in _NOT_PROBED:
         return NOT_PROBED
     if cell.verdict == Verdict.NOT_ENFORCED.value:

@@ -194,8 +194,14 @@ def render_failure(result: ScenarioResult, color: bool = False,
     if result.scenario_error:
         lines.append(f"  scenario error (the file is wrong here; no verdict on the CNI): "
                      f"{result.scenario_error}")
+    failed = result.outcome == ScenarioOutcome.FAILED
     if result.infra_error:
-        lines.append(f"  infrastructure error (no policy verdict): {result.infra_error}")
+        when = "the failures shown were proven before it" if failed else "no policy verdict"
+        lines.append(f"  infrastructure error ({when}): {result.infra_error}")
+    errors = result.verdict_counts().get(Verdict.PROBE_ERROR.value, 0)
+    if failed and errors:
+        lines.append(f"  {errors} probe error(s) beside the failure: those cells gave no verdict "
+                     "either way")
     if result.skip_reason:
         lines.append(f"  skipped: {result.skip_reason}")
     if result.baseline is not None and (result.baseline.infra_error
@@ -215,10 +221,12 @@ def render_failure(result: ScenarioResult, color: bool = False,
 
 SUMMARY_LEGEND = [
     "counts: pass / not enforced (fail-open) / over-blocked (fail-closed) / probe error, and "
-    "'+N unstable' for cells that flapped while observed (never a pass)",
-    "passed: every probe as the spec says; failed: some probe not; xfailed: failed as expected on "
-    "a CNI declared not to enforce; xpassed: that CNI enforced after all (strict: reported); "
-    "error: infrastructure broken, no policy verdict; scenario error: the scenario disagrees with "
+    "'+N unstable' for cells whose verdict changed while observed where no late programming "
+    "explains it (never a pass)",
+    "passed: every probe as the spec says; failed: some probe not (proven: probe errors are counted "
+    "beside it, never hide it); xfailed: failed as expected on a CNI declared not to enforce; "
+    "xpassed: that CNI enforced after all (strict: reported); error: infrastructure broken or a "
+    "probe error, and no failure proven; scenario error: the scenario disagrees with "
     "the oracle at the run's addresses (or cannot be rendered with them), no verdict on the CNI",
 ]
 
