@@ -52,9 +52,17 @@ def figures(doc: dict) -> dict[str, list[str]]:
         if name in WINDOWS:
             steady = [c for c in tl["cells"] if c["expected_before"] == c["expected_after"]]
             windows = [w for c in steady for w in c["windows"]]
-            if not windows:
-                lines.append(f"{WINDOWS[name]}: held (no watched cell failed; rounds at most "
-                             f"{tl['max_gap']:.2f} s apart)")
+            blind = [c for c in steady if c["status"] == "not observed while down"]
+            if not windows and blind:
+                lines.append(f"{WINDOWS[name]}: not observed while down ({len(blind)} of "
+                             f"{len(steady)} watched cells gave no verdict while down)")
+            elif not windows:
+                # v3 files have no per-cell gap: the spacing of round starts, said as such
+                gaps = [c.get("max_gap") for c in steady]
+                gap = (f"attempts with a verdict at most {max(gaps):.2f} s apart"
+                       if gaps and None not in gaps else
+                       f"rounds at most {tl['max_gap']:.2f} s apart")
+                lines.append(f"{WINDOWS[name]}: held (no watched cell failed; {gap})")
             for kind in ("open", "closed"):
                 ws = [w for w in windows if w["kind"] == kind]
                 if ws:

@@ -160,7 +160,9 @@ class WatchedCell:
     #: what the spec requires before the step's change, and from it on
     expected_before: str
     expected_after: str
-    #: held | failed open | failed closed | failed open and closed | no verdict
+    #: held | failed open | failed closed | failed open and closed | not observed while down |
+    #: no verdict (faults.timeline: held needs a verdict inside every interval a component was
+    #: down)
     status: str
     windows: list[FaultWindow] = field(default_factory=list)
     probe_errors: int = 0
@@ -168,6 +170,9 @@ class WatchedCell:
     #: held (negative: before recovery; at most None: not within the watch)
     takes_effect: list[float | None] | None = None
     attempts: list[Attempt] = field(default_factory=list)
+    #: the longest time between two of its attempts that gave a verdict, by when each saw the
+    #: dataplane (format v5): no window shorter than it is sure to be seen (None in older files)
+    max_gap: float | None = None
 
 
 @dataclass

@@ -24,7 +24,7 @@ def test_document_has_format_probes_attempts_and_convergence(tmp_path):
     path = tmp_path / "r.json"
     json_report.write(example_results(), path, META)
     doc = json.loads(path.read_text())
-    assert doc["format"] == "netpol-proof/results/v4"
+    assert doc["format"] == "netpol-proof/results/v5"
     assert doc["meta"]["canary"]["open"]["enforcing"] is False
     scen = next(s for s in doc["scenarios"]
                 if s["scenario"] == "restrict-egress" and s["profile"] == "open")
@@ -82,3 +82,24 @@ def test_read_names_the_file_and_the_problem(tmp_path, content, message):
 def test_read_missing_file_says_how_to_make_one(tmp_path):
     with pytest.raises(json_report.ResultsFileError, match="--netpol-json"):
         json_report.read(tmp_path / "missing.json")
+
+
+def test_a_v4_fault_timeline_is_still_read(tmp_path):
+    """v5 added a watched cell's max_gap: a v4 file has none, and reads back with None."""
+    from harness.results import Attempt, FaultEvent, FaultTimeline, StepResult, WatchedCell
+    rs = example_results()
+    watched = WatchedCell("y/a", "x/a", "80", "TCP", "deny", "deny", "held",
+                          attempts=[Attempt(1, "timeout", 1.0, verdict="pass", at=-0.5)],
+                          max_gap=0.5)
+    rs[0].steps.append(StepResult(9, "stop", True, 0.0, 2, [], fault=FaultTimeline(
+        [FaultEvent("stop engine", 0.0, 0.01)], 0.5, -1.0, 3.0, 6, cells=[watched])))
+    path = tmp_path / "v4.json"
+    json_report.write(rs, path, META)
+    doc = json.loads(path.read_text())
+    doc["format"] = "netpol-proof/results/v4"
+    cell = doc["scenarios"][0]["steps"][-1]["fault"]["cells"][0]
+    assert cell.pop("max_gap") == 0.5
+    path.write_text(json.dumps(doc))
+    _, back = json_report.read(path)
+    assert back[0].steps[-1].fault.cells[0].max_gap is None
+    assert back[0].steps[-1].fault.cells[0].status == "held"

@@ -4,8 +4,10 @@ the sentences, and how the reports show them. Pure: no cluster."""
 
 from __future__ import annotations
 
+import pytest
+
+from harness.faults.timeline import down_intervals, max_gap
 from harness.faults.timeline import fault_sentences as sentences
-from harness.faults.timeline import max_gap
 from harness.faults.timeline import summarise_watched as summarise_cell
 from harness.results import Attempt, FaultEvent, FaultTimeline, WatchedCell
 
@@ -95,8 +97,8 @@ def test_held_and_its_sentence():
     assert held.status == "held" and held.windows == []
     tl = FaultTimeline(STOP, 0.5, -1.0, 3.0, 5, 2.05, None, [held], max_gap=0.5)
     assert sentences(tl) == ["holds existing rules while the engine is down: no watched cell "
-                             "failed open or closed (1 cell, rounds at most 0.50 s apart: a "
-                             "shorter window can be missed)"]
+                             "failed open or closed (1 cell, attempts with a verdict at most "
+                             "0.50 s apart: a shorter window can be missed)"]
 
 
 def test_sentences_for_a_window_and_a_change_made_while_down():
@@ -185,3 +187,54 @@ def test_overlapping_rounds_are_read_in_the_order_they_saw_the_dataplane():
     assert (w.first, w.last, w.attempts, w.on) == (0.125, 1.875, 9, "stop engine")
     assert (w.at_least, w.at_most) == (1.75, 2.45)     # from -0.25 to +2.2
     assert [a.round for a in c.attempts] == [1, 3, 4, 2, *range(5, 13)]
+
+
+def test_nothing_is_held_that_was_not_seen_while_down():
+    """Good before the stop, a probe error on every attempt while the engine was down, good
+    after: this read "holds existing rules while the engine is down". Nothing was observed
+    then: no claim either way."""
+    c = summarise_cell(cell("PPEEEEEPP"), STOP, -1.0, 2.05, None)
+    assert c.status == "not observed while down" and c.windows == [] and c.probe_errors == 5
+    tl = FaultTimeline(STOP, 0.5, -1.0, 3.0, 9, 2.05, None, [c], max_gap=0.5)
+    said = sentences(tl)
+    assert not any(s.startswith("holds") for s in said), said
+    assert said[0] == ("not observed while the engine was down: 1 of 1 cell gave no verdict "
+                       "between stop engine and start engine (+0.02 to +2.02 s; probe errors "
+                       "only): nothing is claimed for that time")
+
+
+def test_held_needs_a_verdict_inside_each_down_interval_and_says_the_gap_between_verdicts():
+    # one verdict inside the outage (+1.0): held; but verdicts came at most 1.0 s apart, not
+    # the rounds' 0.5 s
+    c = summarise_cell(cell("PPPEPEPPP"), STOP, -1.0, 2.05, None)
+    assert c.status == "held" and c.max_gap == 1.0
+    other = summarise_cell(cell("PPPEEEEPP"), STOP, -1.0, 2.05, None)
+    assert other.status == "not observed while down"
+    tl = FaultTimeline(STOP, 0.5, -1.0, 3.0, 9, 2.05, None, [c, other], max_gap=0.5)
+    said = sentences(tl)
+    assert said[0] == ("holds existing rules while the engine is down: no watched cell failed "
+                       "open or closed (1 of 2 cells observed while down, attempts with a "
+                       "verdict at most 1.00 s apart: a shorter window can be missed)")
+    assert said[1].startswith("not observed while the engine was down: 1 of 2 cells")
+
+
+@pytest.mark.parametrize("actions, intervals", [
+    ([FaultEvent("stop engine", 0.0, 0.02), FaultEvent("wait 2 s", 0.02, 2.02),
+      FaultEvent("start engine", 2.02, 2.05)], [("stop engine", 0.02, 2.02, "start engine")]),
+    # per node: each node's engine is down from its own stop to its own start
+    ([FaultEvent("stop engine on node 1", 0.0, 0.01), FaultEvent("kill engine on node 2", 0.01,
+                                                                 0.02),
+      FaultEvent("start engine on node 1", 2.0, 2.01), FaultEvent("start engine on node 2", 3.0,
+                                                                  3.01)],
+     [("stop engine on node 1", 0.01, 2.0, "start engine on node 1"),
+      ("kill engine on node 2", 0.02, 3.0, "start engine on node 2")]),
+    # a start of every node ends them all
+    ([FaultEvent("kill engine on node 1", 0.0, 0.01), FaultEvent("start engine", 1.0, 1.01)],
+     [("kill engine on node 1", 0.01, 1.0, "start engine")]),
+    # the API server's outage is its one action
+    ([FaultEvent("stop apiserver for 5 s", 0.0, 5.3)], [("stop apiserver for 5 s", 0.0, 5.3, "")]),
+    # a restart is down only inside its own action (milliseconds): no interval to sample
+    ([FaultEvent("restart engine", 0.0, 0.05), FaultEvent("change", 0.1, 0.11)], []),
+])
+def test_down_intervals(actions, intervals):
+    assert down_intervals(actions) == intervals

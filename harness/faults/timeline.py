@@ -6,7 +6,7 @@ tests/test_timeline.py).
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from harness.results import Attempt, FaultEvent, FaultTimeline, FaultWindow, Verdict, WatchedCell
 
@@ -24,6 +24,11 @@ from harness.results import Attempt, FaultEvent, FaultTimeline, FaultWindow, Ver
 # - A window is a run of bad attempts of one kind. It lasted at least from its first bad attempt
 #   to its last, and at most from the good attempt before it to the good attempt after it
 #   (from the start of the watch when none came before; open-ended, None, when none came after).
+# - held: no window, and a verdict (good) seen inside every interval a component was down
+#   (`down_intervals`); a cell with no verdict inside one of them is "not observed while down":
+#   nothing is claimed for that time. What a held cell could have missed is said by the
+#   largest gap between its attempts with a verdict (`WatchedCell.max_gap`), not by the
+#   spacing of round starts: a round whose probe errored saw nothing.
 
 _GOOD = Verdict.PASS.value
 _BAD = {Verdict.NOT_ENFORCED.value: "open", Verdict.OVER_BLOCKED.value: "closed"}
@@ -35,6 +40,57 @@ def max_gap(starts: Sequence[float]) -> float:
     """The longest time between two consecutive round starts."""
     ordered = sorted(starts)
     return max((b - a for a, b in zip(ordered, ordered[1:], strict=False)), default=0.0)
+
+
+class DownInterval(NamedTuple):
+    """A time a component was surely down: from `start` to `end` (seconds from the first
+    action), after `action`; `until` is the action that brought it back ("" when `action` is
+    the whole outage)."""
+
+    action: str
+    start: float
+    end: float
+    until: str
+
+
+def down_intervals(actions: Sequence[FaultEvent]) -> list[DownInterval]:
+    """The times a component was surely down, in order of their start: an engine from the end
+    of its stop or kill to the beginning of the start that brings it back (per node, `... on
+    node N`; a start of every node ends them all), the API server for its one action (`stop
+    apiserver for N s`: stopped, held down, started). A restart is down only inside its own
+    action, for milliseconds no round can sample: it has no interval, and what it did is read
+    from the attempts around it and the largest gap between them."""
+    out: list[DownInterval] = []
+    down: dict[str, tuple[str, float]] = {}     # "all" or "node N" -> (action, since)
+    for a in actions:
+        verb, _, rest = a.action.partition(" ")
+        if rest.startswith("apiserver"):
+            out.append(DownInterval(a.action, a.at, a.ended, ""))
+            continue
+        if not rest.startswith("engine"):
+            continue
+        node = rest.partition(" on ")[2] or "all"
+        if verb in ("stop", "kill"):
+            down[node] = (a.action, a.ended)
+        elif verb == "start":
+            for key in (list(down) if node == "all" else [node]):
+                if key in down:
+                    label, since = down.pop(key)
+                    out.append(DownInterval(label, since, a.at, a.action))
+    # a fault that leaves an engine down is a file error (harness.scenario.faults); were one
+    # left, it was down until the watch's last action at least
+    end = max((a.ended for a in actions), default=0.0)
+    out += [DownInterval(label, since, end, "") for label, since in down.values()]
+    return sorted(out, key=lambda d: (d.start, d.action))
+
+
+def _told(attempts: Sequence[Attempt]) -> list[Attempt]:
+    """The attempts that gave a verdict (good or bad): a probe error says nothing."""
+    return [a for a in attempts if a.verdict == _GOOD or a.verdict in _BAD]
+
+
+def _seen_in(told: Sequence[Attempt], d: DownInterval) -> bool:
+    return any(d.start <= a.observed() <= d.end for a in told)
 
 
 def _on(actions: Sequence[FaultEvent], at: float) -> str:
@@ -88,20 +144,25 @@ def summarise_watched(cell: WatchedCell, actions: Sequence[FaultEvent], watched_
     windows = _windows(attempts, actions, watched_from)
     errors = sum(1 for a in attempts if a.verdict == Verdict.PROBE_ERROR.value)
     kinds = {w.kind for w in windows}
+    told = _told(attempts)
+    seen = [a.observed() for a in told]
+    gap = max((b - a for a, b in zip(seen, seen[1:], strict=False)), default=0.0)
     if kinds == {"open", "closed"}:
         status = "failed open and closed"
     elif kinds:
         status = f"failed {kinds.pop()}"
-    elif any(a.verdict == _GOOD for a in attempts):
+    elif not told:
+        status = "no verdict"
+    elif all(_seen_in(told, d) for d in down_intervals(actions)):
         status = "held"
     else:
-        status = "no verdict"
+        status = "not observed while down"
     effect: list[float | None] | None = None
     if cell.expected_before != cell.expected_after and change_at is not None:
         effect = _takes_effect(attempts, change_at, recovered_at if recovered_at is not None
                                else change_at)
     return replace(cell, status=status, windows=windows, probe_errors=errors,
-                   takes_effect=effect, attempts=attempts)
+                   takes_effect=effect, attempts=attempts, max_gap=round(gap, 3))
 
 
 def _takes_effect(attempts: Sequence[Attempt], change_at: float,
@@ -152,15 +213,31 @@ def fault_sentences(t: FaultTimeline) -> list[str]:
         what = "connected although denied" if kind == "open" else "blocked although allowed"
         out.append(f"fails {kind} for {_span(lo, hi)} on {on} ({len(counts[(kind, on)])} of "
                    f"{_cells(len(steady))} {what})")
-    if steady and not groups and any(c.status == "held" for c in steady):
+    held = [c for c in steady if c.status == "held"]
+    if steady and not groups and held:
         if engine_down:
             what = "holds existing rules while the engine is down"
         elif api_down:
             what = "holds existing rules while the API server is down"
         else:
             what = "holds across " + ", ".join(labels or ["the fault"])
-        out.append(f"{what}: no watched cell failed open or closed ({_cells(len(steady))}, "
-                   f"rounds at most {t.max_gap:.2f} s apart: a shorter window can be missed)")
+        which = _cells(len(steady)) if len(held) == len(steady) else \
+            f"{len(held)} of {_cells(len(steady))} observed while down"
+        gap = max(c.max_gap or 0.0 for c in held)
+        out.append(f"{what}: no watched cell failed open or closed ({which}, attempts with a "
+                   f"verdict at most {gap:.2f} s apart: a shorter window can be missed)")
+    for d in down_intervals(t.actions):
+        blind = [c for c in t.cells if c.status == "not observed while down"
+                 and not _seen_in(_told(c.attempts), d)]
+        if not blind:
+            continue
+        who = "the API server" if d.action.startswith("stop apiserver") else "the engine"
+        when = f"between {d.action} and {d.until}" if d.until else f"during {d.action}"
+        inside = any(d.start <= a.observed() <= d.end for c in blind for a in c.attempts)
+        out.append(f"not observed while {who} was down: {len(blind)} of {_cells(len(t.cells))} "
+                   f"gave no verdict {when} ({d.start:+.2f} to {d.end:+.2f} s; "
+                   f"{'probe errors only' if inside else 'no attempt'}): nothing is claimed "
+                   "for that time")
     changed = [c for c in t.cells if c.expected_before != c.expected_after]
     if changed:
         when = "made while the engine was down" if _change_while_down(t) else \

@@ -23,9 +23,12 @@ from harness.results import ScenarioResult, StepResult
 #: actions, watched cells with every attempt's `at` and `expected`, windows, sentences).
 #: v4: what the CNI is declared to do and whether the canary contradicts it
 #: (`scenarios[].declared_enforcing`, `canary_contradiction`; meta.canary[cni].declared_enforcing,
-#: `contradiction`). v1-v3 files are still read (they lack those only).
-FORMAT = "netpol-proof/results/v4"
-READS = (FORMAT, "netpol-proof/results/v3", "netpol-proof/results/v2", "netpol-proof/results/v1")
+#: `contradiction`). v5: a watched cell's `max_gap` (the longest time between its attempts with
+#: a verdict) and status "not observed while down". v1-v4 files are still read (they lack those
+#: only).
+FORMAT = "netpol-proof/results/v5"
+READS = (FORMAT, "netpol-proof/results/v4", "netpol-proof/results/v3", "netpol-proof/results/v2",
+         "netpol-proof/results/v1")
 
 
 class ResultsFileError(HarnessError):
