@@ -173,6 +173,12 @@ class WatchedCell:
     #: the longest time between two of its attempts that gave a verdict, by when each saw the
     #: dataplane (format v5): no window shorter than it is sure to be seen (None in older files)
     max_gap: float | None = None
+    #: what the scenario requires of it across the fault (`must:`, format v5): "hold", or None
+    #: (a measurement only)
+    must: str | None = None
+    #: that requirement: met | violated | not observed (no verdict while down, so not proven
+    #: either way); None without one
+    requirement: str | None = None
 
 
 @dataclass

@@ -24,6 +24,7 @@ from harness import scenario as scn
 from harness.backends.base import Backend, FaultInjector
 from harness.errors import HarnessError
 from harness.faults.step import run_fault_step
+from harness.faults.timeline import requirement_verdicts
 from harness.model import Addresses
 from harness.plan import Cell, plan_steps, plan_watch
 from harness.prober import ROUND_PAUSE, loopback_probe, probe_round
@@ -385,6 +386,10 @@ def run_scenario(scenario: Scenario, backend: Backend, settings: Settings, log: 
             log(f"  teardown: {exc}")
             result.infra_error = result.infra_error or f"teardown failed: {exc}"
         final = [Verdict(c.verdict) for s in result.steps for c in s.cells]
+        # a watched cell's requirement (`must:`) across a fault counts like a verdict; without
+        # one the fault's timeline is a measurement (harness/faults/timeline.py)
+        final += [v for s in result.steps if s.fault is not None
+                  for v in requirement_verdicts(s.fault)]
         judged = judged_enforcing(run.declared_enforcing, enforcing)
         result.outcome = scenario_outcome(final, judged, has_deny,
                                           infra_error=bool(result.infra_error),

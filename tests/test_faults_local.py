@@ -15,7 +15,7 @@ from harness.backends.kubeconfig import KubeconfigBackend
 from harness.backends.local import LocalBackend
 from harness.backends.local import netns as nsx
 from harness.backends.local.profiles import capabilities
-from harness.reports import json_report, terminal
+from harness.reports import json_report, junit, terminal
 from harness.results import ScenarioResult
 from harness.runner import run_scenario
 from harness.scenario import load_scenario
@@ -70,8 +70,12 @@ def _gaps(cell) -> float:
 
 @needs_local
 def test_a_stopped_engine_fails_open_for_as_long_as_it_is_down(run_fault):
+    """The denied cell is required to hold (`must: hold`) and fails open: the scenario fails,
+    though every cell of the step's own expectations passes after recovery (this run read
+    "passed" and "failed open" at once before a cell could carry a requirement)."""
     r = run_fault("engine-stop.yaml")
-    assert r.outcome == "passed", (r.infra_error, r.verdict_counts(), r.log)
+    assert r.outcome == "failed", (r.infra_error, r.verdict_counts(), r.log)
+    assert {c.verdict for s in r.steps for c in s.cells} <= {"pass", "not asserted"}
     tl = r.steps[1].fault
     assert tl is not None and r.steps[0].fault is None
     # the outage the actions measured: from the table's removal to its reprogramming
@@ -105,6 +109,15 @@ def test_a_stopped_engine_fails_open_for_as_long_as_it_is_down(run_fault):
     assert [v for v in tl.verdicts if v.startswith("fails open")] == [
         f"fails open for {w.at_least:.1f}-{w.at_most:.1f} s on stop engine (1 of 2 cells "
         "connected although denied)"]
+    # what failed: the requirement, said in the timeline, the failure text and JUnit
+    assert (denied.must, denied.requirement) == ("hold", "violated")
+    assert (allowed.must, allowed.requirement) == (None, None)
+    assert f"requirement violated: y/a -> x/a 80/TCP must hold across the fault, and failed " \
+        f"open {w.at_least:.1f}-{w.at_most:.1f} s on stop engine" in tl.verdicts
+    assert "requirement violated: y/a -> x/a 80/TCP" in terminal.render_failure(r)
+    props = dict(junit.properties(r))
+    assert (props["outcome"], props["step2_fault_failed_open"],
+            props["step2_fault_requirements_violated"]) == ("failed", "1", "1")
     # the watch ran its fixed length, from before the first action to after the last
     assert tl.watched_from <= -0.9 and tl.watched_to >= down_to + 1.5
     assert all(a.at is not None and a.expected for c in tl.cells for a in c.attempts)
@@ -118,6 +131,7 @@ def test_a_killed_engine_holds_its_rules(run_fault):
     assert [a.action for a in tl.actions] == ["kill engine on node 1", "wait 2 s", "start engine"]
     assert {c.status for c in tl.cells} == {"held"}
     assert all(c.windows == [] for c in tl.cells)
+    assert [c.requirement for c in tl.cells] == ["met", None]
     assert tl.verdicts[0].startswith("holds existing rules while the engine is down: no watched "
                                      "cell failed open or closed (2 cells")
     # the denied cell was probed (and blocked, with a control) while the engine was down
@@ -163,7 +177,7 @@ def test_the_timeline_survives_the_json_file_and_is_printed(run_fault, tmp_path)
     assert back.steps[1].fault == r.steps[1].fault
     assert back.steps[0].fault is None
     text = "\n".join(terminal.render_timelines(back))
-    assert "y/a -> x/a 80/TCP (spec: deny): FAILED OPEN" in text
+    assert "y/a -> x/a 80/TCP (spec: deny, must hold): FAILED OPEN; requirement VIOLATED" in text
     assert "x/a -> y/a 80/TCP (spec: allow): held" in text
     assert "verdict: fails open for" in text and "|" in text
 

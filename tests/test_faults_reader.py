@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness.errors import ScenarioError
 from harness.expected import validate_file
 from harness.scenario import load_scenario
+from harness.scenario.schema import schema_errors
 
 DATA = Path(__file__).parent / "data" / "scenarios"
 
@@ -236,3 +238,31 @@ def test_the_library_fault_scenarios_need_what_their_actions_do():
     assert "engine-hold" not in needs["engine-restart"]
     assert "engine-hold" in needs["engine-stop"] and "engine-hold" in needs["engine-kill"]
     assert "apiserver-fault" in needs["apiserver-down"]
+
+
+def test_a_watched_cell_may_say_what_it_must_do(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text(HEAD + """\
+    fault:
+      watch:
+        - {from: y/a, to: x/a, port: 80, must: hold}
+        - {from: x/a, to: y/a, port: 80}
+      actions: [{restart: engine}]
+""")
+    fault = load_scenario(f).steps[0].fault
+    assert fault is not None and [c.must for c in fault.watch] == ["hold", None]
+    assert schema_errors(yaml.safe_load(f.read_text())) == []
+
+
+@pytest.mark.parametrize("value", ["never-open", True, 1, None])
+def test_an_unknown_requirement_names_its_field_line_and_the_words_it_takes(tmp_path, value):
+    got = problems(tmp_path, f"""\
+    fault:
+      watch:
+        - {{from: y/a, to: x/a, port: 80, must: {'null' if value is None else value}}}
+      actions: [{{restart: engine}}]
+""")
+    line, message = got["steps[0].fault.watch[0].must"]
+    assert line == 10
+    assert message.startswith("what the watched cell must do across the fault: hold ")
+    assert f"got {value!r}" in message

@@ -4,12 +4,15 @@ the sentences, and how the reports show them. Pure: no cluster."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from harness.faults.timeline import down_intervals, max_gap
+from harness.faults.timeline import down_intervals, max_gap, requirement_verdicts
 from harness.faults.timeline import fault_sentences as sentences
 from harness.faults.timeline import summarise_watched as summarise_cell
-from harness.results import Attempt, FaultEvent, FaultTimeline, WatchedCell
+from harness.results import Attempt, FaultEvent, FaultTimeline, Verdict, WatchedCell
+from harness.verdicts import scenario_outcome
 
 PASS, OPEN, CLOSED, ERROR = "pass", "not enforced", "over-blocked", "probe error"
 STOP = [FaultEvent("stop engine", 0.0, 0.02), FaultEvent("wait 2 s", 0.02, 2.02),
@@ -238,3 +241,62 @@ def test_held_needs_a_verdict_inside_each_down_interval_and_says_the_gap_between
 ])
 def test_down_intervals(actions, intervals):
     assert down_intervals(actions) == intervals
+
+
+@pytest.mark.parametrize("verdicts, must, requirement", [
+    ("PPOOOOOPP", "hold", "violated"),
+    ("PPCCPPPPP", "hold", "violated"),
+    ("PPPPPPPPP", "hold", "met"),
+    ("PPEEEEEPP", "hold", "not observed"),    # nothing seen while down: not proven either way
+    ("EEEEEEEEE", "hold", "not observed"),
+    ("PPOOOOOPP", None, None),                # no requirement: a measurement only
+])
+def test_a_requirement_is_met_violated_or_not_observed(verdicts, must, requirement):
+    c = summarise_cell(replace(cell(verdicts), must=must), STOP, -1.0, 2.05, None)
+    assert c.requirement == requirement
+
+
+def test_a_violated_requirement_fails_the_scenario_and_a_measurement_does_not():
+    opened = summarise_cell(replace(cell("PPOOOOOPP"), must="hold"), STOP, -1.0, 2.05, None)
+    held = summarise_cell(replace(cell("PPPPPPPPP", before="allow", after="allow"), must="hold"),
+                          STOP, -1.0, 2.05, None)
+    blind = summarise_cell(replace(cell("PPEEEEEPP"), must="hold"), STOP, -1.0, 2.05, None)
+    tl = FaultTimeline(STOP, 0.5, -1.0, 3.0, 9, 2.05, None, [opened, held], max_gap=0.5)
+    assert requirement_verdicts(tl) == [Verdict.NOT_ENFORCED, Verdict.PASS]
+    assert scenario_outcome([Verdict.PASS, *requirement_verdicts(tl)], True, True) == "failed"
+    assert ("requirement violated: y/a -> x/a 80/TCP must hold across the fault, and failed "
+            "open 2.0-3.0 s on stop engine") in sentences(tl)
+    # not proven held: no verdict while down, so no pass (an error, like a probe error)
+    tl = FaultTimeline(STOP, 0.5, -1.0, 3.0, 9, 2.05, None, [blind], max_gap=0.5)
+    assert requirement_verdicts(tl) == [Verdict.PROBE_ERROR]
+    assert scenario_outcome([Verdict.PASS, *requirement_verdicts(tl)], True, True) == "error"
+    assert ("requirement not observed: y/a -> x/a 80/TCP must hold across the fault, and gave no "
+            "verdict while down") in sentences(tl)
+    # without a requirement the same window is a measurement: the outcome is the steps'
+    tl = FaultTimeline(STOP, 0.5, -1.0, 3.0, 9, 2.05, None,
+                       [summarise_cell(cell("PPOOOOOPP"), STOP, -1.0, 2.05, None)], max_gap=0.5)
+    assert requirement_verdicts(tl) == []
+
+
+def test_a_fail_open_window_is_a_junit_property_whatever_the_requirement():
+    from harness.reports import junit
+    from harness.results import ScenarioResult, StepResult
+
+    for must, outcome in ((None, "passed"), ("hold", "failed")):
+        c = summarise_cell(replace(cell("PPOOOOOPP"), must=must), STOP, -1.0, 2.05, None)
+        tl = FaultTimeline(STOP, 0.5, -1.0, 3.0, 9, 2.05, None, [c], max_gap=0.5)
+        r = ScenarioResult("s", "s.yaml", "local", "enforcing", "run1", outcome=outcome,
+                           steps=[StepResult(2, "stop", True, 0.0, 2, [], fault=tl)])
+        props = dict(junit.properties(r))
+        assert props["step2_fault_failed_open"] == "1"
+        assert props["step2_fault_failed_closed"] == "0"
+        assert props["step2_fault_open_seconds"] == "2.0-3.0"
+        assert props.get("step2_fault_requirements_violated") == (None if must is None else "1")
+        # and beside the counts of the summaries, whatever the outcome
+        from harness.reports import github, terminal
+        for text in (terminal.render_summary([r]), github.render_markdown([r], {})):
+            assert "+1 failed open in a fault" in text
+            assert ("+1 requirement(s) violated" in text) is (must is not None)
+        timeline = "\n".join(terminal.render_timelines(r))
+        assert ("(spec: deny, must hold): FAILED OPEN; requirement VIOLATED" in timeline) is \
+            (must is not None)

@@ -75,13 +75,14 @@ def run_fault_step(run: StepRun, index: int, step, title: str, cells: list[Cell]
 
     actions = [FaultEvent(label, rel(b), rel(e), d) for label, b, e, d in events]
     watched = []
-    for before, after in watch.merged():
+    # plan.plan_watch made the cells in the order of the step's `watch:`
+    for (before, after), w in zip(watch.merged(), fault.watch, strict=True):
         attempts = before.attempts + after.attempts    # summarise_watched puts them in order
         for x in attempts:
             x.at = rel(x.at or t0)
         cell = WatchedCell(after.spec.source, after.spec.target, str(after.spec.port),
                            after.spec.protocol.value, before.expectation.value,
-                           after.expectation.value, "", attempts=attempts)
+                           after.expectation.value, "", attempts=attempts, must=w.must)
         watched.append(summarise_watched(
             cell, actions, rel(watch.starts[0]) if watch.starts else 0.0,
             rel(recovered) if recovered is not None else None,

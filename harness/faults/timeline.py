@@ -29,6 +29,11 @@ from harness.results import Attempt, FaultEvent, FaultTimeline, FaultWindow, Ver
 #   nothing is claimed for that time. What a held cell could have missed is said by the
 #   largest gap between its attempts with a verdict (`WatchedCell.max_gap`), not by the
 #   spacing of round starts: a round whose probe errored saw nothing.
+# - A cell may carry a requirement (`must: hold` in the scenario): met when it held, violated
+#   when it failed open or closed, not observed otherwise (nothing proves it either way). Only
+#   a requirement changes the scenario's outcome (`requirement_verdicts`: violated fails it,
+#   not observed makes it an error); without one the timeline is a measurement, its windows
+#   in every report whatever the outcome.
 
 _GOOD = Verdict.PASS.value
 _BAD = {Verdict.NOT_ENFORCED.value: "open", Verdict.OVER_BLOCKED.value: "closed"}
@@ -161,8 +166,29 @@ def summarise_watched(cell: WatchedCell, actions: Sequence[FaultEvent], watched_
     if cell.expected_before != cell.expected_after and change_at is not None:
         effect = _takes_effect(attempts, change_at, recovered_at if recovered_at is not None
                                else change_at)
+    requirement = None
+    if cell.must is not None:
+        requirement = "violated" if windows else "met" if status == "held" else "not observed"
     return replace(cell, status=status, windows=windows, probe_errors=errors,
-                   takes_effect=effect, attempts=attempts, max_gap=round(gap, 3))
+                   takes_effect=effect, attempts=attempts, max_gap=round(gap, 3),
+                   requirement=requirement)
+
+
+def requirement_verdicts(t: FaultTimeline) -> list[Verdict]:
+    """What each watched cell's requirement adds to the scenario's verdicts (verdicts.
+    scenario_outcome): met is a pass; violated is not enforced when the cell failed open, else
+    over-blocked (a fail-open or fail-closed the scenario forbade); not observed is a probe
+    error (not proven either way). Cells without a requirement add nothing: a measurement."""
+    out: list[Verdict] = []
+    for c in t.cells:
+        if c.requirement == "met":
+            out.append(Verdict.PASS)
+        elif c.requirement == "violated":
+            opened = any(w.kind == "open" for w in c.windows)
+            out.append(Verdict.NOT_ENFORCED if opened else Verdict.OVER_BLOCKED)
+        elif c.requirement is not None:
+            out.append(Verdict.PROBE_ERROR)
+    return out
 
 
 def _takes_effect(attempts: Sequence[Attempt], change_at: float,
@@ -281,6 +307,19 @@ def fault_sentences(t: FaultTimeline) -> list[str]:
     errors = sum(c.probe_errors for c in t.cells)
     if errors:
         out.append(f"{errors} watched attempt(s) were probe errors: no verdict either way")
+    for c in t.cells:
+        if c.requirement is None:
+            continue
+        what = f"{c.source} -> {c.target} {c.port}/{c.protocol} must {c.must} across the fault"
+        if c.requirement == "violated":
+            how = "; ".join(f"failed {w.kind} {_span(w.at_least, w.at_most)} on {w.on}"
+                            for w in c.windows)
+            out.append(f"requirement violated: {what}, and {how}")
+        elif c.requirement == "met":
+            out.append(f"requirement met: {what}")
+        else:
+            out.append(f"requirement not observed: {what}, and gave no verdict "
+                       + ("at all" if c.status == "no verdict" else "while down"))
     return out
 
 

@@ -53,6 +53,7 @@ def render_markdown(results: list[ScenarioResult], meta: Mapping[str, Any]) -> s
                 Verdict.PASS, Verdict.NOT_ENFORCED, Verdict.OVER_BLOCKED, Verdict.PROBE_ERROR))
             if counts.get(Verdict.UNSTABLE.value):
                 nums += f" +{counts[Verdict.UNSTABLE.value]} unstable"
+            nums += "".join(f" +{n} {what}" for what, n in mx.fault_counts(r).items() if n)
             row.append(f"{_ICONS.get(ScenarioOutcome(r.outcome), '')} {_md(r.outcome)} ({nums})".strip())
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "Counts: pass / not enforced (fail-open) / over-blocked (fail-closed) / probe "

@@ -204,6 +204,8 @@ def _timeline(tl: FaultTimeline) -> str:
         text += "".join(f"; failed {w.kind} {w.at_least:.2f}-"
                         + (f"{w.at_most:.2f}s" if w.at_most is not None else "?s")
                         + f" on {w.on}" for w in c.windows)
+        if c.must is not None:
+            text += f"; must {c.must}: requirement {c.requirement}"
         items.append(f"<li>{_e(text)}</li>")
     verdicts = "".join(f"<li><b>{_e(v)}</b></li>" for v in tl.verdicts)
     return (f'<figure class="fault"><figcaption>fault timeline: {tl.rounds} rounds, at most '

@@ -24,8 +24,8 @@ from harness.results import ScenarioResult, StepResult
 #: v4: what the CNI is declared to do and whether the canary contradicts it
 #: (`scenarios[].declared_enforcing`, `canary_contradiction`; meta.canary[cni].declared_enforcing,
 #: `contradiction`). v5: a watched cell's `max_gap` (the longest time between its attempts with
-#: a verdict) and status "not observed while down". v1-v4 files are still read (they lack those
-#: only).
+#: a verdict), status "not observed while down", and `must`/`requirement` (what the scenario
+#: requires of it and what became of it). v1-v4 files are still read (they lack those only).
 FORMAT = "netpol-proof/results/v5"
 READS = (FORMAT, "netpol-proof/results/v4", "netpol-proof/results/v3", "netpol-proof/results/v2",
          "netpol-proof/results/v1")

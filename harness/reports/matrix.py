@@ -176,6 +176,18 @@ def grid(results: Iterable[ScenarioResult]
     return scenarios, cnis, cells
 
 
+def fault_counts(result) -> dict[str, int]:
+    """Watched cells of a result's fault steps that failed open, failed closed, and whose
+    requirement (`must:`) was violated: shown beside the verdict counts whatever the outcome
+    (a fault step's windows are no verdicts, and a measurement's still matter)."""
+    cells = [c for s in result.steps if s.fault is not None for c in s.fault.cells]
+    return {"failed open in a fault": sum(1 for c in cells
+                                          if any(w.kind == "open" for w in c.windows)),
+            "failed closed in a fault": sum(1 for c in cells
+                                            if any(w.kind == "closed" for w in c.windows)),
+            "requirement(s) violated": sum(1 for c in cells if c.requirement == "violated")}
+
+
 def short_counts(result) -> str:
     """Per-verdict counts of one result, e.g. `12 pass, 4 not enforced`; zero counts omitted."""
     counts = result.verdict_counts()

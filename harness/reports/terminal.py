@@ -144,9 +144,13 @@ def render_timeline(tl: FaultTimeline, title: str = "") -> list[str]:
     for c in tl.cells:
         spec = c.expected_before if c.expected_before == c.expected_after else \
             f"{c.expected_before}, {c.expected_after} from the change"
-        lines.append(f"    {c.source} -> {c.target} {c.port}/{c.protocol} (spec: {spec}): "
+        must = f", must {c.must}" if c.must is not None else ""
+        lines.append(f"    {c.source} -> {c.target} {c.port}/{c.protocol} (spec: {spec}{must}): "
                      f"{c.status.upper() if c.status != 'held' else c.status}"
-                     + (f", {c.probe_errors} probe error(s)" if c.probe_errors else ""))
+                     + (f", {c.probe_errors} probe error(s)" if c.probe_errors else "")
+                     + (f"; requirement {c.requirement.upper()}"
+                        if c.requirement not in (None, "met") else
+                        "; requirement met" if c.requirement == "met" else ""))
         marks = sorted([(a.at, 0, "|") for a in tl.actions]
                        + [(x.observed(), 1, _STRIP.get(x.verdict or "", "?")) for x in c.attempts])
         lines.append("      " + "".join(m for _, _, m in marks))
@@ -222,7 +226,9 @@ def render_failure(result: ScenarioResult, color: bool = False,
 SUMMARY_LEGEND = [
     "counts: pass / not enforced (fail-open) / over-blocked (fail-closed) / probe error, and "
     "'+N unstable' for cells whose verdict changed while observed where no late programming "
-    "explains it (never a pass)",
+    "explains it (never a pass), '+N failed open in a fault' / '+N failed closed in a fault' for "
+    "watched cells of fault steps (whatever the scenario requires) and '+N requirement(s) "
+    "violated' for those it required to hold",
     "passed: every probe as the spec says; failed: some probe not (proven: probe errors are counted "
     "beside it, never hide it); xfailed: failed as expected on a CNI declared not to enforce; "
     "xpassed: that CNI enforced after all (strict: reported); error: infrastructure broken or a "
@@ -239,6 +245,7 @@ def _summary_cell(result: ScenarioResult | None) -> str:
                                                      Verdict.OVER_BLOCKED, Verdict.PROBE_ERROR))
     unstable = c.get(Verdict.UNSTABLE.value, 0)
     nums += f" +{unstable} unstable" if unstable else ""
+    nums += "".join(f" +{n} {what}" for what, n in mx.fault_counts(result).items() if n)
     return f"{result.outcome} {nums}" if result.outcome != ScenarioOutcome.SKIPPED else "skipped"
 
 

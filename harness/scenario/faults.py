@@ -27,6 +27,9 @@ __all__ = ["read_fault", "FAULT_KEYS", "ACTIONS", "capability_of"]
 
 
 FAULT_KEYS = ("watch", "every", "before", "after", "actions")
+#: what a watched cell may be required to do across the fault (`must:`): `hold`, never fail
+#: open or closed, with a verdict seen while each component was down (faults.timeline)
+REQUIREMENTS = ("hold",)
 #: the verbs of an action and the targets each may name
 ACTIONS: dict[str, tuple[str, ...]] = {"stop": ("engine", "apiserver"), "kill": ("engine",),
                                        "start": ("engine",), "restart": ("engine",)}
@@ -87,15 +90,15 @@ def _watch(data: LineDict, w: str, line: int, model: Any, report: Report) -> lis
     cells = data.get("watch")
     if not is_sequence(cells) or not cells:
         report(f"{w}.watch", "required: the cells to probe across the fault, a list of "
-                             "{from, to, port, protocol}", data.key_line("watch") or line)
+                             "{from, to, port, protocol, must}", data.key_line("watch") or line)
         return []
     out = []
     for j, item in enumerate(cells):
         wj, ln = f"{w}.watch[{j}]", cells.item_line(j)
         if not is_mapping(item):
-            report(wj, "a watched cell is {from, to, port, protocol}", ln)
+            report(wj, "a watched cell is {from, to, port, protocol, must}", ln)
             continue
-        check_keys(item, ("from", "to", "port", "protocol"), wj, report)
+        check_keys(item, ("from", "to", "port", "protocol", "must"), wj, report)
         bad = False
         for role in ("from", "to"):
             why = _endpoint_problem(item.get(role), model, role)
@@ -108,8 +111,14 @@ def _watch(data: LineDict, w: str, line: int, model: Any, report: Report) -> lis
         port = _port_value(item.get("port"), f"{wj}.port", item.key_line("port"), report)
         proto = _protocol(item.get("protocol"), f"{wj}.protocol", item.key_line("protocol"),
                           report)
+        must = item.get("must")
+        if "must" in item and (not isinstance(must, str) or must not in REQUIREMENTS):
+            report(f"{wj}.must", "what the watched cell must do across the fault: hold (never "
+                                 "fail open or closed, and seen with a verdict while each "
+                                 f"component is down); got {must!r}", item.key_line("must"))
+            bad = True
         if not bad and port is not None and proto is not None:
-            out.append(WatchCell(item["from"], item["to"], port, proto, wj, ln))
+            out.append(WatchCell(item["from"], item["to"], port, proto, wj, ln, must))
     return out
 
 

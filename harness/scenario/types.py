@@ -68,7 +68,8 @@ class FaultAction:
 @dataclass(frozen=True)
 class WatchCell:
     """One connection watched across a fault; the oracle says what it must do before and
-    after the step's change."""
+    after the step's change. `must` is what the user requires of it across the fault
+    (`hold`; None: the timeline is a measurement only)."""
 
     source: str
     target: str
@@ -76,6 +77,7 @@ class WatchCell:
     protocol: Protocol
     field: str = ""
     line: int = 0
+    must: str | None = None
 
 
 @dataclass(frozen=True)
