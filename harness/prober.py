@@ -48,10 +48,9 @@ EXEC_MARGIN = 10.0
 
 def real_name(backend: Backend | None, name: str) -> str:
     """A DNS name as the backend's cluster knows it. Why: scenarios write logical namespaces
-    (`web.y.svc.cluster.local`) while kube backends create `np-<run>-y`; a backend that maps
-    names has `real_dns_name` (harness.backends.kube), any other resolves names as written."""
-    mapper = getattr(backend, "real_dns_name", None)
-    return str(mapper(name)) if mapper is not None else name
+    (`web.y.svc.cluster.local`) while kube backends create `np-<run>-y`: Backend.real_dns_name
+    maps them (harness.backends.kube); any other backend's names are as written."""
+    return backend.real_dns_name(name) if backend is not None else name
 
 
 def destination(spec: ProbeSpec, addresses: Addresses | None, backend: Backend | None = None
@@ -133,8 +132,7 @@ def loopback_probe(backend: Backend, endpoint: str, port: int, protocol: Protoco
     (CoreDNS is distroless) is then asked from that pod, which no scenario policy selects.
     """
     if dns_name:
-        ask = getattr(backend, "dns_control", None)  # optional: only kube backends have one
-        via = ask() if ask is not None else None
+        via = backend.dns_control()   # only kube backends with a DNS-control pod name one
         endpoint, server = via if via else (endpoint, "127.0.0.1")
         spec = ProbeSpec(endpoint, server, 53, Protocol.UDP, real_name(backend, dns_name))
         argv = argv_for(spec, real_name(backend, dns_name), timeout, backend.toolkit) + [server]

@@ -21,7 +21,7 @@ from dataclasses import replace
 from typing import Callable, Hashable
 
 from harness import scenario as scn
-from harness.backends.base import Backend, FaultInjector
+from harness.backends.base import Backend
 from harness.errors import HarnessError
 from harness.faults.step import run_fault_step
 from harness.faults.timeline import requirement_verdicts
@@ -373,13 +373,12 @@ def run_scenario(scenario: Scenario, backend: Backend, settings: Settings, log: 
                               f"{type(exc).__name__}: {exc}")
     finally:
         result.policies_accepted = run.policies_seen
-        if isinstance(backend, FaultInjector):
-            try:
-                for what in backend.restore_faults():
-                    log(f"  restored: {what}")
-            except HarnessError as exc:
-                log(f"  restoring after a fault step: {exc}")
-                result.infra_error = result.infra_error or f"restoring a fault failed: {exc}"
+        try:   # nothing, on a backend that stops nothing (Backend.restore_faults)
+            for what in backend.restore_faults():
+                log(f"  restored: {what}")
+        except HarnessError as exc:
+            log(f"  restoring after a fault step: {exc}")
+            result.infra_error = result.infra_error or f"restoring a fault failed: {exc}"
         try:
             backend.undeploy()
         except HarnessError as exc:

@@ -216,10 +216,10 @@ class Session:
             except HarnessError as exc:
                 self.broken[cni] = f"{s.backend}/{cni} could not be brought up: {exc}"
                 raise
-            describe = getattr(backend, "describe", None)   # optional: the local backends say
-            if describe is not None:
-                self.dataplanes[cni] = str(describe())
-                self.say(f"what runs on {cni}: {self.dataplanes[cni]}")
+            what = backend.describe()   # "" when the backend and CNI names say it all
+            if what:
+                self.dataplanes[cni] = what
+                self.say(f"what runs on {cni}: {what}")
         return self.backends[cni]
 
     def canary(self, cni: str) -> CanaryResult | None:
@@ -325,7 +325,7 @@ class Session:
                                   enforcing_cluster=self.enforcing(cni),
                                   declared_enforcing=self.capabilities(cni).enforces)
         try:
-            slot_settings = replace(s, run_id=getattr(backend, "run_id", s.run_id))
+            slot_settings = replace(s, run_id=backend.run_id)
             return run_scenario(scenario, backend, slot_settings, log=log,
                                 enforcing=self.enforcing(cni))
         finally:
@@ -340,7 +340,7 @@ class Session:
             limit = self._limits.get(cni)
             if limit is None:
                 # a backend that cannot have clusters side by side runs one scenario at a time
-                n = min(self.jobs, int(getattr(primary, "max_parallel", 1)))
+                n = min(self.jobs, primary.max_parallel)
                 limit = self._limits[cni] = threading.BoundedSemaphore(n)
         limit.acquire()
         try:
@@ -359,7 +359,7 @@ class Session:
         with self._mutex:
             if self._stopping:
                 raise HarnessError("the run is stopping")
-            if int(getattr(primary, "max_parallel", 1)) == 1:
+            if primary.max_parallel == 1:
                 return primary
             free = self._free.setdefault(cni, [])
             if free:
@@ -414,10 +414,9 @@ class Session:
             return []
         for f in running:
             f.cancel()
-        for backend in [b for bs in list(self.slots.values()) for b in bs]:
-            stop = getattr(backend, "interrupt", None)
-            if stop is not None and any(not f.done() for f in running):
-                stop()   # its scenario ends at its next probe, tearing its topology down
+        if any(not f.done() for f in running):
+            for backend in [b for bs in list(self.slots.values()) for b in bs]:
+                backend.interrupt()   # its scenario ends at its next probe, tearing it down
         pool.shutdown(wait=True, cancel_futures=True)
         return []
 
@@ -439,9 +438,8 @@ class Session:
         meta = run_meta(self.settings, self.canary_meta(), self.started)
         meta["jobs"] = self.jobs
         meta["dataplanes"] = dict(self.dataplanes)
-        # optional: only the local backends say which probe binaries they run
-        tools = {cni: str(f()) for cni, b in self.backends.items()
-                 if callable(f := getattr(b, "probe_tools", None))}
+        # only the local backends say which probe binaries they run ("" from the others)
+        tools = {cni: what for cni, b in self.backends.items() if (what := b.probe_tools())}
         if tools:
             meta["probe_tools"] = tools
         meta["versions"].update(versions or {})

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.backends.base import Backend
 from harness.backends.kubeconfig import KubeconfigBackend
 from harness.backends.local import LocalBackend
 from harness.backends.local import netns as nsx
@@ -205,16 +206,20 @@ def test_ctrl_c_in_a_fault_step_restores_the_engine_before_teardown(run_fault):
 
 
 class StopsNothing(LocalBackend):
-    """A backend that declares no way to stop anything (as the kubeconfig backend)."""
+    """The emulated dataplane with Backend's defaults for fault steps, as a backend that stops
+    nothing has them: no node a fault step may name, and `fault` refuses."""
 
-    fault = None  # type: ignore[assignment]
+    fault_nodes = 0
+    fault = Backend.fault
+    restore_faults = Backend.restore_faults
 
 
 @needs_local
 def test_the_runner_never_asks_a_backend_without_faults_to_stop_anything(run_fault):
     r = run_fault("engine-stop.yaml", StopsNothing)
     assert r.outcome == "error"
-    assert "cannot run fault steps: it stops nothing" in r.infra_error
+    assert "running a fault step on the local backend (enforcing): it stops nothing" \
+        in r.infra_error
     assert r.steps[0].converged and r.steps[1].cells == []
 
 

@@ -8,11 +8,30 @@ import pytest
 
 from harness.backends.kube import topology as kube_mod
 from harness.backends.kube.api import KubeApi
-from harness.backends.kube.topology import KubeTopology
+from harness.backends.kube.topology import KubeBackendBase, KubeTopology
 from harness.errors import BackendError, ExecError
 from harness.model import Model
 
 RUN = "abc123"
+
+
+class TopologyOnly(KubeBackendBase):
+    """The kube backends' shared members over a topology handed in; what a concrete backend
+    adds (bring-up, teardown, capabilities) is not what these tests exercise, so it fails."""
+
+    name, profile, run_id = "kubeconfig", "test", RUN
+
+    def __init__(self, topology: KubeTopology):
+        self.topology = topology
+
+    def capabilities(self):
+        raise AssertionError("not part of this test")
+
+    def up(self) -> None:
+        raise AssertionError("not part of this test")
+
+    def down(self) -> None:
+        raise AssertionError("not part of this test")
 
 
 class FakeApiException(Exception):
@@ -348,7 +367,6 @@ def test_the_dns_positive_control_asks_the_dns_service_from_the_control_pod(fake
     """A blocked lookup is proven by the DNS server answering someone in the same round. It was
     `nslookup NAME 127.0.0.1` exec'd inside CoreDNS, whose image has no nslookup: every DNS-deny
     cell would have been a probe error on a real cluster."""
-    from harness.backends.kube.topology import KubeBackendBase
     from harness.model import Protocol
     from harness.prober import loopback_probe
 
@@ -367,10 +385,7 @@ def test_the_dns_positive_control_asks_the_dns_service_from_the_control_pod(fake
     assert ("np-abc123--dns-control", "dns-control") in fake.pods
     assert "np-abc123--dns-control" in t.own_namespaces()
 
-    class Backend(KubeBackendBase):
-        topology = t
-
-    out = loopback_probe(Backend(), "kube-system/coredns", 53, Protocol.UDP, 1.0, "nothing.x")
+    out = loopback_probe(TopologyOnly(t), "kube-system/coredns", 53, Protocol.UDP, 1.0, "nothing.x")
     (ns, pod, container, argv), = ran
     assert (ns, pod, container) == ("np-abc123--dns-control", "dns-control", "client")
     # the logical name <svc>.<ns> is asked as the cluster knows it: the run's real namespace
@@ -406,7 +421,6 @@ def test_real_client_gives_each_thread_its_own_exec_api_client(tmp_path):
 def test_dns_names_in_probes_are_mapped_to_the_runs_real_namespaces(fake, monkeypatch):
     """Issue 10 item 3: scenarios name Services with logical namespaces; the kube path must ask
     for `np-<run>-<ns>` names, through the prober and the loopback control alike."""
-    from harness.backends.kube.topology import KubeBackendBase
     from harness.model import Protocol, Service, ServicePort
     from harness.prober import loopback_probe, probe_round
     from harness.probes import ProbeSpec
@@ -419,8 +433,7 @@ def test_dns_names_in_probes_are_mapped_to_the_runs_real_namespaces(fake, monkey
     base = Model.default(namespaces=["x", "y"], pods=["a"])
     model = Model.build(base.namespaces, base.user_pods,
                         [Service("y", "web", {"pod": "a"}, (ServicePort(80, 80),))])
-    backend = KubeBackendBase()
-    backend.topology = topo(fake)
+    backend = TopologyOnly(topo(fake))
     addr = backend.deploy(model)
     specs = [ProbeSpec("x/a", "dns", 53, Protocol.UDP, "web.y.svc.cluster.local"),
              ProbeSpec("x/a", "dns", 53, Protocol.UDP, "web.y.svc"),
@@ -439,3 +452,29 @@ def test_dns_names_in_probes_are_mapped_to_the_runs_real_namespaces(fake, monkey
                      "web.np-abc123-y.svc"]
     urls = sorted(a[-1] for a in argvs if a[0] == "curl")
     assert urls == ["http://web.np-abc123-y.svc.cluster.local:81/", "http://web.np-abc123-y:80/"]
+
+
+def test_an_interrupted_backend_stops_deploying_and_still_undeploys(fake):
+    """Ctrl-C with -j: a scenario that is deploying ends at the next object or poll
+    (KubeTopology.checkpoint is the backend's stop_if_interrupted), and its undeploy still
+    removes what was created (on an existing cluster nothing else would)."""
+    from harness.lifecycle import Terminated
+
+    t = topo(fake)
+    backend = TopologyOnly(t)
+    t.checkpoint = backend._deploying
+    created: list[str] = []
+    create = fake.create_namespace
+
+    def create_then_interrupt(obj):
+        created.append(obj["metadata"]["name"])
+        create(obj)
+        backend.interrupt()            # the run stops after the first namespace
+
+    fake.create_namespace = create_then_interrupt
+    with pytest.raises(Terminated, match="kubeconfig run abc123 \\(test\\) is stopping: not "
+                                         "deploying a scenario"):
+        backend.deploy(Model.default(namespaces=["x", "y"], pods=["a", "b"]))
+    assert len(created) == 1 and not [k for k in fake.pods if k[0].startswith("np-abc123-")]
+    backend.undeploy()
+    assert ("delete", "ns", created[0]) in fake.log

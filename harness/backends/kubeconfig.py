@@ -236,7 +236,8 @@ class KubeconfigBackend(AgentRestarts, KubeBackendBase):
             raise UsageError(f"--context {self.context}: the kubernetes client cannot use it: "
                              f"{exc}") from None
         self.topology = KubeTopology(api, self.run_id, self.allow_cluster_scoped,
-                                     self.ready_timeout, self.status, image=self.image)
+                                     self.ready_timeout, self.status, image=self.image,
+                                     checkpoint=self._deploying)
 
     def down(self) -> None:
         try:

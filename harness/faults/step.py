@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-from harness.backends.base import FaultInjector
 from harness.errors import HarnessError
 from harness.faults.timeline import fault_sentences, max_gap, summarise_watched
 from harness.faults.watch import StepRun, Watch, watch_lanes
@@ -20,10 +19,10 @@ def run_fault_step(run: StepRun, index: int, step, title: str, cells: list[Cell]
     like any step's, from the end of the watch. docs/scenarios.md, "Fault steps"."""
     fault, backend, log = step.fault, run.backend, run.log
     # the capability decides whether the scenario runs at all (a skip with the reason); this is
-    # the second lock: a backend without the methods is never asked to stop anything
-    if not isinstance(backend, FaultInjector) or not callable(getattr(backend, "fault", None)):
-        raise HarnessError(f"the {backend.name} backend ({backend.profile}) cannot run fault "
-                           "steps: it stops nothing")
+    # the second lock: a backend with no node to fault (Backend.fault_nodes 0: it stops
+    # nothing) is never asked to stop anything, and nothing is watched
+    if backend.fault_nodes < 1:
+        raise backend.cannot("running a fault step", "it stops nothing on this cluster")
     for a in fault.actions:
         if a.node is not None and a.node > backend.fault_nodes:
             raise HarnessError(f"{a.label} (line {a.line}): this cluster has "

@@ -141,7 +141,8 @@ class KindBackend(AgentRestarts, KubeBackendBase):
                     self._step(7, "probe image pre-pull + kind load", self._load_image)
                 self._users(add=True)
             self.topology = KubeTopology(api, self.run_id, True, self.ready_timeout,
-                                         self.status, image=self.image_tag)
+                                         self.status, image=self.image_tag,
+                                         checkpoint=self._deploying)
         except BaseException:   # Ctrl-C and failures: never leave a half-made cluster behind
             try:
                 self.down()

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
+from harness.backends.kube.topology import KubeBackendBase
 from harness.backends.kube.waits import Obj, pod_line, pod_ready
 from harness.capabilities import FAULT_CAPABILITIES
 from harness.errors import BackendError
@@ -154,7 +155,7 @@ def restart_agent(ops: AgentOps, candidates: tuple[AgentPods, ...], node: int | 
             f"{', '.join(new)}, Ready after {time.monotonic() - t:.1f}s")
 
 
-class AgentRestarts:
+class AgentRestarts(KubeBackendBase):
     """Fault steps as restarts of the CNI agent (restart_agent), for a backend on Kubernetes
     that can reach its cluster's pods: the kubeconfig backend once the user allowed it, the
     kind backend always. Only `restart` and `kill-restart` of the engine are done; a backend
@@ -164,7 +165,7 @@ class AgentRestarts:
     HOLD_REFUSAL = "stop, kill and start would hold the engine down: only restarts are offered"
     APISERVER_REFUSAL = "this backend does not stop the API server"
     #: the cluster's nodes, counted at deploy when faults are allowed; `node: N` is the Nth by
-    #: name (node_names). An attribute, not a property: isinstance(FaultInjector) reads it
+    #: name (node_names); 0 (Backend's default) until then, or when faults are refused
     fault_nodes = 0
     agent_pods: tuple[AgentPods, ...] = ()
     fault_timeout = 300.0
@@ -185,7 +186,7 @@ class AgentRestarts:
 
     def _agent_ops(self) -> AgentOps:
         """The API the restarts use: the topology's (KubeBackendBase), once deployed."""
-        return self._topo().api  # type: ignore[attr-defined]
+        return self._topo().api
 
     def _fault_where(self) -> str:
         return ""
@@ -211,8 +212,7 @@ class AgentRestarts:
         if action not in ("restart", "kill-restart"):
             raise BackendError(doing, self.HOLD_REFUSAL)
         return restart_agent(self._agent_ops(), self.agent_pods, node, action == "kill-restart",
-                             self.fault_timeout, getattr(self, "status", print),
-                             backend=str(getattr(self, "name", "kube")))
+                             self.fault_timeout, self.status, backend=self.name)
 
     def restore_faults(self) -> list[str]:
         """Nothing to restore: a restart never leaves the agent down (it waits for the

@@ -13,6 +13,7 @@ import ipaddress
 from typing import Callable, Iterable, Mapping, Sequence, cast
 
 from harness import naming
+from harness.backends.base import Backend
 from harness.backends.kube import manifests as km
 from harness.backends.kube.api import KubeApi, Obj, status_line
 from harness.backends.kube.exec import stream_exec
@@ -73,8 +74,13 @@ class KubeTopology:
     def __init__(self, api: KubeApi, run_id: str, allow_cluster_scoped: bool = True,
                  ready_timeout: float = 300.0, status: Callable[[str], None] = status_line,
                  image: str = km.AGNHOST_IMAGE, dns_control: bool = True,
-                 node_of: Callable[[Model, Pod], str | None] | None = None):
+                 node_of: Callable[[Model, Pod], str | None] | None = None,
+                 checkpoint: Callable[[], None] | None = None):
         self.api, self.run_id, self.image = api, run_id, image
+        #: called before each object deploy creates and each poll of its waits: raises to stop
+        #: deploying (the backend's Backend.stop_if_interrupted); never during undeploy, which
+        #: must remove what was created
+        self.checkpoint = checkpoint
         #: deploy the DNS-control client pod (km.dns_control_objects) with every topology
         self.with_dns_control = dns_control
         self._dns_server = ""
@@ -108,6 +114,8 @@ class KubeTopology:
         real = sorted(set(self.names.to_real.values()) - {SYSTEM_NAMESPACE})
         self.status(f"  creating {len(objs)} objects (namespaces {', '.join(real)})")
         for obj in objs:
+            if self.checkpoint is not None:
+                self.checkpoint()
             self._create(obj)
         for ns in model.namespaces:
             if ns.system:
@@ -117,7 +125,8 @@ class KubeTopology:
                 pods = wait_pods_ready(self.api, self.names.real(ns.name), self.selector,
                                        self.ready_timeout, f"probe pods of "
                                        f"{self.names.real(ns.name)} Ready and serving",
-                                       expect=count, optional=SCTP_SUFFIX)
+                                       expect=count, optional=SCTP_SUFFIX,
+                                       checkpoint=self.checkpoint)
                 silent = not_ready_optional(pods, SCTP_SUFFIX)
                 if silent:
                     self.status(f"  warning: SCTP not serving in {', '.join(silent)} (is the "
@@ -125,7 +134,8 @@ class KubeTopology:
                                 f"errors")
         if self.with_dns_control:
             wait_pods_ready(self.api, naming.kube_dns_control_namespace(self.run_id),
-                            self.selector, self.ready_timeout, "the DNS-control client pod Ready")
+                            self.selector, self.ready_timeout, "the DNS-control client pod Ready",
+                            checkpoint=self.checkpoint)
         addresses = self.addresses()
         self._dns_server = addresses.dns_service_ip
         return addresses
@@ -356,16 +366,23 @@ class KubeTopology:
                            timeout, target=endpoint)
 
 
-class KubeBackendBase:
-    """The Backend methods both kube backends share: each delegates to the run's KubeTopology,
-    which `up()` of the concrete backend creates."""
+class KubeBackendBase(Backend):
+    """The Backend methods the kube backends (and the real engines') share: each delegates to
+    the run's KubeTopology, which `up()` of the concrete backend creates."""
 
     toolkit = "agnhost"     # probes.argv_for: kind/kubeconfig pods run agnhost, curl, nslookup
     topology: KubeTopology | None = None
+    #: where progress lines go (each concrete backend takes it as an argument)
+    status: Callable[[str], None]
+
+    def _deploying(self) -> None:
+        """The topology's checkpoint (KubeTopology.checkpoint): an interrupted run stops
+        deploying, as it stops probing."""
+        self.stop_if_interrupted("deploying a scenario")
 
     def _topo(self) -> KubeTopology:
         if self.topology is None:
-            raise BackendError(f"using the {getattr(self, 'name', 'kube')} backend",
+            raise BackendError(f"using the {self.name} backend",
                                "up() has not run (or failed); no cluster is attached")
         return self.topology
 
@@ -390,6 +407,7 @@ class KubeBackendBase:
         return self._topo().policy_count()
 
     def exec(self, endpoint: str, argv: Sequence[str], timeout: float) -> ExecResult:
+        self.stop_if_interrupted(f"running {argv[0] if argv else '?'} in {endpoint}")
         return self._topo().exec(endpoint, argv, timeout)
 
     def dns_control(self) -> tuple[str, str] | None:

@@ -191,13 +191,17 @@ def fatal_containers(pods: list[Obj]) -> list[str]:
 
 def wait_pods_ready(ops: KubeOps, namespace: str, label_selector: str, timeout: float,
                     what: str, expect: int = 1, interval: float = 1.0,
-                    optional: tuple[str, ...] = ()) -> list[Obj]:
+                    optional: tuple[str, ...] = (),
+                    checkpoint: Callable[[], None] | None = None) -> list[Obj]:
     """Wait until at least `expect` pods match and all are Ready (ignoring containers named
     with an `optional` suffix); returns them. A container stuck on an image pull (FATAL_REASONS,
-    FATAL_AFTER polls in a row) fails the wait at once, naming pod, container and message."""
+    FATAL_AFTER polls in a row) fails the wait at once, naming pod, container and message.
+    `checkpoint` is called before each poll: it raises to end the wait (an interrupted run)."""
     streak = [0]
 
     def check():
+        if checkpoint is not None:
+            checkpoint()
         pods = ops.list_pods(namespace, label_selector)
         fatal = fatal_containers(pods)
         streak[0] = streak[0] + 1 if fatal else 0

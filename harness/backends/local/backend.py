@@ -32,13 +32,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping, Sequence
 
 from harness import naming
+from harness.backends.base import Backend
 from harness.backends.local import curl as probe_curl
 from harness.backends.local import netns as nsx
 from harness.backends.local import nft, preflight, profiles
 from harness.backends.local.servers import ServerProcess
 from harness.capabilities import Capabilities
 from harness.errors import BackendError
-from harness.lifecycle import Terminated
 from harness.model import (
     CLUSTER_DOMAIN,
     KUBERNETES_SERVICE_IP,
@@ -91,7 +91,7 @@ def release_run(run_id: str) -> None:
         pass
 
 
-class LocalBackend:
+class LocalBackend(Backend):
     """The `local` backend (see the module docstring). A context manager: up() ... down()."""
 
     name = "local"
@@ -122,7 +122,6 @@ class LocalBackend:
         self._served: list[str] = []          # endpoint keys it serves now
         self._policies: dict[str, tuple[Mapping, NetworkPolicy]] = {}
         self._is_up = False
-        self._interrupted = False
         #: the emulated engine (fault steps): running, stopped (its table removed) or killed
         #: (its table left as it was); only `running` programs policy changes
         self.engine = "running"
@@ -413,14 +412,8 @@ class LocalBackend:
                  doing="loading the compiled NetworkPolicy table into the node")
 
     # -- exec -----------------------------------------------------------------------------------
-    def interrupt(self) -> None:
-        """The run is stopping (Ctrl-C, SIGTERM): every later exec raises Terminated, so that a
-        scenario running in another thread ends at its next probe (and tears down)."""
-        self._interrupted = True
-
     def exec(self, endpoint: str, argv: Sequence[str], timeout: float) -> ExecResult:
-        if self._interrupted:
-            raise Terminated(f"local run {self.run_id} is stopping")
+        self.stop_if_interrupted(f"running {argv[0] if argv else '?'} in {endpoint}")
         ns = self._netns.get(endpoint)
         if ns is None:
             raise BackendError(f"running {argv[0] if argv else '?'} in {endpoint}",

@@ -142,6 +142,8 @@ class RealBackend(KubeBackendBase):
         self.status = status
         self.workdir = os.path.join(workdir or STATE_DIR, self.run_id)
         self.nodes = nodesx.plan_nodes(self.run_id)
+        #: a fault step's `node: N` names one of the run's nodes
+        self.fault_nodes = len(self.nodes)
         self.plane: ControlPlane | None = None
         self.api: KubeApi | None = None
         self.kubelets: list[EmulatedKubelet] = []
@@ -229,6 +231,7 @@ class RealBackend(KubeBackendBase):
         t = time.monotonic()
         self.plane = ControlPlane(self.run_id, status=self._log)   # details: the run's log
         self._plane().up()
+        self.stop_if_interrupted("starting the nodes")
         self.versions["kube-apiserver"] = self._plane().versions.get("kube-apiserver", "?")
         self.timings["control-plane"] = time.monotonic() - t
         self.api = KubeApi(str(self._plane().kubeconfig), self._plane().context)
@@ -270,6 +273,7 @@ class RealBackend(KubeBackendBase):
             self._create_system(obj)
         self._wait_engines()
         self.timings["engines"] = time.monotonic() - t
+        self.stop_if_interrupted("waiting for CoreDNS")
         t = time.monotonic()
         wait_pods_ready(self.api, SYSTEM_NAMESPACE, "k8s-app=kube-dns", self.ready_timeout,
                         "the CoreDNS pod (kube-system/coredns) Ready", expect=1, interval=0.2)
@@ -279,7 +283,8 @@ class RealBackend(KubeBackendBase):
         # as on the emulated profiles (the control pod is for distroless CoreDNS images)
         self.topology = KubeTopology(self.api, self.run_id, allow_cluster_scoped=True,
                                      ready_timeout=self.ready_timeout, status=self._log,
-                                     node_of=self._place, dns_control=False)
+                                     node_of=self._place, dns_control=False,
+                                     checkpoint=self._deploying)
 
     def _kubeconfig(self, netns: str, process: str) -> str:
         """A kubeconfig for `process` inside `netns`, as that process's own user."""
@@ -312,6 +317,7 @@ class RealBackend(KubeBackendBase):
         """Every node process ready (kube-proxy synced, the engine's chains exist); a process
         that exits fails the bring-up with the end of its log."""
         def states():
+            self.stop_if_interrupted("waiting for the node processes")
             out = []
             for netns, p, proc in self._node_procs:
                 if proc.poll() is not None:
@@ -416,9 +422,12 @@ class RealBackend(KubeBackendBase):
             proc = spawn(["ip", "netns", "exec", netns, *_server_argv(e.key, ports, ready)],
                          log_path=os.path.join(self.workdir, f"{netns}-server.log"))
             self._externals[e.key] = (netns, ip, proc)
-        polled = poll(lambda: [os.path.exists(os.path.join(self.workdir, "ready", n)) or
-                               (p.poll() is not None and "exited")
-                               for n, _, p in self._externals.values()],
+        def states() -> list[bool | str]:
+            self.stop_if_interrupted("waiting for the external hosts' servers")
+            return [os.path.exists(os.path.join(self.workdir, "ready", n)) or
+                    (p.poll() is not None and "exited") for n, _, p in self._externals.values()]
+
+        polled = poll(states,
                       lambda states: all(x is True for x in states) or "exited" in states,
                       self.ready_timeout, 0.05)
         if not polled.ok or "exited" in (polled.value or []):
@@ -446,10 +455,12 @@ class RealBackend(KubeBackendBase):
 
     def undeploy(self) -> None:
         """Delete the scenario's namespaces (the namespace controller deletes their pods, the
-        kubelets tear them down) and wait until no pod of them is left on any node."""
+        kubelets tear them down) and wait until no pod of them is left on any node. After
+        `interrupt()` only the external hosts go: `down()` follows and takes every pod with
+        the nodes, so waiting for the API's deletions would only delay the stop."""
         errors = self._remove_externals()
         topo = self.topology
-        if topo is None or topo.names is None:
+        if topo is None or topo.names is None or self.interrupted:
             if errors:
                 raise BackendError("removing the external hosts", "; ".join(errors))
             return
@@ -466,6 +477,7 @@ class RealBackend(KubeBackendBase):
 
     def exec(self, endpoint: str, argv: Sequence[str], timeout: float) -> ExecResult:
         """Run argv in the pod's network namespace (never in a node's)."""
+        self.stop_if_interrupted(f"running {argv[0] if argv else '?'} in {endpoint}")
         if endpoint.startswith("ext:"):
             if endpoint not in self._externals:
                 raise ExecError(list(argv), f"no external host {endpoint!r} in this scenario",
@@ -488,10 +500,6 @@ class RealBackend(KubeBackendBase):
 
     # -- fault steps ----------------------------------------------------------------------------
     ENGINE_PROCESSES = ("kube-router", "felix")
-
-    @property
-    def fault_nodes(self) -> int:
-        return len(self.nodes)
 
     def fault(self, action: str, target: str, node: int | None = None) -> str:
         """Stop (SIGTERM), kill (SIGKILL), start, restart or kill-restart (SIGKILL, then start)
