@@ -145,9 +145,9 @@ def library(tracer: Tracer, paths: list[str], cnis: str, jobs: int | None,
     print(f"  floor {floor:.1f}s = {rounds} rounds x {timeout:g}s / {used} at once; "
           f"wall = {wall / floor if floor else 0:.2f} x the floor   targets: < 90 s, < 1.5 x")
     if busy and probes:
-        from harness.session import PROBE_CPU_SECONDS, PROBES_PER_SECOND, default_jobs
+        from harness.scheduler import PROBE_CPU_SECONDS, PROBES_PER_SECOND, default_jobs
         pps, cpp = probes / busy * timeout, cpu / probes
-        print(f"  measured for harness.session.default_jobs: {cpp:.4f} CPU s per probe, "
+        print(f"  measured for harness.scheduler.default_jobs: {cpp:.4f} CPU s per probe, "
               f"{pps:.0f} probes per second of a scenario at a 1 s timeout (sum of scenario "
               f"times {busy:.0f}s) -> {default_jobs(os.cpu_count(), timeout)} jobs here with "
               f"the constants in use ({PROBE_CPU_SECONDS:g}, {PROBES_PER_SECOND:g})")

@@ -133,7 +133,7 @@ def normalise(output: str) -> str:
     """The output with run ids, timings and round counts replaced by fixed stand-ins."""
     for run_id in set(_RUN_ID_RE.findall(output)):
         output = re.sub(rf"\b{re.escape(run_id)}[a-z0-9]?\b", "RUNID", output)
-        # the clusters of scenarios run at once (harness.session.slot_run_id)
+        # the clusters of scenarios run at once (harness.scheduler.slot_run_id)
         output = re.sub(rf"\b{re.escape(run_id[:5])}[a-z0-9]{{3}}\b", "RUNID", output)
     for pattern, stand_in in _VOLATILE:
         output = pattern.sub(stand_in, output)

@@ -3,7 +3,9 @@
 A Session holds what every scenario of a run shares: the settings per CNI (a run id of its own
 each), each backend built once and brought up once under a lock, the canary run once per CNI,
 the decision to run or skip a scenario on a CNI (with the reason), the results, the teardown
-with the keep-cluster rule, and the run's metadata and report files.
+with the keep-cluster rule, and the run's metadata and report files. When scenarios run at
+once (`jobs` above 1), on which cluster and when is harness.scheduler's business: the session
+hands it each (scenario, CNI) as work and builds the extra clusters it asks for.
 
 Why one place: both front ends need exactly this orchestration, and two copies drift (the way
 cilium's ConnectivityTest holds what the tests of one run share, and pytest-xdist keeps its
@@ -17,9 +19,8 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-import re
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Callable, ContextManager
 
@@ -36,48 +37,17 @@ from harness.reports.write import run_meta, write_reports
 from harness.results import BANNER, Expectation, ScenarioOutcome, ScenarioResult
 from harness.runner import run_scenario
 from harness.scenario import Scenario
+from harness.scheduler import (
+    CNI_SUFFIX,
+    Scheduler,
+    bring_down,
+    default_jobs,
+    slot_run_id,
+    worker_index,
+)
 from harness.settings import Settings, declared_capabilities
 
 Log = Callable[[str], None]
-#: one letter per CNI appended to a local run id: both local profiles exist at once in one run
-_SUFFIX = "abcdefgh"
-_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
-
-#: CPU seconds one probe costs on the local backend, everything included (bring-up, servers,
-#: the harness itself): the library's CPU divided by its probes, measured by
-#: bench/bench_library.py on this project's 2-core machine
-PROBE_CPU_SECONDS = 0.0014
-#: probes per second one local scenario runs at a 1 s probe timeout (rounds wait for blocked
-#: probes, so this scales with 1 / timeout): the library's probes divided by the sum of its
-#: scenarios' durations, same benchmark
-PROBES_PER_SECOND = 67.0
-#: the share of the cores the scenarios may keep busy: the rest is for bring-ups, teardowns and
-#: the servers' answers, so that a saturated machine never delays a reply past the probe
-#: timeout (an UNSTABLE cell). At 0.75 (16 at once on 2 cores) 2 of 20 soak runs had one
-#: lookup answered after its 1 s timeout while other work shared the machine
-BUSY = 0.6
-
-
-def default_jobs(cpus: int | None, probe_timeout: float) -> int:
-    """Scenarios to run at once on the local backend: as many as keep the cores busy.
-
-    One scenario keeps PROBES_PER_SECOND x PROBE_CPU_SECONDS of a core busy (scaled by the probe
-    timeout); most of its time is spent waiting for blocked probes' timeouts. More than BUSY of
-    the cores can serve would only make every probe slower, never the run shorter.
-    """
-    from harness.settings import MAX_JOBS
-    cores_per_scenario = PROBES_PER_SECOND * PROBE_CPU_SECONDS / max(probe_timeout, 0.1)
-    return max(1, min(MAX_JOBS, round((cpus or 1) * BUSY / cores_per_scenario)))
-
-
-def slot_run_id(run_id: str, worker: int, cni_index: int, slot: int) -> str:
-    """The run id of the extra local cluster number `slot` (1..35) of a CNI: the first five
-    characters of the run's id and three that encode (pytest-xdist worker, CNI, slot), so that
-    every cluster of a run, in every worker, has a name of its own within 8 characters."""
-    n = (worker * len(_SUFFIX) + cni_index) * 36 + slot
-    if not 1 <= slot < 36 or n >= 36 ** 3:
-        raise HarnessError(f"no run id for cluster {slot} of worker {worker}: too many clusters")
-    return run_id[:5] + _B36[n // 1296] + _B36[n // 36 % 36] + _B36[n % 36]
 
 
 @dataclass(frozen=True)
@@ -127,21 +97,17 @@ class Session:
         self.results: list[ScenarioResult] = []
         self.written: list[str] = []
         self._bannered: set[str] = set()
-        #: scenarios run at once; above 1 each runs on a local cluster of its own (a slot),
-        #: while the CNI's first backend keeps the canary and the Python fixtures
+        #: scenarios run at once; above 1 each runs on a local cluster of its own (an extra
+        #: cluster of the scheduler), while the CNI's first backend keeps the canary and the
+        #: Python fixtures
         # kube backends: one cluster, whose namespaces all scenarios of a run share
         # under pytest-xdist the cores are shared by `workers` processes
         self.jobs = 1 if settings.backend != "local" else settings.jobs or max(
             1, default_jobs(os.cpu_count(), settings.probe_timeout) // max(1, workers))
+        self.scheduler: Scheduler[ScenarioResult] = Scheduler(self.jobs, self._new_cluster)
         self._mutex = threading.RLock()
         self._cni_locks: dict[str, threading.RLock] = {}
-        self._pool: ThreadPoolExecutor | None = None
-        self._futures: dict[tuple[str, str], Future] = {}
-        self._free: dict[str, list[Backend]] = {}     # idle slot backends per CNI
-        self.slots: dict[str, list[Backend]] = {}     # every slot backend per CNI (for teardown)
         self._run_ids: set[str] = set()
-        self._limits: dict[str, threading.BoundedSemaphore] = {}
-        self._stopping = False
 
     def describe(self) -> str:
         """The settings' one-line description with the scenarios run at once."""
@@ -166,7 +132,7 @@ class Session:
         i = list(self.settings.cnis).index(cni) if cni in self.settings.cnis else 0
         rid = self.settings.run_id
         if self.settings.backend == "local":
-            rid = (rid + _SUFFIX[i % len(_SUFFIX)])[:8]
+            rid = (rid + CNI_SUFFIX[i % len(CNI_SUFFIX)])[:8]
         return replace(self.settings, run_id=rid)
 
     def _made(self, cni: str) -> Backend:
@@ -258,12 +224,12 @@ class Session:
         """Run `scenario` on `cni` (bringing it up first), or record it skipped with the reason;
         the result is kept for the reports and returned.
 
-        With jobs above 1 the scenario runs on a cluster of its own in the session's pool (it
+        With jobs above 1 the scenario runs on a cluster of its own in the scheduler's pool (it
         may already be running: see `prefetch`); its story is printed through `log` when it is
         done, whole, never interleaved with another scenario's.
         """
-        if self.jobs > 1:
-            result, lines = self._submit(scenario, cni).result()
+        if self.scheduler.parallel:
+            result, lines = self._start(scenario, cni).result()
             for line in lines:
                 log(line)
         else:
@@ -272,13 +238,13 @@ class Session:
         return result
 
     def prefetch(self, pairs: list[tuple[Scenario, str]]) -> None:
-        """Start running these (scenario, CNI) pairs in the pool, at most `jobs` at once, the
-        longest first (plan.estimated_seconds; ties in the order given, skipped ones last);
-        `run` then waits for each one's result, in its own order. Nothing happens with
+        """Start running these (scenario, CNI) pairs in the scheduler's pool, at most `jobs` at
+        once, the longest first (plan.estimated_seconds; ties in the order given, skipped ones
+        last); `run` then waits for each one's result, in its own order. Nothing happens with
         jobs = 1."""
-        if self.jobs > 1:
-            for scenario, cni in sorted(pairs, key=lambda p: -self._estimate(*p)):
-                self._submit(scenario, cni)
+        if self.scheduler.parallel:
+            self.scheduler.start_all([((str(sc.path), cni), self._estimate(sc, cni),
+                                       self._work(sc, cni)) for sc, cni in pairs])
 
     def _estimate(self, scenario: Scenario, cni: str) -> float:
         if self.plan(scenario, cni).skip:
@@ -286,22 +252,11 @@ class Session:
         s = self.settings_for(cni)
         return estimated_seconds(scenario, s.probe_timeout, s.min_rounds, s.min_window)
 
-    def _submit(self, scenario: Scenario, cni: str) -> Future:
-        key = (str(scenario.path), cni)
-        with self._mutex:
-            if self._stopping:
-                raise HarnessError("the run is stopping")
-            if key not in self._futures:
-                if self._pool is None:
-                    self._pool = ThreadPoolExecutor(max_workers=self.jobs,
-                                                    thread_name_prefix="netpol-scenario")
+    def _work(self, scenario: Scenario, cni: str) -> Callable[[Log], ScenarioResult]:
+        return lambda log: self._execute(scenario, cni, log, True)
 
-                def task() -> tuple[ScenarioResult, list[str]]:
-                    lines: list[str] = []
-                    return self._execute(scenario, cni, lines.append, True), lines
-
-                self._futures[key] = self._pool.submit(task)
-            return self._futures[key]
+    def _start(self, scenario: Scenario, cni: str) -> Future[tuple[ScenarioResult, list[str]]]:
+        return self.scheduler.start((str(scenario.path), cni), self._work(scenario, cni))
 
     def _execute(self, scenario: Scenario, cni: str, log: Log, pooled: bool) -> ScenarioResult:
         s = self.settings_for(cni)
@@ -313,7 +268,8 @@ class Session:
                                   skip_reason=plan.skip, enforcing_cluster=self.enforcing(cni),
                                   declared_enforcing=self.capabilities(cni).enforces)
         try:
-            backend = self._acquire(cni, log) if pooled else self.backend(cni)
+            primary = self.backend(cni)
+            backend = self.scheduler.acquire(cni, primary, log) if pooled else primary
         except HarnessError as exc:
             if not pooled:
                 raise
@@ -325,58 +281,23 @@ class Session:
                                   enforcing_cluster=self.enforcing(cni),
                                   declared_enforcing=self.capabilities(cni).enforces)
         try:
-            slot_settings = replace(s, run_id=backend.run_id)
-            return run_scenario(scenario, backend, slot_settings, log=log,
+            return run_scenario(scenario, backend, replace(s, run_id=backend.run_id), log=log,
                                 enforcing=self.enforcing(cni))
         finally:
             if pooled:
-                self._release(cni, backend)
+                self.scheduler.release(cni, backend, primary)
 
-    def _acquire(self, cni: str, log: Log) -> Backend:
-        """An idle cluster of `cni` for one scenario: a free slot, or a new one brought up (the
-        CNI's first backend, with its canary, is brought up before any)."""
-        primary = self.backend(cni)
+    def _new_cluster(self, cni: str, n: int) -> Backend:
+        """The n-th extra cluster of `cni` (the scheduler brings it up): a run id of its own
+        (scheduler.slot_run_id), taken by no other cluster of this process."""
+        s = self.settings_for(cni)
+        i = list(self.settings.cnis).index(cni) if cni in self.settings.cnis else 0
+        rid = slot_run_id(self.settings.run_id, worker_index(self.worker), i, n)
         with self._mutex:
-            limit = self._limits.get(cni)
-            if limit is None:
-                # a backend that cannot have clusters side by side runs one scenario at a time
-                n = min(self.jobs, primary.max_parallel)
-                limit = self._limits[cni] = threading.BoundedSemaphore(n)
-        limit.acquire()
-        try:
-            return self._slot(cni, primary, log)
-        except BaseException:
-            limit.release()
-            raise
-
-    def _release(self, cni: str, backend: Backend) -> None:
-        if backend is not self.backends.get(cni):
-            with self._mutex:
-                self._free.setdefault(cni, []).append(backend)
-        self._limits[cni].release()
-
-    def _slot(self, cni: str, primary: Backend, log: Log) -> Backend:
-        with self._mutex:
-            if self._stopping:
-                raise HarnessError("the run is stopping")
-            if primary.max_parallel == 1:
-                return primary
-            free = self._free.setdefault(cni, [])
-            if free:
-                return free.pop()
-            slot = len(self.slots.setdefault(cni, [])) + 1
-            s = self.settings_for(cni)
-            i = list(self.settings.cnis).index(cni) if cni in self.settings.cnis else 0
-            rid = slot_run_id(self.settings.run_id, _worker_index(self.worker), i, slot)
             if rid in self._run_ids:
-                raise HarnessError(f"run id {rid} of cluster {slot} of {cni} is already taken")
+                raise HarnessError(f"run id {rid} of cluster {n} of {cni} is already taken")
             self._run_ids.add(rid)
-            backend = get_backend(s.backend, cni, **replace(s, run_id=rid).backend_options())
-            self.slots[cni].append(backend)   # registered first: teardown runs after a failure
-        # in the story of the scenario that needed it: printed with it, never in between
-        log(f"bringing up {s.backend}/{cni} cluster {slot + 1} (run {rid}) ...")
-        backend.up()
-        return backend
+        return get_backend(s.backend, cni, **replace(s, run_id=rid).backend_options())
 
     # -- the end -------------------------------------------------------------------------------
     def teardown(self, cnis: list[str] | None = None) -> list[str]:
@@ -386,39 +307,18 @@ class Session:
             return self._teardown(cnis)
 
     def _teardown(self, cnis: list[str] | None) -> list[str]:
-        errors = []
+        errors: list[str] = []
         if cnis is None:
-            errors += self._stop_pool()
-        for cni in list(set(self.backends) | set(self.slots)) if cnis is None else cnis:
+            # scenarios still running (after Ctrl-C or SIGTERM) end at their next probe
+            self.scheduler.stop()
+        doomed: list[tuple[str, Backend]] = []
+        for cni in list(set(self.backends) | set(self.scheduler.cnis())) if cnis is None else cnis:
             backends = [b for b in [self.backends.pop(cni, None)] if b is not None]
-            with self._mutex:
-                backends += self.slots.pop(cni, [])
-                self._free.pop(cni, None)
+            backends += self.scheduler.clusters(cni)
             if self.settings.keep_cluster and self.settings.backend != "local":
                 continue
-            for backend in backends:
-                try:
-                    backend.down()
-                except HarnessError as exc:
-                    errors.append(f"{cni}: {exc}")
-        return errors
-
-    def _stop_pool(self) -> list[str]:
-        """End the pool: nothing new starts; scenarios still running (after Ctrl-C or SIGTERM)
-        are interrupted at their next probe and undeploy; their clusters go down after."""
-        with self._mutex:
-            pool, self._pool = self._pool, None
-            self._stopping = True
-            running = [f for f in self._futures.values() if not f.done()]
-        if pool is None:
-            return []
-        for f in running:
-            f.cancel()
-        if any(not f.done() for f in running):
-            for backend in [b for bs in list(self.slots.values()) for b in bs]:
-                backend.interrupt()   # its scenario ends at its next probe, tearing it down
-        pool.shutdown(wait=True, cancel_futures=True)
-        return []
+            doomed += [(cni, b) for b in backends]
+        return errors + bring_down(doomed)
 
     def add_remote(self, results: list[ScenarioResult], canaries: dict[str, dict]) -> None:
         """Results and canary findings another process of this run sent (pytest-xdist)."""
@@ -446,8 +346,3 @@ class Session:
         self.written = write_reports(self.results, self.settings, meta)
         return self.written
 
-
-def _worker_index(worker: str | None) -> int:
-    """0 for a process alone, N for pytest-xdist worker gwN."""
-    digits = re.sub(r"\D", "", worker or "")
-    return int(digits) if digits else 0

@@ -86,7 +86,7 @@ class Settings:
     #: probes in flight at once (a live API server must not receive thousands of execs at once)
     concurrency: int = 16
     #: scenarios run at once, each on a cluster of its own (local backend only); None: chosen
-    #: from the CPU count (harness.session.default_jobs)
+    #: from the CPU count (harness.scheduler.default_jobs)
     jobs: int | None = None
     context: str | None = None
     allow_context: str | None = None

@@ -64,7 +64,7 @@ def test_the_top_floor_of_harness_stays_small():
     modules = sorted(p.name for p in (ROOT / "harness").glob("*.py"))
     packages = sorted(p.name for p in (ROOT / "harness").iterdir()
                       if (p / "__init__.py").exists())
-    assert len(modules) <= 30, modules            # 28 plus __init__ and __main__
+    assert len(modules) <= 31, modules            # 29 plus __init__ and __main__
     assert set(packages) >= {"backends", "commands", "reports", "scenario"}
 
 

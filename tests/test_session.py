@@ -89,7 +89,7 @@ def test_the_session_never_imports_pytest():
 
 def test_clusters_of_jobs_get_names_of_their_own_within_eight_characters():
     from harness.naming import valid_run_id
-    from harness.session import slot_run_id
+    from harness.scheduler import slot_run_id
     ids = {slot_run_id("abcd12", w, c, k) for w in range(12) for c in range(2) for k in range(1, 36)}
     assert len(ids) == 12 * 2 * 35 and all(valid_run_id(i) and i.startswith("abcd1") for i in ids)
     # never one of the first clusters' names (run id + CNI letter)
@@ -97,7 +97,7 @@ def test_clusters_of_jobs_get_names_of_their_own_within_eight_characters():
 
 
 def test_default_jobs_follow_the_cores_and_the_measured_cost_per_probe():
-    from harness.session import default_jobs
+    from harness.scheduler import default_jobs
     assert default_jobs(2, 1.0) < default_jobs(8, 1.0)
     assert default_jobs(2, 1.0) <= default_jobs(2, 3.0)   # longer waits: more scenarios at once
     assert default_jobs(1, 0.1) >= 1 and default_jobs(512, 5.0) <= 64
@@ -141,7 +141,9 @@ def test_prefetch_starts_the_longest_first_and_the_skipped_last(monkeypatch):
     # each step observes for at least min_rounds x the timeout and min_window
     assert estimated_seconds(short, 2.0, 3, 3.0) == (1 + len(short.steps)) * 6.0
     started: list[tuple[str, str]] = []
-    monkeypatch.setattr(session, "_submit", lambda sc, cni: started.append((sc.name, cni)))
+    names = {str(sc.path): sc.name for sc in (fault, short, sctp)}
+    monkeypatch.setattr(session.scheduler, "start",
+                        lambda key, work: started.append((names[key[0]], key[1])))
     session.prefetch([(sctp, "enforcing"), (short, "enforcing"), (fault, "enforcing"),
                       (short, "open")])
     assert s.jobs == 4

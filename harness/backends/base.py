@@ -50,9 +50,9 @@ class Backend(abc.ABC):
     #: in the local backend's namespaces) or "agnhost" (the kube backends' client image)
     toolkit: str
     #: the run id naming everything this cluster creates (harness.naming); every cluster of a
-    #: run has one of its own (harness.session names the extra ones)
+    #: run has one of its own (harness.scheduler names the extra ones)
     run_id: str
-    #: clusters of this backend that can exist side by side in one run (harness.session):
+    #: clusters of this backend that can exist side by side in one run (harness.scheduler):
     #: 1 means the run's scenarios share one cluster, one at a time
     max_parallel: int = 1
     #: how many nodes a fault step's `node: N` may name (1..fault_nodes); 0: this backend runs

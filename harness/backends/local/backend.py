@@ -95,7 +95,7 @@ class LocalBackend(Backend):
     """The `local` backend (see the module docstring). A context manager: up() ... down()."""
 
     name = "local"
-    #: clusters of this backend that can exist side by side in one run (harness.session): each
+    #: clusters of this backend that can exist side by side in one run (harness.scheduler): each
     #: is a set of namespaces of its own
     max_parallel = 64
     #: the probe tools pods have: this machine's curl, nslookup and python3 (see probes.argv_for)

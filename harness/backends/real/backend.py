@@ -121,7 +121,7 @@ class RealBackend(KubeBackendBase):
 
     name = "local"
     toolkit = "debian"     # probes run this machine's curl/nslookup/python3 in pod namespaces
-    #: clusters of this backend side by side in one run (harness.session): each has a control
+    #: clusters of this backend side by side in one run (harness.scheduler): each has a control
     #: plane and two nodes of its own, so a few, not dozens (memory, and API servers' start-up)
     max_parallel = 3
 

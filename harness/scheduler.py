@@ -1,0 +1,225 @@
+"""The scheduler of a run: scenarios run at most `jobs` at once, each on a cluster of its own.
+
+What it does: a thread pool of `jobs` scenarios, started longest first; per CNI the clusters
+they run on (the CNI's first cluster when its backend cannot have clusters side by side, else
+extra clusters brought up on demand and reused, at most `Backend.max_parallel` in use); and the
+stop after Ctrl-C or SIGTERM: nothing new starts, every cluster with a scenario on it is
+interrupted (Backend.interrupt: its scenario ends at its next probe), and the pool is waited
+for. Each scenario's story is kept and handed back whole with its result, never interleaved.
+
+Why apart from harness.session: the session decides *what* runs on which CNI (settings, bring-up,
+canary, run or skip, reports); this module only decides *when* and *on which cluster*, and
+knows nothing of scenarios, settings or CNIs beyond their names (the way pytest-xdist keeps its
+scheduling in `dsession.py`/`scheduler/`, apart from what a test is).
+
+The interface: `start(key, work)` / `start_all(...)` run `work(log)` in the pool; inside it,
+`acquire(cni, primary, log)` ... `release(cni, backend, primary)` lend a cluster;
+`clusters(cni)` hands the extra clusters over for teardown; `stop()` ends the pool; and
+`bring_down(clusters)` takes clusters down side by side.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Generic, Hashable, TypeVar
+
+from harness.backends.base import Backend
+from harness.errors import HarnessError
+from harness.settings import MAX_JOBS
+
+Log = Callable[[str], None]
+T = TypeVar("T")
+
+#: one letter per CNI appended to a local run id: both local profiles exist at once in one run
+CNI_SUFFIX = "abcdefgh"
+_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+#: CPU seconds one probe costs on the local backend, everything included (bring-up, servers,
+#: the harness itself): the library's CPU divided by its probes, measured by
+#: bench/bench_library.py on this project's 2-core machine
+PROBE_CPU_SECONDS = 0.0014
+#: probes per second one local scenario runs at a 1 s probe timeout (rounds wait for blocked
+#: probes, so this scales with 1 / timeout): the library's probes divided by the sum of its
+#: scenarios' durations, same benchmark
+PROBES_PER_SECOND = 67.0
+#: the share of the cores the scenarios may keep busy: the rest is for bring-ups, teardowns and
+#: the servers' answers, so that a saturated machine never delays a reply past the probe
+#: timeout (an UNSTABLE cell). At 0.75 (16 at once on 2 cores) 2 of 20 soak runs had one
+#: lookup answered after its 1 s timeout while other work shared the machine
+BUSY = 0.6
+
+
+def default_jobs(cpus: int | None, probe_timeout: float) -> int:
+    """Scenarios to run at once on the local backend: as many as keep the cores busy.
+
+    One scenario keeps PROBES_PER_SECOND x PROBE_CPU_SECONDS of a core busy (scaled by the probe
+    timeout); most of its time is spent waiting for blocked probes' timeouts. More than BUSY of
+    the cores can serve would only make every probe slower, never the run shorter.
+    """
+    cores_per_scenario = PROBES_PER_SECOND * PROBE_CPU_SECONDS / max(probe_timeout, 0.1)
+    return max(1, min(MAX_JOBS, round((cpus or 1) * BUSY / cores_per_scenario)))
+
+
+def slot_run_id(run_id: str, worker: int, cni_index: int, slot: int) -> str:
+    """The run id of the extra local cluster number `slot` (1..35) of a CNI: the first five
+    characters of the run's id and three that encode (pytest-xdist worker, CNI, slot), so that
+    every cluster of a run, in every worker, has a name of its own within 8 characters."""
+    n = (worker * len(CNI_SUFFIX) + cni_index) * 36 + slot
+    if not 1 <= slot < 36 or n >= 36 ** 3:
+        raise HarnessError(f"no run id for cluster {slot} of worker {worker}: too many clusters")
+    return run_id[:5] + _B36[n // 1296] + _B36[n // 36 % 36] + _B36[n % 36]
+
+
+def worker_index(worker: str | None) -> int:
+    """0 for a process alone, N for pytest-xdist worker gwN."""
+    digits = re.sub(r"\D", "", worker or "")
+    return int(digits) if digits else 0
+
+
+class Scheduler(Generic[T]):
+    """Work items (one scenario on one CNI each) at most `jobs` at once, and the clusters they
+    run on; see the module docstring. `new_cluster(cni, n)` builds (does not bring up) the
+    n-th extra cluster of a CNI (1, 2, ...)."""
+
+    def __init__(self, jobs: int, new_cluster: Callable[[str, int], Backend]):
+        self.jobs = jobs
+        self._new_cluster = new_cluster
+        self._mutex = threading.RLock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._futures: dict[Hashable, Future[tuple[T, list[str]]]] = {}
+        self._extra: dict[str, list[Backend]] = {}   # every extra cluster per CNI (teardown)
+        self._free: dict[str, list[Backend]] = {}    # the idle ones
+        self._limits: dict[str, threading.BoundedSemaphore] = {}
+        self._busy: list[Backend] = []               # clusters a scenario runs on (or comes up)
+        self._stopping = False
+
+    @property
+    def parallel(self) -> bool:
+        """Whether work runs in the pool at all (jobs above 1); else the caller runs it."""
+        return self.jobs > 1
+
+    # -- work -------------------------------------------------------------------------------
+    def start(self, key: Hashable, work: Callable[[Log], T]) -> Future[tuple[T, list[str]]]:
+        """Start `work(log)` in the pool, once per `key` (a later call returns the same
+        future); the future's value is (its result, the lines it logged)."""
+        with self._mutex:
+            if self._stopping:
+                raise HarnessError("the run is stopping")
+            if key not in self._futures:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=self.jobs,
+                                                    thread_name_prefix="netpol-scenario")
+
+                def task() -> tuple[T, list[str]]:
+                    lines: list[str] = []
+                    return work(lines.append), lines
+
+                self._futures[key] = self._pool.submit(task)
+            return self._futures[key]
+
+    def start_all(self, items: list[tuple[Hashable, float, Callable[[Log], T]]]) -> None:
+        """Start (key, estimated seconds, work) items, the longest first (ties in the order
+        given): runs done at once end when the last does, so a long one started last would run
+        on alone."""
+        for key, _, work in sorted(items, key=lambda item: -item[1]):
+            self.start(key, work)
+
+    # -- clusters ---------------------------------------------------------------------------
+    def acquire(self, cni: str, primary: Backend, log: Log) -> Backend:
+        """An idle cluster of `cni` for one work item: `primary` (the CNI's first cluster, up)
+        when its backend cannot have clusters side by side, else an idle extra cluster or a
+        new one brought up here (its bring-up line goes to `log`, in the item's story). Blocks
+        while `min(jobs, primary.max_parallel)` are in use. `release` gives it back."""
+        with self._mutex:
+            limit = self._limits.get(cni)
+            if limit is None:
+                limit = self._limits[cni] = threading.BoundedSemaphore(
+                    max(1, min(self.jobs, primary.max_parallel)))
+        limit.acquire()
+        try:
+            return self._lend(cni, primary, log)
+        except BaseException:
+            limit.release()
+            raise
+
+    def _lend(self, cni: str, primary: Backend, log: Log) -> Backend:
+        with self._mutex:
+            if self._stopping:
+                raise HarnessError("the run is stopping")
+            if primary.max_parallel == 1:
+                self._busy.append(primary)
+                return primary
+            free = self._free.setdefault(cni, [])
+            if free:
+                backend = free.pop()
+                self._busy.append(backend)
+                return backend
+            n = len(self._extra.setdefault(cni, [])) + 1
+            backend = self._new_cluster(cni, n)
+            self._extra[cni].append(backend)   # registered first: teardown runs after a failure
+            self._busy.append(backend)         # and an interrupt reaches its bring-up
+        log(f"bringing up {backend.name}/{cni} cluster {n + 1} (run {backend.run_id}) ...")
+        backend.up()
+        return backend
+
+    def release(self, cni: str, backend: Backend, primary: Backend) -> None:
+        """Give back a cluster `acquire` lent."""
+        with self._mutex:
+            if backend in self._busy:
+                self._busy.remove(backend)
+            if backend is not primary:
+                self._free.setdefault(cni, []).append(backend)
+        self._limits[cni].release()
+
+    def clusters(self, cni: str) -> list[Backend]:
+        """Hand over the extra clusters of `cni` (for their teardown): forgotten here."""
+        with self._mutex:
+            self._free.pop(cni, None)
+            return self._extra.pop(cni, [])
+
+    def cnis(self) -> list[str]:
+        """The CNIs that have extra clusters."""
+        with self._mutex:
+            return list(self._extra)
+
+    # -- the end ----------------------------------------------------------------------------
+    def stop(self) -> None:
+        """End the pool: nothing new starts; work still running (after Ctrl-C or SIGTERM) has
+        its cluster interrupted (Backend.interrupt: it ends at its next probe and undeploys);
+        returns once every item is done. The clusters stay up: the caller brings them down."""
+        with self._mutex:
+            pool, self._pool = self._pool, None
+            self._stopping = True
+            running = [f for f in self._futures.values() if not f.done()]
+            busy = list(self._busy)
+        if pool is None:
+            return
+        for f in running:
+            f.cancel()
+        if any(not f.done() for f in running):
+            for backend in busy:
+                backend.interrupt()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def bring_down(clusters: list[tuple[str, Backend]]) -> list[str]:
+    """`down()` every (CNI, cluster) side by side, past failures; the failures as `cni: error`.
+
+    Why side by side: a cluster's down is mostly waiting (processes given their grace period,
+    an API server stopping), and after Ctrl-C with `-j` every extra cluster goes at once.
+    """
+    if len(clusters) <= 1:
+        return [err for cni, b in clusters if (err := _down(cni, b))]
+    with ThreadPoolExecutor(max_workers=len(clusters), thread_name_prefix="netpol-down") as pool:
+        futures = [pool.submit(_down, cni, b) for cni, b in clusters]
+    return [err for f in futures if (err := f.result())]
+
+
+def _down(cni: str, backend: Backend) -> str | None:
+    try:
+        backend.down()
+    except HarnessError as exc:
+        return f"{cni}: {exc}"
+    return None

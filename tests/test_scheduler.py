@@ -1,0 +1,143 @@
+"""harness.scheduler without a cluster: how many scenarios run at once and on which cluster,
+extra clusters made on demand and reused, and the stop after Ctrl-C that interrupts what runs.
+
+The clusters here are Backend subclasses whose `exec` waits a little and answers, and which
+record how they were used; real clusters under the same scheduler: tests/test_runner_cli.py
+(-j 3), tests/plugin/test_sigterm.py and tests/real/test_real_interrupt.py.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from harness.backends.base import Backend
+from harness.errors import ExecResult, HarnessError
+from harness.lifecycle import Terminated
+from harness.scheduler import Scheduler
+
+
+class Cluster(Backend):
+    """A cluster that only runs commands (each takes `pause` s): what the scheduler touches is
+    up, interrupt and exec; everything else is not its business and fails."""
+
+    name, profile = "local", "enforcing"
+
+    def __init__(self, run_id: str, max_parallel: int = 64, pause: float = 0.02):
+        self.run_id, self.max_parallel, self.pause = run_id, max_parallel, pause
+        self.ups = 0
+
+    def up(self) -> None:
+        self.ups += 1
+
+    def exec(self, endpoint, argv, timeout):
+        self.stop_if_interrupted(f"running {argv[0]}")
+        time.sleep(self.pause)
+        return ExecResult(tuple(argv), 0, "", "", self.pause, endpoint)
+
+    def _unused(self, *args, **kwargs):
+        raise AssertionError("the scheduler never calls this")
+
+    capabilities = down = deploy = undeploy = set_labels = apply_policy = _unused  # type: ignore
+    delete_policy = policy_count = _unused  # type: ignore
+
+
+class Run:
+    """A scheduler over one CNI whose first cluster is `primary`; records the extra clusters it
+    asks for and which cluster each work item got, and how many ran at once."""
+
+    def __init__(self, jobs: int, primary: Cluster):
+        self.primary, self.made, self.used = primary, [], []
+        self.now = self.most = 0
+        self.lock = threading.Lock()
+        self.scheduler: Scheduler[str] = Scheduler(jobs, self.new_cluster)
+
+    def new_cluster(self, cni: str, n: int) -> Cluster:
+        c = Cluster(f"slot{n}")
+        self.made.append(c)
+        return c
+
+    def work(self, execs: int):
+        def item(log):
+            backend = self.scheduler.acquire("enforcing", self.primary, log)
+            try:
+                with self.lock:
+                    self.now += 1
+                    self.most = max(self.most, self.now)
+                    self.used.append(backend.run_id)
+                for _ in range(execs):
+                    backend.exec("x/a", ["curl"], 1.0)
+                log(f"done on {backend.run_id}")
+                return backend.run_id
+            finally:
+                with self.lock:
+                    self.now -= 1
+                self.scheduler.release("enforcing", backend, self.primary)
+        return item
+
+
+def test_extra_clusters_are_made_on_demand_reused_and_never_more_than_jobs():
+    run = Run(jobs=3, primary=Cluster("first"))
+    futures = [run.scheduler.start(i, run.work(5)) for i in range(8)]
+    results = [f.result(timeout=30) for f in futures]
+    assert run.most == 3 and len(run.made) == 3            # jobs at once, a cluster each
+    assert all(c.ups == 1 for c in run.made)               # each brought up once, then reused
+    assert "first" not in run.used                         # the first keeps the canary
+    assert {r for r, _ in results} == {"slot1", "slot2", "slot3"}
+    # each item's lines come back with its result, the bring-up line in the story that caused it
+    story = [line for _, lines in results for line in lines]
+    assert sum(line.startswith("bringing up local/enforcing cluster") for line in story) == 3
+    assert all(lines[-1] == f"done on {r}" for r, lines in results)
+
+
+def test_a_backend_that_cannot_have_clusters_side_by_side_runs_one_at_a_time_on_its_first():
+    run = Run(jobs=4, primary=Cluster("first", max_parallel=1))
+    for f in [run.scheduler.start(i, run.work(3)) for i in range(5)]:
+        f.result(timeout=30)
+    assert run.made == [] and run.most == 1 and set(run.used) == {"first"}
+
+
+def test_the_same_key_is_started_once_and_the_longest_starts_first():
+    run = Run(jobs=2, primary=Cluster("first"))
+    order: list[str] = []
+    gate = threading.Event()
+
+    def item(name: str):
+        def work(log):
+            order.append(name)
+            gate.wait(10)
+            return name
+        return work
+
+    # both workers are held by the first two; the rest queue in the order they were started
+    run.scheduler.start_all([("a", 1.0, item("a")), ("b", 5.0, item("b")),
+                             ("c", 3.0, item("c")), ("d", 5.0, item("d"))])
+    assert run.scheduler.start("b", item("again")) is run.scheduler.start("b", item("x"))
+    gate.set()
+    assert [run.scheduler.start(k, item("x")).result(10)[0] for k in "abcd"] == list("abcd")
+    assert order[:2] in (["b", "d"], ["d", "b"]) and order[2:] == ["c", "a"]
+
+
+def test_stop_interrupts_what_runs_cancels_what_waits_and_starts_nothing_new():
+    """Ctrl-C with -j: the running items end at their next exec (Terminated), in well under
+    the time they would have run; the queued one never starts; nothing starts after."""
+    run = Run(jobs=2, primary=Cluster("first"))
+    futures = [run.scheduler.start(i, run.work(execs=1000)) for i in range(3)]  # ~20 s each
+    deadline = time.monotonic() + 10
+    while len(run.used) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(run.used) == 2
+    started = time.monotonic()
+    run.scheduler.stop()
+    assert time.monotonic() - started < 2.0
+    for f in futures[:2]:
+        with pytest.raises(Terminated, match=r"local run slot\d \(enforcing\) is stopping"):
+            f.result(timeout=0)
+    assert futures[2].cancelled() and len(run.used) == 2
+    assert all(c.interrupted for c in run.made) and not run.primary.interrupted
+    with pytest.raises(HarnessError, match="the run is stopping"):
+        run.scheduler.start("late", run.work(1))
+    assert sorted(c.run_id for c in run.scheduler.clusters("enforcing")) == ["slot1", "slot2"]
+    assert run.scheduler.clusters("enforcing") == []      # handed over once, for teardown
