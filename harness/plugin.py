@@ -23,58 +23,16 @@ from harness.items import SESSION_KEY, ScenarioFile, ScenarioItem, is_collectabl
 from harness.reports import terminal
 from harness.results import ScenarioResult
 from harness.session import Session
-from harness.settings import SOURCES, Settings, SettingsError, build
-
-_BOOL_OPTIONS = ("keep_cluster", "reuse_cluster", "allow_cluster_scoped")
-_HELP = {
-    "backend": "where to run: local (netns emulation, root), kind (clusters per CNI), kubeconfig "
-               "(an existing cluster; needs --context and --allow-context)",
-    "cnis": "CNI(s) to run every scenario on, comma-separated; each scenario runs once per CNI "
-            "(test id name[cni]). local: enforcing, open (emulated), kube-router, calico, none "
-            "(real engines). kind: kindnet, calico, cilium, flannel",
-    "probe_timeout": "seconds one probe waits for an answer (default 1 local, 2 kube)",
-    "converge_timeout": "seconds a step may take to reach a stable result (default 10 local, 60 kube)",
-    "min_rounds": "every step is probed at least this many rounds, whatever the results "
-                  "(default 3)",
-    "min_window": "every step is probed until a round started at least this many seconds after "
-                  "the step's change, whatever the results (default 3 local, 10 kube)",
-    "keep_cluster": "leave kind clusters up at the end (for debugging or --reuse-cluster)",
-    "reuse_cluster": "use kind clusters left by --keep-cluster instead of creating them",
-    "json_path": "write the JSON results file (every probe, every attempt) to PATH",
-    "html_path": "write the self-contained HTML report to PATH",
-    "run_id": "the run id (4-8 of [a-z0-9]) naming everything created; default random",
-    "concurrency": "probes in flight at once per scenario (default 16)",
-    "jobs": "scenarios at once, each on a local cluster of its own (default: from the CPU count "
-            "and the measured CPU per probe; kube backends: 1), with or without xdist",
-    "context": "kubeconfig backend: the kubeconfig context to run in",
-    "allow_context": "kubeconfig backend: repeat the context name to agree that it is modified",
-    "allow_cluster_scoped": "kubeconfig backend: allow cluster-scoped policy objects",
-    "canary": "run the enforcement canary before the first scenario per CNI (default true)",
-    "allow_faults_on_context": "kubeconfig backend: name the context again to allow fault "
-                               "steps there (engine restarts only: the CNI agent's pods are "
-                               "deleted and its DaemonSet replaces them)",
-    "engine_pods": "kubeconfig backend: NAMESPACE/SELECTOR of the CNI agent's pods that fault "
-                   "steps delete (default per CNI, e.g. kube-system/k8s-app=cilium)",
-    "agnhost_image": "kind and kubeconfig backends: the agnhost image of the probe pods, e.g. a "
-                     "mirror's for an air-gapped cluster (default: the pinned upstream "
-                     "registry.k8s.io/e2e-test-images/agnhost tag and digest)",
-}
+from harness.settings import OPTIONS, SOURCES, Settings, SettingsError, build
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    """Every setting of harness.settings.OPTIONS, as `python -m harness run` has them too."""
     group = parser.getgroup("netpol-proof", "netpol-proof: live NetworkPolicy enforcement")
-    for key, (opt, env, ini) in SOURCES.items():
-        help_text = f"{_HELP[key]} [env {env}, ini {ini}]"
-        if key in _BOOL_OPTIONS:
-            group.addoption(opt, action="store_true", default=None, dest=f"netpol_{key}",
-                            help=help_text)
-        else:
-            metavar = {"cnis": "NAME[,NAME...]", "json_path": "PATH", "html_path": "PATH",
-                       "backend": "local|kind|kubeconfig", "allow_faults_on_context": "NAME",
-                       "engine_pods": "NAMESPACE/SELECTOR", "agnhost_image": "IMAGE"}.get(key)
-            group.addoption(opt, dest=f"netpol_{key}", default=None, metavar=metavar,
-                            help=help_text)
-        parser.addini(ini, _HELP[key], default=None)
+    for option in OPTIONS:
+        for names, kwargs in option.arguments(f"netpol_{option.key}", cli=False):
+            group.addoption(*names, **kwargs)
+        parser.addini(option.ini, option.help, default=None)
     parser.addini("netpol_scenario_dirs", "directories (relative to the rootdir) whose "
                   "`kind: Scenario` YAML files are collected", type="args", default=["scenarios"])
 

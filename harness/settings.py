@@ -25,31 +25,114 @@ LOCAL_PROFILES = ("enforcing", "open")
 KUBE_MIN_WINDOW = 10.0
 _CNI_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 
+@dataclass(frozen=True)
+class Option:
+    """One setting as the front ends offer it: the pytest plugin (harness.plugin) and `python -m
+    harness run` (harness.commands.run) both declare every row of OPTIONS through `arguments`,
+    so the two cannot drift (tests/test_settings.py compares what each declares)."""
+
+    #: the Settings field
+    key: str
+    #: the option of both front ends (and the name bad values are reported under)
+    flag: str
+    env: str
+    ini: str
+    help: str
+    metavar: str | None = None
+    #: a switch: given means true (no value)
+    switch: bool = False
+    #: shorter spellings `run` also takes (pytest's namespace needs the `netpol-` ones)
+    cli: tuple[str, ...] = ()
+    #: a switch both front ends take that sets the setting false (`--no-canary`)
+    off: str | None = None
+
+    def arguments(self, dest: str, cli: bool) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
+        """(names, keyword arguments) for argparse's `add_argument`, which pytest's `addoption`
+        takes alike: the plugin's (cli=False) or `run`'s (cli=True: its shorter spellings too,
+        and no ini in the help, which `run` does not read). Every default is None: `build`
+        resolves what was not given (environment, ini, then the defaults)."""
+        sources = f"env {self.env}" if cli else f"env {self.env}, ini {self.ini}"
+        kw: dict[str, Any] = {"dest": dest, "default": None, "help": f"{self.help} [{sources}]"}
+        if self.switch:
+            kw["action"] = "store_true"
+        else:
+            kw["metavar"] = self.metavar
+        out = [((*self.cli, self.flag) if cli else (self.flag,), kw)]
+        if self.off:
+            out.append(((self.off,), {"dest": dest, "default": None, "action": "store_const",
+                                      "const": "false", "help": f"the same as {self.flag} false"}))
+        return out
+
+
+def _row(key: str, flag: str, help: str, metavar: str | None = None, **kw: Any) -> Option:
+    name = key.upper()
+    return Option(key, flag, f"NETPOL_{name}", f"netpol_{key}", help, metavar, **kw)
+
+
+#: every setting, once: its option, environment variable, ini key and help
+OPTIONS: tuple[Option, ...] = (
+    Option("backend", "--backend", "NETPOL_BACKEND", "netpol_backend",
+           "where to run: local (netns emulation, root), kind (clusters per CNI), kubeconfig "
+           "(an existing cluster; needs --context and --allow-context)",
+           "local|kind|kubeconfig"),
+    Option("cnis", "--cni", "NETPOL_CNI", "netpol_cni",
+           "CNI(s) to run every scenario on, comma-separated; each scenario runs once per CNI "
+           "(test id name[cni]). local: enforcing, open (emulated), kube-router, calico, none "
+           "(real engines). kind: kindnet, calico, cilium, flannel", "NAME[,NAME...]"),
+    _row("probe_timeout", "--probe-timeout",
+         "seconds one probe waits for an answer (default 1 local, 2 kube)", "SECONDS"),
+    _row("converge_timeout", "--converge-timeout",
+         "seconds a step may take to reach a stable result (default 10 local, 30 real "
+         "engines, 60 kube)", "SECONDS"),
+    _row("min_rounds", "--min-rounds",
+         "every step is probed at least this many rounds, whatever the results (default 3)",
+         "N"),
+    _row("min_window", "--min-window",
+         "every step is probed until a round started at least this many seconds after the "
+         "step's change, whatever the results (default 3 local, 10 kube)", "SECONDS"),
+    _row("keep_cluster", "--keep-cluster",
+         "leave kind clusters up at the end (for debugging or --reuse-cluster)", switch=True),
+    _row("reuse_cluster", "--reuse-cluster",
+         "use kind clusters left by --keep-cluster instead of creating them", switch=True),
+    Option("json_path", "--netpol-json", "NETPOL_JSON", "netpol_json",
+           "write the JSON results file (every probe, every attempt) to PATH", "PATH",
+           cli=("--json",)),
+    Option("html_path", "--netpol-html", "NETPOL_HTML", "netpol_html",
+           "write the self-contained HTML report to PATH", "PATH", cli=("--html",)),
+    _row("run_id", "--netpol-run-id",
+         "the run id (4-8 of [a-z0-9]) naming everything created; default random", "ID",
+         cli=("--run-id",)),
+    _row("concurrency", "--netpol-concurrency",
+         "probes in flight at once per scenario (default 16)", "N"),
+    _row("jobs", "--netpol-jobs",
+         "scenarios at once, each on a local cluster of its own (default: from the CPU count "
+         "and the measured CPU per probe, shared by pytest-xdist's workers; kube backends: 1)",
+         "N",
+         cli=("-j", "--jobs")),
+    _row("context", "--context", "kubeconfig backend: the kubeconfig context to run in",
+         "NAME"),
+    _row("allow_context", "--allow-context",
+         "kubeconfig backend: repeat the context name to agree that it is modified", "NAME"),
+    _row("allow_cluster_scoped", "--allow-cluster-scoped",
+         "kubeconfig backend: allow cluster-scoped policy objects", switch=True),
+    _row("canary", "--netpol-canary",
+         "run the enforcement canary before the first scenario per CNI (default true)",
+         "true|false", off="--no-canary"),
+    _row("allow_faults_on_context", "--allow-faults-on-context",
+         "kubeconfig backend: name the context again to allow fault steps there (engine "
+         "restarts only: the CNI agent's pods are deleted and its DaemonSet replaces them)",
+         "NAME"),
+    _row("engine_pods", "--engine-pods",
+         "kubeconfig backend: NAMESPACE/SELECTOR of the CNI agent's pods that fault steps "
+         "delete (default per CNI, e.g. kube-system/k8s-app=cilium)", "NAMESPACE/SELECTOR"),
+    _row("agnhost_image", "--agnhost-image",
+         "kind and kubeconfig backends: the agnhost image of the probe pods, e.g. a mirror's "
+         "for an air-gapped cluster (default: the pinned upstream "
+         "registry.k8s.io/e2e-test-images/agnhost tag and digest)", "IMAGE"),
+)
+
 #: (setting, option spelling for messages, environment variable, ini key)
-SOURCES = {
-    "backend": ("--backend", "NETPOL_BACKEND", "netpol_backend"),
-    "cnis": ("--cni", "NETPOL_CNI", "netpol_cni"),
-    "probe_timeout": ("--probe-timeout", "NETPOL_PROBE_TIMEOUT", "netpol_probe_timeout"),
-    "converge_timeout": ("--converge-timeout", "NETPOL_CONVERGE_TIMEOUT", "netpol_converge_timeout"),
-    "min_rounds": ("--min-rounds", "NETPOL_MIN_ROUNDS", "netpol_min_rounds"),
-    "min_window": ("--min-window", "NETPOL_MIN_WINDOW", "netpol_min_window"),
-    "keep_cluster": ("--keep-cluster", "NETPOL_KEEP_CLUSTER", "netpol_keep_cluster"),
-    "reuse_cluster": ("--reuse-cluster", "NETPOL_REUSE_CLUSTER", "netpol_reuse_cluster"),
-    "json_path": ("--netpol-json", "NETPOL_JSON", "netpol_json"),
-    "html_path": ("--netpol-html", "NETPOL_HTML", "netpol_html"),
-    "run_id": ("--netpol-run-id", "NETPOL_RUN_ID", "netpol_run_id"),
-    "concurrency": ("--netpol-concurrency", "NETPOL_CONCURRENCY", "netpol_concurrency"),
-    "jobs": ("--netpol-jobs", "NETPOL_JOBS", "netpol_jobs"),
-    "context": ("--context", "NETPOL_CONTEXT", "netpol_context"),
-    "allow_context": ("--allow-context", "NETPOL_ALLOW_CONTEXT", "netpol_allow_context"),
-    "allow_cluster_scoped": ("--allow-cluster-scoped", "NETPOL_ALLOW_CLUSTER_SCOPED",
-                             "netpol_allow_cluster_scoped"),
-    "canary": ("--netpol-canary", "NETPOL_CANARY", "netpol_canary"),
-    "allow_faults_on_context": ("--allow-faults-on-context", "NETPOL_ALLOW_FAULTS_ON_CONTEXT",
-                                "netpol_allow_faults_on_context"),
-    "engine_pods": ("--engine-pods", "NETPOL_ENGINE_PODS", "netpol_engine_pods"),
-    "agnhost_image": ("--agnhost-image", "NETPOL_AGNHOST_IMAGE", "netpol_agnhost_image"),
-}
+SOURCES = {o.key: (o.flag, o.env, o.ini) for o in OPTIONS}
 #: an image reference: [registry[:port]/]path[:tag][@sha256:<64 hex>], lowercase path
 _IMAGE_RE = re.compile(r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._/-]+[a-z0-9]+)*"
                        r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$")

@@ -128,3 +128,101 @@ def test_the_agnhost_image_is_a_setting_for_the_kube_backends():
 def test_a_bad_agnhost_image_is_a_plain_error(values, message):
     with pytest.raises(SettingsError, match=message.replace("(", r"\(")):
         build(values, env={})
+
+
+# -- the two front ends declare the same options, from harness.settings.OPTIONS -----------------
+class Declared:
+    """Stands in for pytest's parser and option group, and argparse's parser: records what a
+    front end declares (names, keyword arguments) and its ini keys."""
+
+    def __init__(self):
+        self.options: list[tuple[tuple[str, ...], dict]] = []
+        self.inis: dict[str, str] = {}
+
+    def getgroup(self, name, description=""):
+        return self
+
+    def addoption(self, *names, **kwargs):
+        self.options.append((names, kwargs))
+
+    add_argument = addoption
+
+    def addini(self, name, help, **kwargs):
+        self.inis[name] = help
+
+    def by_setting(self, prefix: str = "") -> dict[str, list[tuple[tuple[str, ...], dict]]]:
+        out: dict[str, list] = {}
+        for names, kw in self.options:
+            out.setdefault(kw["dest"].removeprefix(prefix), []).append((names, kw))
+        return out
+
+
+def _without_sources(help_text: str) -> str:
+    return help_text.rsplit(" [env ", 1)[0]
+
+
+def test_every_setting_is_one_row_of_the_options_table():
+    from harness.settings import OPTIONS, SOURCES
+    assert [o.key for o in OPTIONS] == [f.name for f in dataclasses.fields(Settings)]
+    for attr in ("flag", "env", "ini"):
+        spellings = [getattr(o, attr) for o in OPTIONS]
+        assert len(set(spellings)) == len(spellings), attr
+    assert SOURCES == {o.key: (o.flag, o.env, o.ini) for o in OPTIONS}
+
+
+def test_the_plugin_and_the_cli_offer_every_setting_alike():
+    """Same names (the CLI adds only its shorter spellings), same defaults (none: `build`
+    resolves), same help (each then names the sources it reads: the CLI reads no ini)."""
+    from harness import plugin
+    from harness.commands import run
+    from harness.settings import OPTIONS
+
+    pytest_side, cli_side = Declared(), Declared()
+    plugin.pytest_addoption(pytest_side)
+    run.add_settings(cli_side)
+    by_pytest, by_cli = pytest_side.by_setting("netpol_"), cli_side.by_setting()
+    assert set(by_pytest) == set(by_cli) == {f.name for f in dataclasses.fields(Settings)}
+    for o in OPTIONS:
+        mine, theirs = by_pytest[o.key], by_cli[o.key]
+        assert len(mine) == len(theirs), o.key
+        for (p_names, p_kw), (c_names, c_kw) in zip(mine, theirs, strict=True):
+            assert c_names[-len(p_names):] == p_names, o.key     # the plugin's spellings, last
+            assert set(c_names) - set(p_names) <= set(o.cli), o.key
+            assert p_kw["default"] is None and c_kw["default"] is None, o.key
+            assert _without_sources(p_kw["help"]) == _without_sources(c_kw["help"]), o.key
+            assert {k: v for k, v in p_kw.items() if k not in ("dest", "help")} == \
+                {k: v for k, v in c_kw.items() if k not in ("dest", "help")}, o.key
+        assert _without_sources(mine[0][1]["help"]) == o.help
+        assert mine[0][1]["help"].endswith(f"[env {o.env}, ini {o.ini}]")
+        assert theirs[0][1]["help"].endswith(f"[env {o.env}]")
+        assert pytest_side.inis[o.ini] == o.help
+
+
+def test_the_cli_reaches_every_setting_by_the_plugins_spelling_and_its_own():
+    """Each option given on `run`'s real command line arrives in Settings as `build` makes it
+    from the same values (the kubeconfig backend: the one that takes every option)."""
+    from harness.cli import build_parser
+    from harness.commands.run import _settings
+    from harness.settings import OPTIONS
+
+    values = {"backend": "kubeconfig", "cnis": "calico", "probe_timeout": "0.5",
+              "converge_timeout": "20", "min_rounds": "4", "min_window": "5",
+              "json_path": "/tmp/r.json", "html_path": "/tmp/r.html", "run_id": "abcd12",
+              "concurrency": "8", "jobs": "2", "context": "kind-x", "allow_context": "kind-x",
+              "canary": "false", "allow_faults_on_context": "kind-x",
+              "engine_pods": "kube-system/k8s-app=calico-node",
+              "agnhost_image": "mirror.example:5000/e2e/agnhost:2.66.1"}
+    switches = [o for o in OPTIONS if o.switch]
+    assert {o.key for o in OPTIONS} == set(values) | {o.key for o in switches}
+    expected = build({**values, **{o.key: True for o in switches}}, env={})
+    for spelling in ("flag", "cli"):
+        argv = ["run", "x.yaml"]
+        for o in OPTIONS:
+            name = o.cli[-1] if spelling == "cli" and o.cli else o.flag
+            argv += [name] if o.switch else [name, values[o.key]]
+        got = _settings(build_parser().parse_args(argv))
+        assert got == expected, spelling
+        assert got.min_rounds == 4 and got.min_window == 5.0 and got.concurrency == 8
+    no_canary = build_parser().parse_args(["run", "x.yaml", "--no-canary"])
+    assert _settings(no_canary).canary is False
+    assert _settings(build_parser().parse_args(["run", "x.yaml"])).canary is True

@@ -26,47 +26,25 @@ def register(sub) -> None:
         "the failures as expected/observed tables and a scenario x CNI summary.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", metavar="PATH", help="scenario files or directories")
-    p.add_argument("--backend", help="local (default), kind or kubeconfig")
-    p.add_argument("--cni", help="CNI(s), comma-separated; local: enforcing, open (emulated), "
-                   "kube-router, calico, none (real engines)")
-    p.add_argument("--json", metavar="PATH", help="write the JSON results file")
-    p.add_argument("--html", metavar="PATH", help="write the HTML report")
-    p.add_argument("--probe-timeout", metavar="SECONDS")
-    p.add_argument("--converge-timeout", metavar="SECONDS")
     p.add_argument("-k", dest="keyword", metavar="SUBSTRING",
                    help="only scenarios whose name contains SUBSTRING")
-    p.add_argument("--run-id", help="4-8 characters of [a-z0-9] naming what the run creates")
-    p.add_argument("--keep-cluster", action="store_true", default=None)
-    p.add_argument("--context", help="kubeconfig backend: the context to run in")
-    p.add_argument("--allow-context", help="kubeconfig backend: repeat the context to agree")
-    p.add_argument("--allow-faults-on-context", metavar="NAME",
-                   help="kubeconfig backend: name the context again to allow fault steps there "
-                        "(engine restarts only: the CNI agent's pods are deleted and its "
-                        "DaemonSet replaces them)")
-    p.add_argument("--engine-pods", metavar="NAMESPACE/SELECTOR",
-                   help="kubeconfig backend: the CNI agent's pods that fault steps delete "
-                        "(default per CNI, e.g. kube-system/k8s-app=cilium)")
-    p.add_argument("--agnhost-image", metavar="IMAGE",
-                   help="kind and kubeconfig backends: the agnhost image of the probe pods, "
-                        "e.g. a mirror's for an air-gapped cluster (default: the pinned "
-                        "upstream tag and digest)")
-    p.add_argument("--no-canary", action="store_true", help="skip the enforcement canary")
-    p.add_argument("-j", "--jobs", metavar="N",
-                   help="scenarios at once, each on a local cluster of its own (default: from "
-                        "the CPU count and the measured CPU per probe; kube backends: 1)")
+    add_settings(p)
     p.set_defaults(func=run)
 
 
+def add_settings(p: argparse.ArgumentParser) -> None:
+    """Every setting of harness.settings.OPTIONS, as the pytest plugin has them too (its
+    spellings, plus `run`'s shorter ones: --json, --html, --run-id, -j/--jobs)."""
+    from harness.settings import OPTIONS
+    for option in OPTIONS:
+        for names, kwargs in option.arguments(option.key, cli=True):
+            p.add_argument(*names, **kwargs)
+
+
 def _settings(args: argparse.Namespace):
-    from harness.settings import build
-    return build({"backend": args.backend, "cnis": args.cni, "json_path": args.json,
-                  "html_path": args.html, "probe_timeout": args.probe_timeout,
-                  "converge_timeout": args.converge_timeout, "run_id": args.run_id,
-                  "keep_cluster": args.keep_cluster, "context": args.context,
-                  "allow_context": args.allow_context, "jobs": args.jobs,
-                  "allow_faults_on_context": args.allow_faults_on_context,
-                  "engine_pods": args.engine_pods, "agnhost_image": args.agnhost_image,
-                  "canary": False if args.no_canary else None})
+    from harness.settings import OPTIONS, build
+    given = vars(args)
+    return build({o.key: given[o.key] for o in OPTIONS})
 
 
 def _load(paths: list[str], keyword: str | None) -> tuple[list, int]:

@@ -33,10 +33,11 @@ def test_options_have_their_own_group_in_help(project):
     result = project.runpytest("--help")
     out = result.stdout.str()
     assert "netpol-proof: live NetworkPolicy enforcement" in out
-    for opt in ("--backend", "--cni", "--probe-timeout", "--converge-timeout", "--keep-cluster",
-                "--reuse-cluster", "--netpol-json", "--netpol-html", "--context",
-                "--allow-context", "--netpol-run-id"):
-        assert opt in out, opt
+    from harness.settings import OPTIONS
+
+    for o in OPTIONS:   # every setting (tests/test_settings.py: as the CLI has them)
+        assert o.flag in out and o.env in out, o.flag
+    assert "--min-rounds=N" in out and "--no-canary" in out
     assert "netpol_scenario_dirs" in out
 
 
