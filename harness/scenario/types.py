@@ -48,7 +48,7 @@ class FaultAction:
 
     @property
     def backend_action(self) -> str:
-        """What FaultInjector.fault is asked to do: the kind, or `kill-restart` for a restart
+        """What Backend.fault is asked to do: the kind, or `kill-restart` for a restart
         with signal KILL."""
         return "kill-restart" if self.kind == "restart" and self.signal == "KILL" else self.kind
 
