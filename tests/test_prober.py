@@ -11,6 +11,7 @@ import json
 import os
 import threading
 
+from harness.backends.base import Backend
 from harness.errors import ExecError
 from harness.model import Addresses, Protocol
 from harness.prober import _plan, probe_round
@@ -28,7 +29,18 @@ def captured(name: str) -> ExecResult:
     return ExecResult(tuple(d["argv"]), d["returncode"], d["stdout"], d["stderr"], d["elapsed"])
 
 
-class FakeKubeExec:
+class ExecOnly(Backend):
+    """A fake backend of which the prober uses `exec` alone (and the base's neutral DNS
+    helpers): every other member says it is not part of a probe round."""
+
+    def _unused(self, *args, **kwargs):
+        raise AssertionError("the prober calls exec and the DNS helpers only")
+
+    capabilities = up = down = deploy = undeploy = set_labels = _unused
+    apply_policy = delete_policy = policy_count = _unused
+
+
+class FakeKubeExec(ExecOnly):
     """A Kubernetes exec transport: replays captured output per target IP, fails for `broken`
     sources like a dropped websocket, and can hold every exec at a barrier."""
 
@@ -150,7 +162,7 @@ def test_empty_round():
     assert probe_round(FakeKubeExec({}), [], ADDR, 1.0) == {}
 
 
-class Looks:
+class Looks(ExecOnly):
     """A backend that replays one captured output per tool invocation, in order of arrival per
     (endpoint, first word of the argv): the first lookup of a name, then its second look."""
 
