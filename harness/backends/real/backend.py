@@ -39,7 +39,7 @@ from harness.backends.local import curl as probe_curl
 from harness.backends.local import netns as nsx
 from harness.backends.local import preflight
 from harness.backends.local.backend import DEFAULT_EXTERNAL_PORTS, STATE_DIR, claim_run, release_run
-from harness.backends.real import calico, engines
+from harness.backends.real import calico, engines, tooltrace
 from harness.backends.real import nodes as nodesx
 from harness.backends.real.kubelet import EmulatedKubelet, Process
 from harness.capabilities import Capabilities
@@ -128,7 +128,8 @@ class RealBackend(KubeBackendBase):
     def __init__(self, profile: str = "kube-router", run_id: str | None = None,
                  probe_timeout: float = 1.0, workdir: str | None = None,
                  ready_timeout: float = READY_TIMEOUT,
-                 status: Callable[[str], None] = status_line, **_: Any):
+                 status: Callable[[str], None] = status_line,
+                 tool_trace: tooltrace.ToolTrace | None = None, **_: Any):
         try:
             self.spec = engines.spec(profile)
         except ValueError as exc:
@@ -140,6 +141,8 @@ class RealBackend(KubeBackendBase):
         self.probe_timeout = probe_timeout
         self.ready_timeout = ready_timeout
         self.status = status
+        #: when set, every node process's iptables/ipset/nft calls are logged (tooltrace)
+        self.tool_trace = tool_trace
         self.workdir = os.path.join(workdir or STATE_DIR, self.run_id)
         self.nodes = nodesx.plan_nodes(self.run_id)
         #: a fault step's `node: N` names one of the run's nodes
@@ -263,8 +266,15 @@ class RealBackend(KubeBackendBase):
                     os.makedirs(os.path.join(state, sub), exist_ok=True)
                 admin = str(self._plane().kubeconfig_for_netns(node.netns))
                 procs.append(engines.felix(self.binaries["calico-felix"], node.netns,
-                                           node.name, admin, state))
+                                           node.name, admin, state,
+                                           self._traced_tools(node.netns, "felix",
+                                                              engines.FELIX_TOOLS)))
             for p in procs:
+                if p.name != "felix" and self.tool_trace is not None:
+                    path = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                    traced = self._traced_tools(node.netns, p.name)
+                    p = replace(p, env={**os.environ, **(p.env or {}),
+                                        "PATH": f"{traced}:{path}"})
                 log = os.path.join(self.workdir, f"{node.netns}-{p.name}.log")
                 proc = spawn(["ip", "netns", "exec", node.netns, *p.argv], env=p.env,
                              log_path=log)
@@ -285,6 +295,15 @@ class RealBackend(KubeBackendBase):
                                      ready_timeout=self.ready_timeout, status=self._log,
                                      node_of=self._place, dns_control=False,
                                      checkpoint=self._deploying)
+
+    def _traced_tools(self, netns: str, process: str,
+                      tools: tuple[str, ...] = tooltrace.TOOLS) -> str | None:
+        """With a tool trace: a directory of wrappers for `process` on node `netns`, first on
+        its PATH (harness.backends.real.tooltrace); else None."""
+        if self.tool_trace is None:
+            return None
+        return tooltrace.wrapper_dir(os.path.join(self.workdir, f"tools-{netns}-{process}"),
+                                     f"{process}@{netns}", self.tool_trace, process, tools)
 
     def _kubeconfig(self, netns: str, process: str) -> str:
         """A kubeconfig for `process` inside `netns`, as that process's own user."""

@@ -276,13 +276,15 @@ def iptables_backend() -> str:
     return "nft" if "nf_tables" in res.stdout else "legacy"
 
 
-def felix(binary: str, netns: str, node: str, kubeconfig: str, state_dir: str) -> NodeProcess:
+def felix(binary: str, netns: str, node: str, kubeconfig: str, state_dir: str,
+          tools: str | None = None) -> NodeProcess:
     """Felix for one node: Kubernetes datastore, iptables dataplane, IPv4 only, workload routes
     from pod IPs (no Calico IPAM here), no BPF/XDP/encapsulation/usage reports, health on the
     node namespace's loopback. Its own files: endpoint status and its iptables lock under
     `state_dir` (a directory of the run); /var/lib/calico is a private overlay
     (harness.backends.real.privatemounts), so two instances never share a file and the host
-    gets none."""
+    gets none. `tools`: the directory that is Felix's PATH (default: symlinks to FELIX_TOOLS
+    under `state_dir`; harness.backends.real.tooltrace gives wrappers of the same tools)."""
     env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
            "FELIX_LOGSEVERITYSYS": "none",
            "KUBECONFIG": kubeconfig,
@@ -307,7 +309,8 @@ def felix(binary: str, netns: str, node: str, kubeconfig: str, state_dir: str) -
     scratch = os.path.join(state_dir, "mounts")
     argv = ("unshare", "--mount", "--propagation", "private", sys.executable, "-m",
             "harness.backends.real.privatemounts", "--scratch", scratch, "--overlay", "/var/lib",
-            "--path", tool_dir(os.path.join(state_dir, "bin"), FELIX_TOOLS), "--", binary)
+            "--path", tools or tool_dir(os.path.join(state_dir, "bin"), FELIX_TOOLS), "--",
+            binary)
     host, port = FELIX_HEALTH
     return NodeProcess("felix", argv, _all(
         lambda: _http_ok(netns, f"http://{host}:{port}/readiness"),
