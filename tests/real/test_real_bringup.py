@@ -30,35 +30,6 @@ from harness.backends.real.backend import RealBackend
 from harness.shell import run
 from tests.real.conftest import needs_engine
 
-#: kube-proxy's jumps from the built-in chains to its own (kube-proxy v1.35.8, iptables mode:
-#: iptablesJumpChains and iptablesKubeletJumpChains, docs/sources.md §12), by table
-KUBE_PROXY_JUMPS = {
-    "filter": [("INPUT", "KUBE-EXTERNAL-SERVICES"), ("FORWARD", "KUBE-EXTERNAL-SERVICES"),
-               ("INPUT", "KUBE-NODEPORTS"), ("FORWARD", "KUBE-SERVICES"),
-               ("OUTPUT", "KUBE-SERVICES"), ("FORWARD", "KUBE-FORWARD"),
-               ("INPUT", "KUBE-PROXY-FIREWALL"), ("OUTPUT", "KUBE-PROXY-FIREWALL"),
-               ("FORWARD", "KUBE-PROXY-FIREWALL"), ("INPUT", "KUBE-FIREWALL"),
-               ("OUTPUT", "KUBE-FIREWALL")],
-    "nat": [("OUTPUT", "KUBE-SERVICES"), ("PREROUTING", "KUBE-SERVICES"),
-            ("POSTROUTING", "KUBE-POSTROUTING")],
-}
-
-
-def missing_jumps(netns: str) -> list[str]:
-    """kube-proxy's chains or jumps that `netns` lacks, as `table: FROM -> TO`."""
-    out = []
-    for table, jumps in KUBE_PROXY_JUMPS.items():
-        saved = run(["ip", "netns", "exec", netns, "iptables-save", "-t", table],
-                    timeout=30).stdout.splitlines()
-        chains = {line[1:].split()[0] for line in saved if line.startswith(":")}
-        for src, dst in jumps:
-            jumps_there = any(line.startswith(f"-A {src} ") and line.endswith(f"-j {dst}")
-                              for line in saved)
-            if dst not in chains or not jumps_there:
-                out.append(f"{table}: {src} -> {dst}"
-                           + ("" if dst in chains else f" (no chain {dst})"))
-    return out
-
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("iptables-save") is None,
                     reason="needs root and iptables (a network namespace with a nat table)")
@@ -109,7 +80,7 @@ def test_kube_proxy_rules_survive_kube_routers_first_restore(tmp_path):
             time.sleep(0.2)
         else:
             raise AssertionError(f"kube-router restored no filter table within 60 s: {log}")
-        missing = {n.netns: missing_jumps(n.netns) for n in b.nodes}
+        missing = {n.netns: engines.missing_jumps(n.netns) for n in b.nodes}
     finally:
         b.down()
     calls = tooltrace.read(log)

@@ -253,41 +253,33 @@ class RealBackend(KubeBackendBase):
             count = calico.install(self.api, self.versions["calico-felix"])
             self._log(f"Calico datastore: {count} CRDs, ClusterInformation, tiers")
         self._grant_roles()
+        # kube-proxy first. An engine that restores the whole filter table from a save
+        # (kube-router) undoes whatever kube-proxy writes between its save and its restore,
+        # chains included (docs/real-engines.md "Who writes a node's tables"); it starts once
+        # kube-proxy has written all it writes during the bring-up: its first sync, and the
+        # kube-dns Service's endpoints once CoreDNS is Ready.
         for node in self.nodes:
-            procs = [engines.kube_proxy(self.binaries["kube-proxy"], node.netns, node.name,
-                                        self._kubeconfig(node.netns, "kube-proxy"))]
-            if self.profile == "kube-router":
-                procs.append(engines.kube_router(self.binaries["kube-router"], node.netns,
+            self._start(node, engines.kube_proxy(self.binaries["kube-proxy"], node.netns,
                                                  node.name,
-                                                 self._kubeconfig(node.netns, "kube-router")))
-            elif self.profile == "calico":
-                state = os.path.join(self.workdir, f"felix-{node.netns}")
-                for sub in ("mounts", "status"):
-                    os.makedirs(os.path.join(state, sub), exist_ok=True)
-                admin = str(self._plane().kubeconfig_for_netns(node.netns))
-                procs.append(engines.felix(self.binaries["calico-felix"], node.netns,
-                                           node.name, admin, state,
-                                           self._traced_tools(node.netns, "felix",
-                                                              engines.FELIX_TOOLS)))
-            for p in procs:
-                if p.name != "felix" and self.tool_trace is not None:
-                    path = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-                    traced = self._traced_tools(node.netns, p.name)
-                    p = replace(p, env={**os.environ, **(p.env or {}),
-                                        "PATH": f"{traced}:{path}"})
-                log = os.path.join(self.workdir, f"{node.netns}-{p.name}.log")
-                proc = spawn(["ip", "netns", "exec", node.netns, *p.argv], env=p.env,
-                             log_path=log)
-                self._node_procs.append((node.netns, p, proc))
+                                                 self._kubeconfig(node.netns, "kube-proxy")))
         for obj in dns_objects(self.run_id, self.nodes[0].name, self.versions["coredns"]):
             self._create_system(obj)
-        self._wait_engines()
+        engines_later = self.spec.restores_filter_table
+        if not engines_later:
+            self._start_engines()
+        self._wait_node_processes()
         self.timings["engines"] = time.monotonic() - t
         self.stop_if_interrupted("waiting for CoreDNS")
         t = time.monotonic()
         wait_pods_ready(self.api, SYSTEM_NAMESPACE, "k8s-app=kube-dns", self.ready_timeout,
                         "the CoreDNS pod (kube-system/coredns) Ready", expect=1, interval=0.2)
+        self._wait_dns_forwarded()
         self.timings["coredns"] = time.monotonic() - t
+        if engines_later:
+            t = time.monotonic()
+            self._start_engines()
+            self._wait_node_processes()
+            self.timings["engines"] += time.monotonic() - t
         # no DNS-control client pod: here CoreDNS runs in a network namespace of ours with this
         # machine's nslookup at hand, so its positive control is asked inside it on 127.0.0.1,
         # as on the emulated profiles (the control pod is for distroless CoreDNS images)
@@ -295,6 +287,48 @@ class RealBackend(KubeBackendBase):
                                      ready_timeout=self.ready_timeout, status=self._log,
                                      node_of=self._place, dns_control=False,
                                      checkpoint=self._deploying)
+
+    def _start(self, node: nodesx.NodeNet, p: engines.NodeProcess) -> None:
+        """Start node process `p` in `node`'s namespace (with the tool trace's wrappers first
+        on its PATH when there is one), logging to the run's directory."""
+        if p.name != "felix" and self.tool_trace is not None:
+            path = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            traced = self._traced_tools(node.netns, p.name)
+            p = replace(p, env={**os.environ, **(p.env or {}), "PATH": f"{traced}:{path}"})
+        log = os.path.join(self.workdir, f"{node.netns}-{p.name}.log")
+        proc = spawn(["ip", "netns", "exec", node.netns, *p.argv], env=p.env, log_path=log)
+        self._node_procs.append((node.netns, p, proc))
+
+    def _start_engines(self) -> None:
+        """The engine of every node (kube-router or Felix; nothing on `none`)."""
+        for node in self.nodes:
+            if self.profile == "kube-router":
+                self._start(node, engines.kube_router(
+                    self.binaries["kube-router"], node.netns, node.name,
+                    self._kubeconfig(node.netns, "kube-router")))
+            elif self.profile == "calico":
+                state = os.path.join(self.workdir, f"felix-{node.netns}")
+                for sub in ("mounts", "status"):
+                    os.makedirs(os.path.join(state, sub), exist_ok=True)
+                admin = str(self._plane().kubeconfig_for_netns(node.netns))
+                self._start(node, engines.felix(
+                    self.binaries["calico-felix"], node.netns, node.name, admin, state,
+                    self._traced_tools(node.netns, "felix", engines.FELIX_TOOLS)))
+
+    def _wait_dns_forwarded(self) -> None:
+        """kube-proxy on every node forwards the kube-dns Service to CoreDNS (it wrote the
+        Service's endpoints), so it has no write left to make before the scenario's."""
+        protocols = ("udp", "tcp")
+        polled = poll(lambda: [engines.kube_proxy_forwards(n.netns, DNS_SERVICE_IP, protocols)
+                               for n in self.nodes],
+                      lambda states: all(ok for ok, _ in states), self.ready_timeout, 0.2)
+        if not polled.ok:
+            raise BackendError("waiting for kube-proxy to forward the kube-dns Service",
+                               "; ".join(f"{n.name}: {why}" for n, (ok, why)
+                                         in zip(self.nodes, polled.value or [], strict=False)
+                                         if not ok),
+                               "\n".join(self._log_tail(f"{n.netns}-kube-proxy.log")
+                                         for n in self.nodes))
 
     def _traced_tools(self, netns: str, process: str,
                       tools: tuple[str, ...] = tooltrace.TOOLS) -> str | None:
@@ -332,9 +366,10 @@ class RealBackend(KubeBackendBase):
             raise BackendError(f"creating {obj['kind']} kube-system/{obj['metadata']['name']}",
                                f"{exc.status} {exc.reason}: {str(exc.body)[:300]}") from None
 
-    def _wait_engines(self) -> None:
-        """Every node process ready (kube-proxy synced, the engine's chains exist); a process
-        that exits fails the bring-up with the end of its log."""
+    def _wait_node_processes(self) -> None:
+        """Every node process started so far ready (kube-proxy synced with its jumps in place,
+        the engine's chains exist); a process that exits fails the bring-up with the end of
+        its log."""
         def states():
             self.stop_if_interrupted("waiting for the node processes")
             out = []

@@ -55,6 +55,10 @@ class EngineSpec:
     name: str
     components: tuple[str, ...]
     caps: Capabilities
+    #: whether its sync saves the whole filter table and restores it from that save (without
+    #: --noflush): a write of another process in between is undone, so the harness starts it
+    #: only once kube-proxy has written everything it will write during the bring-up
+    restores_filter_table: bool = False
 
 
 SPECS: dict[str, EngineSpec] = {
@@ -64,7 +68,7 @@ SPECS: dict[str, EngineSpec] = {
          "deny_response": "kube-router's pod chains end in REJECT (ICMP port unreachable): a "
                           "denied TCP connect is refused at once, a denied UDP datagram gets "
                           "an ICMP error; a refusal counts as blocked only with a positive "
-                          "control"})),
+                          "control"}), restores_filter_table=True),
     "none": EngineSpec("none", (), Capabilities(
         _L34, "drop", False,
         {**_COMMON_NOTES,
@@ -180,9 +184,15 @@ def _http_ok(netns: str, url: str) -> tuple[bool, str]:
 
 
 def _chain_exists(netns: str, table: str, chain: str) -> tuple[bool, str]:
-    res = in_netns(netns, ["iptables", "-w", "5", "-t", table, "-S", chain])
-    return res.returncode == 0, (f"iptables -t {table} chain {chain}: "
-                                 f"{'present' if res.returncode == 0 else res.stderr.strip()}")
+    """Whether `chain` is in `table` of `netns`, read with `iptables-save`. Not `iptables -S
+    <chain>`: iptables-nft before 1.8.11 (Debian 12 has 1.8.9) answers that for a chain that
+    does not exist with "chain `X' in table `nat' is incompatible, use 'nft' tool", which reads
+    as a damaged table when the chain is only absent (docs/sources.md §12)."""
+    lines = saved(netns, table)
+    if isinstance(lines, str):
+        return False, lines
+    found = any(line.split()[0] == f":{chain}" for line in lines if line.startswith(":"))
+    return found, f"chain {chain} {'present in' if found else 'absent from'} table {table}"
 
 
 def _all(*checks: Callable[[], tuple[bool, str]]) -> Callable[[], tuple[bool, str]]:
@@ -196,6 +206,7 @@ def _all(*checks: Callable[[], tuple[bool, str]]) -> Callable[[], tuple[bool, st
 
 
 KUBE_PROXY_HEALTHZ = "127.0.0.1:10256"
+KUBE_PROXY_METRICS = "127.0.0.1:10249"
 KUBE_ROUTER_HEALTH_PORT = 20244
 
 
@@ -208,10 +219,103 @@ def kube_proxy(binary: str, netns: str, node: str, kubeconfig: str) -> NodeProce
             "--conntrack-max-per-core=0", "--conntrack-tcp-timeout-established=0",
             "--conntrack-tcp-timeout-close-wait=0",
             f"--healthz-bind-address={KUBE_PROXY_HEALTHZ}",
-            "--metrics-bind-address=127.0.0.1:10249", "--v=2")
+            f"--metrics-bind-address={KUBE_PROXY_METRICS}", "--v=2")
     return NodeProcess("kube-proxy", argv, _all(
-        lambda: _http_ok(netns, f"http://{KUBE_PROXY_HEALTHZ}/healthz"),
-        lambda: _chain_exists(netns, "nat", "KUBE-SERVICES")))
+        lambda: kube_proxy_synced(netns),
+        lambda: kube_proxy_jumps(netns)))
+
+
+#: kube-proxy's jumps from the built-in chains to its own, by table (kube-proxy v1.35.8 in
+#: iptables mode: iptablesJumpChains and iptablesKubeletJumpChains, docs/sources.md §12). It
+#: writes them with one iptables call each at the start of a full sync, and a sync that cannot
+#: write one ends there, before the nat table's rules.
+KUBE_PROXY_JUMPS: dict[str, tuple[tuple[str, str], ...]] = {
+    "filter": (("INPUT", "KUBE-EXTERNAL-SERVICES"), ("FORWARD", "KUBE-EXTERNAL-SERVICES"),
+               ("INPUT", "KUBE-NODEPORTS"), ("FORWARD", "KUBE-SERVICES"),
+               ("OUTPUT", "KUBE-SERVICES"), ("FORWARD", "KUBE-FORWARD"),
+               ("INPUT", "KUBE-PROXY-FIREWALL"), ("OUTPUT", "KUBE-PROXY-FIREWALL"),
+               ("FORWARD", "KUBE-PROXY-FIREWALL"), ("INPUT", "KUBE-FIREWALL"),
+               ("OUTPUT", "KUBE-FIREWALL")),
+    "nat": (("OUTPUT", "KUBE-SERVICES"), ("PREROUTING", "KUBE-SERVICES"),
+            ("POSTROUTING", "KUBE-POSTROUTING")),
+}
+
+
+def saved(netns: str, table: str) -> list[str] | str:
+    """`iptables-save -t <table>` of `netns` as lines, or why it could not be read."""
+    res = in_netns(netns, ["iptables-save", "-t", table])
+    if res.returncode != 0:
+        return f"iptables-save -t {table}: {res.stderr.strip() or f'exit {res.returncode}'}"
+    return res.stdout.splitlines()
+
+
+def missing_jumps(netns: str) -> list[str]:
+    """kube-proxy's chains or jumps (KUBE_PROXY_JUMPS) that `netns` lacks, as
+    `table: FROM -> TO`, or the reason a table could not be read."""
+    out = []
+    for table, jumps in KUBE_PROXY_JUMPS.items():
+        lines = saved(netns, table)
+        if isinstance(lines, str):
+            out.append(lines)
+            continue
+        have = {line[1:].split()[0] for line in lines if line.startswith(":") and len(line) > 1}
+        for src, dst in jumps:
+            jumped = any(line.startswith(f"-A {src} ") and line.endswith(f"-j {dst}")
+                         for line in lines)
+            if dst not in have or not jumped:
+                out.append(f"{table}: {src} -> {dst}" + ("" if dst in have else
+                                                         f" (no chain {dst})"))
+    return out
+
+
+def kube_proxy_jumps(netns: str) -> tuple[bool, str]:
+    missing = missing_jumps(netns)
+    return not missing, ("kube-proxy's jumps in place" if not missing else
+                         f"kube-proxy's rules lack {', '.join(missing)}")
+
+
+def kube_proxy_forwards(netns: str, ip: str, protocols: tuple[str, ...]) -> tuple[bool, str]:
+    """Whether kube-proxy in `netns` forwards the Service at `ip` to endpoints for each of
+    `protocols`: a rule of the nat table's KUBE-SERVICES for it per protocol, and none of the
+    filter table's that kube-proxy writes while a Service has no endpoints (REJECT)."""
+    nat = saved(netns, "nat")
+    if isinstance(nat, str):
+        return False, nat
+    filt = saved(netns, "filter")
+    if isinstance(filt, str):
+        return False, filt
+    dst = f"-d {ip}/32 "
+    lacking = [p for p in protocols
+               if not any(line.startswith("-A KUBE-SERVICES ") and dst in line
+                          and f"-p {p} " in line for line in nat)]
+    rejecting = [line for line in filt if dst in line and "-j REJECT" in line]
+    if lacking or rejecting:
+        return False, (f"kube-proxy does not forward {ip} yet: "
+                       + (f"no nat rule for {', '.join(lacking)}" if lacking else
+                          f"filter rejects it ({rejecting[0]})"))
+    return True, f"kube-proxy forwards {ip}"
+
+
+#: set by kube-proxy at the end of each sync that wrote its rules (none before the first)
+KUBE_PROXY_SYNCED = "kubeproxy_sync_proxy_rules_last_timestamp_seconds"
+
+
+def kube_proxy_synced(netns: str) -> tuple[bool, str]:
+    """Whether kube-proxy in `netns` has written its rules once. Not its /healthz: that answers
+    200 while kube-proxy is starting, before its first sync (docs/sources.md §12)."""
+    res = in_netns(netns, ["curl", "-sS", "--max-time", "2",
+                           f"http://{KUBE_PROXY_METRICS}/metrics"])
+    if res.returncode != 0:
+        return False, f"kube-proxy metrics: {res.stderr.strip() or f'exit {res.returncode}'}"
+    for line in res.stdout.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name.startswith(KUBE_PROXY_SYNCED + "{"):
+            try:
+                if float(value) > 0:
+                    return True, "kube-proxy synced its rules"
+            except ValueError:
+                pass
+    return False, "kube-proxy has not synced its rules yet"
 
 
 def kube_router(binary: str, netns: str, node: str, kubeconfig: str) -> NodeProcess:
