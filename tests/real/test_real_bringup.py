@@ -50,6 +50,43 @@ def test_an_absent_chain_reads_as_absent():
         nsx.delete_netns(netns)
 
 
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("iptables-restore") is None,
+                    reason="needs root and iptables (a network namespace with a nat table)")
+def test_the_kube_dns_service_is_forwarded_once_kube_proxy_wrote_its_endpoints():
+    """engines.kube_proxy_forwards reads kube-proxy's rules as kube-proxy v1.35.8 writes them:
+    while the Service has no endpoints a REJECT in the filter table, then a jump per port from
+    the nat table's KUBE-SERVICES."""
+    netns = f"{naming.local_prefix(naming.new_run_id())}n1"
+    ip = "10.96.0.10"
+
+    def restore(text: str) -> None:
+        run(["ip", "netns", "exec", netns, "iptables-restore", "--noflush"], input=text,
+            timeout=30, check=True)
+
+    def forwards() -> tuple[bool, str]:
+        return engines.kube_proxy_forwards(netns, ip, ("udp", "tcp"))
+
+    nsx.add_netns([netns])
+    try:
+        restore("*filter\n:KUBE-SERVICES - [0:0]\n"
+                f"-A KUBE-SERVICES -d {ip}/32 -p udp -m comment --comment \"kube-system/kube-dns:"
+                "dns has no endpoints\" -m udp --dport 53 -j REJECT --reject-with "
+                "icmp-port-unreachable\nCOMMIT\n*nat\n:KUBE-SERVICES - [0:0]\nCOMMIT\n")
+        ok, why = forwards()
+        assert not ok and "rejects" in why, why
+        restore("*filter\n:KUBE-SERVICES - [0:0]\nCOMMIT\n*nat\n:KUBE-SERVICES - [0:0]\n"
+                ":KUBE-SVC-UDP - [0:0]\n"
+                f"-A KUBE-SERVICES -d {ip}/32 -p udp -m udp --dport 53 -j KUBE-SVC-UDP\nCOMMIT\n")
+        ok, why = forwards()
+        assert not ok and "no nat rule for tcp" in why, why
+        restore("*nat\n:KUBE-SVC-TCP - [0:0]\n"
+                f"-A KUBE-SERVICES -d {ip}/32 -p tcp -m tcp --dport 53 -j KUBE-SVC-TCP\nCOMMIT\n")
+        ok, why = forwards()
+        assert ok, why
+    finally:
+        nsx.delete_netns(netns)
+
+
 #: hold a kube-proxy iptables call until kube-router on the same node has logged a save of its
 #: filter table, or for at most 15 s after kube-proxy's first held call on that node
 HOLD_UNTIL_KUBE_ROUTER_SAVED = (

@@ -290,9 +290,9 @@ def kube_proxy_forwards(netns: str, ip: str, protocols: tuple[str, ...]) -> tupl
                           and f"-p {p} " in line for line in nat)]
     rejecting = [line for line in filt if dst in line and "-j REJECT" in line]
     if lacking or rejecting:
-        return False, (f"kube-proxy does not forward {ip} yet: "
-                       + (f"no nat rule for {', '.join(lacking)}" if lacking else
-                          f"filter rejects it ({rejecting[0]})"))
+        why = ([f"no nat rule for {', '.join(lacking)}"] if lacking else []) + \
+              ([f"the filter table rejects it ({rejecting[0]})"] if rejecting else [])
+        return False, f"kube-proxy does not forward {ip} yet: {'; '.join(why)}"
     return True, f"kube-proxy forwards {ip}"
 
 
