@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 CNI ?= calico
 
-.PHONY: setup test demo bench soak check labs live cleanup lint unit
+.PHONY: setup test demo bench soak soak-bringup check labs live cleanup lint unit
 # the virtualenv alone (no system packages, so no root): what lint and unit need
 VENV := .venv/.netpol-proof-installed
 
@@ -47,3 +47,7 @@ cleanup: setup
 
 soak: setup
 	$(PY) bench/bench_soak.py
+
+# the real engines' bring-up (kube-router, calico) 20 times, two at a time, traced
+soak-bringup: setup
+	$(PY) bench/bench_bringup_soak.py
