@@ -90,10 +90,11 @@ def test_a_wrapper_logs_the_call_runs_the_tool_and_returns_its_status(tmp_path):
                               "kube-proxy", tools=("iptables", "ipset"))
     assert sorted(os.listdir(d)) == ["ipset", "iptables"]
     assert os.stat(os.path.join(d, "ipset")).st_mode & stat.S_IXUSR
-    res = subprocess.run([os.path.join(d, "iptables"), "--version"], capture_output=True,
-                         text=True)
-    bad = subprocess.run([os.path.join(d, "ipset"), "no-such-command"], capture_output=True,
-                         text=True)
+    # as Felix runs them: a PATH of the wrappers only
+    res = subprocess.run(["iptables", "--version"], capture_output=True, text=True,
+                         env={"PATH": d})
+    bad = subprocess.run(["ipset", "no-such-command"], capture_output=True, text=True,
+                         env={"PATH": d})
     assert res.returncode == 0 and "iptables" in res.stdout
     assert bad.returncode != 0
     calls = tooltrace.read(log)

@@ -29,6 +29,10 @@ TOOLS = tuple(f"{fam}{kind}" for fam in ("iptables", "ip6tables")
                            "-legacy", "-legacy-save", "-legacy-restore")) + ("ipset", "nft")
 
 
+#: PATH of a wrapper's own commands
+WRAPPER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
 @dataclass(frozen=True)
 class ToolTrace:
     """Trace the node processes' tool calls into `log` (one file for the whole run)."""
@@ -69,13 +73,17 @@ def wrapper_dir(path: str, label: str, trace: ToolTrace, process: str,
         if real is None:
             continue
         before = trace.before.get((process, tool), "")
+        # the wrapper's own commands (date, and what `before` runs) from the usual places:
+        # Felix's PATH holds its tools only; the tool itself runs with the caller's PATH
         script = (f"#!/bin/sh\n"
                   f"# {tool} for {label}, traced (harness.backends.real.tooltrace)\n"
                   f"label={shlex.quote(label)} log={shlex.quote(trace.log)} "
                   f"tool={shlex.quote(tool)}\n"
+                  f"caller_path=$PATH\n"
+                  f"PATH={WRAPPER_PATH}\n"
                   f"{before}\n"
                   f"t0=$(date +%s.%N)\n"
-                  f"{shlex.quote(real)} \"$@\"\n"
+                  f"PATH=$caller_path {shlex.quote(real)} \"$@\"\n"
                   f"rc=$?\n"
                   f"printf '%s %s %s %s %s %s\\n' \"$t0\" \"$(date +%s.%N)\" \"$$\" \"$label\" "
                   f"\"$rc\" \"$tool $*\" >> \"$log\"\n"
