@@ -10,8 +10,9 @@ A run fails when `up()` raises, or after it: kube-proxy lacks a jump on a node
 (engines.missing_jumps), does not forward the kube-dns Service, exited with an iptables call it
 could not make (exit status 2 or more), or wrote the filter table between kube-router's save of
 it and its restore from that save (tooltrace.lost_updates; kube-router's first restore is waited
-for before the check). Prints one line per run and the totals; exits 1 when a run failed. The
-trace and the error of a failed run are kept under KEEP. Run as root:
+for before the check), or when a line of its trace does not parse. Prints one line per run and
+the totals; exits 1 when a run failed. The trace and the error of a failed run are kept under
+KEEP. Run as root:
 `python bench/bench_bringup_soak.py [--runs 20] [--engines kube-router,calico] [--parallel 2]`.
 """
 
@@ -93,6 +94,7 @@ def one(index: int, engine: str, tmp: str) -> Result:
             r.problems.append(f"down() failed: {exc}")
     calls = tooltrace.read(log)
     r.calls = len(calls)
+    r.problems += [f"unreadable trace line: {line}" for line in tooltrace.unreadable(log)]
     r.problems += [f"{c.label}: {c.tool} {' '.join(c.args)} exited {c.status}" for c in calls
                    if c.process == "kube-proxy" and c.status >= 2]
     r.problems += [f"{x.write.label}: {' '.join(x.write.args)} ran inside kube-router's save "

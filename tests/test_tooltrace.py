@@ -102,4 +102,14 @@ def test_a_wrapper_logs_the_call_runs_the_tool_and_returns_its_status(tmp_path):
         ("iptables", ("--version",), 0, "kube-proxy", "np-abc123-n1"),
         ("ipset", ("no-such-command",), bad.returncode, "kube-proxy", "np-abc123-n1")]
     assert all(c.start <= c.end for c in calls)
+    assert tooltrace.unreadable(log) == []
     assert (tmp_path / "tools.log.before").read_text() == "held\n"
+
+
+def test_a_line_without_times_is_unreadable_not_dropped(tmp_path):
+    log = tmp_path / "tools.log"
+    log.write_text("1.0 1.1 7 felix@np-abc123-n1 0 iptables-nft-save -t filter\n"
+                   " 7 felix@np-abc123-n1 0 iptables-nft-restore --noflush\n")
+    assert [c.tool for c in tooltrace.read(str(log))] == ["iptables-nft-save"]
+    assert tooltrace.unreadable(str(log)) == [
+        " 7 felix@np-abc123-n1 0 iptables-nft-restore --noflush"]

@@ -95,25 +95,35 @@ def wrapper_dir(path: str, label: str, trace: ToolTrace, process: str,
     return path
 
 
-def read(log: str) -> list[Call]:
-    """The calls logged so far, in order of start."""
-    out = []
+def _parse(line: str) -> Call | None:
+    parts = line.split(" ")
+    if len(parts) < 6:
+        return None
+    start, end, pid, label, status, tool, *args = parts
+    try:
+        return Call(float(start), float(end), int(pid), label, int(status), tool,
+                    tuple(a for a in args if a))
+    except ValueError:
+        return None
+
+
+def _lines(log: str) -> list[str]:
     try:
         with open(log) as fh:
-            lines = fh.read().splitlines()
+            return fh.read().splitlines()
     except FileNotFoundError:
         return []
-    for line in lines:
-        parts = line.split(" ")
-        if len(parts) < 6:
-            continue   # a line being written
-        start, end, pid, label, status, tool, *args = parts
-        try:
-            out.append(Call(float(start), float(end), int(pid), label, int(status), tool,
-                            tuple(a for a in args if a)))
-        except ValueError:
-            continue
-    return sorted(out, key=lambda c: c.start)
+
+
+def read(log: str) -> list[Call]:
+    """The calls logged so far, in order of start (lines that do not parse: `unreadable`)."""
+    return sorted((c for line in _lines(log) if (c := _parse(line)) is not None),
+                  key=lambda c: c.start)
+
+
+def unreadable(log: str) -> list[str]:
+    """Lines of the log that are not a call (a wrapper that could not time its tool)."""
+    return [line for line in _lines(log) if _parse(line) is None]
 
 
 def family(tool: str) -> str:
