@@ -10,7 +10,9 @@ A run fails when `up()` raises, or after it: kube-proxy lacks a jump on a node
 (engines.missing_jumps), does not forward the kube-dns Service, exited with an iptables call it
 could not make (exit status 2 or more), or wrote the filter table between kube-router's save of
 it and its restore from that save (tooltrace.lost_updates; kube-router's first restore is waited
-for before the check), or when a line of its trace does not parse. Prints one line per run and
+for before the check) or inserted into a chain between kube-router's listing of it and its
+delete of a rule by number (tooltrace.stale_deletes), or when a line of its trace does not
+parse. Prints one line per run and
 the totals; exits 1 when a run failed. The trace and the error of a failed run are kept under
 KEEP. Run as root:
 `python bench/bench_bringup_soak.py [--runs 20] [--engines kube-router,calico] [--parallel 2]`.
@@ -100,6 +102,9 @@ def one(index: int, engine: str, tmp: str) -> Result:
     r.problems += [f"{x.write.label}: {' '.join(x.write.args)} ran inside kube-router's save "
                    f"-> restore ({'certain' if x.certain else 'overlapping'})"
                    for x in tooltrace.lost_updates(calls)]
+    r.problems += [f"{x.write.label}: {' '.join(x.write.args)} ran between kube-router's "
+                   f"listing of the chain and its {' '.join(x.delete.args)}"
+                   for x in tooltrace.stale_deletes(calls)]
     if r.problems:
         KEEP.mkdir(parents=True, exist_ok=True)
         shutil.copy(log, KEEP)

@@ -113,3 +113,39 @@ def test_a_line_without_times_is_unreadable_not_dropped(tmp_path):
     assert [c.tool for c in tooltrace.read(str(log))] == ["iptables-nft-save"]
     assert tooltrace.unreadable(str(log)) == [
         " 7 felix@np-abc123-n1 0 iptables-nft-restore --noflush"]
+
+
+DELETE_DATA = os.path.join(os.path.dirname(__file__), "data", "tooltrace",
+                           "kube-router-delete-by-number.log")
+
+
+def test_the_captured_delete_by_number_after_an_insert_of_kube_proxy():
+    """Captured: kube-router listed OUTPUT (-S), kube-proxy inserted its KUBE-FIREWALL jump at
+    the top, kube-router inserted its own jump at 1 and deleted rule 4, the number its old jump
+    had before kube-proxy's insert (that bring-up's node lacked OUTPUT -> KUBE-SERVICES after)."""
+    calls = tooltrace.read(DELETE_DATA)
+    found = tooltrace.stale_deletes(calls)
+    assert [(x.listing.args, x.write.args[-2:], x.delete.args) for x in found] == [
+        (("-t", "filter", "-S", "OUTPUT", "--wait"), ("-j", "KUBE-FIREWALL"),
+         ("-t", "filter", "-D", "OUTPUT", "4", "--wait"))]
+    assert lost_updates(calls) == []
+
+
+def test_a_delete_by_number_is_stale_only_after_another_write_to_its_chain():
+    listing = call("iptables", "-t", "filter", "-S", "OUTPUT", process="kube-router",
+                   start=0, end=0.1)
+    delete = call("iptables", "-t", "filter", "-D", "OUTPUT", "4", process="kube-router",
+                  start=0.5, end=0.6)
+    insert = call("iptables", "-w", "5", "-I", "OUTPUT", "-t", "filter", "-j", "X",
+                  start=0.2, end=0.3)
+    assert [x.write for x in tooltrace.stale_deletes([listing, insert, delete])] == [insert]
+    assert tooltrace.stale_deletes([listing, delete]) == []
+    other_chain = call("iptables", "-w", "5", "-I", "INPUT", "-t", "filter", "-j", "X",
+                       start=0.2, end=0.3)
+    nat = call("iptables", "-w", "5", "-I", "OUTPUT", "-t", "nat", "-j", "X", start=0.2, end=0.3)
+    before = call("iptables", "-w", "5", "-I", "OUTPUT", "-t", "filter", "-j", "X",
+                  start=-0.3, end=-0.2)
+    by_spec = call("iptables", "-t", "filter", "-D", "OUTPUT", "-j", "Y", process="kube-router",
+                   start=0.5, end=0.6)
+    assert tooltrace.stale_deletes([listing, other_chain, nat, before, delete]) == []
+    assert tooltrace.stale_deletes([listing, insert, by_spec]) == []

@@ -124,6 +124,8 @@ def test_kube_proxy_rules_survive_kube_routers_first_restore(tmp_path):
     failed = [f"{c.label}: {c.tool} {' '.join(c.args)} (exit {c.status})" for c in calls
               if c.process == "kube-proxy" and c.status >= 2]
     lost = [f"{x.write.label}: {' '.join(x.write.args)}" for x in tooltrace.lost_updates(calls)]
+    lost += [f"{x.write.label}: {' '.join(x.write.args)} before {' '.join(x.delete.args)}"
+             for x in tooltrace.stale_deletes(calls)]
     assert missing == {n.netns: [] for n in b.nodes}, missing
     assert failed == [], failed
     assert lost == [], lost

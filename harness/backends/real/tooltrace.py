@@ -180,3 +180,53 @@ def lost_updates(calls: list[Call], restorer: str = "kube-router") -> list[LostU
                     and family(c.tool) == family(restore.tool)
                     and c.end > save.start and c.start < restore.end]
     return out
+
+
+@dataclass(frozen=True)
+class StaleDelete:
+    """A rule deleted by its number in a chain that another process wrote to after the
+    deleting process listed it: the number may name another rule by then."""
+
+    listing: Call
+    write: Call
+    delete: Call
+
+
+def _chain_of(call: Call, flags: tuple[str, ...]) -> str | None:
+    for i, a in enumerate(call.args[:-1]):
+        if a in flags:
+            return call.args[i + 1]
+    return None
+
+
+def _table_of(call: Call) -> str:
+    return call.args[call.args.index("-t") + 1] if "-t" in call.args[:-1] else "filter"
+
+
+def stale_deletes(calls: list[Call], deleter: str = "kube-router") -> list[StaleDelete]:
+    """Every `-D <chain> <number>` of `deleter` whose number came from its last listing of
+    that chain (`-S <chain>`) while another process of the node inserted or appended to the
+    chain between the listing and the delete (kube-router moves a rule to its position by
+    inserting it again and deleting the old one by number)."""
+    out = []
+    for node in sorted({c.node for c in calls}):
+        mine = [c for c in calls if c.node == node and family(c.tool) == "ip"
+                and c.tool.endswith(("iptables", "iptables-nft", "iptables-legacy"))]
+        for d in mine:
+            chain = _chain_of(d, ("-D", "--delete"))
+            if d.process != deleter or chain is None or d.status != 0:
+                continue
+            number = d.args[d.args.index(chain) + 1:][:1]
+            if not (number and number[0].isdigit()):
+                continue   # deleted by its spec, not its number
+            listing = next((c for c in reversed(mine) if c.process == deleter
+                            and c.end <= d.start and _chain_of(c, ("-S", "--list-rules")) == chain
+                            and _table_of(c) == _table_of(d)), None)
+            if listing is None:
+                continue
+            out += [StaleDelete(listing, c, d) for c in mine
+                    if c.process != deleter and c.status == 0
+                    and _chain_of(c, ("-I", "--insert", "-A", "--append")) == chain
+                    and _table_of(c) == _table_of(d)
+                    and c.end > listing.start and c.start < d.end]
+    return out
