@@ -94,10 +94,10 @@ def needs_components(command: str) -> str | None:
     if len(words) < 4 or words[3] not in ROOT_SUBCOMMANDS or "--cni" not in words[:-1]:
         return None
     from harness.backends.real.engines import ENGINES  # the engine names, one place
-    from harness.components import COMPONENTS, available
+    from harness.components import available, default_names
     if not set(words[words.index("--cni") + 1].split(",")) & set(ENGINES):
         return None
-    why = [reason for name in COMPONENTS for ok, reason in [available(name)] if not ok]
+    why = [reason for name in default_names() for ok, reason in [available(name)] if not ok]
     return "; ".join(why) or None
 
 

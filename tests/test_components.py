@@ -56,6 +56,10 @@ def _fill_entry(family: str) -> Path:
 def test_every_family_has_a_wrapper_module_pinning_its_version():
     for fam in comp.FAMILIES.values():
         text = _gomod(fam.name)
+        if fam.own:     # the project's own code: its module is itself
+            assert re.search(rf"^module\s+{re.escape(fam.module)}\s*$", text, re.M)
+            assert list((comp.MODULES_DIR / fam.name).glob("*.go"))
+            continue
         want = fam.require or fam.version
         assert re.search(rf"^\s*(?:require\s+)?{re.escape(fam.module)}\s+{re.escape(want)}\b",
                          text, re.M), \
@@ -75,6 +79,9 @@ def _tools(gomod: str) -> set[str]:
 
 def test_every_component_is_a_tool_of_its_family_module():
     for c in comp.COMPONENTS.values():
+        if comp.FAMILIES[c.family].own:
+            assert c.package == comp.FAMILIES[c.family].module
+            continue
         assert c.package in _tools(_gomod(c.family)), \
             f"{c.package} is not a `tool` of components/{c.family}/go.mod"
 
@@ -104,8 +111,8 @@ def test_staging_replaces_takes_exactly_the_placeholder_requires():
 
 def test_component_missing_is_a_harness_error():
     assert issubclass(ComponentMissing, HarnessError)
-    with pytest.raises(ComponentMissing, match="unknown component 'kubelet'"):
-        comp.find("kubelet")
+    with pytest.raises(ComponentMissing, match="unknown component 'kube-scheduler'"):
+        comp.find("kube-scheduler")
 
 
 # --- lookup order -------------------------------------------------------------------------------
@@ -219,6 +226,15 @@ def test_cache_key_follows_go_mod_go_sum_and_recipe(tmp_path, monkeypatch):
     assert comp.cache_key("etcd", _copy_modules(tmp_path / "again")) != key
 
 
+def test_cache_key_of_the_projects_own_code_follows_its_sources(tmp_path):
+    """netpol-cri is code of this repository: an edit of a .go file is a new build."""
+    mods = _copy_modules(tmp_path)
+    key = comp.cache_key("netpol-cri", mods)
+    with open(mods / "netpol-cri" / "main.go", "a") as fh:
+        fh.write("\n// touched\n")
+    assert comp.cache_key("netpol-cri", mods) != key
+
+
 def test_entry_dir_names_family_version_and_key(clean_env):
     entry = comp.entry_dir("kubernetes")
     assert entry.parent == clean_env / "cache" / "components"
@@ -257,6 +273,15 @@ def test_build_argv_names_a_lone_binary_and_uses_a_directory_for_several(tmp_pat
     assert many[many.index("-o") + 1] == str(tmp_path) + os.sep
     assert "-trimpath" in many and "k8s.io/component-base/version.gitVersion=v1.35.8" in \
         many[many.index("-ldflags") + 1]
+    assert many[3] == "build" and "k8s.io/kubernetes/cmd/kubelet" in many
+
+
+def test_build_argv_of_a_test_binary_is_go_test_c(tmp_path):
+    """critest's main package has only a _test.go file: `go build` would find nothing to build."""
+    argv = comp.build_argv("critest", tmp_path)
+    assert argv[3:5] == ["test", "-c"] and argv[argv.index("-o") + 1] == str(tmp_path / "critest")
+    assert argv[-1] == "sigs.k8s.io/cri-tools/cmd/critest"
+    assert "sigs.k8s.io/cri-tools/pkg/version.Version=v1.34.0" in argv[argv.index("-ldflags") + 1]
 
 
 def test_list_names_every_component_and_where_it_comes_from(clean_env, monkeypatch, capsys):
@@ -299,8 +324,14 @@ def test_missing_says_why_for_each_absent_component_and_passes_when_all_are_ther
     the real-engine tier: exit 1 with every reason, exit 0 (and nothing) when all are built."""
     assert comp.main(["missing"]) == 1
     out = capsys.readouterr().out
-    assert all(f"{name}: " in out for name in comp.COMPONENTS) and "not built" in out
-    for family in {c.family for c in comp.COMPONENTS.values()}:
+    assert all(f"{name}: " in out for name in comp.default_names()) and "not built" in out
+    # critest validates a runtime; the test command never runs it, so it is not a default
+    assert "critest" not in comp.default_names() and "critest: " not in out
+    for family in {comp.get(n).family for n in comp.default_names()}:
         _fill_entry(family)
     assert comp.main(["missing"]) == 0
     assert capsys.readouterr().out.strip() == ""
+    assert comp.main(["missing", "critest"]) == 1
+    assert "critest: critest v1.34.0 is not available" in capsys.readouterr().out
+    _fill_entry("critest")
+    assert comp.main(["missing", "critest"]) == 0

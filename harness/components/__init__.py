@@ -42,6 +42,7 @@ from harness.components.pins import (
     ComponentBuildError,
     ComponentMissing,
     Family,
+    default_names,
     get,
     members,
     module_dir,
@@ -52,6 +53,7 @@ from harness.components.pins import (
 __all__ = [
     "COMPONENTS", "FAMILIES", "KUBEBUILDER_NAMES", "MARKER", "MODULES_DIR", "Component",
     "ComponentBuildError", "ComponentMissing", "Family", "Found", "available", "build",
+    "default_names",
     "build_argv", "build_family", "cache_key", "cache_root", "complete", "entry_dir", "env_var",
     "find", "get", "go_directive", "go_toolchain", "locate", "main", "members", "module_dir",
     "recipe", "reported_version", "staging_replaces",

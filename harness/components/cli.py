@@ -8,7 +8,7 @@ import sys
 
 from harness.components.gobuild import build
 from harness.components.lookup import available, find, locate, reported_version
-from harness.components.pins import COMPONENTS
+from harness.components.pins import COMPONENTS, default_names
 from harness.errors import OUTPUT_LIMIT, ExecError, HarnessError
 
 
@@ -43,8 +43,9 @@ def _cmd_path(args) -> int:
 
 
 def _cmd_missing(args) -> int:
-    """Exit 0 when every component is available; else 1, printing why (one line each)."""
-    why = [f"{name}: {reason}" for name in COMPONENTS
+    """Exit 0 when every named component (every default one when none is named) is available;
+    else 1, printing why (one line each)."""
+    why = [f"{name}: {reason}" for name in (args.names or default_names())
            for ok, reason in [available(name)] if not ok]
     print("; ".join(why))
     return 1 if why else 0
@@ -58,14 +59,16 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="each component, its version and where it comes from") \
         .set_defaults(func=_cmd_list)
-    b = sub.add_parser("build", help="build (or reuse) components; all when none is named")
+    b = sub.add_parser("build", help="build (or reuse) components; all but critest when none "
+                       "is named")
     b.add_argument("names", nargs="*", metavar="NAME", help=", ".join(COMPONENTS))
     b.set_defaults(func=_cmd_build)
     pa = sub.add_parser("path", help="print the binary path of one component")
     pa.add_argument("name", metavar="NAME", help=", ".join(COMPONENTS))
     pa.set_defaults(func=_cmd_path)
-    sub.add_parser("missing", help="exit 1 and say why when any component is missing") \
-        .set_defaults(func=_cmd_missing)
+    m = sub.add_parser("missing", help="exit 1 and say why when any component is missing")
+    m.add_argument("names", nargs="*", metavar="NAME", help="default: all but critest")
+    m.set_defaults(func=_cmd_missing)
     args = p.parse_args(argv)
     try:
         return args.func(args)

@@ -13,10 +13,10 @@ from typing import Callable, Iterable
 
 from harness.components.lookup import MARKER, complete, entry_dir, go_env, go_toolchain
 from harness.components.pins import (
-    COMPONENTS,
     FAMILIES,
     ComponentBuildError,
     ComponentMissing,
+    default_names,
     get,
     members,
     module_dir,
@@ -30,7 +30,12 @@ def build_argv(family: str, out: Path) -> list[str]:
     """The one `go build` that makes every binary of `family` into directory `out`."""
     fam = FAMILIES[family]
     comps = members(family)
-    argv = ["go", "-C", str(module_dir(family)), "build", "-trimpath"]
+    tests = [c for c in comps if c.test_binary]
+    if tests and len(comps) > 1:
+        raise ComponentBuildError(f"building {family}", "a family with a test binary (`go test "
+                                  "-c`) must have no other member")
+    argv = ["go", "-C", str(module_dir(family)), *(("test", "-c") if tests else ("build",)),
+            "-trimpath"]
     if fam.ldflags:
         argv += ["-ldflags", " ".join(fam.ldflags)]
     # One package: name the file (Go would call etcd's `server`); several: a directory, where
@@ -47,7 +52,7 @@ def build(names: Iterable[str] | None = None,
     renamed into place only once every binary exists, so an interrupted build leaves no entry
     that looks complete.
     """
-    wanted = [get(n) for n in (names or COMPONENTS)]
+    wanted = [get(n) for n in (names or default_names())]
     families = list(dict.fromkeys(c.family for c in wanted))
     paths: dict[str, Path] = {}
     for family in families:

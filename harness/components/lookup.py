@@ -39,11 +39,15 @@ def cache_root() -> Path:
 
 
 def cache_key(family: str, modules_dir: Path | None = None) -> str:
-    """12 hex digits of SHA-256 over the family's go.mod, go.sum and build recipe."""
+    """12 hex digits of SHA-256 over the family's go.mod, go.sum (and, for the project's own
+    code, its Go files but its tests) and build recipe."""
     fam = FAMILIES[family]
     d = (modules_dir or pins.MODULES_DIR) / family
     h = hashlib.sha256()
-    for part in (d / "go.mod", d / "go.sum"):
+    parts = [d / "go.mod", d / "go.sum"]
+    if fam.own:
+        parts += sorted(p for p in d.glob("*.go") if not p.name.endswith("_test.go"))
+    for part in parts:
         try:
             h.update(part.read_bytes())
         except OSError as exc:

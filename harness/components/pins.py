@@ -38,6 +38,9 @@ class Family:
     ldflags: tuple[str, ...] = ()
     #: GOTOOLCHAIN for this family: "local" means the machine's Go, never a download.
     toolchain: str = "local"
+    #: The project's own code (components/<name>/*.go, e.g. netpol-cri), not a wrapper of an
+    #: upstream module: its sources are part of the cache key.
+    own: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,11 @@ class Component:
     version_argv: tuple[str, ...]
     #: A regex the output of `version_argv` matches when the binary is the pinned version.
     version_re: str
+    #: A Go test binary (`go test -c`), such as critest, whose main package has only tests.
+    test_binary: bool = False
+    #: Built by `build` and checked by `missing` when no name is given. Off for tools that only
+    #: validate (critest): the test command never runs them.
+    default: bool = True
 
     @property
     def version(self) -> str:
@@ -57,9 +65,15 @@ class Component:
 
 
 _K8S = "v1.35.8"
+#: agnhost's own version in the pinned module (test/images/agnhost/VERSION of k8s.io/kubernetes
+#: v1.35.8); Go builds do not read that file, so it is stamped like the image build does.
+AGNHOST_VERSION = "2.59"
 _K8S_LD = (f"-X k8s.io/component-base/version.gitVersion={_K8S}",
            "-X k8s.io/component-base/version.gitMajor=1",
-           "-X k8s.io/component-base/version.gitMinor=35")
+           "-X k8s.io/component-base/version.gitMinor=35",
+           f"-X main.Version={AGNHOST_VERSION}")
+_CNI_PLUGINS = "v1.10.0"
+_CRITEST = "v1.34.0"
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     # What each family stamps, and why etcd and CoreDNS stamp nothing: docs/components.md.
@@ -75,6 +89,15 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            ldflags=("-X github.com/projectcalico/calico/pkg/buildinfo.Version=v3.31.0",
                     "-X github.com/projectcalico/calico/pkg/buildinfo.GitRevision="
                     "b1f3c43f84370504e218eb5be8a34c81348f866a")),
+    Family("cni-plugins", "github.com/containernetworking/plugins", _CNI_PLUGINS,
+           ldflags=("-X github.com/containernetworking/plugins/pkg/utils/buildversion."
+                    f"BuildVersion={_CNI_PLUGINS}",)),
+    # critest is a Go test binary (`go test -c`); why v1.34.0 for a v1.35 kubelet:
+    # docs/real-nodes.md §1.
+    Family("critest", "sigs.k8s.io/cri-tools", _CRITEST,
+           ldflags=(f"-X sigs.k8s.io/cri-tools/pkg/version.Version={_CRITEST}",)),
+    # netpol-proof's own CRI runtime (docs/real-nodes.md): `module` is its own module path.
+    Family("netpol-cri", "netpol-proof/components/netpol-cri", "0.1.0", own=True),
 )}
 
 COMPONENTS: dict[str, Component] = {c.name: c for c in (
@@ -94,6 +117,19 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in (
               r"CoreDNS-1\.15\.0\b"),
     Component("calico-felix", "felix", "github.com/projectcalico/calico/felix/cmd/calico-felix",
               ("--version",), r"Version:\s+v3\.31\.0\b"),
+    Component("kubelet", "kubernetes", "k8s.io/kubernetes/cmd/kubelet", ("--version",),
+              r"Kubernetes v1\.35\.8\b"),
+    Component("agnhost", "kubernetes", "k8s.io/kubernetes/test/images/agnhost", ("--version",),
+              r"^app version 2\.59$"),   # its cobra command is named "app"
+    # A CNI plugin run without CNI_COMMAND prints "CNI <name> plugin <version>" (and exits 0).
+    *(Component(name, "cni-plugins", f"github.com/containernetworking/plugins/plugins/{pkg}",
+                (), rf"CNI {name} plugin v1\.10\.0\b")
+      for name, pkg in (("bridge", "main/bridge"), ("host-local", "ipam/host-local"),
+                        ("loopback", "main/loopback"), ("portmap", "meta/portmap"))),
+    Component("netpol-cri", "netpol-cri", "netpol-proof/components/netpol-cri", ("-version",),
+              r"^netpol-cri 0\.1\.0$"),
+    Component("critest", "critest", "sigs.k8s.io/cri-tools/cmd/critest", ("-version",),
+              r"critest version: v1\.34\.0\b", test_binary=True, default=False),
 )}
 
 #: The envtest convention reads $KUBEBUILDER_ASSETS for these two only (plus kubectl).
@@ -106,6 +142,11 @@ def staging_replaces(kubernetes_gomod: str, staging_version: str) -> list[str]:
     mods = re.findall(r"^\s*(?:require\s+)?(k8s\.io/\S+)\s+v0\.0\.0\s*(?://.*)?$",
                       kubernetes_gomod, re.M)
     return [f"{m} => {m} {staging_version}" for m in sorted(set(mods))]
+
+
+def default_names() -> list[str]:
+    """The components `build` and `missing` mean when no name is given (all but critest)."""
+    return [name for name, c in COMPONENTS.items() if c.default]
 
 
 def get(name: str) -> Component:

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// criLog writes a container's output in the CRI log format the kubelet reads:
+// `<RFC 3339 time with nanoseconds> <stdout|stderr> <F|P> <content>`, one line per line of
+// output, P (partial) for a piece of a line longer than the read buffer.
+type criLog struct {
+	path string
+	mu   sync.Mutex
+	f    *os.File
+}
+
+func openCRILog(path string) (*criLog, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	l := &criLog{path: path}
+	return l, l.reopen()
+}
+
+func (l *criLog) reopen() error {
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f != nil {
+		l.f.Close()
+	}
+	l.f = f
+	return nil
+}
+
+func (l *criLog) write(stream string, content []byte, full bool) {
+	tag := "P"
+	if full {
+		tag = "F"
+	}
+	line := make([]byte, 0, len(content)+64)
+	line = time.Now().UTC().AppendFormat(line, time.RFC3339Nano)
+	line = append(line, ' ')
+	line = append(line, stream...)
+	line = append(line, ' ')
+	line = append(line, tag...)
+	line = append(line, ' ')
+	line = append(line, content...)
+	line = append(line, '\n')
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f != nil {
+		_, _ = l.f.Write(line)
+	}
+}
+
+func (l *criLog) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f != nil {
+		l.f.Close()
+		l.f = nil
+	}
+}
+
+// copyLines calls emit for every line read from r (without its newline, full=true) and for
+// every piece of a longer line (full=false); the last piece before EOF counts as full.
+func copyLines(r io.Reader, emit func(line []byte, full bool)) {
+	br := bufio.NewReaderSize(r, 16*1024)
+	for {
+		line, err := br.ReadSlice('\n')
+		switch {
+		case len(line) > 0 && line[len(line)-1] == '\n':
+			emit(line[:len(line)-1], true)
+		case len(line) > 0:
+			emit(line, !errors.Is(err, bufio.ErrBufferFull))
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return
+		}
+	}
+}
+
+// broadcaster hands a container's output to whoever is attached (best effort: a slow reader
+// misses nothing, it only delays the others).
+type broadcaster struct {
+	mu     sync.Mutex
+	subs   map[int]map[string]io.Writer
+	next   int
+	closed chan struct{}
+}
+
+func newBroadcaster() *broadcaster {
+	return &broadcaster{subs: map[int]map[string]io.Writer{}, closed: make(chan struct{})}
+}
+
+func (b *broadcaster) subscribe(out, errw io.Writer) func() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	id := b.next
+	b.next++
+	b.subs[id] = map[string]io.Writer{"stdout": out, "stderr": errw}
+	return func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		delete(b.subs, id)
+	}
+}
+
+func (b *broadcaster) write(stream string, data []byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, s := range b.subs {
+		if w := s[stream]; w != nil {
+			_, _ = w.Write(data)
+		}
+	}
+}
+
+func (b *broadcaster) close() {
+	select {
+	case <-b.closed:
+	default:
+		close(b.closed)
+	}
+}
