@@ -146,6 +146,9 @@ func buildSpec(c *container) (initSpec, error) {
 	if sc.GetRunAsUser() != nil {
 		s.UID = uint32(sc.GetRunAsUser().GetValue())
 	}
+	if sc.GetRunAsGroup() != nil && sc.GetRunAsUser() == nil && sc.GetRunAsUsername() == "" {
+		return s, errors.New("run_as_group is set without run_as_user")
+	}
 	if sc.GetRunAsGroup() != nil {
 		s.GID = uint32(sc.GetRunAsGroup().GetValue())
 	}
@@ -153,6 +156,7 @@ func buildSpec(c *container) (initSpec, error) {
 		s.Groups = append(s.Groups, uint32(g))
 	}
 	s.ReadonlyRootfs = sc.GetReadonlyRootfs()
+	s.MaskedPaths, s.ReadonlyPaths = sc.GetMaskedPaths(), sc.GetReadonlyPaths()
 	for _, b := range img.Binds {
 		s.Mounts = append(s.Mounts, mountSpec{Source: b.Source, Target: b.Target, Readonly: true})
 	}
@@ -285,17 +289,13 @@ func (c *container) start() error {
 
 func (c *container) copyOutput(stream string, r *os.File) {
 	defer r.Close()
-	copyLines(r, func(line []byte, full bool) {
+	copyOutput(r, func(data []byte) { c.output.write(stream, data) }, func(line []byte, full bool) {
 		c.mu.Lock()
 		l := c.log
 		c.mu.Unlock()
 		if l != nil {
 			l.write(stream, line, full)
 		}
-		if full {
-			line = append(line, '\n')
-		}
-		c.output.write(stream, line)
 	})
 }
 
@@ -349,11 +349,22 @@ func (r *criRuntime) stopContainer(c *container, timeout int64) error {
 		}
 	}
 	if timeout > 0 {
+		// Sent again every second: a signal that comes before the command has installed its
+		// handler is dropped (see above), which happens when a stop follows a start at once.
+		deadline := time.After(time.Duration(timeout) * time.Second)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
 		_ = syscall.Kill(pid, sig)
-		select {
-		case <-done:
-			return nil
-		case <-time.After(time.Duration(timeout) * time.Second):
+	wait:
+		for {
+			select {
+			case <-done:
+				return nil
+			case <-tick.C:
+				_ = syscall.Kill(pid, sig)
+			case <-deadline:
+				break wait
+			}
 		}
 	}
 	_ = syscall.Kill(pid, syscall.SIGKILL)

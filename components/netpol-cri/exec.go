@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
@@ -44,10 +45,12 @@ func (c *container) execCommand(ctx context.Context, argv []string) (*exec.Cmd, 
 		"--root", "--wd", "--setuid", strconv.Itoa(int(c.spec.UID)), "--setgid", strconv.Itoa(int(c.spec.GID)), "--"}
 	cmd := exec.CommandContext(ctx, nsenter, append(args, argv...)...)
 	cmd.Env = c.spec.Env
-	// Its own process group, so that a timeout ends nsenter and the command it forked.
+	// Its own process group. A timeout kills the command nsenter forked (and what it started)
+	// but not nsenter, which then reaps it and exits: killed together, the command would be
+	// left a zombie of the container's first process, which need not reap anything.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 2 * time.Second
+	cmd.Cancel = func() error { killGroupBut(cmd.Process.Pid); return nil }
+	cmd.WaitDelay = 2 * time.Second // then nsenter itself is killed
 	return cmd, nil
 }
 
@@ -230,4 +233,18 @@ func dialIn(ctx context.Context, netnsPath, addr string) (net.Conn, error) {
 	}()
 	r := <-res
 	return r.conn, r.err
+}
+
+// killGroupBut sends SIGKILL to every process of process group pgid except its leader.
+func killGroupBut(pgid int) {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == pgid {
+			continue
+		}
+		if g, err := syscall.Getpgid(pid); err == nil && g == pgid {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
 }

@@ -27,6 +27,8 @@ type initSpec struct {
 	GID            uint32      `json:"gid"`
 	Groups         []uint32    `json:"groups,omitempty"`
 	ReadonlyRootfs bool        `json:"readonlyRootfs,omitempty"`
+	MaskedPaths    []string    `json:"maskedPaths,omitempty"`
+	ReadonlyPaths  []string    `json:"readonlyPaths,omitempty"`
 }
 
 type mountSpec struct {
@@ -117,6 +119,9 @@ func setupContainer(s *initSpec) error {
 		return fmt.Errorf("mounting /sys: %w", err)
 	}
 	if err := setupDev(filepath.Join(root, "dev")); err != nil {
+		return err
+	}
+	if err := maskPaths(root, s.MaskedPaths, s.ReadonlyPaths); err != nil {
 		return err
 	}
 	if s.ReadonlyRootfs {
@@ -220,6 +225,40 @@ func setupDev(dev string) error {
 		"stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"} {
 		if err := os.Symlink(to, filepath.Join(dev, link)); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// maskPaths hides the kubelet's masked paths (an empty read-only tmpfs on a directory,
+// /dev/null on a file) and makes its read-only paths read-only, as runc does; paths that do
+// not exist are skipped.
+func maskPaths(root string, masked, readonly []string) error {
+	for _, p := range masked {
+		target := filepath.Join(root, filepath.Clean("/"+p))
+		fi, err := os.Stat(target)
+		if err != nil {
+			continue
+		}
+		if fi.IsDir() {
+			err = unix.Mount("tmpfs", target, "tmpfs", unix.MS_RDONLY, "size=0")
+		} else {
+			err = unix.Mount("/dev/null", target, "", unix.MS_BIND, "")
+		}
+		if err != nil {
+			return fmt.Errorf("masking %s: %w", p, err)
+		}
+	}
+	for _, p := range readonly {
+		target := filepath.Join(root, filepath.Clean("/"+p))
+		if _, err := os.Stat(target); err != nil {
+			continue
+		}
+		if err := unix.Mount(target, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("read-only path %s: %w", p, err)
+		}
+		if err := unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("read-only path %s: %w", p, err)
 		}
 	}
 	return nil

@@ -1,8 +1,7 @@
 package main
 
 import (
-	"bufio"
-	"errors"
+	"bytes"
 	"io"
 	"os"
 	"path/filepath"
@@ -71,19 +70,39 @@ func (l *criLog) close() {
 	}
 }
 
-// copyLines calls emit for every line read from r (without its newline, full=true) and for
-// every piece of a longer line (full=false); the last piece before EOF counts as full.
-func copyLines(r io.Reader, emit func(line []byte, full bool)) {
-	br := bufio.NewReaderSize(r, 16*1024)
+// maxLogLine is the longest piece of a line written as one log entry (longer lines are split
+// into partial entries, as containerd splits them).
+const maxLogLine = 16 * 1024
+
+// copyOutput reads r until EOF, handing every chunk at once to raw (attach sees output as it
+// comes, with or without a newline) and every line to line (without its newline, full=true;
+// a piece of a longer line with full=false; what is left at EOF counts as a full line).
+func copyOutput(r io.Reader, raw func([]byte), line func(content []byte, full bool)) {
+	buf := make([]byte, 32*1024)
+	var pending []byte
 	for {
-		line, err := br.ReadSlice('\n')
-		switch {
-		case len(line) > 0 && line[len(line)-1] == '\n':
-			emit(line[:len(line)-1], true)
-		case len(line) > 0:
-			emit(line, !errors.Is(err, bufio.ErrBufferFull))
+		n, err := r.Read(buf)
+		if n > 0 {
+			raw(buf[:n])
+			pending = append(pending, buf[:n]...)
+			for {
+				i := bytes.IndexByte(pending, '\n')
+				if i < 0 {
+					break
+				}
+				line(pending[:i], true)
+				pending = pending[i+1:]
+			}
+			for len(pending) >= maxLogLine {
+				line(pending[:maxLogLine], false)
+				pending = pending[maxLogLine:]
+			}
+			pending = append([]byte(nil), pending...)
 		}
-		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+		if err != nil {
+			if len(pending) > 0 {
+				line(pending, true)
+			}
 			return
 		}
 	}

@@ -66,7 +66,10 @@ func (r *criRuntime) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSa
 	if mode.GetIpc() != runtimeapi.NamespaceMode_NODE {
 		sb.ipcPath = filepath.Join(sb.dir, "ipc")
 	}
-	if err := newNamespaces(sb.netnsPath, sb.utsPath, sb.ipcPath, cfg.GetHostname()); err != nil {
+	if err := checkSysctls(cfg.GetLinux().GetSysctls(), hostNet, sb.ipcPath == ""); err != nil {
+		return nil, fmt.Errorf("pod %s: %w", podName(cfg), err)
+	}
+	if err := newNamespaces(sb.netnsPath, sb.utsPath, sb.ipcPath, cfg.GetHostname(), cfg.GetLinux().GetSysctls()); err != nil {
 		return nil, fmt.Errorf("creating the namespaces of pod %s: %w", podName(cfg), err)
 	}
 	if err := writePodFiles(sb, hostNet); err != nil {
@@ -96,11 +99,37 @@ func podName(cfg *runtimeapi.PodSandboxConfig) string {
 	return cfg.GetMetadata().GetNamespace() + "/" + cfg.GetMetadata().GetName()
 }
 
-// newNamespaces makes new network, UTS and IPC namespaces (for each path that is not empty)
-// and keeps each alive by bind-mounting it on its path. It unshares on a thread of its own that
-// is never given back to the Go scheduler: the thread ends with the goroutine, so no other
-// goroutine ever runs in these namespaces.
-func newNamespaces(netPath, utsPath, ipcPath, hostname string) error {
+// checkSysctls refuses every sysctl that is not in a namespace the pod has of its own: writing
+// any other would change the node (or the machine).
+func checkSysctls(sysctls map[string]string, hostNet, hostIPC bool) error {
+	for k := range sysctls {
+		switch {
+		case strings.HasPrefix(k, "net."):
+			if hostNet {
+				return fmt.Errorf("sysctl %s: the pod uses the node's network namespace", k)
+			}
+		case strings.HasPrefix(k, "kernel.shm"), strings.HasPrefix(k, "kernel.msg"),
+			k == "kernel.sem", strings.HasPrefix(k, "fs.mqueue."):
+			if hostIPC {
+				return fmt.Errorf("sysctl %s: the pod uses the node's IPC namespace", k)
+			}
+		default:
+			return fmt.Errorf("sysctl %s is not in a namespace of the pod's own", k)
+		}
+		if strings.Contains(k, "/") || strings.Contains(k, "..") {
+			return fmt.Errorf("sysctl %q: not a sysctl name", k)
+		}
+	}
+	return nil
+}
+
+// newNamespaces makes new network, UTS and IPC namespaces (for each path that is not empty),
+// sets the pod's sysctls in them and keeps each alive by bind-mounting it on its path. It
+// unshares on a thread of its own that is never given back to the Go scheduler: the thread ends
+// with the goroutine, so no other goroutine ever runs in these namespaces. (The files under
+// /proc/sys/net and /proc/sys/kernel/{shm,msg,sem} are those of the namespaces of the thread
+// that opens them.)
+func newNamespaces(netPath, utsPath, ipcPath, hostname string, sysctls map[string]string) error {
 	kinds := []struct {
 		flag int
 		name string
@@ -125,6 +154,13 @@ func newNamespaces(netPath, utsPath, ipcPath, hostname string) error {
 		if utsPath != "" && hostname != "" {
 			if err := unix.Sethostname([]byte(hostname)); err != nil {
 				errc <- fmt.Errorf("sethostname %q: %w", hostname, err)
+				return
+			}
+		}
+		for k, v := range sysctls {
+			p := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
+			if err := os.WriteFile(p, []byte(v), 0); err != nil {
+				errc <- fmt.Errorf("sysctl %s=%s: %w", k, v, err)
 				return
 			}
 		}
