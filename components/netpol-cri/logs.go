@@ -87,15 +87,17 @@ func copyOutput(r io.Reader, raw func([]byte), line func(content []byte, full bo
 			pending = append(pending, buf[:n]...)
 			for {
 				i := bytes.IndexByte(pending, '\n')
-				if i < 0 {
-					break
+				switch {
+				case i > maxLogLine || (i < 0 && len(pending) >= maxLogLine):
+					line(pending[:maxLogLine], false)
+					pending = pending[maxLogLine:]
+					continue
+				case i >= 0:
+					line(pending[:i], true)
+					pending = pending[i+1:]
+					continue
 				}
-				line(pending[:i], true)
-				pending = pending[i+1:]
-			}
-			for len(pending) >= maxLogLine {
-				line(pending[:maxLogLine], false)
-				pending = pending[maxLogLine:]
+				break
 			}
 			pending = append([]byte(nil), pending...)
 		}

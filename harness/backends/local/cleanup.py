@@ -15,6 +15,7 @@ from harness import naming
 from harness.backends.base import Leftover
 from harness.backends.local import netns as nsx
 from harness.backends.local.backend import STATE_DIR
+from harness.backends.local.mounts import remove_tree
 
 
 def _live_runs() -> set[str]:
@@ -66,6 +67,9 @@ def find_local_leftovers() -> list[Leftover]:
 def remove_local_leftover(item: Leftover) -> str | None:
     if item.kind == "netns":
         return nsx.delete_netns(item.name)
+    if item.kind == "workdir":
+        # a real node's kubelet volumes and netpol-cri's namespace files are mounted inside
+        return "; ".join(remove_tree(item.name)) or None
     try:
         if os.path.isdir(item.name):
             shutil.rmtree(item.name)

@@ -105,7 +105,8 @@ class ControlPlane:
     def __init__(self, run_id: str | None = None, *, service_cidr: str = SERVICE_CIDR,
                  controller_manager: bool = True, ready_timeout: float = DEFAULT_READY_TIMEOUT,
                  state_root: str | os.PathLike = STATE_DIR, relay_port: int = RELAY_PORT,
-                 status: Callable[[str], None] | None = None):
+                 status: Callable[[str], None] | None = None, kubelets: bool = False,
+                 egress_config: Path | None = None):
         self.run_id = run_id or naming.new_run_id()
         self.dir = Path(state_root) / naming.controlplane_dir(self.run_id)
         try:
@@ -118,6 +119,11 @@ class ControlPlane:
                                     f"service_cidr {service_cidr!r} is too small for Services")
         self.service_cidr = service_cidr
         self.with_kcm = controller_manager
+        #: real kubelets will register (harness.realnodes): the Node authorizer and
+        #: NodeRestriction, a client certificate for the API server's calls to kubelets, and
+        #: `egress_config` (an EgressSelectorConfiguration) for the way to them
+        self.kubelets = kubelets
+        self.egress_config = egress_config
         self.ready_timeout = ready_timeout
         self.relay_port = relay_port
         self._status = status or (lambda msg: None)
@@ -151,7 +157,8 @@ class ControlPlane:
         parts = [f"real {name} {self.versions.get(name, '?')}" for name in
                  ("etcd", "kube-apiserver", "kube-controller-manager")
                  if name != "kube-controller-manager" or self.with_kcm]
-        return " + ".join(parts) + " (no kubelet, no scheduler)"
+        return " + ".join(parts) + (" (no scheduler)" if self.kubelets
+                                     else " (no kubelet, no scheduler)")
 
     # -- up -------------------------------------------------------------------------------------
     def up(self) -> None:
@@ -214,6 +221,12 @@ class ControlPlane:
         self.kcm_cert = self.ca.issue("kcm-client", "system:kube-controller-manager", client=True)
         self.kcm_serving = self.ca.issue("kcm-serving", "kube-controller-manager", server=True,
                                          ips=["127.0.0.1"], dns_names=["localhost"])
+        if self.kubelets:
+            # the API server's identity towards the kubelets (exec, logs): kubeadm's
+            # apiserver-kubelet-client, allowed by the kubelets' webhook authorization
+            self.kubelet_client_cert = self.ca.issue(
+                "apiserver-kubelet-client", "kube-apiserver-kubelet-client",
+                organizations=["system:masters"], client=True)
         self.sa_key, self.sa_pub = certs.signing_key(pki)
         self._tls = ssl.create_default_context(cafile=str(self.ca.cert))
         self._tls.load_cert_chain(str(self.admin_cert.cert), str(self.admin_cert.key))
@@ -326,8 +339,9 @@ class ControlPlane:
                     "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                     f"--service-account-key-file={self.sa_pub}",
                     f"--service-account-signing-key-file={self.sa_key}",
-                    "--authorization-mode=RBAC", "--allow-privileged=true",
-                    "--profiling=false"]
+                    "--authorization-mode=" + ("Node,RBAC" if self.kubelets else "RBAC"),
+                    "--allow-privileged=true", "--profiling=false",
+                    *self._kubelet_args()]
 
         def ready(r: _Running, port: int) -> tuple[bool, str]:
             status, body = _get(f"https://127.0.0.1:{port}/readyz?verbose", self._tls)
@@ -338,6 +352,24 @@ class ControlPlane:
         certs.write_kubeconfig(self.kubeconfig, certs.kubeconfig(
             self.server, self.ca.cert.read_bytes(), self.admin_cert, cluster=self.context,
             user=ADMIN_USER))
+
+    def _kubelet_args(self) -> list[str]:
+        if not self.kubelets:
+            return []
+        args = ["--enable-admission-plugins=NodeRestriction",
+                f"--kubelet-client-certificate={self.kubelet_client_cert.cert}",
+                f"--kubelet-client-key={self.kubelet_client_cert.key}",
+                f"--kubelet-certificate-authority={self.ca.cert}",
+                "--kubelet-preferred-address-types=InternalIP"]
+        if self.egress_config is not None:
+            args.append(f"--egress-selector-config-file={self.egress_config}")
+        return args
+
+    def kubelet_serving_cert(self, node: str, address: str) -> certs.Issued:
+        """The serving certificate of node `node`'s kubelet (the API server checks it against
+        the run's CA)."""
+        return self.ca.issue(f"kubelet-{node}", f"system:node:{node}", server=True,
+                             ips=[address], dns_names=[node])
 
     def _start_kcm(self, binary: Path) -> None:
         kc = certs.write_kubeconfig(self.dir / "kcm.kubeconfig", certs.kubeconfig(

@@ -1,0 +1,133 @@
+"""Real nodes without root: the API server's egress proxy refuses every destination that is not a
+node of the run, the cgroup check tells a runtime's cgroup from the process manager's, mounts
+are unmounted deepest first, and the kubelet's PATH has no systemd-run."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.backends.local.mounts import mounts_under
+from harness.realnodes import cgroups
+from harness.realnodes.egress import NodeEgress, egress_config, parse_connect
+from harness.realnodes.node import kubelet_path
+
+
+@pytest.mark.parametrize("head, want", [
+    (b"CONNECT 172.18.0.2:10250 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", ("172.18.0.2", 10250)),
+    (b"CONNECT [fd00::2]:10250 HTTP/1.1\r\n\r\n", ("fd00::2", 10250)),
+    (b"GET http://172.18.0.2:10250/ HTTP/1.1\r\n\r\n", None),
+    (b"CONNECT 172.18.0.2 HTTP/1.1\r\n\r\n", None),          # no port
+    (b"CONNECT 172.18.0.2:x HTTP/1.1\r\n\r\n", None),
+    (b"CONNECT 172.18.0.2:10250 SPDY/3\r\n\r\n", None),
+    (b"\xff\xfe\r\n\r\n", None),
+])
+def test_parse_connect(head, want):
+    assert parse_connect(head) == want
+
+
+def _ask(path: Path, request: bytes) -> bytes:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect(str(path))
+        s.sendall(request)
+        data = b""
+        while not data.endswith(b"\r\n\r\n"):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+
+def test_egress_refuses_what_is_not_a_node_of_the_run(tmp_path):
+    """Only the nodes' addresses are served: the API server can reach nothing else through it
+    (every other address, or anything but CONNECT, gets 403 without a connection attempt)."""
+    proxy = NodeEgress(tmp_path / "egress.sock")
+    proxy.add("172.18.0.2", "np-test00-n1")
+    proxy.start()
+    try:
+        assert (tmp_path / "egress.sock").exists()
+        assert os.stat(tmp_path / "egress.sock").st_mode & 0o077 == 0
+        for req in (b"CONNECT 10.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                    b"CONNECT 172.18.0.3:10250 HTTP/1.1\r\n\r\n",
+                    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"):
+            assert _ask(tmp_path / "egress.sock", req).startswith(b"HTTP/1.1 403 ")
+        assert proxy.refused == 3 and proxy.connections == 0
+    finally:
+        proxy.stop()
+    assert not (tmp_path / "egress.sock").exists()
+
+
+def test_egress_config_sends_cluster_traffic_to_the_socket(tmp_path):
+    doc = yaml.safe_load(egress_config(tmp_path / "e.sock"))
+    assert doc["kind"] == "EgressSelectorConfiguration"
+    [sel] = doc["egressSelections"]
+    assert sel["name"] == "cluster"
+    assert sel["connection"] == {"proxyProtocol": "HTTPConnect",
+                                 "transport": {"uds": {"udsName": str(tmp_path / "e.sock")}}}
+
+
+MOUNTINFO = """\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw
+30 22 0:26 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:9 - cgroup cgroup rw,memory
+31 22 0:27 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid shared:10 - cgroup cgroup rw,cpu,cpuacct
+32 22 0:28 / /sys/fs/cgroup/systemd rw shared:11 - cgroup cgroup rw,xattr,name=systemd
+33 22 0:29 / /sys/fs/cgroup/unified rw shared:12 - cgroup2 cgroup2 rw,nsdelegate
+40 22 0:40 / /run/np/x/kubelet/pods/u/volumes/v rw shared:20 - tmpfs tmpfs rw
+41 22 0:4 net:[1] /run/np/x/cri/sandboxes/s/uts rw shared:3 - nsfs nsfs rw
+42 22 0:41 / /run/np/x rw shared:21 - tmpfs tmpfs rw
+43 22 0:42 / /run/np/xy/a rw shared:22 - tmpfs tmpfs rw
+44 22 0:43 / /run/my\\040dir/a rw shared:23 - tmpfs tmpfs rw
+"""
+
+
+def test_hierarchies_from_mountinfo(tmp_path):
+    (tmp_path / "mi").write_text(MOUNTINFO)
+    assert cgroups.hierarchies(str(tmp_path / "mi")) == {
+        "memory": Path("/sys/fs/cgroup/memory"), "cpu,cpuacct": Path("/sys/fs/cgroup/cpu,cpuacct"),
+        "name=systemd": Path("/sys/fs/cgroup/systemd"), "": Path("/sys/fs/cgroup/unified")}
+
+
+def test_created_ignores_the_process_managers_siblings_only(monkeypatch):
+    """A new cgroup beside the harness's own is the machine's process manager's (one per
+    session); one at a hierarchy's root (containerd's k8s.io) or below the harness's own is a
+    runtime's, and is reported."""
+    monkeypatch.setattr(cgroups, "_own_siblings",
+                        lambda: {"/sys/fs/cgroup/memory/process_api"})
+    before = {"/sys/fs/cgroup/memory", "/sys/fs/cgroup/memory/process_api",
+              "/sys/fs/cgroup/memory/process_api/mine"}
+    after = before | {"/sys/fs/cgroup/memory/process_api/other-session",
+                      "/sys/fs/cgroup/cpu/k8s.io", "/sys/fs/cgroup/memory/k8s.io/abc",
+                      "/sys/fs/cgroup/memory/process_api/mine/child"}
+    assert cgroups.created(before, after) == [
+        "/sys/fs/cgroup/cpu/k8s.io", "/sys/fs/cgroup/memory/k8s.io/abc",
+        "/sys/fs/cgroup/memory/process_api/mine/child"]
+
+
+def test_moved_lists_processes_outside_the_harnesss_cgroups():
+    assert cgroups.moved([os.getpid()]) == {}
+    assert cgroups.moved([2 ** 22 + 12345]) == {}      # no such process: skipped
+
+
+def test_mounts_under_is_strictly_below_and_deepest_first(tmp_path):
+    (tmp_path / "mi").write_text(MOUNTINFO)
+    assert mounts_under("/run/np/x", str(tmp_path / "mi")) == [
+        "/run/np/x/kubelet/pods/u/volumes/v", "/run/np/x/cri/sandboxes/s/uts"]
+    assert mounts_under("/run/my dir", str(tmp_path / "mi")) == ["/run/my dir/a"]
+
+
+def test_the_kubelets_path_has_no_systemd_run(tmp_path):
+    """The kubelet's mount helper runs `systemd-run --scope` when it finds it (a probe that
+    makes a cgroup where systemd runs); its PATH must not have it, and must have mount."""
+    d = Path(kubelet_path(tmp_path))
+    names = set(os.listdir(d))
+    assert "mount" in names and "umount" in names and "nsenter" in names
+    assert not [n for n in names if n.startswith("systemd")]
+    t = time.monotonic()
+    assert kubelet_path(tmp_path) == str(d) and time.monotonic() - t < 0.5   # made once
