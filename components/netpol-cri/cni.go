@@ -11,11 +11,10 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// cniNetwork calls the CNI plugins the way containerd's CRI plugin does through go-cni: the
-// first network configuration of the directory by file name (containerd's default
-// max_conf_num = 1; a single-plugin .conf is wrapped into a list), interface eth0, the pod's
-// identity in CNI_ARGS, host ports as the portMappings capability; and the loopback plugin on
-// `lo` as a network of its own. libcni keeps each attachment in its cache directory, so DEL
+// cniNetwork calls the CNI plugins as a CRI runtime does (docs/sources.md §16): the first
+// network configuration of the directory by file name (a single-plugin .conf is wrapped into a
+// list), interface eth0, the pod's identity in CNI_ARGS, host ports as the portMappings
+// capability; and the loopback plugin on `lo` as a network of its own. libcni keeps each attachment in its cache directory, so DEL
 // gets the same configuration and result that ADD had.
 type cniNetwork struct {
 	confDir string
@@ -29,8 +28,8 @@ func newCNINetwork(o options) *cniNetwork {
 		cni: libcni.NewCNIConfigWithCacheDir([]string{o.cniBinDir}, filepath.Join(o.root, "cni-cache"), nil)}
 }
 
-// conf loads the network configuration; read again for every sandbox, as containerd re-reads
-// a changed directory.
+// conf loads the network configuration, read again for every sandbox (a changed directory
+// takes effect for the next pod).
 func (n *cniNetwork) conf() (*libcni.NetworkConfigList, error) {
 	if n.confDir == "" {
 		return nil, fmt.Errorf("no CNI configuration directory (--cni-conf-dir)")

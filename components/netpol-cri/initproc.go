@@ -231,7 +231,7 @@ func setupDev(dev string) error {
 }
 
 // maskPaths hides the kubelet's masked paths (an empty read-only tmpfs on a directory,
-// /dev/null on a file) and makes its read-only paths read-only, as runc does; paths that do
+// /dev/null on a file) and makes its read-only paths read-only; paths that do
 // not exist are skipped.
 func maskPaths(root string, masked, readonly []string) error {
 	for _, p := range masked {

@@ -71,7 +71,7 @@ func (l *criLog) close() {
 }
 
 // maxLogLine is the longest piece of a line written as one log entry (longer lines are split
-// into partial entries, as containerd splits them).
+// into partial entries).
 const maxLogLine = 16 * 1024
 
 // copyOutput reads r until EOF, handing every chunk at once to raw (attach sees output as it

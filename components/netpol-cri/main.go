@@ -4,14 +4,14 @@
 //
 // What it is: a RuntimeService and an ImageService (k8s.io/cri-api v1) over a unix socket.
 //   - A pod sandbox is three namespaces and no process: network (a file under /run/netns named
-//     with the run's prefix, wired by the CNI plugins through libcni as containerd calls them),
+//     with the run's prefix, wired by the CNI plugins through libcni (cni.go)),
 //     UTS (the pod's hostname) and IPC, each kept alive by a bind mount.
 //   - A container is a process started in its own mount and PID namespaces, joined to its pod's
 //     network, UTS and IPC namespaces, in a root filesystem built from its image (a local
 //     catalog, images.go), with the pod's resolv.conf, hostname and the kubelet's mounts bound
 //     in. Its stdout and stderr go to the CRI log file in the CRI log format.
 //   - exec, attach and port-forward are served by the kubelet's CRI streaming server package
-//     (k8s.io/kubelet/pkg/cri/streaming), as containerd serves them.
+//     (k8s.io/kubelet/pkg/cri/streaming).
 //   - No cgroups at all: no resource limits, no OOM accounting, empty stats.
 //
 // State lives in memory and under --root; on SIGTERM or SIGINT every container is stopped and

@@ -17,7 +17,7 @@ import (
 )
 
 // sandbox is a pod: its namespaces and its files, no process of its own (no pause container:
-// the namespaces are kept by bind mounts, as containerd keeps a pod's network namespace).
+// the namespaces are kept by bind mounts).
 type sandbox struct {
 	id        string
 	config    *runtimeapi.PodSandboxConfig
@@ -200,8 +200,8 @@ func dropNamespace(path string) error {
 	return nil
 }
 
-// writePodFiles writes the pod's resolv.conf (from the kubelet's DNS config, as containerd
-// does) and hostname, which every container of the pod gets bind-mounted.
+// writePodFiles writes the pod's resolv.conf (from the kubelet's DNS config) and hostname,
+// which every container of the pod gets bind-mounted.
 func writePodFiles(sb *sandbox, hostNet bool) error {
 	dns := sb.config.GetDnsConfig()
 	var resolv []byte

@@ -5,7 +5,7 @@ Two checks, both by reading /proc and /sys only:
 - `snapshot()` lists every directory of every mounted cgroup hierarchy; `created(before, after)`
   is what appeared in between, minus the siblings of the harness's own cgroup (the machine's
   process manager makes one per session beside it; a cgroup made by a runtime sits elsewhere:
-  at a hierarchy's root like containerd's `k8s.io`, or below the harness's own);
+  at a hierarchy's root (docs/real-nodes.md §2), or below the harness's own);
 - `moved(pids)` lists the processes whose cgroups differ from the harness's own.
 """
 
