@@ -111,8 +111,8 @@ def test_staging_replaces_takes_exactly_the_placeholder_requires():
 
 def test_component_missing_is_a_harness_error():
     assert issubclass(ComponentMissing, HarnessError)
-    with pytest.raises(ComponentMissing, match="unknown component 'kube-scheduler'"):
-        comp.find("kube-scheduler")
+    with pytest.raises(ComponentMissing, match="unknown component 'cloud-controller-manager'"):
+        comp.find("cloud-controller-manager")
 
 
 # --- lookup order -------------------------------------------------------------------------------

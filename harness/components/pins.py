@@ -117,6 +117,8 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in (
               r"CoreDNS-1\.15\.0\b"),
     Component("calico-felix", "felix", "github.com/projectcalico/calico/felix/cmd/calico-felix",
               ("--version",), r"Version:\s+v3\.31\.0\b"),
+    Component("kube-scheduler", "kubernetes", "k8s.io/kubernetes/cmd/kube-scheduler",
+              ("--version",), r"Kubernetes v1\.35\.8\b"),
     Component("kubelet", "kubernetes", "k8s.io/kubernetes/cmd/kubelet", ("--version",),
               r"Kubernetes v1\.35\.8\b"),
     Component("agnhost", "kubernetes", "k8s.io/kubernetes/test/images/agnhost", ("--version",),

@@ -4,8 +4,8 @@ backend (harness.backends.real.nodes: linked, routed, no link to the root namesp
 each node netpol-cri + the real kubelet (harness.realnodes.node), registered with a client
 certificate of its own (`system:node:<name>` in `system:nodes`).
 
-The kubelets, not the harness, write Node and Pod status. Pods are bound to nodes by the
-caller (spec.nodeName): there is no scheduler.
+The kubelets, not the harness, write Node and Pod status. The real kube-scheduler places pods
+that carry no spec.nodeName.
 
 Teardown (also on an exception during bring-up): kubelets, runtimes (each stops its containers
 and undoes its pods' networks), control plane, egress proxy, node namespaces (killing whatever
@@ -77,7 +77,7 @@ class RealNodesCluster:
         config = self.run_dir / "egress-selector.yaml"
         config.write_text(egress_config(self.egress.socket_path))
         self.plane = ControlPlane(self.run_id, kubelets=True, egress_config=config,
-                                  status=self.log)
+                                  scheduler=True, status=self.log)
         self.plane.up()
         self.timings["control plane"] = time.monotonic() - t0
         t = time.monotonic()

@@ -3,9 +3,11 @@ the root namespace's loopback, named by the run id, torn down on exit, Ctrl-C an
 
 What is real and what is not: the three binaries are the pinned upstream ones (see
 harness.components); there is no kubelet, no scheduler and no cloud provider, so the controllers
-that only make sense with them are off (`CONTROLLERS`). Everything a plane makes lives in one
-state directory, `<state root>/cp-<run>/` (certificates, etcd's data, logs, kubeconfigs and
-`plane.json`, the record `python -m harness cleanup` uses after a SIGKILL).
+that only make sense with them are off (`CONTROLLERS`), unless `kubelets` (real kubelets will
+register: harness.realnodes) and `scheduler` (the real kube-scheduler) ask for them. Everything
+a plane makes lives in one state directory, `<state root>/cp-<run>/` (certificates, etcd's
+data, logs, kubeconfigs and `plane.json`, the record `python -m harness cleanup` uses after a
+SIGKILL).
 
 Authorization is RBAC with an admin client certificate in `system:masters`, the way kubeadm
 sets a cluster up: the admin bypasses RBAC through its group, the controller manager runs as
@@ -52,6 +54,10 @@ from harness.waits import poll
 #: without a cloud provider, and node-ipam-controller without --allocate-node-cidrs (the
 #: harness writes spec.podCIDR itself).
 CONTROLLERS = "*,-node-lifecycle-controller,-taint-eviction-controller"
+#: with real kubelets (`kubelets=True`) every default controller runs: their heartbeats come, and
+#: the node-lifecycle controller is what lifts the `node.kubernetes.io/not-ready` taint a
+#: kubelet registers its Node with (without it no pod is ever scheduled)
+CONTROLLERS_WITH_KUBELETS = "*"
 DEFAULT_READY_TIMEOUT = 120.0  # generous: only a failure waits this long (2 shared cores)
 RELAY_PORT = 6443
 ADMIN_USER = "netpol-proof-admin"
@@ -106,7 +112,7 @@ class ControlPlane:
                  controller_manager: bool = True, ready_timeout: float = DEFAULT_READY_TIMEOUT,
                  state_root: str | os.PathLike = STATE_DIR, relay_port: int = RELAY_PORT,
                  status: Callable[[str], None] | None = None, kubelets: bool = False,
-                 egress_config: Path | None = None):
+                 egress_config: Path | None = None, scheduler: bool = False):
         self.run_id = run_id or naming.new_run_id()
         self.dir = Path(state_root) / naming.controlplane_dir(self.run_id)
         try:
@@ -124,6 +130,8 @@ class ControlPlane:
         #: `egress_config` (an EgressSelectorConfiguration) for the way to them
         self.kubelets = kubelets
         self.egress_config = egress_config
+        #: the real kube-scheduler (for real kubelets: pods without spec.nodeName get placed)
+        self.with_scheduler = scheduler
         self.ready_timeout = ready_timeout
         self.relay_port = relay_port
         self._status = status or (lambda msg: None)
@@ -155,10 +163,12 @@ class ControlPlane:
     def describe(self) -> str:
         """What ran, exactly: e.g. `real etcd 3.6.16 + real kube-apiserver v1.35.8 + ...`."""
         parts = [f"real {name} {self.versions.get(name, '?')}" for name in
-                 ("etcd", "kube-apiserver", "kube-controller-manager")
-                 if name != "kube-controller-manager" or self.with_kcm]
-        return " + ".join(parts) + (" (no scheduler)" if self.kubelets
-                                     else " (no kubelet, no scheduler)")
+                 ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+                 if (name != "kube-controller-manager" or self.with_kcm)
+                 and (name != "kube-scheduler" or self.with_scheduler)]
+        missing = [what for what, there in (("kubelet", self.kubelets),
+                                            ("scheduler", self.with_scheduler)) if not there]
+        return " + ".join(parts) + (f" (no {', no '.join(missing)})" if missing else "")
 
     # -- up -------------------------------------------------------------------------------------
     def up(self) -> None:
@@ -167,8 +177,9 @@ class ControlPlane:
             return
         started = time.monotonic()
         binaries = {n: components.find(n) for n in
-                    ("etcd", "kube-apiserver") + (("kube-controller-manager",) if self.with_kcm
-                                                  else ())}
+                    ("etcd", "kube-apiserver")
+                    + (("kube-controller-manager",) if self.with_kcm else ())
+                    + (("kube-scheduler",) if self.with_scheduler else ())}
         self._claim()
         try:
             t = time.monotonic()
@@ -178,6 +189,8 @@ class ControlPlane:
             self._start_apiserver(binaries["kube-apiserver"])
             if self.with_kcm:
                 self._start_kcm(binaries["kube-controller-manager"])
+            if self.with_scheduler:
+                self._start_scheduler(binaries["kube-scheduler"])
             self._read_versions(binaries)
         except BaseException:
             try:
@@ -384,7 +397,8 @@ class ControlPlane:
                     "--bind-address=127.0.0.1", f"--secure-port={port}",
                     f"--tls-cert-file={self.kcm_serving.cert}",
                     f"--tls-private-key-file={self.kcm_serving.key}",
-                    f"--controllers={CONTROLLERS}", "--leader-elect=false",
+                    f"--controllers={CONTROLLERS_WITH_KUBELETS if self.kubelets else CONTROLLERS}",
+                    "--leader-elect=false",
                     "--use-service-account-credentials=true",
                     f"--service-account-private-key-file={self.sa_key}",
                     f"--root-ca-file={self.ca.cert}"]
@@ -401,6 +415,25 @@ class ControlPlane:
 
         self._start("kube-controller-manager", argv, ready)
 
+    def _start_scheduler(self, binary: Path) -> None:
+        client = self.ca.issue("scheduler-client", "system:kube-scheduler", client=True)
+        serving = self.ca.issue("scheduler-serving", "kube-scheduler", server=True,
+                                ips=["127.0.0.1"], dns_names=["localhost"])
+        kc = certs.write_kubeconfig(self.dir / "scheduler.kubeconfig", certs.kubeconfig(
+            self.server, self.ca.cert.read_bytes(), client, cluster=self.context,
+            user="system:kube-scheduler"))
+
+        def argv(port: int) -> list[str]:
+            return [str(binary), f"--kubeconfig={kc}", "--bind-address=127.0.0.1",
+                    f"--secure-port={port}", f"--tls-cert-file={serving.cert}",
+                    f"--tls-private-key-file={serving.key}", "--leader-elect=false"]
+
+        def ready(r: _Running, port: int) -> tuple[bool, str]:
+            status, body = _get(f"https://127.0.0.1:{port}/healthz", self._tls)
+            return status == 200, f"/healthz: {status} {body}"
+
+        self._start("kube-scheduler", argv, ready)
+
     def _read_versions(self, binaries: dict[str, Path]) -> None:
         status, body = _get(f"{self.etcd_url}/version")
         if status == 200:
@@ -408,9 +441,10 @@ class ControlPlane:
         status, body = _get(f"{self.server}/version", self._tls)
         if status == 200:
             self.versions["kube-apiserver"] = json.loads(body).get("gitVersion", "?")
-        if self.with_kcm:
-            res = run([str(binaries["kube-controller-manager"]), "--version"], timeout=30)
-            self.versions["kube-controller-manager"] = (res.stdout.split() or ["?"])[-1]
+        for name in ("kube-controller-manager", "kube-scheduler"):
+            if name in binaries:
+                res = run([str(binaries[name]), "--version"], timeout=30)
+                self.versions[name] = (res.stdout.split() or ["?"])[-1]
 
     # -- clients --------------------------------------------------------------------------------
     def api_client(self):

@@ -23,7 +23,7 @@ from harness import naming
 
 STATE_FILE = "plane.json"
 #: basenames of the binaries a plane runs; the only processes cleanup may find without a record
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
