@@ -11,7 +11,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// cniNetwork calls the CNI plugins as a CRI runtime does (docs/sources.md §16): the first
+// cniNetwork calls the CNI plugins as a CRI runtime does (docs/sources.md §17): the first
 // network configuration of the directory by file name (a single-plugin .conf is wrapped into a
 // list), interface eth0, the pod's identity in CNI_ARGS, host ports as the portMappings
 // capability; and the loopback plugin on `lo` as a network of its own. libcni keeps each attachment in its cache directory, so DEL

@@ -42,7 +42,7 @@ class NodeError(BackendError):
 def kubelet_path(run_dir: Path) -> str:
     """The kubelet's PATH: a directory of links to every program of /usr/bin and /usr/sbin
     except systemd's. The kubelet's mount helper probes for systemd by running `systemd-run
-    --scope` (docs/sources.md §16), which makes a cgroup where systemd runs; here nothing may,
+    --scope` (docs/sources.md §17), which makes a cgroup where systemd runs; here nothing may,
     so it must not find it."""
     d = run_dir / "kubelet-path"
     if not d.is_dir():
