@@ -60,7 +60,7 @@ def test_defaults_and_node_and_apiserver(tmp_path):
 """)
     fault = load_scenario(f).steps[0].fault
     assert fault is not None and (fault.every, fault.before, fault.after) == (0.5, 1.0, 3.0)
-    assert [(a.kind, a.target, a.node, a.seconds) for a in fault.actions] == [
+    assert [(a.kind.name, a.target, a.node, a.seconds) for a in fault.actions] == [
         ("kill", "engine", 1, 0.0), ("start", "engine", 1, 0.0), ("restart", "engine", None, 0.0),
         ("stop", "apiserver", None, 3.0)]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from harness.errors import HarnessError
+from harness.faults.kinds import CHANGE, START, WAIT
 from harness.faults.timeline import fault_sentences, max_gap, summarise_watched
 from harness.faults.watch import StepRun, Watch, watch_lanes
 from harness.plan import Cell
@@ -39,22 +40,22 @@ def run_fault_step(run: StepRun, index: int, step, title: str, cells: list[Cell]
         t0 = time.monotonic()
         for a in fault.actions:
             began, detail = time.monotonic(), ""
-            if a.kind == "wait":
+            if a.kind is WAIT:
                 time.sleep(a.seconds)
-            elif a.kind == "change":
+            elif a.kind is CHANGE:
                 with watch.change():
                     began = time.monotonic()
                     run.change(step)
                 change_at = began
-            elif a.target == "apiserver":
-                detail = backend.fault("stop", "apiserver", None)
+            elif a.target is not None and a.target.timed:   # down for `seconds`, then started
+                detail = backend.fault(a.backend_action, a.target.value, a.node)
                 time.sleep(a.seconds)
-                detail += "; " + backend.fault("start", "apiserver", None)
-            else:
-                detail = backend.fault(a.backend_action, str(a.target), a.node)
+                detail += "; " + backend.fault(START.name, a.target.value, a.node)
+            elif a.target is not None:
+                detail = backend.fault(a.backend_action, a.target.value, a.node)
             ended = time.monotonic()
             events.append((a.label, began, ended, detail))
-            if a.kind in ("start", "restart") or a.target == "apiserver":
+            if a.kind.starts or (a.target is not None and a.target.timed):
                 recovered = ended
             log(f"    {began - t0:+7.2f}s {a.label}" + (f": {detail}" if detail else ""))
             if watch.error:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import NamedTuple, Sequence
 
+from harness.faults.kinds import CHANGE, FaultKind, Target, parse_label
 from harness.results import Attempt, FaultEvent, FaultTimeline, FaultWindow, Verdict, WatchedCell
 
 # -- fault steps: a watched cell's verdicts along time -----------------------------------------
@@ -37,8 +38,18 @@ from harness.results import Attempt, FaultEvent, FaultTimeline, FaultWindow, Ver
 
 _GOOD = Verdict.PASS.value
 _BAD = {Verdict.NOT_ENFORCED.value: "open", Verdict.OVER_BLOCKED.value: "closed"}
-#: actions that take a component down or bring it back (a window is put on the last of them)
-_FAULTS = ("stop", "kill", "start", "restart")
+
+
+def _kind(action: FaultEvent) -> tuple[FaultKind | None, Target | None]:
+    """What an action of the timeline did (harness.faults.kinds), read from its label."""
+    got = parse_label(action.action)
+    return got if got is not None else (None, None)
+
+
+def _is_fault(action: FaultEvent) -> bool:
+    """Takes a component down or brings it back: a window is put on the last of them."""
+    kind = _kind(action)[0]
+    return kind is not None and kind.is_fault
 
 
 def max_gap(starts: Sequence[float]) -> float:
@@ -68,16 +79,16 @@ def down_intervals(actions: Sequence[FaultEvent]) -> list[DownInterval]:
     out: list[DownInterval] = []
     down: dict[str, tuple[str, float]] = {}     # "all" or "node N" -> (action, since)
     for a in actions:
-        verb, _, rest = a.action.partition(" ")
-        if rest.startswith("apiserver"):
+        kind, target = _kind(a)
+        if kind is None or target is None:
+            continue
+        if target.timed:        # stopped, held down and started within its one action
             out.append(DownInterval(a.action, a.at, a.ended, ""))
             continue
-        if not rest.startswith("engine"):
-            continue
-        node = rest.partition(" on ")[2] or "all"
-        if verb in ("stop", "kill"):
+        node = a.action.partition(" on ")[2] or "all"
+        if kind.leaves_down:
             down[node] = (a.action, a.ended)
-        elif verb == "start":
+        elif kind.starts and kind.signal is None:   # a start (a restart is never down)
             for key in (list(down) if node == "all" else [node]):
                 if key in down:
                     label, since = down.pop(key)
@@ -102,7 +113,7 @@ def _on(actions: Sequence[FaultEvent], at: float) -> str:
     """The fault action a window that starts at `at` follows: the last one started by then."""
     label = "before the fault"
     for a in actions:
-        if a.action.split(" ")[0] in _FAULTS and a.at <= at:
+        if _is_fault(a) and a.at <= at:
             label = a.action
     return label
 
@@ -222,9 +233,12 @@ def fault_sentences(t: FaultTimeline) -> list[str]:
     """Plain sentences for one fault step: what failed open or closed, for how long, on which
     action; or that every watched cell held; and when a change made during the fault held."""
     out: list[str] = []
-    labels = [a.action for a in t.actions if a.action.split(" ")[0] in _FAULTS]
-    engine_down = any(a.startswith(("stop engine", "kill engine")) for a in labels)
-    api_down = any(a.startswith("stop apiserver") for a in labels)
+    faults = [a for a in t.actions if _is_fault(a)]
+    labels = [a.action for a in faults]
+    acted = [_kind(a) for a in faults]
+    engine_down = any(k is not None and k.leaves_down and g is Target.ENGINE for k, g in acted)
+    api_down = any(k is not None and k.signal is not None and g is Target.APISERVER
+                   for k, g in acted)
     steady = [c for c in t.cells if c.expected_before == c.expected_after]
     groups: dict[tuple[str, str], list[FaultWindow]] = {}
     counts: dict[tuple[str, str], set[int]] = {}
@@ -333,11 +347,12 @@ def _change_while_down(t: FaultTimeline) -> bool:
         return False
     down = False
     for a in t.actions:
-        verb = a.action.split(" ")[0]
-        if a.action == "change":
+        kind, target = _kind(a)
+        if kind is CHANGE:
             return down
-        if a.action.startswith(("stop engine", "kill engine")):
-            down = True
-        elif verb in ("start",) and "engine" in a.action:
-            down = False
+        if kind is not None and target is Target.ENGINE:
+            if kind.leaves_down:
+                down = True
+            elif kind.starts:
+                down = False
     return False

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.faults import kinds
+from harness.faults.kinds import CHANGE, WAIT, Target
 from harness.scenario.expectations import _endpoint_problem, _port_value, _protocol
 from harness.scenario.lines import (
     LineDict,
@@ -23,26 +25,16 @@ from harness.scenario.lines import (
 from harness.scenario.topology import check_keys
 from harness.scenario.types import Fault, FaultAction, WatchCell
 
-__all__ = ["read_fault", "FAULT_KEYS", "ACTIONS", "capability_of"]
+__all__ = ["read_fault", "FAULT_KEYS"]
 
 
 FAULT_KEYS = ("watch", "every", "before", "after", "actions")
 #: what a watched cell may be required to do across the fault (`must:`): `hold`, never fail
 #: open or closed, with a verdict seen while each component was down (faults.timeline)
 REQUIREMENTS = ("hold",)
-#: the verbs of an action and the targets each may name
-ACTIONS: dict[str, tuple[str, ...]] = {"stop": ("engine", "apiserver"), "kill": ("engine",),
-                                       "start": ("engine",), "restart": ("engine",)}
-#: how `{restart: engine, signal: ...}` stops the engine before it starts it again
-SIGNALS = ("TERM", "KILL")
 #: the longest wait (and API server outage) a fault may hold, in seconds
 MAX_SECONDS = 300.0
 _LIMITS = {"every": (0.1, 10.0, 0.5), "before": (0.0, 60.0, 1.0), "after": (0.0, MAX_SECONDS, 3.0)}
-
-
-def capability_of(target: str) -> str:
-    """The capability (harness.capabilities) a backend must declare for faults of `target`."""
-    return "apiserver-fault" if target == "apiserver" else "engine-fault"
 
 
 def _number(value: Any, field: str, line: int, low: float, high: float,
@@ -72,7 +64,7 @@ def read_fault(raw: LineDict, where: str, model: Any, has_change: bool,
         timing[key] = default if got is None else got
     watch = _watch(data, w, line, model, report)
     actions = _actions(data, w, line, report)
-    changes = [a for a in actions if a.kind == "change"]
+    changes = [a for a in actions if a.kind is CHANGE]
     if has_change and not changes:
         report(f"{w}.actions", "this step changes labels or policies: say when, with a `change` "
                                "action (e.g. after {stop: engine}, for a change made while the "
@@ -135,7 +127,7 @@ def _actions(data: LineDict, w: str, line: int, report: Report) -> list[FaultAct
         action = _action(item, wj, ln, report)
         if action is None:
             continue
-        if action.target == "engine":
+        if action.target is Target.ENGINE:
             problem = _engine_state(action, down)
             if problem:
                 report(wj, problem, ln)
@@ -153,23 +145,23 @@ def _actions(data: LineDict, w: str, line: int, report: Report) -> list[FaultAct
 
 def _engine_state(action: FaultAction, down: set[int | None]) -> str | None:
     """Track which engines are down; the problem with `action` in that state, or None."""
-    node, every = action.node, action.node is None
-    if action.kind in ("stop", "kill", "restart"):
+    node, every, verb = action.node, action.node is None, action.kind.verb
+    if action.kind.signal is not None:     # takes the engine down (and may start it again)
         if None in down or (every and down) or node in down:
             what = "every node's" if None in down or every else f"node {node}'s"
-            return (f"{action.kind} engine: {what} engine is already down; "
+            return (f"{verb} engine: {what} engine is already down; "
                     "start it first ({start: engine})")
-        if action.kind != "restart":
+        if action.kind.leaves_down:
             down.add(node)
         return None
-    # start
+    # starts an engine that is down
     if every:
         if not down:
-            return "start engine: no engine is down (stop or kill it first, or use restart)"
+            return f"{verb} engine: no engine is down (stop or kill it first, or use restart)"
         down.clear()
         return None
     if node not in down:
-        return (f"start engine on node {node}: its engine is not down"
+        return (f"{verb} engine on node {node}: its engine is not down"
                 + (" on its own (every node's was stopped: start every node)"
                    if None in down else ""))
     down.discard(node)
@@ -177,53 +169,55 @@ def _engine_state(action: FaultAction, down: set[int | None]) -> str | None:
 
 
 def _action(item: Any, w: str, line: int, report: Report) -> FaultAction | None:
-    if item == "change":
-        return FaultAction("change", line=line)
+    acting = kinds.verbs()         # verb -> the targets it may name
+    if item == CHANGE.verb:
+        return FaultAction(CHANGE, line=line)
     if not is_mapping(item):
         report(w, "an action is `change` or a mapping: {stop|kill|start|restart: engine}, "
                   "{stop: apiserver, for: SECONDS}, {wait: SECONDS}", line)
         return None
-    verbs = [k for k in item if k in ACTIONS or k == "wait"]
+    verbs = [k for k in item if k in acting or k == WAIT.verb]
     if len(verbs) != 1:
-        report(w, "an action has exactly one of stop, kill, start, restart, wait"
+        report(w, f"an action has exactly one of {', '.join((*acting, WAIT.verb))}"
                   + (f" (got {', '.join(map(str, verbs))})" if verbs else
-                     did_you_mean(str(next(iter(item), "")), (*ACTIONS, "wait"))), line)
+                     did_you_mean(str(next(iter(item), "")), (*acting, WAIT.verb))), line)
         return None
     verb = verbs[0]
-    if verb == "wait":
-        check_keys(item, ("wait",), w, report)
-        seconds = _number(item.get("wait"), f"{w}.wait", item.key_line("wait"), 0.1,
+    if verb == WAIT.verb:
+        check_keys(item, (verb,), w, report)
+        seconds = _number(item.get(verb), f"{w}.{verb}", item.key_line(verb), 0.1,
                           MAX_SECONDS, report)
-        return FaultAction("wait", seconds=seconds, line=line) if seconds is not None else None
-    target = item.get(verb)
-    if target not in ACTIONS[verb]:
-        report(f"{w}.{verb}", f"{verb} what? expected {' or '.join(ACTIONS[verb])}, got "
-                              f"{target!r}", item.key_line(verb))
+        return FaultAction(WAIT, seconds=seconds, line=line) if seconds is not None else None
+    target = next((t for t in acting[verb] if item.get(verb) == t.value), None)
+    if target is None:
+        report(f"{w}.{verb}", f"{verb} what? expected {' or '.join(t.value for t in acting[verb])}"
+                              f", got {item.get(verb)!r}", item.key_line(verb))
         return None
-    if target == "apiserver":
+    if target.timed:
         check_keys(item, (verb, "for"), w, report)
         if "for" not in item:
-            report(f"{w}.for", "required: how many seconds the API server stays down "
-                               "({stop: apiserver, for: 5}); it is started again after them",
-                   line)
+            report(f"{w}.for", f"required: how many seconds the {target.value} stays down "
+                               f"({{{verb}: {target.value}, for: 5}}); it is started again "
+                               "after them", line)
             return None
         seconds = _number(item.get("for"), f"{w}.for", item.key_line("for") or line, 0.1,
                           MAX_SECONDS, report)
         if seconds is None:
             return None
-        return FaultAction(verb, "apiserver", None, seconds, line)
-    check_keys(item, (verb, "node", "signal") if verb == "restart" else (verb, "node"), w,
-               report)
-    signal = item.get("signal", "TERM")
-    if signal not in SIGNALS:
-        report(f"{w}.signal", f"how the restart stops the engine: TERM (stop, then start) or "
+        return FaultAction(kinds.kind_for(verb), target, None, seconds, line)
+    signals = kinds.signals(verb)
+    check_keys(item, (verb, "node", "signal") if signals else (verb, "node"), w, report)
+    signal = item.get("signal", signals[0]) if signals else None
+    if signals and signal not in signals:
+        report(f"{w}.signal", f"how the {verb} stops the engine: TERM (stop, then start) or "
                               f"KILL (kill, then start), got {signal!r}", item.key_line("signal"))
         return None
+    kind = kinds.kind_for(verb, signal)
     node = item.get("node", "all")
     if node == "all":
-        return FaultAction(verb, "engine", None, 0.0, line, signal)
+        return FaultAction(kind, target, None, 0.0, line)
     if isinstance(node, bool) or not isinstance(node, int) or node < 1:
         report(f"{w}.node", f"a node number (1, 2, ...) or all, got {node!r}",
                item.key_line("node"))
         return None
-    return FaultAction(verb, "engine", node, 0.0, line, signal)
+    return FaultAction(kind, target, node, 0.0, line)

@@ -22,7 +22,7 @@ from harness import capabilities
 from harness.errors import Problem, ScenarioError
 from harness.model import Model, plan_addresses
 from harness.scenario.expectations import read_matrices, read_probes
-from harness.scenario.faults import capability_of, read_fault
+from harness.scenario.faults import read_fault
 from harness.scenario.lines import (
     LineDict,
     did_you_mean,
@@ -183,7 +183,7 @@ def _check_requires_faults(steps: tuple[Step, ...], requires: tuple[str, ...], l
     needed: dict[str, int] = {}
     for step in steps:
         for target in sorted(step.fault.targets if step.fault else ()):
-            needed.setdefault(capability_of(target), step.index)
+            needed.setdefault(target.capability, step.index)
     for need, index in needed.items():
         if need not in requires:
             report("requires", f"step {index + 1} has a fault step that needs the capability "

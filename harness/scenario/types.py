@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from harness.faults import kinds
+from harness.faults.kinds import FaultKind, Target
 from harness.model import Addresses, Model, Protocol
 from harness.scenario.expectations import MatrixExpectation, ProbeExpectation
 from harness.scenario.needs import derived_needs
@@ -32,37 +34,28 @@ class Assume:
 class FaultAction:
     """One action of a `fault:` (docs/scenarios.md, "Fault steps").
 
-    `kind` is stop | kill | start | restart (of `target` "engine" or "apiserver"), wait, or
-    change (the step's labels, deletes and applies are made at this point). `node` is the
-    1-based node number, None for every node; `seconds` is a wait's length, or how long a
-    stopped API server stays down. `signal` is how a restart stops the engine: TERM (stop,
-    then start) or KILL (kill, then start).
+    `kind` says what it does (harness.faults.kinds: stop, kill, start, restart, kill-restart of
+    `target`, or the step's own wait and change). `node` is the 1-based node number, None for
+    every node; `seconds` is a wait's length, or how long a timed target (the API server) stays
+    down.
     """
 
-    kind: str
-    target: str | None = None
+    kind: FaultKind
+    target: Target | None = None
     node: int | None = None
     seconds: float = 0.0
     line: int = 0
-    signal: str = "TERM"
 
     @property
     def backend_action(self) -> str:
-        """What Backend.fault is asked to do: the kind, or `kill-restart` for a restart
-        with signal KILL."""
-        return "kill-restart" if self.kind == "restart" and self.signal == "KILL" else self.kind
+        """What Backend.fault is asked to do (`kill-restart` for a restart with signal
+        KILL)."""
+        return self.kind.name
 
     @property
     def label(self) -> str:
         """`stop engine on node 1`, `wait 2 s`, `stop apiserver for 5 s`, `change`."""
-        if self.kind == "wait":
-            return f"wait {self.seconds:g} s"
-        if self.kind == "change":
-            return "change"
-        where = f" on node {self.node}" if self.node is not None else ""
-        length = f" for {self.seconds:g} s" if self.target == "apiserver" else ""
-        how = " (SIGKILL)" if self.backend_action == "kill-restart" else ""
-        return f"{self.kind} {self.target}{where}{length}{how}"
+        return kinds.label(self.kind, self.target, self.node, self.seconds)
 
 
 @dataclass(frozen=True)
@@ -93,19 +86,15 @@ class Fault:
     line: int = 0
 
     @property
-    def targets(self) -> frozenset[str]:
+    def targets(self) -> frozenset[Target]:
         return frozenset(a.target for a in self.actions if a.target)
 
     @property
     def needs(self) -> frozenset[str]:
-        """The capabilities its actions need (harness.capabilities): engine-fault for any
+        """The capabilities its actions need (harness.faults.kinds.needs): engine-fault for any
         engine action, apiserver-fault for an API server outage, and engine-hold for an engine
         held down between actions (stop, kill, start): a restart alone never holds it down."""
-        out = {"apiserver-fault" if t == "apiserver" else "engine-fault" for t in self.targets}
-        if any(a.target == "engine" and a.kind in ("stop", "kill", "start")
-               for a in self.actions):
-            out.add("engine-hold")
-        return frozenset(out)
+        return frozenset(n for a in self.actions for n in kinds.needs(a.kind, a.target))
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from harness.backends.kube.topology import KubeBackendBase
 from harness.backends.kube.waits import Obj, pod_line, pod_ready
 from harness.capabilities import FAULT_CAPABILITIES
 from harness.errors import BackendError
+from harness.faults.kinds import Target, kind_named
 from harness.waits import WaitTimeout, wait_for
 
 
@@ -207,11 +208,15 @@ class AgentRestarts(KubeBackendBase):
         refusal = self._engine_fault_refusal()
         if refusal is not None:
             raise BackendError(doing, refusal)
-        if target != "engine":
+        if target != Target.ENGINE:
             raise BackendError(doing, self.APISERVER_REFUSAL)
-        if action not in ("restart", "kill-restart"):
+        try:
+            kind = kind_named(action)
+        except ValueError as exc:
+            raise BackendError(doing, str(exc)) from None
+        if kind.holds:       # only a restart: the DaemonSet brings the agent back by itself
             raise BackendError(doing, self.HOLD_REFUSAL)
-        return restart_agent(self._agent_ops(), self.agent_pods, node, action == "kill-restart",
+        return restart_agent(self._agent_ops(), self.agent_pods, node, kind.signal == "KILL",
                              self.fault_timeout, self.status, backend=self.name)
 
     def restore_faults(self) -> list[str]:

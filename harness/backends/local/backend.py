@@ -39,6 +39,7 @@ from harness.backends.local import nft, preflight, profiles
 from harness.backends.local.servers import ServerProcess
 from harness.capabilities import Capabilities
 from harness.errors import BackendError
+from harness.faults.kinds import Target, kind_named
 from harness.model import (
     CLUSTER_DOMAIN,
     KUBERNETES_SERVICE_IP,
@@ -366,26 +367,29 @@ class LocalBackend(Backend):
         0.5 s apart hit now and then, so a scenario requiring the restart to hold would pass
         or fail by chance; a flushing agent is what `stop` shows."""
         doing = f"{action} {target} on the emulated {self.profile} dataplane"
-        if self.profile != "enforcing" or target != "engine":
+        if self.profile != "enforcing" or target != Target.ENGINE:
             raise BackendError(doing, "only the `enforcing` profile has an (emulated) engine, "
                                       "and no emulated profile has an API server to stop")
         if node not in (None, 1):
             raise BackendError(doing, f"there is no node {node}: the emulated engine runs on "
                                       "node 1 only")
-        if action == "stop":
-            self._remove_policy_table()
-            self.engine = "stopped"
-        elif action == "kill":
+        try:
+            kind = kind_named(action)
+        except ValueError as exc:
+            raise BackendError(doing, str(exc)) from None
+        if kind.leaves_down:
+            if kind.signal == "TERM":
+                self._remove_policy_table()
+                self.engine = "stopped"
+                return "policy table removed"
             self.engine = "killed"
-        if action in ("start", "restart", "kill-restart"):
-            self.engine = "running"
-            self._sync_policies()
-        elif action not in ("stop", "kill"):
-            raise BackendError(doing, "expected stop, kill, start, restart or kill-restart")
-        return {"stop": "policy table removed", "kill": "table left as it was, not reprogrammed",
-                "start": "policy table programmed from the stored policies",
-                "restart": "policy table programmed again in place (kept across the restart)",
-                "kill-restart": "table left as it was, then programmed again"}[action]
+            return "table left as it was, not reprogrammed"
+        self.engine = "running"
+        self._sync_policies()
+        if kind.signal is None:
+            return "policy table programmed from the stored policies"
+        return ("policy table programmed again in place (kept across the restart)"
+                if kind.signal == "TERM" else "table left as it was, then programmed again")
 
     def restore_faults(self) -> list[str]:
         """Start whatever fault steps stopped (the end of a fault step, an error, Ctrl-C,

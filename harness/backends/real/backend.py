@@ -44,6 +44,7 @@ from harness.backends.real import nodes as nodesx
 from harness.backends.real.kubelet import EmulatedKubelet, Process
 from harness.capabilities import Capabilities
 from harness.errors import BackendError, ExecError
+from harness.faults.kinds import Target, kind_named
 from harness.model import (
     DNS_POD,
     DNS_SERVICE,
@@ -563,23 +564,25 @@ class RealBackend(KubeBackendBase):
         the fault step's timeline measures. Only processes this run started are touched."""
         doing = f"{action} {target}" + (f" on node {node}" if node else "") + \
             f" of local run {self.run_id} ({self.profile})"
-        if target == "apiserver":
-            if action == "stop":
+        try:
+            kind = kind_named(action)
+        except ValueError as exc:
+            raise BackendError(doing, str(exc)) from None
+        if target == Target.APISERVER:
+            if kind.leaves_down and kind.signal == "TERM":
                 t = time.monotonic()
                 self._plane().stop_apiserver()
                 self._apiserver_down = True
                 return f"kube-apiserver stopped (SIGTERM) in {time.monotonic() - t:.1f}s"
-            if action == "start":
+            if kind.starts and kind.signal is None:
                 t = time.monotonic()
                 self._plane().start_apiserver()
                 self._apiserver_down = False
                 return f"kube-apiserver started on the same port, ready after " \
                        f"{time.monotonic() - t:.1f}s"
             raise BackendError(doing, "the API server can be stopped and started only")
-        if target != "engine" or action not in ("stop", "kill", "start", "restart",
-                                                  "kill-restart"):
-            raise BackendError(doing, "expected stop, kill, start, restart or kill-restart of "
-                                      "the engine")
+        if target != Target.ENGINE:
+            raise BackendError(doing, "expected the engine or the apiserver")
         if node is not None and not 1 <= node <= len(self.nodes):
             raise BackendError(doing, f"this run has nodes 1-{len(self.nodes)}")
         wanted = {n.netns for i, n in enumerate(self.nodes, 1) if node in (None, i)}
@@ -590,17 +593,17 @@ class RealBackend(KubeBackendBase):
         said = []
         for i in slots:
             netns, p, proc = self._node_procs[i]
-            if action in ("stop", "restart"):
+            if kind.signal == "TERM":
                 code = stop(proc, grace=10.0)
                 self._engines_down.add(i)
                 said.append(f"{p.name} on {netns} stopped (SIGTERM; exit status {code})")
-            elif action in ("kill", "kill-restart"):
+            elif kind.signal == "KILL":
                 if proc.poll() is None:
                     proc.kill()
                 code = proc.wait(timeout=10)
                 self._engines_down.add(i)
                 said.append(f"{p.name} on {netns} killed (SIGKILL; exit status {code})")
-            if action in ("start", "restart", "kill-restart"):
+            if kind.starts:
                 pid = self._respawn(i)
                 said.append(f"{p.name} on {netns} started (pid {pid})")
         return "; ".join(said)
