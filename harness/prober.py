@@ -11,7 +11,10 @@ the "debian" toolkit, its TCP probes in one curl (`--parallel`, see probes.batch
 agnhost servers name the pod in the body, which a batch discards): process starts, not packets,
 are what a busy two-core machine runs out of (and on a kube backend each process is an exec
 through the API). Each transfer is still a new connection (a new socket), classified on its own.
-The default concurrency is 128 rather than 64 so that a 9x9 matrix fits in one wave.
+Which kinds batch, on which toolkits and to what, is each kind's Batch (probes.KINDS).
+At most `concurrency` processes run at once (`--netpol-concurrency`, default 16 in
+harness.settings): with the probes of one source and kind in one process, a 9x9 TCP matrix is
+nine processes, one wave.
 """
 
 from __future__ import annotations
@@ -31,13 +34,9 @@ from harness.probes import (
     ProbeSpec,
     after_second_look,
     argv_for,
-    batch_argv_for,
     classify,
     late_grace,
     second_look_argv,
-    split_batch,
-    split_udp,
-    udp_argv_for,
 )
 
 #: pause between probe rounds: a blocked probe already costs one connect timeout per round
@@ -152,29 +151,22 @@ def _is_address(text: str) -> bool:
     return len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)
 
 
-#: protocol -> (argv of one process for several probes of a source, its per-probe splitter)
-_BATCHERS = {Protocol.TCP: (batch_argv_for, split_batch), Protocol.UDP: (udp_argv_for, split_udp)}
-#: the protocols each toolkit batches
-_BATCHED = {"debian": (Protocol.TCP, Protocol.UDP), "agnhost": (Protocol.UDP,)}
-
-
 def probe_batch(backend: Backend, probes: list[tuple[ProbeSpec, str]], timeout: float,
                 toolkit: str = "debian") -> dict[ProbeSpec, ProbeOutcome]:
-    """Probes of one source and protocol in one process (a batched curl for TCP, the UDP
-    client for UDP); each classified on its own line of output."""
+    """Probes of one source and kind in one process (its kind's Batch: a batched curl for TCP,
+    the UDP client for UDP); each classified on its own line of output."""
     started = time.monotonic()
     source = probes[0][0].source
-    protocol = probes[0][0].protocol
-    argv_of, split = _BATCHERS[protocol]
+    batch = probes[0][0].kind.batch
+    assert batch is not None, "only a kind with a Batch is batched"
     try:
-        argv = (udp_argv_for(probes, timeout, toolkit) if protocol == Protocol.UDP
-                else argv_of(probes, timeout))
+        argv = batch.argv(probes, timeout, toolkit)
         result = backend.exec(source, argv, timeout=timeout * 2 + EXEC_MARGIN)
     except (ExecError, BackendError, ValueError) as exc:
         el = time.monotonic() - started
         return {s: ProbeOutcome(Outcome.TOOL_ERROR, None, f"{type(exc).__name__}: {exc}", el)
                 for s, _ in probes}
-    per = split(probes, result)
+    per = batch.split(probes, result)
     out = []
     for spec, dest in probes:
         if spec in per:
@@ -189,26 +181,25 @@ def probe_batch(backend: Backend, probes: list[tuple[ProbeSpec, str]], timeout: 
 
 def _plan(specs: list[ProbeSpec], addresses: Addresses, toolkit: str, batch: bool,
           backend: Backend | None = None) -> list[tuple[str, Any]]:
-    """Tasks: ("one", spec) or ("batch", [(spec, dest), ...]) grouped by source and protocol.
-
-    TCP probes batch to any destination (curl resolves names itself, in parallel); UDP probes
-    only to addresses (the UDP client resolves names one after the other)."""
+    """Tasks: ("one", spec) or ("batch", [(spec, dest), ...]) grouped by source and kind, as
+    each kind's Batch allows (harness.probes.KINDS: TCP probes batch to any destination, curl
+    resolving names itself in parallel; UDP probes only to addresses)."""
     tasks: list[tuple[str, Any]] = []
     groups: dict[Any, dict[str, tuple[ProbeSpec, str]]] = {}
     for s in specs:
         dest = None
-        if batch and not s.is_dns and s.protocol in _BATCHED.get(toolkit, ()) \
-                and isinstance(s.port, int):
+        rule = s.kind.batch
+        if batch and rule is not None and toolkit in rule.toolkits and isinstance(s.port, int):
             try:
                 dest = destination(s, addresses, backend)
             except KeyError:
                 dest = None
-            if dest is not None and s.protocol == Protocol.UDP and not _is_address(dest):
+            if dest is not None and not rule.names and not _is_address(dest):
                 dest = None
         if dest is None:
             tasks.append(("one", s))
             continue
-        group = groups.setdefault((s.source, s.protocol), {})
+        group = groups.setdefault((s.source, s.kind.name), {})
         url = f"{dest}:{s.port}"
         if url in group:            # the same target twice: results are matched by target
             tasks.append(("one", s))
@@ -216,7 +207,8 @@ def _plan(specs: list[ProbeSpec], addresses: Addresses, toolkit: str, batch: boo
             group[url] = (s, dest)
     for group in groups.values():
         items = list(group.values())
-        if len(items) == 1 and items[0][0].protocol == Protocol.TCP:
+        rule = items[0][0].kind.batch
+        if len(items) == 1 and rule is not None and rule.single:
             tasks.append(("one", items[0][0]))
         else:
             tasks.append(("batch", items))
@@ -224,7 +216,7 @@ def _plan(specs: list[ProbeSpec], addresses: Addresses, toolkit: str, batch: boo
 
 
 def probe_round(backend: Backend, specs: Iterable[ProbeSpec], addresses: Addresses, timeout: float,
-                concurrency: int = 128, toolkit: str = "debian", batch: bool = True
+                concurrency: int = 16, toolkit: str = "debian", batch: bool = True
                 ) -> dict[ProbeSpec, ProbeOutcome]:
     """Every probe of one round, concurrently (at most `concurrency` execs at once), in input
     order."""

@@ -13,6 +13,7 @@ import math
 import sys
 from dataclasses import dataclass, replace
 from enum import Enum
+from typing import Callable
 
 from harness.errors import ExecResult
 from harness.model import Protocol
@@ -61,6 +62,11 @@ class ProbeSpec:
     @property
     def is_dns(self) -> bool:
         return self.dns_name is not None
+
+    @property
+    def kind(self) -> ProbeKind:
+        """What kind of probe this is (KINDS): a DNS lookup, or a probe of its protocol."""
+        return DNS if self.dns_name is not None else kind_of(self.protocol)
 
     @property
     def label(self) -> str:
@@ -263,7 +269,8 @@ def _fmt(seconds: float) -> str:
 
 
 def argv_for(spec: ProbeSpec, dest: str, timeout: float, toolkit: str = "debian") -> list[str]:
-    """The in-pod argv of the real tool that performs `spec` against `dest` (IP or DNS name).
+    """The in-pod argv of the real tool that performs `spec` against `dest` (IP or DNS name):
+    its kind's (KINDS).
 
     Why per toolkit: the local backend's pods see this machine's tools (curl, nslookup, python3);
     kind and kubeconfig pods run the agnhost image: curl, nslookup, bash for UDP
@@ -274,24 +281,39 @@ def argv_for(spec: ProbeSpec, dest: str, timeout: float, toolkit: str = "debian"
         raise ValueError(f"unknown probe toolkit {toolkit!r}: expected one of {', '.join(TOOLKITS)}")
     if timeout <= 0:
         raise ValueError(f"probe timeout must be positive, got {timeout}")
-    if spec.dns_name is not None:   # spec.is_dns
-        argv = ["nslookup", f"-timeout={max(1, round(timeout))}", "-retry=0"]
-        if spec.protocol == Protocol.TCP:
-            argv.append("-vc")
-        return argv + [spec.dns_name]
-    port = spec.port
-    if not isinstance(port, int):
-        raise ValueError(f"probe {spec.label}: port {port!r} must be resolved to a number first")
+    return spec.kind.argv(spec, dest, timeout, toolkit)
+
+
+def _port_of(spec: ProbeSpec) -> int:
+    if not isinstance(spec.port, int):
+        raise ValueError(f"probe {spec.label}: port {spec.port!r} must be resolved to a number first")
+    return spec.port
+
+
+def _nslookup_argv(spec: ProbeSpec, dest: str, timeout: float, toolkit: str) -> list[str]:
+    argv = ["nslookup", f"-timeout={max(1, round(timeout))}", "-retry=0"]
     if spec.protocol == Protocol.TCP:
-        # A fresh connection per probe: policies act on new connections (conntrack).
-        return ["curl", "-sS", "--connect-timeout", _fmt(timeout), "--max-time", _fmt(max_time(timeout)),
-                "--no-keepalive", "-w", CURL_CODE_MARK + "%{http_code}", f"http://{dest}:{port}/"]
-    if spec.protocol == Protocol.SCTP and toolkit == "agnhost":
+        argv.append("-vc")
+    return argv + [str(spec.dns_name)]
+
+
+def _curl_argv(spec: ProbeSpec, dest: str, timeout: float, toolkit: str) -> list[str]:
+    # A fresh connection per probe: policies act on new connections (conntrack).
+    return ["curl", "-sS", "--connect-timeout", _fmt(timeout), "--max-time", _fmt(max_time(timeout)),
+            "--no-keepalive", "-w", CURL_CODE_MARK + "%{http_code}", f"http://{dest}:{_port_of(spec)}/"]
+
+
+def _sctp_argv(spec: ProbeSpec, dest: str, timeout: float, toolkit: str) -> list[str]:
+    port = _port_of(spec)
+    if toolkit == "agnhost":
         return ["bash", "-c", KUBE_DIAL_CLIENT, "np-dial", "/agnhost", "sctp", _fmt(timeout),
                 _fmt(timeout + late_grace(timeout)), f"{dest}:{port}"]
-    if spec.protocol == Protocol.SCTP:
-        return ["/agnhost", "connect", f"{dest}:{port}", f"--protocol={spec.protocol.value.lower()}",
-                f"--timeout={_fmt(timeout)}s"]
+    return ["/agnhost", "connect", f"{dest}:{port}", f"--protocol={spec.protocol.value.lower()}",
+            f"--timeout={_fmt(timeout)}s"]
+
+
+def _udp_argv(spec: ProbeSpec, dest: str, timeout: float, toolkit: str) -> list[str]:
+    _port_of(spec)
     return udp_argv_for([(spec, dest)], timeout, toolkit)
 
 
@@ -453,19 +475,14 @@ def _first_line(text: str) -> str:
     return ""
 
 
-def _tool(argv: tuple[str, ...]) -> str:
-    """Which tool ran, ignoring a wrapper such as `ip netns exec NS` or `kubectl exec -- `."""
+def _tool(argv: tuple[str, ...]) -> Tool | None:
+    """Which tool ran (TOOLS), ignoring a wrapper such as `ip netns exec NS` or `kubectl exec
+    -- `: the first word of argv one of them recognises."""
     for a in argv:
-        base = a.rsplit("/", 1)[-1]
-        if base in ("curl", "nslookup"):
-            return base
-        if base == "agnhost":
-            return "connect"
-        if a in (UDP_CLIENT, KUBE_UDP_CLIENT):
-            return "udp-client"
-        if a == KUBE_DIAL_CLIENT:
-            return "dial"
-    return "unknown"
+        for tool in TOOLS:
+            if tool.ran(a):
+                return tool
+    return None
 
 
 def classify(spec: ProbeSpec, result: ExecResult) -> ProbeOutcome:
@@ -476,27 +493,27 @@ def classify(spec: ProbeSpec, result: ExecResult) -> ProbeOutcome:
     """
     tool = _tool(result.argv)
     rc, out, err = result.returncode, result.stdout, result.stderr
-    el = result.elapsed
     detail = f"exit {rc}: {_first_line(err) or _first_line(out)}".rstrip(": ")
-    if tool == "nslookup":
-        return _classify_nslookup(rc, out + "\n" + err, detail, el)
-    if tool == "curl":
-        return _classify_curl(rc, out, detail, el)
-    if tool == "connect":
-        return _classify_connect(rc, out, err, detail, el)
-    if tool == "dial":
-        marks = [ln for ln in out.splitlines() if ln.startswith(DIAL_MARK)]
-        if len(marks) == 1:
-            return _classify_dial_line(marks[0], el, _dial_timeout(result.argv))
-        return ProbeOutcome(Outcome.TOOL_ERROR, None,
-                            f"{len(marks)} dial results for one probe: {detail}", el)
-    if tool == "udp-client":
-        marks = [ln for ln in out.splitlines() if ln.startswith(UDP_MARK)]
-        if len(marks) == 1:
-            return _classify_udp_line(marks[0], el)
-        return ProbeOutcome(Outcome.TOOL_ERROR, None,
-                            f"{len(marks)} UDP client results for one probe: {detail}", el)
-    return ProbeOutcome(Outcome.TOOL_ERROR, None, f"unrecognised probe tool: {detail}", el)
+    if tool is None:
+        return ProbeOutcome(Outcome.TOOL_ERROR, None, f"unrecognised probe tool: {detail}",
+                            result.elapsed)
+    return tool.classify(result, detail)
+
+
+def _classify_dial(result: ExecResult, detail: str) -> ProbeOutcome:
+    marks = [ln for ln in result.stdout.splitlines() if ln.startswith(DIAL_MARK)]
+    if len(marks) == 1:
+        return _classify_dial_line(marks[0], result.elapsed, _dial_timeout(result.argv))
+    return ProbeOutcome(Outcome.TOOL_ERROR, None,
+                        f"{len(marks)} dial results for one probe: {detail}", result.elapsed)
+
+
+def _classify_udp(result: ExecResult, detail: str) -> ProbeOutcome:
+    marks = [ln for ln in result.stdout.splitlines() if ln.startswith(UDP_MARK)]
+    if len(marks) == 1:
+        return _classify_udp_line(marks[0], result.elapsed)
+    return ProbeOutcome(Outcome.TOOL_ERROR, None,
+                        f"{len(marks)} UDP client results for one probe: {detail}", result.elapsed)
 
 
 def _classify_curl(rc: int, out: str, detail: str, el: float) -> ProbeOutcome:
@@ -634,3 +651,87 @@ def _nslookup_addresses(text: str) -> list[str]:
         elif seen_name and line.startswith("Address:"):
             addrs.append(line.split(":", 1)[1].strip())
     return addrs
+
+
+# -- the kinds of probe and their tools, as data ----------------------------------------------
+# Why a table: which tool performs a probe, how its output is read, which probes share one
+# process and what a backend must carry for it are facts of the kind, read by argv_for and
+# classify here, by harness.prober (batching) and harness.scenario.needs (capabilities). A new
+# kind of probe is a row of KINDS (and a Tool when it needs one), its captured outputs in
+# tests/data/probe-outputs, and the servers that answer it when its protocol is new.
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A program that performs probes: the argv word that says it ran, and how its exit status
+    and output become an outcome (given the result and its one-line detail)."""
+
+    name: str
+    ran: Callable[[str], bool]
+    classify: Callable[[ExecResult, str], ProbeOutcome]
+
+
+def _named(name: str) -> Callable[[str], bool]:
+    return lambda word: word.rsplit("/", 1)[-1] == name
+
+
+TOOLS = (
+    Tool("curl", _named("curl"),
+         lambda r, d: _classify_curl(r.returncode, r.stdout, d, r.elapsed)),
+    Tool("nslookup", _named("nslookup"),
+         lambda r, d: _classify_nslookup(r.returncode, r.stdout + "\n" + r.stderr, d, r.elapsed)),
+    Tool("connect", _named("agnhost"),
+         lambda r, d: _classify_connect(r.returncode, r.stdout, r.stderr, d, r.elapsed)),
+    Tool("udp-client", lambda word: word in (UDP_CLIENT, KUBE_UDP_CLIENT), _classify_udp),
+    Tool("dial", lambda word: word == KUBE_DIAL_CLIENT, _classify_dial),
+)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Several probes of one source and kind in one process, each classified from its own line,
+    with the toolkits in `toolkits` only: `argv` for the probes (timeout, toolkit), `split`
+    their per-probe results. `names`: targets may be DNS names (curl resolves them in
+    parallel), else addresses only (the UDP clients resolve names one after the other).
+    `single`: a group of one runs as a single probe (its tool's plain form), not a batch of one."""
+
+    argv: Callable[[list[tuple[ProbeSpec, str]], float, str], list[str]]
+    split: Callable[[list[tuple[ProbeSpec, str]], ExecResult], dict[ProbeSpec, ExecResult]]
+    toolkits: tuple[str, ...]
+    names: bool
+    single: bool
+
+
+@dataclass(frozen=True)
+class ProbeKind:
+    """One kind of probe: the protocol of the port it probes (None for a DNS lookup, whose query
+    is 53/UDP, or TCP with -vc), the capability a backend declares to carry it (None: every
+    backend does), the argv of one probe per toolkit, and its batching (None: one process per
+    probe)."""
+
+    name: str
+    protocol: Protocol | None
+    capability: str | None
+    argv: Callable[[ProbeSpec, str, float, str], list[str]]
+    batch: Batch | None = None
+
+
+KINDS: dict[str, ProbeKind] = {k.name: k for k in (
+    # the agnhost servers name the pod in the body, which a curl batch discards: debian only
+    ProbeKind("tcp", Protocol.TCP, None, _curl_argv,
+              Batch(lambda p, t, k: batch_argv_for(p, t), split_batch, ("debian",),
+                    names=True, single=True)),
+    ProbeKind("udp", Protocol.UDP, "udp", _udp_argv,
+              Batch(udp_argv_for, split_udp, ("debian", "agnhost"), names=False, single=False)),
+    ProbeKind("sctp", Protocol.SCTP, "sctp", _sctp_argv),
+    ProbeKind("dns", None, None, _nslookup_argv),
+)}
+DNS = KINDS["dns"]
+
+
+def kind_of(protocol: Protocol) -> ProbeKind:
+    """The kind of probe of a port of `protocol`."""
+    for k in KINDS.values():
+        if k.protocol is protocol:
+            return k
+    raise ValueError(f"no probe kind for protocol {protocol.value}")

@@ -221,3 +221,25 @@ def test_agnhost_udp_listens_through_the_grace_itself_with_no_second_look():
     (got,) = probe_round(backend, [udp], ADDR, 1.0, toolkit="agnhost").values()
     assert (got.outcome, got.answered_by) == (Outcome.LATE_REPLY, "x-b")
     assert len(backend.calls) == 1 and backend.calls[0][4:6] == ("1000000", "1000000")
+
+def test_a_kind_batches_only_as_its_batch_rule_says():
+    """harness.probes.KINDS says which kinds share a process, to what, and on which toolkit."""
+    addresses = Addresses({"x/a": "10.0.0.1", "x/b": "10.0.0.2", "x/c": "10.0.0.3"}, {}, {})
+    specs = [ProbeSpec("x/a", t, 80, p) for p in Protocol for t in ("x/b", "x/c")]
+    specs += [ProbeSpec("x/a", "web.y", 80, p) for p in (Protocol.TCP, Protocol.UDP)]
+
+    def batches(toolkit: str) -> dict:
+        return {items[0][0].protocol: [s.target for s, _ in items]
+                for kind, items in _plan(specs, addresses, toolkit, True) if kind == "batch"}
+
+    # debian: TCP batches names too; UDP addresses only; SCTP never
+    assert batches("debian") == {Protocol.TCP: ["x/b", "x/c", "web.y"],
+                                 Protocol.UDP: ["x/b", "x/c"]}
+    tasks = _plan(specs, addresses, "debian", True)
+    assert {s.target for kind, s in tasks if kind == "one"} == {"x/b", "x/c", "web.y"}
+    # agnhost: the UDP client only (a curl batch would lose the pod's name in the body)
+    assert batches("agnhost") == {Protocol.UDP: ["x/b", "x/c"]}
+    # a TCP group of one runs as a plain curl; a UDP group of one is still the UDP client
+    single = _plan([ProbeSpec("x/a", "x/b", 80, Protocol.TCP),
+                    ProbeSpec("x/a", "x/b", 80, Protocol.UDP)], addresses, "debian", True)
+    assert [k for k, _ in single] == ["one", "batch"]

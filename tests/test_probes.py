@@ -396,3 +396,32 @@ def test_fresh_capture_classifies_the_same(tmp_path):
     for name, d in fresh.items():
         r = ExecResult(tuple(d["argv"]), d["returncode"], d["stdout"], d["stderr"], d["elapsed"])
         assert classify(_spec_for(name), r).outcome == EXPECTED[name][0], (name, d)
+
+
+# -- the kinds of probe (probes.KINDS) -----------------------------------------------------------
+def test_every_protocol_has_a_probe_kind_and_every_capability_is_known():
+    from harness.capabilities import KNOWN
+    from harness.probes import KINDS, kind_of
+
+    assert {k.protocol for k in KINDS.values()} == {*Protocol, None}    # None: the DNS lookup
+    for protocol in Protocol:
+        assert kind_of(protocol).protocol is protocol
+    assert {k.capability for k in KINDS.values()} - {None} <= set(KNOWN)
+    assert [kind_of(p).capability for p in Protocol] == [None, "udp", "sctp"]
+    assert TCP80.kind.name == "tcp" and UDP81.kind.name == "udp" and DNS.kind.name == "dns"
+
+
+@pytest.mark.parametrize("toolkit", ["debian", "agnhost"])
+def test_every_kind_is_performed_by_a_tool_that_classify_reads(toolkit):
+    """argv_for and classify agree: the argv a kind builds is recognised as one of TOOLS, so its
+    outcome is read by that tool's rules, never "unrecognised probe tool"."""
+    from harness.probes import KINDS, TOOLS, _tool
+
+    for kind in KINDS.values():
+        spec = DNS if kind.protocol is None else ProbeSpec("x/a", "x/b", 80, kind.protocol)
+        argv = argv_for(spec, "10.0.0.1", 1.0, toolkit)
+        tool = _tool(tuple(["ip", "netns", "exec", "np-x", *argv]))
+        assert tool in TOOLS, (kind.name, argv)
+        got = classify(spec, ExecResult(tuple(argv), 99, "", "", 0.1))
+        assert "unrecognised probe tool" not in got.detail
+

@@ -23,6 +23,7 @@ from typing import Protocol as TypingProtocol
 
 from harness.model import Addresses, Endpoint, Model, Protocol, plan_addresses
 from harness.policy import is_network_policy
+from harness.probes import kind_of
 from harness.scenario.expectations import MatrixExpectation, ProbeExpectation
 from harness.scenario.placeholders import render_manifest
 from harness.scenario.policies import PolicyDoc
@@ -93,10 +94,10 @@ def _network(text: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network | No
 
 
 def _proto_needs(protocol: Protocol, why: str, need: dict[str, str]) -> None:
-    if protocol is Protocol.UDP:
-        need.setdefault("udp", why)
-    elif protocol is Protocol.SCTP:
-        need.setdefault("sctp", why)
+    """What a backend must carry for probes of `protocol` (its probe kind's capability)."""
+    capability = kind_of(protocol).capability
+    if capability:
+        need.setdefault(capability, why)
 
 
 def _policy_needs(m: dict[str, Any], key: str, need: dict[str, str], advised: dict[str, str],
@@ -128,7 +129,7 @@ def _policy_needs(m: dict[str, Any], key: str, need: dict[str, str], advised: di
                     need.setdefault("named-ports", f"policy {key} names port {port['port']}")
                 if "endPort" in port:
                     need.setdefault("endport", f"policy {key} has an endPort range")
-                if port.get("protocol") in ("UDP", "SCTP"):
+                if port.get("protocol") in tuple(Protocol):
                     # advice only: the policy names the protocol; the traffic decides the need
                     _proto_needs(Protocol(port["protocol"]),
                                  f"policy {key} has a {port['protocol']} port", advised)
