@@ -15,11 +15,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from harness import naming
-from harness.backends import BACKENDS
+from harness.backends import BACKENDS, cnis, emulated
+from harness.backends import capabilities as backend_capabilities
 from harness.backends.cni import AGNHOST_IMAGE
+from harness.capabilities import Capabilities
 from harness.errors import UsageError
 
-LOCAL_PROFILES = ("enforcing", "open")
 #: the kube backends' default observation window (seconds): real CNIs program a policy some
 #: seconds after the API accepted it (docs/kind.md: "Policy programming after apply")
 KUBE_MIN_WINDOW = 10.0
@@ -245,22 +246,19 @@ def _whole(name: str, value: Any, unit: str, low: int, high: int, why: str = "")
         raise SettingsError(f"{name}: {n} must be between {low} and {high} {unit}{why}")
     return n
 
-def _engines() -> tuple[str, ...]:
-    """The real engines the local backend runs (harness.backends.real.engines)."""
-    from harness.backends.real.engines import ENGINES
-    return ENGINES
-
-
 def _cnis(name: str, value: Any, backend: str) -> tuple[str, ...]:
     items = value if isinstance(value, (list, tuple)) else str(value).split(",")
     names = tuple(dict.fromkeys(str(v).strip() for v in items if str(v).strip()))
     if not names:
         raise SettingsError(f"{name}: empty; name at least one CNI, e.g. --cni enforcing")
     for cni in names:
-        if backend == "local" and cni not in LOCAL_PROFILES + _engines():
+        if backend == "local" and cni not in cnis("local"):
+            # lazy: the backends' tables load only for this message (harness.backends)
+            from harness.backends.local.profiles import PROFILES
+            from harness.backends.real.engines import ENGINES
             raise SettingsError(f"{name}: {cni!r} is not a local profile; the local backend runs "
-                                f"the emulated {' or '.join(LOCAL_PROFILES)} or the real engines "
-                                f"{', '.join(_engines())} (e.g. --cni enforcing,open)")
+                                f"the emulated {' or '.join(PROFILES)} or the real engines "
+                                f"{', '.join(ENGINES)} (e.g. --cni enforcing,open)")
         if not _CNI_RE.match(cni):
             raise SettingsError(f"{name}: {cni!r} is not a CNI name ([a-z0-9-], e.g. calico)")
     return names
@@ -296,7 +294,7 @@ def build(values: Mapping[str, Any] | None = None, ini: Mapping[str, Any] | None
     elif kube:
         raise SettingsError(f"--cni: the {backend} backend needs a CNI name (e.g. --cni calico)")
     # real engines on the local backend program policies asynchronously, like any cluster
-    real = kube or any(c in _engines() for c in out.get("cnis", ()))
+    real = kube or any(not emulated(backend, c) for c in out.get("cnis", ()))
     out["probe_timeout"] = _seconds(*raw["probe_timeout"]) if "probe_timeout" in raw \
         else (2.0 if kube else 1.0)
     out["converge_timeout"] = _seconds(*raw["converge_timeout"]) if "converge_timeout" in raw \
@@ -369,20 +367,13 @@ def build(values: Mapping[str, Any] | None = None, ini: Mapping[str, Any] | None
     return Settings(**out)
 
 
-def declared_capabilities(backend: str, cni: str):
+def declared_capabilities(backend: str, cni: str) -> Capabilities:
     """What `cni` on `backend` declares, without bringing anything up (for skips and listings).
 
     Why here: collection must know what to skip before any cluster exists; the facts live with
-    each backend (local profiles, harness.backends.cni for kind), imported lazily.
+    each backend family, found through harness.backends.capabilities.
     """
-    if backend == "local":
-        if cni in _engines():
-            from harness.backends.real.engines import capabilities as engine_capabilities
-            return engine_capabilities(cni)
-        from harness.backends.local.profiles import capabilities
-        return capabilities(cni)
-    from harness.backends import cni as cni_facts
-    if cni not in cni_facts.CNIS:
-        raise SettingsError(f"--cni: {cni!r} is not a CNI netpol-proof knows on {backend}; "
-                            f"choose from {', '.join(cni_facts.CNIS)}")
-    return cni_facts.capabilities(cni)
+    try:
+        return backend_capabilities(backend, cni)
+    except ValueError as exc:
+        raise SettingsError(f"--cni: {exc}") from None

@@ -113,3 +113,12 @@ def test_sctp_containers_are_left_out_and_pods_alternate_between_nodes():
     for i, p in enumerate(placed):
         others = placed[:i] + placed[i + 1:]
         assert p in others and set(others) - {p}
+
+
+def test_an_engine_declares_faults_exactly_when_it_runs_an_engine_process():
+    """engines.SPECS: each fact of an engine once; what it declares follows from what it runs."""
+    for name, spec in engines.SPECS.items():
+        runs = spec.node_process is not None
+        assert ("engine-fault" in spec.caps.supported) == runs, name
+        assert spec.caps.enforces == runs, name
+    assert engines.ENGINES == tuple(engines.SPECS) == ("kube-router", "calico", "none")

@@ -28,13 +28,15 @@ def test_the_cli_never_imports_pytest():
     assert out.stdout.strip() == "ok", out.stderr
 
 
-def test_capabilities_table_lists_local_profiles_and_kind_cnis(capsys):
+def test_capabilities_table_lists_local_profiles_real_engines_and_kind_cnis(capsys):
     assert main(["capabilities", "--notes"]) == 0
     out = capsys.readouterr().out
-    header = out.splitlines()[0]
-    assert "local/enforcing" in header and "local/open" in header and "kind/flannel" in header
+    header = out.splitlines()[0].split()
+    assert header[1:6] == ["local/enforcing", "local/open", "local/kube-router", "local/calico",
+                           "local/none"]
+    assert "kind/flannel" in header
     declared = next(line for line in out.splitlines() if line.startswith("declared enforcing"))
-    assert declared.split()[2:4] == ["yes", "NO"]          # enforcing yes, open NO
+    assert declared.split()[2:7] == ["yes", "NO", "yes", "yes", "NO"]   # open and none: NO
     assert "local/enforcing: sctp: SCTP is not available" in out
 
 

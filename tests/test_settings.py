@@ -226,3 +226,27 @@ def test_the_cli_reaches_every_setting_by_the_plugins_spelling_and_its_own():
     no_canary = build_parser().parse_args(["run", "x.yaml", "--no-canary"])
     assert _settings(no_canary).canary is False
     assert _settings(build_parser().parse_args(["run", "x.yaml"])).canary is True
+
+
+def test_each_backend_s_cnis_and_declarations_come_from_one_table():
+    """harness.backends answers "which CNIs, declaring what" from each family's one table: the
+    emulated profiles, the real engines, kind's CNIs (also a kubeconfig cluster's)."""
+    from harness.backends import BACKENDS, capabilities, cni, cnis, emulated
+    from harness.backends.local import profiles
+    from harness.backends.real import engines
+    from harness.settings import declared_capabilities
+
+    assert cnis("local") == tuple(profiles.SPECS) + tuple(engines.SPECS)
+    assert cnis("kind") == cnis("kubeconfig") == tuple(cni.SPECS) == cni.CNIS
+    for backend in BACKENDS:
+        for name in cnis(backend):
+            table = (profiles.SPECS.get(name) or engines.SPECS[name].caps) \
+                if backend == "local" else cni.SPECS[name].caps
+            assert capabilities(backend, name) is table is declared_capabilities(backend, name)
+            assert emulated(backend, name) == (backend == "local" and name in profiles.SPECS)
+            assert build({"backend": backend, "cnis": name, "context": "c",
+                          "allow_context": "c"}).cnis == (name,)
+    with pytest.raises(ValueError, match="expected one of enforcing, open, kube-router"):
+        capabilities("local", "cilium")
+    with pytest.raises(SettingsError, match="--cni: 'kube-router' is not a CNI the kind backend"):
+        declared_capabilities("kind", "kube-router")

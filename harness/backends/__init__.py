@@ -1,20 +1,65 @@
-"""The registry of backends: `get_backend(name, profile, settings)`.
+"""The registry of backends: `get_backend(name, profile, settings)`, and of the CNIs each one
+runs with what they declare (`cnis`, `capabilities`).
 
 Backends are imported lazily so that `python -m harness check` never needs the kubernetes
-client or root.
+client or root. Each family's facts are declared once, in its own table: the emulated profiles
+(harness.backends.local.profiles.SPECS), the real engines (harness.backends.real.engines.SPECS)
+and the CNIs of kind, also what a kubeconfig cluster's CNI is taken to declare
+(harness.backends.cni.SPECS); this module only says which table answers for a backend.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.capabilities import Capabilities
 
 BACKENDS = ("local", "kind", "kubeconfig")
+
+
+def cnis(backend: str) -> tuple[str, ...]:
+    """Every CNI (or emulated profile) `backend` runs, in the order its tables list them."""
+    if backend == "local":
+        from harness.backends.local.profiles import PROFILES
+        from harness.backends.real.engines import ENGINES
+        return PROFILES + ENGINES
+    if backend in BACKENDS:
+        from harness.backends.cni import CNIS
+        return CNIS
+    raise ValueError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+
+
+def emulated(backend: str, cni: str) -> bool:
+    """Whether `cni` on `backend` is an emulated dataplane (no Kubernetes component runs), as
+    opposed to real Kubernetes code that programs policies asynchronously, like any cluster."""
+    if backend != "local":
+        return False
+    from harness.backends.local.profiles import SPECS
+    return cni in SPECS
+
+
+def capabilities(backend: str, cni: str) -> Capabilities:
+    """What `cni` on `backend` declares, from its family's table; ValueError naming the choices
+    for a CNI the backend does not run."""
+    if backend == "local":
+        from harness.backends.real import engines
+        if cni in engines.SPECS:
+            return engines.SPECS[cni].caps
+        from harness.backends.local import profiles
+        if cni in profiles.SPECS:
+            return profiles.SPECS[cni]
+    elif cni in cnis(backend):
+        from harness.backends import cni as kind_cnis
+        return kind_cnis.SPECS[cni].caps
+    raise ValueError(f"{cni!r} is not a CNI the {backend} backend runs: expected one of "
+                     f"{', '.join(cnis(backend))}")
 
 
 def get_backend(name: str, profile: str, **options: Any):
     """Build the backend `name` for one CNI/profile. Options are backend-specific settings."""
     if name == "local":
-        from harness.backends.real.engines import ENGINES
+        from harness.backends.real.engines import SPECS as ENGINES
         if profile in ENGINES:   # real engines: a real control plane, pods as namespaces
             from harness.backends.real.backend import RealBackend
             return RealBackend(profile=profile, **options)

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 
 from harness.capabilities import Capabilities
 
-CNIS = ("kindnet", "calico", "cilium", "flannel")
-
 #: Every kind node runs this image, pinned by tag AND digest (docs/sources.md §0; [2nd] v0.33.0 notes).
 NODE_IMAGE = ("kindest/node:v1.35.8@sha256:"
               "07b2536e30b803ed61d1677a79df6115f798ce64c80f9e22f6ed45afd09323c0")
@@ -166,6 +164,8 @@ SPECS: dict[str, CniSpec] = {
              "calico-policy": "Calico's policy kinds need Calico",
              "admin-network-policy": "Flannel has no policy engine"})),
 }
+
+CNIS = tuple(SPECS)
 
 #: Facts the notes tag [2nd]/[unverified], each with the live check that reports it clearly.
 RUNTIME_CHECKS: dict[str, str] = {

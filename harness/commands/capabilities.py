@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from harness.capabilities import Capabilities
+from harness.backends import BACKENDS, capabilities, cnis
+from harness.capabilities import KNOWN, Capabilities
 
 
 def register(sub) -> None:
@@ -20,29 +21,21 @@ def register(sub) -> None:
         "enforcement canary decides at run time.",
         epilog="examples:\n  python -m harness capabilities\n  python -m harness capabilities "
                "--backend kind", formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backend", choices=("local", "kind", "kubeconfig"),
+    p.add_argument("--backend", choices=BACKENDS,
                    help="only this backend (default: local and kind)")
     p.add_argument("--notes", action="store_true", help="print why each capability is missing")
     p.set_defaults(func=run)
 
 
 def columns(backend: str | None) -> list[tuple[str, str, Capabilities]]:
-    """(backend, cni, Capabilities) for every backend/CNI known here."""
-    from harness.backends.local.profiles import PROFILES, capabilities
-    cols: list[tuple[str, str, Capabilities]] = []
-    if backend in (None, "local"):
-        cols += [("local", p, capabilities(p)) for p in PROFILES]
-    if backend in (None, "kind", "kubeconfig"):
-        try:
-            from harness.backends import cni
-        except ImportError:  # pragma: no cover - the kind backend is optional
-            return cols
-        cols += [(backend or "kind", name, cni.capabilities(name)) for name in cni.CNIS]
-    return cols
+    """(backend, cni, Capabilities) for every backend/CNI known here (harness.backends: the
+    local backend's emulated profiles and real engines, kind's CNIs, which a kubeconfig
+    cluster's CNI is taken to declare too)."""
+    shown = [backend] if backend else ["local", "kind"]
+    return [(b, name, capabilities(b, name)) for b in shown for name in cnis(b)]
 
 
 def render(cols, notes: bool = False) -> str:
-    from harness.capabilities import KNOWN
     header = ["capability"] + [f"{b}/{c}" for b, c, _ in cols]
     rows = [[name] + ["yes" if name in caps.supported else "no" for _, _, caps in cols]
             for name in KNOWN]

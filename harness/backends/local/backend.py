@@ -104,10 +104,12 @@ class LocalBackend(Backend):
 
     def __init__(self, profile: str = "enforcing", run_id: str | None = None,
                  probe_timeout: float = 1.0, workdir: str | None = None):
-        if profile not in profiles.PROFILES:
+        if profile not in profiles.SPECS:
             raise BackendError(f"creating the local backend with profile {profile!r}",
-                               "expected `enforcing` or `open` (emulated dataplanes)")
+                               f"expected {' or '.join(profiles.PROFILES)} (emulated dataplanes)")
         self.profile = profile
+        #: whether the profile enforces (profiles.SPECS): only then is there an emulated engine
+        self.enforcing = profiles.SPECS[profile].enforces
         self.run_id = run_id or naming.new_run_id()
         self.prefix = naming.local_prefix(self.run_id)
         self.node = f"{self.prefix}node"
@@ -130,7 +132,7 @@ class LocalBackend(Backend):
     def describe(self) -> str:
         """Exactly what runs: no Kubernetes component at all, an emulated dataplane."""
         what = ("policies compiled into nftables by netpol-proof's own policy.py"
-                if self.profile == "enforcing" else "policies stored, nothing enforces them")
+                if self.enforcing else "policies stored, nothing enforces them")
         # (a fault step's own lines say what it did to the emulated engine: "stop engine:
         # policy table removed"; every run's header need not)
         return (f"emulated dataplane `{self.profile}` ({what}): no Kubernetes API server, no "
@@ -367,7 +369,7 @@ class LocalBackend(Backend):
         0.5 s apart hit now and then, so a scenario requiring the restart to hold would pass
         or fail by chance; a flushing agent is what `stop` shows."""
         doing = f"{action} {target} on the emulated {self.profile} dataplane"
-        if self.profile != "enforcing" or target != Target.ENGINE:
+        if not self.enforcing or target != Target.ENGINE:
             raise BackendError(doing, "only the `enforcing` profile has an (emulated) engine, "
                                       "and no emulated profile has an API server to stop")
         if node not in (None, 1):
@@ -406,7 +408,7 @@ class LocalBackend(Backend):
                  nft.table_name(self.run_id, "policy")], timeout=10)
 
     def _sync_policies(self) -> None:
-        if self.profile != "enforcing" or self.model is None or self.addresses is None:
+        if not self.enforcing or self.model is None or self.addresses is None:
             return  # `open`: policies are stored, never enforced (or nothing is deployed yet)
         if self.engine != "running":
             return  # the emulated engine is down (a fault step): stored, programmed at start

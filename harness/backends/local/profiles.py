@@ -32,28 +32,30 @@ from harness.capabilities import Capabilities
 from harness.model import Addresses, Model, Pod, Protocol
 from harness.policy import NetworkPolicy, Peer, PortRule, Rule
 
-PROFILES = ("enforcing", "open")
-
 _SUPPORTED = frozenset({"networkpolicy", "egress", "ipblock", "ipblock-pod-ip", "named-ports",
                         "endport", "udp", "external-hosts"})
 _NOTES = {"sctp": "SCTP is not available in this kernel (emulated dataplane)",
           "apiserver-fault": "the emulated dataplanes have no API server to stop"}
+_NO_ENGINE = "nothing enforces on `open`: there is no engine to stop"
+
+#: What each emulated dataplane profile declares. `enforcing` has an emulated engine that fault
+#: steps can stop, kill and restart (LocalBackend.fault); `open` has none.
+SPECS: dict[str, Capabilities] = {
+    "enforcing": Capabilities(_SUPPORTED | {"engine-fault", "engine-hold"}, deny_response="drop",
+                              enforces=True, notes=dict(_NOTES)),
+    "open": Capabilities(_SUPPORTED, deny_response="drop", enforces=False,
+                         notes={**_NOTES, "engine-fault": _NO_ENGINE, "engine-hold": _NO_ENGINE}),
+}
+PROFILES = tuple(SPECS)
 
 
 def capabilities(profile: str) -> Capabilities:
-    """What each emulated dataplane profile declares. `enforcing` has an emulated engine that
-    fault steps can stop, kill and restart (LocalBackend.fault); `open` has none."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown local profile {profile!r}: expected enforcing or open")
-    notes = dict(_NOTES)
-    supported = _SUPPORTED
-    if profile == "enforcing":
-        supported = supported | {"engine-fault", "engine-hold"}
-    else:
-        notes["engine-fault"] = notes["engine-hold"] = ("nothing enforces on `open`: there is no "
-                                                        "engine to stop")
-    return Capabilities(supported, deny_response="drop", enforces=(profile == "enforcing"),
-                        notes=notes)
+    """What the emulated dataplane `profile` declares (SPECS)."""
+    try:
+        return SPECS[profile]
+    except KeyError:
+        raise ValueError(f"unknown local profile {profile!r}: expected "
+                         f"{' or '.join(PROFILES)}") from None
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ every matrix of three or more pods has same-node and cross-node cells; CoreDNS i
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import shutil
@@ -176,7 +177,7 @@ class RealBackend(KubeBackendBase):
         pods emulated in network namespaces, no kubelet`."""
         names = ["kube-apiserver", *self.spec.components, "kube-proxy", "coredns"]
         parts = [f"real {n} {self.versions.get(n, '?')}" for n in names]
-        if self.profile == "none":
+        if self.spec.node_process is None:
             parts.insert(1, "no policy engine")
         return " + ".join(parts) + ", pods emulated in network namespaces, no kubelet"
 
@@ -250,7 +251,7 @@ class RealBackend(KubeBackendBase):
             self.kubelets.append(kubelet)
         self.timings["nodes"] = time.monotonic() - t
         t = time.monotonic()
-        if self.profile == "calico":
+        if self.spec.calico_datastore:
             count = calico.install(self.api, self.versions["calico-felix"])
             self._log(f"Calico datastore: {count} CRDs, ClusterInformation, tiers")
         self._grant_roles()
@@ -301,20 +302,16 @@ class RealBackend(KubeBackendBase):
         self._node_procs.append((node.netns, p, proc))
 
     def _start_engines(self) -> None:
-        """The engine of every node (kube-router or Felix; nothing on `none`)."""
+        """The engine of every node (its spec's node process: kube-router or Felix; nothing
+        on `none`)."""
+        if self.spec.node_process is None:
+            return
         for node in self.nodes:
-            if self.profile == "kube-router":
-                self._start(node, engines.kube_router(
-                    self.binaries["kube-router"], node.netns, node.name,
-                    self._kubeconfig(node.netns, "kube-router")))
-            elif self.profile == "calico":
-                state = os.path.join(self.workdir, f"felix-{node.netns}")
-                for sub in ("mounts", "status"):
-                    os.makedirs(os.path.join(state, sub), exist_ok=True)
-                admin = str(self._plane().kubeconfig_for_netns(node.netns))
-                self._start(node, engines.felix(
-                    self.binaries["calico-felix"], node.netns, node.name, admin, state,
-                    self._traced_tools(node.netns, "felix", engines.FELIX_TOOLS)))
+            self._start(node, self.spec.node_process(engines.NodeEnv(
+                self.binaries, node.netns, node.name,
+                functools.partial(self._kubeconfig, node.netns),
+                functools.partial(self._admin_kubeconfig, node.netns), self.workdir,
+                functools.partial(self._traced_tools, node.netns))))
 
     def _wait_dns_forwarded(self) -> None:
         """kube-proxy on every node forwards the kube-dns Service to CoreDNS (it wrote the
@@ -343,6 +340,10 @@ class RealBackend(KubeBackendBase):
     def _kubeconfig(self, netns: str, process: str) -> str:
         """A kubeconfig for `process` inside `netns`, as that process's own user."""
         return str(self._plane().kubeconfig_for_netns(netns, engines.USERS[process]))
+
+    def _admin_kubeconfig(self, netns: str) -> str:
+        """The admin's kubeconfig inside `netns`."""
+        return str(self._plane().kubeconfig_for_netns(netns))
 
     def _grant_roles(self) -> None:
         rbac = self._api().client.RbacAuthorizationV1Api(self._api().api_client)
@@ -554,7 +555,6 @@ class RealBackend(KubeBackendBase):
                    target=endpoint)
 
     # -- fault steps ----------------------------------------------------------------------------
-    ENGINE_PROCESSES = ("kube-router", "felix")
 
     def fault(self, action: str, target: str, node: int | None = None) -> str:
         """Stop (SIGTERM), kill (SIGKILL), start, restart or kill-restart (SIGKILL, then start)
@@ -587,7 +587,7 @@ class RealBackend(KubeBackendBase):
             raise BackendError(doing, f"this run has nodes 1-{len(self.nodes)}")
         wanted = {n.netns for i, n in enumerate(self.nodes, 1) if node in (None, i)}
         slots = [i for i, (netns, p, _) in enumerate(self._node_procs)
-                 if p.name in self.ENGINE_PROCESSES and netns in wanted]
+                 if p.engine and netns in wanted]
         if not slots:
             raise BackendError(doing, f"no policy engine runs on `{self.profile}`")
         said = []

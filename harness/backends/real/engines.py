@@ -29,7 +29,6 @@ from harness.capabilities import Capabilities
 from harness.model import POD_CIDR, SERVICE_CIDR
 from harness.shell import run
 
-ENGINES = ("kube-router", "calico", "none")
 #: what every real-engine run needs besides its engine
 BASE_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-proxy", "coredns")
 
@@ -50,7 +49,10 @@ _FAULTS = frozenset({"engine-fault", "apiserver-fault", "engine-hold"})
 
 @dataclass(frozen=True)
 class EngineSpec:
-    """One engine: the binaries it needs (besides BASE_COMPONENTS) and what it declares."""
+    """One engine, every fact of it: the binaries it needs (besides BASE_COMPONENTS), what it
+    declares, the process it runs on every node (None: no engine runs), whether Calico's
+    datastore (CRDs, ClusterInformation, tiers) is installed before it starts, and the
+    first words of the error when one of its binaries is missing."""
 
     name: str
     components: tuple[str, ...]
@@ -59,6 +61,38 @@ class EngineSpec:
     #: --noflush): a write of another process in between is undone, so the harness starts it
     #: only once kube-proxy has written everything it will write during the bring-up
     restores_filter_table: bool = False
+    node_process: Callable[[NodeEnv], NodeProcess] | None = None
+    calico_datastore: bool = False
+    missing: str = ""
+
+
+@dataclass(frozen=True)
+class NodeEnv:
+    """What an engine's process on one node is started with: the run's binaries, the node's
+    namespace and name, a kubeconfig for a user (ROLES, USERS) or the admin, inside that
+    namespace, a directory of the run for the node's own files, and the directory of traced
+    tools for a process (harness.backends.real.tooltrace; None without a trace)."""
+
+    binaries: dict[str, str]
+    netns: str
+    node: str
+    kubeconfig: Callable[[str], str]
+    admin_kubeconfig: Callable[[], str]
+    workdir: str
+    traced_tools: Callable[[str, tuple[str, ...]], str | None]
+
+
+def _kube_router(env: NodeEnv) -> NodeProcess:
+    return kube_router(env.binaries["kube-router"], env.netns, env.node,
+                       env.kubeconfig("kube-router"))
+
+
+def _felix(env: NodeEnv) -> NodeProcess:
+    state = os.path.join(env.workdir, f"felix-{env.netns}")
+    for sub in ("mounts", "status"):
+        os.makedirs(os.path.join(state, sub), exist_ok=True)
+    return felix(env.binaries["calico-felix"], env.netns, env.node, env.admin_kubeconfig(), state,
+                 env.traced_tools("felix", FELIX_TOOLS))
 
 
 SPECS: dict[str, EngineSpec] = {
@@ -68,7 +102,12 @@ SPECS: dict[str, EngineSpec] = {
          "deny_response": "kube-router's pod chains end in REJECT (ICMP port unreachable): a "
                           "denied TCP connect is refused at once, a denied UDP datagram gets "
                           "an ICMP error; a refusal counts as blocked only with a positive "
-                          "control"}), restores_filter_table=True),
+                          "control"}), restores_filter_table=True, node_process=_kube_router),
+    "calico": EngineSpec("calico", ("calico-felix",), Capabilities(
+        _L34 | _FAULTS, "drop", True,
+        {**_COMMON_NOTES,
+         "deny_response": "Felix drops denied packets (its default deny action is DROP)"}),
+        node_process=_felix, calico_datastore=True, missing="calico: Felix binary not available"),
     "none": EngineSpec("none", (), Capabilities(
         _L34, "drop", False,
         {**_COMMON_NOTES,
@@ -79,12 +118,9 @@ SPECS: dict[str, EngineSpec] = {
          "engine-hold": "no policy engine runs on `none`: there is nothing to stop",
          "apiserver-fault": "nothing enforces on `none`: an API server outage changes nothing "
                             "to observe"})),
-    "calico": EngineSpec("calico", ("calico-felix",), Capabilities(
-        _L34 | _FAULTS, "drop", True,
-        {**_COMMON_NOTES,
-         "deny_response": "Felix drops denied packets (its default deny action is DROP)"})),
 }
 
+ENGINES = tuple(SPECS)
 
 def spec(engine: str) -> EngineSpec:
     try:
@@ -103,15 +139,16 @@ def binaries(engine: str) -> dict[str, str]:
     and why (for calico: "calico: Felix binary not available: <reason>")."""
     from harness.components import ComponentMissing, find
 
+    engine_spec = spec(engine)
     out = {}
-    for name in (*BASE_COMPONENTS, *spec(engine).components):
+    for name in (*BASE_COMPONENTS, *engine_spec.components):
         try:
             out[name] = str(find(name))
         except ComponentMissing as exc:
-            if name == "calico-felix":
-                raise ComponentMissing(f"calico: Felix binary not available: {exc}") from None
+            if engine_spec.missing and name in engine_spec.components:
+                raise ComponentMissing(f"{engine_spec.missing}: {exc}") from None
             raise
-    if engine == "calico":
+    if engine_spec.calico_datastore:
         from harness.backends.real.calico import crd_dir
         crd_dir()   # Felix needs Calico's CRDs too; ComponentMissing says where they are not
     return out
@@ -171,6 +208,8 @@ class NodeProcess:
     argv: tuple[str, ...]
     ready: Callable[[], tuple[bool, str]]
     env: dict[str, str] | None = None
+    #: the policy engine (what a fault step stops, kills and starts), not a node's other process
+    engine: bool = False
 
 
 def in_netns(netns: str, argv: list[str], timeout: float = 10.0):
@@ -328,7 +367,7 @@ def kube_router(binary: str, netns: str, node: str, kubeconfig: str) -> NodeProc
             "--metrics-port=0", "--v=2")
     return NodeProcess("kube-router", argv, _all(
         lambda: _http_ok(netns, f"http://127.0.0.1:{KUBE_ROUTER_HEALTH_PORT}/healthz"),
-        lambda: _chain_exists(netns, "filter", "KUBE-ROUTER-FORWARD")))
+        lambda: _chain_exists(netns, "filter", "KUBE-ROUTER-FORWARD")), engine=True)
 
 
 def corefile(kubeconfig: str, context: str) -> str:
@@ -418,4 +457,4 @@ def felix(binary: str, netns: str, node: str, kubeconfig: str, state_dir: str,
     host, port = FELIX_HEALTH
     return NodeProcess("felix", argv, _all(
         lambda: _http_ok(netns, f"http://{host}:{port}/readiness"),
-        lambda: _chain_exists(netns, "filter", "cali-FORWARD")), env)
+        lambda: _chain_exists(netns, "filter", "cali-FORWARD")), env, engine=True)
