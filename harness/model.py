@@ -125,10 +125,6 @@ class Endpoint:
     def is_external(self) -> bool:
         return self.kind is EndpointKind.EXTERNAL
 
-    @property
-    def is_name(self) -> bool:
-        return self.kind is EndpointKind.NAME
-
     def __str__(self) -> str:
         prefix = {EndpointKind.SERVICE: SERVICE_PREFIX, EndpointKind.EXTERNAL: EXTERNAL_PREFIX}
         return prefix.get(self.kind, "") + self.key
@@ -441,12 +437,6 @@ class Addresses:
         if ep.is_service:
             return self.service_ips[ep.key]
         return self.pod_ips[ep.key]
-
-    def pod_at(self, ip: str) -> str | None:
-        for key, pip in self.pod_ips.items():
-            if pip == ip:
-                return key
-        return None
 
 
 def plan_addresses(model: Model, pod_cidr: str = POD_CIDR) -> Addresses:

@@ -35,8 +35,6 @@ from harness.model import (
 )
 
 CLIENT_CONTAINER = "client"
-#: the pod-label selector matching every pod of a run
-RUN_SELECTOR = f"{naming.RUN_LABEL}"
 
 
 class NameMap:

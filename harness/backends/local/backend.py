@@ -347,12 +347,6 @@ class LocalBackend(Backend):
     def policy_count(self) -> int:
         return len(self._policies)
 
-    def policy_table(self) -> str:
-        """The nft table text of the enforcing profile as loaded now (for reports and debugging)."""
-        res = run(["ip", "netns", "exec", self.node, "nft", "list", "table", "ip",
-                   nft.table_name(self.run_id, "policy")], timeout=10)
-        return res.stdout
-
     # -- fault steps: the emulated engine ----------------------------------------------------
     #: the emulated engine runs on one node (the node namespace)
     fault_nodes = 1

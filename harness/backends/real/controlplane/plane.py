@@ -156,10 +156,6 @@ class ControlPlane:
     def __exit__(self, *exc) -> None:
         self.down()
 
-    @property
-    def is_up(self) -> bool:
-        return self._is_up
-
     def describe(self) -> str:
         """What ran, exactly: e.g. `real etcd 3.6.16 + real kube-apiserver v1.35.8 + ...`."""
         parts = [f"real {name} {self.versions.get(name, '?')}" for name in
