@@ -17,14 +17,12 @@ docs/plugin.md.
                                  matrix until stable; on a difference, fail with the
                                  expected/observed tables
 
-The names of release 0.1 (apply_policy, probe, dns_probe, assert_matrix) still work for one
-release and warn (DeprecationWarning): short names collide with other plugins' fixtures.
+Every name starts with `netpol_`: short names collide with other plugins' fixtures.
 """
 
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Mapping, cast
 
@@ -355,22 +353,3 @@ def netpol_assert_matrix(netpol_topology):
 
     return check
 
-
-# -- the short names of release 0.1, kept one release as deprecated aliases -------------------
-def _deprecated(old: str, new: str):
-    """A fixture `old` that returns fixture `new` and warns once per use."""
-
-    @pytest.fixture(name=old)
-    def alias(request):
-        warnings.warn(f"the netpol-proof fixture {old!r} is deprecated and goes away in the next "
-                      f"release; use {new!r}", DeprecationWarning, stacklevel=2)
-        return request.getfixturevalue(new)
-
-    alias.__doc__ = f"Deprecated alias of {new}."
-    return alias
-
-
-apply_policy = _deprecated("apply_policy", "netpol_apply_policy")
-probe = _deprecated("probe", "netpol_probe")
-dns_probe = _deprecated("dns_probe", "netpol_dns_probe")
-assert_matrix = _deprecated("assert_matrix", "netpol_assert_matrix")

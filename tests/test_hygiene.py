@@ -68,6 +68,18 @@ def test_the_top_floor_of_harness_stays_small():
     assert set(packages) >= {"backends", "commands", "reports", "scenario"}
 
 
+def test_every_fixture_the_plugin_registers_is_named_netpol():
+    """Short names (probe, apply_policy, ...) collide with other plugins' fixtures; the
+    deprecated aliases of release 0.1 are gone."""
+    import harness.fixtures as fixtures
+
+    names = {getattr(obj, "name", None) or attr for attr, obj in vars(fixtures).items()
+             if type(obj).__name__ == "FixtureFunctionDefinition"
+             or hasattr(obj, "_pytestfixturefunction")}
+    assert "netpol_probe" in names and "netpol_cluster" in names, names
+    assert {n for n in names if not n.startswith("netpol_")} == set()
+
+
 def test_the_public_api_resolves_lazily():
     for name in harness.__all__:
         assert getattr(harness, name) is not None, name

@@ -32,19 +32,3 @@ def test_example_block_assertion_fails_on_the_open_profile(example):
     result.stdout.fnmatch_lines(["*test_frontend_reaches_backend_and_nothing_else_does*"])
     assert "Probe(outcome=<Outcome.CONNECTED" in result.stdout.str()
 
-
-def test_the_short_fixture_names_of_release_0_1_still_work_and_warn(pytester):
-    pytester.makeini("[pytest]\naddopts = -p no:cacheprovider -p no:randomly --strict-markers\n")
-    pytester.makepyfile(test_old_names='''
-        def test_old_names(netpol_namespace, netpol_pods, probe, dns_probe):
-            netpol_namespace("x", {"ns": "x"})
-            netpol_pods("x", {"a": {"pod": "a"}, "b": {"pod": "b"}})
-            assert probe("x/a", "x/b", 80, "TCP").connected
-            assert dns_probe("x/a", "kubernetes.default.svc.cluster.local").connected
-    ''')
-    result = pytester.runpytest("test_old_names.py", "--cni", "enforcing", "-W",
-                                "always::DeprecationWarning")
-    result.assert_outcomes(passed=1)
-    out = result.stdout.str()
-    assert "the netpol-proof fixture 'probe' is deprecated" in out and "use 'netpol_probe'" in out
-    assert "the netpol-proof fixture 'dns_probe' is deprecated" in out
