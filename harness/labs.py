@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from harness.backends.real.engines import ENGINES
+from harness.components import available, default_names
 from harness.errors import HarnessError
 from harness.shell import run
 
@@ -93,8 +95,6 @@ def needs_components(command: str) -> str | None:
     words = shlex.split(command)
     if len(words) < 4 or words[3] not in ROOT_SUBCOMMANDS or "--cni" not in words[:-1]:
         return None
-    from harness.backends.real.engines import ENGINES  # the engine names, one place
-    from harness.components import available, default_names
     if not set(words[words.index("--cni") + 1].split(",")) & set(ENGINES):
         return None
     why = [reason for name in default_names() for ok, reason in [available(name)] if not ok]

@@ -353,6 +353,7 @@ def build(values: Mapping[str, Any] | None = None, ini: Mapping[str, Any] | None
                                 f"restart the CNI agent of the context the run uses, so name "
                                 f"that one (--allow-faults-on-context {ctx}) or leave it out")
         if "engine_pods" in raw:
+            # lazy: a backend's modules load only when its settings are used
             from harness.backends.kube.agent import parse_agent_pods
             try:
                 parse_agent_pods(out["engine_pods"])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harness.errors import Problem
+
 EPILOG = """examples:
   python -m harness check scenarios/
   python -m harness check scenarios/conformance/deny-all-ingress.yaml tests/data/scenarios/
@@ -28,7 +30,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.errors import Problem
+    # imported when run: building the CLI's parser imports every command module
     from harness.expected import validate_file
     from harness.scenario import find_scenarios, is_scenario_file
 
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _name_of(path: Path) -> str | None:
-    import yaml
+    import yaml  # loaded by then (harness.scenario); not at the CLI's start
 
     try:
         data = yaml.safe_load(path.read_text())
@@ -82,6 +84,7 @@ def _name_of(path: Path) -> str | None:
 
 def _notes(path: Path) -> list[str]:
     """Advice that does not fail the check: capabilities used but not required."""
+    # imported when run: building the CLI's parser imports every command module
     from harness.expected import missing_requirements
     from harness.scenario import load_scenario
 

@@ -15,6 +15,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when run: building the CLI's parser imports every command module
     from harness.cleanup import remove_leftovers
 
     found, errors = remove_leftovers(dry_run=args.dry_run)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(sub) -> None:
@@ -21,8 +22,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
 
+    # imported when run: building the CLI's parser imports every command module
     from harness.reports.compare import compare, render
     from harness.reports.json_report import ResultsFileError
 

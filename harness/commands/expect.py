@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from harness.errors import UsageError
+
 EPILOG = """examples:
   python -m harness expect scenarios/conformance/deny-all-ingress.yaml
   python -m harness expect scenarios/conformance/deny-all-ingress.yaml --step 1 --format json
@@ -30,6 +32,7 @@ def register(sub) -> None:
 
 def step_tables(scenario, index: int) -> dict:
     """One step's oracle output: tables per (port, protocol) and probe decisions (plain data)."""
+    # imported when run: building the CLI's parser imports every command module
     from harness.expected import expected_cells, model_ports, oracle_at
     from harness.truthtable import symbol_of
 
@@ -51,7 +54,7 @@ def step_tables(scenario, index: int) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.errors import UsageError
+    # imported when run: building the CLI's parser imports every command module
     from harness.scenario import load_scenario
 
     scenario = load_scenario(args.scenario)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from harness.errors import UsageError
+
 EPILOG = """examples:
   python -m harness explain scenarios/conformance/deny-all-ingress.yaml --from y/a --to x/b --port 80
   python -m harness explain SCENARIO --from prod/frontend --to svc:prod/backend --port 8080 --step 2
@@ -35,7 +37,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.errors import UsageError
+    # imported when run: building the CLI's parser imports every command module
     from harness.expected import oracle_at
     from harness.explain import explain
     from harness.model import Protocol

@@ -71,6 +71,7 @@ def _validator(kind: str, api_version: str):
     Why not kubernetes_validate.validate(): it re-reads the ~1 MB definitions file on every
     call (40 ms); a scenario directory validates hundreds of policies.
     """
+    # imported when used: jsonschema and kubernetes-validate take 0.4-0.6 s to import
     import jsonschema
     from kubernetes_validate import utils
     from referencing import Registry, Resource
@@ -93,7 +94,7 @@ def _schema_validate(manifest: dict) -> tuple[str, list] | None:
     validator = _validator(str(manifest.get("kind")), str(manifest.get("apiVersion")))
     if validator is None:
         return None
-    import jsonschema
+    import jsonschema  # loaded by _validator already
 
     best = jsonschema.exceptions.best_match(validator.iter_errors(manifest))
     if best is None:

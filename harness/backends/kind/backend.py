@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -291,8 +292,6 @@ class KindBackend(AgentRestarts, KubeBackendBase):
 
 def resolve_docker() -> str:
     """kind needs a container engine; say so plainly when there is none."""
-    import shutil
-
     docker = shutil.which("docker")
     if not docker:
         raise BackendError("looking for docker", "the kind backend needs Docker (or "

@@ -23,6 +23,7 @@ class KubeApi:
     """The kubernetes client for one kubeconfig file + context; reads return API dicts."""
 
     def __init__(self, kubeconfig: str, context: str):
+        # the kubernetes client (~1 s) loads for kube backends only
         from kubernetes import client, config
 
         self.kubeconfig, self.context = kubeconfig, context

@@ -23,16 +23,24 @@ End of input (the harness exited, even by a crash) ends this process.
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import errno
 import json
 import os
+import select
 import selectors
 import signal
 import socket
 import struct
 import sys
+import threading
+import time
 from typing import Any, Callable
+
+from harness.backends.local.dnsserver import answer, normalise
+from harness.errors import BackendError
+from harness.shell import spawn, stop
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -111,7 +119,6 @@ class Servers:
         self.endpoints[key] = ep
         try:
             if dns is not None:
-                from harness.backends.local.dnsserver import answer, normalise
                 records = normalise(dns)
                 reply: Callable[[bytes], bytes | None] = lambda data: answer(data, records)  # noqa: E731
                 on_tcp: Callable = lambda conn: self._dns_tcp(ep, conn, reply)  # noqa: E731
@@ -291,7 +298,6 @@ def _reply(reply: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
     p = argparse.ArgumentParser(description="serve the endpoints of one local run (requests "
                                             "on stdin, see the module docstring)")
     p.add_argument("--run", help="the run's directory (names whose process this is)")
@@ -324,11 +330,9 @@ class ServerProcess:
         self.timeout = timeout
         self.proc: Any = None   # subprocess.Popen[bytes] once started
         self._buf = b""
-        import threading
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        from harness.shell import spawn
         if self.proc is not None and self.proc.poll() is None:
             return
         # the workdir in argv says whose process this is (ps, the cleanup tests)
@@ -337,7 +341,6 @@ class ServerProcess:
         self._buf = b""
 
     def request(self, doing: str, **req: Any) -> None:
-        from harness.errors import BackendError
         with self._lock:
             if self.proc is None or self.proc.poll() is not None:
                 raise BackendError(doing, "the servers process is not running", self._log())
@@ -352,10 +355,6 @@ class ServerProcess:
             raise BackendError(doing, str(reply.get("error")), self._log())
 
     def _readline(self, doing: str) -> bytes:
-        import select
-        import time
-
-        from harness.errors import BackendError
         deadline = time.monotonic() + self.timeout
         fd = self.proc.stdout.fileno()
         while b"\n" not in self._buf:
@@ -382,7 +381,6 @@ class ServerProcess:
 
     def stop(self) -> int | None:
         """End the process (end of input, then SIGTERM, then SIGKILL); its exit status."""
-        from harness.shell import stop
         proc, self.proc = self.proc, None
         if proc is None:
             return None

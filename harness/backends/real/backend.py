@@ -30,7 +30,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from harness import naming
 from harness.backends.kube.api import KubeApi, status_line
@@ -42,8 +42,10 @@ from harness.backends.local import preflight
 from harness.backends.local.backend import DEFAULT_EXTERNAL_PORTS, STATE_DIR, claim_run, release_run
 from harness.backends.real import calico, engines, tooltrace
 from harness.backends.real import nodes as nodesx
+from harness.backends.real.controlplane import ControlPlane
 from harness.backends.real.kubelet import EmulatedKubelet, Process
 from harness.capabilities import Capabilities
+from harness.components import reported_version
 from harness.errors import BackendError, ExecError
 from harness.faults.kinds import Target, kind_named
 from harness.model import (
@@ -59,9 +61,6 @@ from harness.model import (
 )
 from harness.shell import ExecResult, run, spawn, stop
 from harness.waits import poll
-
-if TYPE_CHECKING:
-    from harness.backends.real.controlplane import ControlPlane
 
 READY_TIMEOUT = 120.0   # only a failure waits this long (two shared cores)
 #: the tools the real engines exec inside the node namespaces, besides the local backend's
@@ -190,7 +189,6 @@ class RealBackend(KubeBackendBase):
 
     # -- up -------------------------------------------------------------------------------------
     def _find_binaries(self) -> None:
-        from harness.components import reported_version
 
         self.binaries = engines.binaries(self.profile)   # ComponentMissing names what is missing
         for name in ("kube-proxy", "coredns", *self.spec.components):
@@ -231,7 +229,6 @@ class RealBackend(KubeBackendBase):
         return self.api
 
     def _up(self) -> None:
-        from harness.backends.real.controlplane import ControlPlane
 
         t = time.monotonic()
         self.plane = ControlPlane(self.run_id, status=self._log)   # details: the run's log

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from harness.components import FAMILIES, ComponentMissing
 from harness.errors import BackendError
 from harness.shell import run
 from harness.waits import wait_for
@@ -31,8 +32,6 @@ CALICO_MODULE = "github.com/projectcalico/calico"
 
 def crd_dir() -> Path:
     """libcalico-go/config/crd of the Calico module version the Felix build pins."""
-    from harness.components import FAMILIES, ComponentMissing
-
     fam = FAMILIES.get("felix")
     if fam is None:
         raise ComponentMissing("calico: no Felix component is defined in harness.components")

@@ -21,11 +21,14 @@ Upstream sources for each fact: docs/sources.md §12.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from typing import Callable
 
+from harness.backends.real.calico import crd_dir
 from harness.capabilities import Capabilities
+from harness.components import ComponentMissing, find
 from harness.model import POD_CIDR, SERVICE_CIDR
 from harness.shell import run
 
@@ -137,8 +140,6 @@ def capabilities(engine: str) -> Capabilities:
 def binaries(engine: str) -> dict[str, str]:
     """Every binary `engine` runs, by component name; ComponentMissing says which is missing
     and why (for calico: "calico: Felix binary not available: <reason>")."""
-    from harness.components import ComponentMissing, find
-
     engine_spec = spec(engine)
     out = {}
     for name in (*BASE_COMPONENTS, *engine_spec.components):
@@ -149,7 +150,6 @@ def binaries(engine: str) -> dict[str, str]:
                 raise ComponentMissing(f"{engine_spec.missing}: {exc}") from None
             raise
     if engine_spec.calico_datastore:
-        from harness.backends.real.calico import crd_dir
         crd_dir()   # Felix needs Calico's CRDs too; ComponentMissing says where they are not
     return out
 
@@ -402,8 +402,6 @@ FELIX_TOOLS = tuple(f"{fam}{kind}" for fam in ("iptables", "ip6tables")
 
 def tool_dir(path: str, tools: tuple[str, ...]) -> str:
     """A directory of symlinks to exactly `tools` (those this machine has), for a PATH."""
-    import shutil
-
     os.makedirs(path, exist_ok=True)
     for tool in tools:
         found = shutil.which(tool)

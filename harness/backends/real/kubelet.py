@@ -222,6 +222,7 @@ class EmulatedKubelet:
                 self._stop.wait(0.5)
 
     def _watch(self, selector: str, rv: str | None) -> None:
+        # the kubernetes client (~1 s) loads for kube backends only
         from kubernetes.watch.watch import iter_resp_lines
 
         resp = self.api.core.list_pod_for_all_namespaces(

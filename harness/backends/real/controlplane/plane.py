@@ -445,6 +445,7 @@ class ControlPlane:
     # -- clients --------------------------------------------------------------------------------
     def api_client(self):
         """A `kubernetes` ApiClient as the admin (system:masters)."""
+        # the kubernetes client (~1 s) loads for kube backends only
         from kubernetes import config
 
         return config.new_client_from_config(config_file=str(self.kubeconfig), context=self.context)
