@@ -23,9 +23,9 @@ lint: $(VENV)
 	$(PY) -m mypy
 	.venv/bin/lint-imports
 
-# the project's tests that need no root (tests needing root or a cluster skip, saying why)
+# the project's tests that need no root: every test not marked `live` (tests/conftest.py)
 unit: $(VENV)
-	$(PY) -m pytest tests --ignore tests/live -q -n 2
+	$(PY) -m pytest tests -m "not live" -q -n 2
 
 demo:
 	bash scripts/demo.sh

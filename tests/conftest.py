@@ -1,11 +1,39 @@
-"""Shared test helpers: the root/tool check for tests that need the real local backend."""
+"""Shared test helpers: the `live` marker (tests that need root and network namespaces, or the
+real components), and the root/tool check for tests that need the real local backend.
+
+`make unit` runs `pytest -m "not live"`: exactly the tests that need neither, none of them
+skipped for want of root. A live test says why it cannot run here through its marker
+(`live(why)`), and is skipped with that reason when it is collected anyway.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
+
+#: folders whose every test is live (the local backend's own tests)
+LIVE_FOLDERS = (Path(__file__).parent / "live",)
+
+
+def live(why: str | None) -> pytest.MarkDecorator:
+    """The `live` marker of a test that needs root and network namespaces (or the real
+    components): `why` it cannot run here, None when it can."""
+    return pytest.mark.live(why)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test of LIVE_FOLDERS is live; a live test that cannot run here is skipped with
+    its marker's reason."""
+    for item in items:
+        if any(folder in item.path.parents for folder in LIVE_FOLDERS):
+            item.add_marker(pytest.mark.live(None))
+        for mark in item.iter_markers("live"):
+            if mark.args and mark.args[0]:
+                item.add_marker(pytest.mark.skip(reason=str(mark.args[0])))
+                break
 
 
 def local_backend_unavailable() -> str | None:
@@ -18,8 +46,7 @@ def local_backend_unavailable() -> str | None:
     return None
 
 
-needs_local = pytest.mark.skipif(local_backend_unavailable() is not None,
-                                 reason=local_backend_unavailable() or "")
+needs_local = live(local_backend_unavailable())
 
 
 def checkout_unreadable_by_others() -> str | None:

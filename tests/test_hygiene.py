@@ -1,5 +1,6 @@
 """House rules that no linter checks: citations resolve inside the repo, the package's public
-API, the size of harness/'s top floor, and a first docstring line for every module."""
+API, the size of every folder and module of harness/, the fixtures' names, and a first docstring
+line for every module."""
 
 from __future__ import annotations
 
@@ -60,12 +61,51 @@ def test_every_module_opens_with_what_it_is_for():
                                 f"it is for"
 
 
-def test_the_top_floor_of_harness_stays_small():
-    modules = sorted(p.name for p in (ROOT / "harness").glob("*.py"))
-    packages = sorted(p.name for p in (ROOT / "harness").iterdir()
-                      if (p / "__init__.py").exists())
-    assert len(modules) <= 31, modules            # 29 plus __init__ and __main__
-    assert set(packages) >= {"backends", "commands", "reports", "scenario"}
+#: lines of one folder's own modules (not its subfolders'): what a reader takes in at a sitting.
+#: A folder that outgrows it splits by subject into subfolders (as backends/real/ and faults/
+#: did), never by cramming modules together to keep a file count down.
+FOLDER_LINES = 2_000
+#: the top floor: the vocabulary, the pure core and the front ends every wing imports; it grows
+#: only by what belongs to no wing
+TOP_FLOOR_LINES = 7_000
+#: one module
+MODULE_LINES = 650
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_text().splitlines())
+
+
+def package_sizes(root: Path) -> dict[str, tuple[int, dict[str, int]]]:
+    """folder (relative to `root`'s parent) -> (lines of its own modules, lines per module)."""
+    out = {}
+    for folder in sorted({root, *(p.parent for p in root.rglob("__init__.py"))}):
+        per = {p.name: _lines(p) for p in sorted(folder.glob("*.py"))}
+        out[str(folder.relative_to(root.parent))] = (sum(per.values()), per)
+    return out
+
+
+def test_every_folder_and_module_of_harness_stays_readable():
+    sizes = package_sizes(ROOT / "harness")
+    assert {"harness", "harness/backends/real", "harness/faults", "harness/scenario"} <= set(sizes)
+    over = [f"{folder}: {total} lines (at most {TOP_FLOOR_LINES if folder == 'harness' else FOLDER_LINES})"
+            for folder, (total, _) in sizes.items()
+            if total > (TOP_FLOOR_LINES if folder == "harness" else FOLDER_LINES)]
+    big = [f"{folder}/{name}: {n} lines (at most {MODULE_LINES})"
+           for folder, (_, per) in sizes.items() for name, n in per.items() if n > MODULE_LINES]
+    assert not over + big, "\n".join(over + big)
+
+
+def test_the_size_check_counts_what_it_says(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text('"""p."""\n')
+    (pkg / "a.py").write_text("x = 1\n" * 10)
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "b.py").write_text("y = 2\n" * 7)
+    (pkg / "data").mkdir()      # not a package: not a folder of modules
+    assert package_sizes(pkg) == {"pkg": (11, {"__init__.py": 1, "a.py": 10}),
+                                  "pkg/sub": (7, {"__init__.py": 0, "b.py": 7})}
 
 
 def test_every_fixture_the_plugin_registers_is_named_netpol():
@@ -78,6 +118,21 @@ def test_every_fixture_the_plugin_registers_is_named_netpol():
              or hasattr(obj, "_pytestfixturefunction")}
     assert "netpol_probe" in names and "netpol_cluster" in names, names
     assert {n for n in names if not n.startswith("netpol_")} == set()
+
+
+def test_a_test_that_needs_root_says_so_with_the_live_marker():
+    """`make unit` is `pytest -m "not live"`: a test that checks for root any other way would
+    be collected there and skipped in silence. Root is asked for only by the helpers whose
+    answer is a `live(why)` marker (tests/conftest.py), or in tests/live/, live by folder."""
+    helpers = {ROOT / "tests" / "conftest.py", ROOT / "tests" / "controlplane" / "conftest.py",
+               ROOT / "tests" / "real" / "conftest.py"}
+    bad = [f"{p.relative_to(ROOT)}:{n}: {line.strip()}"
+           for p in _tracked("tests/*.py", "tests/**/*.py")
+           if p not in helpers and not p.is_relative_to(ROOT / "tests" / "live")
+           for n, line in enumerate(p.read_text().splitlines(), 1)
+           if ("geteuid" in line or "needs root" in line) and "live(" not in line
+           and not line.lstrip().startswith(("#", "def test_"))]
+    assert not bad, "\n".join(bad)
 
 
 def test_the_public_api_resolves_lazily():

@@ -25,7 +25,7 @@ from harness.labs import (
     run_command,
     stale_blocks,
 )
-from tests.conftest import local_backend_unavailable
+from tests.conftest import live, local_backend_unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 LABS = ROOT / "docs" / "labs"
@@ -36,10 +36,10 @@ EXPECTED_LABS = ["01-open-by-default.md", "02-default-deny.md", "03-allowing-one
                  "07-false-security.md", "08-agent-restarts.md"]
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=lambda b: b.where)
+@pytest.mark.parametrize("block", [
+    pytest.param(b, id=b.where, marks=[live(local_backend_unavailable())] if needs_root(b.command)
+                 else []) for b in BLOCKS])
 def test_shown_output_is_current(block):
-    if needs_root(block.command) and local_backend_unavailable():
-        pytest.skip(f"{block.where}: {local_backend_unavailable()}")
     missing = needs_components(block.command)
     if missing:   # the real pair: shown as measured with the pinned components, checked where built
         pytest.skip(f"{block.where}: the real components are not built here: {missing}")

@@ -38,7 +38,7 @@ from harness.probes import (
 from harness.results import Verdict
 from harness.shell import ExecResult
 from harness.verdicts import judge
-from tests.conftest import agnhost_binary
+from tests.conftest import agnhost_binary, live, local_backend_unavailable
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "probe-outputs")
 TCP80 = ProbeSpec("x/a", "x/b", 80, Protocol.TCP)
@@ -368,10 +368,9 @@ def test_argv_for_rejects_unresolved_named_port_and_bad_toolkit():
         argv_for(TCP80, "10.0.0.1", 1.0, "busybox")
 
 
-needs_root = pytest.mark.skipif(
-    os.geteuid() != 0 or not all(shutil.which(t) for t in ("ip", "nft", "curl", "nslookup",
-                                                            "bash")),
-    reason="re-capturing real tool output needs root and ip, nft, curl, nslookup, bash")
+#: re-capturing real tool output: root and ip, nft, curl, nslookup (the local backend's), bash
+needs_root = live(local_backend_unavailable()
+                  or (None if shutil.which("bash") else "re-capturing real tool output needs bash"))
 
 
 @needs_root

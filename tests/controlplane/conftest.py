@@ -11,6 +11,7 @@ import pytest
 from harness import naming
 from harness.backends.local import netns as nsx
 from harness.backends.local.backend import claim_run, release_run
+from tests.conftest import live
 
 PLANE_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
 
@@ -33,9 +34,8 @@ def plane_unavailable() -> str | None:
     return None
 
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0,
-                                reason="needs root (network namespaces, /run/netpol-proof)")
-needs_plane = pytest.mark.skipif(plane_unavailable() is not None, reason=plane_unavailable() or "")
+needs_root = live(None if os.geteuid() == 0 else "needs root (network namespaces, /run/netpol-proof)")
+needs_plane = live(plane_unavailable())
 
 
 class ClaimedNetns:

@@ -23,10 +23,11 @@ from harness.backends.kubeconfig import KubeconfigBackend
 from harness.components import ComponentMissing
 from harness.errors import BackendError, ExecError, UsageError
 from harness.model import Model
+from tests.conftest import live
 from tests.controlplane.conftest import plane_unavailable
 
 # one xdist worker runs the whole module (scripts/test.sh uses --dist loadgroup): one plane
-pytestmark = [pytest.mark.skipif(plane_unavailable() is not None, reason=plane_unavailable() or ""),
+pytestmark = [live(plane_unavailable()),
               pytest.mark.xdist_group("kube_real")]
 
 CALICO_CRDS = ("crd.projectcalico.org_networkpolicies.yaml",

@@ -11,6 +11,7 @@ import pytest
 
 from harness.backends.real import engines
 from harness.shell import run
+from tests.conftest import live
 
 
 def engine_unavailable(engine: str) -> str | None:
@@ -29,9 +30,8 @@ def engine_unavailable(engine: str) -> str | None:
     return None
 
 
-def needs_engine(engine: str):
-    why = engine_unavailable(engine)
-    return pytest.mark.skipif(why is not None, reason=why or "")
+def needs_engine(engine: str) -> pytest.MarkDecorator:
+    return live(engine_unavailable(engine))
 
 
 def root_netfilter() -> dict[str, str]:
