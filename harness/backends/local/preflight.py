@@ -12,7 +12,7 @@ import shutil
 from harness.errors import MissingToolError, PrivilegeError
 
 #: tool -> Debian/Ubuntu package that provides it. No `nc`: UDP probes use a python3 client,
-#: because OpenBSD nc cannot tell an ICMP reject from silence (see probes.UDP_CLIENT).
+#: because OpenBSD nc cannot tell an ICMP reject from silence (see probe_clients.UDP_CLIENT).
 TOOLS = {"ip": "iproute2", "nft": "nftables", "curl": "curl", "nslookup": "dnsutils",
          "python3": "python3"}
 

@@ -1,0 +1,157 @@
+"""The programs that perform UDP and SCTP probes inside a pod, as the source text handed to
+their interpreter: the "debian" toolkit's UDP client (this machine's python3), and the
+"agnhost" toolkit's UDP client and SCTP dial (bash in the agnhost image). harness.probes builds
+their argv (udp_argv_for, argv_for) and reads their lines (split_udp, classify); the grace they
+listen through is probes.late_grace. Why a module of their own: they are programs of another
+language kept as data, not the probes' rules.
+"""
+
+from __future__ import annotations
+
+import sys
+
+#: The UDP client of the "debian" toolkit: `UDP_CLIENT_ARGV TIMEOUT GRACE HOST:PORT...` sends
+#: `hostname\n` from a fresh socket to every target at once (like `/agnhost connect
+#: --protocol=udp`, which sends the same), and prints one line per target: `__np_udp HOST:PORT
+#: STATUS SECONDS TEXT`, STATUS one of ok (TEXT: the reply, hex), late (a reply after TIMEOUT
+#: and within GRACE more; TEXT: the reply), timeout (nothing within TIMEOUT + GRACE), refused
+#: (an ICMP port unreachable came back), dns, other. SECONDS is from the send to the reply's
+#: arrival as the kernel stamped it (SO_TIMESTAMPNS: docs/sources.md §15), so a reply that
+#: arrived in time but was read late by a busy client is still ok.
+#: Why not netcat: OpenBSD `nc -u -w T` exits 0 with empty output both when an ICMP port
+#: unreachable came back (after 3 ms) and when nothing came back (after T seconds), so its
+#: result cannot tell a reject from a drop (measured with nc 1.219 on this machine).
+#: Why several targets per process: starting the interpreter is most of a probe's CPU (25 ms
+#: against well under 1 ms for the exchange, bench/bench_library.py); each target still gets
+#: its own socket (a new source port, a new conntrack entry), as curl --parallel does for TCP.
+UDP_MARK = "__np_udp "
+UDP_CLIENT = (
+    "import select,socket,struct,sys,time\n"
+    "t,g=float(sys.argv[1]),float(sys.argv[2]);live={};TS=getattr(socket,'SO_TIMESTAMPNS',35)\n"
+    "def say(k,st,dt,x):sys.stdout.write('__np_udp %s %s %.4f %s\\n'%(k,st,dt,x))\n"
+    "for k in sys.argv[3:]:\n"
+    " t0=time.time();h,_,p=k.rpartition(':')\n"
+    " try:a=socket.getaddrinfo(h,int(p),socket.AF_INET,socket.SOCK_DGRAM)[0][4]\n"
+    " except OSError as e:say(k,'dns',time.time()-t0,e);continue\n"
+    " s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.setsockopt(socket.SOL_SOCKET,TS,1)\n"
+    " try:s.connect(a);s.send(b'hostname\\n');t0=time.time()\n"
+    " except ConnectionRefusedError as e:say(k,'refused',time.time()-t0,e);s.close();continue\n"
+    " except OSError as e:say(k,'other',time.time()-t0,e);s.close();continue\n"
+    " live[s]=(k,t0)\n"
+    "while live:\n"
+    " for s in select.select(list(live),[],[],max(0,min(v[1] for v in live.values())+t+g-time.time()))[0]:\n"
+    "  k,t0=live.pop(s)\n"
+    "  try:\n"
+    "   d,anc,_,_=s.recvmsg(4096,64);at=[struct.unpack('qq',v[:16]) for _,y,v in anc if y==TS]\n"
+    "   dt=(at[0][0]+at[0][1]/1e9 if at else time.time())-t0;say(k,'ok' if dt<=t else 'late',dt,d.hex())\n"
+    "  except ConnectionRefusedError as e:say(k,'refused',time.time()-t0,e)\n"
+    "  except OSError as e:say(k,'other',time.time()-t0,e)\n"
+    "  s.close()\n"
+    " now=time.time()\n"
+    " for s,(k,t0) in list(live.items()):\n"
+    "  if now>=t0+t+g:say(k,'timeout',now-t0,'no reply in %gs+%gs of grace'%(t,g));del live[s];s.close()\n"
+)
+#: the interpreter that runs it: this machine's own, isolated from the environment and without
+#: site-packages (`python3` on PATH may be a version-manager shim costing dozens of processes)
+UDP_CLIENT_ARGV = (sys.executable or "python3", "-I", "-S", "-c", UDP_CLIENT)
+
+#: The UDP client of the "agnhost" toolkit (the kind and kubeconfig backends' pods run the
+#: agnhost image: bash, curl, nslookup, OpenBSD nc, no python; docs/sources.md §5.1):
+#: `bash -c KUBE_UDP_CLIENT np-udp TIMEOUT_US GRACE_US HOST:PORT...` does what UDP_CLIENT does
+#: (late: a reply after the timeout, within the grace) and prints the same `__np_udp` lines, so
+#: split_udp and classify read both alike. SECONDS is when bash read the reply, not when the
+#: kernel stamped it (bash cannot ask): a reply read late by a busy client is late, a probe
+#: error, never a pass or a block.
+#: Why not `/agnhost connect --protocol=udp`: it sends `hostname` and reads the reply but prints
+#: nothing on success, so a delivered probe could not name the pod that answered, and the judge
+#: (verdicts.answered_by_target) wants that name. Why not `nc -u`: see UDP_CLIENT.
+#: How, in bash alone: each target gets its own connected socket (`/dev/udp/HOST/PORT`, a new
+#: source port); `read -t 0` says whether a reply (or an ICMP error) is waiting without taking
+#: it; `read -N 4096 -t 0.001` then takes the whole datagram in one read(2) and stops 1 ms later
+#: with what it got (bash's byte-by-byte reads would keep one byte of a datagram); an error
+#: comes back as `read error: N: Connection refused`. Between passes it waits 5 ms on a socket
+#: that is never sent to (no traffic, no process started). Bytes of a reply are printed as hex.
+KUBE_UDP_CLIENT = r"""export LC_ALL=C
+t=$1 g=$2; shift 2; declare -A fd t0
+say() { local e=$(( ${EPOCHREALTIME/./} - $3 ))
+  printf '__np_udp %s %s %d.%06d %s\n' "$1" "$2" $((e / 1000000)) $((e % 1000000)) "$4"; }
+for k; do
+  s=${EPOCHREALTIME/./}; h=${k%:*}; p=${k##*:}; f=
+  if ! { exec {f}<>"/dev/udp/$h/$p"; } 2>/dev/null; then
+    m=$( { exec {g}<>"/dev/udp/$h/$p"; } 2>&1 ); m=${m%%$'\n'*}; m=${m#"$0: "}
+    if [[ $h == *[!0-9.]* && $m != connect:* ]]; then say "$k" dns "$s" "${m#line *: }"
+    else say "$k" other "$s" "$m"; fi
+    continue
+  fi
+  if ! printf 'hostname\n' >&"$f" 2>/dev/null; then
+    say "$k" other "$s" "sending failed"; exec {f}>&-; continue
+  fi
+  fd[$k]=$f; t0[$k]=$s
+done
+{ exec {tick}<>/dev/udp/127.0.0.1/9; } 2>/dev/null || tick=
+while ((${#fd[@]})); do
+  for k in "${!fd[@]}"; do
+    f=${fd[$k]}
+    read -t 0 -u "$f" || continue
+    r=$(read -r -N 4096 -t 0.001 -u "$f" x 2>&1; c=$?; printf '\n%d ' "$c"
+        for ((i = 0; i < ${#x}; i++)); do printf '%02x' "'${x:i:1}"; done)
+    c=${r##*$'\n'}; x=${c#* }; c=${c%% *}; m=${r%%$'\n'*}; m=${m##*read error: }; m=${m#*: }
+    if [[ -n $x ]]; then
+      if ((${EPOCHREALTIME/./} - t0[$k] <= t)); then say "$k" ok "${t0[$k]}" "$x"
+      else say "$k" late "${t0[$k]}" "$x"; fi
+    elif ((c > 128)); then continue
+    elif [[ $m == "Connection refused" ]]; then say "$k" refused "${t0[$k]}" "$m"
+    else say "$k" other "${t0[$k]}" "${m:-an empty reply}"; fi
+    exec {f}>&-; unset "fd[$k]"
+  done
+  n=${EPOCHREALTIME/./}
+  for k in "${!fd[@]}"; do
+    if ((n - t0[$k] >= t + g)); then
+      say "$k" timeout "${t0[$k]}" "no reply in $((t / 1000)) ms + $((g / 1000)) ms of grace"
+      f=${fd[$k]}; exec {f}>&-; unset "fd[$k]"
+    fi
+  done
+  if ((${#fd[@]})); then
+    if [[ -n $tick ]]; then read -t 0.005 -u "$tick"; else sleep 0.005; fi
+  fi
+done
+"""
+
+#: The SCTP client of the "agnhost" toolkit: `bash -c KUBE_DIAL_CLIENT np-dial /agnhost sctp
+#: TIMEOUT WAIT HOST:PORT` (WAIT: the timeout and its grace, late_grace) starts `/agnhost
+#: netexec` on a free local port for the probe's duration and asks its
+#: `/dial?request=hostname&protocol=sctp` (the upstream e2e way of reaching a server from
+#: inside a pod), which sends `hostname`, reads the reply and returns it as JSON:
+#: `{"responses":["<hostname>"]}` or `{"errors":["sctp dial failed. err:connection refused"]}`.
+#: It prints one line `__np_dial HOST:PORT STATUS SECONDS TEXT`: STATUS `exit=N` (curl's exit
+#: status; TEXT the JSON or curl's error) or `setup` (no netexec came up).
+#: Why: the agnhost image has no other SCTP client that prints the reply (`agnhost connect`
+#: prints nothing on success; bash and nc have no SCTP). Why started per probe rather than kept
+#: running in the client container: netexec's HTTP port also serves /shell on the pod's address,
+#: so it lives only as long as the probe, and its pending SCTP connects end with it. The port is
+#: checked to be netexec's own (an /echo of a random token) before the dial. `curl --max-time
+#: WAIT` bounds the dial: no answer by then is a timeout (netexec's own SCTP connect has none);
+#: an answer after TIMEOUT (SECONDS, from the dial's start) is a late reply.
+KUBE_DIAL_CLIENT = r"""export LC_ALL=C
+a=$1 proto=$2 w=$4 k=$5; h=${5%:*} p=${5##*:}; s=${EPOCHREALTIME/./} n=
+say() { local e=$(( ${EPOCHREALTIME/./} - s ))
+  printf '__np_dial %s %s %d.%06d %s\n' "$k" "$1" $((e / 1000000)) $((e % 1000000)) "$2"; }
+for try in 1 2 3; do
+  port=$((49152 + RANDOM % 16000)) tok=np$RANDOM$RANDOM
+  "$a" netexec --http-port="$port" --udp-port=-1 >/dev/null 2>&1 & n=$!
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$n" 2>/dev/null || break
+    [[ $(curl -s --max-time 1 "http://127.0.0.1:$port/echo?msg=$tok") == "$tok" ]] && break 2
+    sleep 0.02
+  done
+  kill "$n" 2>/dev/null; wait "$n" 2>/dev/null; n=
+done
+if [[ -z $n ]]; then say setup "no netexec served a local port"; exit 0; fi
+s=${EPOCHREALTIME/./}
+b=$(curl -sS --max-time "$w" \
+  "http://127.0.0.1:$port/dial?request=hostname&protocol=$proto&host=$h&port=$p&tries=1" 2>&1)
+c=$?
+kill "$n" 2>/dev/null; wait "$n" 2>/dev/null
+say "exit=$c" "${b//$'\n'/ }"
+"""
+DIAL_MARK = "__np_dial "
