@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.backends.base import Backend
 from harness.capabilities import Capabilities
 from harness.model import plan_addresses
 from harness.plan import plan_steps
@@ -61,13 +62,20 @@ def captured(name: str) -> ExecResult:
     return ExecResult(tuple(d["argv"]), d["returncode"], d["stdout"], d["stderr"], d["elapsed"])
 
 
-class Replays:
+class Replays(Backend):
     """A rejecting cluster, as far as this round needs one: frontend's curl cannot resolve
     the name (exit 6); tool's curl gets `tool` (an answer, or the same exit 6); the DNS
-    server, asked on its own loopback, answers `loopback` (a capture) for any name."""
+    server, asked on its own loopback, answers `loopback` (a capture) for any name. A Backend
+    (the prober calls its neutral DNS helpers); what a round does not use says so."""
 
     name = "replay"
     toolkit = "debian"
+
+    def _unused(self, *args, **kwargs):
+        raise AssertionError("a probe round calls exec, capabilities and the DNS helpers only")
+
+    up = down = deploy = undeploy = set_labels = apply_policy = delete_policy = _unused
+    policy_count = _unused
 
     def __init__(self, tool: str, loopback: str):
         self.tool, self.loopback = tool, loopback

@@ -17,22 +17,20 @@ held 3 s, so kube-proxy's first sync falls between the two whenever both run at 
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
-
-import pytest
 
 from harness import naming
 from harness.backends.local import netns as nsx
 from harness.backends.real import engines, tooltrace
 from harness.backends.real.backend import RealBackend
 from harness.shell import run
+from tests.conftest import live, local_backend_unavailable
 from tests.real.conftest import needs_engine
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("iptables-save") is None,
-                    reason="needs root and iptables (a network namespace with a nat table)")
+@live(local_backend_unavailable() or (None if shutil.which("iptables-save") else
+                                     "needs iptables (a network namespace with a nat table)"))
 def test_an_absent_chain_reads_as_absent():
     """The readiness check's words for a chain that is not there: absent, not iptables-nft
     1.8.9's "incompatible", which reads as a damaged table."""
@@ -50,8 +48,8 @@ def test_an_absent_chain_reads_as_absent():
         nsx.delete_netns(netns)
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("iptables-restore") is None,
-                    reason="needs root and iptables (a network namespace with a nat table)")
+@live(local_backend_unavailable() or (None if shutil.which("iptables-restore") else
+                                     "needs iptables (a network namespace with a nat table)"))
 def test_the_kube_dns_service_is_forwarded_once_kube_proxy_wrote_its_endpoints():
     """engines.kube_proxy_forwards reads kube-proxy's rules as kube-proxy v1.35.8 writes them:
     while the Service has no endpoints a REJECT in the filter table, then a jump per port from

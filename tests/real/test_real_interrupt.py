@@ -26,7 +26,7 @@ from harness.backends.local import netns as nsx
 from harness.backends.local.backend import STATE_DIR
 from harness.cleanup import find_leftovers
 from harness.shell import spawn
-from tests.real.conftest import engine_unavailable
+from tests.real.conftest import needs_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = [ROOT / "scenarios" / "conformance" / name for name in
@@ -64,10 +64,9 @@ def processes_of(run_id: str) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("engine", ["kube-router", "calico"])
+@pytest.mark.parametrize("engine", [pytest.param(e, marks=needs_engine(e))
+                                    for e in ("kube-router", "calico")])
 def test_ctrl_c_stops_scenarios_running_at_once_and_leaves_nothing(tmp_path, engine):
-    if (why := engine_unavailable(engine)) is not None:
-        pytest.skip(why)
     run_id = naming.new_run_id()
     log = tmp_path / "run.log"
     proc = spawn([sys.executable, "-m", "harness", "run", *map(str, SCENARIOS), "--backend",

@@ -8,6 +8,8 @@ import shutil
 
 import pytest
 
+from tests.conftest import live
+
 NEEDED = ("etcd", "kube-apiserver", "kube-controller-manager", "kubelet", "agnhost",
           "netpol-cri", "bridge", "host-local", "loopback", "portmap")
 
@@ -28,6 +30,5 @@ def real_nodes_unavailable(extra: tuple[str, ...] = ()) -> str | None:
     return None
 
 
-def needs_real_nodes(*extra: str):
-    why = real_nodes_unavailable(tuple(extra))
-    return pytest.mark.skipif(why is not None, reason=why or "")
+def needs_real_nodes(*extra: str) -> pytest.MarkDecorator:
+    return live(real_nodes_unavailable(tuple(extra)))
