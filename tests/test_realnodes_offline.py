@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from harness.backends.local.mounts import mounts_under
-from harness.realnodes import cgroups
-from harness.realnodes.egress import NodeEgress, egress_config, parse_connect
-from harness.realnodes.node import kubelet_path
+from harness.backends.real.realnodes import cgroups
+from harness.backends.real.realnodes.egress import NodeEgress, egress_config, parse_connect
+from harness.backends.real.realnodes.node import kubelet_path
 
 
 @pytest.mark.parametrize("head, want", [

@@ -1,4 +1,4 @@
-"""netpol-cri passes critest's cases in scope (harness.realnodes.critest.IN_SCOPE: sandboxes,
+"""netpol-cri passes critest's cases in scope (harness.backends.real.realnodes.critest.IN_SCOPE: sandboxes,
 containers, exec, attach, logs, DNS config, hostname, sysctls, host network and IPC, users,
 read-only root and paths, idempotence) in a node namespace. The others and why they are out of
 scope: docs/real-nodes.md."""
@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from harness.realnodes.critest import run_critest
+from harness.backends.real.realnodes.critest import run_critest
 from tests.real_nodes.conftest import needs_real_nodes
 
 pytestmark = [needs_real_nodes("critest"),

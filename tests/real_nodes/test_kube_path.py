@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 
 from harness.backends.kubeconfig import KubeconfigBackend
+from harness.backends.real.realnodes.cluster import RealNodesCluster
+from harness.backends.real.realnodes.node import AGNHOST_REF
 from harness.model import Model, Protocol
-from harness.realnodes.cluster import RealNodesCluster
-from harness.realnodes.node import AGNHOST_REF
 from tests.real_nodes.conftest import needs_real_nodes
 
 pytestmark = needs_real_nodes("kube-scheduler")

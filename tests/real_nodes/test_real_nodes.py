@@ -20,10 +20,10 @@ from harness.backends.local import netns as nsx
 from harness.backends.local.backend import STATE_DIR, state_path
 from harness.backends.local.mounts import mounts_under
 from harness.backends.real.controlplane.procs import is_zombie
+from harness.backends.real.realnodes import cgroups
+from harness.backends.real.realnodes.cluster import RealNodesCluster
+from harness.backends.real.realnodes.node import AGNHOST_REF
 from harness.cleanup import CLEANERS, find_leftovers
-from harness.realnodes import cgroups
-from harness.realnodes.cluster import RealNodesCluster
-from harness.realnodes.node import AGNHOST_REF
 from tests.real_nodes.conftest import needs_real_nodes
 
 pytestmark = needs_real_nodes()
@@ -107,7 +107,7 @@ def test_pods_go_ready_exec_works_through_the_api_and_no_cgroup_is_made():
 SCRIPT = """
 import sys, time
 from kubernetes import client
-from harness.realnodes.cluster import RealNodesCluster
+from harness.backends.real.realnodes.cluster import RealNodesCluster
 from tests.real_nodes.test_real_nodes import agnhost_pod, wait_ready, NS
 c = RealNodesCluster(run_id=sys.argv[1])
 c.up()

@@ -4,7 +4,7 @@ the root namespace's loopback, named by the run id, torn down on exit, Ctrl-C an
 What is real and what is not: the three binaries are the pinned upstream ones (see
 harness.components); there is no kubelet, no scheduler and no cloud provider, so the controllers
 that only make sense with them are off (`CONTROLLERS`), unless `kubelets` (real kubelets will
-register: harness.realnodes) and `scheduler` (the real kube-scheduler) ask for them. Everything
+register: harness.backends.real.realnodes) and `scheduler` (the real kube-scheduler) ask for them. Everything
 a plane makes lives in one state directory, `<state root>/cp-<run>/` (certificates, etcd's
 data, logs, kubeconfigs and `plane.json`, the record `python -m harness cleanup` uses after a
 SIGKILL).
@@ -125,7 +125,7 @@ class ControlPlane:
                                     f"service_cidr {service_cidr!r} is too small for Services")
         self.service_cidr = service_cidr
         self.with_kcm = controller_manager
-        #: real kubelets will register (harness.realnodes): the Node authorizer and
+        #: real kubelets will register (harness.backends.real.realnodes): the Node authorizer and
         #: NodeRestriction, a client certificate for the API server's calls to kubelets, and
         #: `egress_config` (an EgressSelectorConfiguration) for the way to them
         self.kubelets = kubelets

@@ -2,7 +2,7 @@
 runtime in it, critest in it too (the streaming server answers on the node's loopback), a JSON
 report read back into (state, spec) pairs.
 
-`python -m harness.realnodes.critest [--all]` runs the cases in scope (IN_SCOPE, the sandbox,
+`python -m harness.backends.real.realnodes.critest [--all]` runs the cases in scope (IN_SCOPE, the sandbox,
 container, exec, DNS and hostname cases and their neighbours) or every case, and prints each
 result; docs/real-nodes.md has the last full run and why the others are out of scope.
 """
@@ -22,7 +22,7 @@ from harness.backends.local import netns as nsx
 from harness.backends.local.backend import STATE_DIR
 from harness.backends.local.mounts import remove_tree
 from harness.backends.real.nodes import plan_nodes
-from harness.realnodes.node import RealNode, busybox_image
+from harness.backends.real.realnodes.node import RealNode, busybox_image
 from harness.shell import run
 
 BUSYBOX_REF = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
@@ -88,7 +88,7 @@ def run_critest(focus: str | None = IN_SCOPE, skip: str = "OOM",
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.realnodes.critest",
+    p = argparse.ArgumentParser(prog="python -m harness.backends.real.realnodes.critest",
                                 description="critest v1.34.0 against netpol-cri in a node "
                                 "namespace (root; components netpol-cri, critest, agnhost, "
                                 "CNI plugins; busybox on PATH)")

@@ -1,7 +1,7 @@
 """A cluster with real nodes: the run's real control plane (harness.backends.real.controlplane) with the Node
 authorizer, NodeRestriction and an egress selector, the two node namespaces of the local
 backend (harness.backends.real.nodes: linked, routed, no link to the root namespace), and on
-each node netpol-cri + the real kubelet (harness.realnodes.node), registered with a client
+each node netpol-cri + the real kubelet (harness.backends.real.realnodes.node), registered with a client
 certificate of its own (`system:node:<name>` in `system:nodes`).
 
 The kubelets, not the harness, write Node and Pod status. The real kube-scheduler places pods
@@ -28,8 +28,8 @@ from harness.backends.local.backend import STATE_DIR
 from harness.backends.local.mounts import remove_tree
 from harness.backends.real import nodes as nodesx
 from harness.backends.real.controlplane.plane import ControlPlane
-from harness.realnodes.egress import NodeEgress, egress_config
-from harness.realnodes.node import NodeError, RealNode
+from harness.backends.real.realnodes.egress import NodeEgress, egress_config
+from harness.backends.real.realnodes.node import NodeError, RealNode
 
 NODE_READY_TIMEOUT = 180.0
 
