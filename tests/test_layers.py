@@ -36,19 +36,22 @@ def test_import_contracts_are_kept():
 
 def test_every_module_of_the_real_tier_and_components_is_in_a_contract():
     """harness.components and every module under harness.backends.real (its control plane too)
-    sit in a layers contract, so a new module there is checked from its first import."""
+    sit in the real tier's layers contract, so a new module there is checked from its first
+    import. Only that contract counts: the front ends' layers name harness.backends whole, so
+    any new module would pass against it."""
     import configparser
 
     config = configparser.ConfigParser()
     config.read(ROOT / ".importlinter")
     named: set[str] = set()
-    for section in config.sections():
-        for key in ("layers", "source_modules"):
-            for line in config[section].get(key, "").split("\n"):
-                named.update(m.strip() for m in line.replace("|", ":").split(":") if m.strip())
+    for line in config["importlinter:contract:real-tier"]["layers"].split("\n"):
+        named.update(m.strip() for m in line.replace("|", ":").split(":") if m.strip())
+    assert "harness.backends" not in named and "harness.backends.real" not in named
     for package in ("components", "backends/real"):
         for path in sorted((ROOT / "harness" / package).rglob("*.py")):
             module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            if module == "harness.backends.real":
+                continue   # the package's docstring alone
             assert any(module == n or module.startswith(n + ".") for n in named), module
 
 
