@@ -211,13 +211,21 @@ class Relay:
             writer.close()
             listener.writers.discard(writer)
             return
-        listener.writers.add(up_writer)
-        try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
-        finally:
-            for w in (writer, up_writer):
-                w.close()
-                listener.writers.discard(w)
+        await splice(reader, writer, up_reader, up_writer, listener.writers)
+
+
+async def splice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 up_reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter,
+                 writers: set) -> None:
+    """Copy both ways between a client's connection and its upstream until both end, then
+    close both; `writers` (the open connections a stop closes) holds them meanwhile."""
+    writers.add(up_writer)
+    try:
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+    finally:
+        for w in (writer, up_writer):
+            w.close()
+            writers.discard(w)
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

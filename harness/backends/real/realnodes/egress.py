@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from harness.backends.local import netns as nsx
+from harness.backends.real.controlplane.relay import splice
 from harness.errors import BackendError
 
 CLONE_NEWNET = 0x40000000
@@ -171,28 +172,8 @@ class NodeEgress:
         self.connections += 1
         sock.setblocking(False)
         up_reader, up_writer = await asyncio.open_connection(sock=sock)
-        self._writers.add(up_writer)
         writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
-        finally:
-            for w in (writer, up_writer):
-                w.close()
-                self._writers.discard(w)
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                break
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
-    except (ConnectionError, OSError):
-        writer.close()
+        await splice(reader, writer, up_reader, up_writer, self._writers)
 
 
 def egress_config(socket_path: Path) -> str:
