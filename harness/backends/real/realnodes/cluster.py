@@ -7,6 +7,14 @@ certificate of its own (`system:node:<name>` in `system:nodes`).
 The kubelets, not the harness, write Node and Pod status. The real kube-scheduler places pods
 that carry no spec.nodeName.
 
+With `engine` (harness.backends.real.engines: kube-router, calico, none), each node also runs the
+real kube-proxy (iptables mode) and the engine's node process, as the harness-as-kubelet tier
+starts them (same command lines, users and readiness checks), in the node's namespace where the
+bridge plugin wires the pods. kube-proxy first; an engine that restores the whole filter table
+(kube-router) starts only once every kube-proxy has synced with its jumps in place
+(docs/real-engines.md, "Who writes a node's tables"). Calico's datastore (CRDs) is not installed
+here, so `calico` is refused for now.
+
 Teardown (also on an exception during bring-up): kubelets, runtimes (each stops its containers
 and undoes its pods' networks), control plane, egress proxy, node namespaces (killing whatever
 still runs in them), mounts left under the run directory, the run directory, the state file.
@@ -16,16 +24,18 @@ directory (its mounts are unmounted first) and the control plane's directory.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
 from pathlib import Path
 from typing import Callable
 
-from harness import naming
+from harness import components, naming
 from harness.backends.local import netns as nsx
 from harness.backends.local.backend import STATE_DIR
 from harness.backends.local.mounts import remove_tree
+from harness.backends.real import engines as enginesx
 from harness.backends.real import nodes as nodesx
 from harness.backends.real.controlplane.plane import ControlPlane
 from harness.backends.real.realnodes.egress import NodeEgress, egress_config
@@ -34,11 +44,25 @@ from harness.backends.real.realnodes.node import NodeError, RealNode
 NODE_READY_TIMEOUT = 180.0
 
 
+def _no_trace(process: str, tools: tuple[str, ...]) -> str | None:
+    """No tool trace on real nodes (yet): engines run with the machine's own tools."""
+    return None
+
+
 class RealNodesCluster:
     """Context manager: `with RealNodesCluster() as c: c.plane.api_client() ...`."""
 
     def __init__(self, run_id: str | None = None, *, state_root: str | os.PathLike = STATE_DIR,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, engine: str | None = None,
+                 ready_timeout: float = NODE_READY_TIMEOUT):
+        if engine is not None and enginesx.spec(engine).calico_datastore:
+            raise NodeError(f"starting engine {engine} on real nodes",
+                            "Calico's datastore (CRDs, ClusterInformation) is not installed on "
+                            "this cluster yet")
+        self.engine = engine
+        self.ready_timeout = ready_timeout
+        #: (node, process) of every node process started for the engine, for readiness checks
+        self.node_procs: list[tuple[RealNode, enginesx.NodeProcess]] = []
         self.run_id = run_id or naming.new_run_id()
         self.state_root = Path(state_root)
         self.run_dir = self.state_root / self.run_id
@@ -94,6 +118,80 @@ class RealNodesCluster:
         self.log(f"real nodes {self.run_id}: {', '.join(n.name for n in self.nodes)} Ready in "
                  f"{self.timings['nodes ready']:.1f}s (control plane "
                  f"{self.timings['control plane']:.1f}s)")
+        if self.engine is not None:
+            t = time.monotonic()
+            self.start_engine(self.engine)
+            self.timings["engine"] = time.monotonic() - t
+            self.log(f"real nodes {self.run_id}: kube-proxy and {self.engine} ready in "
+                     f"{self.timings['engine']:.1f}s")
+
+    def start_engine(self, engine: str) -> None:
+        """kube-proxy on every node, then the engine's node process (module docstring)."""
+        assert self.plane is not None
+        spec = enginesx.spec(engine)
+        binaries = {name: str(components.find(name)) for name in ("kube-proxy", *spec.components)}
+        self._grant_roles()
+        for rn in self.real:
+            self._start(rn, enginesx.kube_proxy(
+                binaries["kube-proxy"], rn.node.netns, rn.node.name,
+                self._kubeconfig(rn, enginesx.USERS["kube-proxy"])))
+        if spec.restores_filter_table:
+            self.wait_node_processes()
+        if spec.node_process is not None:
+            for rn in self.real:
+                self._start(rn, spec.node_process(enginesx.NodeEnv(
+                    binaries, rn.node.netns, rn.node.name,
+                    functools.partial(self._user_kubeconfig, rn),
+                    functools.partial(self._kubeconfig, rn, None), str(rn.dir),
+                    _no_trace)))
+        self.wait_node_processes()
+
+    def _user_kubeconfig(self, rn: RealNode, process: str) -> str:
+        return self._kubeconfig(rn, enginesx.USERS[process])
+
+    def _kubeconfig(self, rn: RealNode, user: str | None) -> str:
+        assert self.plane is not None
+        if user is None:
+            return str(self.plane.kubeconfig_for_netns(rn.node.netns))
+        return str(self.plane.kubeconfig_for_netns(rn.node.netns, user))
+
+    def _start(self, rn: RealNode, p: enginesx.NodeProcess) -> None:
+        rn.spawn(p.name, p.argv, p.env)
+        self.node_procs.append((rn, p))
+
+    def _grant_roles(self) -> None:
+        from kubernetes import client
+
+        assert self.plane is not None
+        rbac = client.RbacAuthorizationV1Api(self.plane.api_client())
+        for obj in enginesx.rbac_objects(naming.ownership_labels(self.run_id)):
+            if obj["kind"] == "ClusterRole":
+                rbac.create_cluster_role(obj)
+            else:
+                rbac.create_cluster_role_binding(obj)
+
+    def wait_node_processes(self) -> None:
+        """Every node process started so far ready (kube-proxy synced with its jumps in place,
+        the engine's chains present); one that exits fails the bring-up with its log's end."""
+        deadline = time.monotonic() + self.ready_timeout
+        while True:
+            waiting = []
+            for rn, p in self.node_procs:
+                proc = rn.procs[p.name]
+                if proc.poll() is not None:
+                    raise NodeError(f"starting {p.name} on {rn.node.name}",
+                                    f"exited with status {proc.returncode}", rn.log_tail(p.name))
+                ok, why = p.ready()
+                if not ok:
+                    waiting.append((rn, p, why))
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                raise NodeError("waiting for the node processes",
+                                "; ".join(f"{p.name} on {rn.node.name}: {why}"
+                                          for rn, p, why in waiting),
+                                "\n".join(rn.log_tail(p.name) for rn, p, _ in waiting))
+            time.sleep(0.5)
 
     def wait_nodes_ready(self, timeout: float = NODE_READY_TIMEOUT) -> None:
         from kubernetes import client
@@ -129,6 +227,7 @@ class RealNodesCluster:
         for rn in self.real:
             errors += rn.stop()
         self.real = []
+        self.node_procs = []
         if self.plane is not None:
             try:
                 for n in self.nodes:

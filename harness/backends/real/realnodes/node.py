@@ -143,6 +143,13 @@ class RealNode:
     def cri_socket(self) -> Path:
         return self.dir / "cri" / "cri.sock"
 
+    def spawn(self, name: str, argv: list[str] | tuple[str, ...],
+              env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start a process of this node (kube-proxy, the policy engine) in its namespace,
+        logging to `<node dir>/logs/<name>.log`; stop() ends it before the kubelet."""
+        self._spawn(name, list(argv), env)
+        return self.procs[name]
+
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         log = self.dir / "logs" / f"{name}.log"
         self.procs[name] = spawn(["nsenter", f"--net={nsx.NETNS_DIR}/{self.node.netns}", *argv],
@@ -200,10 +207,12 @@ class RealNode:
         return f"last lines of {path}:\n" + "\n".join(text.splitlines()[-lines:])
 
     def stop(self) -> list[str]:
-        """The kubelet first (pods stay), then the runtime, which stops every container and
-        undoes every pod's network on SIGTERM; returns errors."""
+        """The node's other processes (the policy engine, then kube-proxy: the reverse of their
+        start), then the kubelet (pods stay), then the runtime, which stops every container
+        and undoes every pod's network on SIGTERM; returns errors."""
         errors = []
-        for name in ("kubelet", "netpol-cri"):
+        others = [n for n in self.procs if n not in ("kubelet", "netpol-cri")]
+        for name in [*reversed(others), "kubelet", "netpol-cri"]:
             proc = self.procs.pop(name, None)
             if proc is not None and stop(proc, grace=20.0) is None:
                 errors.append(f"{name} on {self.node.name} (pid {proc.pid}) survived SIGKILL")
