@@ -72,14 +72,24 @@ def policies_at(scenario: Scenario, step_index: int,
     """
     _check_index(scenario, step_index)
     addresses = addresses or plan_addresses(scenario.model)
+    in_force = _in_force(scenario, step_index + 1)
+    return [render_manifest(m, addresses) for m in in_force.values()]
+
+
+def _in_force(scenario: Scenario, steps: int) -> dict[tuple[str, str], dict[str, Any]]:
+    """The policy manifests (as written) after the first `steps` steps, by (kind, ns/name)."""
     in_force: dict[tuple[str, str], dict[str, Any]] = {}
-    for step in scenario.steps[:step_index + 1]:
+    for step in scenario.steps[:steps]:
         for key in step.delete:
-            for ident in [i for i in in_force if i[1] == key]:
-                del in_force[ident]
+            _delete(in_force, key)
         for doc in step.apply:
             in_force[(str(doc.manifest.get("kind")), doc.key)] = doc.manifest
-    return [render_manifest(m, addresses) for m in in_force.values()]
+    return in_force
+
+
+def _delete(in_force: dict[tuple[str, str], dict[str, Any]], key: str) -> None:
+    for ident in [i for i in in_force if i[1] == key]:
+        del in_force[ident]
 
 
 def _check_index(scenario: Scenario, step_index: int) -> None:
@@ -136,6 +146,50 @@ def decisions_before(scenario: Scenario, step_index: int,
     now = oracle_at(scenario, step_index, addresses)
     return [c.decision for c in _cells_of(scenario, step_index, now,
                                           oracle_before(scenario, step_index, addresses))]
+
+
+def oracles_during(scenario: Scenario, step_index: int,
+                   addresses: Addresses | None = None) -> list[Oracle]:
+    """Every state a step's change passes through before its last, in the order the runner
+    makes the change (harness.runner.Run.change: labels, then each delete, then each apply):
+    the state before the step, then after its labels, after each delete and after each apply
+    but the last. A step with no change has the one state before it.
+
+    Why: the harness applies a step's objects one at a time, so a cluster may show any of
+    these states for a moment (a deny-all applied before the allow that comes with it), and a
+    cell whose verdict then changes into the step's is late programming of the step's own
+    change, not a transient regression (verdicts.over_rounds). The labels count as one change
+    here, though a backend sets them object by object.
+    """
+    addresses = addresses or plan_addresses(scenario.model)
+    states = [oracle_before(scenario, step_index, addresses)]
+    step = scenario.steps[step_index]
+    model = model_at(scenario, step_index)
+    in_force = _in_force(scenario, step_index)
+
+    def state() -> Oracle:
+        return Oracle(model, [render_manifest(m, addresses) for m in in_force.values()],
+                      addresses)
+
+    if step.namespace_labels or step.pod_labels:
+        states.append(state())
+    for key in step.delete:
+        _delete(in_force, key)
+        states.append(state())
+    for doc in step.apply:
+        in_force[(str(doc.manifest.get("kind")), doc.key)] = doc.manifest
+        states.append(state())
+    return states[:-1] if len(states) > 1 else states
+
+
+def decisions_during(scenario: Scenario, step_index: int,
+                     addresses: Addresses | None = None) -> list[list[Decision]]:
+    """For each cell of `expected_cells(scenario, step_index)`, in the same order, the
+    oracle's decision in every state of `oracles_during` (the first: `decisions_before`)."""
+    now = oracle_at(scenario, step_index, addresses)
+    per_state = [[c.decision for c in _cells_of(scenario, step_index, now, o)]
+                 for o in oracles_during(scenario, step_index, addresses)]
+    return [list(ds) for ds in zip(*per_state, strict=True)]
 
 
 def _cells_of(scenario: Scenario, step_index: int, oracle: Oracle,

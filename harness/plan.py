@@ -16,7 +16,7 @@ from typing import Hashable, Iterable, Sequence
 from harness.errors import HarnessError
 from harness.expected import (
     ExpectedCell,
-    decisions_before,
+    decisions_during,
     disagreements,
     expected_cells,
     model_at,
@@ -194,21 +194,22 @@ def _is_name(model: Model, target: str) -> bool:
 
 def plan_cells(model: Model, expected: Iterable[ExpectedCell],
                addresses: Addresses | None = None,
-               before: Sequence[Decision] | None = None) -> list[Cell]:
+               before: Sequence[Sequence[Decision]] | None = None) -> list[Cell]:
     """Cells to probe from the scenario's expected cells of one step (named ports resolved).
 
-    `before`: the oracle's decision on each cell before the step's change
-    (expected.decisions_before), which says whether its expectation changed at this step;
-    None: it did not (no change of verdict is forgiven)."""
+    `before`: per cell, the oracle's decision in each state the step's change passes through
+    before its last (expected.decisions_during: the state before the step, then after each of
+    its labels, deletes and applies), which says what a cell may show first when the change is
+    programmed late; None: nothing (no change of verdict is forgiven)."""
     cells = []
     dns = _dns_pod(model)
     expected = list(expected)
     if before is not None and len(before) != len(expected):
         raise ValueError(f"{len(before)} decisions before the change for {len(expected)} cells")
     for n, e in enumerate(expected):
-        old = frozenset() if before is None else \
-            old_state(before[n].expectation, e.expectation, before[n].nxdomain,
-                      e.decision.nxdomain)
+        old: frozenset[Verdict] = frozenset() if before is None else frozenset().union(
+            *(old_state(b.expectation, e.expectation, b.nxdomain, e.decision.nxdomain)
+              for b in before[n]))
         protocol, dns_name, port = e.protocol, e.dns_name, e.port
         servers = None
         if dns_name:
@@ -272,7 +273,7 @@ def plan_steps(scenario: Scenario, addresses: Addresses) -> list[list[Cell]] | s
     for i, step in enumerate(scenario.steps):
         try:
             expected = expected_cells(scenario, i, addresses)
-            before = decisions_before(scenario, i, addresses)
+            before = decisions_during(scenario, i, addresses)
         except (HarnessError, ValueError, KeyError) as exc:
             title = step.title or f"step {i + 1}"
             return (f"step {i + 1} ({title}) cannot be evaluated with this run's addresses "

@@ -195,3 +195,32 @@ def test_the_state_before_a_step_is_the_previous_steps_decision_across_the_libra
             previous = {(c.source, c.target, str(c.port), c.protocol, c.dns_name):
                         c.decision.expectation for c in cells}
     assert steady > 4 * changed > 0, (steady, changed)
+
+
+def test_a_step_that_applies_two_policies_may_show_the_state_between_them():
+    """delete-restores-traffic's first step applies a deny-all in x, then the allow from y to
+    x/a, one after the other (Run.change): for a moment only the deny-all is in force, so y ->
+    x/a, allowed before the step and after it, may be blocked first. That is the step's own
+    change programmed late, not a transient regression (the real tier on calico showed exactly
+    this: a timeout in round 1, connected from round 2): the cell's old states include the
+    between state, and a history blocked-then-connected is a pass. A cell that no state of the
+    change blocks (y -> y/a) stays steady: a blocked round there is still unstable."""
+    from harness.scenario import load_scenario as load
+    from harness.verdicts import Judgement, over_rounds
+
+    scenario = load(Path(__file__).parent.parent / "scenarios/conformance/delete-restores-traffic.yaml")
+    addresses = plan_addresses(scenario.model)
+    cells = {(c.spec.source, c.spec.target, c.spec.port): c
+             for c in plan_steps(scenario, addresses)[0] if c.spec.protocol.value == "TCP"}
+    between = cells[("y/a", "x/a", 80)]
+    assert between.expectation is Expectation.ALLOW
+    assert between.old == frozenset({Verdict.OVER_BLOCKED})
+    steady = cells[("y/b", "y/a", 80)]
+    assert steady.old == frozenset()
+
+    def j(v: Verdict) -> Judgement:
+        return Judgement(v, v.value, "")
+
+    history = [j(Verdict.OVER_BLOCKED), j(Verdict.PASS), j(Verdict.PASS), j(Verdict.PASS)]
+    assert over_rounds(history, between.old).verdict is Verdict.PASS
+    assert over_rounds(history, steady.old).verdict is Verdict.UNSTABLE
