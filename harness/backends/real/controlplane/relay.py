@@ -26,7 +26,7 @@ import os
 import socket
 import threading
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, TypeVar
 
 from harness import naming
 from harness.backends.local import netns as nsx
@@ -35,19 +35,20 @@ from harness.shell import run
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
+T = TypeVar("T")
 
 
 class RelayError(BackendError):
     """The relay could not listen in a namespace or is not running."""
 
 
-def _bind_in_netns(netns: str, host: str, port: int) -> socket.socket:
-    """A listening TCP socket created inside network namespace `netns` (by a thread that enters
-    it and exits; the caller's thread stays where it is)."""
+def in_netns(netns: str, work: Callable[[], T], name: str) -> T:
+    """`work()` run by a thread that enters network namespace `netns` and exits (the caller's
+    thread stays where it is); its result, or its exception raised in the caller's thread."""
     path = os.path.join(nsx.NETNS_DIR, netns)
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
 
-    def work() -> None:
+    def run() -> None:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
@@ -56,30 +57,41 @@ def _bind_in_netns(netns: str, host: str, port: int) -> socket.socket:
                     raise OSError(err, f"setns({path}): {os.strerror(err)}")
             finally:
                 os.close(fd)
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind((host, port))
-                s.listen(64)
-                s.setblocking(False)
-            except BaseException:
-                s.close()
-                raise
-            out["sock"] = s
+            out["result"] = work()
         except BaseException as exc:  # handed to the caller's thread
             out["error"] = exc
 
-    t = threading.Thread(target=work, name=f"relay-bind-{netns}", daemon=True)
+    t = threading.Thread(target=run, name=name, daemon=True)
     t.start()
     t.join()
     if "error" in out:
-        exc = out["error"]
+        raise out["error"]
+    return out["result"]
+
+
+def _bind_in_netns(netns: str, host: str, port: int) -> socket.socket:
+    """A listening TCP socket created inside network namespace `netns` (in_netns)."""
+
+    def bind() -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+            s.listen(64)
+            s.setblocking(False)
+        except BaseException:
+            s.close()
+            raise
+        return s
+
+    try:
+        return in_netns(netns, bind, f"relay-bind-{netns}")
+    except BaseException as exc:  # noqa: BLE001 - every failure of the bind is the relay's
         hint = ""
         if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
             hint = f" (something in {netns} already listens on {host}:{port})"
         raise RelayError(f"opening the API server relay in network namespace {netns}",
-                         f"{exc}{hint}")
-    return out["sock"]  # type: ignore[return-value]
+                         f"{exc}{hint}") from None
 
 
 @dataclass

@@ -13,19 +13,15 @@ server can reach the nodes of this run and nothing else.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
 import socket
 import threading
 from pathlib import Path
 from typing import Callable
 
-from harness.backends.local import netns as nsx
-from harness.backends.real.controlplane.relay import splice
+from harness.backends.real.controlplane.relay import in_netns, splice
 from harness.errors import BackendError
 
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
 #: the longest CONNECT request head read (the API server sends two short lines)
 MAX_HEAD = 8192
 
@@ -35,30 +31,9 @@ class EgressError(BackendError):
 
 
 def connect_in_netns(netns: str, host: str, port: int, timeout: float = 10.0) -> socket.socket:
-    """A TCP connection to host:port made from inside network namespace `netns` (by a thread
-    that enters it, connects and exits; the caller's thread stays where it is)."""
-    path = os.path.join(nsx.NETNS_DIR, netns)
-    out: dict[str, object] = {}
-
-    def work() -> None:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns({path}): {os.strerror(err)}")
-            finally:
-                os.close(fd)
-            out["sock"] = socket.create_connection((host, port), timeout=timeout)
-        except BaseException as exc:  # handed to the caller's thread
-            out["error"] = exc
-
-    t = threading.Thread(target=work, name=f"egress-connect-{netns}", daemon=True)
-    t.start()
-    t.join()
-    if "error" in out:
-        raise out["error"]  # type: ignore[misc]
-    return out["sock"]  # type: ignore[return-value]
+    """A TCP connection to host:port made from inside network namespace `netns` (in_netns)."""
+    return in_netns(netns, lambda: socket.create_connection((host, port), timeout=timeout),
+                    f"egress-connect-{netns}")
 
 
 def parse_connect(head: bytes) -> tuple[str, int] | None:
