@@ -15,7 +15,7 @@ import pytest
 
 from harness.backends.real.realnodes.cluster import RealNodesCluster
 from tests.real_nodes.conftest import needs_real_nodes
-from tests.real_nodes.test_real_nodes import NS, agnhost_pod, wait_ready
+from tests.real_nodes.test_real_nodes import NS, agnhost_pod, make_namespace, wait_ready
 
 pytestmark = needs_real_nodes("kube-proxy", "kube-router")
 
@@ -46,15 +46,7 @@ def test_the_engine_enforces_a_policy_on_pods_the_kubelet_made(engine):
         core = client.CoreV1Api(api)
         net = client.NetworkingV1Api(api)
         n0, n1 = (n.name for n in c.nodes)
-        core.create_namespace({"metadata": {"name": NS}})
-        deadline = time.monotonic() + 60
-        while True:                          # the controller manager makes it
-            try:
-                core.read_namespaced_service_account("default", NS)
-                break
-            except client.ApiException:
-                assert time.monotonic() < deadline, "no default ServiceAccount"
-                time.sleep(0.2)
+        make_namespace(core)
         for name, node, app in (("srv", n0, "srv"), ("near", n0, "other"),
                                 ("far", n1, "other")):
             core.create_namespaced_pod(NS, labelled(name, node, app))

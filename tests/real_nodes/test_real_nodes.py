@@ -41,6 +41,22 @@ def agnhost_pod(name: str, node: str) -> dict:
                          {"name": "client", "image": AGNHOST_REF, "args": ["pause"]}]}}
 
 
+def make_namespace(core) -> None:
+    """The test's namespace, once its default ServiceAccount exists (the controller manager
+    makes it; a pod created before it is refused)."""
+    from kubernetes import client
+
+    core.create_namespace({"metadata": {"name": NS}})
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            core.read_namespaced_service_account("default", NS)
+            return
+        except client.ApiException:
+            assert time.monotonic() < deadline, "no default ServiceAccount"
+            time.sleep(0.2)
+
+
 def wait_ready(core, names: list[str], timeout: float = 120.0) -> dict[str, object]:
     deadline = time.monotonic() + timeout
     ready: dict[str, object] = {}
@@ -75,15 +91,7 @@ def test_pods_go_ready_exec_works_through_the_api_and_no_cgroup_is_made():
         for n in nodes.values():            # written by the kubelets, not the harness
             assert n.status.node_info.kubelet_version == "v1.35.8"
             assert n.status.node_info.container_runtime_version == "netpol-cri://0.1.0"
-        core.create_namespace({"metadata": {"name": NS}})
-        deadline = time.monotonic() + 60
-        while True:                          # the controller manager makes it
-            try:
-                core.read_namespaced_service_account("default", NS)
-                break
-            except client.ApiException:
-                assert time.monotonic() < deadline, "no default ServiceAccount"
-                time.sleep(0.2)
+        make_namespace(core)
         core.create_namespaced_pod(NS, agnhost_pod("a", c.nodes[0].name))
         core.create_namespaced_pod(NS, agnhost_pod("b", c.nodes[1].name))
         ready = wait_ready(core, ["a", "b"])
