@@ -99,6 +99,13 @@ _DERIVED = ("verdict_counts", "convergence")
 
 def read(path: str | os.PathLike) -> tuple[dict[str, Any], list[ScenarioResult]]:
     """Read a results file written by `write`: (meta, results)."""
+    _, meta, results = read_versioned(path)
+    return meta, results
+
+
+def read_versioned(path: str | os.PathLike) -> tuple[str, dict[str, Any], list[ScenarioResult]]:
+    """Read a results file written by `write`: (its format, meta, results). `compare` needs the
+    format: two files written by different versions were judged by different rules."""
     p = Path(path)
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))
@@ -119,4 +126,4 @@ def read(path: str | os.PathLike) -> tuple[dict[str, Any], list[ScenarioResult]]
         except (TypeError, AttributeError, KeyError) as exc:
             name = data.get("scenario", "?") if isinstance(data, dict) else "?"
             raise ResultsFileError(f"{p}: scenarios[{i}] ({name}) is malformed: {exc}") from exc
-    return dict(doc.get("meta") or {}), results
+    return str(doc["format"]), dict(doc.get("meta") or {}), results
