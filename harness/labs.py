@@ -81,24 +81,79 @@ def lab_argv(command: str, where: str = "<lab>") -> list[str]:
 
 
 def needs_root(command: str) -> bool:
-    """True when the command brings up the local backend (network namespaces need root)."""
+    """True when the command brings up the local or the realnodes backend (network namespaces
+    need root)."""
     words = shlex.split(command)
     if len(words) < 4 or words[3] not in ROOT_SUBCOMMANDS:
         return False
-    backend = words[words.index("--backend") + 1] if "--backend" in words[:-1] else "local"
-    return backend == "local"
+    return _backend(words) in ("local", "realnodes")
+
+
+def _backend(words: list[str]) -> str:
+    return words[words.index("--backend") + 1] if "--backend" in words[:-1] else "local"
 
 
 def needs_components(command: str) -> str | None:
     """Why the command cannot run here when it needs the real components (a `run` on the real
-    engines: kube-router, calico, none) and one is missing; None when it can run."""
+    engines: kube-router, calico, none; any `run` on real nodes) and one is missing; None when
+    it can run."""
     words = shlex.split(command)
-    if len(words) < 4 or words[3] not in ROOT_SUBCOMMANDS or "--cni" not in words[:-1]:
+    if len(words) < 4 or words[3] not in ROOT_SUBCOMMANDS:
         return None
-    if not set(words[words.index("--cni") + 1].split(",")) & set(ENGINES):
+    # real nodes run real components whatever the CNI; the local backend for its real engines
+    if _backend(words) != "realnodes" and ("--cni" not in words[:-1] or not set(
+            words[words.index("--cni") + 1].split(",")) & set(ENGINES)):
         return None
     why = [reason for name in default_names() for ok, reason in [available(name)] if not ok]
     return "; ".join(why) or None
+
+
+#: the options of a lab command whose value is a file it writes
+WRITING_OPTIONS = ("--json", "--netpol-json", "--html", "--netpol-html")
+#: the subcommands whose positional arguments are results files they read
+READING_SUBCOMMANDS = {"compare"}
+
+
+def files_written(command: str) -> set[str]:
+    """The files a lab command writes (`run ... --json PATH`, `compare ... --html PATH`)."""
+    words = shlex.split(command)
+    return {words[i + 1] for i, w in enumerate(words[:-1]) if w in WRITING_OPTIONS}
+
+
+def files_read(command: str) -> set[str]:
+    """The results files a lab command reads (`compare A.json B.json`)."""
+    words = shlex.split(command)
+    if len(words) < 4 or words[3] not in READING_SUBCOMMANDS:
+        return set()
+    values = {i + 1 for i, w in enumerate(words) if w in WRITING_OPTIONS}
+    return {w for i, w in enumerate(words[4:], 4) if not w.startswith("-") and i not in values}
+
+
+def chains(blocks: Iterable[LabBlock]) -> list[list[LabBlock]]:
+    """The blocks grouped so that a block reading a file that an earlier block of the same lab
+    writes runs after it, in file order (lab 09 compares two runs' results files); every other
+    block is a chain of its own. Why: the labs test checks blocks apart (and in parallel), and
+    `compare` shown alone would read files no block has written yet."""
+    out: list[list[LabBlock]] = []
+    writer: dict[tuple[str, str], list[LabBlock]] = {}
+    for block in blocks:
+        joined = [writer[(block.path, f)] for f in sorted(files_read(block.command))
+                  if (block.path, f) in writer]
+        chain = joined[0] if joined else []
+        for other in joined[1:]:
+            if other is not chain:
+                chain.extend(other)
+                out.remove(other)
+                for key, value in writer.items():
+                    if value is other:
+                        writer[key] = chain
+        if not chain:
+            out.append(chain)
+        chain.append(block)
+        chain.sort(key=lambda b: b.start)
+        for f in files_written(block.command):
+            writer[(block.path, f)] = chain
+    return out
 
 
 _RUN_ID_RE = re.compile(r"run-id=([a-z0-9]{4,8})\b")
@@ -122,6 +177,8 @@ _VOLATILE = [
     (re.compile(r"\b\d+\.\d+[-\u2013]\d+\.\d+ s\b"), "N.N-N.N s"),
     (re.compile(r"\b\d+\.\d+ s\b"), "N.N s"),
     (re.compile(r"\b\d+ bad attempt\(s\)"), "N bad attempt(s)"),
+    # `compare` names each results file's run: "(run 02cd97, backend local, ...)"
+    (re.compile(r"\(run [a-z0-9]{4,8}, "), "(run RUNID, "),
     # a real engine started again by a fault step: its new process id
     (re.compile(r"\(pid \d+\)"), "(pid N)"),
 ]

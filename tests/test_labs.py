@@ -13,7 +13,10 @@ import pytest
 
 from harness.labs import (
     LabError,
+    chains,
     collapse_strip,
+    files_read,
+    files_written,
     find_blocks,
     lab_argv,
     lab_files,
@@ -33,19 +36,46 @@ LAB_FILES = lab_files([str(LABS)])
 BLOCKS = [b for path in LAB_FILES for b in find_blocks(path.read_text(), str(path.relative_to(ROOT)))]
 EXPECTED_LABS = ["01-open-by-default.md", "02-default-deny.md", "03-allowing-one-path.md",
                  "04-egress-and-dns.md", "05-namespaces.md", "06-services-vs-policies.md",
-                 "07-false-security.md", "08-agent-restarts.md"]
+                 "07-false-security.md", "08-agent-restarts.md", "09-migration-off-flannel.md"]
+#: the blocks checked together, in order: a `compare` after the runs that write its files
+CHAINS = chains(BLOCKS)
 
 
-@pytest.mark.parametrize("block", [
-    pytest.param(b, id=b.where, marks=[live(local_backend_unavailable())] if needs_root(b.command)
-                 else []) for b in BLOCKS])
-def test_shown_output_is_current(block):
-    missing = needs_components(block.command)
-    if missing:   # the real pair: shown as measured with the pinned components, checked where built
-        pytest.skip(f"{block.where}: the real components are not built here: {missing}")
-    code, output = run_command(block.command, ROOT, block.where)
-    assert render(block.command, code, output) == block.body, (
-        f"{block.where} is stale: run `make labs` (python -m harness.labs regenerate docs/labs)")
+def _chain_id(chain):
+    return chain[0].where if len(chain) == 1 else f"{chain[0].where}..{chain[-1].line}"
+
+
+@pytest.mark.parametrize("chain", [
+    pytest.param(c, id=_chain_id(c), marks=[live(local_backend_unavailable())]
+                 if any(needs_root(b.command) for b in c) else []) for c in CHAINS])
+def test_shown_output_is_current(chain):
+    for block in chain:
+        missing = needs_components(block.command)
+        if missing:   # the real pair: shown as measured with the pinned components, checked where built
+            pytest.skip(f"{block.where}: the real components are not built here: {missing}")
+    for block in chain:
+        code, output = run_command(block.command, ROOT, block.where)
+        assert render(block.command, code, output) == block.body, (
+            f"{block.where} is stale: run `make labs` (python -m harness.labs regenerate docs/labs)")
+
+
+def test_a_compare_is_checked_after_the_runs_that_write_its_files():
+    text = "".join(f"<!-- lab-command: {c} -->\n```console\n```\n" for c in [
+        "python -m harness run s.yaml --backend local --cni open --json out/a.json",
+        "python -m harness explain s.yaml --from x/a --to x/b --port 80",
+        "python -m harness run s.yaml --backend local --cni enforcing --json out/b.json",
+        "python -m harness compare out/a.json out/b.json --html out/c.html",
+        "python -m harness compare out/c.html out/other.json"])
+    blocks = find_blocks(text, "lab.md")
+    assert files_written(blocks[0].command) == {"out/a.json"}
+    assert files_read(blocks[3].command) == {"out/a.json", "out/b.json"}
+    assert files_written(blocks[3].command) == {"out/c.html"}
+    assert [[b.line for b in c] for c in chains(blocks)] == [[1, 7, 10, 13], [4]]
+    # a file of the same name written in another lab is not this lab's: no chain across labs
+    other = find_blocks("<!-- lab-command: python -m harness compare out/a.json out/b.json -->\n"
+                        "```console\n```\n", "other.md")
+    assert [[b.where for b in c] for c in chains(blocks + other)] == [
+        ["lab.md:1", "lab.md:7", "lab.md:10", "lab.md:13"], ["lab.md:4"], ["other.md:1"]]
 
 
 def test_the_course_is_complete_and_ordered():
@@ -105,6 +135,7 @@ def test_only_harness_commands_run():
 def test_needs_root_only_for_local_runs():
     assert needs_root("python -m harness run s.yaml --backend local --cni open")
     assert needs_root("python -m harness run s.yaml")  # local is the default backend
+    assert needs_root("python -m harness run s.yaml --backend realnodes --cni flannel")
     assert not needs_root("python -m harness run s.yaml --backend kind")
     assert not needs_root("python -m harness explain s.yaml --from a --to b --port 80")
 
