@@ -117,6 +117,11 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in (
               r"CoreDNS-1\.15\.0\b"),
     Component("calico-felix", "felix", "github.com/projectcalico/calico/felix/cmd/calico-felix",
               ("--version",), r"Version:\s+v3\.31\.0\b"),
+    # Calico's CNI plugin: one binary that is `calico` or `calico-ipam` by the name it is
+    # run under (cni-plugin/cmd/calico); the real nodes install it under both names.
+    # `calico -v` prints the stamped version alone.
+    Component("calico", "felix", "github.com/projectcalico/calico/cni-plugin/cmd/calico",
+              ("-v",), r"^v3\.31\.0$"),
     Component("kube-scheduler", "kubernetes", "k8s.io/kubernetes/cmd/kube-scheduler",
               ("--version",), r"Kubernetes v1\.35\.8\b"),
     Component("kubelet", "kubernetes", "k8s.io/kubernetes/cmd/kubelet", ("--version",),
