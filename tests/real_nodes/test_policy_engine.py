@@ -1,10 +1,12 @@
 """The policy engine on real nodes: the real kubelet v1.35.8 on each node namespace (over
-netpol-cri, pods wired by the real bridge plugin, bridged like k3s), the real kube-proxy on
-each node and the real kube-router's network-policy controller started after it, as the
-harness-as-kubelet tier starts them. A deny-all-ingress NetworkPolicy made through the API
-blocks a curl exec'd through the API into a pod on the other node and into one on the same
-node (same bridge), while the server still answers on its own loopback and a pod it does not
-select still answers both clients (positive controls); deleting the policy lets both in again.
+netpol-cri), the real kube-proxy on each node and the engine started after it, as the
+harness-as-kubelet tier starts them: the real kube-router's network-policy controller (pods
+wired by the real bridge plugin, bridged like k3s) or the real Felix (pods wired by Calico's
+own CNI plugin: `cali<hash>` veths, /32 routes, proxy ARP). A deny-all-ingress NetworkPolicy
+made through the API blocks a curl exec'd through the API into a pod on the other node and
+into one on the same node, while the server still answers on its own loopback and a pod it
+does not select still answers both clients (positive controls); deleting the policy lets both
+in again. kube-router refuses (REJECT: curl exit 7), Felix drops (curl times out: exit 28).
 """
 
 from __future__ import annotations
@@ -13,11 +15,21 @@ import time
 
 import pytest
 
+from harness.backends.real.nodes import veth_name
 from harness.backends.real.realnodes.cluster import RealNodesCluster
+from harness.shell import run
 from tests.real_nodes.conftest import needs_real_nodes
 from tests.real_nodes.test_real_nodes import NS, agnhost_pod, make_namespace, wait_ready
 
-pytestmark = needs_real_nodes("kube-proxy", "kube-router")
+ENGINES = [pytest.param("kube-router", marks=needs_real_nodes("kube-proxy", "kube-router")),
+           pytest.param("calico", marks=needs_real_nodes("kube-proxy", "calico-felix", "calico")),
+           pytest.param("none", marks=needs_real_nodes("kube-proxy"))]
+#: what a blocked curl ends with: kube-router's REJECT refuses (7), Felix's DROP times out (28);
+#: None: nothing enforces
+BLOCKED = {"kube-router": "exit 7", "calico": "exit 28", "none": None}
+#: the node processes each engine adds to kube-proxy
+PROCESSES = {"kube-router": ["kube-proxy", "kube-router"], "calico": ["felix", "kube-proxy"],
+             "none": ["kube-proxy"]}
 
 POLICY = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
           "metadata": {"name": "deny-ingress-to-srv"},
@@ -33,7 +45,7 @@ def labelled(name: str, node: str, app: str) -> dict:
     return pod
 
 
-@pytest.mark.parametrize("engine", ["kube-router", "none"])
+@pytest.mark.parametrize("engine", ENGINES)
 def test_the_engine_enforces_a_policy_on_pods_the_kubelet_made(engine):
     """On `none` (kube-proxy only, no engine) the same steps show the policy not enforced:
     the check sees the difference an engine makes, with the same waits."""
@@ -53,6 +65,13 @@ def test_the_engine_enforces_a_policy_on_pods_the_kubelet_made(engine):
         ready = wait_ready(core, ["srv", "near", "far"])
         ip = {name: p.status.pod_ip for name, p in ready.items()}  # type: ignore[attr-defined]
         assert {p.spec.node_name for p in ready.values()} == {n0, n1}  # type: ignore[attr-defined]
+        if engine == "calico":
+            # wired by Calico's plugin: the node side of each pod's veth is named as Felix
+            # matches workloads, and carries the pod's /32 route
+            for name, node in (("srv", n0), ("near", n0), ("far", n1)):
+                res = run(["ip", "-n", node, "route", "show", "dev", veth_name(NS, name)],
+                          timeout=10)
+                assert res.ok and res.stdout.split()[:1] == [ip[name]], (name, res.stdout, res.stderr)
 
         def curl(src: str, dst_ip: str) -> str:
             """What `src`'s client container gets from `dst_ip`'s netexec /hostname, or
@@ -71,28 +90,32 @@ def test_the_engine_enforces_a_policy_on_pods_the_kubelet_made(engine):
         open_ = {"far->srv": "srv", "near->srv": "srv", "srv->loopback": "srv",
                  "far->near": "near", "srv->near": "near"}
 
-        def settle(want: dict[str, str]) -> tuple[dict[str, str], float]:
+        def settle(want: dict[str, str]) -> tuple[dict[str, str], str]:
+            """The last round and when it ran: the seconds after the call at which it began
+            and ended (a change it shows was in place by its end; a blocked curl takes its
+            whole 2 s timeout, so under DROP a round lasts longer)."""
             t = time.monotonic()
-            got = observe()
+            began, got = 0.0, observe()
             while got != want and time.monotonic() - t < SETTLE:
                 time.sleep(0.5)
-                got = observe()
-            return got, time.monotonic() - t
+                began, got = time.monotonic() - t, observe()
+            return got, f"in the round of {began:.1f}-{time.monotonic() - t:.1f}s"
 
         got, _ = settle(open_)
         assert got == open_, got
         net.create_namespaced_network_policy(NS, POLICY)
-        blocked = {**open_, "far->srv": "exit 7", "near->srv": "exit 7"}
+        denied = BLOCKED[engine]
+        blocked = {**open_, "far->srv": denied or "", "near->srv": denied or ""}
         got, took = settle(blocked)
-        # kube-router: blocked from the other node and from the same bridge; its REJECT
-        # refuses (exit 7) and the controls (the server's loopback, an unselected pod) still
-        # answer. none: nothing enforces, everything still answers after the same wait
-        assert got == (blocked if engine == "kube-router" else open_), (got, took)
-        print(f"{engine}: {'enforced' if got == blocked else 'not enforced'} after {took:.1f}s")
+        # kube-router and calico: blocked from the other node and from the same node, as the
+        # engine blocks (BLOCKED), while the controls (the server's loopback, an unselected
+        # pod) still answer. none: nothing enforces, everything still answers after the same
+        # wait
+        assert got == (blocked if denied else open_), (got, took)
+        print(f"{engine}: {'enforced' if got == blocked else 'not enforced'} {took}")
         net.delete_namespaced_network_policy(POLICY["metadata"]["name"], NS)
         got, took = settle(open_)
         assert got == open_, (got, took)
-        print(f"policy removed, traffic back after {took:.1f}s")
+        print(f"policy removed, traffic back {took}")
         names = sorted({p.name for _, p in c.node_procs})
-        assert names == (["kube-proxy", "kube-router"] if engine == "kube-router"
-                         else ["kube-proxy"]), names
+        assert names == PROCESSES[engine], names

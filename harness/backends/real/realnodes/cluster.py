@@ -12,8 +12,9 @@ real kube-proxy (iptables mode) and the engine's node process, as the harness-as
 starts them (same command lines, users and readiness checks), in the node's namespace where the
 bridge plugin wires the pods. kube-proxy first; an engine that restores the whole filter table
 (kube-router) starts only once every kube-proxy has synced with its jumps in place
-(docs/real-engines.md, "Who writes a node's tables"). Calico's datastore (CRDs) is not installed
-here, so `calico` is refused for now.
+(docs/real-engines.md, "Who writes a node's tables"). For `calico` the pods are wired by
+Calico's own CNI plugin instead, and Calico's datastore is installed before the nodes start
+(harness.backends.real.realnodes.calico says what stands in for the rest of a Calico install).
 
 Teardown (also on an exception during bring-up): kubelets, runtimes (each stops its containers
 and undoes its pods' networks), control plane, egress proxy, node namespaces (killing whatever
@@ -38,6 +39,7 @@ from harness.backends.local.mounts import remove_tree
 from harness.backends.real import engines as enginesx
 from harness.backends.real import nodes as nodesx
 from harness.backends.real.controlplane.plane import ControlPlane
+from harness.backends.real.realnodes import calico as calicox
 from harness.backends.real.realnodes.egress import NodeEgress, egress_config
 from harness.backends.real.realnodes.node import NodeError, RealNode
 
@@ -55,11 +57,9 @@ class RealNodesCluster:
     def __init__(self, run_id: str | None = None, *, state_root: str | os.PathLike = STATE_DIR,
                  log: Callable[[str], None] | None = None, engine: str | None = None,
                  ready_timeout: float = NODE_READY_TIMEOUT):
-        if engine is not None and enginesx.spec(engine).calico_datastore:
-            raise NodeError(f"starting engine {engine} on real nodes",
-                            "Calico's datastore (CRDs, ClusterInformation) is not installed on "
-                            "this cluster yet")
         self.engine = engine
+        #: Calico's CNI plugin wires the pods and its datastore is installed (engine calico)
+        self.calico = engine is not None and enginesx.spec(engine).calico_datastore
         self.ready_timeout = ready_timeout
         #: (node, process) of every node process started for the engine, for readiness checks
         self.node_procs: list[tuple[RealNode, enginesx.NodeProcess]] = []
@@ -103,17 +103,25 @@ class RealNodesCluster:
         self.plane = ControlPlane(self.run_id, kubelets=True, egress_config=config,
                                   scheduler=True, status=self.log)
         self.plane.up()
+        if self.calico:
+            count = calicox.install_datastore(self.plane.kubeconfig, self.plane.context)
+            self.log(f"Calico datastore: {count} CRDs, ClusterInformation, tiers")
+            calicox.route_gateway(self.nodes)
         self.timings["control plane"] = time.monotonic() - t0
         t = time.monotonic()
         for n in self.nodes:
             rn = RealNode(self.run_id, n, self.run_dir, self.log)
             self.real.append(rn)
-            rn.start_runtime()
+            rn.start_runtime(cni=self._cni(rn))
             kubeconfig = self.plane.kubeconfig_for_netns(
                 n.netns, user=f"system:node:{n.name}", groups=["system:nodes"])
             rn.start_kubelet(kubeconfig, self.plane.kubelet_serving_cert(n.name, n.address),
                              self.plane.ca.cert)
         self.wait_nodes_ready()
+        if self.calico:
+            from kubernetes import client
+
+            calicox.assign_pod_cidrs(client.CoreV1Api(self.plane.api_client()), self.nodes)
         self.timings["nodes ready"] = time.monotonic() - t
         self.log(f"real nodes {self.run_id}: {', '.join(n.name for n in self.nodes)} Ready in "
                  f"{self.timings['nodes ready']:.1f}s (control plane "
@@ -124,6 +132,17 @@ class RealNodesCluster:
             self.timings["engine"] = time.monotonic() - t
             self.log(f"real nodes {self.run_id}: kube-proxy and {self.engine} ready in "
                      f"{self.timings['engine']:.1f}s")
+
+    def _cni(self, rn: RealNode) -> tuple[dict, Path] | None:
+        """The pods' CNI configuration and plugins on `rn`, a function of the engine: Calico's
+        plugin for calico (Felix matches only the workloads it makes), else the node's default
+        (None: the bridge)."""
+        if not self.calico:
+            return None
+        assert self.plane is not None
+        return (calicox.conflist(self.run_id, rn.node, rn.dir,
+                                 self.plane.kubeconfig_for_netns(rn.node.netns)),
+                calicox.cni_bin_dir(rn.dir))
 
     def start_engine(self, engine: str) -> None:
         """kube-proxy on every node, then the engine's node process (module docstring)."""

@@ -155,12 +155,18 @@ class RealNode:
         self.procs[name] = spawn(["nsenter", f"--net={nsx.NETNS_DIR}/{self.node.netns}", *argv],
                                  env=env, log_path=str(log))
 
-    def start_runtime(self, extra_images: dict[str, dict] | None = None) -> None:
+    def start_runtime(self, extra_images: dict[str, dict] | None = None,
+                      cni: tuple[dict, Path] | None = None) -> None:
+        """`cni`: the pods' CNI configuration and plugin directory (default: the bridge's,
+        cni_conflist, with the cni-plugins build's directory)."""
         for sub in ("cri", "logs", "cni/net.d", "cni/ipam", "kubelet", "pod-logs"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
-        conf = self.dir / "cni" / "net.d" / "10-bridge.conflist"
-        conf.write_text(json.dumps(cni_conflist(self.run_id, self.node,
-                                                self.dir / "cni" / "ipam"), indent=1))
+        if cni is None:
+            cni = (cni_conflist(self.run_id, self.node, self.dir / "cni" / "ipam"),
+                   components.find("bridge").parent)
+        conf_data, bin_dir = cni
+        conf = self.dir / "cni" / "net.d" / f"10-{conf_data['plugins'][0]['type']}.conflist"
+        conf.write_text(json.dumps(conf_data, indent=1))
         catalog = self.dir / "images.json"
         images = image_catalog(components.find("agnhost"))
         images["images"].update(extra_images or {})
@@ -169,7 +175,7 @@ class RealNode:
             str(components.find("netpol-cri")), "--socket", str(self.cri_socket),
             "--root", str(self.dir / "cri"), "--netns-prefix", naming.local_prefix(self.run_id),
             "--image-catalog", str(catalog), "--cni-conf-dir", str(conf.parent),
-            "--cni-bin-dir", str(components.find("bridge").parent)])
+            "--cni-bin-dir", str(bin_dir)])
         self._wait(lambda: self.cri_socket.exists(), "netpol-cri", "serving its socket", 30)
 
     def start_kubelet(self, kubeconfig: Path, serving, ca: Path) -> None:
