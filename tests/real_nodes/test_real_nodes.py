@@ -9,17 +9,21 @@ the run, `cleanup` finds and removes everything (namespaces, processes, mounts, 
 
 from __future__ import annotations
 
+import glob
 import os
 import signal
 import subprocess
 import sys
 import time
 
+import pytest
+
 from harness import naming
 from harness.backends.local import netns as nsx
 from harness.backends.local.backend import STATE_DIR, state_path
 from harness.backends.local.mounts import mounts_under
 from harness.backends.real.controlplane.procs import is_zombie
+from harness.backends.real.nodes import plan_nodes, veth_name
 from harness.backends.real.realnodes import cgroups
 from harness.backends.real.realnodes.cluster import RealNodesCluster
 from harness.backends.real.realnodes.node import AGNHOST_REF
@@ -117,7 +121,7 @@ import sys, time
 from kubernetes import client
 from harness.backends.real.realnodes.cluster import RealNodesCluster
 from tests.real_nodes.test_real_nodes import agnhost_pod, wait_ready, NS
-c = RealNodesCluster(run_id=sys.argv[1])
+c = RealNodesCluster(run_id=sys.argv[1], engine=sys.argv[2] or None)
 c.up()
 core = client.CoreV1Api(c.plane.api_client())
 core.create_namespace({"metadata": {"name": NS}})
@@ -129,11 +133,23 @@ time.sleep(600)
 """
 
 
-def test_cleanup_removes_a_killed_real_node_run():
+#: where Calico's CNI plugin, Felix and host-local write by default; the run points every
+#: one of them into its own directory, so none may appear on the host
+HOST_CNI_STATE = ("/var/lib/cni", "/var/lib/calico", "/var/run/calico", "/var/log/calico")
+
+
+@pytest.mark.parametrize("engine", [
+    pytest.param("", id="no-engine"),
+    pytest.param("calico", marks=needs_real_nodes("kube-proxy", "calico-felix", "calico"))])
+def test_cleanup_removes_a_killed_real_node_run(engine):
+    """With calico the pods are wired by Calico's CNI plugin: its host-local files (under the
+    run directory) and its cali veths and routes (in the node namespaces) are left by the
+    killed run, and go with the run directory and the namespaces."""
     run_id = naming.new_run_id()
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, run_id], stdout=subprocess.PIPE,
-                            text=True, cwd=root)
+    absent = [p for p in HOST_CNI_STATE if not os.path.lexists(p)]
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, run_id, engine],
+                            stdout=subprocess.PIPE, text=True, cwd=root)
     try:
         line = proc.stdout.readline() if proc.stdout else ""
         assert line.strip() == "READY", line
@@ -143,6 +159,11 @@ def test_cleanup_removes_a_killed_real_node_run():
     run_dir = os.path.join(STATE_DIR, run_id)
     pids = run_pids(run_id)
     assert pids and mounts_under(run_dir), "the killed run left no processes or mounts"
+    node = plan_nodes(run_id)[0].netns
+    if engine == "calico":
+        ipam = glob.glob(os.path.join(run_dir, node, "cni", "ipam", "*", "10.244.1.*"))
+        assert len(ipam) == 1, ipam                       # pod a's address, host-local's file
+        assert veth_name(NS, "a") in nsx.links(node)
     found = [x for x in find_leftovers() if x.run_id == run_id]
     kinds = {x.kind for x in found}
     assert {"netns", "workdir", "controlplane-dir"} <= kinds, found
@@ -153,5 +174,6 @@ def test_cleanup_removes_a_killed_real_node_run():
     assert not [n for n in nsx.list_netns() if n.startswith(naming.local_prefix(run_id))]
     assert not os.path.exists(run_dir) and not os.path.exists(state_path(run_id))
     assert not mounts_under(run_dir)
+    assert not [p for p in absent if os.path.lexists(p)]
     time.sleep(0.5)
     assert not [p for p in pids if not is_zombie(p)]      # gone (or dead, not yet reaped)
