@@ -24,6 +24,9 @@ What this module sets up, and what stands in for the parts of a Calico install t
     the address out of another interface. A real node does through its default route; these
     nodes have none (nothing may leave them), so this /32 stands in for it.
   - Calico's datastore (CRDs, ClusterInformation, tiers) from harness.backends.real.calico.
+  - The plugin's identity: user CNI_USER with the rules of Calico's `calico-cni-plugin`
+    ClusterRole (CNI_RULES; on a real node it is that ServiceAccount's token), through the
+    relay of its node namespace. Felix reads as the admin, as in today's tier.
 Routes between the nodes stay the harness's static routes (no BGP, no encapsulation).
 
 Everything it creates is inside the run: the files under the run directory, the veths and
@@ -40,6 +43,19 @@ from harness.backends.local import netns as nsx
 from harness.backends.real import calico as datastore
 from harness.backends.real.nodes import GATEWAY, NodeNet
 
+#: the user the CNI plugin acts as, and the rules of its ClusterRole: those of
+#: `calico-cni-plugin` in the pinned Calico's manifests/calico.yaml (docs/sources.md §18). Not
+#: the role of the same name in manifests/canal.yaml, which lacks clusterinformations: the
+#: plugin reads ClusterInformation `default` on every ADD, and with that role the ADD failed
+#: here with 403 (docs/real-nodes.md §8)
+CNI_USER = "netpol-proof:calico-cni-plugin"
+CNI_RULES = [
+    {"apiGroups": [""], "resources": ["pods", "nodes", "namespaces"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch"]},
+    {"apiGroups": ["crd.projectcalico.org"],
+     "resources": ["blockaffinities", "ipamblocks", "ipamhandles", "clusterinformations",
+                   "ippools", "ipreservations", "ipamconfigs"],
+     "verbs": ["get", "list", "create", "update", "delete"]}]
 #: the CNI plugins of a Calico node besides Calico's own (the runtime calls loopback itself)
 OTHER_PLUGINS = ("host-local", "loopback", "portmap")
 CALICO_VERSION = components.FAMILIES["felix"].version
@@ -86,8 +102,21 @@ def assign_pod_cidrs(core, nodes: tuple[NodeNet, ...]) -> None:
         core.patch_node(n.name, {"spec": {"podCIDR": n.pod_cidr, "podCIDRs": [n.pod_cidr]}})
 
 
-def install_datastore(kubeconfig: os.PathLike | str, context: str) -> int:
-    """Calico's CRDs, ClusterInformation and tiers on the run's API server; the CRD count."""
+def install(kubeconfig: os.PathLike | str, context: str, run_id: str) -> int:
+    """Calico's CRDs, ClusterInformation and tiers on the run's API server, and the CNI
+    plugin's ClusterRole and binding (CNI_USER); the CRD count."""
     from harness.backends.kube.api import KubeApi
 
-    return datastore.install(KubeApi(str(kubeconfig), context), CALICO_VERSION)
+    api = KubeApi(str(kubeconfig), context)
+    count = datastore.install(api, CALICO_VERSION)
+    rbac = api.client.RbacAuthorizationV1Api(api.api_client)
+    meta = {"name": CNI_USER, "labels": naming.ownership_labels(run_id)}
+    rbac.create_cluster_role({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                              "metadata": meta, "rules": CNI_RULES})
+    rbac.create_cluster_role_binding({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": dict(meta), "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                            "kind": "ClusterRole", "name": CNI_USER},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                      "name": CNI_USER}]})
+    return count

@@ -104,7 +104,7 @@ class RealNodesCluster:
                                   scheduler=True, status=self.log)
         self.plane.up()
         if self.calico:
-            count = calicox.install_datastore(self.plane.kubeconfig, self.plane.context)
+            count = calicox.install(self.plane.kubeconfig, self.plane.context, self.run_id)
             self.log(f"Calico datastore: {count} CRDs, ClusterInformation, tiers")
             calicox.route_gateway(self.nodes)
         self.timings["control plane"] = time.monotonic() - t0
@@ -141,7 +141,8 @@ class RealNodesCluster:
             return None
         assert self.plane is not None
         return (calicox.conflist(self.run_id, rn.node, rn.dir,
-                                 self.plane.kubeconfig_for_netns(rn.node.netns)),
+                                 self.plane.kubeconfig_for_netns(rn.node.netns,
+                                                                 calicox.CNI_USER)),
                 calicox.cni_bin_dir(rn.dir))
 
     def start_engine(self, engine: str) -> None:
