@@ -1,6 +1,7 @@
 """Real nodes without root: the API server's egress proxy refuses every destination that is not a
 node of the run, the cgroup check tells a runtime's cgroup from the process manager's, mounts
-are unmounted deepest first, and the kubelet's PATH has no systemd-run."""
+are unmounted deepest first, the kubelet's PATH has no systemd-run, and Calico's CNI
+configuration keeps its files in the node's run directory."""
 
 from __future__ import annotations
 
@@ -131,3 +132,50 @@ def test_the_kubelets_path_has_no_systemd_run(tmp_path):
     assert not [n for n in names if n.startswith("systemd")]
     t = time.monotonic()
     assert kubelet_path(tmp_path) == str(d) and time.monotonic() - t < 0.5   # made once
+
+
+def _strings(obj) -> list[str]:
+    if isinstance(obj, dict):
+        return [s for v in obj.values() for s in _strings(v)]
+    if isinstance(obj, list):
+        return [s for v in obj for s in _strings(v)]
+    return [obj] if isinstance(obj, str) else []
+
+
+def test_calicos_cni_configuration_keeps_its_files_in_the_nodes_directory(tmp_path):
+    """Calico's plugin in Canal's host-local mode; every file it or host-local writes is under
+    the node's run directory (left to themselves they write /var/lib/cni, /var/log/calico and
+    read /var/lib/calico/nodename), so removing the run directory removes them."""
+    from harness.backends.real.nodes import plan_nodes
+    from harness.backends.real.realnodes import calico
+
+    node = plan_nodes("abc123")[0]
+    node_dir = tmp_path / node.name
+    conf = calico.conflist("abc123", node, node_dir, tmp_path / "cni.kubeconfig")
+    plugin = conf["plugins"][0]
+    assert plugin["type"] == "calico" and plugin["nodename"] == node.name
+    assert {k: plugin["ipam"][k] for k in ("type", "subnet")} == {"type": "host-local",
+                                                                  "subnet": "usePodCidr"}
+    assert plugin["nodename_file_optional"] is True
+    paths = [s for s in _strings(conf) if s.startswith("/")]
+    assert sorted(paths) == sorted([str(tmp_path / "cni.kubeconfig"),
+                                    plugin["ipam"]["dataDir"], plugin["log_file_path"]])
+    assert Path(plugin["ipam"]["dataDir"]).is_relative_to(node_dir)
+    assert Path(plugin["log_file_path"]).is_relative_to(node_dir)
+
+
+def test_calicos_plugin_directory_names_one_binary_calico_and_calico_ipam(tmp_path, monkeypatch):
+    from harness.backends.real.realnodes import calico
+
+    for name in ("calico", *calico.OTHER_PLUGINS):
+        exe = tmp_path / "built" / name
+        exe.parent.mkdir(exist_ok=True)
+        exe.write_text("#!/bin/sh\n")
+        exe.chmod(0o755)
+        monkeypatch.setenv("TEST_ASSET_" + name.upper().replace("-", "_"), str(exe))
+    d = calico.cni_bin_dir(tmp_path / "node")
+    assert sorted(p.name for p in d.iterdir()) == ["calico", "calico-ipam", "host-local",
+                                                   "loopback", "portmap"]
+    assert (d / "calico").resolve() == (d / "calico-ipam").resolve() == tmp_path / "built" / \
+        "calico"
+    assert calico.cni_bin_dir(tmp_path / "node") == d          # again: the links are kept
