@@ -24,6 +24,12 @@ def _raise_terminated(signum, frame):
     raise Terminated(f"terminated by signal {signum}")
 
 
+def stop_reason(exc: BaseException) -> str:
+    """What stopped a run, for its results file (`meta.stopped`): a Terminated is SIGTERM; any
+    other KeyboardInterrupt is Python's SIGINT handler (Ctrl-C, or a CI runner cancelling)."""
+    return "SIGTERM" if isinstance(exc, Terminated) else "SIGINT (Ctrl-C)"
+
+
 def install_sigterm_handler() -> bool:
     """Turn SIGTERM into a Terminated exception in the main thread. False when not possible
     (called from another thread, where Python does not allow signal handlers)."""

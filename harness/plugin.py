@@ -65,6 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(fixtures, "netpol-proof-fixtures")
     if not worker_input:
         config.pluginmanager.register(BannerHooks(config), "netpol-proof-banner")
+        config.pluginmanager.register(StopHooks(config), "netpol-proof-stop")
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(XdistHooks(), "netpol-proof-xdist")
     from harness.lifecycle import install_sigterm_handler
@@ -166,14 +167,17 @@ def pytest_collect_file(file_path, parent):
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Bring each CNI up and run its canary before the first scenario, so that a banner about a
-    non-enforcing cluster sits at the top of the run (not under xdist: workers do it lazily)."""
+    """Say what the run means to run (Session.announce), then bring each CNI up and run its
+    canary before the first scenario, so that a banner about a non-enforcing cluster sits at the
+    top of the run (not under xdist: workers do it lazily)."""
     ns: Session = session.config.stash[SESSION_KEY]
     if ns.worker or session.config.option.collectonly:
         return
     option = session.config.option
     if getattr(option, "numprocesses", None) or getattr(option, "dist", "no") != "no":
-        return
+        return   # the controller sees no items: its results file cannot list what is unfinished
+    # the first, partial, results file, before any bring-up (a job killed then leaves it)
+    ns.announce([(i.scenario, i.cni) for i in _runnable(session.items)])
     wanted = []
     for item in session.items:
         if isinstance(item, ScenarioItem) and item.get_closest_marker("skip") is None \
@@ -184,6 +188,22 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             ns.backend(cni)
         except HarnessError as exc:
             ns.say(f"{cni} could not be brought up: {exc}")
+
+
+class StopHooks:
+    """On the controller: Ctrl-C or SIGTERM is said in the results file at once (before the
+    teardown, which a CI runner's SIGKILL may cut short), and again, with every result, at the
+    session's end (pytest_sessionfinish)."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+
+    @pytest.hookimpl
+    def pytest_keyboard_interrupt(self, excinfo) -> None:
+        from harness.lifecycle import stop_reason
+        ns: Session = self.config.stash[SESSION_KEY]
+        ns.stopped = stop_reason(excinfo.value)
+        ns.checkpoint()
 
 
 class BannerHooks:
@@ -215,7 +235,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
         wo["netpol_canaries"] = json.dumps(ns.canary_meta())
         wo["netpol_dataplanes"] = json.dumps(ns.dataplanes)
         return
-    if ns.results:
+    if ns.all_results():
         try:
             ns.write_reports({"pytest": pytest.__version__})
         except (OSError, HarnessError) as exc:

@@ -32,6 +32,7 @@ from harness.errors import HarnessError
 from harness.expected import expected_cells
 from harness.lifecycle import sigterm_deferred
 from harness.plan import estimated_seconds
+from harness.reports.json_report import Checkpoints
 from harness.reports.terminal import render_banner
 from harness.reports.write import run_meta, write_reports
 from harness.results import BANNER, Expectation, ScenarioOutcome, ScenarioResult
@@ -108,6 +109,15 @@ class Session:
         self._mutex = threading.RLock()
         self._cni_locks: dict[str, threading.RLock] = {}
         self._run_ids: set[str] = set()
+        #: the run's progress, in its results file as it goes (json_report.Checkpoints; the
+        #: controller writes it under pytest-xdist, never a worker): what it means to run as
+        #: (scenario, path, CNI), None when not told; every result as it ends; what stopped it
+        self.planned: list[tuple[str, str, str]] | None = None
+        self._finished: dict[tuple[str, str], ScenarioResult] = {}
+        self.stopped: str | None = None
+        self._checkpoints = (Checkpoints(settings.json_path)
+                             if settings.json_path and worker is None else None)
+        self._checkpoint_failed = False
 
     def describe(self) -> str:
         """The settings' one-line description with the scenarios run at once."""
@@ -233,9 +243,51 @@ class Session:
             for line in lines:
                 log(line)
         else:
-            result = self._execute(scenario, cni, log, False)
+            result = self._finish(self._execute(scenario, cni, log, False))
         self.results.append(result)
         return result
+
+    def announce(self, pairs: list[tuple[Scenario, str]]) -> None:
+        """What this run means to run, (scenario, CNI) in order: until each has a result the
+        results file says which had not finished. Writes the first (partial) file."""
+        self.planned = [(sc.name, str(sc.path), cni) for sc, cni in pairs]
+        if pairs:
+            self.checkpoint()
+
+    def _finish(self, result: ScenarioResult) -> ScenarioResult:
+        with self._mutex:
+            self._finished[(result.path, result.profile)] = result
+        self.checkpoint()
+        return result
+
+    def all_results(self) -> list[ScenarioResult]:
+        """Every result so far: those `run` returned, in its order, then those finished in the
+        pool that `run` has not reached (the run was stopped while it waited for another)."""
+        with self._mutex:
+            listed = {id(r) for r in self.results}
+            return self.results + [r for r in self._finished.values() if id(r) not in listed]
+
+    def progress(self, ended: bool) -> dict:
+        """The run's progress for the results file's meta (format v6): complete only once it
+        `ended` unstopped with a result for everything it meant to run."""
+        done = {(r.path, r.profile) for r in self.all_results()}
+        unfinished = None if self.planned is None else [
+            {"scenario": name, "path": path, "cni": cni} for name, path, cni in self.planned
+            if (path, cni) not in done]
+        return {"complete": ended and self.stopped is None and unfinished == [],
+                "stopped": self.stopped, "unfinished": unfinished}
+
+    def checkpoint(self) -> None:
+        """Rewrite the results file (atomically) as partial, with every result so far; nothing
+        without --json, or in a pytest-xdist worker."""
+        if self._checkpoints is None:
+            return
+        try:
+            self._checkpoints.write(self.all_results(), {**self._meta(), **self.progress(False)})
+        except OSError as exc:   # said once; the run goes on, its end tries the file again
+            if not self._checkpoint_failed:
+                self._checkpoint_failed = True
+                self.say(f"could not write the partial results file: {exc}")
 
     def prefetch(self, pairs: list[tuple[Scenario, str]]) -> None:
         """Start running these (scenario, CNI) pairs in the scheduler's pool, at most `jobs` at
@@ -253,7 +305,7 @@ class Session:
         return estimated_seconds(scenario, s.probe_timeout, s.min_rounds, s.min_window)
 
     def _work(self, scenario: Scenario, cni: str) -> Callable[[Log], ScenarioResult]:
-        return lambda log: self._execute(scenario, cni, log, True)
+        return lambda log: self._finish(self._execute(scenario, cni, log, True))
 
     def _start(self, scenario: Scenario, cni: str) -> Future[tuple[ScenarioResult, list[str]]]:
         return self.scheduler.start((str(scenario.path), cni), self._work(scenario, cni))
@@ -325,6 +377,7 @@ class Session:
         self.results.extend(results)
         for cni, meta in canaries.items():
             self.remote_canaries.setdefault(cni, meta)
+        self.checkpoint()
 
     def canary_meta(self) -> dict[str, dict]:
         """Every CNI's canary finding in the form reports read (meta["canary"])."""
@@ -333,16 +386,22 @@ class Session:
             meta.setdefault(cni, c)
         return meta
 
-    def write_reports(self, versions: dict[str, str] | None = None) -> list[str]:
-        """Write the report files the settings ask for; returns (and keeps) what was written."""
+    def _meta(self) -> dict:
         meta = run_meta(self.settings, self.canary_meta(), self.started)
         meta["jobs"] = self.jobs
         meta["dataplanes"] = dict(self.dataplanes)
         # only the local backends say which probe binaries they run ("" from the others)
-        tools = {cni: what for cni, b in self.backends.items() if (what := b.probe_tools())}
+        tools = {cni: what for cni, b in list(self.backends.items()) if (what := b.probe_tools())}
         if tools:
             meta["probe_tools"] = tools
+        return meta
+
+    def write_reports(self, versions: dict[str, str] | None = None) -> list[str]:
+        """Write the report files the settings ask for, at the run's end (complete unless it was
+        stopped or something it meant to run has no result); returns (and keeps) what was
+        written."""
+        meta = {**self._meta(), **self.progress(True)}
         meta["versions"].update(versions or {})
-        self.written = write_reports(self.results, self.settings, meta)
+        self.written = write_reports(self.all_results(), self.settings, meta)
         return self.written
 

@@ -24,7 +24,7 @@ def test_document_has_format_probes_attempts_and_convergence(tmp_path):
     path = tmp_path / "r.json"
     json_report.write(example_results(), path, META)
     doc = json.loads(path.read_text())
-    assert doc["format"] == "netpol-proof/results/v5"
+    assert doc["format"] == "netpol-proof/results/v6"
     assert doc["meta"]["canary"]["open"]["enforcing"] is False
     scen = next(s for s in doc["scenarios"]
                 if s["scenario"] == "restrict-egress" and s["profile"] == "open")
@@ -103,3 +103,56 @@ def test_a_v4_fault_timeline_is_still_read(tmp_path):
     _, back = json_report.read(path)
     assert back[0].steps[-1].fault.cells[0].max_gap is None
     assert back[0].steps[-1].fault.cells[0].status == "held"
+
+
+def test_checkpoints_write_the_same_document_as_write(tmp_path):
+    """The file rewritten as a run goes (each result serialized once) is the file `write`
+    writes, byte for byte, at every length."""
+    rs = example_results()
+    cp = json_report.Checkpoints(tmp_path / "cp.json")
+    for n in range(len(rs) + 1):
+        meta = {**META, "complete": False, "stopped": None, "unfinished": []}
+        cp.write(rs[:n], meta)
+        json_report.write(rs[:n], tmp_path / "w.json", meta)
+        assert (tmp_path / "cp.json").read_text() == (tmp_path / "w.json").read_text()
+        assert json_report.read(tmp_path / "cp.json")[1] == rs[:n]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cp.json", "w.json"]  # no temp file
+
+
+PARTIAL = {"complete": False, "stopped": "SIGTERM",
+           "unfinished": [{"scenario": "restrict-egress", "path": "s.yaml", "cni": "open"}]}
+
+
+def test_progress_of_partial_complete_and_older_files(tmp_path):
+    path = tmp_path / "r.json"
+    json_report.write(example_results(), path, {**META, **PARTIAL})
+    p = json_report.progress(json_report.read(path)[0])
+    assert p.partial and p.unfinished == ("restrict-egress [open]",)
+    assert p.sentence() == ("partial (stopped by SIGTERM); 1 scenario(s) had not finished: "
+                            "restrict-egress [open]")
+    killed = json_report.progress({"complete": False, "stopped": None, "unfinished": None})
+    assert "killed" in killed.sentence() and "not recorded" in killed.sentence()
+    assert not json_report.progress({"complete": True, "stopped": None, "unfinished": []}).partial
+    # a v5 file says nothing of whether its run ended: read as before, not called partial
+    doc = json.loads(path.read_text())
+    doc["format"] = "netpol-proof/results/v5"
+    for key in PARTIAL:
+        doc["meta"].pop(key)
+    path.write_text(json.dumps(doc))
+    meta, back = json_report.read(path)
+    p = json_report.progress(meta)
+    assert p.complete is None and not p.partial and p.sentence() == "" and back
+
+
+@pytest.mark.parametrize("field,value,says", [
+    ("complete", "no", "meta.complete is 'no', expected true or false"),
+    ("stopped", 15, "meta.stopped is 15, expected a string"),
+    ("unfinished", "all", "meta.unfinished is 'all', expected a list"),
+    ("unfinished", [{"scenario": "x"}], "meta.unfinished[0] is {'scenario': 'x'}, expected"),
+])
+def test_malformed_progress_is_refused_naming_file_and_field(tmp_path, field, value, says):
+    path = tmp_path / "bad.json"
+    json_report.write(example_results(), path, {**META, **PARTIAL, field: value})
+    with pytest.raises(json_report.ResultsFileError) as err:
+        json_report.read(path)
+    assert str(err.value).startswith(f"{path}: ") and says in str(err.value)

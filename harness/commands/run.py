@@ -106,7 +106,7 @@ def _report(session) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from harness.errors import HarnessError
-    from harness.lifecycle import install_sigterm_handler
+    from harness.lifecycle import install_sigterm_handler, stop_reason
     from harness.results import ScenarioOutcome
     from harness.session import Session
 
@@ -118,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     install_sigterm_handler()
     print(session.describe())
+    # the first, partial, results file (rewritten as each scenario ends)
+    session.announce([(sc, cni) for cni in settings.cnis for sc in scenarios])
     try:
         # with jobs > 1 every (scenario, CNI) starts in the pool, in this order, once its CNI
         # is up with its canary run (here, one CNI after the other: those lines and a banner
@@ -132,6 +134,11 @@ def run(args: argparse.Namespace) -> int:
         for cni in settings.cnis:
             if not _on_cni(session, cni, scenarios):
                 broken += 1
+    except KeyboardInterrupt as exc:
+        # said in the results file at once, before the teardown a SIGKILL may cut short
+        session.stopped = stop_reason(exc)
+        session.checkpoint()
+        raise
     finally:
         session.teardown()   # after Ctrl-C or SIGTERM between two CNIs; a no-op otherwise
     _report(session)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, fields
+import threading
+from dataclasses import asdict, dataclass, fields
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,14 @@ from harness.results import ScenarioResult, StepResult
 #: (`scenarios[].declared_enforcing`, `canary_contradiction`; meta.canary[cni].declared_enforcing,
 #: `contradiction`). v5: a watched cell's `max_gap` (the longest time between its attempts with
 #: a verdict), status "not observed while down", and `must`/`requirement` (what the scenario
-#: requires of it and what became of it). v1-v4 files are still read (they lack those only).
-FORMAT = "netpol-proof/results/v5"
-READS = (FORMAT, "netpol-proof/results/v4", "netpol-proof/results/v3", "netpol-proof/results/v2",
-         "netpol-proof/results/v1")
+#: requires of it and what became of it). v6: whether the run ended (`meta.complete`: false in
+#: the file a run rewrites as it goes, after each scenario, and in one that was stopped;
+#: `meta.stopped`: what stopped it, "SIGTERM" or "SIGINT (Ctrl-C)"; `meta.unfinished`: the
+#: (scenario, path, cni) it meant to run and has no result for). v1-v5 files are still read
+#: (they lack those only; a v1-v5 file says nothing of whether its run ended: see `progress`).
+FORMAT = "netpol-proof/results/v6"
+READS = (FORMAT, "netpol-proof/results/v5", "netpol-proof/results/v4", "netpol-proof/results/v3",
+         "netpol-proof/results/v2", "netpol-proof/results/v1")
 
 
 class ResultsFileError(HarnessError):
@@ -64,25 +69,59 @@ def _plain(result: ScenarioResult) -> dict[str, Any]:
             "steps": [_step(s) for s in result.steps]}
 
 
+def _scenario(r: ScenarioResult) -> dict[str, Any]:
+    d = _plain(r)
+    d["verdict_counts"] = r.verdict_counts()
+    d["convergence"] = [{"step": s.index, "title": s.title, "converged": s.converged,
+                         "seconds": s.converge_seconds, "rounds": s.rounds}
+                        for s in r.steps]
+    return d
+
+
 def to_document(results: list[ScenarioResult], meta: dict[str, Any]) -> dict[str, Any]:
     """The JSON document: format, meta, and each scenario with its steps, cells and attempts."""
-    scenarios = []
-    for r in results:
-        d = _plain(r)
-        d["verdict_counts"] = r.verdict_counts()
-        d["convergence"] = [{"step": s.index, "title": s.title, "converged": s.converged,
-                             "seconds": s.converge_seconds, "rounds": s.rounds}
-                            for s in r.steps]
-        scenarios.append(d)
-    return {"format": FORMAT, "meta": dict(meta), "scenarios": scenarios}
+    return {"format": FORMAT, "meta": dict(meta), "scenarios": [_scenario(r) for r in results]}
+
+
+def _dumps(doc: Any) -> str:
+    # Compact: a full conformance run is ~100k cells; indentation would double the file.
+    return json.dumps(doc, separators=(",", ":"), default=str)
 
 
 def write(results: list[ScenarioResult], path: str | os.PathLike, meta: dict[str, Any]) -> None:
     """Write the results file atomically (a crash mid-write never leaves half a file)."""
-    target = Path(path)
+    _replace(Path(path), _dumps(to_document(results, meta)))
+
+
+class Checkpoints:
+    """The results file of a run rewritten as it goes (after each scenario ends), each time
+    atomically, so that a run killed at any moment (SIGKILL, a CI job's timeout) leaves the
+    last whole file.
+
+    Why a cache: each rewrite holds every result so far; a result is serialized once, when it
+    first appears, so a rewrite costs the file's bytes, not the run's JSON encoding again.
+    Thread-safe (scenarios run at once finish in the scheduler's threads)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._texts: dict[int, tuple[ScenarioResult, str]] = {}
+        self._lock = threading.Lock()
+
+    def write(self, results: list[ScenarioResult], meta: dict[str, Any]) -> None:
+        with self._lock:
+            parts = []
+            for r in results:
+                hit = self._texts.get(id(r))
+                if hit is None or hit[0] is not r:
+                    hit = self._texts[id(r)] = (r, _dumps(_scenario(r)))
+                parts.append(hit[1])
+            head = _dumps({"format": FORMAT, "meta": dict(meta)})
+            _replace(self.path, f'{head[:-1]},"scenarios":[{",".join(parts)}]}}')
+
+
+def _replace(target: Path, text: str) -> None:
+    """Write `text` to `target` through a temporary file in its directory and a rename."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    # Compact: a full conformance run is ~100k cells; indentation would double the file.
-    text = json.dumps(to_document(results, meta), separators=(",", ":"), default=str)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -126,4 +165,64 @@ def read_versioned(path: str | os.PathLike) -> tuple[str, dict[str, Any], list[S
         except (TypeError, AttributeError, KeyError) as exc:
             name = data.get("scenario", "?") if isinstance(data, dict) else "?"
             raise ResultsFileError(f"{p}: scenarios[{i}] ({name}) is malformed: {exc}") from exc
-    return str(doc["format"]), dict(doc.get("meta") or {}), results
+    meta = dict(doc.get("meta") or {})
+    _check_progress(p, meta)
+    return str(doc["format"]), meta, results
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Whether the run that wrote a results file reached its end with every scenario it meant
+    to run (format v6, meta `complete`, `stopped`, `unfinished`)."""
+
+    #: False: partial (written as the run went, or stopped); None: not recorded (v1-v5 files)
+    complete: bool | None
+    #: what stopped the run ("SIGTERM", "SIGINT (Ctrl-C)"), None when nothing was recorded
+    stopped: str | None = None
+    #: the scenarios it meant to run and has no result for, as "name [cni]"; None: not known
+    unfinished: tuple[str, ...] | None = None
+
+    @property
+    def partial(self) -> bool:
+        return self.complete is False
+
+    def sentence(self) -> str:
+        """Why the file is partial, in one sentence ('' when it is not)."""
+        if not self.partial:
+            return ""
+        why = (f"stopped by {self.stopped}" if self.stopped else
+               "no stop recorded: the run was killed (SIGKILL, a CI job's time limit) or is "
+               "still running")
+        if self.unfinished is None:
+            left = "which scenarios had not finished is not recorded"
+        else:
+            left = (f"{len(self.unfinished)} scenario(s) had not finished"
+                    + (f": {', '.join(self.unfinished)}" if self.unfinished else ""))
+        return f"partial ({why}); {left}"
+
+
+def progress(meta: dict[str, Any]) -> Progress:
+    """The run's progress as its file's meta records it (read_versioned checked the fields)."""
+    unfinished = meta.get("unfinished")
+    return Progress(meta.get("complete"), meta.get("stopped"),
+                    None if unfinished is None else
+                    tuple(f"{u['scenario']} [{u['cni']}]" for u in unfinished))
+
+
+def _check_progress(p: Path, meta: dict[str, Any]) -> None:
+    """ResultsFileError naming the file and the field when the progress fields are malformed."""
+    if "complete" in meta and not isinstance(meta["complete"], bool):
+        raise ResultsFileError(f"{p}: meta.complete is {meta['complete']!r}, expected true or false")
+    if meta.get("stopped") is not None and not isinstance(meta["stopped"], str):
+        raise ResultsFileError(f"{p}: meta.stopped is {meta['stopped']!r}, expected a string "
+                               f"(what stopped the run) or null")
+    unfinished = meta.get("unfinished")
+    if unfinished is None:
+        return
+    if not isinstance(unfinished, list):
+        raise ResultsFileError(f"{p}: meta.unfinished is {unfinished!r}, expected a list")
+    for i, u in enumerate(unfinished):
+        if not (isinstance(u, dict) and isinstance(u.get("scenario"), str)
+                and isinstance(u.get("cni"), str)):
+            raise ResultsFileError(f"{p}: meta.unfinished[{i}] is {u!r}, expected "
+                                   f"{{\"scenario\": ..., \"path\": ..., \"cni\": ...}}")
