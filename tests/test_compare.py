@@ -418,3 +418,64 @@ def test_cli_exit_status_is_one_when_files_differ_and_two_when_unreadable(tmp_pa
     bad.write_text('{"format": "other"}')
     res = shell.run([sys.executable, "-m", "harness", "compare", str(a), str(bad)], timeout=60)
     assert res.returncode == 2 and "format is 'other'" in res.stderr
+
+
+def _v6(doc: dict, stopped: str | None = None, unfinished: list | None = None,
+        drop: str | None = None) -> None:
+    """A captured run as a v6 file (the format that records whether the run ended): complete
+    when `unfinished` is None, else partial, without the scenario `drop`."""
+    doc["format"] = "netpol-proof/results/v6"
+    doc["meta"].update({"complete": unfinished is None, "stopped": stopped,
+                        "unfinished": [] if unfinished is None else unfinished})
+    doc["scenarios"] = [s for s in doc["scenarios"] if s["scenario"] != drop]
+
+
+def _unfinished(name: str, cni: str) -> dict:
+    return {"scenario": name, "path": f"scenarios/real-world/{name}.yaml", "cni": cni}
+
+
+def test_a_partial_file_that_agrees_is_never_called_identical(tmp_path, capsys):
+    """B stopped (SIGTERM) before its third scenario: the two scenarios both hold agree, but the
+    runs are not identical (exit 1), and B is said partial with what it had not finished."""
+    a = edited(tmp_path, OPEN, "a.json", _v6)
+    b = edited(tmp_path, OPEN, "b.json", lambda d: _v6(
+        d, "SIGTERM", [_unfinished("seed-deny-all-ingress", "open")]))
+    assert main(["compare", str(a), str(b)]) == 1
+    out = capsys.readouterr().out
+    assert ("B (after) is partial (stopped by SIGTERM); 1 scenario(s) had not finished: "
+            "seed-deny-all-ingress [open]") in out
+    assert "not identical: the 2 scenario(s) both files hold agree" in out
+    assert "but B is partial: what a run did not finish is not compared" in out
+    assert "identical: 2" not in out.replace("not identical: the 2", "")
+    cmp = compare(a, b)
+    assert not cmp.identical and cmp.partial == ["B"] and not cmp.changed
+
+
+def test_a_scenario_a_partial_file_had_not_finished_is_said_so_not_a_pass(tmp_path, capsys):
+    """A killed run (no stop recorded) that finished one of two scenarios: the common one is
+    compared cell by cell, the other is 'not finished in A', not a pass and not just 'only in B'."""
+    a = edited(tmp_path, OPEN, "a.json", lambda d: _v6(
+        d, None, [_unfinished(EGRESS, "open")], drop=EGRESS))
+    b = edited(tmp_path, ENFORCING, "b.json", _v6)
+    cmp = compare(a, b)
+    assert [s.scenario for s in cmp.scenarios] == [ALLOW] and cmp.only_in_b == [EGRESS]
+    assert cmp.partial == ["A"] and cmp.changed[0].probes   # the common scenario's flips
+    text = render(cmp)
+    assert ("A (before) is partial (no stop recorded: the run was killed (SIGKILL, a CI job's "
+            "time limit) or is still running); 1 scenario(s) had not finished: "
+            f"{EGRESS} [open]") in text
+    assert f"only in B: {EGRESS} (not finished in A: its run was partial)" in text
+    page = render_html(cmp)
+    assert "A (before) is partial" in page and "not finished in A: its run was partial" in page
+
+
+def test_a_partial_file_with_no_finished_scenario_is_refused_saying_why(tmp_path, capsys):
+    a = edited(tmp_path, OPEN, "a.json", _v6)
+    b = edited(tmp_path, OPEN, "b.json", lambda d: (_v6(
+        d, "SIGINT (Ctrl-C)", [_unfinished(ALLOW, "open"), _unfinished(EGRESS, "open")]),
+        d.update(scenarios=[])))
+    assert main(["compare", str(a), str(b)]) == 2
+    err = capsys.readouterr().err
+    assert (f"{b}: holds no scenario results (partial (stopped by SIGINT (Ctrl-C)); 2 "
+            f"scenario(s) had not finished: {ALLOW} [open], {EGRESS} [open]); nothing to "
+            f"compare") in err

@@ -127,7 +127,7 @@ def test_progress_of_partial_complete_and_older_files(tmp_path):
     path = tmp_path / "r.json"
     json_report.write(example_results(), path, {**META, **PARTIAL})
     p = json_report.progress(json_report.read(path)[0])
-    assert p.partial and p.unfinished == ("restrict-egress [open]",)
+    assert p.partial and p.unfinished == (("restrict-egress", "open"),)
     assert p.sentence() == ("partial (stopped by SIGTERM); 1 scenario(s) had not finished: "
                             "restrict-egress [open]")
     killed = json_report.progress({"complete": False, "stopped": None, "unfinished": None})

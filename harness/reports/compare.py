@@ -11,6 +11,11 @@ connection it allows, now blocked). Each differing cell carries that reason as `
 it, re-derived from the scenario file when the file still decides the cell exactly as the run
 recorded it, else as the run recorded it (and said so).
 
+A partial file (one its run rewrote as it went, or left when it was stopped or killed: format v6,
+json_report.Progress) is compared on the scenarios both files hold; it is said plainly which file
+is partial and which scenarios it had not finished, and the two are never called identical (a
+scenario a run did not finish is no pass).
+
 Two files are refused (MismatchError) when they are not two runs of the same scenarios: written
 in different results formats (different versions of netpol-proof judge by different rules), no
 scenario in common, or a scenario whose steps differ (the file changed between the runs, so its
@@ -154,14 +159,34 @@ class Comparison:
     scenarios: list[ScenarioChange] = field(default_factory=list)
     only_in_a: list[str] = field(default_factory=list)
     only_in_b: list[str] = field(default_factory=list)
+    progress_a: json_report.Progress = json_report.Progress(None)
+    progress_b: json_report.Progress = json_report.Progress(None)
 
     @property
     def changed(self) -> list[ScenarioChange]:
         return [s for s in self.scenarios if s.differs]
 
     @property
+    def partial(self) -> list[str]:
+        """Which files are partial: "A", "B", both or neither."""
+        return [n for n, p in (("A", self.progress_a), ("B", self.progress_b)) if p.partial]
+
+    @property
     def identical(self) -> bool:
-        return not self.changed and not self.only_in_a and not self.only_in_b
+        """No cell differs, no scenario is in one file only, and neither file is partial."""
+        return not self.changed and not self.only_in_a and not self.only_in_b \
+            and not self.partial
+
+    def missing(self, label: str, side: str) -> str:
+        """Why a scenario is only in the other file: `not finished in <side>` when that side is
+        partial and lists it unfinished (or cannot say which it had not finished), else ''."""
+        progress = self.progress_a if side == "A" else self.progress_b
+        if not progress.partial:
+            return ""
+        name = label.split(" [", 1)[0]
+        if progress.unfinished is None or any(n == name for n, _ in progress.unfinished):
+            return f"not finished in {side}: its run was partial"
+        return ""
 
     @property
     def probes_differing(self) -> int:
@@ -318,7 +343,9 @@ def _steps(result: ScenarioResult) -> list[str]:
 
 
 def _check_comparable(a: str, b: str, format_a: str, format_b: str,
-                      results_a: list[ScenarioResult], results_b: list[ScenarioResult]) -> None:
+                      results_a: list[ScenarioResult], results_b: list[ScenarioResult],
+                      progress: tuple[json_report.Progress, json_report.Progress] | None = None
+                      ) -> None:
     """MismatchError, naming the file and what is wrong, when a and b are not two runs of the
     same scenarios."""
     if format_a != format_b:
@@ -327,9 +354,11 @@ def _check_comparable(a: str, b: str, format_a: str, format_b: str,
             f"versions of netpol-proof were judged by different rules, so a flip between them may "
             f"be the harness, not the cluster; run both with one version (this one writes "
             f"{json_report.FORMAT!r})")
-    for path, results in ((a, results_a), (b, results_b)):
+    progress = progress or (json_report.Progress(None), json_report.Progress(None))
+    for path, results, prog in ((a, results_a, progress[0]), (b, results_b, progress[1])):
         if not results:
-            raise MismatchError(f"{path}: holds no scenario results; nothing to compare")
+            why = f" ({prog.sentence()})" if prog.partial else ""
+            raise MismatchError(f"{path}: holds no scenario results{why}; nothing to compare")
     names_a = {r.scenario for r in results_a}
     names_b = {r.scenario for r in results_b}
     if not names_a & names_b:
@@ -355,8 +384,10 @@ def compare(a_path: str | os.PathLike, b_path: str | os.PathLike) -> Comparison:
     when they are not two runs of the same scenarios)."""
     format_a, meta_a, results_a = json_report.read_versioned(a_path)
     format_b, meta_b, results_b = json_report.read_versioned(b_path)
-    _check_comparable(str(a_path), str(b_path), format_a, format_b, results_a, results_b)
-    out = Comparison(str(a_path), str(b_path), meta_a, meta_b)
+    progress = (json_report.progress(meta_a), json_report.progress(meta_b))
+    _check_comparable(str(a_path), str(b_path), format_a, format_b, results_a, results_b, progress)
+    out = Comparison(str(a_path), str(b_path), meta_a, meta_b, progress_a=progress[0],
+                     progress_b=progress[1])
     reasons = Reasons()
     for label, ra, rb in _pair(results_a, results_b):
         if ra is None:
@@ -407,6 +438,7 @@ def render(cmp: Comparison) -> str:
     before, after and why; then one-sided scenarios and a total."""
     lines = [f"A (before): {_describe_file(cmp.a_path, cmp.a_meta)}",
              f"B (after):  {_describe_file(cmp.b_path, cmp.b_meta)}"]
+    lines += partial_lines(cmp)
     for s in cmp.scenarios:
         unchanged = s.probes_compared - len(s.probes)
         lines.append(f"{s.label}: {s.outcome}; {len(s.probes)} of {s.probes_compared} cells "
@@ -419,14 +451,22 @@ def render(cmp: Comparison) -> str:
             for why in p.why:
                 lines.extend(textwrap.wrap(f"why: {why}", WIDTH, initial_indent="    ",
                                            subsequent_indent="      ", break_on_hyphens=False))
-    for label, names in (("only in A", cmp.only_in_a), ("only in B", cmp.only_in_b)):
+    for label, names, other in (("only in A", cmp.only_in_a, "B"),
+                                ("only in B", cmp.only_in_b, "A")):
         if names:
-            lines.append(f"{label}: {', '.join(names)}")
+            lines.append(f"{label}: " + ", ".join(
+                name + (f" ({why})" if (why := cmp.missing(name, other)) else "")
+                for name in names))
     compared = sum(s.probes_compared for s in cmp.scenarios)
     kept = f"{compared - cmp.probes_differing} cell(s) ({counts_text(cmp.unchanged())})"
     if cmp.identical:
         lines.append(f"identical: {len(cmp.scenarios)} scenario(s), {compared} cell(s) compared, "
                      f"no verdict or observed outcome differs; unchanged: {kept}")
+    elif not cmp.changed and not cmp.only_in_a and not cmp.only_in_b:
+        lines.append(f"not identical: the {len(cmp.scenarios)} scenario(s) both files hold agree "
+                     f"({compared} cell(s), no verdict or observed outcome differs), but "
+                     f"{' and '.join(cmp.partial)} {'is' if len(cmp.partial) == 1 else 'are'} "
+                     f"partial: what a run did not finish is not compared; unchanged: {kept}")
     else:
         lines.append(f"different: {cmp.probes_differing} of {compared} cell(s) differ in "
                      f"{len(cmp.changed)} scenario(s); {len(cmp.only_in_a)} only in A, "
@@ -434,6 +474,13 @@ def render(cmp: Comparison) -> str:
         lines.extend(f"flipped: {flip_text(flip, n)}" for flip, n in cmp.flips().items())
         lines.append(f"unchanged: {kept}")
     return "\n".join(lines)
+
+
+def partial_lines(cmp: Comparison) -> list[str]:
+    """One line per partial file: which, why, and which scenarios it had not finished."""
+    return [f"{side} ({when}) is {progress.sentence()}"
+            for side, when, progress in (("A", "before", cmp.progress_a),
+                                         ("B", "after", cmp.progress_b)) if progress.partial]
 
 
 def _e(value: Any) -> str:
@@ -457,6 +504,7 @@ def render_html(cmp: Comparison) -> str:
     out = ['<header id="run"><h1>netpol-proof compare</h1>',
            f'<p class="meta"><b>A (before)</b> {_e(_describe_file(cmp.a_path, cmp.a_meta))}</p>',
            f'<p class="meta"><b>B (after)</b> {_e(_describe_file(cmp.b_path, cmp.b_meta))}</p>',
+           *(f'<p class="banner partial">{_e(line)}</p>' for line in partial_lines(cmp)),
            "</header>",
            '<section id="flips"><h2>Scenarios</h2>',
            '<table class="grid comparison"><thead><tr><th>scenario</th><th>CNI</th>'
@@ -469,10 +517,12 @@ def render_html(cmp: Comparison) -> str:
                    f'<td class="outcome outcome-{mx.verdict_class(s.outcome_b)}">{_e(s.outcome)}</td>'
                    f"<td>{len(s.probes)} of {s.probes_compared}</td>"
                    f"<td>{_e(counts_text(s.unchanged))}</td></tr>")
-    for label, names in (("only in A", cmp.only_in_a), ("only in B", cmp.only_in_b)):
+    for label, names, other in (("only in A", cmp.only_in_a, "B"),
+                                ("only in B", cmp.only_in_b, "A")):
         for name in names:
+            why = cmp.missing(name, other)
             out.append(f'<tr><th>{_e(name)}</th><td colspan="4" class="outcome-missing">'
-                       f"{label}</td></tr>")
+                       f"{label}{_e(' (' + why + ')') if why else ''}</td></tr>")
     out.append("</tbody></table>")
     flips = cmp.flips()
     if flips:

@@ -179,8 +179,8 @@ class Progress:
     complete: bool | None
     #: what stopped the run ("SIGTERM", "SIGINT (Ctrl-C)"), None when nothing was recorded
     stopped: str | None = None
-    #: the scenarios it meant to run and has no result for, as "name [cni]"; None: not known
-    unfinished: tuple[str, ...] | None = None
+    #: the (scenario, CNI) it meant to run and has no result for; None: not known
+    unfinished: tuple[tuple[str, str], ...] | None = None
 
     @property
     def partial(self) -> bool:
@@ -196,8 +196,9 @@ class Progress:
         if self.unfinished is None:
             left = "which scenarios had not finished is not recorded"
         else:
-            left = (f"{len(self.unfinished)} scenario(s) had not finished"
-                    + (f": {', '.join(self.unfinished)}" if self.unfinished else ""))
+            names = [f"{name} [{cni}]" for name, cni in self.unfinished]
+            left = (f"{len(names)} scenario(s) had not finished"
+                    + (f": {', '.join(names)}" if names else ""))
         return f"partial ({why}); {left}"
 
 
@@ -206,7 +207,7 @@ def progress(meta: dict[str, Any]) -> Progress:
     unfinished = meta.get("unfinished")
     return Progress(meta.get("complete"), meta.get("stopped"),
                     None if unfinished is None else
-                    tuple(f"{u['scenario']} [{u['cni']}]" for u in unfinished))
+                    tuple((u["scenario"], u["cni"]) for u in unfinished))
 
 
 def _check_progress(p: Path, meta: dict[str, Any]) -> None:
