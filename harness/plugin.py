@@ -65,7 +65,6 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(fixtures, "netpol-proof-fixtures")
     if not worker_input:
         config.pluginmanager.register(BannerHooks(config), "netpol-proof-banner")
-        config.pluginmanager.register(StopHooks(config), "netpol-proof-stop")
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(XdistHooks(), "netpol-proof-xdist")
     from harness.lifecycle import install_sigterm_handler
@@ -190,10 +189,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             ns.say(f"{cni} could not be brought up: {exc}")
 
 
-class StopHooks:
-    """On the controller: Ctrl-C or SIGTERM is said in the results file at once (before the
-    teardown, which a CI runner's SIGKILL may cut short), and again, with every result, at the
-    session's end (pytest_sessionfinish)."""
+class BannerHooks:
+    """On the controller, print the banner as soon as any process reports a non-enforcing
+    canary, or one that contradicts its CNI's declaration (under xdist the canary runs in
+    workers; this is the top of the run as seen here); and say Ctrl-C or SIGTERM in the results
+    file at once, before the teardown a CI runner's SIGKILL may cut short."""
 
     def __init__(self, config: pytest.Config):
         self.config = config
@@ -201,18 +201,7 @@ class StopHooks:
     @pytest.hookimpl
     def pytest_keyboard_interrupt(self, excinfo) -> None:
         from harness.lifecycle import stop_reason
-        ns: Session = self.config.stash[SESSION_KEY]
-        ns.stopped = stop_reason(excinfo.value)
-        ns.checkpoint()
-
-
-class BannerHooks:
-    """On the controller, print the banner as soon as any process reports a non-enforcing
-    canary, or one that contradicts its CNI's declaration (under xdist the canary runs in
-    workers; this is the top of the run as seen here)."""
-
-    def __init__(self, config: pytest.Config):
-        self.config = config
+        self.config.stash[SESSION_KEY].stop(stop_reason(excinfo.value))
 
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:

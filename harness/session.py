@@ -109,15 +109,8 @@ class Session:
         self._mutex = threading.RLock()
         self._cni_locks: dict[str, threading.RLock] = {}
         self._run_ids: set[str] = set()
-        #: the run's progress, in its results file as it goes (json_report.Checkpoints; the
-        #: controller writes it under pytest-xdist, never a worker): what it means to run as
-        #: (scenario, path, CNI), None when not told; every result as it ends; what stopped it
-        self.planned: list[tuple[str, str, str]] | None = None
-        self._finished: dict[tuple[str, str], ScenarioResult] = {}
-        self.stopped: str | None = None
-        self._checkpoints = (Checkpoints(settings.json_path)
-                             if settings.json_path and worker is None else None)
-        self._checkpoint_failed = False
+        #: the run's progress, in its results file as it goes (never a pytest-xdist worker's)
+        self.progress = Checkpoints(settings.json_path if worker is None else None)
 
     def describe(self) -> str:
         """The settings' one-line description with the scenarios run at once."""
@@ -248,46 +241,32 @@ class Session:
         return result
 
     def announce(self, pairs: list[tuple[Scenario, str]]) -> None:
-        """What this run means to run, (scenario, CNI) in order: until each has a result the
-        results file says which had not finished. Writes the first (partial) file."""
-        self.planned = [(sc.name, str(sc.path), cni) for sc, cni in pairs]
+        """What this run means to run, (scenario, CNI) in order, until each has a result listed
+        unfinished in the results file; writes the first (partial) file."""
+        self.progress.planned = [(sc.name, str(sc.path), cni) for sc, cni in pairs]
         if pairs:
             self.checkpoint()
 
     def _finish(self, result: ScenarioResult) -> ScenarioResult:
-        with self._mutex:
-            self._finished[(result.path, result.profile)] = result
+        self.progress.finish(result)
         self.checkpoint()
         return result
 
-    def all_results(self) -> list[ScenarioResult]:
-        """Every result so far: those `run` returned, in its order, then those finished in the
-        pool that `run` has not reached (the run was stopped while it waited for another)."""
-        with self._mutex:
-            listed = {id(r) for r in self.results}
-            return self.results + [r for r in self._finished.values() if id(r) not in listed]
+    def stop(self, reason: str) -> None:
+        """Ctrl-C or SIGTERM (lifecycle.stop_reason): said in the results file at once."""
+        self.progress.stopped = reason
+        self.checkpoint()
 
-    def progress(self, ended: bool) -> dict:
-        """The run's progress for the results file's meta (format v6): complete only once it
-        `ended` unstopped with a result for everything it meant to run."""
-        done = {(r.path, r.profile) for r in self.all_results()}
-        unfinished = None if self.planned is None else [
-            {"scenario": name, "path": path, "cni": cni} for name, path, cni in self.planned
-            if (path, cni) not in done]
-        return {"complete": ended and self.stopped is None and unfinished == [],
-                "stopped": self.stopped, "unfinished": unfinished}
+    def all_results(self) -> list[ScenarioResult]:
+        """Those `run` returned, in its order, then those finished in the pool that it has not
+        reached (the run was stopped while it waited for another)."""
+        return self.results + self.progress.extra(self.results)
 
     def checkpoint(self) -> None:
-        """Rewrite the results file (atomically) as partial, with every result so far; nothing
-        without --json, or in a pytest-xdist worker."""
-        if self._checkpoints is None:
-            return
-        try:
-            self._checkpoints.write(self.all_results(), {**self._meta(), **self.progress(False)})
-        except OSError as exc:   # said once; the run goes on, its end tries the file again
-            if not self._checkpoint_failed:
-                self._checkpoint_failed = True
-                self.say(f"could not write the partial results file: {exc}")
+        """Rewrite the results file as partial with every result so far (without --json: no)."""
+        if self.progress.path is not None and (
+                error := self.progress.checkpoint(self.all_results(), self._meta())):
+            self.say(error)   # once; the run goes on, and its end tries the file again
 
     def prefetch(self, pairs: list[tuple[Scenario, str]]) -> None:
         """Start running these (scenario, CNI) pairs in the scheduler's pool, at most `jobs` at
@@ -400,8 +379,9 @@ class Session:
         """Write the report files the settings ask for, at the run's end (complete unless it was
         stopped or something it meant to run has no result); returns (and keeps) what was
         written."""
-        meta = {**self._meta(), **self.progress(True)}
+        results = self.all_results()
+        meta = {**self._meta(), **self.progress.progress(results, True)}
         meta["versions"].update(versions or {})
-        self.written = write_reports(self.all_results(), self.settings, meta)
+        self.written = write_reports(results, self.settings, meta)
         return self.written
 

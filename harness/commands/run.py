@@ -136,8 +136,7 @@ def run(args: argparse.Namespace) -> int:
                 broken += 1
     except KeyboardInterrupt as exc:
         # said in the results file at once, before the teardown a SIGKILL may cut short
-        session.stopped = stop_reason(exc)
-        session.checkpoint()
+        session.stop(stop_reason(exc))
         raise
     finally:
         session.teardown()   # after Ctrl-C or SIGTERM between two CNIs; a no-op otherwise

@@ -95,19 +95,58 @@ def write(results: list[ScenarioResult], path: str | os.PathLike, meta: dict[str
 
 class Checkpoints:
     """The results file of a run rewritten as it goes (after each scenario ends), each time
-    atomically, so that a run killed at any moment (SIGKILL, a CI job's timeout) leaves the
-    last whole file.
+    atomically, so that a run killed at any moment (SIGKILL, a CI job's time limit) leaves the
+    last whole file; with what the run meant to run, what finished and what stopped it (v6).
 
     Why a cache: each rewrite holds every result so far; a result is serialized once, when it
     first appears, so a rewrite costs the file's bytes, not the run's JSON encoding again.
-    Thread-safe (scenarios run at once finish in the scheduler's threads)."""
+    Thread-safe (scenarios run at once finish in the scheduler's threads). Without a path it
+    keeps the progress and writes nothing."""
 
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
+    def __init__(self, path: str | os.PathLike | None):
+        self.path = Path(path) if path else None
+        #: (scenario, path, CNI) the run means to run, None when not told (pytest-xdist)
+        self.planned: list[tuple[str, str, str]] | None = None
+        #: every result as it ends, by (path, CNI)
+        self.finished: dict[tuple[str, str], ScenarioResult] = {}
+        self.stopped: str | None = None
+        self.failed: str | None = None   # the first write that failed
         self._texts: dict[int, tuple[ScenarioResult, str]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+
+    def finish(self, result: ScenarioResult) -> ScenarioResult:
+        with self._lock:
+            self.finished[(result.path, result.profile)] = result
+        return result
+
+    def extra(self, results: list[ScenarioResult]) -> list[ScenarioResult]:
+        """The finished results not in `results` (finished in the pool, not yet collected)."""
+        with self._lock:
+            listed = {id(r) for r in results}
+            return [r for r in self.finished.values() if id(r) not in listed]
+
+    def progress(self, results: list[ScenarioResult], ended: bool) -> dict[str, Any]:
+        """meta's `complete`, `stopped`, `unfinished` (v6): complete only once the run `ended`
+        unstopped with a result for everything it meant to run."""
+        done = {(r.path, r.profile) for r in results}
+        unfinished = None if self.planned is None else [
+            {"scenario": name, "path": path, "cni": cni} for name, path, cni in self.planned
+            if (path, cni) not in done]
+        return {"complete": ended and self.stopped is None and unfinished == [],
+                "stopped": self.stopped, "unfinished": unfinished}
+
+    def checkpoint(self, results: list[ScenarioResult], meta: dict[str, Any]) -> str | None:
+        """Write the file as partial; the error when it could not, the first time only."""
+        try:
+            self.write(results, {**meta, **self.progress(results, False)})
+        except OSError as exc:
+            first, self.failed = self.failed is None, str(exc)
+            return f"could not write the partial results file: {exc}" if first else None
+        return None
 
     def write(self, results: list[ScenarioResult], meta: dict[str, Any]) -> None:
+        if self.path is None:
+            return
         with self._lock:
             parts = []
             for r in results:
