@@ -65,3 +65,12 @@ def test_a_canary_contradicting_the_declaration_is_a_warning_in_the_summary():
     assert "> [!WARNING]" in md and "flannel is declared not to enforce NetworkPolicy" in md
     assert canary_contradiction("flannel", False, False) is None
     assert canary_contradiction("flannel", False, None) is None
+
+
+def test_a_partial_run_is_a_warning_in_the_summary():
+    meta = {**META, "complete": False, "stopped": None, "unfinished": None}
+    md = github.render_markdown(example_results(), meta)
+    assert ("> [!WARNING]\n> This run is partial (no stop recorded: the run was killed "
+            "(SIGKILL, a CI job's time limit) or is still running); which scenarios had not "
+            "finished is not recorded") in md
+    assert "This run is" not in github.render_markdown(example_results(), {**meta, "complete": True})

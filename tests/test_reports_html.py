@@ -156,3 +156,17 @@ def test_a_canary_contradicting_the_declaration_is_a_banner():
                                         "declared_enforcing": False, "contradiction": text}}}
     page = html_report.render(example_results(), meta)
     assert 'role="alert">open: the enforcement canary contradicts the declaration' in page
+
+
+def test_a_partial_run_says_so_in_a_banner(tmp_path):
+    """A run stopped before its end (results file v6, meta.complete false) is said partial at
+    the top, with what stopped it and what it had not finished; a complete run says nothing."""
+    partial = {**META, "canary": {"enforcing": True}, "complete": False, "stopped": "SIGTERM",
+               "unfinished": [{"scenario": "restrict-egress", "path": "x.yaml", "cni": "open"}]}
+    _, page = render(tmp_path, example_results(), partial)
+    banners = page.with_class("div", "banner")
+    assert len(banners) == 1
+    assert ("this run is partial (stopped by SIGTERM); 1 scenario(s) had not finished: "
+            "restrict-egress [open]") in " ".join(page.text)
+    done = {**partial, "complete": True, "stopped": None, "unfinished": []}
+    assert render(tmp_path, example_results(), done)[1].with_class("div", "banner") == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
+from harness.reports import json_report
 from harness.reports import matrix as mx
 from harness.results import BANNER, ScenarioOutcome, ScenarioResult, Verdict
 
@@ -39,6 +40,9 @@ def render_markdown(results: list[ScenarioResult], meta: Mapping[str, Any]) -> s
                           + (f" ({_md(detail)})" if detail else ""), ""]
             if isinstance(value, Mapping) and value.get("contradiction"):
                 lines += [f"> [!WARNING]\n> {_md(str(value['contradiction']))}", ""]
+    progress = json_report.progress(dict(meta))
+    if progress.partial:   # stopped, or something it meant to run has no result
+        lines += [f"> [!WARNING]\n> This run is {_md(progress.sentence())}", ""]
     lines.append("| scenario | " + " | ".join(_md(c) for c in cnis) + " |")
     lines.append("|---" * (len(cnis) + 1) + "|")
     for s in scenarios:

@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from harness.reports import json_report
 from harness.reports import matrix as mx
 from harness.reports.terminal import VERDICT_WORDS
 from harness.results import (
@@ -58,6 +59,9 @@ def _header(results: list[ScenarioResult], meta: dict[str, Any]) -> str:
         parts.append("<b>versions</b> " + _e(", ".join(f"{k} {v}" for k, v in versions.items())))
     out = ['<header id="run">', "<h1>netpol-proof report</h1>",
            f'<p class="meta">{" &middot; ".join(parts)}</p>']
+    progress = json_report.progress(meta)
+    if progress.partial:   # stopped, or something it meant to run has no result
+        out.append(f'<div class="banner" role="alert">this run is {_e(progress.sentence())}</div>')
     dataplanes = meta.get("dataplanes") or {}
     if isinstance(dataplanes, dict) and dataplanes:
         out.append('<ul class="dataplanes">' + "".join(
