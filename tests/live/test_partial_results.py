@@ -108,19 +108,29 @@ def _local_objects(run_id: str) -> list:
     return [item for item in find_local_leftovers() if item.run_id.startswith(run_id[:5])]
 
 
-def test_sigterm_in_pytest_leaves_a_partial_file_with_the_finished_scenario(tmp_path):
-    """The CNI matrix's path: pytest with --netpol-json, SIGTERM after the first scenario."""
+#: a process started from a background shell inherits SIGINT ignored, and Python then installs
+#: no KeyboardInterrupt handler: restored first, as in a CI step's foreground process
+SIGINT_DEFAULT = ["-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                        "os.execv(sys.executable, [sys.executable] + sys.argv[1:])"]
+
+
+@pytest.mark.parametrize("sig,said", [(signal.SIGTERM, "SIGTERM"),
+                                      (signal.SIGINT, "SIGINT (Ctrl-C)")], ids=["term", "int"])
+def test_a_signal_in_pytest_leaves_a_partial_file_with_the_finished_scenario(tmp_path, sig, said):
+    """The CNI matrix's path: pytest with --netpol-json, stopped after the first scenario by
+    SIGTERM, or by SIGINT (what a CI runner sends first to a step it stops)."""
     out, log, run_id = tmp_path / "r.json", tmp_path / "pytest.log", naming.new_run_id()
     files = [SMALL, DNS]
-    proc = spawn(_pytest(files, run_id, out), log_path=str(log))
+    argv = _pytest(files, run_id, out)
+    proc = spawn([argv[0], *SIGINT_DEFAULT, *argv[1:]], log_path=str(log))
     try:
         seen = _wait_for(out, proc, log, finished=1)
     finally:
-        _stop(proc, signal.SIGTERM, log)
+        _stop(proc, sig, log)
     # the first file came before any scenario ended: it lists both as unfinished
     first_meta, first = seen[0]
     assert first == [] and len(first_meta["unfinished"]) == 2 and first_meta["stopped"] is None
-    results = _check_partial(out, files, "SIGTERM")
+    results = _check_partial(out, files, said)
     assert results[0].scenario == "deny-ingress-small"
     assert _local_objects(run_id) == []     # and the teardown still ran
 
