@@ -30,18 +30,20 @@ DNS = DATA / "egress-dns.yaml"               # egress-deny-breaks-dns
 NAME = DATA / "name-deny.yaml"
 
 pytestmark = needs_local
+#: the file is under test here, not the verdicts: a short window makes each scenario quicker
+WINDOW = ["--min-window", "1"]
 
 
 def _pytest(files: list[Path], run_id: str, out: Path, jobs: int = 1) -> list[str]:
     return [sys.executable, "-m", "pytest", *map(str, files), "-p", "no:randomly", "-p",
             "no:cacheprovider", "-s", "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
             "--cni", "enforcing", "--netpol-run-id", run_id, "--netpol-jobs", str(jobs),
-            "--netpol-json", str(out)]
+            "--netpol-json", str(out), *WINDOW]
 
 
 def _cli(files: list[Path], run_id: str, out: Path, jobs: int = 1) -> list[str]:
     return [sys.executable, "-m", "harness", "run", *map(str, files), "--cni", "enforcing",
-            "--run-id", run_id, "-j", str(jobs), "--json", str(out)]
+            "--run-id", run_id, "-j", str(jobs), "--json", str(out), *WINDOW]
 
 
 def _read(path: Path):
