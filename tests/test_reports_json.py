@@ -156,3 +156,24 @@ def test_malformed_progress_is_refused_naming_file_and_field(tmp_path, field, va
     with pytest.raises(json_report.ResultsFileError) as err:
         json_report.read(path)
     assert str(err.value).startswith(f"{path}: ") and says in str(err.value)
+
+
+def test_progress_as_a_run_goes_and_ends(tmp_path):
+    """Partial until the run ends; complete only when it ended unstopped with a result for all it
+    meant to run; one that ended with some unrun (a CNI not brought up) says so, not 'killed'."""
+    rs = example_results()
+    cp = json_report.Checkpoints(None)
+    cp.planned = [(r.scenario, r.path, r.profile) for r in rs]
+    assert cp.progress([], False)["unfinished"] == [
+        {"scenario": r.scenario, "path": r.path, "cni": r.profile} for r in rs]
+    assert cp.progress(rs, False)["complete"] is False          # all done, not yet ended
+    assert cp.progress(rs, True) == {"complete": True, "stopped": None, "unfinished": []}
+    ended = cp.progress(rs[:1], True)
+    assert ended["complete"] is False and ended["stopped"] == json_report.ENDED_SHORT
+    assert json_report.progress(ended).sentence().startswith(
+        f"partial ({json_report.ENDED_SHORT}); {len(rs) - 1} scenario(s) had not finished")
+    cp.stopped = "SIGTERM"
+    assert cp.progress(rs, True)["complete"] is False and cp.progress(rs, True)["stopped"] == "SIGTERM"
+    cp.planned = None                                           # not told (pytest-xdist)
+    assert cp.progress(rs, False)["unfinished"] is None
+    assert cp.extra(rs[:1]) == [] and cp.finish(rs[1]) is rs[1] and cp.extra(rs[:1]) == [rs[1]]

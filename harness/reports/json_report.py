@@ -132,8 +132,9 @@ class Checkpoints:
         unfinished = None if self.planned is None else [
             {"scenario": name, "path": path, "cni": cni} for name, path, cni in self.planned
             if (path, cni) not in done]
-        return {"complete": ended and self.stopped is None and unfinished == [],
-                "stopped": self.stopped, "unfinished": unfinished}
+        stopped = self.stopped or (ENDED_SHORT if ended and unfinished else None)
+        return {"complete": ended and stopped is None and unfinished == [],
+                "stopped": stopped, "unfinished": unfinished}
 
     def checkpoint(self, results: list[ScenarioResult], meta: dict[str, Any]) -> str | None:
         """Write the file as partial; the error when it could not, the first time only."""
@@ -209,6 +210,11 @@ def read_versioned(path: str | os.PathLike) -> tuple[str, dict[str, Any], list[S
     return str(doc["format"]), meta, results
 
 
+#: meta.stopped of a run that reached its end with no result for some of what it meant to run
+ENDED_SHORT = ("the run ended with no result for some scenarios (a CNI that could not be brought "
+               "up, or pytest stopping early)")
+
+
 @dataclass(frozen=True)
 class Progress:
     """Whether the run that wrote a results file reached its end with every scenario it meant
@@ -229,7 +235,8 @@ class Progress:
         """Why the file is partial, in one sentence ('' when it is not)."""
         if not self.partial:
             return ""
-        why = (f"stopped by {self.stopped}" if self.stopped else
+        why = (self.stopped if self.stopped == ENDED_SHORT else
+               f"stopped by {self.stopped}" if self.stopped else
                "no stop recorded: the run was killed (SIGKILL, a CI job's time limit) or is "
                "still running")
         if self.unfinished is None:
