@@ -155,3 +155,76 @@ kill "$n" 2>/dev/null; wait "$n" 2>/dev/null
 say "exit=$c" "${b//$'\n'/ }"
 """
 DIAL_MARK = "__np_dial "
+
+#: The TCP batch of the "agnhost" toolkit (probes.batch_argv_for, toolkit "agnhost"): `bash -c
+#: KUBE_TCP_BATCH np-tcp CONNECT_TIMEOUT MAX_TIME URL...` runs one `curl --parallel` for every
+#: URL (each a new connection, --no-keepalive, as a single probe's curl), each body written to a
+#: file of its own in a fresh directory under $TMPDIR (or /tmp), then prints curl's line per
+#: transfer with the body added: `__np_probe exit=N code=HTTP time=SECONDS url=URL body=BODY
+#: err=MESSAGE`, BODY escaped (`\` `\\`, space `\s`, newline `\n`, tab `\t`, CR `\r`; `\0`
+#: for none: curl makes no file for an empty body), and removes the directory. Why files: the
+#: agnhost servers name the pod in the body (serve-hostname), and `curl --parallel` writing
+#: every body to stdout interleaves them with no way to tell whose is whose. Why one curl:
+#: a start of curl costs about 7 ms of CPU here (20 starts: 0.14 s of CPU, measured), a
+#: 6-pod matrix round had 60 of them. A directory that cannot be made (a read-only root) gives
+#: curl's exit 23 for every transfer: a tool error each, never a policy outcome.
+KUBE_TCP_BATCH = r"""export LC_ALL=C
+shopt -u patsub_replacement 2>/dev/null
+t=$1 m=$2; shift 2
+d=${TMPDIR:-/tmp}/np-tcp-$$-$RANDOM$RANDOM args=() i=0
+for u; do args+=(-o "$d/$i" "$u"); i=$((i + 1)); done
+w='__np_probe exit=%{exitcode} code=%{http_code} time=%{time_total} url=%{url} '
+w+='file=%{filename_effective} err=%{errormsg}\n'
+r=$(curl --parallel --parallel-immediate --parallel-max "$#" -sS --no-progress-meter \
+  --create-dirs --connect-timeout "$t" --max-time "$m" --no-keepalive -w "$w" "${args[@]}" \
+  2>/dev/null)
+while IFS= read -r l; do
+  [[ $l == "__np_probe "*" file="*" err="* ]] || continue
+  e=${l#* file=} f=${e%% err=*} b=
+  [[ -f $f ]] && IFS= read -r -d '' b <"$f"
+  b=${b//\\/\\\\}; b=${b// /\\s}; b=${b//$'\n'/\\n}; b=${b//$'\t'/\\t}; b=${b//$'\r'/\\r}
+  printf '%s body=%s err=%s\n' "${l%% file=*}" "${b:-\\0}" "${e#* err=}"
+done <<<"$r"
+rm -rf -- "$d"
+"""
+
+#: The one-exec-per-source driver of the "agnhost" toolkit (probes.source_batch_argv):
+#: `bash -c KUBE_BATCH_DRIVER np-batch KEY N WORD1..WORDN KEY N ...` runs every job (an argv
+#: of N words: the very argv a probe, or a UDP batch, would otherwise get an exec of its own
+#: for) at once, each in the background with its own pipe, and when all have ended prints one
+#: line per job, in the order given: `__np_job KEY EXIT SECONDS STDOUT STDERR` (SECONDS from
+#: the job's start to its end; STDOUT and STDERR with `\` `\\`, space `\s`, newline `\n`, tab
+#: `\t`, CR `\r`), then `__np_batch_end COUNT`. The parent alone prints, one job after another,
+#: so lines of two jobs never interleave. A job's pipe carries its stdout, a NUL, then its exit
+#: status, its duration in microseconds and its stderr (captured by a command substitution
+#: while stdout goes straight to the pipe); a NUL in a tool's output would break that framing,
+#: which then reads as no result for the job (none of the probe tools prints one). Why: on the
+#: kube backends every exec goes API server -> kubelet -> runtime; a round of a 6-pod matrix
+#: was 66 execs (bench/bench_kube_exec.py), and execs through the API, not packets, are what a
+#: busy two-core machine runs out of. Each job's tool is started as before (curl, nslookup, the
+#: UDP and SCTP clients): every probe still opens its own connection or socket.
+#: `shopt -u patsub_replacement`: bash 5.2 reads `&` in a ${x//a/b} replacement as the match.
+JOB_MARK = "__np_job "
+BATCH_END_MARK = "__np_batch_end "
+KUBE_BATCH_DRIVER = r"""export LC_ALL=C
+shopt -u patsub_replacement 2>/dev/null
+keys=() fds=()
+while (($# >= 2)); do
+  k=$1 n=$2; shift 2
+  exec {f}< <(s=${EPOCHREALTIME/./}
+    { e=$("${@:1:n}" 2>&1 >&3 3>&-); c=$?; } 3>&1
+    printf '\0%d %d %s' "$c" $((${EPOCHREALTIME/./} - s)) "$e")
+  keys+=("$k") fds+=("$f"); shift "$n"
+done
+esc() { REPLY=${1//\\/\\\\}; REPLY=${REPLY// /\\s}; REPLY=${REPLY//$'\n'/\\n}
+  REPLY=${REPLY//$'\t'/\\t}; REPLY=${REPLY//$'\r'/\\r}; }
+for i in "${!keys[@]}"; do
+  f=${fds[i]} o= r=
+  IFS= read -r -d '' o <&"$f"; IFS= read -r -d '' r <&"$f"; exec {f}<&-
+  c=${r%% *} r=${r#* }; u=${r%% *} r=${r#"$u"}; r=${r# }
+  esc "$o"; o=$REPLY; esc "$r"
+  printf '__np_job %s %s %d.%06d %s %s\n' "${keys[i]}" "$c" $((u / 1000000)) $((u % 1000000)) \
+    "${o:-\\0}" "${REPLY:-\\0}"
+done
+printf '__np_batch_end %d\n' "${#keys[@]}"
+"""

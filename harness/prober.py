@@ -6,11 +6,13 @@ costs one connect timeout, so probes run in a bounded thread pool: a 9x9 matrix 
 one timeout. A failed exec transport becomes TOOL_ERROR with its cause — never a policy outcome.
 
 With batch=True, the UDP probes of one source run in one UDP client (probes.udp_argv_for: this
-machine's python3 for the "debian" toolkit, bash in the agnhost image for "agnhost") and, with
-the "debian" toolkit, its TCP probes in one curl (`--parallel`, see probes.batch_argv_for; the
-agnhost servers name the pod in the body, which a batch discards): process starts, not packets,
-are what a busy two-core machine runs out of (and on a kube backend each process is an exec
-through the API). Each transfer is still a new connection (a new socket), classified on its own.
+machine's python3 for the "debian" toolkit, bash in the agnhost image for "agnhost") and its TCP
+probes in one curl (`--parallel`, see probes.batch_argv_for; on "agnhost" each body kept, as the
+servers name the pod in it): process starts, not packets, are what a busy two-core machine runs
+out of. On the "agnhost" toolkit (kube backends: each exec goes through the API server, the
+kubelet and the runtime) every task of one source then runs in one exec (probe_source,
+probes.source_batch_argv): a round is one exec per source. Each transfer is still a new
+connection (a new socket), classified on its own by the rule its own exec's output would be.
 Which kinds batch, on which toolkits and to what, is each kind's Batch (probes.KINDS).
 At most `concurrency` processes run at once (`--netpol-concurrency`, default 16 in
 harness.settings): with the probes of one source and kind in one process, a 9x9 TCP matrix is
@@ -26,9 +28,10 @@ from dataclasses import replace
 from typing import Any, Iterable
 
 from harness.backends.base import Backend
-from harness.errors import BackendError, ExecError, HarnessError
+from harness.errors import BackendError, ExecError, ExecResult, HarnessError
 from harness.model import Addresses, Endpoint, Protocol
 from harness.probes import (
+    SOURCE_BATCH_TOOLKITS,
     Outcome,
     ProbeOutcome,
     ProbeSpec,
@@ -37,6 +40,8 @@ from harness.probes import (
     classify,
     late_grace,
     second_look_argv,
+    source_batch_argv,
+    split_source_batch,
 )
 
 #: pause between probe rounds: a blocked probe already costs one connect timeout per round
@@ -215,24 +220,112 @@ def _plan(specs: list[ProbeSpec], addresses: Addresses, toolkit: str, batch: boo
     return tasks
 
 
+def _task_argv(task: tuple[str, Any], addresses: Addresses, timeout: float, toolkit: str,
+               backend: Backend) -> tuple[list[str], list[tuple[ProbeSpec, str]]]:
+    """The argv a task would be exec'd with, and its probes with their destinations (as
+    probe_one and probe_batch build them); KeyError or ValueError when it cannot be built."""
+    kind, arg = task
+    if kind == "one":
+        spec = arg
+        dest = destination(spec, addresses, backend)
+        return argv_for(replace(spec, dns_name=dest) if spec.is_dns else spec, dest, timeout,
+                        toolkit), [(spec, dest)]
+    batch = arg[0][0].kind.batch
+    assert batch is not None, "only a kind with a Batch is batched"
+    return batch.argv(arg, timeout, toolkit), list(arg)
+
+
+def _task_outcomes(task: tuple[str, Any], probes: list[tuple[ProbeSpec, str]],
+                   result: ExecResult | None, why: str
+                   ) -> list[tuple[ProbeSpec, str, ProbeOutcome]]:
+    """Each probe's first outcome from its task's result: classified as its own exec's would
+    be; TOOL_ERROR (`why`) for a task without a result, or a probe its batch gave none for."""
+    if result is None:
+        return [(s, d, ProbeOutcome(Outcome.TOOL_ERROR, None, why, 0.0)) for s, d in probes]
+    if task[0] == "one":
+        return [(probes[0][0], probes[0][1], classify(probes[0][0], result))]
+    batch = probes[0][0].kind.batch
+    assert batch is not None
+    per = batch.split(probes, result)
+    return [(s, d, classify(s, per[s]) if s in per else ProbeOutcome(
+        Outcome.TOOL_ERROR, None, f"the batched probe process gave no result for this probe "
+        f"(exit {result.returncode}: {result.stderr.strip()[:200]})", result.elapsed))
+        for s, d in probes]
+
+
+def probe_source(backend: Backend, tasks: list[tuple[str, Any]], addresses: Addresses,
+                 timeout: float, toolkit: str) -> dict[ProbeSpec, ProbeOutcome]:
+    """Every task of one source (probes and batches of one kind, from _plan) in one exec
+    (probes.source_batch_argv): each task's result split back out and classified as its own
+    exec's would be (_task_outcomes). The exec gets the time one probe's exec gets: each job's
+    tool is bounded as it is alone, and they run at once.
+
+    A failed or timed-out exec, or one that did not run to its end, is a TOOL_ERROR for every
+    probe in it (split_source_batch believes no line of a batch without its end mark); a job
+    without a whole line is one for its probes. Never a policy outcome."""
+    started = time.monotonic()
+    source = tasks[0][1].source if tasks[0][0] == "one" else tasks[0][1][0][0].source
+    built: list[tuple[tuple[str, Any], list[str], list[tuple[ProbeSpec, str]]]] = []
+    out: list[tuple[ProbeSpec, str, ProbeOutcome]] = []
+    for task in tasks:
+        try:
+            argv, probes = _task_argv(task, addresses, timeout, toolkit, backend)
+        except (KeyError, ValueError) as exc:
+            specs = [task[1]] if task[0] == "one" else [s for s, _ in task[1]]
+            out += [(s, "", ProbeOutcome(Outcome.TOOL_ERROR, None, f"{type(exc).__name__}: "
+                                         f"{exc}", 0.0)) for s in specs]
+            continue
+        built.append((task, argv, probes))
+    if built:
+        jobs = [argv for _, argv, _ in built]
+        results: list[ExecResult | None]
+        try:
+            result = backend.exec(source, source_batch_argv(jobs), timeout=timeout * 2 + EXEC_MARGIN)
+            results = split_source_batch(jobs, result)
+            why = (f"the source's batch exec gave no whole result for this probe (exit "
+                   f"{result.returncode}: {(result.stderr.strip() or result.stdout.strip()[-200:])[:200]})")
+        except (ExecError, BackendError) as exc:
+            results = [None] * len(jobs)
+            why = f"{type(exc).__name__}: {exc}"
+        el = time.monotonic() - started
+        for (task, _, probes), res in zip(built, results, strict=True):
+            got = _task_outcomes(task, probes, res, why)
+            out += [(s, d, o if res is not None else replace(o, elapsed=el)) for s, d, o in got]
+    return second_looks(backend, out, timeout, toolkit)
+
+
 def probe_round(backend: Backend, specs: Iterable[ProbeSpec], addresses: Addresses, timeout: float,
-                concurrency: int = 16, toolkit: str = "debian", batch: bool = True
-                ) -> dict[ProbeSpec, ProbeOutcome]:
+                concurrency: int = 16, toolkit: str = "debian", batch: bool = True,
+                per_source: bool = True) -> dict[ProbeSpec, ProbeOutcome]:
     """Every probe of one round, concurrently (at most `concurrency` execs at once), in input
-    order."""
+    order. With batch and per_source, on a toolkit of probes.SOURCE_BATCH_TOOLKITS, the tasks
+    of one source (more than one) run in one exec (probe_source)."""
     specs = list(dict.fromkeys(specs))
     if not specs:
         return {}
     tasks = _plan(specs, addresses, toolkit, batch, backend)
+    work: list[tuple[str, Any]] = []
+    if batch and per_source and toolkit in SOURCE_BATCH_TOOLKITS:
+        by_source: dict[str, list[tuple[str, Any]]] = {}
+        for t in tasks:
+            by_source.setdefault(t[1].source if t[0] == "one" else t[1][0][0].source,
+                                 []).append(t)
+        for group in by_source.values():
+            work += [("source", group)] if len(group) > 1 else group
+    else:
+        work = tasks
     results: dict[ProbeSpec, ProbeOutcome] = {}
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(tasks)))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(work)))) as pool:
         def one(s: ProbeSpec) -> dict[ProbeSpec, ProbeOutcome]:
             return {s: probe_one(backend, s, addresses, timeout, toolkit)}
 
         futures = []
-        for kind, arg in tasks:
+        for kind, arg in work:
             if kind == "one":
                 futures.append(pool.submit(one, arg))
+            elif kind == "source":
+                futures.append(pool.submit(probe_source, backend, arg, addresses, timeout,
+                                           toolkit))
             else:
                 futures.append(pool.submit(probe_batch, backend, arg, timeout, toolkit))
         for f in futures:

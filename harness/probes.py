@@ -17,8 +17,12 @@ from typing import Callable
 from harness.errors import ExecResult
 from harness.model import Protocol
 from harness.probe_clients import (
+    BATCH_END_MARK,
     DIAL_MARK,
+    JOB_MARK,
+    KUBE_BATCH_DRIVER,
     KUBE_DIAL_CLIENT,
+    KUBE_TCP_BATCH,
     KUBE_UDP_CLIENT,
     UDP_CLIENT,
     UDP_CLIENT_ARGV,
@@ -226,7 +230,8 @@ BATCH_FORMAT = (BATCH_MARK + "exit=%{exitcode} code=%{http_code} time=%{time_tot
                 "pod=%header{x-pod} url=%{url} err=%{errormsg}\n")
 
 
-def batch_argv_for(probes: list[tuple[ProbeSpec, str]], timeout: float) -> list[str]:
+def batch_argv_for(probes: list[tuple[ProbeSpec, str]], timeout: float, toolkit: str = "debian"
+                   ) -> list[str]:
     """One curl that runs several TCP probes of one source concurrently (`--parallel`).
 
     Why: starting a curl costs ~10 ms of CPU; a 9x9 matrix as 81 processes on two busy cores
@@ -235,9 +240,14 @@ def batch_argv_for(probes: list[tuple[ProbeSpec, str]], timeout: float) -> list[
     its own new connection (--no-keepalive, distinct URLs). Bodies are discarded; the answering
     pod comes from the server's `X-Pod` header (the local backend's servers send it), so this
     is for the "debian" toolkit only; L7 403 bodies are not seen (no L7 proxy exists there).
+    The "agnhost" toolkit's servers name the pod in the body only: its batch (KUBE_TCP_BATCH)
+    keeps each body in a file and prints it on the transfer's line (`body=`).
     """
     urls = _targets(probes, Protocol.TCP, "http://{}:{}/", "a curl batch needs distinct URLs: "
                     "results are matched by URL")
+    if toolkit == "agnhost":
+        return ["bash", "-c", KUBE_TCP_BATCH, "np-tcp", _fmt(timeout), _fmt(max_time(timeout)),
+                *urls]
     argv = ["curl", "--parallel", "--parallel-immediate", "--parallel-max", str(len(urls)),
             "-sS", "--no-progress-meter", "--connect-timeout", _fmt(timeout),
             "--max-time", _fmt(max_time(timeout)), "--no-keepalive", "-w", BATCH_FORMAT]
@@ -320,7 +330,11 @@ def split_batch(probes: list[tuple[ProbeSpec, str]], result: ExecResult) -> dict
         if f is None or not f.get("exit", "").isdigit():
             continue
         rc = int(f["exit"])
-        stdout = f"{f['pod']}{CURL_CODE_MARK}{f['code']}" if rc == 0 else ""
+        # the agnhost batch's body (escaped), else the debian batch's X-Pod header
+        body = _unescape(f["body"]) if "body" in f else f.get("pod", "")
+        if body is None:
+            continue
+        stdout = f"{body}{CURL_CODE_MARK}{f['code']}" if rc == 0 else ""
         stderr = f"curl: ({rc}) {f['err']}" if rc else ""
         try:
             elapsed = float(f.get("time", "0"))
@@ -328,6 +342,86 @@ def split_batch(probes: list[tuple[ProbeSpec, str]], result: ExecResult) -> dict
             elapsed = result.elapsed
         out[spec] = ExecResult(result.argv, rc, stdout, stderr, elapsed, result.target)
     return out
+
+
+#: The toolkits whose probes of one source in one round run in one exec (source_batch_argv):
+#: "agnhost", whose every exec goes through the Kubernetes API. The "debian" toolkit's exec is
+#: a process start (`ip netns exec`), which the driver would only add to.
+SOURCE_BATCH_TOOLKITS = ("agnhost",)
+
+
+def source_batch_argv(jobs: list[list[str]]) -> list[str]:
+    """One exec that runs several jobs at once in one pod (KUBE_BATCH_DRIVER): each job the
+    argv that a probe (argv_for) or a batch of one kind (Batch.argv) would otherwise be exec'd
+    with; split_source_batch gives back each job's result as its own exec would have."""
+    if not jobs or any(not job for job in jobs):
+        raise ValueError("a source batch needs at least one job, and every job an argv")
+    argv = ["bash", "-c", KUBE_BATCH_DRIVER, "np-batch"]
+    for i, job in enumerate(jobs):
+        argv += [f"j{i}", str(len(job)), *[str(w) for w in job]]
+    return argv
+
+
+_UNESCAPE = {"\\": "\\", "s": " ", "n": "\n", "t": "\t", "r": "\r", "0": ""}
+
+
+def _unescape(field: str) -> str | None:
+    r"""A STDOUT/STDERR field of a `__np_job` line as the tool printed it; None when malformed
+    (an unknown escape, or `\0`, the empty field, inside other text)."""
+    if field == "\\0":
+        return ""
+    out, i = [], 0
+    while i < len(field):
+        ch = field[i]
+        if ch != "\\":
+            out.append(ch)
+            i += 1
+            continue
+        nxt = field[i + 1:i + 2]
+        if nxt not in _UNESCAPE or nxt == "0":
+            return None
+        out.append(_UNESCAPE[nxt])
+        i += 2
+    return "".join(out)
+
+
+def split_source_batch(jobs: list[list[str]], result: ExecResult) -> list[ExecResult | None]:
+    """Each job's result of one source batch, in the order given, shaped as if the job had
+    been exec'd alone (its own argv, exit status, stdout, stderr less trailing newlines, and
+    duration), for classify() or its kind's Batch.split; None for a job without a result.
+
+    Which results are believed: only a batch that ran to its end mark (`__np_batch_end N`, N
+    the number of jobs): a driver killed midway, or an exec cut short, gives every job None
+    (a probe error each), never the lines it printed before. Then, only a line that is whole
+    (ends with a newline) and well formed, for a key that was sent, once: a key on two lines
+    is None, as is one missing."""
+    lines = result.stdout.split("\n")[:-1]     # the last part has no newline: not a whole line
+    if f"{BATCH_END_MARK}{len(jobs)}" not in lines:
+        return [None] * len(jobs)
+    seen: dict[str, list[str]] = {}
+    for line in lines:
+        if line.startswith(JOB_MARK):
+            parts = line[len(JOB_MARK):].split(" ")
+            seen.setdefault(parts[0], []).append(line)
+    out: list[ExecResult | None] = []
+    for i, job in enumerate(jobs):
+        got = seen.get(f"j{i}", [])
+        out.append(_job_result(job, got[0], result) if len(got) == 1 else None)
+    return out
+
+
+def _job_result(job: list[str], line: str, result: ExecResult) -> ExecResult | None:
+    parts = line[len(JOB_MARK):].split(" ")
+    if len(parts) != 5 or not parts[1].isdigit():
+        return None
+    try:
+        elapsed = float(parts[2])
+    except ValueError:
+        return None
+    out, err = _unescape(parts[3]), _unescape(parts[4])
+    if out is None or err is None:
+        return None
+    return ExecResult(tuple(job), int(parts[1]), out, err, elapsed, result.target)
 
 
 def _first_line(text: str) -> str:
@@ -538,7 +632,7 @@ def _named(name: str) -> Callable[[str], bool]:
 
 
 TOOLS = (
-    Tool("curl", _named("curl"),
+    Tool("curl", lambda word: _named("curl")(word) or word == KUBE_TCP_BATCH,
          lambda r, d: _classify_curl(r.returncode, r.stdout, d, r.elapsed)),
     Tool("nslookup", _named("nslookup"),
          lambda r, d: _classify_nslookup(r.returncode, r.stdout + "\n" + r.stderr, d, r.elapsed)),
@@ -579,10 +673,9 @@ class ProbeKind:
 
 
 KINDS: dict[str, ProbeKind] = {k.name: k for k in (
-    # the agnhost servers name the pod in the body, which a curl batch discards: debian only
     ProbeKind("tcp", Protocol.TCP, None, _curl_argv,
-              Batch(lambda p, t, k: batch_argv_for(p, t), split_batch, ("debian",),
-                    names=True, single=True)),
+              Batch(batch_argv_for, split_batch, ("debian", "agnhost"), names=True,
+                    single=True)),
     ProbeKind("udp", Protocol.UDP, "udp", _udp_argv,
               Batch(udp_argv_for, split_udp, ("debian", "agnhost"), names=False, single=False)),
     ProbeKind("sctp", Protocol.SCTP, "sctp", _sctp_argv),

@@ -14,6 +14,7 @@ import threading
 from harness.backends.base import Backend
 from harness.errors import ExecError
 from harness.model import Addresses, Protocol
+from harness.probe_clients import KUBE_BATCH_DRIVER
 from harness.prober import _plan, probe_round
 from harness.probes import Outcome, ProbeSpec
 from harness.shell import ExecResult
@@ -94,19 +95,75 @@ def test_unknown_target_is_a_tool_error():
     assert list(got.values())[0].outcome == Outcome.TOOL_ERROR
 
 
-def test_agnhost_toolkit_batches_udp_in_bash_and_never_batches_tcp():
-    backend = FakeKubeExec({"np-udp": "kube-udp-timeout", "curl": "curl-refused"})
+def jobs_of(argv) -> list[tuple[str, ...]]:
+    """The jobs of a source batch's argv (probes.source_batch_argv), in order."""
+    words, jobs = list(argv[4:]), []
+    while words:
+        n = int(words[1])
+        jobs.append(tuple(words[2:2 + n]))
+        words = words[2 + n:]
+    return jobs
+
+
+def esc(text: str) -> str:
+    """A field as the driver (KUBE_BATCH_DRIVER) escapes it."""
+    if not text:
+        return "\\0"
+    return (text.replace("\\", "\\\\").replace(" ", "\\s").replace("\n", "\\n")
+            .replace("\t", "\\t").replace("\r", "\\r"))
+
+
+def driver_output(results: list[ExecResult | None], end: bool = True) -> str:
+    """The driver's lines for these job results (None: no line for the job)."""
+    out = "".join(f"__np_job j{i} {r.returncode} {r.elapsed:.6f} {esc(r.stdout)} "
+                  f"{esc(r.stderr.rstrip(chr(10)))}\n" for i, r in enumerate(results) if r)
+    return out + (f"__np_batch_end {len(results)}\n" if end else "")
+
+
+class FakeSourceExec(FakeKubeExec):
+    """FakeKubeExec that also answers a source batch: each job replayed as its own exec."""
+
+    def exec(self, endpoint, argv, timeout):
+        if len(argv) > 3 and argv[2] == KUBE_BATCH_DRIVER:
+            with self.lock:
+                self.calls.append((endpoint, tuple(argv)))
+            replies = [super(FakeSourceExec, self).exec(endpoint, job, timeout)
+                       for job in jobs_of(argv)]
+            with self.lock:
+                self.calls = [c for c in self.calls if c[1] not in jobs_of(argv)]
+            return ExecResult(tuple(argv), 0, driver_output(replies), "", 1.5, endpoint)
+        return super().exec(endpoint, argv, timeout)
+
+
+def test_agnhost_toolkit_runs_every_probe_of_a_source_in_one_exec():
+    """Issue 20: one exec per source and round on the kube path; each job inside it is the
+    argv its own exec would have had (a UDP batch, a TCP batch, a lookup), read alike."""
+    backend = FakeSourceExec({"np-udp": "kube-udp-timeout", "np-tcp": "curl-refused",
+                              "nslookup": "nslookup-resolved", "curl": "curl-connected"})
+    dns = ProbeSpec("x/a", "kube-dns", 53, Protocol.UDP, dns_name="kubernetes.default")
+    specs = [ProbeSpec("x/a", "x/b", 81, Protocol.UDP), ProbeSpec("x/a", "x/c", 81, Protocol.UDP),
+             tcp("x/a", "x/b"), tcp("x/a", "x/c"), dns, tcp("x/b", "x/c")]
+    got = probe_round(backend, specs, ADDR, 1.0, toolkit="agnhost")
+    by_source = {c[0]: c[1] for c in backend.calls}
+    assert len(backend.calls) == 2 and set(by_source) == {"x/a", "x/b"}
+    jobs = jobs_of(by_source["x/a"])
+    assert sorted(j[3] for j in jobs if j[0] == "bash") == ["np-tcp", "np-udp"]
+    assert [j for j in jobs if j[0] == "nslookup"] == [("nslookup", "-timeout=1", "-retry=0",
+                                                       "kubernetes.default")]
+    # x/b has one probe: a task of its own, as before (a lone TCP probe is a plain curl)
+    assert by_source["x/b"][0] == "curl"
+    assert got[dns].outcome == Outcome.DNS_RESOLVED
+    # the replayed captures have no line for these targets: tool errors, never invented
+    assert all(got[s].outcome == Outcome.TOOL_ERROR and "gave no result" in got[s].detail
+               for s in specs[:4])
+
+
+def test_per_source_off_keeps_one_exec_per_kind():
+    backend = FakeKubeExec({"np-udp": "kube-udp-timeout", "np-tcp": "curl-refused"})
     specs = [ProbeSpec("x/a", "x/b", 81, Protocol.UDP), ProbeSpec("x/a", "x/c", 81, Protocol.UDP),
              tcp("x/a", "x/b"), tcp("x/a", "x/c")]
-    got = probe_round(backend, specs, ADDR, 1.0, toolkit="agnhost")
-    argvs = sorted(c[1] for c in backend.calls)
-    # the agnhost servers name the pod in the HTTP body, which a curl batch discards
-    assert len(argvs) == 3 and not any("--parallel" in a for a in argvs)
-    udp = [a for a in argvs if a[0] == "bash"]
-    assert len(udp) == 1 and udp[0][-2:] == ("10.244.1.11:81", "10.244.1.12:81")
-    # the replayed capture has no line for these targets: each is a tool error, never invented
-    assert all(got[s].outcome == Outcome.TOOL_ERROR and "gave no result" in got[s].detail
-               for s in specs[:2])
+    probe_round(backend, specs, ADDR, 1.0, toolkit="agnhost", per_source=False)
+    assert sorted(c[1][3] for c in backend.calls) == ["np-tcp", "np-udp"]
 
 
 def test_batch_plan_groups_tcp_and_udp_by_source_and_keeps_the_rest_single():
@@ -237,8 +294,9 @@ def test_a_kind_batches_only_as_its_batch_rule_says():
                                  Protocol.UDP: ["x/b", "x/c"]}
     tasks = _plan(specs, addresses, "debian", True)
     assert {s.target for kind, s in tasks if kind == "one"} == {"x/b", "x/c", "web.y"}
-    # agnhost: the UDP client only (a curl batch would lose the pod's name in the body)
-    assert batches("agnhost") == {Protocol.UDP: ["x/b", "x/c"]}
+    # agnhost: TCP too (its batch keeps each body, which names the pod), UDP to addresses only
+    assert batches("agnhost") == {Protocol.TCP: ["x/b", "x/c", "web.y"],
+                                  Protocol.UDP: ["x/b", "x/c"]}
     # a TCP group of one runs as a plain curl; a UDP group of one is still the UDP client
     single = _plan([ProbeSpec("x/a", "x/b", 80, Protocol.TCP),
                     ProbeSpec("x/a", "x/b", 80, Protocol.UDP)], addresses, "debian", True)
