@@ -71,6 +71,9 @@ UDP_CLIENT_ARGV = (sys.executable or "python3", "-I", "-S", "-c", UDP_CLIENT)
 #: with what it got (bash's byte-by-byte reads would keep one byte of a datagram); an error
 #: comes back as `read error: N: Connection refused`. Between passes it waits 5 ms on a socket
 #: that is never sent to (no traffic, no process started). Bytes of a reply are printed as hex.
+#: `x=` before each read: a failed `read` leaves its variable as it was, here the reply of the
+#: target read before, so a refused target read as `ok` with that reply hex-encoded again
+#: (seen live on real nodes; tests/test_source_batch.py).
 KUBE_UDP_CLIENT = r"""export LC_ALL=C
 t=$1 g=$2; shift 2; declare -A fd t0
 say() { local e=$(( ${EPOCHREALTIME/./} - $3 ))
@@ -93,7 +96,7 @@ while ((${#fd[@]})); do
   for k in "${!fd[@]}"; do
     f=${fd[$k]}
     read -t 0 -u "$f" || continue
-    r=$(read -r -N 4096 -t 0.001 -u "$f" x 2>&1; c=$?; printf '\n%d ' "$c"
+    r=$(x=; read -r -N 4096 -t 0.001 -u "$f" x 2>&1; c=$?; printf '\n%d ' "$c"
         for ((i = 0; i < ${#x}; i++)); do printf '%02x' "'${x:i:1}"; done)
     c=${r##*$'\n'}; x=${c#* }; c=${c%% *}; m=${r%%$'\n'*}; m=${m##*read error: }; m=${m#*: }
     if [[ -n $x ]]; then

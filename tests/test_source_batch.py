@@ -177,3 +177,47 @@ def test_a_killed_driver_gives_no_result_for_any_job():
 
 def test_the_driver_script_is_the_one_in_the_argv():
     assert source_batch_argv([["true"]])[:4] == ["bash", "-c", KUBE_BATCH_DRIVER, "np-batch"]
+
+
+# -- the agnhost UDP client, run here by bash against this machine's loopback ----------------
+def test_the_kube_udp_client_reads_no_earlier_reply_for_a_refused_target():
+    """A refused target's failed read kept the reply text of the target read before it (the
+    client's `x`, which a failed `read` leaves as it was in the subshell), so it read as `ok`
+    with another pod's name hex-encoded again (seen live on real nodes: 10.244.1.2:82, closed,
+    `ok 373832643632`, the hex of `782d62`). Here `x` is preset as an earlier reply would have
+    left it, and one target answers on loopback first."""
+    import socket
+    import threading
+
+    from harness.probes import split_udp, udp_argv_for
+
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.settimeout(5)
+    port = srv.getsockname()[1]
+    closed = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(4)]
+    for c in closed:
+        c.bind(("127.0.0.1", 0))
+    free = [c.getsockname()[1] for c in closed]
+    for c in closed:
+        c.close()           # nothing listens there any more: the kernel answers port unreachable
+
+    def serve():
+        try:
+            _, peer = srv.recvfrom(64)
+            srv.sendto(b"x-b", peer)
+        except OSError:
+            pass
+
+    t = threading.Thread(target=serve)
+    t.start()
+    probes = [(ProbeSpec("x/a", "x/b", port, Protocol.UDP), "127.0.0.1")] + \
+        [(ProbeSpec("x/a", "x/c", p, Protocol.UDP), "127.0.0.1") for p in free]
+    argv = udp_argv_for(probes, 1.0, "agnhost")
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=20,
+                       env={**os.environ, "x": "782d62"})
+    t.join()
+    srv.close()
+    per = split_udp(probes, ExecResult(tuple(argv), r.returncode, r.stdout, r.stderr, 1.0))
+    got = [(classify(s, per[s]).outcome, classify(s, per[s]).answered_by) for s, _ in probes]
+    assert got == [(Outcome.CONNECTED, "x-b")] + [(Outcome.REFUSED, None)] * 4, r.stdout
