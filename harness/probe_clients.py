@@ -59,16 +59,21 @@ UDP_CLIENT_ARGV = (sys.executable or "python3", "-I", "-S", "-c", UDP_CLIENT)
 #: agnhost image: bash, curl, nslookup, OpenBSD nc, no python; docs/sources.md §5.1):
 #: `bash -c KUBE_UDP_CLIENT np-udp TIMEOUT_US GRACE_US HOST:PORT...` does what UDP_CLIENT does
 #: (late: a reply after the timeout, within the grace) and prints the same `__np_udp` lines, so
-#: split_udp and classify read both alike. SECONDS is when bash read the reply, not when the
-#: kernel stamped it (bash cannot ask): a reply read late by a busy client is late, a probe
-#: error, never a pass or a block.
+#: split_udp and classify read both alike. SECONDS is when bash printed the reply, not when the
+#: kernel stamped it (bash cannot ask); ok or late is decided by when bash saw the reply waiting
+#: (`read -t 0`), before reading it: a reply seen late by a busy client is late, a probe error,
+#: never a pass or a block.
 #: Why not `/agnhost connect --protocol=udp`: it sends `hostname` and reads the reply but prints
 #: nothing on success, so a delivered probe could not name the pod that answered, and the judge
 #: (verdicts.answered_by_target) wants that name. Why not `nc -u`: see UDP_CLIENT.
 #: How, in bash alone: each target gets its own connected socket (`/dev/udp/HOST/PORT`, a new
 #: source port); `read -t 0` says whether a reply (or an ICMP error) is waiting without taking
-#: it; `read -N 4096 -t 0.001` then takes the whole datagram in one read(2) and stops 1 ms later
-#: with what it got (bash's byte-by-byte reads would keep one byte of a datagram); an error
+#: it; `read -N 4096 -t 0.05` then takes the whole datagram in one read(2) and stops 50 ms later
+#: with what it got (bash's byte-by-byte reads would keep one byte of a datagram). Why 50 ms:
+#: bash hands the bytes it read on one at a time and its timer can end the read between two of
+#: them; with 1 ms a busy node cut replies (`y-` for `y-b`, seen live on real nodes). A cut
+#: reply names no pod, so the judge makes it a probe error, never a pass; the cost is 50 ms per
+#: answered target, one after the other, inside the probe's own wait. An error
 #: comes back as `read error: N: Connection refused`. Between passes it waits 5 ms on a socket
 #: that is never sent to (no traffic, no process started). Bytes of a reply are printed as hex.
 #: `x=` before each read: a failed `read` leaves its variable as it was, here the reply of the
@@ -96,11 +101,12 @@ while ((${#fd[@]})); do
   for k in "${!fd[@]}"; do
     f=${fd[$k]}
     read -t 0 -u "$f" || continue
-    r=$(x=; read -r -N 4096 -t 0.001 -u "$f" x 2>&1; c=$?; printf '\n%d ' "$c"
+    a=${EPOCHREALTIME/./}
+    r=$(x=; read -r -N 4096 -t 0.05 -u "$f" x 2>&1; c=$?; printf '\n%d ' "$c"
         for ((i = 0; i < ${#x}; i++)); do printf '%02x' "'${x:i:1}"; done)
     c=${r##*$'\n'}; x=${c#* }; c=${c%% *}; m=${r%%$'\n'*}; m=${m##*read error: }; m=${m#*: }
     if [[ -n $x ]]; then
-      if ((${EPOCHREALTIME/./} - t0[$k] <= t)); then say "$k" ok "${t0[$k]}" "$x"
+      if ((a - t0[$k] <= t)); then say "$k" ok "${t0[$k]}" "$x"
       else say "$k" late "${t0[$k]}" "$x"; fi
     elif ((c > 128)); then continue
     elif [[ $m == "Connection refused" ]]; then say "$k" refused "${t0[$k]}" "$m"
