@@ -88,6 +88,8 @@ EXPECTED = {
 }
 #: captures of several probes in one process, tested through their splitters
 BATCHES = {"curl-batch", "kube-udp-batch"}
+#: source batches captured on real nodes (capture_real_nodes.py), read by test_source_batch.py
+REAL_NODES = {"kube-source-batch", "kube-source-batch-blocked"}
 
 
 def _load(name: str) -> ExecResult:
@@ -104,7 +106,7 @@ def _spec_for(name: str) -> ProbeSpec:
 
 def test_every_capture_has_an_expectation():
     files = {f[:-5] for f in os.listdir(DATA) if f.endswith(".json")}
-    assert files == set(EXPECTED) | BATCHES
+    assert files == set(EXPECTED) | BATCHES | REAL_NODES
 
 
 def _batch_probes():

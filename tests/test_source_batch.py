@@ -221,3 +221,67 @@ def test_the_kube_udp_client_reads_no_earlier_reply_for_a_refused_target():
     per = split_udp(probes, ExecResult(tuple(argv), r.returncode, r.stdout, r.stderr, 1.0))
     got = [(classify(s, per[s]).outcome, classify(s, per[s]).answered_by) for s, _ in probes]
     assert got == [(Outcome.CONNECTED, "x-b")] + [(Outcome.REFUSED, None)] * 4, r.stdout
+
+
+# -- captured live on real nodes (tests/data/probe-outputs/capture_real_nodes.py) -------------
+DATA = os.path.join(os.path.dirname(__file__), "data", "probe-outputs")
+C, R, T_, D = Outcome.CONNECTED, Outcome.REFUSED, Outcome.TIMEOUT, Outcome.DNS_TIMEOUT
+#: capture -> (target, port, protocol) -> (outcome, who answered); the lookup of kube-dns has
+#: no CoreDNS behind it on that cluster: no server could be reached
+CAPTURED = {
+    "kube-source-batch": {
+        ("x/b", 80, "TCP"): (C, "x-b"), ("x/b", 82, "TCP"): (R, None),
+        ("y/b", 80, "TCP"): (C, "y-b"), ("y/b", 81, "UDP"): (C, "y-b"),
+        ("y/b", 82, "UDP"): (R, None), ("x/b", 81, "UDP"): (C, "x-b"),
+        ("kube-dns", 53, "UDP"): (D, None)},
+    # a NetworkPolicy selecting y/b, no ingress rule: kube-router rejects (RST, ICMP)
+    "kube-source-batch-blocked": {
+        ("x/b", 80, "TCP"): (C, "x-b"), ("x/b", 82, "TCP"): (R, None),
+        ("y/b", 80, "TCP"): (R, None), ("y/b", 81, "UDP"): (R, None),
+        ("y/b", 82, "UDP"): (R, None), ("x/b", 81, "UDP"): (C, "x-b"),
+        ("kube-dns", 53, "UDP"): (D, None)},
+}
+
+
+def load_capture(name: str) -> tuple[ExecResult, list[list[str]], list[tuple[int, ProbeSpec, str]]]:
+    import json
+
+    from tests.test_prober import jobs_of
+
+    with open(os.path.join(DATA, f"{name}.json")) as fh:
+        d = json.load(fh)
+    r = ExecResult(tuple(d["argv"]), d["returncode"], d["stdout"], d["stderr"], d["elapsed"])
+    probes = [(p["job"], ProbeSpec(p["source"], p["target"], p["port"], Protocol(p["protocol"]),
+                                   p["dns_name"]), p["dest"]) for p in d["probes"]]
+    return r, [list(j) for j in jobs_of(r.argv)], probes
+
+
+def outcomes_of(r: ExecResult, jobs, probes) -> dict:
+    from harness.prober import _task_outcomes
+
+    got = {}
+    for i, res in enumerate(split_source_batch(jobs, r)):
+        mine = [(s, d) for j, s, d in probes if j == i]
+        task = ("one", mine[0][0]) if jobs[i][0] in ("curl", "nslookup") else ("batch", mine)
+        for s, _, o in _task_outcomes(task, mine, res, "no result"):
+            got[(s.target, s.port, s.protocol.value)] = (o.outcome, o.answered_by)
+    return got
+
+
+@pytest.mark.parametrize("name", sorted(CAPTURED))
+def test_captured_source_batches_name_each_answering_pod(name):
+    r, jobs, probes = load_capture(name)
+    assert r.argv[2] == KUBE_BATCH_DRIVER and len(jobs) == 3
+    assert outcomes_of(r, jobs, probes) == CAPTURED[name]
+
+
+@pytest.mark.parametrize("name", sorted(CAPTURED))
+def test_a_captured_batch_cut_anywhere_believes_no_line(name):
+    """The exec cut after any line (the stream ended, the driver killed): no probe gets a
+    result, so none can be a pass or a block."""
+    r, jobs, probes = load_capture(name)
+    lines = r.stdout.split("\n")
+    for cut in range(len(lines) - 1):
+        part = ExecResult(r.argv, 137, "\n".join(lines[:cut]) + "\n", "", r.elapsed)
+        got = outcomes_of(part, jobs, probes)
+        assert set(got.values()) == {(Outcome.TOOL_ERROR, None)}, cut
