@@ -444,13 +444,18 @@ def test_dns_names_in_probes_are_mapped_to_the_runs_real_namespaces(fake, monkey
              ProbeSpec("x/a", "web.y.svc.cluster.local", 81, Protocol.TCP)]
     probe_round(backend, specs, addr, 1.0, toolkit=backend.toolkit)
     loopback_probe(backend, "kube-system/coredns", 53, Protocol.UDP, 1.0, "web.y.svc")
+    # a source's probes run in one exec (prober.probe_source): each job as its own exec's argv
+    from harness.probe_clients import KUBE_BATCH_DRIVER
+    from tests.test_prober import jobs_of
+
+    argvs = [j for a in argvs for j in (jobs_of(a) if a[2:3] == (KUBE_BATCH_DRIVER,) else [a])]
     # the loopback control is asked from the DNS-control pod, of the DNS Service (10.96.0.10)
     names = sorted(a[-1] for a in argvs if a[0] == "nslookup") + \
         sorted(a[-2] for a in argvs if a[0] == "nslookup" and a[-1] == "10.96.0.10")
     assert names == ["10.96.0.10", "Web.np-abc123-y.", "web", "web.np-abc123-y.svc",
                      "web.np-abc123-y.svc.cluster.local", "web.q.svc.cluster.local",
                      "web.np-abc123-y.svc"]
-    urls = sorted(a[-1] for a in argvs if a[0] == "curl")
+    urls = sorted(u for a in argvs if a[3:4] == ("np-tcp",) for u in a[6:])
     assert urls == ["http://web.np-abc123-y.svc.cluster.local:81/", "http://web.np-abc123-y:80/"]
 
 
@@ -478,3 +483,40 @@ def test_an_interrupted_backend_stops_deploying_and_still_undeploys(fake):
     assert len(created) == 1 and not [k for k in fake.pods if k[0].startswith("np-abc123-")]
     backend.undeploy()
     assert ("delete", "ns", created[0]) in fake.log
+
+
+def test_a_scenarios_namespaces_are_deleted_in_the_background_and_awaited_at_the_end(fake):
+    """Issue 20 item 3: undeploy starts the deletion and returns; the next scenario deploys
+    into namespaces of its own while the last ones terminate; the DNS-control pod is made
+    once; the backend's down (undeploy with nothing deployed) deletes and awaits the rest."""
+    backend = TopologyOnly(topo(fake))
+    model = Model.default(namespaces=["x", "y"], pods=["a"])
+    backend.deploy(model)
+    backend.undeploy()
+    assert [e[2] for e in fake.log if e[:2] == ("delete", "ns")] == ["np-abc123-x", "np-abc123-y"]
+    assert {"np-abc123-x", "np-abc123-y"} <= fake.terminating     # not awaited
+    addr = backend.deploy(model)
+    assert {"np-abc123--g2-x", "np-abc123--g2-y"} <= set(fake.ns)
+    assert sorted(k for k in fake.pods if k[0].startswith("np-abc123")) == [
+        ("np-abc123--dns-control", "dns-control"), ("np-abc123--g2-x", "a"),
+        ("np-abc123--g2-y", "a")]
+    assert backend.real_dns_name("web.y.svc") == "web.np-abc123--g2-y.svc"
+    assert set(addr.pod_ips) == {"kube-system/coredns", "x/a", "y/a"}
+    assert [e for e in fake.log if e[:2] == ("create", "ns") and "dns" in e[2]] == [
+        ("create", "ns", "np-abc123--dns-control")]                  # made once
+    backend.undeploy()
+    backend.undeploy()                      # down(): nothing deployed, await everything
+    assert not [n for n in fake.ns if n.startswith("np-abc123")]
+    assert ("delete", "ns", "np-abc123--dns-control") in fake.log
+    # a deploy after the end gets names of its own again, and the DNS-control pod back
+    backend.deploy(model)
+    assert "np-abc123--g3-x" in fake.ns and ("np-abc123--dns-control", "dns-control") in fake.pods
+
+
+def test_generation_names_cannot_meet_a_logical_name_or_the_dns_control_namespace():
+    from harness.backends.kube.manifests import generation_namespace
+    from harness.naming import kube_dns_control_namespace
+
+    assert generation_namespace("r1", "x") == "np-r1-x"
+    assert generation_namespace("r1", "x", 2) == "np-r1--g2-x"
+    assert generation_namespace("r1", "x", 2) != kube_dns_control_namespace("r1")

@@ -37,12 +37,24 @@ from harness.model import (
 CLIENT_CONTAINER = "client"
 
 
-class NameMap:
-    """Logical <-> real namespace names of one run (kube-system keeps its name)."""
+def generation_namespace(run_id: str, logical: str, generation: int = 1) -> str:
+    """The real name of `logical` in the run's `generation`-th deploy: `np-<run>-<ns>` for the
+    first, `np-<run>--g<N>-<ns>` after it. Why per deploy: a scenario's namespaces are deleted
+    in the background (KubeTopology.undeploy), so the next scenario cannot reuse their names
+    while they terminate. `--g<N>-` cannot be the start of a logical name (a DNS label starts
+    with a letter or digit) nor the DNS-control namespace's `--dns-control`."""
+    if generation <= 1:
+        return naming.kube_namespace(run_id, logical)
+    return naming.kube_namespace(run_id, f"-g{generation}-{logical}")
 
-    def __init__(self, run_id: str, logical: list[str] | tuple[str, ...]):
+
+class NameMap:
+    """Logical <-> real namespace names of one run's deploy (kube-system keeps its name)."""
+
+    def __init__(self, run_id: str, logical: list[str] | tuple[str, ...], generation: int = 1):
         self.run_id = run_id
-        self.to_real = {n: (n if n == SYSTEM_NAMESPACE else naming.kube_namespace(run_id, n))
+        self.to_real = {n: (n if n == SYSTEM_NAMESPACE
+                            else generation_namespace(run_id, n, generation))
                         for n in logical}
         self.to_logical = {v: k for k, v in self.to_real.items()}
 

@@ -92,6 +92,10 @@ class KubeTopology:
         self.names: km.NameMap | None = None
         self.model: Model | None = None
         self._cluster_policies: dict[tuple[str, str, str, str], str] = {}  # resource -> name
+        #: deploys so far: each gets namespaces of its own (manifests.generation_namespace)
+        self.generation = 0
+        #: the DNS-control pod is created once per topology, kept across deploys, seen Ready
+        self._dns_control_created = self._dns_control_ready = False
         self._api_versions: dict[tuple[str, str, str], str] = {}  # (ns, name, kind) -> apiVersion
 
     @property
@@ -105,12 +109,14 @@ class KubeTopology:
                                "this backend has no external hosts (capability external-hosts "
                                "is missing); the scenario should have been skipped")
         self.model = model
-        self.names = km.NameMap(self.run_id, [n.name for n in model.namespaces])
+        self.generation += 1
+        self.names = km.NameMap(self.run_id, [n.name for n in model.namespaces], self.generation)
         node_of = self.node_of
         objs = km.topology(model, self.names, self.image,
                            (lambda p: node_of(model, p)) if node_of is not None else None)
-        if self.with_dns_control:
+        if self.with_dns_control and not self._dns_control_created:
             objs = _namespaces_first(objs + km.dns_control_objects(self.run_id, self.image))
+            self._dns_control_created = True
         real = sorted(set(self.names.to_real.values()) - {SYSTEM_NAMESPACE})
         self.status(f"  creating {len(objs)} objects (namespaces {', '.join(real)})")
         for obj in objs:
@@ -132,10 +138,11 @@ class KubeTopology:
                     self.status(f"  warning: SCTP not serving in {', '.join(silent)} (is the "
                                 f"host's sctp module loaded?); SCTP probes there will be probe "
                                 f"errors")
-        if self.with_dns_control:
+        if self.with_dns_control and not self._dns_control_ready:
             wait_pods_ready(self.api, naming.kube_dns_control_namespace(self.run_id),
                             self.selector, self.ready_timeout, "the DNS-control client pod Ready",
                             checkpoint=self.checkpoint)
+            self._dns_control_ready = True
         addresses = self.addresses()
         self._dns_server = addresses.dns_service_ip
         return addresses
@@ -208,9 +215,18 @@ class KubeTopology:
             return None
         return km.DNS_CONTROL, self._dns_server
 
-    def undeploy(self, timeout: float = 180.0) -> None:
-        """Delete this run's cluster-scoped policies and namespaces (by label), and wait until
-        the namespaces are gone so the next scenario can reuse their names."""
+    def undeploy(self, timeout: float = 180.0, wait: bool = True) -> None:
+        """Delete this run's cluster-scoped policies, then its namespaces (by label).
+
+        wait=True: every namespace of the run (the DNS-control one too, and those of earlier
+        deploys still terminating) is deleted and awaited until gone. wait=False: only this
+        deploy's scenario namespaces, and their deletion is not awaited (the namespace
+        controller and the kubelets finish it while the next scenario runs, in namespaces of
+        its own: manifests.generation_namespace); a wait=True undeploy awaits them once, at
+        the end of the run, and `cleanup` finds them by label if the run dies first. Why not
+        awaited each time: a namespace's deletion waits for the controller and the kubelets,
+        seconds per scenario on the critical path (bench/bench_kube_exec.py). Cluster-scoped
+        policies are always deleted first: they select pods of any namespace."""
         errors = []
         for (group, version, plural, name) in list(self._cluster_policies):
             try:
@@ -220,16 +236,20 @@ class KubeTopology:
                     errors.append(f"{plural}/{name}: {_api_error(exc)}")
             self._cluster_policies.pop((group, version, plural, name), None)
         ours = self.own_namespaces()
+        if not wait:
+            mine = set((self.names.to_real if self.names is not None else {}).values())
+            ours = [ns for ns in ours if ns in mine]
         for ns in ours:
             try:
                 self.api.core.delete_namespace(ns)
             except self.api.client.ApiException as exc:
                 if exc.status != 404:
                     errors.append(f"namespace {ns}: {_api_error(exc)}")
-        if ours:
+        if ours and wait:
             wait_for(self.own_namespaces, lambda left: not left, timeout,
                      f"deletion of namespaces {', '.join(ours)}", 1.0,
                      describe=lambda left: f"still present: {', '.join(left)}")
+            self._dns_control_created = self._dns_control_ready = False
         self.model = None
         if errors:
             raise BackendError("removing this run's objects", "; ".join(errors))
@@ -390,9 +410,16 @@ class KubeBackendBase(Backend):
         return self._topo().deploy(model)
 
     def undeploy(self) -> None:
-        if self.topology is not None and self.topology.names is not None:
-            self.topology.undeploy()
+        """A scenario deployed: delete its namespaces, not awaited (KubeTopology.undeploy).
+        Nothing deployed (the backends' down(), after the last scenario): delete what is left
+        of the run and await every deletion started."""
+        if self.topology is None or self.topology.generation == 0:
+            return
+        if self.topology.names is not None:
+            self.topology.undeploy(wait=False)
             self.topology.names = None
+        else:
+            self.topology.undeploy(wait=True)
 
     def set_labels(self, namespace_labels, pod_labels) -> None:
         self._topo().set_labels(namespace_labels, pod_labels)
