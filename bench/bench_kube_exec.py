@@ -15,9 +15,11 @@ probes.source_batch_argv). Run as root: `python bench/bench_kube_exec.py [--roun
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -66,6 +68,7 @@ def main() -> int:
     ap.add_argument("--execs", type=int, default=40, help="round trips measured one at a time")
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--modes", default="per-probe,per-kind,per-source")
+    ap.add_argument("--cycles", type=int, default=3, help="deploy/undeploy cycles per way")
     args = ap.parse_args()
     from harness.components import available
 
@@ -100,7 +103,7 @@ def main() -> int:
             addr = b.deploy(model)
             deploy = time.monotonic() - t
             print(f"cluster up {up:.1f} s (kube-router), deploy of {len(model.user_pods)} pods "
-                  f"{deploy:.1f} s")
+                  f"{deploy:.1f} s; load average {os.getloadavg()[0]:.1f} (2 cores, shared)")
             count = Counting(b)
             for _ in range(args.execs):
                 b.exec("x/a", ["true"], 10)
@@ -113,20 +116,56 @@ def main() -> int:
                      for d in model.user_pods if d != s for port in (80, 81)
                      for proto in (Protocol.TCP, Protocol.UDP)]
             for mode in args.modes.split(","):
-                walls, execs, bad = [], [], 0
+                walls, execs, bad = [], [], Counter()
                 for _ in range(args.rounds):
                     t = time.monotonic()
                     got = probe_round(b, specs, addr, TIMEOUT, concurrency=args.concurrency,
                                       toolkit="agnhost", **mode_args(mode))
                     walls.append(time.monotonic() - t)
                     execs += count.take()
-                    bad += sum(1 for o in got.values() if o.outcome != Outcome.CONNECTED)
+                    bad.update(o.outcome.value for o in got.values()
+                               if o.outcome != Outcome.CONNECTED)
                 print(f"{mode}: {len(specs)} probes a round ({len(model.user_pods)} sources), "
                       f"{len(execs) / args.rounds / len(specs):.3f} execs per probe; exec "
-                      f"{ms(execs)}; round wall {ms(walls)}; probes not connected: {bad}")
+                      f"{ms(execs)}; round wall {ms(walls)}; probes not connected: "
+                      f"{dict(bad) or 0}")
+            b.undeploy()
+            cycles(b, model, args.cycles)
         finally:
             b.down()
     return 0
+
+
+def cycles(b, model, n: int) -> None:
+    """deploy + undeploy of the model, `n` times each way: the namespaces' deletion awaited
+    in every undeploy (the kube path before issue 20 item 3) or started and left to the
+    background (awaited once, by the backend's down); and the readiness poll every 1 s (the
+    default) or every 0.2 s, what a watch could at best save."""
+    import harness.backends.kube.topology as kt
+
+    wait_ready = kt.wait_pods_ready
+    for label, background, interval in (("awaited, poll 1 s", False, 1.0),
+                                        ("background, poll 1 s", True, 1.0),
+                                        ("background, poll 0.2 s", True, 0.2)):
+        kt.wait_pods_ready = lambda *a, interval=interval, **k: wait_ready(
+            *a, **{**k, "interval": interval})
+        deploys, undeploys = [], []
+        for _ in range(n):
+            t = time.monotonic()
+            b.deploy(model)
+            deploys.append(time.monotonic() - t)
+            t = time.monotonic()
+            if background:
+                b.undeploy()
+            else:
+                b.topology.undeploy(wait=True)
+                b.topology.names = None
+            undeploys.append(time.monotonic() - t)
+        t = time.monotonic()
+        b.undeploy()              # the end of the run: every deletion awaited once
+        print(f"deploy/undeploy, namespaces' deletion {label}: deploy {ms(deploys)}; undeploy "
+              f"{ms(undeploys)}; awaited at the end {time.monotonic() - t:.1f} s")
+    kt.wait_pods_ready = wait_ready
 
 
 def mode_args(mode: str) -> dict:
