@@ -76,6 +76,9 @@ UDP_CLIENT_ARGV = (sys.executable or "python3", "-I", "-S", "-c", UDP_CLIENT)
 #: answered target, one after the other, inside the probe's own wait. An error
 #: comes back as `read error: N: Connection refused`. Between passes it waits 5 ms on a socket
 #: that is never sent to (no traffic, no process started). Bytes of a reply are printed as hex.
+#: Each pass first notes which sockets have something waiting, and when (`seen`, builtins only),
+#: then reads them: a reply's ok or late is decided by when it was seen, not after the reads of
+#: the targets before it (50 ms each, and a fork each on a busy node).
 #: `x=` before each read: a failed `read` leaves its variable as it was, here the reply of the
 #: target read before, so a refused target read as `ok` with that reply hex-encoded again
 #: (seen live on real nodes; tests/test_source_batch.py).
@@ -97,11 +100,13 @@ for k; do
   fd[$k]=$f; t0[$k]=$s
 done
 { exec {tick}<>/dev/udp/127.0.0.1/9; } 2>/dev/null || tick=
+declare -A seen
 while ((${#fd[@]})); do
   for k in "${!fd[@]}"; do
-    f=${fd[$k]}
-    read -t 0 -u "$f" || continue
-    a=${EPOCHREALTIME/./}
+    [[ -z ${seen[$k]} ]] && read -t 0 -u "${fd[$k]}" && seen[$k]=${EPOCHREALTIME/./}
+  done
+  for k in "${!seen[@]}"; do
+    f=${fd[$k]} a=${seen[$k]}; unset "seen[$k]"
     r=$(x=; read -r -N 4096 -t 0.05 -u "$f" x 2>&1; c=$?; printf '\n%d ' "$c"
         for ((i = 0; i < ${#x}; i++)); do printf '%02x' "'${x:i:1}"; done)
     c=${r##*$'\n'}; x=${c#* }; c=${c%% *}; m=${r%%$'\n'*}; m=${m##*read error: }; m=${m#*: }
