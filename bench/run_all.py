@@ -20,6 +20,9 @@ BENCHES = [
     ("control plane: real etcd + kube-apiserver + kube-controller-manager up/down (median, max)",
      "bench_controlplane.py", True),
     ("kube backends: rendering, validation, exec status parsing (no cluster)", "bench_kube.py", False),
+    ("the kube path on real nodes: exec round trip through the API (p50/p95), execs per probe "
+     "and a round's wall per exec mode, deploy/undeploy with the namespaces' deletion awaited or "
+     "in the background", "bench_kube_exec.py", True),
     ("scenario library on both local profiles: CPU and processes per probe by kind, wall, CPU "
      "and the floor (targets: < 90 s, < 1.5 x the floor)", "bench_library.py", True),
     ("scenario library on local enforcing,open: wall time, rounds per step (what the observation "
