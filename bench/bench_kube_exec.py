@@ -115,7 +115,7 @@ def main() -> int:
             specs = [ProbeSpec(s.key, d.key, port, proto) for s in model.user_pods
                      for d in model.user_pods if d != s for port in (80, 81)
                      for proto in (Protocol.TCP, Protocol.UDP)]
-            for mode in args.modes.split(","):
+            for mode in [m for m in args.modes.split(",") if m]:
                 walls, execs, bad = [], [], Counter()
                 for _ in range(args.rounds):
                     t = time.monotonic()
