@@ -294,16 +294,19 @@ def test_undeploy_deletes_only_this_runs_objects(backend, core):
     core.create_namespace({"metadata": {"name": plain}})
     try:
         backend.deploy(Model.default(namespaces=["x"], pods=["a"]))
-        backend.undeploy()
+        backend.undeploy()          # the scenario's: its namespace's deletion starts
+        backend.undeploy()          # nothing deployed (the run's end): every deletion awaited
         left = {n.metadata.name for n in core.list_namespace().items}
         assert f"np-{backend.run_id}-x" not in left           # the namespace controller finished
+        assert f"np-{backend.run_id}--dns-control" not in left
         assert {other, plain} <= left
     finally:
         core.delete_namespace(other)
         core.delete_namespace(plain)
 
 
-def test_labels_patched_and_removed_on_the_server_and_names_reusable_after_undeploy(backend, core):
+def test_labels_patched_and_removed_on_the_server_and_the_next_deploy_has_names_of_its_own(
+        backend, core):
     model = Model.default(namespaces=["x"], pods=["a"])
     backend.deploy(model)
     ns = f"np-{backend.run_id}-x"
@@ -311,9 +314,11 @@ def test_labels_patched_and_removed_on_the_server_and_names_reusable_after_undep
     labels = core.read_namespace(ns).metadata.labels
     assert labels.get("env") == "prod" and "ns" not in labels
     assert core.read_namespaced_pod("a", ns).metadata.labels["role"] == "db"
-    backend.undeploy()
-    backend.deploy(model)                  # the next scenario reuses the same real names
-    assert core.read_namespace(ns).metadata.labels["ns"] == "x"
+    backend.undeploy()                     # deleted in the background (issue 20 item 3)
+    backend.deploy(model)                  # the next scenario: namespaces of its own
+    again = f"np-{backend.run_id}--g2-x"
+    assert core.read_namespace(again).metadata.labels["ns"] == "x"
+    assert core.read_namespaced_pod("a", again).metadata.labels.get("role") is None
 
 
 def test_calico_v3_kind_without_calicos_api_server_is_a_clear_error(backend):
