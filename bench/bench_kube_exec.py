@@ -5,11 +5,12 @@ exec's duration (p50/p95), a round's wall time. Asserts nothing.
 
 The cluster is RealNodesCluster (real API server, real kubelets over netpol-cri, real
 kube-router's policy controller) driven by KubeconfigBackend, as tests/real_nodes/
-test_kube_path.py does. Modes: `per-probe` (prober batch=False: one exec per probe, the kube
-path before issue 20), `per-kind` (the kube path on main before one exec per source: the UDP
-probes of a source in one exec, every TCP probe its own; kept as a mode of the prober so the
-figure can be re-measured) and `per-source` (every probe of a source in one exec,
-probes.source_batch_argv). Run as root: `python bench/bench_kube_exec.py [--rounds N]`.
+test_kube_path.py does. Modes: `per-probe` (prober batch=False: one exec per probe),
+`per-kind` (per_source=False: one exec per source and kind, a TCP batch and a UDP batch; on
+main before issue 20 only UDP was batched on this toolkit, every TCP probe its own exec: 0.55
+execs per probe on this matrix) and `per-source` (every probe of a source in one exec,
+probes.source_batch_argv). Figures vary with the machine's load, printed with them.
+Run as root: `python bench/bench_kube_exec.py [--rounds N]`.
 """
 
 from __future__ import annotations
