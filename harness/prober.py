@@ -222,8 +222,7 @@ def _plan(specs: list[ProbeSpec], addresses: Addresses, toolkit: str, batch: boo
 
 def _task_argv(task: tuple[str, Any], addresses: Addresses, timeout: float, toolkit: str,
                backend: Backend) -> tuple[list[str], list[tuple[ProbeSpec, str]]]:
-    """The argv a task would be exec'd with, and its probes with their destinations (as
-    probe_one and probe_batch build them); KeyError or ValueError when it cannot be built."""
+    """A task's argv and its (probe, destination)s, as its own exec's; KeyError/ValueError."""
     kind, arg = task
     if kind == "one":
         spec = arg
@@ -238,8 +237,8 @@ def _task_argv(task: tuple[str, Any], addresses: Addresses, timeout: float, tool
 def _task_outcomes(task: tuple[str, Any], probes: list[tuple[ProbeSpec, str]],
                    result: ExecResult | None, why: str
                    ) -> list[tuple[ProbeSpec, str, ProbeOutcome]]:
-    """Each probe's first outcome from its task's result: classified as its own exec's would
-    be; TOOL_ERROR (`why`) for a task without a result, or a probe its batch gave none for."""
+    """Each probe's first outcome from its task's result, as from its own exec's; TOOL_ERROR
+    (`why`) for a task without a result, or a probe its batch gave none for."""
     if result is None:
         return [(s, d, ProbeOutcome(Outcome.TOOL_ERROR, None, why, 0.0)) for s, d in probes]
     if task[0] == "one":
@@ -283,7 +282,7 @@ def probe_source(backend: Backend, tasks: list[tuple[str, Any]], addresses: Addr
             result = backend.exec(source, source_batch_argv(jobs), timeout=timeout * 2 + EXEC_MARGIN)
             results = split_source_batch(jobs, result)
             why = (f"the source's batch exec gave no whole result for this probe (exit "
-                   f"{result.returncode}: {(result.stderr.strip() or result.stdout.strip()[-200:])[:200]})")
+                   f"{result.returncode}: {(result.stderr or result.stdout).strip()[-200:]})")
         except (ExecError, BackendError) as exc:
             results = [None] * len(jobs)
             why = f"{type(exc).__name__}: {exc}"
@@ -298,22 +297,17 @@ def probe_round(backend: Backend, specs: Iterable[ProbeSpec], addresses: Address
                 concurrency: int = 16, toolkit: str = "debian", batch: bool = True,
                 per_source: bool = True) -> dict[ProbeSpec, ProbeOutcome]:
     """Every probe of one round, concurrently (at most `concurrency` execs at once), in input
-    order. With batch and per_source, on a toolkit of probes.SOURCE_BATCH_TOOLKITS, the tasks
-    of one source (more than one) run in one exec (probe_source)."""
+    order; with per_source on a SOURCE_BATCH_TOOLKITS toolkit, a source's tasks in one exec."""
     specs = list(dict.fromkeys(specs))
     if not specs:
         return {}
     tasks = _plan(specs, addresses, toolkit, batch, backend)
-    work: list[tuple[str, Any]] = []
+    work: list[tuple[str, Any]] = tasks
     if batch and per_source and toolkit in SOURCE_BATCH_TOOLKITS:
         by_source: dict[str, list[tuple[str, Any]]] = {}
         for t in tasks:
-            by_source.setdefault(t[1].source if t[0] == "one" else t[1][0][0].source,
-                                 []).append(t)
-        for group in by_source.values():
-            work += [("source", group)] if len(group) > 1 else group
-    else:
-        work = tasks
+            by_source.setdefault(t[1].source if t[0] == "one" else t[1][0][0].source, []).append(t)
+        work = [w for g in by_source.values() for w in ([("source", g)] if len(g) > 1 else g)]
     results: dict[ProbeSpec, ProbeOutcome] = {}
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(work)))) as pool:
         def one(s: ProbeSpec) -> dict[ProbeSpec, ProbeOutcome]:

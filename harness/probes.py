@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Callable
@@ -362,7 +363,8 @@ def source_batch_argv(jobs: list[list[str]]) -> list[str]:
     return argv
 
 
-_UNESCAPE = {"\\": "\\", "s": " ", "n": "\n", "t": "\t", "r": "\r", "0": ""}
+_UNESCAPE = {"\\": "\\", "s": " ", "n": "\n", "t": "\t", "r": "\r"}
+_ESCAPED = re.compile(r"(?:[^\\]|\\[\\sntr])*")
 
 
 def _unescape(field: str) -> str | None:
@@ -370,19 +372,9 @@ def _unescape(field: str) -> str | None:
     (an unknown escape, or `\0`, the empty field, inside other text)."""
     if field == "\\0":
         return ""
-    out, i = [], 0
-    while i < len(field):
-        ch = field[i]
-        if ch != "\\":
-            out.append(ch)
-            i += 1
-            continue
-        nxt = field[i + 1:i + 2]
-        if nxt not in _UNESCAPE or nxt == "0":
-            return None
-        out.append(_UNESCAPE[nxt])
-        i += 2
-    return "".join(out)
+    if not _ESCAPED.fullmatch(field):
+        return None
+    return re.sub(r"\\(.)", lambda m: _UNESCAPE[m.group(1)], field)
 
 
 def split_source_batch(jobs: list[list[str]], result: ExecResult) -> list[ExecResult | None]:
