@@ -152,3 +152,13 @@ def test_the_public_api_resolves_lazily():
             "assert Session.__module__ == 'harness.session'; print('ok')")
     out = run([sys.executable, "-c", code], timeout=60)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_no_two_test_modules_share_a_file_name():
+    """tests/ has no __init__.py files: pytest imports each test module by its bare name, so two
+    with one name in different folders stop the whole run ("import file mismatch")."""
+    root = Path(__file__).parent
+    seen: dict[str, list[str]] = {}
+    for path in sorted(root.rglob("test_*.py")):
+        seen.setdefault(path.name, []).append(str(path.relative_to(root)))
+    assert not {name: paths for name, paths in seen.items() if len(paths) > 1}

@@ -6,7 +6,7 @@ exactly as that job's own run gives it, and a killed driver giving none.
 Why: a batch that misreads its lines would hand one target's answer to another, or turn a cut
 exec into results; every probe of a source now rides on one exec, so its parsing is tested on
 every shape a line can take. The live side (real kubelets, real agnhost pods) is
-tests/real_nodes/test_source_batch.py; captures of it are in tests/data/probe-outputs.
+tests/real_nodes/test_source_batch_live.py; captures of it are in tests/data/probe-outputs.
 """
 
 from __future__ import annotations
