@@ -24,7 +24,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Callable, ContextManager
 
-from harness.backends import get_backend
+from harness.backends import get_backend, scenarios_at_once
 from harness.backends.base import Backend
 from harness.canary import CanaryResult, run_canary
 from harness.capabilities import Capabilities
@@ -76,6 +76,39 @@ def has_deny(scenario: Scenario) -> bool:
     return False
 
 
+#: policy kinds whose objects live in a namespace; every other kind is cluster-scoped
+NAMESPACED_POLICY_KINDS = ("NetworkPolicy", "CiliumNetworkPolicy")
+
+
+def runs_alone(scenario: Scenario) -> str | None:
+    """Why `scenario` must run with no other scenario on its cluster, or None.
+
+    The rule where scenarios run at once as tenants of one cluster (Backend.shared_cluster):
+    what a scenario creates lives in its own namespaces, a NetworkPolicy selects pods of its
+    own namespace only, and every probe starts in one of its own pods, so namespaced scenarios
+    cannot change each other's cells. A scenario runs alone when it reaches past its
+    namespaces: a cluster-scoped policy object (Calico's GlobalNetworkPolicy, an
+    AdminNetworkPolicy, a Cilium clusterwide policy), labels on a system namespace or pod (the
+    cluster's DNS, which every tenant's policies may select), or a fault step (an engine or the
+    API server stopped under everyone)."""
+    for step in scenario.steps:
+        if step.fault is not None:
+            return f"step {step.index + 1} has a fault step"
+        for doc in step.apply:
+            kind = str(doc.manifest.get("kind"))
+            if kind not in NAMESPACED_POLICY_KINDS or \
+                    not (doc.manifest.get("metadata") or {}).get("namespace"):
+                return f"step {step.index + 1} applies the cluster-scoped {kind} {doc.key}"
+        system = {n.name for n in scenario.model.namespaces if n.system}
+        for ns in step.namespace_labels:
+            if ns in system:
+                return f"step {step.index + 1} labels the system namespace {ns}"
+        for pod in step.pod_labels:
+            if pod.split("/", 1)[0] in system:
+                return f"step {step.index + 1} labels the system pod {pod}"
+    return None
+
+
 class Session:
     """Run-wide state of one process (the CLI, or one pytest process: controller or worker)."""
 
@@ -103,8 +136,13 @@ class Session:
         #: Python fixtures
         # kube backends: one cluster, whose namespaces all scenarios of a run share
         # under pytest-xdist the cores are shared by `workers` processes
-        self.jobs = 1 if settings.backend != "local" else settings.jobs or max(
-            1, default_jobs(os.cpu_count(), settings.probe_timeout) // max(1, workers))
+        # realnodes: tenants of one cluster (harness.backends.real.realnodes.backend)
+        at_once = scenarios_at_once(settings.backend)
+        if at_once is None:
+            self.jobs = settings.jobs or max(
+                1, default_jobs(os.cpu_count(), settings.probe_timeout) // max(1, workers))
+        else:
+            self.jobs = (settings.jobs or at_once) if at_once > 1 else 1
         self.scheduler: Scheduler[ScenarioResult] = Scheduler(self.jobs, self._new_cluster)
         self._mutex = threading.RLock()
         self._cni_locks: dict[str, threading.RLock] = {}
@@ -134,7 +172,7 @@ class Session:
         collide when both exist at once)."""
         i = list(self.settings.cnis).index(cni) if cni in self.settings.cnis else 0
         rid = self.settings.run_id
-        if self.settings.backend == "local":
+        if self.settings.backend in ("local", "realnodes"):   # clusters this run brings up
             rid = (rid + CNI_SUFFIX[i % len(CNI_SUFFIX)])[:8]
         return replace(self.settings, run_id=rid)
 
@@ -300,7 +338,8 @@ class Session:
                                   declared_enforcing=self.capabilities(cni).enforces)
         try:
             primary = self.backend(cni)
-            backend = self.scheduler.acquire(cni, primary, log) if pooled else primary
+            backend = self.scheduler.acquire(cni, primary, log, runs_alone(scenario) is not None) \
+                if pooled else primary
         except HarnessError as exc:
             if not pooled:
                 raise
@@ -328,6 +367,10 @@ class Session:
             if rid in self._run_ids:
                 raise HarnessError(f"run id {rid} of cluster {n} of {cni} is already taken")
             self._run_ids.add(rid)
+        primary = self.backends.get(cni)
+        tenant = primary.tenant(rid) if primary is not None else None
+        if tenant is not None:
+            return tenant
         return get_backend(s.backend, cni, **replace(s, run_id=rid).backend_options())
 
     # -- the end -------------------------------------------------------------------------------
@@ -346,7 +389,7 @@ class Session:
         for cni in list(set(self.backends) | set(self.scheduler.cnis())) if cnis is None else cnis:
             backends = [b for b in [self.backends.pop(cni, None)] if b is not None]
             backends += self.scheduler.clusters(cni)
-            if self.settings.keep_cluster and self.settings.backend != "local":
+            if self.settings.keep_cluster and self.settings.backend in ("kind", "kubeconfig"):
                 continue
             doomed += [(cni, b) for b in backends]
         return errors + bring_down(doomed)

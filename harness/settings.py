@@ -74,12 +74,14 @@ def _row(key: str, flag: str, help: str, metavar: str | None = None, **kw: Any) 
 OPTIONS: tuple[Option, ...] = (
     Option("backend", "--backend", "NETPOL_BACKEND", "netpol_backend",
            "where to run: local (netns emulation, root), kind (clusters per CNI), kubeconfig "
-           "(an existing cluster; needs --context and --allow-context)",
-           "local|kind|kubeconfig"),
+           "(an existing cluster; needs --context and --allow-context), realnodes (a cluster of "
+           "real kubelets this run brings up, root)",
+           "local|kind|kubeconfig|realnodes"),
     Option("cnis", "--cni", "NETPOL_CNI", "netpol_cni",
            "CNI(s) to run every scenario on, comma-separated; each scenario runs once per CNI "
            "(test id name[cni]). local: enforcing, open (emulated), kube-router, calico, none "
-           "(real engines). kind: kindnet, calico, cilium, flannel", "NAME[,NAME...]"),
+           "(real engines). kind: kindnet, calico, cilium, flannel. realnodes: kube-router, calico, "
+           "none", "NAME[,NAME...]"),
     _row("probe_timeout", "--probe-timeout",
          "seconds one probe waits for an answer (default 1 local, 2 kube)", "SECONDS"),
     _row("converge_timeout", "--converge-timeout",
@@ -107,7 +109,8 @@ OPTIONS: tuple[Option, ...] = (
          "probes in flight at once per scenario (default 16)", "N"),
     _row("jobs", "--netpol-jobs",
          "scenarios at once, each on a local cluster of its own (default: from the CPU count "
-         "and the measured CPU per probe, shared by pytest-xdist's workers; kube backends: 1)",
+         "and the measured CPU per probe, shared by pytest-xdist's workers), or on realnodes "
+         "each in namespaces of its own on the one cluster (default 4); kind and kubeconfig: 1",
          "N",
          cli=("-j", "--jobs")),
     _row("context", "--context", "kubeconfig backend: the kubeconfig context to run in",
@@ -197,7 +200,7 @@ class Settings:
     def backend_options(self) -> dict[str, Any]:
         """The keyword arguments harness.backends.get_backend takes for this backend."""
         opts: dict[str, Any] = {"run_id": self.run_id, "probe_timeout": self.probe_timeout}
-        if self.is_kube:
+        if self.backend in ("kind", "kubeconfig"):
             opts.update(keep_cluster=self.keep_cluster, reuse_cluster=self.reuse_cluster,
                         image=self.agnhost_image)
             if self.backend == "kubeconfig":
@@ -252,6 +255,9 @@ def _cnis(name: str, value: Any, backend: str) -> tuple[str, ...]:
     if not names:
         raise SettingsError(f"{name}: empty; name at least one CNI, e.g. --cni enforcing")
     for cni in names:
+        if backend == "realnodes" and cni not in cnis("realnodes"):
+            raise SettingsError(f"{name}: {cni!r} is not a CNI the realnodes backend runs; "
+                                f"expected one of {', '.join(cnis('realnodes'))}")
         if backend == "local" and cni not in cnis("local"):
             # lazy: the backends' tables load only for this message (harness.backends)
             from harness.backends.local.profiles import PROFILES
@@ -331,6 +337,10 @@ def build(values: Mapping[str, Any] | None = None, ini: Mapping[str, Any] | None
     if "agnhost_image" in raw:
         name, image = raw["agnhost_image"]
         image = str(image).strip()
+        if backend == "realnodes":
+            raise SettingsError(f"{name}: the realnodes backend runs the agnhost its local "
+                                f"image catalog serves (built from the pinned kubernetes "
+                                f"module), never an image from a registry")
         if not kube:
             raise SettingsError(f"{name}: only the kind and kubeconfig backends run agnhost pods; "
                                 f"the {backend} backend probes with this machine's tools")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from harness.capabilities import Capabilities
 
-BACKENDS = ("local", "kind", "kubeconfig")
+BACKENDS = ("local", "kind", "kubeconfig", "realnodes")
 
 
 def cnis(backend: str) -> tuple[str, ...]:
@@ -24,6 +24,9 @@ def cnis(backend: str) -> tuple[str, ...]:
         from harness.backends.local.profiles import PROFILES
         from harness.backends.real.engines import ENGINES
         return PROFILES + ENGINES
+    if backend == "realnodes":
+        from harness.backends.real.realnodes.cnis import CNIS as REALNODES
+        return REALNODES
     if backend in BACKENDS:
         from harness.backends.cni import CNIS
         return CNIS
@@ -49,11 +52,27 @@ def capabilities(backend: str, cni: str) -> Capabilities:
         from harness.backends.local import profiles
         if cni in profiles.SPECS:
             return profiles.SPECS[cni]
+    elif backend == "realnodes" and cni in cnis(backend):
+        from harness.backends.real.realnodes import cnis as realnodes_cnis
+        return realnodes_cnis.SPECS[cni].caps
     elif cni in cnis(backend):
         from harness.backends import cni as kind_cnis
         return kind_cnis.SPECS[cni].caps
     raise ValueError(f"{cni!r} is not a CNI the {backend} backend runs: expected one of "
                      f"{', '.join(cnis(backend))}")
+
+
+def scenarios_at_once(backend: str) -> int | None:
+    """How many scenarios a run of `backend` has in flight by default: None on the local
+    backend (harness.scheduler.default_jobs decides from the CPU count), the measured figure
+    where scenarios are tenants of one cluster (realnodes), else 1 (one kube cluster, one
+    scenario at a time)."""
+    if backend == "local":
+        return None
+    if backend == "realnodes":
+        from harness.backends.real.realnodes.cnis import SCENARIOS_AT_ONCE
+        return SCENARIOS_AT_ONCE
+    return 1
 
 
 def get_backend(name: str, profile: str, **options: Any):
@@ -71,4 +90,7 @@ def get_backend(name: str, profile: str, **options: Any):
     if name == "kubeconfig":
         from harness.backends.kubeconfig import KubeconfigBackend
         return KubeconfigBackend(profile=profile, **options)
+    if name == "realnodes":
+        from harness.backends.real.realnodes.backend import RealNodesBackend
+        return RealNodesBackend(profile=profile, **options)
     raise ValueError(f"unknown backend {name!r}: expected one of {', '.join(BACKENDS)}")

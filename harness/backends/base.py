@@ -42,7 +42,7 @@ class Backend(abc.ABC):
     backends that have it; a caller just calls it."""
 
     # -- what every backend says of itself -------------------------------------------------
-    #: "local", "kind" or "kubeconfig"
+    #: "local", "kind", "kubeconfig" or "realnodes"
     name: str
     #: the CNI or dataplane profile: "enforcing", "open", "kube-router", "calico", "cilium", ...
     profile: str
@@ -55,6 +55,10 @@ class Backend(abc.ABC):
     #: clusters of this backend that can exist side by side in one run (harness.scheduler):
     #: 1 means the run's scenarios share one cluster, one at a time
     max_parallel: int = 1
+    #: whether the extra clusters the scheduler asks for are tenants of this one cluster
+    #: (`tenant()`): then a scenario that touches what every tenant shares runs alone
+    #: (harness.session.runs_alone, harness.scheduler)
+    shared_cluster: bool = False
     #: how many nodes a fault step's `node: N` may name (1..fault_nodes); 0: this backend runs
     #: no fault steps at all (harness.faults.step refuses before anything is watched)
     fault_nodes: int = 0
@@ -129,6 +133,12 @@ class Backend(abc.ABC):
         """(endpoint, DNS server address) of a client that asks the cluster DNS for the
         loopback control of a DNS probe (prober.loopback_probe), or None: the DNS pod itself
         is asked on 127.0.0.1."""
+        return None
+
+    def tenant(self, run_id: str) -> Backend | None:
+        """A backend on this one's cluster under run id `run_id`, for a scenario run beside
+        others (its own namespaces, nothing brought up twice); None: an extra cluster of its own
+        is built instead (harness.session)."""
         return None
 
     def interrupt(self) -> None:

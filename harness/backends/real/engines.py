@@ -370,15 +370,18 @@ def kube_router(binary: str, netns: str, node: str, kubeconfig: str) -> NodeProc
         lambda: _chain_exists(netns, "filter", "KUBE-ROUTER-FORWARD")), engine=True)
 
 
-def corefile(kubeconfig: str, context: str) -> str:
+def corefile(kubeconfig: str | None, context: str = "", ready: str = "127.0.0.1:8181") -> str:
     """CoreDNS's configuration: the kubernetes plugin for the cluster zone (reverse zones too),
-    reading the API server through the relay; `ready` on the pod's loopback. No `forward`:
-    nothing leaves the cluster, so names outside cluster.local get no answer from upstream."""
+    reading the API server through the relay (`kubeconfig`; None: the pod's in-cluster service
+    account, as on real nodes); `ready` on the pod's loopback (real nodes: on every address,
+    for the kubelet's readiness probe). No `forward`: nothing leaves the cluster, so names
+    outside cluster.local get no answer from upstream."""
+    where = f"        kubeconfig {kubeconfig} {context}\n" if kubeconfig else ""
     return (".:53 {\n"
             "    errors\n"
-            "    ready 127.0.0.1:8181\n"
+            f"    ready {ready}\n"
             "    kubernetes cluster.local in-addr.arpa ip6.arpa {\n"
-            f"        kubeconfig {kubeconfig} {context}\n"
+            f"{where}"
             "        pods insecure\n"
             "        fallthrough in-addr.arpa ip6.arpa\n"
             "        ttl 5\n"

@@ -56,10 +56,17 @@ class RealNodesCluster:
 
     def __init__(self, run_id: str | None = None, *, state_root: str | os.PathLike = STATE_DIR,
                  log: Callable[[str], None] | None = None, engine: str | None = None,
-                 ready_timeout: float = NODE_READY_TIMEOUT):
+                 ready_timeout: float = NODE_READY_TIMEOUT, images: dict[str, dict] | None = None,
+                 before_engine: Callable[[RealNodesCluster], None] | None = None):
         self.engine = engine
         #: Calico's CNI plugin wires the pods and its datastore is installed (engine calico)
         self.calico = engine is not None and enginesx.spec(engine).calico_datastore
+        #: images the runtimes' catalogs serve besides agnhost (reference -> catalog entry)
+        self.images = dict(images or {})
+        #: called once every kube-proxy has synced, before the engine starts (a DNS add-on
+        #: whose Service kube-proxy must forward before an engine that restores the filter table
+        #: starts: docs/real-engines.md, "Who writes a node's tables")
+        self.before_engine = before_engine
         self.ready_timeout = ready_timeout
         #: (node, process) of every node process started for the engine, for readiness checks
         self.node_procs: list[tuple[RealNode, enginesx.NodeProcess]] = []
@@ -115,7 +122,7 @@ class RealNodesCluster:
         for n in self.nodes:
             rn = RealNode(self.run_id, n, self.run_dir, self.log)
             self.real.append(rn)
-            rn.start_runtime(cni=self._cni(rn))
+            rn.start_runtime(self.images, cni=self._cni(rn))
             kubeconfig = self.plane.kubeconfig_for_netns(
                 n.netns, user=f"system:node:{n.name}", groups=["system:nodes"])
             rn.start_kubelet(kubeconfig, self.plane.kubelet_serving_cert(n.name, n.address),
@@ -158,8 +165,10 @@ class RealNodesCluster:
             self._start(rn, enginesx.kube_proxy(
                 binaries["kube-proxy"], rn.node.netns, rn.node.name,
                 self._kubeconfig(rn, enginesx.USERS["kube-proxy"])))
-        if spec.restores_filter_table:
+        if spec.restores_filter_table or self.before_engine is not None:
             self.wait_node_processes()
+        if self.before_engine is not None:
+            self.before_engine(self)
         if spec.node_process is not None:
             for rn in self.real:
                 self._start(rn, spec.node_process(enginesx.NodeEnv(

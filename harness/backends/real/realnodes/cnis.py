@@ -1,0 +1,82 @@
+"""The CNIs of `--backend realnodes`, as data: how each wires pods, which policy engine it runs,
+what it declares and how the run header names it. Other CNIs are one row each.
+
+A row's `engine` is the policy engine's row in harness.backends.real.engines (None: no engine;
+kube-proxy runs on every node whatever the row). What a CNI declares is what that engine row
+declares on today's harness-as-kubelet tier, minus what this backend does not do
+(`NOT_HERE`): no hosts outside the cluster (the kube code has none) and no fault steps yet.
+Whether anything is enforced is the canary's finding, never this table's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.backends.real import engines
+from harness.capabilities import FAULT_CAPABILITIES, Capabilities
+
+#: what the engines declare on the harness-as-kubelet tier that this backend does not do
+NOT_HERE: dict[str, str] = {
+    "external-hosts": "no hosts outside the cluster on real nodes: the kube code deploys pods "
+                      "and Services only",
+    **{cap: "fault steps are not run on real nodes yet (the engine processes are the "
+            "harness's children, so stopping them is possible; not wired)"
+       for cap in FAULT_CAPABILITIES},
+}
+_SCTP = "no SCTP in this kernel (no sctp module): the SCTP containers would never be Ready"
+
+#: scenarios at once on one cluster, as tenants (harness.backends.real.realnodes.backend): the
+#: default of --netpol-jobs on this backend, measured on this project's 2-core machine
+#: (docs/real-nodes.md, "Scenarios at once")
+SCENARIOS_AT_ONCE = 4
+
+
+@dataclass(frozen=True)
+class RealNodesCni:
+    """One CNI on real nodes (see the module docstring)."""
+
+    name: str
+    #: how pods are wired: "bridge" (the CNI plugins' bridge + host-local, like k3s),
+    #: "calico" (Calico's CNI plugin), "flannel"
+    network: str
+    #: the policy engine (a row of harness.backends.real.engines), None: none runs
+    engine: str | None
+    #: the CNI's words in the run header, after the control plane and the kubelets
+    describe: str
+    notes: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def engine_row(self) -> str:
+        """The engines row RealNodesCluster starts: the engine, or `none` (kube-proxy only)."""
+        return self.engine or "none"
+
+    @property
+    def caps(self) -> Capabilities:
+        base = engines.spec(self.engine_row).caps
+        notes = {**base.notes, **NOT_HERE, "sctp": _SCTP, **dict(self.notes)}
+        if self.engine is None:
+            for cap in FAULT_CAPABILITIES:
+                notes[cap] = base.notes.get(cap, notes[cap])
+        return Capabilities(frozenset(base.supported - set(NOT_HERE) - {"sctp"}),
+                            base.deny_response, base.enforces, notes)
+
+
+_BRIDGE = "real CNI plugins (bridge, host-local, loopback, portmap {cni})"
+
+SPECS: dict[str, RealNodesCni] = {c.name: c for c in (
+    RealNodesCni("kube-router", "bridge", "kube-router",
+                 f"real kube-router {{kube-router}} + {_BRIDGE}"),
+    RealNodesCni("calico", "calico", "calico", "real Calico Felix {calico-felix} + Calico's CNI "
+                 "plugin"),
+    RealNodesCni("none", "bridge", None, f"no policy engine + {_BRIDGE}"),
+)}
+
+CNIS = tuple(SPECS)
+
+
+def spec(cni: str) -> RealNodesCni:
+    try:
+        return SPECS[cni]
+    except KeyError:
+        raise ValueError(f"unknown CNI {cni!r} for the realnodes backend: expected one of "
+                         f"{', '.join(CNIS)}") from None
