@@ -179,3 +179,63 @@ def test_calicos_plugin_directory_names_one_binary_calico_and_calico_ipam(tmp_pa
     assert (d / "calico").resolve() == (d / "calico-ipam").resolve() == tmp_path / "built" / \
         "calico"
     assert calico.cni_bin_dir(tmp_path / "node") == d          # again: the links are kept
+
+
+# -- the realnodes backend, nothing brought up ------------------------------------------------
+def test_the_realnodes_backend_says_what_runs_with_the_pinned_versions():
+    from harness import components
+    from harness.backends import get_backend
+
+    b = get_backend("realnodes", "kube-router", run_id="abcd12")
+    said = b.describe()
+    for name in ("kube-apiserver", "kubelet", "kube-proxy", "kube-router", "bridge", "coredns"):
+        version = components.get(name).version
+        assert f"{version if version.startswith('v') else 'v' + version}" in said, (name, said)
+    assert "netpol-cri" in said and "no cgroups" in said and "no container registry" in said
+    assert "no policy engine" in get_backend("realnodes", "none").describe()
+
+
+def test_the_realnodes_cnis_declare_their_engines_minus_what_real_nodes_do_not_do():
+    from harness.backends import capabilities
+    from harness.backends.real import engines
+    from harness.backends.real.realnodes.cnis import NOT_HERE, spec
+
+    kr = capabilities("realnodes", "kube-router")
+    assert kr.deny_response == "reject" and kr.enforces
+    assert kr.supported == engines.spec("kube-router").caps.supported - set(NOT_HERE)
+    assert "external-hosts" in kr.notes and "engine-fault" in kr.notes
+    none = capabilities("realnodes", "none")
+    assert not none.enforces and "nothing to stop" in none.notes["engine-fault"]
+    assert spec("none").engine is None and spec("none").engine_row == "none"
+    with pytest.raises(ValueError, match="not a CNI the realnodes backend runs"):
+        capabilities("realnodes", "cilium")
+
+
+def test_coredns_is_a_pod_of_the_catalog_behind_the_kube_dns_service():
+    from harness.backends.real.realnodes.backend import api_endpoints, coredns_ref, dns_objects
+    from harness.model import DNS_SERVICE_IP
+
+    objs = {o["kind"]: o for o in dns_objects("abcd12", coredns_ref())}
+    assert coredns_ref() == "registry.k8s.io/coredns/coredns:v1.15.0"
+    pod = objs["Deployment"]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"] == coredns_ref()
+    assert pod["serviceAccountName"] == objs["ServiceAccount"]["metadata"]["name"]
+    assert "kubeconfig" not in objs["ConfigMap"]["data"]["Corefile"]   # in-cluster: its token
+    assert "ready :8181" in objs["ConfigMap"]["data"]["Corefile"]
+    assert objs["Service"]["spec"]["clusterIP"] == DNS_SERVICE_IP
+    assert objs["Service"]["spec"]["selector"] == {"k8s-app": "kube-dns"}
+    eps = api_endpoints("abcd12", ["172.18.0.2", "172.18.0.3"])
+    assert eps["metadata"]["labels"]["kubernetes.io/service-name"] == "kubernetes"
+    assert [e["addresses"] for e in eps["endpoints"]] == [["172.18.0.2"], ["172.18.0.3"]]
+
+
+def test_realnodes_settings_refuse_an_unknown_cni_and_a_registry_image():
+    from harness.settings import SettingsError, build
+
+    s = build({"backend": "realnodes", "cnis": "kube-router,none"}, env={})
+    assert s.probe_timeout == 2.0 and s.min_window == 10.0      # the kube path's window
+    assert "image" not in s.backend_options()
+    with pytest.raises(SettingsError, match="'cilium' is not a CNI the realnodes backend runs"):
+        build({"backend": "realnodes", "cnis": "cilium"}, env={})
+    with pytest.raises(SettingsError, match="local image catalog"):
+        build({"backend": "realnodes", "cnis": "none", "agnhost_image": "x/agnhost:1"}, env={})

@@ -149,3 +149,64 @@ def test_prefetch_starts_the_longest_first_and_the_skipped_last(monkeypatch):
     assert s.jobs == 4
     assert started == [(fault.name, "enforcing"), (short.name, "enforcing"),
                        (short.name, "open"), (sctp.name, "enforcing")]
+
+
+# -- realnodes: tenants of one cluster ----------------------------------------------------------
+SCENARIOS = Path(__file__).parents[1] / "scenarios"
+
+
+def test_who_runs_alone_on_a_shared_cluster():
+    """The rule (harness.session.runs_alone) over the library: fault steps and cluster-scoped
+    objects run alone; a scenario whose objects are all namespaced runs beside others."""
+    from harness.session import runs_alone
+
+    rows = {  # file: the start of the reason, or None
+        "faults/engine-stop.yaml": "step 2 has a fault step",
+        "faults/apiserver-down.yaml": "step 2 has a fault step",
+        "real-world/seed-allow-frontend-to-backend.yaml": None,
+        "conformance/updated-namespace-label-admits.yaml": None,
+        "real-world/dns-pitfall.yaml": None,
+        "cni-specific/calico-deny-order.yaml": None,   # Calico's namespaced NetworkPolicy
+    }
+    for name, want in rows.items():
+        got = runs_alone(load_scenario(SCENARIOS / name))
+        assert (got if want is None else (got or "")[:len(want)]) == want, (name, got)
+
+
+def test_a_cluster_scoped_policy_or_a_label_on_the_system_namespace_runs_alone():
+    from harness.session import runs_alone
+
+    from dataclasses import replace as dc_replace
+
+    sc = load_scenario(SCENARIOS / "cni-specific" / "calico-deny-order.yaml")
+    assert runs_alone(sc) is None
+    step = sc.steps[-1]
+    doc = step.apply[0]
+    gnp = dc_replace(doc, manifest={**doc.manifest, "kind": "GlobalNetworkPolicy",
+                                    "metadata": {"name": "g"}})
+    glob = dc_replace(sc, steps=(*sc.steps[:-1], dc_replace(step, apply=(gnp,))))
+    assert runs_alone(glob) == f"step {step.index + 1} applies the cluster-scoped " \
+                               f"GlobalNetworkPolicy g"
+    dns = load_scenario(SCENARIOS / "real-world" / "dns-pitfall.yaml")
+    assert runs_alone(dns) is None
+    labelled = dc_replace(dns, steps=(dc_replace(dns.steps[0],
+                                                 namespace_labels={"kube-system": {"a": "b"}}),
+                                      *dns.steps[1:]))
+    assert runs_alone(labelled) == "step 1 labels the system namespace kube-system"
+
+
+def test_realnodes_runs_tenants_at_once_with_run_ids_of_its_own_per_cni():
+    from harness.backends.real.realnodes.cnis import SCENARIOS_AT_ONCE
+
+    settings = build({"backend": "realnodes", "cnis": "kube-router,none", "run_id": "abcd12"},
+                     env={})
+    session = Session(settings, log=lambda line: None)
+    assert session.jobs == SCENARIOS_AT_ONCE
+    assert session.settings_for("kube-router").run_id == "abcd12a"
+    assert session.settings_for("none").run_id == "abcd12b"
+    assert Session(build({"backend": "realnodes", "cnis": "none", "jobs": "2"}, env={})).jobs == 2
+    # the extra clusters are tenants of the CNI's cluster, nothing is brought up for them
+    host = session._made("none")
+    session.backends["none"] = host
+    tenant = session._new_cluster("none", 1)
+    assert tenant.host is host and tenant.run_id != host.run_id and tenant.cluster is None  # type: ignore[attr-defined]

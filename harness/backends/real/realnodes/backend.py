@@ -273,7 +273,11 @@ class RealNodesBackend(KubeBackendBase):
                                f"{exc.status} {exc.reason}: {str(exc.body)[:300]}") from None
 
     def _log(self, msg: str) -> None:
-        """Details (the control plane's, the nodes', the topology's) go to the run's log."""
+        """Details (the control plane's, the nodes', the topology's) go to the cluster's log
+        (`<state dir>/<host run>/harness.log`), a tenant's lines prefixed with its run id."""
+        if self.host is not None:
+            self.host._log(f"[{self.run_id}] {msg}")
+            return
         try:
             with open(os.path.join(self.state_root, self.run_id, "harness.log"), "a") as fh:
                 fh.write(msg + "\n")
