@@ -174,9 +174,9 @@ def test_who_runs_alone_on_a_shared_cluster():
 
 
 def test_a_cluster_scoped_policy_or_a_label_on_the_system_namespace_runs_alone():
-    from harness.session import runs_alone
-
     from dataclasses import replace as dc_replace
+
+    from harness.session import runs_alone
 
     sc = load_scenario(SCENARIOS / "cni-specific" / "calico-deny-order.yaml")
     assert runs_alone(sc) is None
