@@ -36,3 +36,15 @@ if missing=$($PY -m harness.components missing); then
 else
   echo "netpol-proof: real-engine tier SKIPPED: $missing"
 fi
+# 4. the whole library on the kube path on real kubelets (`--backend realnodes`: the real
+#    control plane with kube-scheduler, a real kubelet per node over netpol-cri, real CNI
+#    plugins, real kube-proxy, CoreDNS as a pod, the engine): passes on kube-router, strict
+#    expected failures on `none`. Scenarios run at once as tenants of one cluster per CNI
+#    (default 4 at once, docs/real-nodes.md). Skipped, saying why, when the components are missing.
+if missing=$($PY -m harness.components missing); then
+  $PY -m pytest scenarios/ --backend realnodes --cni kube-router,none -q \
+      --netpol-json reports-out/realnodes.json --netpol-html reports-out/realnodes.html \
+      --junitxml reports-out/junit-realnodes.xml
+else
+  echo "netpol-proof: realnodes library SKIPPED: $missing"
+fi

@@ -203,7 +203,7 @@ def test_the_realnodes_cnis_declare_their_engines_minus_what_real_nodes_do_not_d
     kr = capabilities("realnodes", "kube-router")
     assert kr.deny_response == "reject" and kr.enforces
     assert kr.supported == engines.spec("kube-router").caps.supported - set(NOT_HERE)
-    assert "external-hosts" in kr.notes and "engine-fault" in kr.notes
+    assert "external-hosts" in kr.notes and "engine-fault" in kr.supported
     none = capabilities("realnodes", "none")
     assert not none.enforces and "nothing to stop" in none.notes["engine-fault"]
     assert spec("none").engine is None and spec("none").engine_row == "none"

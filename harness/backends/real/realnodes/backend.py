@@ -44,10 +44,12 @@ from harness.backends.real import engines
 from harness.backends.real.controlplane.relay import Relay
 from harness.backends.real.realnodes import cnis
 from harness.backends.real.realnodes.cluster import RealNodesCluster
-from harness.backends.real.realnodes.node import AGNHOST_REF
+from harness.backends.real.realnodes.node import AGNHOST_REF, RealNode
 from harness.capabilities import Capabilities
 from harness.errors import BackendError
+from harness.faults.kinds import Target, kind_named
 from harness.model import DNS_SERVICE, DNS_SERVICE_IP, SYSTEM_NAMESPACE
+from harness.shell import stop
 from harness.waits import poll
 
 #: where each node's relay listener to the API server is (the `kubernetes` Service's endpoints)
@@ -165,6 +167,11 @@ class RealNodesBackend(KubeBackendBase):
         self.timings: dict[str, float] = {}
         self._tenants: list[RealNodesBackend] = []
         self._lock = threading.Lock()
+        #: (node, process) of engines a fault step stopped or killed; the API server down
+        self._engines_down: set[tuple[str, str]] = set()
+        self._apiserver_down = False
+        #: a fault step's `node: N` names one of the cluster's two nodes
+        self.fault_nodes = 2
 
     # -- what is declared / what ran ------------------------------------------------------------
     def capabilities(self) -> Capabilities:
@@ -307,6 +314,92 @@ class RealNodesBackend(KubeBackendBase):
         super().interrupt()
         for t in list(self._tenants):
             t.interrupt()
+
+    # -- fault steps (they run alone: harness.session.runs_alone) --------------------------------
+    def fault(self, action: str, target: str, node: int | None = None) -> str:
+        """Stop (SIGTERM), kill (SIGKILL), start, restart or kill-restart the engine process on
+        `node` (1-based; None: every node), or stop / start the cluster's kube-apiserver; what
+        was done. A tenant acts on its host's cluster. A started engine is not waited for (how
+        long it takes to program its rules is what the step's timeline measures)."""
+        if self.host is not None:
+            return self.host.fault(action, target, node)
+        cluster = self._cluster()
+        doing = f"{action} {target}" + (f" on node {node}" if node else "") + \
+            f" of realnodes run {self.run_id} ({self.profile})"
+        try:
+            kind = kind_named(action)
+        except ValueError as exc:
+            raise BackendError(doing, str(exc)) from None
+        plane = cluster.plane
+        assert plane is not None
+        if target == Target.APISERVER:
+            t = time.monotonic()
+            if kind.leaves_down and kind.signal == "TERM":
+                plane.stop_apiserver()
+                self._apiserver_down = True
+                return f"kube-apiserver stopped (SIGTERM) in {time.monotonic() - t:.1f}s"
+            if kind.starts and kind.signal is None:
+                plane.start_apiserver()
+                self._apiserver_down = False
+                return (f"kube-apiserver started on the same port, ready after "
+                        f"{time.monotonic() - t:.1f}s")
+            raise BackendError(doing, "the API server can be stopped and started only")
+        if target != Target.ENGINE:
+            raise BackendError(doing, "expected the engine or the apiserver")
+        if node is not None and not 1 <= node <= len(cluster.nodes):
+            raise BackendError(doing, f"this run has nodes 1-{len(cluster.nodes)}")
+        wanted = {n.name for i, n in enumerate(cluster.nodes, 1) if node in (None, i)}
+        procs = [(rn, p) for rn, p in cluster.node_procs if p.engine and rn.node.name in wanted]
+        if not procs:
+            raise BackendError(doing, f"no policy engine runs on `{self.profile}`")
+        said = []
+        for rn, p in procs:
+            proc = rn.procs.get(p.name)
+            if kind.signal is not None and proc is not None:
+                if kind.signal == "TERM":
+                    code = stop(proc, grace=10.0)
+                else:
+                    if proc.poll() is None:
+                        proc.kill()
+                    code = proc.wait(timeout=10)
+                self._engines_down.add((rn.node.name, p.name))
+                said.append(f"{p.name} on {rn.node.name} "
+                            f"{'stopped' if kind.signal == 'TERM' else 'killed'} "
+                            f"(SIG{kind.signal}; exit status {code})")
+            if kind.starts:
+                said.append(f"{p.name} on {rn.node.name} started (pid {self._respawn(rn, p)})")
+        return "; ".join(said)
+
+    def _respawn(self, rn: RealNode, p: engines.NodeProcess) -> int:
+        """Start engine process `p` of node `rn` again as it was started (its log appended)."""
+        proc = rn.procs.get(p.name)
+        if proc is None or proc.poll() is not None:
+            proc = rn.spawn(p.name, p.argv, p.env)
+        self._engines_down.discard((rn.node.name, p.name))
+        return proc.pid
+
+    def restore_faults(self) -> list[str]:
+        """Start whatever fault steps stopped: the API server first, then every engine."""
+        if self.host is not None:
+            return self.host.restore_faults()
+        out: list[str] = []
+        cluster = self.cluster
+        if cluster is None or cluster.plane is None:
+            return out
+        if self._apiserver_down:
+            cluster.plane.start_apiserver()
+            self._apiserver_down = False
+            out.append("kube-apiserver started again")
+        for rn, p in cluster.node_procs:
+            if (rn.node.name, p.name) in self._engines_down:
+                out.append(f"{p.name} on {rn.node.name} started again (pid "
+                           f"{self._respawn(rn, p)})")
+        return out
+
+    def _cluster(self) -> RealNodesCluster:
+        if self.cluster is None or self.cluster.plane is None:
+            raise BackendError(f"using realnodes run {self.run_id}", "its cluster is not up")
+        return self.cluster
 
     # -- down -----------------------------------------------------------------------------------
     def down(self) -> None:

@@ -4,7 +4,9 @@ what it declares and how the run header names it. Other CNIs are one row each.
 A row's `engine` is the policy engine's row in harness.backends.real.engines (None: no engine;
 kube-proxy runs on every node whatever the row). What a CNI declares is what that engine row
 declares on today's harness-as-kubelet tier, minus what this backend does not do
-(`NOT_HERE`): no hosts outside the cluster (the kube code has none) and no fault steps yet.
+(`NOT_HERE`): no hosts outside the cluster (the kube code has none). Fault steps stop, kill
+and start the engine's node process or the run's kube-apiserver, as on that tier (this
+backend's `fault()`); such a scenario runs alone on the cluster.
 Whether anything is enforced is the canary's finding, never this table's.
 """
 
@@ -13,15 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.backends.real import engines
-from harness.capabilities import FAULT_CAPABILITIES, Capabilities
+from harness.capabilities import Capabilities
 
 #: what the engines declare on the harness-as-kubelet tier that this backend does not do
 NOT_HERE: dict[str, str] = {
     "external-hosts": "no hosts outside the cluster on real nodes: the kube code deploys pods "
                       "and Services only",
-    **{cap: "fault steps are not run on real nodes yet (the engine processes are the "
-            "harness's children, so stopping them is possible; not wired)"
-       for cap in FAULT_CAPABILITIES},
 }
 _SCTP = "no SCTP in this kernel (no sctp module): the SCTP containers would never be Ready"
 
@@ -54,9 +53,6 @@ class RealNodesCni:
     def caps(self) -> Capabilities:
         base = engines.spec(self.engine_row).caps
         notes = {**base.notes, **NOT_HERE, "sctp": _SCTP, **dict(self.notes)}
-        if self.engine is None:
-            for cap in FAULT_CAPABILITIES:
-                notes[cap] = base.notes.get(cap, notes[cap])
         return Capabilities(frozenset(base.supported - set(NOT_HERE) - {"sctp"}),
                             base.deny_response, base.enforces, notes)
 
