@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -259,7 +260,7 @@ func (c *container) start() error {
 		Setsid:     true,
 		Pdeathsig:  syscall.SIGKILL, // the runtime gone, its containers go too
 	}
-	err = cmd.Start()
+	err = startKept(cmd)
 	outW.Close()
 	errW.Close()
 	syncW.Close()
@@ -512,4 +513,28 @@ func (r *criRuntime) ReopenContainerLog(_ context.Context, req *runtimeapi.Reope
 		}
 	}
 	return &runtimeapi.ReopenContainerLogResponse{}, nil
+}
+
+// keeper is one goroutine locked to its OS thread for the runtime's whole life: every
+// container is started there. A container carries Pdeathsig SIGKILL (it dies with the
+// runtime), which Linux sends when the *thread* that started it exits; Go ends a thread when a
+// goroutine locked to it returns without unlocking, as the namespace helpers do (a sandbox's
+// unshare, dialIn), so a container started on any other thread was killed (exit 137) at a
+// random later moment, whenever such a helper happened to run on that thread.
+var keeper = func() chan func() {
+	jobs := make(chan func())
+	go func() {
+		runtime.LockOSThread() // never unlocked, never returns: this thread lives as long as we do
+		for job := range jobs {
+			job()
+		}
+	}()
+	return jobs
+}()
+
+// startKept starts cmd on the keeper thread (see TestAChildOutlivesTheThreadThatStartedIt).
+func startKept(cmd *exec.Cmd) error {
+	done := make(chan error, 1)
+	keeper <- func() { done <- cmd.Start() }
+	return <-done
 }

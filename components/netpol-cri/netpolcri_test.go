@@ -2,8 +2,12 @@ package main
 
 import (
 	"bytes"
+	"os/exec"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestNormaliseRef(t *testing.T) {
@@ -83,5 +87,37 @@ func TestParseUser(t *testing.T) {
 	}
 	if _, _, err := parseUser("nobody"); err == nil {
 		t.Error("a user name must be refused: images here have no /etc/passwd of their own")
+	}
+}
+
+func init() { runtime.LockOSThread() }
+
+// A container is started with Pdeathsig SIGKILL so that it dies with the runtime. Linux sends
+// that signal when the *thread* that started the child exits, not the process; a Go thread
+// exits when a goroutine locked to it (runtime.LockOSThread, as the namespace helpers do)
+// returns without unlocking. A container started on such a thread was killed (exit 137) at a
+// random later moment. startKept starts every container on a thread that never exits.
+func TestAChildOutlivesTheThreadThatStartedIt(t *testing.T) {
+	// the goroutine below must not run on the main thread, which Go never ends: the test
+	// binary's main goroutine holds it (init below)
+	cmd := exec.Command("sleep", "30")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: this thread ends with the goroutine
+		started <- startKept(cmd)
+	}()
+	if err := <-started; err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	time.Sleep(500 * time.Millisecond)
+	var ws syscall.WaitStatus
+	pid, err := syscall.Wait4(cmd.Process.Pid, &ws, syscall.WNOHANG, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pid != 0 {
+		t.Fatalf("the child died with the thread that started it: %v", ws)
 	}
 }
