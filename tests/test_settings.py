@@ -234,14 +234,17 @@ def test_each_backend_s_cnis_and_declarations_come_from_one_table():
     from harness.backends import BACKENDS, capabilities, cni, cnis, emulated
     from harness.backends.local import profiles
     from harness.backends.real import engines
+    from harness.backends.real.realnodes import cnis as realnodes
     from harness.settings import declared_capabilities
 
     assert cnis("local") == tuple(profiles.SPECS) + tuple(engines.SPECS)
+    assert cnis("realnodes") == tuple(realnodes.SPECS)
     assert cnis("kind") == cnis("kubeconfig") == tuple(cni.SPECS) == cni.CNIS
     for backend in BACKENDS:
         for name in cnis(backend):
             table = (profiles.SPECS.get(name) or engines.SPECS[name].caps) \
-                if backend == "local" else cni.SPECS[name].caps
+                if backend == "local" else realnodes.SPECS[name].caps \
+                if backend == "realnodes" else cni.SPECS[name].caps
             assert capabilities(backend, name) is table is declared_capabilities(backend, name)
             assert emulated(backend, name) == (backend == "local" and name in profiles.SPECS)
             assert build({"backend": backend, "cnis": name, "context": "c",

@@ -13,6 +13,7 @@ Whether anything is enforced is the canary's finding, never this table's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from harness.backends.real import engines
 from harness.capabilities import Capabilities
@@ -49,7 +50,7 @@ class RealNodesCni:
         """The engines row RealNodesCluster starts: the engine, or `none` (kube-proxy only)."""
         return self.engine or "none"
 
-    @property
+    @cached_property
     def caps(self) -> Capabilities:
         base = engines.spec(self.engine_row).caps
         notes = {**base.notes, **NOT_HERE, "sctp": _SCTP, **dict(self.notes)}
