@@ -223,7 +223,10 @@ class Scheduler(Generic[T]):
             backend = self._new_cluster(cni, n)
             self._extra[cni].append(backend)   # registered first: teardown runs after a failure
             self._busy.append(backend)         # and an interrupt reaches its bring-up
-        log(f"bringing up {backend.name}/{cni} cluster {n + 1} (run {backend.run_id}) ...")
+        if primary.shared_cluster:
+            log(f"tenant {n} of the {backend.name}/{cni} cluster (run {backend.run_id}) ...")
+        else:
+            log(f"bringing up {backend.name}/{cni} cluster {n + 1} (run {backend.run_id}) ...")
         backend.up()
         return backend
 

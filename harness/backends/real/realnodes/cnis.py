@@ -63,8 +63,8 @@ _BRIDGE = "real CNI plugins (bridge, host-local, loopback, portmap {cni})"
 SPECS: dict[str, RealNodesCni] = {c.name: c for c in (
     RealNodesCni("kube-router", "bridge", "kube-router",
                  f"real kube-router {{kube-router}} + {_BRIDGE}"),
-    RealNodesCni("calico", "calico", "calico", "real Calico Felix {calico-felix} + Calico's CNI "
-                 "plugin"),
+    RealNodesCni("calico", "calico", "calico", "real Calico Felix {calico-felix} + real Calico "
+                 "CNI plugin {calico-felix} (host-local IPAM)"),
     RealNodesCni("none", "bridge", None, f"no policy engine + {_BRIDGE}"),
 )}
 
