@@ -14,8 +14,7 @@ scheduling in `dsession.py`/`scheduler/`, apart from what a test is).
 
 The interface: `start(key, work)` / `start_all(...)` run `work(log)` in the pool; inside it,
 `acquire(cni, primary, log)` ... `release(cni, backend, primary)` lend a cluster;
-`clusters(cni)` hands the extra clusters over for teardown (on a backend whose extra
-clusters are tenants of one cluster, `Sharing` lets an item run alone there); `stop()` ends the pool; and
+`clusters(cni)` hands the extra clusters over for teardown; `stop()` ends the pool; and
 `bring_down(clusters)` takes clusters down side by side.
 """
 
@@ -79,46 +78,6 @@ def worker_index(worker: str | None) -> int:
     return int(digits) if digits else 0
 
 
-class Sharing:
-    """Who runs on a cluster whose extra clusters are tenants of it (Backend.shared_cluster):
-    any number of tenants beside each other, or one alone. A scenario that wants to run alone
-    waits until the running ones end, and none starts beside it meanwhile (it is not starved
-    by a stream of short ones); it then runs with no other on the cluster."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._beside = 0          # scenarios running beside others
-        self._alone = False       # a scenario running alone
-        self._waiting_alone = 0   # scenarios waiting to run alone
-
-    def enter(self, alone: bool) -> None:
-        with self._cond:
-            if alone:
-                self._waiting_alone += 1
-                try:
-                    self._cond.wait_for(lambda: not self._alone and self._beside == 0)
-                finally:
-                    self._waiting_alone -= 1
-                self._alone = True
-            else:
-                self._cond.wait_for(lambda: not self._alone and self._waiting_alone == 0)
-                self._beside += 1
-
-    def leave(self, alone: bool) -> None:
-        with self._cond:
-            if alone:
-                self._alone = False
-            else:
-                self._beside -= 1
-            self._cond.notify_all()
-
-    @property
-    def running(self) -> tuple[int, bool]:
-        """(scenarios running beside others, whether one runs alone)."""
-        with self._cond:
-            return self._beside, self._alone
-
-
 class Scheduler(Generic[T]):
     """Work items (one scenario on one CNI each) at most `jobs` at once, and the clusters they
     run on; see the module docstring. `new_cluster(cni, n)` builds (does not bring up) the
@@ -134,8 +93,6 @@ class Scheduler(Generic[T]):
         self._free: dict[str, list[Backend]] = {}    # the idle ones
         self._limits: dict[str, threading.BoundedSemaphore] = {}
         self._busy: list[Backend] = []               # clusters a scenario runs on (or comes up)
-        self._sharing: dict[str, Sharing] = {}       # per CNI whose clusters are tenants of one
-        self._alone: dict[int, bool] = {}            # id(lent backend) -> it runs alone
         self._stopping = False
 
     @property
@@ -170,42 +127,22 @@ class Scheduler(Generic[T]):
             self.start(key, work)
 
     # -- clusters ---------------------------------------------------------------------------
-    def acquire(self, cni: str, primary: Backend, log: Log, alone: bool = False) -> Backend:
+    def acquire(self, cni: str, primary: Backend, log: Log) -> Backend:
         """An idle cluster of `cni` for one work item: `primary` (the CNI's first cluster, up)
         when its backend cannot have clusters side by side, else an idle extra cluster or a
         new one brought up here (its bring-up line goes to `log`, in the item's story). Blocks
-        while `min(jobs, primary.max_parallel)` are in use. Where the extra clusters are
-        tenants of one (`primary.shared_cluster`), an item that must run `alone` waits until
-        no other runs on it and keeps the others off until its `release` (Sharing); `alone`
-        means nothing where every cluster is a cluster of its own. `release` gives it back."""
+        while `min(jobs, primary.max_parallel)` are in use. `release` gives it back."""
         with self._mutex:
             limit = self._limits.get(cni)
             if limit is None:
                 limit = self._limits[cni] = threading.BoundedSemaphore(
                     max(1, min(self.jobs, primary.max_parallel)))
-            sharing = self._sharing.setdefault(cni, Sharing()) if primary.shared_cluster \
-                else None
         limit.acquire()
         try:
-            if sharing is not None:
-                sharing.enter(alone)
-            try:
-                backend = self._lend(cni, primary, log)
-            except BaseException:
-                if sharing is not None:
-                    sharing.leave(alone)
-                raise
+            return self._lend(cni, primary, log)
         except BaseException:
             limit.release()
             raise
-        with self._mutex:
-            self._alone[id(backend)] = alone
-        return backend
-
-    def sharing(self, cni: str) -> Sharing | None:
-        """The Sharing of `cni`'s cluster, when its extra clusters are tenants of it."""
-        with self._mutex:
-            return self._sharing.get(cni)
 
     def _lend(self, cni: str, primary: Backend, log: Log) -> Backend:
         with self._mutex:
@@ -223,10 +160,7 @@ class Scheduler(Generic[T]):
             backend = self._new_cluster(cni, n)
             self._extra[cni].append(backend)   # registered first: teardown runs after a failure
             self._busy.append(backend)         # and an interrupt reaches its bring-up
-        if primary.shared_cluster:
-            log(f"tenant {n} of the {backend.name}/{cni} cluster (run {backend.run_id}) ...")
-        else:
-            log(f"bringing up {backend.name}/{cni} cluster {n + 1} (run {backend.run_id}) ...")
+        log(f"bringing up {backend.name}/{cni} cluster {n + 1} (run {backend.run_id}) ...")
         backend.up()
         return backend
 
@@ -237,10 +171,6 @@ class Scheduler(Generic[T]):
                 self._busy.remove(backend)
             if backend is not primary:
                 self._free.setdefault(cni, []).append(backend)
-            alone = self._alone.pop(id(backend), False)
-            sharing = self._sharing.get(cni)
-        if sharing is not None:
-            sharing.leave(alone)
         self._limits[cni].release()
 
     def clusters(self, cni: str) -> list[Backend]:

@@ -38,6 +38,7 @@ from harness.reports.write import run_meta, write_reports
 from harness.results import BANNER, Expectation, ScenarioOutcome, ScenarioResult
 from harness.runner import run_scenario
 from harness.scenario import Scenario
+from harness.scenario.sharing import runs_alone
 from harness.scheduler import (
     CNI_SUFFIX,
     Scheduler,
@@ -76,39 +77,6 @@ def has_deny(scenario: Scenario) -> bool:
     return False
 
 
-#: policy kinds whose objects live in a namespace; every other kind is cluster-scoped
-NAMESPACED_POLICY_KINDS = ("NetworkPolicy", "CiliumNetworkPolicy")
-
-
-def runs_alone(scenario: Scenario) -> str | None:
-    """Why `scenario` must run with no other scenario on its cluster, or None.
-
-    The rule where scenarios run at once as tenants of one cluster (Backend.shared_cluster):
-    what a scenario creates lives in its own namespaces, a NetworkPolicy selects pods of its
-    own namespace only, and every probe starts in one of its own pods, so namespaced scenarios
-    cannot change each other's cells. A scenario runs alone when it reaches past its
-    namespaces: a cluster-scoped policy object (Calico's GlobalNetworkPolicy, an
-    AdminNetworkPolicy, a Cilium clusterwide policy), labels on a system namespace or pod (the
-    cluster's DNS, which every tenant's policies may select), or a fault step (an engine or the
-    API server stopped under everyone)."""
-    for step in scenario.steps:
-        if step.fault is not None:
-            return f"step {step.index + 1} has a fault step"
-        for doc in step.apply:
-            kind = str(doc.manifest.get("kind"))
-            if kind not in NAMESPACED_POLICY_KINDS or \
-                    not (doc.manifest.get("metadata") or {}).get("namespace"):
-                return f"step {step.index + 1} applies the cluster-scoped {kind} {doc.key}"
-        system = {n.name for n in scenario.model.namespaces if n.system}
-        for ns in step.namespace_labels:
-            if ns in system:
-                return f"step {step.index + 1} labels the system namespace {ns}"
-        for pod in step.pod_labels:
-            if pod.split("/", 1)[0] in system:
-                return f"step {step.index + 1} labels the system pod {pod}"
-    return None
-
-
 class Session:
     """Run-wide state of one process (the CLI, or one pytest process: controller or worker)."""
 
@@ -136,13 +104,10 @@ class Session:
         #: Python fixtures
         # kube backends: one cluster, whose namespaces all scenarios of a run share
         # under pytest-xdist the cores are shared by `workers` processes
-        # realnodes: tenants of one cluster (harness.backends.real.realnodes.backend)
-        at_once = scenarios_at_once(settings.backend)
-        if at_once is None:
-            self.jobs = settings.jobs or max(
-                1, default_jobs(os.cpu_count(), settings.probe_timeout) // max(1, workers))
-        else:
-            self.jobs = (settings.jobs or at_once) if at_once > 1 else 1
+        at_once = scenarios_at_once(settings.backend)   # realnodes: tenants of one cluster
+        self.jobs = ((settings.jobs or at_once) if at_once > 1 else 1) if at_once else \
+            settings.jobs or max(1, default_jobs(os.cpu_count(), settings.probe_timeout)
+                                 // max(1, workers))
         self.scheduler: Scheduler[ScenarioResult] = Scheduler(self.jobs, self._new_cluster)
         self._mutex = threading.RLock()
         self._cni_locks: dict[str, threading.RLock] = {}
@@ -338,8 +303,7 @@ class Session:
                                   declared_enforcing=self.capabilities(cni).enforces)
         try:
             primary = self.backend(cni)
-            backend = self.scheduler.acquire(cni, primary, log, runs_alone(scenario) is not None) \
-                if pooled else primary
+            backend = self.scheduler.acquire(cni, primary, log) if pooled else primary
         except HarnessError as exc:
             if not pooled:
                 raise
@@ -351,8 +315,9 @@ class Session:
                                   enforcing_cluster=self.enforcing(cni),
                                   declared_enforcing=self.capabilities(cni).enforces)
         try:
-            return run_scenario(scenario, backend, replace(s, run_id=backend.run_id), log=log,
-                                enforcing=self.enforcing(cni))
+            with backend.sharing(runs_alone(scenario) is not None):
+                return run_scenario(scenario, backend, replace(s, run_id=backend.run_id),
+                                    log=log, enforcing=self.enforcing(cni))
         finally:
             if pooled:
                 self.scheduler.release(cni, backend, primary)
@@ -367,8 +332,7 @@ class Session:
             if rid in self._run_ids:
                 raise HarnessError(f"run id {rid} of cluster {n} of {cni} is already taken")
             self._run_ids.add(rid)
-        primary = self.backends.get(cni)
-        tenant = primary.tenant(rid) if primary is not None else None
+        tenant = self.backends[cni].tenant(rid) if cni in self.backends else None
         if tenant is not None:
             return tenant
         return get_backend(s.backend, cni, **replace(s, run_id=rid).backend_options())

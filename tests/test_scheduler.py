@@ -50,8 +50,6 @@ class Run:
 
     def __init__(self, jobs: int, primary: Cluster):
         self.primary, self.made, self.used = primary, [], []
-        #: (the item runs alone, how many ran at that moment) at each of its execs
-        self.seen: list[tuple[bool, int]] = []
         self.now = self.most = 0
         self.lock = threading.Lock()
         self.scheduler: Scheduler[str] = Scheduler(jobs, self.new_cluster)
@@ -61,17 +59,15 @@ class Run:
         self.made.append(c)
         return c
 
-    def work(self, execs: int, alone: bool = False):
+    def work(self, execs: int):
         def item(log):
-            backend = self.scheduler.acquire("enforcing", self.primary, log, alone)
+            backend = self.scheduler.acquire("enforcing", self.primary, log)
             try:
                 with self.lock:
                     self.now += 1
                     self.most = max(self.most, self.now)
                     self.used.append(backend.run_id)
                 for _ in range(execs):
-                    with self.lock:
-                        self.seen.append((alone, self.now))
                     backend.exec("x/a", ["curl"], 1.0)
                 log(f"done on {backend.run_id}")
                 return backend.run_id
@@ -101,35 +97,6 @@ def test_a_backend_that_cannot_have_clusters_side_by_side_runs_one_at_a_time_on_
     for f in [run.scheduler.start(i, run.work(3)) for i in range(5)]:
         f.result(timeout=30)
     assert run.made == [] and run.most == 1 and set(run.used) == {"first"}
-
-
-class Tenant(Cluster):
-    """A cluster whose extra clusters are tenants of it (Backend.shared_cluster)."""
-
-    shared_cluster = True
-
-
-def test_on_a_shared_cluster_an_item_that_must_run_alone_runs_with_no_other():
-    """Tenants of one cluster: items run beside each other, except one that must run alone
-    (harness.session.runs_alone): it waits for those running, none starts beside it, and the
-    others go on after it."""
-    run = Run(jobs=4, primary=Tenant("first"))
-    futures = [run.scheduler.start(i, run.work(10, alone=i in (2, 5))) for i in range(8)]
-    for f in futures:
-        f.result(timeout=30)
-    alone = [now for is_alone, now in run.seen if is_alone]
-    beside = [now for is_alone, now in run.seen if not is_alone]
-    assert len(alone) == 20 and set(alone) == {1}          # no other item ran meanwhile
-    assert max(beside) > 1                                 # the others ran side by side
-    assert run.scheduler.sharing("enforcing").running == (0, False)
-
-
-def test_alone_means_nothing_where_every_cluster_is_a_cluster_of_its_own():
-    run = Run(jobs=3, primary=Cluster("first"))
-    futures = [run.scheduler.start(i, run.work(10, alone=True)) for i in range(3)]
-    for f in futures:
-        f.result(timeout=30)
-    assert run.most == 3 and run.scheduler.sharing("enforcing") is None
 
 
 def test_the_same_key_is_started_once_and_the_longest_starts_first():
@@ -174,3 +141,34 @@ def test_stop_interrupts_what_runs_cancels_what_waits_and_starts_nothing_new():
         run.scheduler.start("late", run.work(1))
     assert sorted(c.run_id for c in run.scheduler.clusters("enforcing")) == ["slot1", "slot2"]
     assert run.scheduler.clusters("enforcing") == []      # handed over once, for teardown
+
+
+def test_on_a_shared_cluster_a_scenario_that_must_run_alone_runs_with_no_other():
+    """harness.backends.sharing: tenants of one cluster run beside each other, except one that
+    must run alone (harness.scenario.sharing): it waits for those running, none starts beside
+    it meanwhile, and the others go on after it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from harness.backends.sharing import Sharing
+
+    sharing, lock = Sharing(), threading.Lock()
+    now, seen = [0], []
+
+    def scenario(alone: bool) -> None:
+        with sharing.held(alone):
+            with lock:
+                now[0] += 1
+            for _ in range(10):
+                with lock:
+                    seen.append((alone, now[0]))
+                time.sleep(0.01)
+            with lock:
+                now[0] -= 1
+
+    with ThreadPoolExecutor(4) as pool:
+        for f in [pool.submit(scenario, i in (2, 5)) for i in range(8)]:
+            f.result(timeout=30)
+    alone = [n for is_alone, n in seen if is_alone]
+    assert len(alone) == 20 and set(alone) == {1}          # no other ran meanwhile
+    assert max(n for is_alone, n in seen if not is_alone) > 1   # the others side by side
+    assert sharing.running == (0, False)

@@ -156,9 +156,9 @@ SCENARIOS = Path(__file__).parents[1] / "scenarios"
 
 
 def test_who_runs_alone_on_a_shared_cluster():
-    """The rule (harness.session.runs_alone) over the library: fault steps and cluster-scoped
+    """The rule (harness.scenario.sharing.runs_alone) over the library: fault steps and cluster-scoped
     objects run alone; a scenario whose objects are all namespaced runs beside others."""
-    from harness.session import runs_alone
+    from harness.scenario.sharing import runs_alone
 
     rows = {  # file: the start of the reason, or None
         "faults/engine-stop.yaml": "step 2 has a fault step",
@@ -176,7 +176,7 @@ def test_who_runs_alone_on_a_shared_cluster():
 def test_a_cluster_scoped_policy_or_a_label_on_the_system_namespace_runs_alone():
     from dataclasses import replace as dc_replace
 
-    from harness.session import runs_alone
+    from harness.scenario.sharing import runs_alone
 
     sc = load_scenario(SCENARIOS / "cni-specific" / "calico-deny-order.yaml")
     assert runs_alone(sc) is None

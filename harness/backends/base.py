@@ -25,8 +25,9 @@ A backend that runs on a shared cluster maps them to real names (and rewrites th
 from __future__ import annotations
 
 import abc
+import contextlib
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, ContextManager, Mapping, Sequence
 
 from harness.capabilities import Capabilities
 from harness.errors import BackendError, ExecResult
@@ -55,10 +56,6 @@ class Backend(abc.ABC):
     #: clusters of this backend that can exist side by side in one run (harness.scheduler):
     #: 1 means the run's scenarios share one cluster, one at a time
     max_parallel: int = 1
-    #: whether the extra clusters the scheduler asks for are tenants of this one cluster
-    #: (`tenant()`): then a scenario that touches what every tenant shares runs alone
-    #: (harness.session.runs_alone, harness.scheduler)
-    shared_cluster: bool = False
     #: how many nodes a fault step's `node: N` may name (1..fault_nodes); 0: this backend runs
     #: no fault steps at all (harness.faults.step refuses before anything is watched)
     fault_nodes: int = 0
@@ -134,6 +131,12 @@ class Backend(abc.ABC):
         loopback control of a DNS probe (prober.loopback_probe), or None: the DNS pod itself
         is asked on 127.0.0.1."""
         return None
+
+    def sharing(self, alone: bool) -> ContextManager:
+        """Held while one scenario runs on this cluster: where scenarios run as tenants of one
+        cluster, one that must run `alone` (harness.scenario.sharing) waits for the others and
+        keeps them off (harness.backends.sharing); elsewhere nothing to wait for."""
+        return contextlib.nullcontext()
 
     def tenant(self, run_id: str) -> Backend | None:
         """A backend on this one's cluster under run id `run_id`, for a scenario run beside

@@ -23,8 +23,8 @@ their own run id, so their own `np-<run>-<ns>` namespaces carrying their own run
 A NetworkPolicy selects pods of its own namespace only and every probe starts in a pod of the
 scenario, so namespaced scenarios cannot change each other's cells. A scenario that creates a
 cluster-scoped object, labels a system namespace or pod, or has a fault step runs alone:
-harness.session.runs_alone says which, harness.scheduler holds the cluster's other tenants off
-while it runs (`shared_cluster`).
+harness.scenario.sharing says which, and this backend's `sharing()` holds the cluster's other
+tenants off while it runs.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager
 
 from harness import components, naming
 from harness.backends.kube.api import KubeApi, status_line
@@ -45,6 +45,7 @@ from harness.backends.real.controlplane.relay import Relay
 from harness.backends.real.realnodes import cnis
 from harness.backends.real.realnodes.cluster import RealNodesCluster
 from harness.backends.real.realnodes.node import AGNHOST_REF, RealNode
+from harness.backends.sharing import Sharing
 from harness.capabilities import Capabilities
 from harness.errors import BackendError
 from harness.faults.kinds import Target, kind_named
@@ -141,7 +142,6 @@ class RealNodesBackend(KubeBackendBase):
     scheduler's extra clusters are its tenants (`tenant()`)."""
 
     name = "realnodes"
-    shared_cluster = True
     max_parallel = MAX_TENANTS
 
     def __init__(self, profile: str = "kube-router", run_id: str | None = None,
@@ -167,6 +167,8 @@ class RealNodesBackend(KubeBackendBase):
         self.timings: dict[str, float] = {}
         self._tenants: list[RealNodesBackend] = []
         self._lock = threading.Lock()
+        #: who runs on the cluster: tenants beside each other, or one alone
+        self._sharing = Sharing()
         #: (node, process) of engines a fault step stopped or killed; the API server down
         self._engines_down: set[tuple[str, str]] = set()
         self._apiserver_down = False
@@ -301,6 +303,10 @@ class RealNodesBackend(KubeBackendBase):
             self._tenants.append(t)
         return t
 
+    def sharing(self, alone: bool) -> ContextManager:
+        """The cluster's Sharing (the host's, for a tenant): see Backend.sharing."""
+        return (self.host or self)._sharing.held(alone)
+
     def _up_tenant(self) -> None:
         host = self.host
         assert host is not None
@@ -315,7 +321,7 @@ class RealNodesBackend(KubeBackendBase):
         for t in list(self._tenants):
             t.interrupt()
 
-    # -- fault steps (they run alone: harness.session.runs_alone) --------------------------------
+    # -- fault steps (they run alone: harness.scenario.sharing) -------------------------------
     def fault(self, action: str, target: str, node: int | None = None) -> str:
         """Stop (SIGTERM), kill (SIGKILL), start, restart or kill-restart the engine process on
         `node` (1-based; None: every node), or stop / start the cluster's kube-apiserver; what
