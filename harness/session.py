@@ -37,8 +37,7 @@ from harness.reports.terminal import render_banner
 from harness.reports.write import run_meta, write_reports
 from harness.results import BANNER, Expectation, ScenarioOutcome, ScenarioResult
 from harness.runner import run_scenario
-from harness.scenario import Scenario
-from harness.scenario.sharing import runs_alone
+from harness.scenario import Scenario, sharing
 from harness.scheduler import (
     CNI_SUFFIX,
     Scheduler,
@@ -99,15 +98,11 @@ class Session:
         self.results: list[ScenarioResult] = []
         self.written: list[str] = []
         self._bannered: set[str] = set()
-        #: scenarios run at once; above 1 each runs on a local cluster of its own (an extra
-        #: cluster of the scheduler), while the CNI's first backend keeps the canary and the
-        #: Python fixtures
-        # kube backends: one cluster, whose namespaces all scenarios of a run share
-        # under pytest-xdist the cores are shared by `workers` processes
-        at_once = scenarios_at_once(settings.backend)   # realnodes: tenants of one cluster
-        self.jobs = ((settings.jobs or at_once) if at_once > 1 else 1) if at_once else \
-            settings.jobs or max(1, default_jobs(os.cpu_count(), settings.probe_timeout)
-                                 // max(1, workers))
+        #: scenarios run at once; above 1 each runs on an extra cluster of the scheduler (a local
+        #: cluster of its own, or a realnodes tenant), the CNI's first backend keeping the canary
+        #: and the Python fixtures; kind and kubeconfig: 1; xdist's `workers` share the cores
+        self.jobs = scenarios_at_once(settings.backend, settings.jobs) or settings.jobs or max(
+            1, default_jobs(os.cpu_count(), settings.probe_timeout) // max(1, workers))
         self.scheduler: Scheduler[ScenarioResult] = Scheduler(self.jobs, self._new_cluster)
         self._mutex = threading.RLock()
         self._cni_locks: dict[str, threading.RLock] = {}
@@ -315,7 +310,7 @@ class Session:
                                   enforcing_cluster=self.enforcing(cni),
                                   declared_enforcing=self.capabilities(cni).enforces)
         try:
-            with backend.sharing(runs_alone(scenario) is not None):
+            with backend.sharing(sharing.runs_alone(scenario) is not None):
                 return run_scenario(scenario, backend, replace(s, run_id=backend.run_id),
                                     log=log, enforcing=self.enforcing(cni))
         finally:
@@ -333,9 +328,7 @@ class Session:
                 raise HarnessError(f"run id {rid} of cluster {n} of {cni} is already taken")
             self._run_ids.add(rid)
         tenant = self.backends[cni].tenant(rid) if cni in self.backends else None
-        if tenant is not None:
-            return tenant
-        return get_backend(s.backend, cni, **replace(s, run_id=rid).backend_options())
+        return tenant or get_backend(s.backend, cni, **replace(s, run_id=rid).backend_options())
 
     # -- the end -------------------------------------------------------------------------------
     def teardown(self, cnis: list[str] | None = None) -> list[str]:

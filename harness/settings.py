@@ -74,14 +74,12 @@ def _row(key: str, flag: str, help: str, metavar: str | None = None, **kw: Any) 
 OPTIONS: tuple[Option, ...] = (
     Option("backend", "--backend", "NETPOL_BACKEND", "netpol_backend",
            "where to run: local (netns emulation, root), kind (clusters per CNI), kubeconfig "
-           "(an existing cluster; needs --context and --allow-context), realnodes (a cluster of "
-           "real kubelets this run brings up, root)",
-           "local|kind|kubeconfig|realnodes"),
+           "(an existing cluster; needs --context and --allow-context), realnodes (real kubelets, "
+           "root)", "local|kind|kubeconfig|realnodes"),
     Option("cnis", "--cni", "NETPOL_CNI", "netpol_cni",
            "CNI(s) to run every scenario on, comma-separated; each scenario runs once per CNI "
            "(test id name[cni]). local: enforcing, open (emulated), kube-router, calico, none "
-           "(real engines). kind: kindnet, calico, cilium, flannel. realnodes: kube-router, calico, "
-           "none", "NAME[,NAME...]"),
+           "(real engines, realnodes too). kind: kindnet, calico, cilium, flannel", "NAME,..."),
     _row("probe_timeout", "--probe-timeout",
          "seconds one probe waits for an answer (default 1 local, 2 kube)", "SECONDS"),
     _row("converge_timeout", "--converge-timeout",
@@ -109,9 +107,8 @@ OPTIONS: tuple[Option, ...] = (
          "probes in flight at once per scenario (default 16)", "N"),
     _row("jobs", "--netpol-jobs",
          "scenarios at once, each on a local cluster of its own (default: from the CPU count "
-         "and the measured CPU per probe, shared by pytest-xdist's workers), or on realnodes "
-         "each in namespaces of its own on the one cluster (default 4); kind and kubeconfig: 1",
-         "N",
+         "and the measured CPU per probe, shared by pytest-xdist's workers); realnodes: tenants "
+         "of its one cluster (default 4); kind and kubeconfig: 1", "N",
          cli=("-j", "--jobs")),
     _row("context", "--context", "kubeconfig backend: the kubeconfig context to run in",
          "NAME"),
@@ -255,9 +252,8 @@ def _cnis(name: str, value: Any, backend: str) -> tuple[str, ...]:
     if not names:
         raise SettingsError(f"{name}: empty; name at least one CNI, e.g. --cni enforcing")
     for cni in names:
-        if backend == "realnodes" and cni not in cnis("realnodes"):
-            raise SettingsError(f"{name}: {cni!r} is not a CNI the realnodes backend runs; "
-                                f"expected one of {', '.join(cnis('realnodes'))}")
+        if backend == "realnodes" and cni not in cnis(backend):
+            raise SettingsError(f"{name}: {cni!r} is not a CNI the realnodes backend runs")
         if backend == "local" and cni not in cnis("local"):
             # lazy: the backends' tables load only for this message (harness.backends)
             from harness.backends.local.profiles import PROFILES
@@ -337,13 +333,9 @@ def build(values: Mapping[str, Any] | None = None, ini: Mapping[str, Any] | None
     if "agnhost_image" in raw:
         name, image = raw["agnhost_image"]
         image = str(image).strip()
-        if backend == "realnodes":
-            raise SettingsError(f"{name}: the realnodes backend runs the agnhost its local "
-                                f"image catalog serves (built from the pinned kubernetes "
-                                f"module), never an image from a registry")
-        if not kube:
+        if backend not in ("kind", "kubeconfig"):
             raise SettingsError(f"{name}: only the kind and kubeconfig backends run agnhost pods; "
-                                f"the {backend} backend probes with this machine's tools")
+                                f"the {backend} backend takes no image (its own tools or catalog)")
         if not _IMAGE_RE.match(image):
             raise SettingsError(f"{name}: {image!r} is not an image reference; write "
                                 f"[registry/]path[:tag][@sha256:<64 hex>], e.g. "

@@ -237,5 +237,5 @@ def test_realnodes_settings_refuse_an_unknown_cni_and_a_registry_image():
     assert "image" not in s.backend_options()
     with pytest.raises(SettingsError, match="'cilium' is not a CNI the realnodes backend runs"):
         build({"backend": "realnodes", "cnis": "cilium"}, env={})
-    with pytest.raises(SettingsError, match="local image catalog"):
+    with pytest.raises(SettingsError, match="the realnodes backend takes no image"):
         build({"backend": "realnodes", "cnis": "none", "agnhost_image": "x/agnhost:1"}, env={})

@@ -62,16 +62,16 @@ def capabilities(backend: str, cni: str) -> Capabilities:
                      f"{', '.join(cnis(backend))}")
 
 
-def scenarios_at_once(backend: str) -> int | None:
-    """How many scenarios a run of `backend` has in flight by default: None on the local
-    backend (harness.scheduler.default_jobs decides from the CPU count), the measured figure
+def scenarios_at_once(backend: str, jobs: int | None = None) -> int | None:
+    """How many scenarios a run of `backend` has in flight: None on the local backend (the
+    session decides from the CPU count unless `jobs` says), `jobs` or the measured default
     where scenarios are tenants of one cluster (realnodes), else 1 (one kube cluster, one
     scenario at a time)."""
     if backend == "local":
         return None
     if backend == "realnodes":
         from harness.backends.real.realnodes.cnis import SCENARIOS_AT_ONCE
-        return SCENARIOS_AT_ONCE
+        return jobs or SCENARIOS_AT_ONCE
     return 1
 
 
