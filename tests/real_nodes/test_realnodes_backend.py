@@ -76,8 +76,9 @@ def test_kube_router_enforces_and_a_scenario_is_the_same_alone_and_beside_others
         from harness import naming
 
         assert host.topology is not None
-        left = host.topology.api.core.list_namespace(
-            label_selector=f"{naming.MANAGED_BY_LABEL}={naming.PROJECT}").items
-        assert [n.metadata.name for n in left] == [], "tenants left namespaces"
+        for t in tenants:
+            left = host.topology.api.core.list_namespace(
+                label_selector=f"{naming.RUN_LABEL}={t.run_id}").items
+            assert [n.metadata.name for n in left] == [], f"tenant {t.run_id} left namespaces"
     finally:
         assert session.teardown() == []
