@@ -16,6 +16,7 @@ from harness.components.pins import (
     FAMILIES,
     ComponentBuildError,
     ComponentMissing,
+    cgo_enabled,
     default_names,
     get,
     members,
@@ -85,7 +86,7 @@ def build_family(family: str, status: Callable[[str], None] = print) -> Path:
             started = time.monotonic()
             argv = build_argv(family, tmp / "bin")
             status(f"{family} {fam.version}: building {', '.join(c.name for c in members(family))}"
-                   f" with {why} (GOTOOLCHAIN={fam.toolchain}, CGO_ENABLED=0) ...")
+                   f" with {why} (GOTOOLCHAIN={fam.toolchain}, CGO_ENABLED={cgo_enabled(fam)}) ...")
             try:
                 res = run(argv, env=go_env(fam), doing=f"building {family} {fam.version}")
             except ExecError as exc:

@@ -18,6 +18,7 @@ from harness.components.pins import (
     KUBEBUILDER_NAMES,
     ComponentMissing,
     Family,
+    cgo_enabled,
     get,
     members,
     module_dir,
@@ -186,5 +187,5 @@ def go_toolchain(family: str) -> tuple[bool, str]:
 def go_env(fam: Family) -> dict[str, str]:
     env = dict(os.environ)
     env.update(GOTOOLCHAIN=fam.toolchain, GOFLAGS="-mod=readonly -buildvcs=false",
-               CGO_ENABLED="0")
+               CGO_ENABLED=cgo_enabled(fam))
     return env

@@ -41,6 +41,9 @@ class Family:
     #: The project's own code (components/<name>/*.go, e.g. netpol-cri), not a wrapper of an
     #: upstream module: its sources are part of the cache key.
     own: bool = False
+    #: Built with cgo (CGO_ENABLED=1, the machine's gcc): only where a main package does not
+    #: compile without it (flanneld: its UDP backend on amd64, docs/components.md).
+    cgo: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ _K8S_LD = (f"-X k8s.io/component-base/version.gitVersion={_K8S}",
            f"-X main.Version={AGNHOST_VERSION}")
 _CNI_PLUGINS = "v1.10.0"
 _CRITEST = "v1.34.0"
+_FLANNEL = "v0.28.10"
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     # What each family stamps, and why etcd and CoreDNS stamp nothing: docs/components.md.
@@ -96,6 +100,12 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     # docs/real-nodes.md §1.
     Family("critest", "sigs.k8s.io/cri-tools", _CRITEST,
            ldflags=(f"-X sigs.k8s.io/cri-tools/pkg/version.Version={_CRITEST}",)),
+    # flanneld imports every backend; its UDP backend's amd64 proxy is C (cgo). The proxy
+    # serves no v1.3.x of the Tencent VPC SDK its tencentvpc backend requires: go.mod replaces
+    # it (docs/components.md, "Flannel").
+    Family("flannel", "github.com/flannel-io/flannel", _FLANNEL,
+           ldflags=(f"-X github.com/flannel-io/flannel/pkg/version.Version={_FLANNEL}",),
+           cgo=True),
     # netpol-proof's own CRI runtime (docs/real-nodes.md): `module` is its own module path.
     Family("netpol-cri", "netpol-proof/components/netpol-cri", "0.1.0", own=True),
 )}
@@ -135,6 +145,9 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in (
                         ("loopback", "main/loopback"), ("portmap", "meta/portmap"))),
     Component("netpol-cri", "netpol-cri", "netpol-proof/components/netpol-cri", ("-version",),
               r"^netpol-cri 0\.1\.0$"),
+    # flanneld is the module's root main package; `-version` prints the stamped version alone
+    Component("flanneld", "flannel", "github.com/flannel-io/flannel", ("-version",),
+              r"^v0\.28\.10$"),
     Component("critest", "critest", "sigs.k8s.io/cri-tools/cmd/critest", ("-version",),
               r"critest version: v1\.34\.0\b", test_binary=True, default=False),
 )}
@@ -176,7 +189,12 @@ def module_dir(family: str) -> Path:
 
 def recipe(family: Family) -> dict:
     """Everything besides go.mod/go.sum that decides what the binaries are."""
-    return {"CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly -buildvcs=false", "trimpath": True,
+    return {"CGO_ENABLED": cgo_enabled(family), "GOFLAGS": "-mod=readonly -buildvcs=false", "trimpath": True,
             "GOTOOLCHAIN": family.toolchain, "ldflags": list(family.ldflags)}
 
 
+
+
+def cgo_enabled(family: Family) -> str:
+    """CGO_ENABLED for `family`'s build: "0" unless the family needs cgo."""
+    return "1" if family.cgo else "0"
