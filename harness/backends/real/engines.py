@@ -182,10 +182,12 @@ USERS = {"kube-proxy": KUBE_PROXY_USER, "kube-router": "netpol-proof:kube-router
          "coredns": "netpol-proof:coredns"}
 
 
-def rbac_objects(run_id_labels: dict[str, str]) -> list[dict]:
-    """A ClusterRole and a ClusterRoleBinding (to the user of the same name) per entry of ROLES."""
+def rbac_objects(run_id_labels: dict[str, str],
+                 roles: dict[str, list[dict]] | None = None) -> list[dict]:
+    """A ClusterRole and a ClusterRoleBinding (to the user of the same name) per entry of
+    `roles` (default ROLES)."""
     out = []
-    for user, rules in ROLES.items():
+    for user, rules in (ROLES if roles is None else roles).items():
         meta = {"name": user, "labels": dict(run_id_labels)}
         out.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
                     "metadata": meta, "rules": rules})

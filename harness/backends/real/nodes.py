@@ -79,8 +79,9 @@ def veth_name(namespace: str, pod: str, prefix: str = INTERFACE_PREFIX) -> str:
     return (prefix + digest)[:15]
 
 
-def create_nodes(nodes: tuple[NodeNet, ...]) -> None:
-    """Create the node namespaces, link them, address them, route each pod CIDR."""
+def create_nodes(nodes: tuple[NodeNet, ...], pod_routes: bool = True) -> None:
+    """Create the node namespaces, link them, address them, route each pod CIDR (unless
+    `pod_routes` is False: a network of its own routes pods between nodes, e.g. flannel)."""
     if len(nodes) != 2:
         raise BackendError("creating the emulated nodes", f"expected 2 nodes, got {len(nodes)}")
     a, b = nodes
@@ -89,9 +90,9 @@ def create_nodes(nodes: tuple[NodeNet, ...]) -> None:
     nsx.ip_batch([f"link add eth0 type veth peer name eth0 netns {b.netns}"], a.netns,
                  doing=f"linking {a.name} and {b.name}")
     for me, other in ((a, b), (b, a)):
+        routes = [f"route add {other.pod_cidr} via {other.address} dev eth0"] if pod_routes else []
         nsx.ip_batch(["link set lo up", "link set eth0 up",
-                      f"addr add {me.address}/{bits} dev eth0",
-                      f"route add {other.pod_cidr} via {other.address} dev eth0"],
+                      f"addr add {me.address}/{bits} dev eth0", *routes],
                      me.netns, doing=f"addressing node {me.name}")
         nsx.sysctl(me.netns, {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "0",
                               "net.ipv4.conf.default.rp_filter": "0"})

@@ -112,7 +112,8 @@ class ControlPlane:
                  controller_manager: bool = True, ready_timeout: float = DEFAULT_READY_TIMEOUT,
                  state_root: str | os.PathLike = STATE_DIR, relay_port: int = RELAY_PORT,
                  status: Callable[[str], None] | None = None, kubelets: bool = False,
-                 egress_config: Path | None = None, scheduler: bool = False):
+                 egress_config: Path | None = None, scheduler: bool = False,
+                 cluster_cidr: str | None = None):
         self.run_id = run_id or naming.new_run_id()
         self.dir = Path(state_root) / naming.controlplane_dir(self.run_id)
         try:
@@ -132,6 +133,9 @@ class ControlPlane:
         self.egress_config = egress_config
         #: the real kube-scheduler (for real kubelets: pods without spec.nodeName get placed)
         self.with_scheduler = scheduler
+        #: the controller manager's node-ipam controller hands each Node a /24 of this network
+        #: as spec.podCIDR (a network that reads it: flannel on real nodes); None: nobody does
+        self.cluster_cidr = cluster_cidr
         self.ready_timeout = ready_timeout
         self.relay_port = relay_port
         self._status = status or (lambda msg: None)
@@ -397,7 +401,9 @@ class ControlPlane:
                     "--leader-elect=false",
                     "--use-service-account-credentials=true",
                     f"--service-account-private-key-file={self.sa_key}",
-                    f"--root-ca-file={self.ca.cert}"]
+                    f"--root-ca-file={self.ca.cert}",
+                    *(("--allocate-node-cidrs=true", f"--cluster-cidr={self.cluster_cidr}",
+                       "--node-cidr-mask-size=24") if self.cluster_cidr else ())]
 
         sa_url = f"{self.server}/api/v1/namespaces/default/serviceaccounts/default"
 

@@ -16,6 +16,12 @@ bridge plugin wires the pods. kube-proxy first; an engine that restores the whol
 Calico's own CNI plugin instead, and Calico's datastore is installed before the nodes start
 (harness.backends.real.realnodes.calico says what stands in for the rest of a Calico install).
 
+`network` says how pods are connected: `bridge` (the harness's static routes between the
+nodes, the bridge plugin on each) or `flannel` (no static pod routes: the controller manager
+hands out each Node's spec.podCIDR, a real flanneld per node routes them over its VXLAN device,
+and the bridge configuration flannel's CNI plugin would make is written from its subnet.env:
+harness.backends.real.realnodes.flannel). Nodes become Ready only once that is written.
+
 Teardown (also on an exception during bring-up): kubelets, runtimes (each stops its containers
 and undoes its pods' networks), control plane, egress proxy, node namespaces (killing whatever
 still runs in them), mounts left under the run directory, the run directory, the state file.
@@ -40,6 +46,7 @@ from harness.backends.real import engines as enginesx
 from harness.backends.real import nodes as nodesx
 from harness.backends.real.controlplane.plane import ControlPlane
 from harness.backends.real.realnodes import calico as calicox
+from harness.backends.real.realnodes import flannel as flannelx
 from harness.backends.real.realnodes.egress import NodeEgress, egress_config
 from harness.backends.real.realnodes.node import NodeError, RealNode
 
@@ -57,7 +64,17 @@ class RealNodesCluster:
     def __init__(self, run_id: str | None = None, *, state_root: str | os.PathLike = STATE_DIR,
                  log: Callable[[str], None] | None = None, engine: str | None = None,
                  ready_timeout: float = NODE_READY_TIMEOUT, images: dict[str, dict] | None = None,
-                 before_engine: Callable[[RealNodesCluster], None] | None = None):
+                 before_engine: Callable[[RealNodesCluster], None] | None = None,
+                 network: str = "bridge"):
+        if network not in flannelx.NETWORKS:
+            raise ValueError(f"unknown real-node network {network!r}: expected one of "
+                             f"{', '.join(flannelx.NETWORKS)}")
+        if network == "flannel" and engine is not None and \
+                enginesx.spec(engine).calico_datastore:
+            raise NodeError(f"starting engine {engine} over flannel on real nodes",
+                            "Felix over flannel (Canal) is not wired yet: Calico's CNI plugin "
+                            "would have to take its subnets from flannel")
+        self.network = network
         self.engine = engine
         #: Calico's CNI plugin wires the pods and its datastore is installed (engine calico)
         self.calico = engine is not None and enginesx.spec(engine).calico_datastore
@@ -101,14 +118,16 @@ class RealNodesCluster:
         self.run_dir.mkdir(mode=0o755)
         self.state_file.write_text(json.dumps({"pid": os.getpid(), "run_id": self.run_id,
                                                "kind": "real-nodes"}))
-        nodesx.create_nodes(self.nodes)
+        nodesx.create_nodes(self.nodes, pod_routes=self.network != "flannel")
         for n in self.nodes:
             self.egress.add(n.address, n.netns)
         self.egress.start()
         config = self.run_dir / "egress-selector.yaml"
         config.write_text(egress_config(self.egress.socket_path))
         self.plane = ControlPlane(self.run_id, kubelets=True, egress_config=config,
-                                  scheduler=True, status=self.log)
+                                  scheduler=True, status=self.log,
+                                  cluster_cidr=flannelx.NETWORK if self.network == "flannel"
+                                  else None)
         self.plane.up()
         self.timings["control plane"] = time.monotonic() - t0
         if self.calico:
@@ -127,6 +146,8 @@ class RealNodesCluster:
                 n.netns, user=f"system:node:{n.name}", groups=["system:nodes"])
             rn.start_kubelet(kubeconfig, self.plane.kubelet_serving_cert(n.name, n.address),
                              self.plane.ca.cert)
+        if self.network == "flannel":
+            self.start_flannel()
         self.wait_nodes_ready()
         if self.calico:
             from kubernetes import client
@@ -143,10 +164,13 @@ class RealNodesCluster:
             self.log(f"real nodes {self.run_id}: kube-proxy and {self.engine} ready in "
                      f"{self.timings['engine']:.1f}s")
 
-    def _cni(self, rn: RealNode) -> tuple[dict, Path] | None:
-        """The pods' CNI configuration and plugins on `rn`, a function of the engine: Calico's
-        plugin for calico (Felix matches only the workloads it makes), else the node's default
-        (None: the bridge)."""
+    def _cni(self, rn: RealNode) -> tuple[dict | None, Path] | None:
+        """The pods' CNI configuration and plugins on `rn`, a function of (network, engine):
+        flannel: the bridge plugins with no configuration yet (start_flannel writes it from
+        subnet.env); Calico's plugin for calico (Felix matches only the workloads it makes);
+        else the node's default (None: the bridge)."""
+        if self.network == "flannel":
+            return None, components.find("bridge").parent
         if not self.calico:
             return None
         assert self.plane is not None
@@ -154,6 +178,36 @@ class RealNodesCluster:
                                  self.plane.kubeconfig_for_netns(rn.node.netns,
                                                                  calicox.CNI_USER)),
                 calicox.cni_bin_dir(rn.dir))
+
+    def start_flannel(self) -> None:
+        """flanneld on every node once its Node has a spec.podCIDR, then each node's CNI
+        configuration from the subnet.env it wrote (harness.backends.real.realnodes.flannel)."""
+        from kubernetes import client
+
+        assert self.plane is not None
+        self._grant_roles({flannelx.USER: flannelx.ROLE})
+        core = client.CoreV1Api(self.plane.api_client())
+        binary = str(components.find("flanneld"))
+        for rn in self.real:
+            flannelx.wait_pod_cidr(core, rn.node.name, self.ready_timeout,
+                                   functools.partial(self._alive, rn))
+            self._start(rn, flannelx.flanneld(
+                binary, rn.node, self._kubeconfig(rn, flannelx.USER), rn.dir / "flannel"))
+        self.wait_node_processes()
+        for rn in self.real:
+            env = self.subnet_env(rn)
+            rn.write_conflist(flannelx.conflist(env, f"{naming.PROJECT}-{self.run_id}",
+                                                rn.dir / "cni" / "ipam"))
+
+    def subnet_env(self, rn: RealNode) -> flannelx.SubnetEnv:
+        path = rn.dir / "flannel" / "subnet.env"
+        return flannelx.parse_subnet_env(path.read_text(), path)
+
+    def _alive(self, rn: RealNode) -> None:
+        for name, proc in rn.procs.items():
+            if proc.poll() is not None:
+                raise NodeError(f"bringing up node {rn.node.name}",
+                                f"{name} exited with status {proc.returncode}", rn.log_tail(name))
 
     def start_engine(self, engine: str) -> None:
         """kube-proxy on every node, then the engine's node process (module docstring)."""
@@ -191,12 +245,12 @@ class RealNodesCluster:
         rn.spawn(p.name, p.argv, p.env)
         self.node_procs.append((rn, p))
 
-    def _grant_roles(self) -> None:
+    def _grant_roles(self, roles: dict[str, list[dict]] | None = None) -> None:
         from kubernetes import client
 
         assert self.plane is not None
         rbac = client.RbacAuthorizationV1Api(self.plane.api_client())
-        for obj in enginesx.rbac_objects(naming.ownership_labels(self.run_id)):
+        for obj in enginesx.rbac_objects(naming.ownership_labels(self.run_id), roles):
             if obj["kind"] == "ClusterRole":
                 rbac.create_cluster_role(obj)
             else:

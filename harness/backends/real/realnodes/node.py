@@ -155,18 +155,33 @@ class RealNode:
         self.procs[name] = spawn(["nsenter", f"--net={nsx.NETNS_DIR}/{self.node.netns}", *argv],
                                  env=env, log_path=str(log))
 
+    @property
+    def cni_conf_dir(self) -> Path:
+        return self.dir / "cni" / "net.d"
+
+    def write_conflist(self, conflist: dict) -> Path:
+        """The node's CNI configuration, `10-<first plugin's type>.conflist` (netpol-cri reads
+        the directory for every sandbox, and reports the network not ready while it is
+        empty)."""
+        conf = self.cni_conf_dir / f"10-{conflist['plugins'][0]['type']}.conflist"
+        tmp = conf.with_suffix(".tmp")
+        tmp.write_text(json.dumps(conflist, indent=1))
+        tmp.rename(conf)
+        return conf
+
     def start_runtime(self, extra_images: dict[str, dict] | None = None,
-                      cni: tuple[dict, Path] | None = None) -> None:
+                      cni: tuple[dict | None, Path] | None = None) -> None:
         """`cni`: the pods' CNI configuration and plugin directory (default: the bridge's,
-        cni_conflist, with the cni-plugins build's directory)."""
+        cni_conflist, with the cni-plugins build's directory); a configuration of None: none
+        yet, written later with write_conflist (flannel's, from subnet.env)."""
         for sub in ("cri", "logs", "cni/net.d", "cni/ipam", "kubelet", "pod-logs"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         if cni is None:
             cni = (cni_conflist(self.run_id, self.node, self.dir / "cni" / "ipam"),
                    components.find("bridge").parent)
         conf_data, bin_dir = cni
-        conf = self.dir / "cni" / "net.d" / f"10-{conf_data['plugins'][0]['type']}.conflist"
-        conf.write_text(json.dumps(conf_data, indent=1))
+        if conf_data is not None:
+            self.write_conflist(conf_data)
         catalog = self.dir / "images.json"
         images = image_catalog(components.find("agnhost"))
         images["images"].update(extra_images or {})
@@ -174,7 +189,7 @@ class RealNode:
         self._spawn("netpol-cri", [
             str(components.find("netpol-cri")), "--socket", str(self.cri_socket),
             "--root", str(self.dir / "cri"), "--netns-prefix", naming.local_prefix(self.run_id),
-            "--image-catalog", str(catalog), "--cni-conf-dir", str(conf.parent),
+            "--image-catalog", str(catalog), "--cni-conf-dir", str(self.cni_conf_dir),
             "--cni-bin-dir", str(bin_dir)])
         self._wait(lambda: self.cri_socket.exists(), "netpol-cri", "serving its socket", 30)
 
