@@ -170,15 +170,24 @@ def link_counters(netns: str, link: str) -> dict[str, int]:
 
 def wait_pod_cidr(core, node: str, timeout: float,
                   alive: Callable[[], None] = lambda: None) -> str:
-    """The Node's spec.podCIDR once the controller manager has set it."""
+    """The Node's spec.podCIDR once the kubelet has registered it and the controller manager
+    has set it; `alive` raises when a node process has exited."""
+    from kubernetes import client
+
     deadline = time.monotonic() + timeout
     while True:
         alive()
-        obj = core.read_node(node)
-        if obj.spec.pod_cidr:
+        try:
+            obj = core.read_node(node)
+        except client.ApiException as exc:
+            if exc.status != 404:       # 404: the kubelet has not registered it yet
+                raise
+            obj = None
+        if obj is not None and obj.spec.pod_cidr:
             return obj.spec.pod_cidr
         if time.monotonic() > deadline:
+            why = "no spec.podCIDR (the controller manager's node-ipam controller sets it)" \
+                if obj is not None else "not registered by its kubelet"
             raise FlannelError(f"starting flanneld on {node}",
-                               f"the Node has no spec.podCIDR after {timeout:g}s (the "
-                               f"controller manager's node-ipam controller sets it)")
+                               f"the Node is {why} after {timeout:g}s")
         time.sleep(0.3)

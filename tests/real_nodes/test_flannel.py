@@ -1,0 +1,255 @@
+"""Flannel on real nodes (issue 21): the real flanneld v0.28.10 on each node namespace (VXLAN,
+Kubernetes subnet manager), pods wired by the real bridge plugin with the configuration
+flannel's CNI plugin would make from subnet.env, the real kubelets over netpol-cri.
+
+Live: pods on two nodes talk over flannel's VXLAN (flannel.1's counters in both nodes rise with
+the cross-node requests and not with the same-node ones, which go over the bridge cni0); with
+no engine a NetworkPolicy is accepted and not enforced (the seed's false security), with
+kube-router's policy controller (the k3s pair) it is enforced. A SIGKILLed flannel run is
+found and removed by `cleanup`. Not live: what subnet.env must say, and the CNI configuration
+made from it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import naming
+from harness.backends.local import netns as nsx
+from harness.backends.local.backend import STATE_DIR, state_path
+from harness.backends.real.realnodes import flannel as fl
+from harness.backends.real.realnodes.cluster import RealNodesCluster
+from harness.cleanup import CLEANERS, find_leftovers
+from harness.shell import run
+from tests.real_nodes.conftest import needs_real_nodes
+from tests.real_nodes.test_real_nodes import NS, agnhost_pod, make_namespace, wait_ready
+
+live = needs_real_nodes("flanneld")
+GOOD = "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\n" \
+       "FLANNEL_IPMASQ=true\n"
+
+# -- subnet.env and the CNI configuration made from it --------------------------------------
+
+
+def test_subnet_env_as_flanneld_writes_it():
+    env = fl.parse_subnet_env(GOOD, "/x/subnet.env")
+    assert env == fl.SubnetEnv("10.244.0.0/16", "10.244.1.1/24", 1450, True)
+    assert env.subnet_network == "10.244.1.0/24"
+
+
+@pytest.mark.parametrize("text, says", [
+    ("FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_MTU=1450\n",
+     "missing FLANNEL_SUBNET, FLANNEL_IPMASQ"),
+    (GOOD.replace("10.244.0.0/16", "10.244.0.1/16"),
+     "FLANNEL_NETWORK='10.244.0.1/16': not an IPv4 network"),
+    (GOOD.replace("10.244.1.1/24", "fd00::1/64"), "FLANNEL_SUBNET='fd00::1/64': not an IPv4"),
+    (GOOD.replace("10.244.1.1/24", "10.9.1.1/24"),
+     "FLANNEL_SUBNET='10.9.1.1/24': not inside FLANNEL_NETWORK"),
+    (GOOD.replace("1450", "big"), "FLANNEL_MTU='big': not an integer"),
+    (GOOD.replace("1450", "100"), "FLANNEL_MTU='100': outside"),
+    (GOOD.replace("=true", "=yes"), "FLANNEL_IPMASQ='yes': neither true nor false"),
+])
+def test_a_bad_subnet_env_is_an_error_naming_the_file_and_the_field(text, says):
+    with pytest.raises(fl.FlannelError) as err:
+        fl.parse_subnet_env(text, "/run/x/subnet.env")
+    assert "/run/x/subnet.env" in str(err.value) and says in str(err.value), str(err.value)
+
+
+def test_the_conflist_is_what_flannels_plugin_hands_to_bridge():
+    """The plugin's delegate: the manifest's hairpinMode and isDefaultGateway, ipMasq = not
+    FLANNEL_IPMASQ, FLANNEL_MTU, isGateway, host-local over FLANNEL_SUBNET's network with a
+    route to FLANNEL_NETWORK; portmap after it (harness.backends.real.realnodes.flannel)."""
+    for ipmasq, bridge_masq in (("true", False), ("false", True)):
+        env = fl.parse_subnet_env(GOOD.replace("=true", f"={ipmasq}"), "s")
+        conf = fl.conflist(env, "netpol-proof-abcd", Path("/run/d"))
+        assert conf == {"cniVersion": "1.0.0", "name": "netpol-proof-abcd", "plugins": [
+            {"type": "bridge", "hairpinMode": True, "isDefaultGateway": True,
+             "ipMasq": bridge_masq, "mtu": 1450, "isGateway": True,
+             "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.1.0/24"}]],
+                      "routes": [{"dst": "10.244.0.0/16"}], "dataDir": "/run/d"}},
+            {"type": "portmap", "capabilities": {"portMappings": True}}]}
+
+
+def test_an_unknown_network_is_refused():
+    with pytest.raises(ValueError, match="unknown real-node network 'calico'"):
+        RealNodesCluster(network="calico")
+
+
+# -- live ------------------------------------------------------------------------------------
+
+POLICY = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+          "metadata": {"name": "deny-ingress-to-srv"},
+          "spec": {"podSelector": {"matchLabels": {"app": "srv"}}, "policyTypes": ["Ingress"]}}
+#: how long the engine may take to program a policy; the same window with and without one
+SETTLE = 20.0
+#: requests per direction when reading flannel.1's counters
+REQUESTS = 10
+
+
+def _labelled(name: str, node: str, app: str) -> dict:
+    pod = agnhost_pod(name, node)
+    pod["metadata"]["labels"] = {"app": app}
+    return pod
+
+
+def _route_dev(netns: str, ip: str) -> str:
+    out = run(["ip", "-n", netns, "-j", "route", "get", ip], timeout=10, check=True).stdout
+    return json.loads(out)[0]["dev"]
+
+
+@live
+@pytest.mark.parametrize("engine", [None, "kube-router"])
+def test_flannel_carries_cross_node_traffic_over_vxlan_and_enforces_no_policy_alone(engine):
+    from kubernetes import client
+    from kubernetes.stream import stream
+
+    with RealNodesCluster(network="flannel", engine=engine) as c:
+        assert c.plane is not None
+        api = c.plane.api_client()
+        core = client.CoreV1Api(api)
+        n1, n2 = c.nodes
+        # the subnets came from the controller manager, through flanneld, into the CNI config
+        cidrs = {n.metadata.name: n.spec.pod_cidr for n in core.list_node().items}
+        for rn in c.real:
+            env = c.subnet_env(rn)
+            assert env.subnet_network == cidrs[rn.node.name] and env.network == fl.NETWORK
+            assert env.mtu == 1450 and env.ipmasq       # eth0's 1500 less VXLAN's 50
+            conf = json.loads((rn.cni_conf_dir / "10-bridge.conflist").read_text())
+            assert conf["plugins"][0]["ipam"]["ranges"] == [[{"subnet": cidrs[rn.node.name]}]]
+        # no static pod route: the other node's subnet is routed over flannel.1 only
+        for me, other in ((n1, n2), (n2, n1)):
+            routes = run(["ip", "-n", me.netns, "-j", "route", "show"], timeout=10,
+                         check=True).stdout
+            assert {r["dst"]: r["dev"] for r in json.loads(routes)}.get(cidrs[other.name]) \
+                == fl.VXLAN_DEVICE, routes
+        make_namespace(core)
+        for name, node, app in (("srv", n1, "srv"), ("near", n1, "other"), ("far", n2, "other")):
+            core.create_namespaced_pod(NS, _labelled(name, node.name, app))
+        ready = wait_ready(core, ["srv", "near", "far"])
+        ip = {name: p.status.pod_ip for name, p in ready.items()}  # type: ignore[attr-defined]
+        assert _route_dev(n2.netns, ip["srv"]) == fl.VXLAN_DEVICE
+        assert _route_dev(n1.netns, ip["srv"]) == fl.BRIDGE
+
+        def curl(src: str, dst_ip: str, times: int = 1) -> str:
+            """The last answer of `times` GETs of `dst_ip`'s /hostname from `src`'s client
+            container, or `exit N` (curl's status: 7 refused, 28 timed out)."""
+            out = stream(core.connect_get_namespaced_pod_exec, src, NS, container="client",
+                         command=["sh", "-c", f"for i in $(seq {times}); do curl -sS "
+                                  f"--max-time 2 http://{dst_ip}:8080/hostname || echo exit $?;"
+                                  " echo; done"],
+                         stderr=False, stdin=False, stdout=True, tty=False)
+            answers = [line.strip() for line in out.splitlines() if line.strip()]
+            assert len(answers) == times, out
+            return answers[-1] if len(set(answers)) == 1 else f"mixed {answers}"
+
+        def counters() -> dict[str, dict[str, int]]:
+            return {n.name: fl.link_counters(n.netns, fl.VXLAN_DEVICE) for n in (n1, n2)}
+
+        # VXLAN proof: REQUESTS cross-node requests raise flannel.1's counters on both nodes
+        # by at least one packet each way per request; as many same-node ones raise neither
+        before = counters()
+        assert curl("far", ip["srv"], REQUESTS) == "srv"
+        mid = counters()
+        assert curl("near", ip["srv"], REQUESTS) == "srv"
+        after = counters()
+        for node, sent, got in ((n2.name, "tx", "rx"), (n1.name, "rx", "tx")):
+            for way in (sent, got):
+                rose = mid[node][f"{way}_packets"] - before[node][f"{way}_packets"]
+                assert rose >= REQUESTS, (node, way, before, mid)
+        assert after == mid, ("same-node traffic went over flannel.1", mid, after)
+        print(f"flannel.1 on {n2.name} during {REQUESTS} cross-node requests: "
+              f"{mid[n2.name]['tx_packets'] - before[n2.name]['tx_packets']} packets out, "
+              f"{mid[n2.name]['rx_packets'] - before[n2.name]['rx_packets']} in; "
+              f"during {REQUESTS} same-node requests: 0")
+
+        def observe() -> dict[str, str]:
+            return {"far->srv": curl("far", ip["srv"]), "near->srv": curl("near", ip["srv"]),
+                    "srv->loopback": curl("srv", "127.0.0.1"),
+                    "far->near": curl("far", ip["near"]), "srv->near": curl("srv", ip["near"])}
+
+        open_ = {"far->srv": "srv", "near->srv": "srv", "srv->loopback": "srv",
+                 "far->near": "near", "srv->near": "near"}
+        blocked = {**open_, "far->srv": "exit 7", "near->srv": "exit 7"}
+        assert observe() == open_
+        client.NetworkingV1Api(api).create_namespaced_network_policy(NS, POLICY)
+        # the same window and the same observations whatever the engine: the policy is
+        # accepted by the API server either way, and observed until SETTLE has passed
+        t = time.monotonic()
+        seen = [observe()]
+        while time.monotonic() - t < SETTLE:
+            time.sleep(1.0)
+            seen.append(observe())
+        if engine is None:
+            # flannel alone: nothing enforces; every observation in the window is open
+            assert all(s == open_ for s in seen), seen
+            print(f"flannel, no engine: policy accepted, not enforced for {SETTLE:g}s")
+        else:
+            # kube-router (the k3s pair): blocked from the other node (over VXLAN) and from
+            # the same bridge, with the controls answering, and it stays so once programmed
+            first = next((i for i, s in enumerate(seen) if s != open_), None)
+            assert first is not None and all(s == blocked for s in seen[first:]), seen
+            print(f"flannel + kube-router: enforced within {first + 1} observations")
+        assert sorted({p.name for _, p in c.node_procs}) == sorted(
+            ["flanneld"] + (["kube-proxy", "kube-router"] if engine else []))
+
+
+SCRIPT = """
+import sys
+from kubernetes import client
+from harness.backends.real.realnodes.cluster import RealNodesCluster
+from tests.real_nodes.test_real_nodes import agnhost_pod, make_namespace, wait_ready
+c = RealNodesCluster(run_id=sys.argv[1], network="flannel")
+c.up()
+core = client.CoreV1Api(c.plane.api_client())
+make_namespace(core)
+core.create_namespaced_pod("demo", agnhost_pod("a", c.nodes[0].name))
+wait_ready(core, ["a"])
+print("READY", flush=True)
+sys.stdin.read()
+"""
+
+
+@live
+def test_cleanup_removes_a_killed_flannel_run():
+    """flannel.1 and cni0 live in the run's node namespaces, subnet.env, net-conf.json and
+    host-local's files in its run directory: `cleanup` finds them all after a SIGKILL."""
+    run_id = naming.new_run_id()
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, run_id], stdout=subprocess.PIPE,
+                            stdin=subprocess.PIPE, text=True, cwd=root)
+    run_dir = Path(STATE_DIR) / run_id
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        assert line.strip() == "READY", line
+        prefix = naming.local_prefix(run_id)
+        nodes = sorted(n for n in nsx.list_netns() if n.startswith(prefix)
+                       and n[len(prefix):].startswith("n"))
+        assert len(nodes) == 2, nsx.list_netns()
+        assert {fl.VXLAN_DEVICE, fl.BRIDGE} <= set(nsx.links(nodes[0]))
+        assert fl.VXLAN_DEVICE in nsx.links(nodes[1])
+        made = [run_dir / n / "flannel" / f for n in nodes for f in ("subnet.env",
+                                                                     "net-conf.json")]
+        assert all(p.exists() for p in made), made
+        assert any((run_dir / nodes[0] / "cni" / "ipam").rglob("*")), "no host-local state"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    found = [x for x in find_leftovers() if x.run_id == run_id]
+    assert {"netns", "workdir", "controlplane-dir"} <= {x.kind for x in found}, found
+    by_name = {cl.name: cl for cl in CLEANERS}
+    errors = [e for x in found if (e := by_name[x.cleaner].remove(x))]
+    assert not errors, errors
+    assert not [x for x in find_leftovers() if x.run_id == run_id]
+    assert not [n for n in nsx.list_netns() if n.startswith(naming.local_prefix(run_id))]
+    assert not run_dir.exists() and not os.path.exists(state_path(run_id))
+    # flanneld of the run is gone with its namespace
+    assert not [line for line in run(["ps", "-eo", "args"], timeout=10).stdout.splitlines()
+                if "flanneld" in line and str(run_dir) in line]
