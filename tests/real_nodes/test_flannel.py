@@ -253,3 +253,49 @@ def test_cleanup_removes_a_killed_flannel_run():
     # flanneld of the run is gone with its namespace
     assert not [line for line in run(["ps", "-eo", "args"], timeout=10).stdout.splitlines()
                 if "flanneld" in line and str(run_dir) in line]
+
+
+@live
+def test_with_flanneld_stopped_existing_pods_keep_talking_and_new_pods_are_wired():
+    """Fault (issue 21 item 5): flanneld stopped on both nodes (SIGTERM, as a deleted
+    DaemonSet pod is). flannel.1, its routes, neighbour and FDB entries stay in the kernel and
+    subnet.env stays on disk, so pods keep talking across the nodes, and pods made afterwards
+    are wired (the CNI configuration does not need flanneld) and reach the other node."""
+    from kubernetes import client
+    from kubernetes.stream import stream
+
+    from harness.shell import stop
+
+    with RealNodesCluster(network="flannel") as c:
+        assert c.plane is not None
+        core = client.CoreV1Api(c.plane.api_client())
+        n1, n2 = c.nodes
+        make_namespace(core)
+        core.create_namespaced_pod(NS, agnhost_pod("srv", n1.name))
+        core.create_namespaced_pod(NS, agnhost_pod("far", n2.name))
+        ip = {k: p.status.pod_ip for k, p in  # type: ignore[attr-defined]
+              wait_ready(core, ["srv", "far"]).items()}
+
+        def curl(src: str, dst_ip: str) -> str:
+            out = stream(core.connect_get_namespaced_pod_exec, src, NS, container="client",
+                         command=["sh", "-c", f"curl -sS --max-time 2 http://{dst_ip}:8080/"
+                                  "hostname || echo exit $?"],
+                         stderr=False, stdin=False, stdout=True, tty=False)
+            return out.strip()
+
+        assert (curl("far", ip["srv"]), curl("srv", ip["far"])) == ("srv", "far")
+        for rn in c.real:
+            assert stop(rn.procs.pop("flanneld"), grace=20.0) == 0
+        c.node_procs = [(rn, p) for rn, p in c.node_procs if p.name != "flanneld"]
+        t = time.monotonic()
+        while time.monotonic() - t < 10.0:
+            assert (curl("far", ip["srv"]), curl("srv", ip["far"])) == ("srv", "far")
+            time.sleep(1.0)
+        for rn in c.real:
+            assert fl.VXLAN_DEVICE in nsx.links(rn.node.netns)
+        core.create_namespaced_pod(NS, agnhost_pod("new1", n1.name))
+        core.create_namespaced_pod(NS, agnhost_pod("new2", n2.name))
+        ip = {k: p.status.pod_ip for k, p in  # type: ignore[attr-defined]
+              wait_ready(core, ["srv", "far", "new1", "new2"], timeout=60).items()}
+        assert (curl("new2", ip["srv"]), curl("new1", ip["far"]), curl("far", ip["new1"]),
+                curl("srv", ip["new2"])) == ("srv", "far", "new1", "new2")
