@@ -12,8 +12,8 @@ flannel's CNI plugin (github.com/flannel-io/cni-plugin) is not served by the Go 
 so it is not run. What it does on ADD is small: read `subnet.env` and call the bridge plugin
 with its `delegate` section plus: `name` = the network's name, `type: bridge`, `ipMasq` = not
 FLANNEL_IPMASQ, `mtu` = FLANNEL_MTU, `isGateway: true`, and an IPAM section `host-local` with
-`ranges` = [[FLANNEL_SUBNET's network]] and `routes` = [FLANNEL_NETWORK] (docs/sources.md,
-"Flannel"). `conflist` writes exactly that bridge configuration, with the delegate section of
+`ranges` = [[FLANNEL_SUBNET's network]] and `routes` = [FLANNEL_NETWORK] (docs/sources.md
+§19). `conflist` writes exactly that bridge configuration, with the delegate section of
 flannel's own manifest (`hairpinMode`, `isDefaultGateway`) and portmap after it, as the
 manifest's conflist has. The bridge is the bridge plugin's default `cni0`: it lives inside the
 run's node namespace (np-<run>-n<k>), as `flannel.1` does, and goes with it.
@@ -53,7 +53,7 @@ VXLAN_DEVICE = "flannel.1"
 #: the bridge plugin's default bridge name (flannel's plugin does not set one)
 BRIDGE = "cni0"
 USER = "netpol-proof:flannel"
-#: flannel's own manifest (Documentation/kube-flannel.yml, ClusterRole flannel)
+#: flannel's own manifest grants this (its ClusterRole flannel; docs/sources.md §19)
 ROLE = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
         {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": [""], "resources": ["nodes/status"], "verbs": ["patch"]}]
