@@ -336,3 +336,20 @@ def test_missing_says_why_for_each_absent_component_and_passes_when_all_are_ther
     assert "critest: critest v1.34.0 is not available" in capsys.readouterr().out
     _fill_entry("critest")
     assert comp.main(["missing", "critest"]) == 0
+
+
+def test_a_cgo_family_without_a_c_compiler_says_so_and_build_refuses(clean_env, monkeypatch):
+    """flanneld is built with cgo (docs/components.md, Flannel): Go alone is not enough."""
+    go = shutil.which("go")
+    if go is None:
+        pytest.skip("no Go toolchain on PATH")
+    only_go = clean_env / "only-go"
+    only_go.mkdir()
+    (only_go / "go").symlink_to(go)
+    monkeypatch.setenv("PATH", str(only_go))
+    ok, why = comp.go_toolchain("flannel")
+    assert not ok and "C compiler" in why and "cgo" in why and "gcc" in why, why
+    assert comp.go_toolchain("etcd")[0]            # a cgo-free family does not need one
+    with pytest.raises(ComponentMissing, match="cannot build flannel v0.28.10: .*C compiler"):
+        comp.build(["flanneld"], status=lambda _msg: None)
+    assert not comp.entry_dir("flannel").exists()

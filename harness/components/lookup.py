@@ -181,6 +181,11 @@ def go_toolchain(family: str) -> tuple[bool, str]:
             _version_tuple(have.removeprefix("go")) < _version_tuple(need):
         return False, (f"{go} is {have}, and building {family} needs Go >= {need} "
                        "(GOTOOLCHAIN=local: no toolchain download)")
+    if fam.cgo:
+        cc = os.environ.get("CC") or "gcc"
+        if not shutil.which(cc.split()[0]):
+            return False, (f"{family} is built with cgo and needs a C compiler: `{cc}` is not "
+                           "on PATH (apt-get install gcc, or set CC)")
     return True, have
 
 
