@@ -299,3 +299,13 @@ def test_with_flanneld_stopped_existing_pods_keep_talking_and_new_pods_are_wired
               wait_ready(core, ["srv", "far", "new1", "new2"], timeout=60).items()}
         assert (curl("new2", ip["srv"]), curl("new1", ip["far"]), curl("far", ip["new1"]),
                 curl("srv", ip["new2"])) == ("srv", "far", "new1", "new2")
+
+
+def test_the_description_says_what_runs():
+    assert fl.describe(None) == fl.describe("none") == (
+        "real flanneld v0.28.10 (VXLAN) + real bridge plugin v1.10.0 (its configuration written "
+        "by netpol-proof from subnet.env, as flannel's CNI plugin would), no policy engine")
+    assert fl.describe("kube-router").endswith(
+        "+ real kube-router v2.10.0 (network-policy controller only)")
+    with pytest.raises(ValueError, match="not 'calico'"):
+        fl.describe("calico")
