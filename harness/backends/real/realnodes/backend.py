@@ -188,12 +188,13 @@ class RealNodesBackend(KubeBackendBase):
         plane = " + ".join(f"real {n} {v(n)}" for n in (
             "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet",
             "kube-proxy", "coredns"))
-        versions = {n: v(n) for n in ("kube-router", "calico-felix")}
+        versions = {n: v(n) for n in ("kube-router", "calico-felix", "flanneld")}
         cni = self.cni.describe.format(cni=v("bridge"), **versions)
+        routes = "routed by flannel's VXLAN" if self.cni.network == "flannel" else \
+            "routes between them static"
         return (f"{plane} + {cni}, pods run by netpol-proof's CRI runtime netpol-cri "
                 f"{v('netpol-cri')} (namespaces, no cgroups, images built locally), no "
-                f"container registry; CoreDNS as a pod; two node namespaces, routes between "
-                f"them static")
+                f"container registry; CoreDNS as a pod; two node namespaces, {routes}")
 
     # -- up -------------------------------------------------------------------------------------
     def up(self) -> None:
@@ -208,7 +209,9 @@ class RealNodesBackend(KubeBackendBase):
                                    engine=self.cni.engine_row, ready_timeout=self.ready_timeout,
                                    images={coredns_ref(): coredns_image(
                                        components.find("coredns"))},
-                                   before_engine=self._install_dns)
+                                   before_engine=self._install_dns,
+                                   network="flannel" if self.cni.network == "flannel"
+                                   else "bridge")
         self.cluster = cluster
         try:
             cluster.up()

@@ -37,7 +37,7 @@ class RealNodesCni:
 
     name: str
     #: how pods are wired: "bridge" (the CNI plugins' bridge + host-local, like k3s),
-    #: "calico" (Calico's CNI plugin), "flannel"
+    #: "calico" (Calico's CNI plugin), "flannel" (real flanneld's VXLAN, the bridge plugin)
     network: str
     #: the policy engine (a row of harness.backends.real.engines), None: none runs
     engine: str | None
@@ -59,6 +59,9 @@ class RealNodesCni:
 
 
 _BRIDGE = "real CNI plugins (bridge, host-local, loopback, portmap {cni})"
+_FLANNEL = ("real flanneld {flanneld} (VXLAN) + real CNI plugins (bridge, host-local, loopback, "
+            "portmap {cni}; the bridge configuration written by netpol-proof from flanneld's "
+            "subnet.env, as flannel's CNI plugin would make it)")
 
 SPECS: dict[str, RealNodesCni] = {c.name: c for c in (
     RealNodesCni("kube-router", "bridge", "kube-router",
@@ -66,6 +69,15 @@ SPECS: dict[str, RealNodesCni] = {c.name: c for c in (
     RealNodesCni("calico", "calico", "calico", "real Calico Felix {calico-felix} + real Calico "
                  "CNI plugin {calico-felix} (host-local IPAM)"),
     RealNodesCni("none", "bridge", None, f"no policy engine + {_BRIDGE}"),
+    # real flanneld (harness.backends.real.realnodes.flannel): alone it enforces nothing, the
+    # seed's false security on the real thing; with kube-router's policy controller it is the
+    # pair k3s installs by default, named `k3s` (a CNI name is [a-z0-9-]: no `+`)
+    RealNodesCni("flannel", "flannel", None, f"{_FLANNEL}, no policy engine", (
+        ("enforces", "real flanneld wires and routes the pods and programs no policy rule; no "
+                     "engine runs: the real API server accepts every policy and nothing "
+                     "enforces it (what a Flannel cluster does)"),)),
+    RealNodesCni("k3s", "flannel", "kube-router",
+                 f"real kube-router {{kube-router}} + {_FLANNEL}"),
 )}
 
 CNIS = tuple(SPECS)
