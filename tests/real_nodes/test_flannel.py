@@ -301,11 +301,17 @@ def test_with_flanneld_stopped_existing_pods_keep_talking_and_new_pods_are_wired
                 curl("srv", ip["new2"])) == ("srv", "far", "new1", "new2")
 
 
-def test_the_description_says_what_runs():
-    assert fl.describe(None) == fl.describe("none") == (
-        "real flanneld v0.28.10 (VXLAN) + real bridge plugin v1.10.0 (its configuration written "
-        "by netpol-proof from subnet.env, as flannel's CNI plugin would), no policy engine")
-    assert fl.describe("kube-router").endswith(
-        "+ real kube-router v2.10.0 (network-policy controller only)")
-    with pytest.raises(ValueError, match="not 'calico'"):
-        fl.describe("calico")
+
+def test_the_realnodes_rows_say_flannel_runs_and_what_polices():
+    """The run header of `--backend realnodes --cni flannel|k3s` (issue 21: "real flanneld
+    v0.28.x (VXLAN), no policy engine"); flannel declares nothing enforced, k3s kube-router's."""
+    from harness.backends import capabilities, get_backend
+
+    alone = get_backend("realnodes", "flannel", run_id="abcd12").describe()
+    assert "real flanneld v0.28.10 (VXLAN)" in alone and "no policy engine" in alone, alone
+    assert "written by netpol-proof from flanneld's subnet.env" in alone
+    assert alone.endswith("routed by flannel's VXLAN") and "kube-router" not in alone
+    k3s = get_backend("realnodes", "k3s", run_id="abcd12").describe()
+    assert "real kube-router v2.10.0 + real flanneld v0.28.10 (VXLAN)" in k3s, k3s
+    assert not capabilities("realnodes", "flannel").enforces
+    assert capabilities("realnodes", "k3s").enforces

@@ -192,19 +192,3 @@ def wait_pod_cidr(core, node: str, timeout: float,
                                f"the Node is {why} after {timeout:g}s")
         time.sleep(0.3)
 
-
-def describe(engine: str | None) -> str:
-    """What a flannel run's pods are connected and policed by, for a run header: e.g. `real
-    flanneld v0.28.10 (VXLAN) + real bridge plugin v1.10.0 (its configuration written by
-    netpol-proof from subnet.env, as flannel's CNI plugin would), no policy engine`."""
-    from harness.components import COMPONENTS
-
-    net = (f"real flanneld {COMPONENTS['flanneld'].version} (VXLAN) + real bridge plugin "
-           f"{COMPONENTS['bridge'].version} (its configuration written by netpol-proof from "
-           "subnet.env, as flannel's CNI plugin would)")
-    if engine is None or engine == "none":
-        return f"{net}, no policy engine"
-    if engine == "kube-router":
-        return (f"{net} + real kube-router {COMPONENTS['kube-router'].version} "
-                "(network-policy controller only)")
-    raise ValueError(f"flannel on real nodes runs with no engine or kube-router, not {engine!r}")
