@@ -80,7 +80,8 @@ OPTIONS: tuple[Option, ...] = (
            "CNI(s) to run every scenario on, comma-separated; each scenario runs once per CNI "
            "(test id name[cni]). local: enforcing, open (emulated), kube-router, calico, none "
            "(real engines; realnodes: these, flannel, k3s). kind: kindnet, calico, cilium, "
-           "flannel", "NAME,..."),    _row("probe_timeout", "--probe-timeout",
+           "flannel", "NAME,..."),
+    _row("probe_timeout", "--probe-timeout",
          "seconds one probe waits for an answer (default 1 local, 2 kube)", "SECONDS"),
     _row("converge_timeout", "--converge-timeout",
          "seconds a step may take to reach a stable result (default 10 local, 30 real "
