@@ -206,7 +206,7 @@ import sys
 from kubernetes import client
 from harness.backends.real.realnodes.cluster import RealNodesCluster
 from tests.real_nodes.test_real_nodes import agnhost_pod, make_namespace, wait_ready
-c = RealNodesCluster(run_id=sys.argv[1], network="flannel")
+c = RealNodesCluster(run_id=sys.argv[1], {args})
 c.up()
 core = client.CoreV1Api(c.plane.api_client())
 make_namespace(core)
@@ -221,9 +221,17 @@ sys.stdin.read()
 def test_cleanup_removes_a_killed_flannel_run():
     """flannel.1 and cni0 live in the run's node namespaces, subnet.env, net-conf.json and
     host-local's files in its run directory: `cleanup` finds them all after a SIGKILL."""
+    kill_and_clean('network="flannel"', {fl.VXLAN_DEVICE, fl.BRIDGE})
+
+
+def kill_and_clean(args: str, links: set[str]) -> None:
+    """A cluster of RealNodesCluster(`args`) with a pod on the first node, SIGKILLed: `links`
+    were in that node, flanneld's files and host-local's in the run directory; `cleanup`
+    removes all of it."""
     run_id = naming.new_run_id()
     root = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, run_id], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT.format(args=args), run_id],
+                            stdout=subprocess.PIPE,
                             stdin=subprocess.PIPE, text=True, cwd=root)
     run_dir = Path(STATE_DIR) / run_id
     try:
@@ -233,7 +241,7 @@ def test_cleanup_removes_a_killed_flannel_run():
         nodes = sorted(n for n in nsx.list_netns() if n.startswith(prefix)
                        and n[len(prefix):].startswith("n"))
         assert len(nodes) == 2, nsx.list_netns()
-        assert {fl.VXLAN_DEVICE, fl.BRIDGE} <= set(nsx.links(nodes[0]))
+        assert links <= set(nsx.links(nodes[0])), nsx.links(nodes[0])
         assert fl.VXLAN_DEVICE in nsx.links(nodes[1])
         made = [run_dir / n / "flannel" / f for n in nodes for f in ("subnet.env",
                                                                      "net-conf.json")]

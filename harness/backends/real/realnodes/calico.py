@@ -76,11 +76,13 @@ def cni_bin_dir(node_dir: Path) -> Path:
     return d
 
 
-def conflist(run_id: str, node: NodeNet, node_dir: Path, kubeconfig: Path) -> dict:
-    """Calico's plugin (module docstring) + portmap, as Calico's manifests chain them."""
+def conflist(run_id: str, node: NodeNet, node_dir: Path, kubeconfig: Path,
+             mtu: int = MTU) -> dict:
+    """Calico's plugin (module docstring) + portmap, as Calico's manifests chain them; `mtu`:
+    the pods' (less than MTU under an encapsulation: harness.backends.real.realnodes.canal)."""
     return {"cniVersion": "1.0.0", "name": f"{naming.PROJECT}-{run_id}", "plugins": [
         {"type": "calico", "datastore_type": "kubernetes", "nodename": node.name,
-         "nodename_file_optional": True, "mtu": MTU, "log_level": "info",
+         "nodename_file_optional": True, "mtu": mtu, "log_level": "info",
          "log_file_path": str(node_dir / "logs" / "calico-cni.log"),
          "ipam": {"type": "host-local", "subnet": "usePodCidr",
                   "dataDir": str(node_dir / "cni" / "ipam")},

@@ -21,6 +21,8 @@ nodes, the bridge plugin on each) or `flannel` (no static pod routes: the contro
 hands out each Node's spec.podCIDR, a real flanneld per node routes them over its VXLAN device,
 and the bridge configuration flannel's CNI plugin would make is written from its subnet.env:
 harness.backends.real.realnodes.flannel). Nodes become Ready only once that is written.
+Both (`network="flannel", engine="calico"`) is Canal: flanneld between the nodes, Calico's CNI
+plugin and Felix on them (harness.backends.real.realnodes.canal).
 
 Teardown (also on an exception during bring-up): kubelets, runtimes (each stops its containers
 and undoes its pods' networks), control plane, egress proxy, node namespaces (killing whatever
@@ -46,6 +48,7 @@ from harness.backends.real import engines as enginesx
 from harness.backends.real import nodes as nodesx
 from harness.backends.real.controlplane.plane import ControlPlane
 from harness.backends.real.realnodes import calico as calicox
+from harness.backends.real.realnodes import canal as canalx
 from harness.backends.real.realnodes import flannel as flannelx
 from harness.backends.real.realnodes.egress import NodeEgress, egress_config
 from harness.backends.real.realnodes.node import NodeError, RealNode
@@ -69,11 +72,6 @@ class RealNodesCluster:
         if network not in flannelx.NETWORKS:
             raise ValueError(f"unknown real-node network {network!r}: expected one of "
                              f"{', '.join(flannelx.NETWORKS)}")
-        if network == "flannel" and engine is not None and \
-                enginesx.spec(engine).calico_datastore:
-            raise NodeError(f"starting engine {engine} over flannel on real nodes",
-                            "Felix over flannel (Canal) is not wired yet: Calico's CNI plugin "
-                            "would have to take its subnets from flannel")
         self.network = network
         self.engine = engine
         #: Calico's CNI plugin wires the pods and its datastore is installed (engine calico)
@@ -149,7 +147,7 @@ class RealNodesCluster:
         if self.network == "flannel":
             self.start_flannel()
         self.wait_nodes_ready()
-        if self.calico:
+        if self.calico and self.network != "flannel":
             from kubernetes import client
 
             calicox.assign_pod_cidrs(client.CoreV1Api(self.plane.api_client()), self.nodes)
@@ -166,18 +164,20 @@ class RealNodesCluster:
 
     def _cni(self, rn: RealNode) -> tuple[dict | None, Path] | None:
         """The pods' CNI configuration and plugins on `rn`, a function of (network, engine):
-        flannel: the bridge plugins with no configuration yet (start_flannel writes it from
-        subnet.env); Calico's plugin for calico (Felix matches only the workloads it makes);
-        else the node's default (None: the bridge)."""
+        Calico's plugin for calico (Felix matches only the workloads it makes), over flannel
+        too (Canal: harness.backends.real.realnodes.canal, with the pods' MTU under VXLAN);
+        flannel alone: the bridge plugins with no configuration yet (start_flannel writes it
+        from subnet.env); else the node's default (None: the bridge)."""
+        if self.calico:
+            assert self.plane is not None
+            return (calicox.conflist(self.run_id, rn.node, rn.dir,
+                                     self.plane.kubeconfig_for_netns(rn.node.netns,
+                                                                     calicox.CNI_USER),
+                                     canalx.MTU if self.network == "flannel" else calicox.MTU),
+                    calicox.cni_bin_dir(rn.dir))
         if self.network == "flannel":
             return None, components.find("bridge").parent
-        if not self.calico:
-            return None
-        assert self.plane is not None
-        return (calicox.conflist(self.run_id, rn.node, rn.dir,
-                                 self.plane.kubeconfig_for_netns(rn.node.netns,
-                                                                 calicox.CNI_USER)),
-                calicox.cni_bin_dir(rn.dir))
+        return None
 
     def start_flannel(self) -> None:
         """flanneld on every node once its Node has a spec.podCIDR, then each node's CNI
@@ -194,6 +194,8 @@ class RealNodesCluster:
             self._start(rn, flannelx.flanneld(
                 binary, rn.node, self._kubeconfig(rn, flannelx.USER), rn.dir / "flannel"))
         self.wait_node_processes()
+        if self.calico:         # Canal: Calico's conflist, written with the runtime
+            return
         for rn in self.real:
             env = self.subnet_env(rn)
             rn.write_conflist(flannelx.conflist(env, f"{naming.PROJECT}-{self.run_id}",
@@ -225,11 +227,12 @@ class RealNodesCluster:
             self.before_engine(self)
         if spec.node_process is not None:
             for rn in self.real:
-                self._start(rn, spec.node_process(enginesx.NodeEnv(
+                p = spec.node_process(enginesx.NodeEnv(
                     binaries, rn.node.netns, rn.node.name,
                     functools.partial(self._user_kubeconfig, rn),
-                    functools.partial(self._kubeconfig, rn, None), str(rn.dir),
-                    _no_trace)))
+                    functools.partial(self._kubeconfig, rn, None), str(rn.dir), _no_trace))
+                self._start(rn, canalx.felix(p) if self.calico and self.network == "flannel"
+                            else p)
         self.wait_node_processes()
 
     def _user_kubeconfig(self, rn: RealNode, process: str) -> str:
