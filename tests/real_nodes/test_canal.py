@@ -139,3 +139,20 @@ def test_canal_carries_cross_node_traffic_over_vxlan_and_felix_enforces():
 def test_cleanup_removes_a_killed_canal_run():
     """As flannel's (tests/real_nodes/test_flannel.py), with a cali veth in place of cni0."""
     kill_and_clean('network="flannel", engine="calico"', {fl.VXLAN_DEVICE})
+
+
+def test_the_realnodes_row_canal_says_flannel_routes_and_felix_polices():
+    """`--backend realnodes --cni canal`: the run header names flanneld, Calico's CNI plugin in
+    host-local mode and Felix; it declares Felix's enforcement (a dropping engine); the cluster
+    it asks for is flannel's network with the calico engine."""
+    from harness.backends import capabilities, get_backend
+    from harness.backends.real.realnodes import cnis
+
+    text = get_backend("realnodes", "canal", run_id="abcd12").describe()
+    assert "real Calico Felix v3.31.0 + real Calico CNI plugin v3.31.0 (host-local IPAM, " \
+           "usePodCidr) + real flanneld v0.28.10 (VXLAN)" in text, text
+    assert text.endswith("routed by flannel's VXLAN") and "bridge" not in text, text
+    row = cnis.spec("canal")
+    assert (row.network, row.engine_row) == ("flannel", "calico")
+    caps = capabilities("realnodes", "canal")
+    assert caps.enforces and caps.deny_response == "drop"

@@ -37,7 +37,8 @@ class RealNodesCni:
 
     name: str
     #: how pods are wired: "bridge" (the CNI plugins' bridge + host-local, like k3s),
-    #: "calico" (Calico's CNI plugin), "flannel" (real flanneld's VXLAN, the bridge plugin)
+    #: "calico" (Calico's CNI plugin), "flannel" (real flanneld's VXLAN, the bridge plugin;
+    #: Calico's CNI plugin with the calico engine: Canal)
     network: str
     #: the policy engine (a row of harness.backends.real.engines), None: none runs
     engine: str | None
@@ -78,6 +79,11 @@ SPECS: dict[str, RealNodesCni] = {c.name: c for c in (
                      "enforces it (what a Flannel cluster does)"),)),
     RealNodesCni("k3s", "flannel", "kube-router",
                  f"real kube-router {{kube-router}} + {_FLANNEL}"),
+    # Canal (harness.backends.real.realnodes.canal): flanneld's VXLAN between the nodes,
+    # Calico's CNI plugin wiring the pods, Felix enforcing
+    RealNodesCni("canal", "flannel", "calico", "real Calico Felix {calico-felix} + real Calico "
+                 "CNI plugin {calico-felix} (host-local IPAM, usePodCidr) + real flanneld "
+                 "{flanneld} (VXLAN), as Calico's canal.yaml puts them together"),
 )}
 
 CNIS = tuple(SPECS)
