@@ -10,7 +10,8 @@ put together as Calico's manifests/canal.yaml installs it (docs/sources.md §18,
     that the controller manager handed out and flanneld routes; the harness writes none. The
     bridge configuration flannel's plugin would make is not written (Canal's nodes carry
     Calico's conflist only). The pods' MTU is `MTU`, eth0's 1500 less VXLAN's 50: what
-    flanneld writes as FLANNEL_MTU here (tests/real_nodes/test_canal.py reads it back).
+    flanneld writes as FLANNEL_MTU here (tests/real_nodes/test_canal.py reads it back);
+    canal.yaml leaves it to calico-node's auto-detection, and no calico-node runs here.
   - Felix enforcing, with calico-node's environment of canal.yaml on top of today's
     (`FELIX_ENV`): no Calico networking (no BGP, no Calico encapsulation: flannel routes),
     pod CIDRs from the Nodes, and traffic from a pod to its own node accepted (Felix's default
