@@ -31,6 +31,9 @@ BENCHES = [
      "bench_real_engines.py", True),
     ("the whole library on each real engine: library time, time to enforce over the library "
      "(median, max; tens of minutes)", "bench_engines_library.py", True),
+    ("the whole library on the kube path on real kubelets (realnodes), per CNI: wall with "
+     "bring-up, the floor (sum of rounds x probe timeout / jobs), the ratio (targets: < 3 min "
+     "per engine, < 1.5 x the floor; tens of minutes)", "bench_realnodes_library.py", True),
     ("fault scenarios per engine (emulated, kube-router, calico): the fail-open window of a "
      "restart and a stop, how long after the start a change made while down takes effect",
      "bench_faults.py", True),

@@ -1,0 +1,108 @@
+"""Benchmark: the whole scenario library on the kube path on real kubelets (`--backend realnodes`),
+per CNI: wall time with bring-up, its floor, the ratio, and the outcomes.
+
+The floor (issue 20's definition): every round of every step (baseline included) waits at most
+one probe timeout, and `jobs` scenarios are in flight at once, so no run of the library can be
+shorter than sum(rounds x probe timeout) / jobs. Scenarios that must run alone
+(harness/scenario/sharing.py: fault steps, cluster-scoped objects) cannot share that division;
+their rounds are added whole. Exec round trips and execs per probe are bench_kube_exec.py's.
+
+Runs each CNI in a `python -m harness run` of its own (`--cnis kube-router,calico,...`), or reads
+a results file written by a run that is already done (`--results FILE --wall SECONDS`: the
+figures of, say, the test command's step, where the CNIs ran side by side in one run).
+Asserts nothing; run as root. A CNI whose components are missing is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from harness.scenario import load_scenario
+from harness.scenario.sharing import runs_alone
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def floor_seconds(doc: dict, cni: str | None = None) -> tuple[float, float, int]:
+    """(floor, sum of round timeouts, scenarios counted) over the file's non-skipped scenarios
+    of `cni` (all when None). Over several CNIs (one cluster each, side by side) the floor is
+    the larger of the longest one cluster's run-alone rounds and all rounds / jobs."""
+    if cni is None:
+        per = [floor_seconds(doc, c) for c in sorted({s["profile"] for s in doc["scenarios"]})]
+        jobs = max(1, int(doc["meta"].get("jobs") or 1))
+        total = sum(t for _, t, _ in per)
+        return max([total / jobs] + [f for f, _, _ in per]), total, sum(n for _, _, n in per)
+    meta = doc["meta"]
+    timeout, jobs = float(meta["probe_timeout"]), max(1, int(meta.get("jobs") or 1))
+    shared = alone = 0.0
+    count = 0
+    for s in doc["scenarios"]:
+        if (cni and s.get("profile") != cni) or s.get("outcome") == "skipped":
+            continue
+        rounds = sum(int(st.get("rounds") or 0) for st in s.get("steps") or [])
+        rounds += int((s.get("baseline") or {}).get("rounds") or 0)
+        path = Path(s["path"]) if Path(s["path"]).is_absolute() else ROOT / s["path"]
+        if path.exists() and runs_alone(load_scenario(path)) is not None:
+            alone += rounds * timeout
+        else:
+            shared += rounds * timeout
+        count += 1
+    return max(alone + shared / jobs, (alone + shared) / jobs), alone + shared, count
+
+
+def report(doc: dict, wall: float, cnis: list[str]) -> None:
+    for cni in cnis:
+        floor, total, count = floor_seconds(doc, cni)
+        outcomes = Counter(s.get("outcome") for s in doc["scenarios"] if s.get("profile") == cni)
+        print(f"  {cni:12s} scenarios {count:3d}  round timeouts {total:7.0f} s  floor "
+              f"{floor:6.0f} s  outcomes {dict(outcomes)}")
+    floor, total, count = floor_seconds(doc)
+    ratio = wall / floor if floor else float("nan")
+    print(f"  all          scenarios {count:3d}  wall {wall:6.0f} s  floor {floor:6.0f} s  "
+          f"ratio {ratio:4.2f}  (jobs {doc['meta'].get('jobs')}, probe timeout "
+          f"{doc['meta']['probe_timeout']} s; target: under 180 s per engine, within 1.5 x "
+          f"the floor)")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cnis", default="kube-router,calico,none")
+    ap.add_argument("--dir", default="scenarios/")
+    ap.add_argument("--jobs", type=int, default=12)
+    ap.add_argument("--results", help="a results JSON of a finished realnodes run")
+    ap.add_argument("--wall", type=float, help="that run's wall time in seconds")
+    args = ap.parse_args()
+    cnis = [c for c in args.cnis.split(",") if c]
+    if args.results:
+        if args.wall is None:
+            ap.error("--results needs --wall (the run's wall time)")
+        doc = json.loads(Path(args.results).read_text())
+        report(doc, args.wall, sorted({s["profile"] for s in doc["scenarios"]}))
+        return 0
+    from harness.components import available
+
+    for cni in cnis:
+        with tempfile.TemporaryDirectory(prefix="netpol-proof-bench-") as tmp:
+            out = Path(tmp) / "results.json"
+            t = time.monotonic()
+            rc = subprocess.call([sys.executable, "-m", "harness", "run", args.dir, "--backend",
+                                  "realnodes", "--cni", cni, "-j", str(args.jobs), "--json",
+                                  str(out)], stdout=subprocess.DEVNULL, cwd=ROOT)
+            wall = time.monotonic() - t
+            if not out.exists():
+                ok, why = available("kubelet")
+                print(f"  {cni}: no results (exit {rc}){'' if ok else ': ' + why}")
+                continue
+            report(json.loads(out.read_text()), wall, [cni])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
