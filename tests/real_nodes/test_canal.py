@@ -21,7 +21,10 @@ from harness.backends.real.realnodes import canal as canalx
 from harness.backends.real.realnodes import flannel as fl
 from harness.backends.real.realnodes.cluster import RealNodesCluster
 from tests.real_nodes.conftest import needs_real_nodes
-from tests.real_nodes.test_flannel import POLICY, REQUESTS, SETTLE, _labelled, _route_dev, kill_and_clean
+from tests.real_nodes.flannel_pods import OPEN, assert_vxlan_carries
+from tests.real_nodes.flannel_pods import blocked as blocked_by
+from tests.real_nodes.flannel_pods import observe as observe_pods
+from tests.real_nodes.test_flannel import POLICY, SETTLE, _labelled, _route_dev, kill_and_clean
 from tests.real_nodes.test_real_nodes import NS, make_namespace, wait_ready
 
 live = needs_real_nodes("flanneld", "calico-felix", "calico")
@@ -42,7 +45,6 @@ def test_canals_felix_environment_is_added_to_felixs_own():
 @live
 def test_canal_carries_cross_node_traffic_over_vxlan_and_felix_enforces():
     from kubernetes import client
-    from kubernetes.stream import stream
 
     from harness.shell import run
 
@@ -74,42 +76,13 @@ def test_canal_carries_cross_node_traffic_over_vxlan_and_felix_enforces():
         assert _route_dev(n2.netns, ip["srv"]) == fl.VXLAN_DEVICE
         assert _route_dev(n1.netns, ip["srv"]).startswith("cali")
 
-        def curl(src: str, dst_ip: str, times: int = 1) -> str:
-            out = stream(core.connect_get_namespaced_pod_exec, src, NS, container="client",
-                         command=["sh", "-c", f"for i in $(seq {times}); do curl -sS "
-                                  f"--max-time 2 http://{dst_ip}:8080/hostname || echo exit $?;"
-                                  " echo; done"],
-                         stderr=False, stdin=False, stdout=True, tty=False)
-            answers = [line.strip() for line in out.splitlines() if line.strip()]
-            assert len(answers) == times, out
-            return answers[-1] if len(set(answers)) == 1 else f"mixed {answers}"
-
-        def counters() -> dict[str, dict[str, int]]:
-            return {n.name: fl.link_counters(n.netns, fl.VXLAN_DEVICE) for n in (n1, n2)}
-
-        before = counters()
-        assert curl("far", ip["srv"], REQUESTS) == "srv"
-        mid = counters()
-        assert curl("near", ip["srv"], REQUESTS) == "srv"
-        after = counters()
-        for node, sent, got in ((n2.name, "tx", "rx"), (n1.name, "rx", "tx")):
-            for way in (sent, got):
-                rose = mid[node][f"{way}_packets"] - before[node][f"{way}_packets"]
-                assert rose >= REQUESTS, (node, way, before, mid)
-        assert after == mid, ("same-node traffic went over flannel.1", mid, after)
-        print(f"canal: flannel.1 on {n2.name} during {REQUESTS} cross-node requests: "
-              f"{mid[n2.name]['tx_packets'] - before[n2.name]['tx_packets']} packets out, "
-              f"{mid[n2.name]['rx_packets'] - before[n2.name]['rx_packets']} in")
+        assert_vxlan_carries(core, (n1, n2), ip, "canal")
+        open_ = OPEN
+        blocked = blocked_by("exit 28")     # Felix drops: a denied connect times out
 
         def observe() -> dict[str, str]:
-            return {"far->srv": curl("far", ip["srv"]), "near->srv": curl("near", ip["srv"]),
-                    "srv->loopback": curl("srv", "127.0.0.1"),
-                    "far->near": curl("far", ip["near"]), "srv->near": curl("srv", ip["near"])}
+            return observe_pods(core, ip)
 
-        open_ = {"far->srv": "srv", "near->srv": "srv", "srv->loopback": "srv",
-                 "far->near": "near", "srv->near": "near"}
-        # Felix drops: a denied connect times out (curl's 28)
-        blocked = {**open_, "far->srv": "exit 28", "near->srv": "exit 28"}
         assert observe() == open_
         net = client.NetworkingV1Api(api)
 

@@ -30,6 +30,9 @@ from harness.backends.real.realnodes.cluster import RealNodesCluster
 from harness.cleanup import CLEANERS, find_leftovers
 from harness.shell import run
 from tests.real_nodes.conftest import needs_real_nodes
+from tests.real_nodes.flannel_pods import OPEN, assert_vxlan_carries
+from tests.real_nodes.flannel_pods import blocked as blocked_by
+from tests.real_nodes.flannel_pods import observe as observe_pods
 from tests.real_nodes.test_real_nodes import NS, agnhost_pod, make_namespace, wait_ready
 
 live = needs_real_nodes("flanneld")
@@ -91,7 +94,6 @@ POLICY = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
 #: how long the engine may take to program a policy; the same window with and without one
 SETTLE = 20.0
 #: requests per direction when reading flannel.1's counters
-REQUESTS = 10
 
 
 def _labelled(name: str, node: str, app: str) -> dict:
@@ -109,7 +111,6 @@ def _route_dev(netns: str, ip: str) -> str:
 @pytest.mark.parametrize("engine", [None, "kube-router"])
 def test_flannel_carries_cross_node_traffic_over_vxlan_and_enforces_no_policy_alone(engine):
     from kubernetes import client
-    from kubernetes.stream import stream
 
     with RealNodesCluster(network="flannel", engine=engine) as c:
         assert c.plane is not None
@@ -138,46 +139,12 @@ def test_flannel_carries_cross_node_traffic_over_vxlan_and_enforces_no_policy_al
         assert _route_dev(n2.netns, ip["srv"]) == fl.VXLAN_DEVICE
         assert _route_dev(n1.netns, ip["srv"]) == fl.BRIDGE
 
-        def curl(src: str, dst_ip: str, times: int = 1) -> str:
-            """The last answer of `times` GETs of `dst_ip`'s /hostname from `src`'s client
-            container, or `exit N` (curl's status: 7 refused, 28 timed out)."""
-            out = stream(core.connect_get_namespaced_pod_exec, src, NS, container="client",
-                         command=["sh", "-c", f"for i in $(seq {times}); do curl -sS "
-                                  f"--max-time 2 http://{dst_ip}:8080/hostname || echo exit $?;"
-                                  " echo; done"],
-                         stderr=False, stdin=False, stdout=True, tty=False)
-            answers = [line.strip() for line in out.splitlines() if line.strip()]
-            assert len(answers) == times, out
-            return answers[-1] if len(set(answers)) == 1 else f"mixed {answers}"
-
-        def counters() -> dict[str, dict[str, int]]:
-            return {n.name: fl.link_counters(n.netns, fl.VXLAN_DEVICE) for n in (n1, n2)}
-
-        # VXLAN proof: REQUESTS cross-node requests raise flannel.1's counters on both nodes
-        # by at least one packet each way per request; as many same-node ones raise neither
-        before = counters()
-        assert curl("far", ip["srv"], REQUESTS) == "srv"
-        mid = counters()
-        assert curl("near", ip["srv"], REQUESTS) == "srv"
-        after = counters()
-        for node, sent, got in ((n2.name, "tx", "rx"), (n1.name, "rx", "tx")):
-            for way in (sent, got):
-                rose = mid[node][f"{way}_packets"] - before[node][f"{way}_packets"]
-                assert rose >= REQUESTS, (node, way, before, mid)
-        assert after == mid, ("same-node traffic went over flannel.1", mid, after)
-        print(f"flannel.1 on {n2.name} during {REQUESTS} cross-node requests: "
-              f"{mid[n2.name]['tx_packets'] - before[n2.name]['tx_packets']} packets out, "
-              f"{mid[n2.name]['rx_packets'] - before[n2.name]['rx_packets']} in; "
-              f"during {REQUESTS} same-node requests: 0")
+        assert_vxlan_carries(core, (n1, n2), ip, "flannel")
+        open_, blocked = OPEN, blocked_by("exit 7")     # kube-router rejects: refused
 
         def observe() -> dict[str, str]:
-            return {"far->srv": curl("far", ip["srv"]), "near->srv": curl("near", ip["srv"]),
-                    "srv->loopback": curl("srv", "127.0.0.1"),
-                    "far->near": curl("far", ip["near"]), "srv->near": curl("srv", ip["near"])}
+            return observe_pods(core, ip)
 
-        open_ = {"far->srv": "srv", "near->srv": "srv", "srv->loopback": "srv",
-                 "far->near": "near", "srv->near": "near"}
-        blocked = {**open_, "far->srv": "exit 7", "near->srv": "exit 7"}
         assert observe() == open_
         client.NetworkingV1Api(api).create_namespaced_network_policy(NS, POLICY)
         # the same window and the same observations whatever the engine: the policy is
