@@ -160,10 +160,20 @@ def test_flannel_carries_cross_node_traffic_over_vxlan_and_enforces_no_policy_al
             print(f"flannel, no engine: policy accepted, not enforced for {SETTLE:g}s")
         else:
             # kube-router (the k3s pair): blocked from the other node (over VXLAN) and from
-            # the same bridge, with the controls answering, and it stays so once programmed
-            first = next((i for i, s in enumerate(seen) if s != open_), None)
-            assert first is not None and all(s == blocked for s in seen[first:]), seen
-            print(f"flannel + kube-router: enforced within {first + 1} observations")
+            # the same bridge, with the controls answering. Judged cell by cell, as the
+            # harness judges a step: each probe of srv changes once, open to blocked, and stays
+            # so; the two need not change in the same observation (seen once in a fresh-clone
+            # run: near->srv was refused one observation before far->srv)
+            firsts = []
+            for cell, want in open_.items():
+                seq = [s[cell] for s in seen]
+                if blocked[cell] == want:       # a control: answers in every observation
+                    assert all(v == want for v in seq), (cell, seq)
+                    continue
+                k = next((i for i, v in enumerate(seq) if v != want), None)
+                assert k is not None and all(v == blocked[cell] for v in seq[k:]), (cell, seq)
+                firsts.append(k)
+            print(f"flannel + kube-router: enforced within {max(firsts) + 1} observations")
         assert sorted({p.name for _, p in c.node_procs}) == sorted(
             ["flanneld"] + (["kube-proxy", "kube-router"] if engine else []))
 
