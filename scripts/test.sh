@@ -33,7 +33,7 @@ $PY -m pytest scenarios/ --backend local --cni enforcing,open -q \
 #    calico, canal and k3s (flannel + kube-router), strict expected failures on `none` and
 #    `flannel` (real flanneld, no engine: the canary's false-security banner). Three CNIs per
 #    run, 6 scenarios in flight as tenants of each run's clusters. The whole library on this
-#    path takes about 40 min for three CNIs on two cores (docs/real-nodes.md §12): it joins
+#    path takes about 50 min for three CNIs on two cores (docs/real-nodes.md §12): it joins
 #    this command when the kube path is fast enough (issue 20).
 if missing=$($PY -m harness.components missing); then
   # three scenarios at once in all: each real cluster is a control plane and two nodes; with
