@@ -147,6 +147,10 @@ class FakeKubeApi:
         return {"items": [p for (n, _), p in self.pods.items()
                           if n == ns and _match(p["metadata"].get("labels") or {}, label_selector)]}
 
+    def list_pod_for_all_namespaces(self, label_selector=""):
+        return {"items": [p for p in self.pods.values()
+                          if _match(p["metadata"].get("labels") or {}, label_selector)]}
+
     def list_node(self):
         return {"items": [{"metadata": {"name": f"w{i}"}, "spec": {"podCIDRs": cidrs},
                            "status": {"addresses": [

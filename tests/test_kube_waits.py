@@ -222,3 +222,23 @@ def test_a_transient_pull_error_that_heals_is_waited_through():
     bad = _pod("a", False, {"reason": "ErrImagePull", "message": "i/o timeout"})
     ops = FakeKubeOps({"pods/ns/run=1": [[bad], [bad], [_pod("a", True)]]})
     assert kw.wait_pods_ready(ops, "ns", "run=1", 5, "pods", **FAST)[0]["metadata"]["name"] == "a"
+
+
+def _in(ns, pod):
+    return {**pod, "metadata": {**pod["metadata"], "namespace": ns}}
+
+
+def test_a_deploy_waits_for_every_namespace_in_one_list_per_poll_and_ignores_the_others():
+    """wait_deploy_ready: each namespace's count, all Ready; a pod of another namespace (an
+    earlier deploy's, terminating and never Ready) neither counts nor holds the wait up."""
+    old = _in("np-r-1-x", _pod("a", False))
+    x_a, x_b, y_a = _in("np-r-2-x", _pod("a", True)), _in("np-r-2-x", _pod("b", True)), \
+        _in("np-r-2-y", _pod("a", True))
+    y_slow = _in("np-r-2-y", _pod("a", False))
+    ops = FakeKubeOps({"pods//run=1": [[old, x_a], [old, x_a, x_b, y_slow],
+                                       [old, x_a, x_b, y_a]]})
+    got = kw.wait_deploy_ready(ops, {"np-r-2-x": 2, "np-r-2-y": 1}, "run=1", 5, "pods", **FAST)
+    assert got == [x_a, x_b, y_a] and ops.calls == {"pods//run=1": 3}
+    ops = FakeKubeOps({"pods//run=1": [[x_a, x_b]]})
+    with pytest.raises(WaitTimeout, match="no pods match|fewer pods"):
+        kw.wait_deploy_ready(ops, {"np-r-2-x": 2, "np-r-2-y": 1}, "run=1", 0.1, "pods", **FAST)

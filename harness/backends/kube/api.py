@@ -78,6 +78,10 @@ class KubeApi:
         return self._dict(self.core.list_node()).get("items", [])
 
     def list_pods(self, namespace: str, label_selector: str = "") -> list[Obj]:
+        """Pods of `namespace` ("": of every namespace) matching `label_selector`."""
+        if not namespace:
+            return self._dict(self.core.list_pod_for_all_namespaces(
+                label_selector=label_selector)).get("items", [])
         return self._dict(self.core.list_namespaced_pod(
             namespace, label_selector=label_selector)).get("items", [])
 

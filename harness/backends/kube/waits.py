@@ -29,7 +29,8 @@ class KubeOps(Protocol):
 
     def list_nodes(self) -> list[Obj]: ...
 
-    def list_pods(self, namespace: str, label_selector: str = "") -> list[Obj]: ...
+    def list_pods(self, namespace: str, label_selector: str = "") -> list[Obj]:
+        """Pods of `namespace` ("": of every namespace) matching `label_selector`."""
 
 
 def _conditions(obj: Obj | None) -> dict[str, Obj]:
@@ -219,6 +220,47 @@ def wait_pods_ready(ops: KubeOps, namespace: str, label_selector: str, timeout: 
         if not pods:
             return f"no pods match {label_selector!r} in {namespace}"
         return "; ".join(pod_line(p) for p in pods)
+
+    return wait_for(_guard(check), done, timeout, what, interval, describe=describe)
+
+
+def wait_deploy_ready(ops: KubeOps, expect: dict[str, int], label_selector: str, timeout: float,
+                      what: str, interval: float = 0.5, optional: tuple[str, ...] = (),
+                      checkpoint: Callable[[], None] | None = None) -> list[Obj]:
+    """wait_pods_ready over several namespaces at once: until each namespace of `expect` has at
+    least its count of pods matching `label_selector`, all Ready (but `optional` containers);
+    returns them. One list of every namespace per poll (`list_pods("")`), the pods of other
+    namespaces (an earlier deploy's, still terminating) left out: one call where a wait per
+    namespace made one per namespace, one after the other."""
+    streak = [0]
+
+    def check():
+        if checkpoint is not None:
+            checkpoint()
+        pods = [p for p in ops.list_pods("", label_selector)
+                if (p.get("metadata") or {}).get("namespace") in expect]
+        fatal = fatal_containers(pods)
+        streak[0] = streak[0] + 1 if fatal else 0
+        if streak[0] >= FATAL_AFTER:
+            raise WaitFailed(f"waiting for {what}", "; ".join(fatal))
+        return pods
+
+    def done(pods):
+        if isinstance(pods, ApiFailure):
+            return False
+        count = {ns: 0 for ns in expect}
+        for p in pods:
+            count[p["metadata"]["namespace"]] += 1
+        return (all(count[ns] >= n for ns, n in expect.items())
+                and all(pod_ready(p, optional) for p in pods))
+
+    def describe(pods):
+        if isinstance(pods, ApiFailure):
+            return pods
+        if not pods:
+            return f"no pods match {label_selector!r} in {', '.join(expect)}"
+        return "; ".join(f"{p['metadata']['namespace']}/{pod_line(p)}" for p in pods
+                         if not pod_ready(p, optional)) or "fewer pods than expected"
 
     return wait_for(_guard(check), done, timeout, what, interval, describe=describe)
 
