@@ -2,7 +2,10 @@
 
 What it does: a thread pool of `jobs` scenarios, started longest first; per CNI the clusters
 they run on (the CNI's first cluster when its backend cannot have clusters side by side, else
-extra clusters brought up on demand and reused, at most `Backend.max_parallel` in use); and the
+extra clusters brought up on demand and reused, at most `Backend.max_parallel` in use); the
+items that want a cluster apart (a scenario that must run alone, on a backend whose other
+scenarios share one cluster: harness.backends.alone_apart) in a lane of their own per CNI, one
+at a time on a cluster of their own, beside the pool instead of stopping it; and the
 stop after Ctrl-C or SIGTERM: nothing new starts, every cluster with a scenario on it is
 interrupted (Backend.interrupt: its scenario ends at its next probe), and the pool is waited
 for. Each scenario's story is kept and handed back whole with its result, never interleaved.
@@ -12,8 +15,9 @@ canary, run or skip, reports); this module only decides *when* and *on which clu
 knows nothing of scenarios, settings or CNIs beyond their names (the way pytest-xdist keeps its
 scheduling in `dsession.py`/`scheduler/`, apart from what a test is).
 
-The interface: `start(key, work)` / `start_all(...)` run `work(log)` in the pool; inside it,
-`acquire(cni, primary, log)` ... `release(cni, backend, primary)` lend a cluster;
+The interface: `start(key, work, lane)` / `start_all(...)` run `work(log)` in the pool (or in
+`lane`'s own one-at-a-time pool); inside it, `acquire(cni, primary, log, apart)` ...
+`release(cni, backend, primary)` lend a cluster;
 `clusters(cni)` hands the extra clusters over for teardown; `stop()` ends the pool; and
 `bring_down(clusters)` takes clusters down side by side.
 """
@@ -81,18 +85,21 @@ def worker_index(worker: str | None) -> int:
 class Scheduler(Generic[T]):
     """Work items (one scenario on one CNI each) at most `jobs` at once, and the clusters they
     run on; see the module docstring. `new_cluster(cni, n)` builds (does not bring up) the
-    n-th extra cluster of a CNI (1, 2, ...)."""
+    n-th extra cluster of a CNI (1, 2, ...), `apart` when it is one for the items that run
+    apart (acquire)."""
 
-    def __init__(self, jobs: int, new_cluster: Callable[[str, int], Backend]):
+    def __init__(self, jobs: int, new_cluster: Callable[[str, int, bool], Backend]):
         self.jobs = jobs
         self._new_cluster = new_cluster
         self._mutex = threading.RLock()
         self._pool: ThreadPoolExecutor | None = None
+        self._lanes: dict[str, ThreadPoolExecutor] = {}  # one worker each (start's `lane`)
         self._futures: dict[Hashable, Future[tuple[T, list[str]]]] = {}
         self._extra: dict[str, list[Backend]] = {}   # every extra cluster per CNI (teardown)
-        self._free: dict[str, list[Backend]] = {}    # the idle ones
+        self._free: dict[tuple[str, bool], list[Backend]] = {}  # the idle ones, (cni, apart)
         self._limits: dict[str, threading.BoundedSemaphore] = {}
         self._busy: list[Backend] = []               # clusters a scenario runs on (or comes up)
+        self._apart: list[Backend] = []              # the extra clusters lent `apart` only
         self._stopping = False
 
     @property
@@ -101,37 +108,52 @@ class Scheduler(Generic[T]):
         return self.jobs > 1
 
     # -- work -------------------------------------------------------------------------------
-    def start(self, key: Hashable, work: Callable[[Log], T]) -> Future[tuple[T, list[str]]]:
+    def start(self, key: Hashable, work: Callable[[Log], T],
+              lane: str | None = None) -> Future[tuple[T, list[str]]]:
         """Start `work(log)` in the pool, once per `key` (a later call returns the same
-        future); the future's value is (its result, the lines it logged)."""
+        future); the future's value is (its result, the lines it logged). With a `lane`: in
+        that lane's own pool of one worker instead, so items that wait for the one cluster of
+        their lane never hold a worker of the pool."""
         with self._mutex:
             if self._stopping:
                 raise HarnessError("the run is stopping")
             if key not in self._futures:
-                if self._pool is None:
-                    self._pool = ThreadPoolExecutor(max_workers=self.jobs,
-                                                    thread_name_prefix="netpol-scenario")
+                if lane is not None:
+                    pool = self._lanes.get(lane)
+                    if pool is None:
+                        pool = self._lanes[lane] = ThreadPoolExecutor(
+                            max_workers=1, thread_name_prefix=f"netpol-{lane}")
+                else:
+                    if self._pool is None:
+                        self._pool = ThreadPoolExecutor(max_workers=self.jobs,
+                                                        thread_name_prefix="netpol-scenario")
+                    pool = self._pool
 
                 def task() -> tuple[T, list[str]]:
                     lines: list[str] = []
                     return work(lines.append), lines
 
-                self._futures[key] = self._pool.submit(task)
+                self._futures[key] = pool.submit(task)
             return self._futures[key]
 
-    def start_all(self, items: list[tuple[Hashable, float, Callable[[Log], T]]]) -> None:
-        """Start (key, estimated seconds, work) items, the longest first (ties in the order
-        given): runs done at once end when the last does, so a long one started last would run
-        on alone."""
-        for key, _, work in sorted(items, key=lambda item: -item[1]):
-            self.start(key, work)
+    def start_all(self, items: list[tuple[Hashable, float, Callable[[Log], T], str | None]]
+                  ) -> None:
+        """Start (key, estimated seconds, work, lane) items, the longest first (ties in the
+        order given): runs done at once end when the last does, so a long one started last
+        would run on alone."""
+        for key, _, work, lane in sorted(items, key=lambda item: -item[1]):
+            self.start(key, work, lane)
 
     # -- clusters ---------------------------------------------------------------------------
-    def acquire(self, cni: str, primary: Backend, log: Log) -> Backend:
+    def acquire(self, cni: str, primary: Backend, log: Log, apart: bool = False) -> Backend:
         """An idle cluster of `cni` for one work item: `primary` (the CNI's first cluster, up)
         when its backend cannot have clusters side by side, else an idle extra cluster or a
         new one brought up here (its bring-up line goes to `log`, in the item's story). Blocks
-        while `min(jobs, primary.max_parallel)` are in use. `release` gives it back."""
+        while `min(jobs, primary.max_parallel)` are in use. `apart`: a cluster only items
+        started in a lane get, never one of the others' (the lane runs them one at a time).
+        `release` gives it back."""
+        if apart:
+            return self._lend(cni, primary, log, apart=True)
         with self._mutex:
             limit = self._limits.get(cni)
             if limit is None:
@@ -144,23 +166,26 @@ class Scheduler(Generic[T]):
             limit.release()
             raise
 
-    def _lend(self, cni: str, primary: Backend, log: Log) -> Backend:
+    def _lend(self, cni: str, primary: Backend, log: Log, apart: bool = False) -> Backend:
         with self._mutex:
             if self._stopping:
                 raise HarnessError("the run is stopping")
-            if primary.max_parallel == 1:
+            if primary.max_parallel == 1 and not apart:
                 self._busy.append(primary)
                 return primary
-            free = self._free.setdefault(cni, [])
+            free = self._free.setdefault((cni, apart), [])
             if free:
                 backend = free.pop()
                 self._busy.append(backend)
                 return backend
             n = len(self._extra.setdefault(cni, [])) + 1
-            backend = self._new_cluster(cni, n)
+            backend = self._new_cluster(cni, n, apart)
             self._extra[cni].append(backend)   # registered first: teardown runs after a failure
+            if apart:
+                self._apart.append(backend)
             self._busy.append(backend)         # and an interrupt reaches its bring-up
-        log(f"bringing up {backend.name}/{cni} cluster {n + 1} (run {backend.run_id}) ...")
+        log(f"bringing up {backend.name}/{cni} cluster {n + 1} (run {backend.run_id})"
+            f"{' for the scenarios that run alone' if apart else ''} ...")
         backend.up()
         return backend
 
@@ -169,14 +194,17 @@ class Scheduler(Generic[T]):
         with self._mutex:
             if backend in self._busy:
                 self._busy.remove(backend)
+            apart = backend in self._apart
             if backend is not primary:
-                self._free.setdefault(cni, []).append(backend)
-        self._limits[cni].release()
+                self._free.setdefault((cni, apart), []).append(backend)
+        if not apart:
+            self._limits[cni].release()
 
     def clusters(self, cni: str) -> list[Backend]:
         """Hand over the extra clusters of `cni` (for their teardown): forgotten here."""
         with self._mutex:
-            self._free.pop(cni, None)
+            self._free.pop((cni, False), None)
+            self._free.pop((cni, True), None)
             return self._extra.pop(cni, [])
 
     def cnis(self) -> list[str]:
@@ -190,18 +218,20 @@ class Scheduler(Generic[T]):
         its cluster interrupted (Backend.interrupt: it ends at its next probe and undeploys);
         returns once every item is done. The clusters stay up: the caller brings them down."""
         with self._mutex:
-            pool, self._pool = self._pool, None
+            pools = [p for p in [self._pool, *self._lanes.values()] if p is not None]
+            self._pool, self._lanes = None, {}
             self._stopping = True
             running = [f for f in self._futures.values() if not f.done()]
             busy = list(self._busy)
-        if pool is None:
+        if not pools:
             return
         for f in running:
             f.cancel()
         if any(not f.done() for f in running):
             for backend in busy:
                 backend.interrupt()
-        pool.shutdown(wait=True, cancel_futures=True)
+        for pool in pools:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def bring_down(clusters: list[tuple[str, Backend]]) -> list[str]:

@@ -24,7 +24,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Callable, ContextManager
 
-from harness.backends import get_backend, scenarios_at_once
+from harness.backends import alone_apart, get_backend, scenarios_at_once
 from harness.backends.base import Backend
 from harness.canary import CanaryResult, run_canary
 from harness.capabilities import Capabilities
@@ -107,6 +107,9 @@ class Session:
         self._mutex = threading.RLock()
         self._cni_locks: dict[str, threading.RLock] = {}
         self._run_ids: set[str] = set()
+        #: the lane of each scenario that runs apart (_lane), and each lane's estimated seconds
+        self._lanes: dict[tuple[str, str], str] = {}
+        self._lane_load: dict[str, list[float]] = {}
         #: the run's progress, in its results file as it goes (never a pytest-xdist worker's)
         self.progress = Checkpoints(settings.json_path if worker is None else None)
 
@@ -272,8 +275,32 @@ class Session:
         last); `run` then waits for each one's result, in its own order. Nothing happens with
         jobs = 1."""
         if self.scheduler.parallel:
+            for sc, cni in sorted(pairs, key=lambda pair: -self._estimate(*pair)):
+                self._lane(sc, cni)   # dealt the longest first
             self.scheduler.start_all([((str(sc.path), cni), self._estimate(sc, cni),
-                                       self._work(sc, cni)) for sc, cni in pairs])
+                                       self._work(sc, cni), self._lane(sc, cni))
+                                      for sc, cni in pairs])
+
+    def _apart(self, scenario: Scenario) -> bool:
+        """Whether `scenario` runs on a cluster apart from the others' (harness.backends.
+        alone_apart): one that must run alone, in a pool, on such a backend."""
+        return (self.scheduler.parallel and alone_apart(self.settings.backend) > 0
+                and sharing.runs_alone(scenario) is not None)
+
+    def _lane(self, scenario: Scenario, cni: str) -> str | None:
+        """The scheduler lane of a scenario that runs apart (alone_apart's clusters of the CNI,
+        each a lane: `alone-<cni>-<k>`), else None. Lanes are dealt by prefetch, the longest
+        scenario to the lane with the least to do (estimated); one not prefetched: lane 1."""
+        if not self._apart(scenario):
+            return None
+        key = (str(scenario.path), cni)
+        with self._mutex:
+            if key not in self._lanes:
+                load = self._lane_load.setdefault(cni, [0.0] * alone_apart(self.settings.backend))
+                k = min(range(len(load)), key=load.__getitem__)
+                load[k] += self._estimate(scenario, cni)
+                self._lanes[key] = f"alone-{cni}-{k + 1}"
+            return self._lanes[key]
 
     def _estimate(self, scenario: Scenario, cni: str) -> float:
         if self.plan(scenario, cni).skip:
@@ -285,7 +312,8 @@ class Session:
         return lambda log: self._finish(self._execute(scenario, cni, log, True))
 
     def _start(self, scenario: Scenario, cni: str) -> Future[tuple[ScenarioResult, list[str]]]:
-        return self.scheduler.start((str(scenario.path), cni), self._work(scenario, cni))
+        return self.scheduler.start((str(scenario.path), cni), self._work(scenario, cni),
+                                    self._lane(scenario, cni))
 
     def _execute(self, scenario: Scenario, cni: str, log: Log, pooled: bool) -> ScenarioResult:
         s = self.settings_for(cni)
@@ -298,7 +326,8 @@ class Session:
                                   declared_enforcing=self.capabilities(cni).enforces)
         try:
             primary = self.backend(cni)
-            backend = self.scheduler.acquire(cni, primary, log) if pooled else primary
+            backend = self.scheduler.acquire(cni, primary, log, self._apart(scenario)) \
+                if pooled else primary
         except HarnessError as exc:
             if not pooled:
                 raise
@@ -317,9 +346,11 @@ class Session:
             if pooled:
                 self.scheduler.release(cni, backend, primary)
 
-    def _new_cluster(self, cni: str, n: int) -> Backend:
+    def _new_cluster(self, cni: str, n: int, apart: bool = False) -> Backend:
         """The n-th extra cluster of `cni` (the scheduler brings it up): a run id of its own
-        (scheduler.slot_run_id), taken by no other cluster of this process."""
+        (scheduler.slot_run_id), taken by no other cluster of this process; a tenant of the
+        CNI's cluster where the backend has tenants, unless `apart` (a cluster of its own for
+        the scenarios that run alone)."""
         s = self.settings_for(cni)
         i = list(self.settings.cnis).index(cni) if cni in self.settings.cnis else 0
         rid = slot_run_id(self.settings.run_id, worker_index(self.worker), i, n)
@@ -327,7 +358,7 @@ class Session:
             if rid in self._run_ids:
                 raise HarnessError(f"run id {rid} of cluster {n} of {cni} is already taken")
             self._run_ids.add(rid)
-        tenant = self.backends[cni].tenant(rid) if cni in self.backends else None
+        tenant = self.backends[cni].tenant(rid) if cni in self.backends and not apart else None
         return tenant or get_backend(s.backend, cni, **replace(s, run_id=rid).backend_options())
 
     # -- the end -------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ class Run:
         self.lock = threading.Lock()
         self.scheduler: Scheduler[str] = Scheduler(jobs, self.new_cluster)
 
-    def new_cluster(self, cni: str, n: int) -> Cluster:
+    def new_cluster(self, cni: str, n: int, apart: bool = False) -> Cluster:
         c = Cluster(f"slot{n}")
         self.made.append(c)
         return c
@@ -112,8 +112,8 @@ def test_the_same_key_is_started_once_and_the_longest_starts_first():
         return work
 
     # both workers are held by the first two; the rest queue in the order they were started
-    run.scheduler.start_all([("a", 1.0, item("a")), ("b", 5.0, item("b")),
-                             ("c", 3.0, item("c")), ("d", 5.0, item("d"))])
+    run.scheduler.start_all([("a", 1.0, item("a"), None), ("b", 5.0, item("b"), None),
+                             ("c", 3.0, item("c"), None), ("d", 5.0, item("d"), None)])
     assert run.scheduler.start("b", item("again")) is run.scheduler.start("b", item("x"))
     gate.set()
     assert [run.scheduler.start(k, item("x")).result(10)[0] for k in "abcd"] == list("abcd")
@@ -172,3 +172,37 @@ def test_on_a_shared_cluster_a_scenario_that_must_run_alone_runs_with_no_other()
     assert len(alone) == 20 and set(alone) == {1}          # no other ran meanwhile
     assert max(n for is_alone, n in seen if not is_alone) > 1   # the others side by side
     assert sharing.running == (0, False)
+
+
+def test_items_in_a_lane_run_one_at_a_time_on_a_cluster_apart_beside_the_pool():
+    """The scenarios that must run alone on a backend of tenants (harness.backends.alone_apart):
+    in a lane of their own, one at a time, on an extra cluster that no pool item gets, while
+    the pool keeps all its workers (a lane item waiting never holds one)."""
+    run = Run(jobs=2, primary=Cluster("first"))
+    apart_now, apart_most, apart_used = [0], [0], []
+
+    def lonely(log):
+        backend = run.scheduler.acquire("enforcing", run.primary, log, apart=True)
+        try:
+            with run.lock:
+                apart_now[0] += 1
+                apart_most[0] = max(apart_most[0], apart_now[0])
+                apart_used.append(backend.run_id)
+            for _ in range(5):
+                backend.exec("x/a", ["curl"], 1.0)
+            return backend.run_id
+        finally:
+            with run.lock:
+                apart_now[0] -= 1
+            run.scheduler.release("enforcing", backend, run.primary)
+
+    run.scheduler.start_all([(("alone", i), 10.0, lonely, "alone-enforcing") for i in range(3)]
+                            + [(("pooled", i), 1.0, run.work(5), None) for i in range(6)])
+    for key in [("alone", i) for i in range(3)] + [("pooled", i) for i in range(6)]:
+        run.scheduler.start(key, run.work(1)).result(timeout=30)
+    assert apart_most[0] == 1 and len(set(apart_used)) == 1          # one at a time, one cluster
+    assert run.most == 2                                             # the pool kept both workers
+    assert not set(apart_used) & set(run.used) and "first" not in apart_used
+    made = [c.run_id for c in run.made]
+    assert len(made) == 3 and all(c.ups == 1 for c in run.made)     # 2 for the pool, 1 apart
+    assert sorted(c.run_id for c in run.scheduler.clusters("enforcing")) == sorted(made)

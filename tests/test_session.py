@@ -143,7 +143,7 @@ def test_prefetch_starts_the_longest_first_and_the_skipped_last(monkeypatch):
     started: list[tuple[str, str]] = []
     names = {str(sc.path): sc.name for sc in (fault, short, sctp)}
     monkeypatch.setattr(session.scheduler, "start",
-                        lambda key, work: started.append((names[key[0]], key[1])))
+                        lambda key, work, lane=None: started.append((names[key[0]], key[1])))
     session.prefetch([(sctp, "enforcing"), (short, "enforcing"), (fault, "enforcing"),
                       (short, "open")])
     assert s.jobs == 4
@@ -210,3 +210,22 @@ def test_realnodes_runs_tenants_at_once_with_run_ids_of_its_own_per_cni():
     session.backends["none"] = host
     tenant = session._new_cluster("none", 1)
     assert tenant.host is host and tenant.run_id != host.run_id and tenant.cluster is None  # type: ignore[attr-defined]
+    # a scenario that must run alone runs apart: in a lane of its own per CNI, on a cluster
+    # of its own (a host, not a tenant), so it never holds the tenants off
+    repo = Path(__file__).resolve().parents[1]
+    fault = load_scenario(repo / "scenarios" / "faults" / "engine-stop.yaml")
+    plain = load_scenario(repo / "scenarios" / "real-world" / "seed-deny-all-ingress.yaml")
+    assert session._lane(fault, "none") == "alone-none-1" and session._lane(plain, "none") is None
+    # dealt over the CNI's clusters apart: the next one to the lane with the least to do
+    # (estimated; both are skipped on `none`, so both go to kube-router's)
+    kill = load_scenario(repo / "scenarios" / "faults" / "engine-kill.yaml")
+    assert [session._lane(sc, "kube-router") for sc in (fault, kill, fault)] == \
+        ["alone-kube-router-1", "alone-kube-router-2", "alone-kube-router-1"]
+    apart = session._new_cluster("none", 2, apart=True)
+    assert apart.host is None and apart.run_id not in (host.run_id, tenant.run_id)  # type: ignore[attr-defined]
+    # elsewhere (one scenario at a time, or the local backend's clusters of their own) nothing
+    # runs apart
+    assert Session(build({"backend": "realnodes", "cnis": "none", "jobs": "1"}, env={}))._lane(
+        fault, "none") is None
+    assert Session(build({"backend": "local", "cnis": "enforcing", "jobs": "4"}, env={}))._lane(
+        fault, "enforcing") is None

@@ -75,6 +75,21 @@ def scenarios_at_once(backend: str, jobs: int | None = None) -> int | None:
     return 1
 
 
+def alone_apart(backend: str) -> int:
+    """On how many clusters of their own (per CNI, each running one at a time) the scenarios
+    that must run alone (harness.scenario.sharing: a fault step, a cluster-scoped object) run,
+    beside the others instead of in front of them; 0: none, they run where the others do.
+    Where the others are tenants of one cluster (realnodes), one such scenario would hold every
+    other off while it runs: the library's seven fault scenarios, one after the other with
+    nothing beside them, were about 4 of its 10 minutes on kube-router at 8 at once; on one
+    cluster apart they were still the run's longest path (5 of 6 minutes), on two about
+    half that (docs/real-nodes.md §12)."""
+    if backend == "realnodes":
+        from harness.backends.real.realnodes.cnis import CLUSTERS_APART
+        return CLUSTERS_APART
+    return 0
+
+
 def get_backend(name: str, profile: str, **options: Any):
     """Build the backend `name` for one CNI/profile. Options are backend-specific settings."""
     if name == "local":

@@ -169,9 +169,8 @@ class RealNodesBackend(KubeBackendBase):
         self._lock = threading.Lock()
         #: who runs on the cluster: tenants beside each other, or one alone
         self._sharing = Sharing()
-        #: (node, process) of engines a fault step stopped or killed; the API server down
+        #: (node, process) of engines a fault step stopped or killed
         self._engines_down: set[tuple[str, str]] = set()
-        self._apiserver_down = False
         #: a fault step's `node: N` names one of the cluster's two nodes
         self.fault_nodes = 2
 
@@ -327,8 +326,8 @@ class RealNodesBackend(KubeBackendBase):
     # -- fault steps (they run alone: harness.scenario.sharing) -------------------------------
     def fault(self, action: str, target: str, node: int | None = None) -> str:
         """Stop (SIGTERM), kill (SIGKILL), start, restart or kill-restart the engine process on
-        `node` (1-based; None: every node), or stop / start the cluster's kube-apiserver; what
-        was done. A tenant acts on its host's cluster. A started engine is not waited for (how
+        `node` (1-based; None: every node); what was done (never the API server: see
+        cnis.NOT_HERE). A tenant acts on its host's cluster. A started engine is not waited for (how
         long it takes to program its rules is what the step's timeline measures)."""
         if self.host is not None:
             return self.host.fault(action, target, node)
@@ -339,22 +338,8 @@ class RealNodesBackend(KubeBackendBase):
             kind = kind_named(action)
         except ValueError as exc:
             raise BackendError(doing, str(exc)) from None
-        plane = cluster.plane
-        assert plane is not None
-        if target == Target.APISERVER:
-            t = time.monotonic()
-            if kind.leaves_down and kind.signal == "TERM":
-                plane.stop_apiserver()
-                self._apiserver_down = True
-                return f"kube-apiserver stopped (SIGTERM) in {time.monotonic() - t:.1f}s"
-            if kind.starts and kind.signal is None:
-                plane.start_apiserver()
-                self._apiserver_down = False
-                return (f"kube-apiserver started on the same port, ready after "
-                        f"{time.monotonic() - t:.1f}s")
-            raise BackendError(doing, "the API server can be stopped and started only")
         if target != Target.ENGINE:
-            raise BackendError(doing, "expected the engine or the apiserver")
+            raise BackendError(doing, f"only the engine: {cnis.NOT_HERE['apiserver-fault']}")
         if node is not None and not 1 <= node <= len(cluster.nodes):
             raise BackendError(doing, f"this run has nodes 1-{len(cluster.nodes)}")
         wanted = {n.name for i, n in enumerate(cluster.nodes, 1) if node in (None, i)}
@@ -388,17 +373,13 @@ class RealNodesBackend(KubeBackendBase):
         return proc.pid
 
     def restore_faults(self) -> list[str]:
-        """Start whatever fault steps stopped: the API server first, then every engine."""
+        """Start every engine a fault step stopped."""
         if self.host is not None:
             return self.host.restore_faults()
         out: list[str] = []
         cluster = self.cluster
         if cluster is None or cluster.plane is None:
             return out
-        if self._apiserver_down:
-            cluster.plane.start_apiserver()
-            self._apiserver_down = False
-            out.append("kube-apiserver started again")
         for rn, p in cluster.node_procs:
             if (rn.node.name, p.name) in self._engines_down:
                 out.append(f"{p.name} on {rn.node.name} started again (pid "

@@ -22,6 +22,11 @@ from harness.capabilities import Capabilities
 NOT_HERE: dict[str, str] = {
     "external-hosts": "no hosts outside the cluster on real nodes: the kube code deploys pods "
                       "and Services only",
+    "apiserver-fault": "every probe is exec'd through the API server (the kube path), so "
+                       "while it is down no probe runs and nothing can be observed (a run "
+                       "saw one of two watched cells give no verdict); the harness-as-kubelet "
+                       "tier (`--backend local`) runs this, its probes entering the pods' "
+                       "namespaces directly",
 }
 _SCTP = "no SCTP in this kernel (no sctp module): the SCTP containers would never be Ready"
 
@@ -29,6 +34,9 @@ _SCTP = "no SCTP in this kernel (no sctp module): the SCTP containers would neve
 #: default of --netpol-jobs on this backend, measured on this project's 2-core machine
 #: (docs/real-nodes.md, "Scenarios at once")
 SCENARIOS_AT_ONCE = 4
+#: clusters of their own per CNI for the scenarios that must run alone (harness.backends.
+#: alone_apart), each brought up when its first such scenario starts
+CLUSTERS_APART = 2
 
 
 @dataclass(frozen=True)
