@@ -198,30 +198,8 @@ def wait_pods_ready(ops: KubeOps, namespace: str, label_selector: str, timeout: 
     with an `optional` suffix); returns them. A container stuck on an image pull (FATAL_REASONS,
     FATAL_AFTER polls in a row) fails the wait at once, naming pod, container and message.
     `checkpoint` is called before each poll: it raises to end the wait (an interrupted run)."""
-    streak = [0]
-
-    def check():
-        if checkpoint is not None:
-            checkpoint()
-        pods = ops.list_pods(namespace, label_selector)
-        fatal = fatal_containers(pods)
-        streak[0] = streak[0] + 1 if fatal else 0
-        if streak[0] >= FATAL_AFTER:
-            raise WaitFailed(f"waiting for {what}", "; ".join(fatal))
-        return pods
-
-    def done(pods):
-        return (not isinstance(pods, ApiFailure) and len(pods) >= expect
-                and all(pod_ready(p, optional) for p in pods))
-
-    def describe(pods):
-        if isinstance(pods, ApiFailure):
-            return pods
-        if not pods:
-            return f"no pods match {label_selector!r} in {namespace}"
-        return "; ".join(pod_line(p) for p in pods)
-
-    return wait_for(_guard(check), done, timeout, what, interval, describe=describe)
+    return _wait_ready(ops, namespace, {namespace: expect}, label_selector, timeout, what,
+                       interval, optional, checkpoint)
 
 
 def wait_deploy_ready(ops: KubeOps, expect: dict[str, int], label_selector: str, timeout: float,
@@ -232,13 +210,23 @@ def wait_deploy_ready(ops: KubeOps, expect: dict[str, int], label_selector: str,
     returns them. One list of every namespace per poll (`list_pods("")`), the pods of other
     namespaces (an earlier deploy's, still terminating) left out: one call where a wait per
     namespace made one per namespace, one after the other."""
+    return _wait_ready(ops, "", expect, label_selector, timeout, what, interval, optional,
+                       checkpoint)
+
+
+def _wait_ready(ops: KubeOps, listed: str, expect: dict[str, int], label_selector: str,
+                timeout: float, what: str, interval: float, optional: tuple[str, ...],
+                checkpoint: Callable[[], None] | None) -> list[Obj]:
+    """The two waits above: list `listed` ("": every namespace, then only `expect`'s pods)."""
     streak = [0]
+
+    def ns_of(pod: Obj) -> str:
+        return listed or (pod.get("metadata") or {}).get("namespace", "")
 
     def check():
         if checkpoint is not None:
             checkpoint()
-        pods = [p for p in ops.list_pods("", label_selector)
-                if (p.get("metadata") or {}).get("namespace") in expect]
+        pods = [p for p in ops.list_pods(listed, label_selector) if ns_of(p) in expect]
         fatal = fatal_containers(pods)
         streak[0] = streak[0] + 1 if fatal else 0
         if streak[0] >= FATAL_AFTER:
@@ -250,7 +238,7 @@ def wait_deploy_ready(ops: KubeOps, expect: dict[str, int], label_selector: str,
             return False
         count = {ns: 0 for ns in expect}
         for p in pods:
-            count[p["metadata"]["namespace"]] += 1
+            count[ns_of(p)] += 1
         return (all(count[ns] >= n for ns, n in expect.items())
                 and all(pod_ready(p, optional) for p in pods))
 
@@ -259,7 +247,9 @@ def wait_deploy_ready(ops: KubeOps, expect: dict[str, int], label_selector: str,
             return pods
         if not pods:
             return f"no pods match {label_selector!r} in {', '.join(expect)}"
-        return "; ".join(f"{p['metadata']['namespace']}/{pod_line(p)}" for p in pods
+        if listed:
+            return "; ".join(pod_line(p) for p in pods)
+        return "; ".join(f"{ns_of(p)}/{pod_line(p)}" for p in pods
                          if not pod_ready(p, optional)) or "fewer pods than expected"
 
     return wait_for(_guard(check), done, timeout, what, interval, describe=describe)
