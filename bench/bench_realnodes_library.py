@@ -4,8 +4,10 @@ per CNI: wall time with bring-up, its floor, the ratio, and the outcomes.
 The floor (issue 20's definition): every round of every step (baseline included) waits at most
 one probe timeout, and `jobs` scenarios are in flight at once, so no run of the library can be
 shorter than sum(rounds x probe timeout) / jobs. Scenarios that must run alone
-(harness/scenario/sharing.py: fault steps, cluster-scoped objects) cannot share that division;
-their rounds are added whole. Exec round trips and execs per probe are bench_kube_exec.py's.
+(harness/scenario/sharing.py: fault steps, cluster-scoped objects) cannot share that division:
+they run one at a time on each of the CNI's clusters apart (harness.backends.alone_apart), beside
+the others, so the floor is the larger of their rounds / those clusters and the others' rounds
+/ jobs. Exec round trips and execs per probe are bench_kube_exec.py's.
 
 Runs each CNI in a `python -m harness run` of its own (`--cnis kube-router,calico,...`), or reads
 a results file written by a run that is already done (`--results FILE --wall SECONDS`: the
@@ -24,27 +26,22 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from harness.backends import alone_apart
+from harness.backends.real.realnodes.cnis import SCENARIOS_AT_ONCE
 from harness.scenario import load_scenario
 from harness.scenario.sharing import runs_alone
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def floor_seconds(doc: dict, cni: str | None = None) -> tuple[float, float, int]:
-    """(floor, sum of round timeouts, scenarios counted) over the file's non-skipped scenarios
-    of `cni` (all when None). Over several CNIs (one cluster each, side by side) the floor is
-    the larger of the longest one cluster's run-alone rounds and all rounds / jobs."""
-    if cni is None:
-        per = [floor_seconds(doc, c) for c in sorted({s["profile"] for s in doc["scenarios"]})]
-        jobs = max(1, int(doc["meta"].get("jobs") or 1))
-        total = sum(t for _, t, _ in per)
-        return max([total / jobs] + [f for f, _, _ in per]), total, sum(n for _, _, n in per)
-    meta = doc["meta"]
-    timeout, jobs = float(meta["probe_timeout"]), max(1, int(meta.get("jobs") or 1))
+def _rounds(doc: dict, cni: str) -> tuple[float, float, int]:
+    """(round timeouts of the scenarios that run alone, of the others, scenarios counted) over
+    the file's non-skipped scenarios of `cni`."""
+    timeout = float(doc["meta"]["probe_timeout"])
     shared = alone = 0.0
     count = 0
     for s in doc["scenarios"]:
-        if (cni and s.get("profile") != cni) or s.get("outcome") == "skipped":
+        if s.get("profile") != cni or s.get("outcome") == "skipped":
             continue
         rounds = sum(int(st.get("rounds") or 0) for st in s.get("steps") or [])
         rounds += int((s.get("baseline") or {}).get("rounds") or 0)
@@ -54,7 +51,24 @@ def floor_seconds(doc: dict, cni: str | None = None) -> tuple[float, float, int]
         else:
             shared += rounds * timeout
         count += 1
-    return max(alone + shared / jobs, (alone + shared) / jobs), alone + shared, count
+    return alone, shared, count
+
+
+def floor_seconds(doc: dict, cni: str | None = None) -> tuple[float, float, int]:
+    """(floor, sum of round timeouts, scenarios counted) over the file's non-skipped scenarios
+    of `cni` (all when None: the CNIs' clusters side by side, `jobs` in flight in all)."""
+    meta = doc["meta"]
+    jobs = max(1, int(meta.get("jobs") or 1))
+    apart = alone_apart(meta.get("backend", "realnodes"))
+    cnis = [cni] if cni else sorted({s["profile"] for s in doc["scenarios"]})
+    parts = [_rounds(doc, c) for c in cnis]
+    alone, shared = sum(a for a, _, _ in parts), sum(sh for _, sh, _ in parts)
+    count = sum(n for _, _, n in parts)
+    if apart:   # each CNI's alone ones on its own clusters apart, beside the pool
+        floor = max([shared / jobs] + [a / apart for a, _, _ in parts])
+    else:       # they hold the pool: added whole, per CNI's cluster
+        floor = max([(alone + shared) / jobs] + [a + sh / jobs for a, sh, _ in parts])
+    return floor, alone + shared, count
 
 
 def report(doc: dict, wall: float, cnis: list[str]) -> None:
@@ -75,7 +89,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cnis", default="kube-router,calico,none")
     ap.add_argument("--dir", default="scenarios/")
-    ap.add_argument("--jobs", type=int, default=12)
+    ap.add_argument("--jobs", type=int, default=SCENARIOS_AT_ONCE)
     ap.add_argument("--results", help="a results JSON of a finished realnodes run")
     ap.add_argument("--wall", type=float, help="that run's wall time in seconds")
     args = ap.parse_args()
