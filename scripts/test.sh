@@ -22,32 +22,30 @@ $PY -m pytest tests -q -n 2 --dist loadgroup "$@"
 $PY -m pytest scenarios/ --backend local --cni enforcing,open -q \
     --netpol-json reports-out/results.json --netpol-html reports-out/report.html \
     --junitxml reports-out/junit.xml
-# 3. the whole library on the real engines (real kube-apiserver, kube-controller-manager,
-#    kube-proxy and CoreDNS; kube-router, Calico Felix, or no engine at all; pods emulated in
-#    network namespaces, no kubelet): passes on kube-router and calico, strict expected failures
-#    on `none`. Skipped, saying why, when the components could not be built (no Go).
-# 4. the kube path on real kubelets (`--backend realnodes`: the real control plane with
-#    kube-scheduler, a real kubelet per node over netpol-cri, real CNI plugins, real kube-proxy,
-#    CoreDNS as a pod, and the CNI's own processes) on all six of its CNIs, over the seed's
-#    scenarios (scenarios/real-world and the false-security canary): passes on kube-router,
-#    calico, canal and k3s (flannel + kube-router), strict expected failures on `none` and
-#    `flannel` (real flanneld, no engine: the canary's false-security banner). Three CNIs per
-#    run, 6 scenarios in flight as tenants of each run's clusters. The whole library on this
-#    path takes about 50 min for three CNIs on two cores (docs/real-nodes.md §12): it joins
-#    this command when the kube path is fast enough (issue 20).
+# 3. the whole library on the kube path on real kubelets (`--backend realnodes`: real etcd,
+#    kube-apiserver, kube-controller-manager, kube-scheduler; a real kubelet per node over
+#    netpol-cri, real CNI plugins, real kube-proxy, CoreDNS as a pod, and the CNI's own
+#    processes), one CNI per run: passes on kube-router and calico, strict expected failures on
+#    `none` (the canary's false-security banner). 8 scenarios in flight as tenants of the CNI's
+#    cluster, those that must run alone (fault steps) on two clusters apart (harness.backends.
+#    alone_apart); about 5-6 min per CNI on two cores (docs/real-nodes.md §12). Skipped, saying
+#    why, when the components could not be built (no Go).
+# 4. the seed's scenarios (scenarios/real-world and the false-security canary) on the three
+#    Flannel rows of the same path: strict expected failures on `flannel` (real flanneld, no
+#    engine), passes on canal (+ Felix) and k3s (+ kube-router). The whole library on these
+#    three would add about 16 min: over the command's budget on two cores (issue 21).
 if missing=$($PY -m harness.components missing); then
-  # three scenarios at once in all: each real cluster is a control plane and two nodes; with
-  # the default (12 at once, up to 12 clusters) on two cores rounds took 6 s and one UDP reply
-  # came after the probe timeout (an UNSTABLE cell on kube-router, reported as such)
-  $PY -m pytest scenarios/ --backend local --cni kube-router,calico,none -q --netpol-jobs 3 \
-      --netpol-json reports-out/real-engines.json --netpol-html reports-out/real-engines.html \
-      --junitxml reports-out/junit-real-engines.xml
-  for cnis in kube-router,calico,none flannel,canal,k3s; do
-    $PY -m pytest scenarios/real-world scenarios/canary --backend realnodes --cni "$cnis" -q \
-        --netpol-jobs 6 --netpol-json "reports-out/realnodes-${cnis//,/-}.json" \
-        --netpol-html "reports-out/realnodes-${cnis//,/-}.html" \
-        --junitxml "reports-out/junit-realnodes-${cnis//,/-}.xml"
+  for cni in kube-router calico none; do
+    $PY -m pytest scenarios/ --backend realnodes --cni "$cni" -q \
+        --netpol-json "reports-out/realnodes-$cni.json" \
+        --netpol-html "reports-out/realnodes-$cni.html" \
+        --junitxml "reports-out/junit-realnodes-$cni.xml"
   done
+  $PY -m pytest scenarios/real-world scenarios/canary --backend realnodes --cni flannel,canal,k3s \
+      --netpol-jobs 6 \
+      -q --netpol-json reports-out/realnodes-flannel-canal-k3s.json \
+      --netpol-html reports-out/realnodes-flannel-canal-k3s.html \
+      --junitxml reports-out/junit-realnodes-flannel-canal-k3s.xml
 else
-  echo "netpol-proof: real-engine tier and realnodes SKIPPED: $missing"
+  echo "netpol-proof: realnodes SKIPPED: $missing"
 fi
