@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     except (HarnessError, OSError, ValueError) as exc:
         print(f"compare_tiers: {exc}", file=sys.stderr)
         return 2
-    skip = {(r.scenario, mx.cni_of(r)): r.skip_reason for r in results_a + results_b
+    # keyed by side too: the same (scenario, CNI) pair is in both files
+    skip = {(side, r.scenario, mx.cni_of(r)): r.skip_reason
+            for side, results in (("A", results_a), ("B", results_b)) for r in results
             if r.skip_reason}
     print(f"A: {args.a} ({cmp.a_meta.get('backend')}, run {cmp.a_meta.get('run_id')})")
     print(f"B: {args.b} ({cmp.b_meta.get('backend')}, run {cmp.b_meta.get('run_id')})")
@@ -51,9 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         head = f"{s.scenario} [{s.cni_a}]"
         if s.outcome_a != s.outcome_b:
             outcomes += 1
-            why = [f"{side}: {skip[(s.scenario, cni)]}" for side, cni in (("A", s.cni_a),
-                                                                          ("B", s.cni_b))
-                   if (s.scenario, cni) in skip]
+            why = [f"{side}: {skip[(side, s.scenario, cni)]}" for side, cni in
+                   (("A", s.cni_a), ("B", s.cni_b)) if (side, s.scenario, cni) in skip]
             print(f"{head}: outcome {s.outcome_a} -> {s.outcome_b}"
                   + (f" ({'; '.join(why)})" if why else ""))
         elif differ or only_observed:
