@@ -171,3 +171,52 @@ def test_a_stopped_relay_says_so():
 
 async def _noop():
     return None
+
+
+def test_stopping_while_a_connection_waits_for_the_upstream_leaves_no_task_behind(tmp_path):
+    """stop() while a client's connection is still being joined to an upstream that does not
+    answer yet (the API server busy at the run's end): the loop is closed with no task left
+    half-run; one left for the garbage collector printed "Event loop is closed" tracebacks
+    (and "Task was destroyed but it is pending") at the end of runs."""
+    import asyncio
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(0)          # never accepted: once its backlog is full, a connect hangs
+    port = busy.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(("127.0.0.1", port))
+        fillers.append(c)
+    netns = ClaimedNetns(naming.new_run_id())
+    relay = Relay(("127.0.0.1", port))
+    relay.start()
+    ns = netns.add("r5")
+    relay.add(ns)
+    log = tmp_path / "hold.log"
+    proc = spawn(["ip", "netns", "exec", ns, sys.executable, "-c", HOLD, "6443"], log_path=str(log))
+    try:
+        deadline = time.monotonic() + 20
+        while "CONNECTED" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "CONNECTED" in log.read_text()
+        time.sleep(0.3)                       # the relay is now waiting for the upstream
+        loop = relay._loop
+        assert loop is not None and asyncio.run_coroutine_threadsafe(
+            _pending(), loop).result(5) >= 1
+        relay.stop()
+        assert loop.is_closed() and not asyncio.all_tasks(loop)
+    finally:
+        proc.kill()
+        relay.stop()
+        busy.close()
+        for c in fillers:
+            c.close()
+        netns.close()
+
+
+async def _pending() -> int:
+    import asyncio
+    return len(asyncio.all_tasks()) - 1       # but this one

@@ -125,6 +125,13 @@ class Relay:
             asyncio.set_event_loop(loop)
             loop.call_soon(started.set)
             loop.run_forever()
+            # connections still being spliced when stop() came: end them here, on the running
+            # loop (their `finally` closes both sides); left to the garbage collector after
+            # close() they printed "Event loop is closed" tracebacks at the run's end
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
 
         self._thread = threading.Thread(target=serve, name="apiserver-relay", daemon=True)
