@@ -310,6 +310,29 @@ class RealBackend(KubeBackendBase):
                 functools.partial(self._admin_kubeconfig, node.netns), self.workdir,
                 functools.partial(self._traced_tools, node.netns))))
 
+    def _wait_services_forwarded(self, model: Model, addresses: Addresses) -> None:
+        """kube-proxy on every node forwards each of the scenario's Services (TCP and UDP
+        ports) to its endpoints. Why: this tier's pods are Ready as soon as they serve, so a
+        deploy could return before kube-proxy wrote a new Service's rules, and a probe of it
+        was refused (the deploy's API calls, now at once, no longer left it the time)."""
+        def backed(svc) -> bool:   # a Service selecting no pod has no endpoints to forward to
+            return any(p.namespace == svc.namespace and svc.selector and all(
+                p.labels.get(k) == v for k, v in svc.selector.items()) for p in model.user_pods)
+
+        wanted = [(addresses.service_ips[s.key],
+                   tuple(sorted({p.protocol.value.lower() for p in s.ports} - {"sctp"})))
+                  for s in model.services
+                  if not s.system and s.key in addresses.service_ips and backed(s)]
+        wanted = [(ip, protos) for ip, protos in wanted if protos]
+        if not wanted:
+            return
+        polled = poll(lambda: [engines.kube_proxy_forwards(n.netns, ip, protos)
+                               for n in self.nodes for ip, protos in wanted],
+                      lambda states: all(ok for ok, _ in states), self.ready_timeout, 0.1)
+        if not polled.ok:
+            raise BackendError("waiting for kube-proxy to forward the scenario's Services",
+                               "; ".join(why for ok, why in polled.value or [] if not ok))
+
     def _wait_dns_forwarded(self) -> None:
         """kube-proxy on every node forwards the kube-dns Service to CoreDNS (it wrote the
         Service's endpoints), so it has no write left to make before the scenario's."""
@@ -449,6 +472,7 @@ class RealBackend(KubeBackendBase):
             self.up()
         addresses = self._topo().deploy(replace(without_sctp(model), externals=()))
         try:
+            self._wait_services_forwarded(model, addresses)
             external_ips = self._create_externals(model)
         except BaseException:
             self.undeploy()
