@@ -92,6 +92,20 @@ def in_netns(ns: str, code: str, *args: str, timeout: float = 20) -> subprocess.
                           capture_output=True, text=True, timeout=timeout)
 
 
+def held_connection(ns: str, tmp_path):
+    """HOLD run in namespace `ns` against the relay's port, once it is connected: (its process,
+    its log)."""
+    log = tmp_path / "hold.log"
+    proc = spawn(["ip", "netns", "exec", ns, sys.executable, "-c", HOLD, "6443"], log_path=str(log))
+    deadline = time.monotonic() + 20
+    while "CONNECTED" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if "CONNECTED" not in log.read_text():
+        proc.kill()
+        pytest.fail(f"the client in {ns} never connected: {log.read_text()!r}")
+    return proc, log
+
+
 def test_a_client_in_the_namespace_reaches_the_root_loopback_server_through_the_relay(setup):
     netns, relay, upstream = setup
     ns = netns.add("r1")
@@ -144,13 +158,8 @@ def test_releasing_a_namespace_closes_its_connections(setup, tmp_path):
     netns, relay, _ = setup
     ns = netns.add("r4")
     relay.add(ns)
-    log = tmp_path / "hold.log"
-    proc = spawn(["ip", "netns", "exec", ns, sys.executable, "-c", HOLD, "6443"], log_path=str(log))
+    proc, log = held_connection(ns, tmp_path)
     try:
-        deadline = time.monotonic() + 20
-        while "CONNECTED" not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert "CONNECTED" in log.read_text()
         relay.remove(ns)
         proc.wait(timeout=20)
         assert "EOF" in log.read_text()
@@ -195,13 +204,8 @@ def test_stopping_while_a_connection_waits_for_the_upstream_leaves_no_task_behin
     relay.start()
     ns = netns.add("r5")
     relay.add(ns)
-    log = tmp_path / "hold.log"
-    proc = spawn(["ip", "netns", "exec", ns, sys.executable, "-c", HOLD, "6443"], log_path=str(log))
+    proc, _ = held_connection(ns, tmp_path)
     try:
-        deadline = time.monotonic() + 20
-        while "CONNECTED" not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert "CONNECTED" in log.read_text()
         time.sleep(0.3)                       # the relay is now waiting for the upstream
         loop = relay._loop
         assert loop is not None and asyncio.run_coroutine_threadsafe(
