@@ -127,9 +127,8 @@ class KubeTopology:
         # namespaces first (each waits for its ServiceAccount), then the rest; each group at
         # once: one after the other, a deploy's dozen calls took seconds under load
         namespaces = [o for o in objs if o["kind"] == "Namespace"]
-        for obj in namespaces:    # every one checked before any is created: none half-made
-            self._ours_if_present(obj)
-        self._create_all(namespaces)
+        # every one checked before any is created (none half-made); ours already there are kept
+        self._create_all([o for o in namespaces if not self._ours_if_present(o)])
         self._create_all([o for o in objs if o["kind"] != "Namespace"])
         created = time.monotonic() - t
         expect = {self.names.real(ns.name): n for ns in model.namespaces if not ns.system
@@ -157,9 +156,7 @@ class KubeTopology:
     def _create_all(self, objs: list[Obj]) -> None:
         """_create every object at once (a few threads); the first failure is raised once all
         have been tried, so nothing is left half-sent without being reported."""
-        if len(objs) <= 1:
-            for obj in objs:
-                self._create(obj)
+        if not objs:
             return
 
         def one(obj: Obj) -> None:
@@ -193,9 +190,7 @@ class KubeTopology:
         kind, meta = obj["kind"], obj["metadata"]
         core = self.api.core
         try:
-            if kind == "Namespace":
-                if self._ours_if_present(obj):
-                    return
+            if kind == "Namespace":   # deploy checked first that it is not there (or ours)
                 core.create_namespace(obj)
                 # Pods are refused until the namespace's `default` ServiceAccount exists
                 # ("error looking up service account"); pytest-kubernetes waits for it too.
