@@ -324,29 +324,30 @@ class RealBackend(KubeBackendBase):
                   for s in model.services
                   if not s.system and s.key in addresses.service_ips and backed(s)]
         wanted = [(ip, protos) for ip, protos in wanted if protos]
-        if not wanted:
-            return
-        polled = poll(lambda: [engines.kube_proxy_forwards(n.netns, ip, protos)
+        if wanted:
+            self._wait_forwarded(wanted, "the scenario's Services", 0.1)
+
+    def _wait_forwarded(self, wanted: list[tuple[str, tuple[str, ...]]], what: str,
+                        interval: float, log_tail: Callable[[], str] | None = None) -> None:
+        """Poll until kube-proxy on every node forwards each (cluster IP, protocols) of
+        `wanted`; BackendError naming what it does not forward (and `log_tail()`) after the
+        ready timeout."""
+        polled = poll(lambda: [(n.name, *engines.kube_proxy_forwards(n.netns, ip, protos))
                                for n in self.nodes for ip, protos in wanted],
-                      lambda states: all(ok for ok, _ in states), self.ready_timeout, 0.1)
+                      lambda states: all(ok for _, ok, _ in states), self.ready_timeout,
+                      interval)
         if not polled.ok:
-            raise BackendError("waiting for kube-proxy to forward the scenario's Services",
-                               "; ".join(why for ok, why in polled.value or [] if not ok))
+            raise BackendError(f"waiting for kube-proxy to forward {what}",
+                               "; ".join(f"{node}: {why}" for node, ok, why
+                                         in polled.value or [] if not ok),
+                               log_tail() if log_tail is not None else "")
 
     def _wait_dns_forwarded(self) -> None:
         """kube-proxy on every node forwards the kube-dns Service to CoreDNS (it wrote the
         Service's endpoints), so it has no write left to make before the scenario's."""
-        protocols = ("udp", "tcp")
-        polled = poll(lambda: [engines.kube_proxy_forwards(n.netns, DNS_SERVICE_IP, protocols)
-                               for n in self.nodes],
-                      lambda states: all(ok for ok, _ in states), self.ready_timeout, 0.2)
-        if not polled.ok:
-            raise BackendError("waiting for kube-proxy to forward the kube-dns Service",
-                               "; ".join(f"{n.name}: {why}" for n, (ok, why)
-                                         in zip(self.nodes, polled.value or [], strict=False)
-                                         if not ok),
-                               "\n".join(self._log_tail(f"{n.netns}-kube-proxy.log")
-                                         for n in self.nodes))
+        self._wait_forwarded([(DNS_SERVICE_IP, ("udp", "tcp"))], "the kube-dns Service", 0.2,
+                             lambda: "\n".join(self._log_tail(f"{n.netns}-kube-proxy.log")
+                                               for n in self.nodes))
 
     def _traced_tools(self, netns: str, process: str,
                       tools: tuple[str, ...] = tooltrace.TOOLS) -> str | None:
