@@ -210,8 +210,14 @@ def test_stopping_while_a_connection_waits_for_the_upstream_leaves_no_task_behin
         loop = relay._loop
         assert loop is not None and asyncio.run_coroutine_threadsafe(
             _pending(), loop).result(5) >= 1
+        # what asyncio would print: "Exception in callback ... CancelledError" from the
+        # stream's connection callback, once per connection ended by the stop
+        reported: list[dict] = []
+        loop.call_soon_threadsafe(loop.set_exception_handler,
+                                  lambda _loop, context: reported.append(context))
         relay.stop()
         assert loop.is_closed() and not asyncio.all_tasks(loop)
+        assert [c.get("message") for c in reported] == []
     finally:
         proc.kill()
         relay.stop()

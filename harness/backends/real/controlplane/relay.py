@@ -205,7 +205,13 @@ class Relay:
         holder: dict[str, _Listener] = {}
 
         async def handle(reader, writer):
-            await self._join(holder["l"], reader, writer)
+            try:
+                await self._join(holder["l"], reader, writer)
+            except asyncio.CancelledError:
+                # the relay is stopping (serve() cancels what is left): the connection ends
+                # here; raised on, asyncio's stream callback printed "Exception in callback
+                # ... CancelledError" for every connection still being joined
+                writer.close()
 
         server = await asyncio.start_server(handle, sock=sock)
         addr = sock.getsockname()
