@@ -380,7 +380,13 @@ def run_scenario(scenario: Scenario, backend: Backend, settings: Settings, log: 
             log(f"  restoring after a fault step: {exc}")
             result.infra_error = result.infra_error or f"restoring a fault failed: {exc}"
         try:
-            backend.undeploy()
+            # a scenario that ended cleanly leaves its pods for the next of the same model
+            # (Backend.park: policies deleted; that scenario's baseline checks every cell);
+            # after an error nothing of its topology is trusted again
+            if result.infra_error or result.scenario_error:
+                backend.undeploy()
+            else:
+                backend.park()
         except HarnessError as exc:
             log(f"  teardown: {exc}")
             result.infra_error = result.infra_error or f"teardown failed: {exc}"

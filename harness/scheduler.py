@@ -145,15 +145,17 @@ class Scheduler(Generic[T]):
             self.start(key, work, lane)
 
     # -- clusters ---------------------------------------------------------------------------
-    def acquire(self, cni: str, primary: Backend, log: Log, apart: bool = False) -> Backend:
+    def acquire(self, cni: str, primary: Backend, log: Log, apart: bool = False,
+                prefer: Callable[[Backend], bool] | None = None) -> Backend:
         """An idle cluster of `cni` for one work item: `primary` (the CNI's first cluster, up)
         when its backend cannot have clusters side by side, else an idle extra cluster or a
         new one brought up here (its bring-up line goes to `log`, in the item's story). Blocks
         while `min(jobs, primary.max_parallel)` are in use. `apart`: a cluster only items
         started in a lane get, never one of the others' (the lane runs them one at a time).
-        `release` gives it back."""
+        `prefer`: an idle cluster it is true for is lent first (one that kept the pods the
+        item needs: Backend.keeps). `release` gives it back."""
         if apart:
-            return self._lend(cni, primary, log, apart=True)
+            return self._lend(cni, primary, log, apart=True, prefer=prefer)
         with self._mutex:
             limit = self._limits.get(cni)
             if limit is None:
@@ -161,12 +163,13 @@ class Scheduler(Generic[T]):
                     max(1, min(self.jobs, primary.max_parallel)))
         limit.acquire()
         try:
-            return self._lend(cni, primary, log)
+            return self._lend(cni, primary, log, prefer=prefer)
         except BaseException:
             limit.release()
             raise
 
-    def _lend(self, cni: str, primary: Backend, log: Log, apart: bool = False) -> Backend:
+    def _lend(self, cni: str, primary: Backend, log: Log, apart: bool = False,
+              prefer: Callable[[Backend], bool] | None = None) -> Backend:
         with self._mutex:
             if self._stopping:
                 raise HarnessError("the run is stopping")
@@ -175,7 +178,10 @@ class Scheduler(Generic[T]):
                 return primary
             free = self._free.setdefault((cni, apart), [])
             if free:
-                backend = free.pop()
+                # the last freed first, unless an idle one is preferred
+                backend = next((b for b in reversed(free) if prefer is not None and prefer(b)),
+                               free[-1])
+                free.remove(backend)
                 self._busy.append(backend)
                 return backend
             n = len(self._extra.setdefault(cni, [])) + 1

@@ -326,7 +326,8 @@ class Session:
                                   declared_enforcing=self.capabilities(cni).enforces)
         try:
             primary = self.backend(cni)
-            backend = self.scheduler.acquire(cni, primary, log, self._apart(scenario)) \
+            backend = self.scheduler.acquire(cni, primary, log, self._apart(scenario),
+                                             lambda b: b.keeps(scenario.model)) \
                 if pooled else primary
         except HarnessError as exc:
             if not pooled:

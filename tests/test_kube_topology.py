@@ -524,3 +524,80 @@ def test_generation_names_cannot_meet_a_logical_name_or_the_dns_control_namespac
     assert generation_namespace("r1", "x") == "np-r1-x"
     assert generation_namespace("r1", "x", 2) == "np-r1--g2-x"
     assert generation_namespace("r1", "x", 2) != kube_dns_control_namespace("r1")
+
+
+NETPOL = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+          "metadata": {"name": "deny", "namespace": "x"}, "spec": {"podSelector": {}}}
+CALICO = {"apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy",
+          "metadata": {"name": "c", "namespace": "y"}, "spec": {"selector": "all()"}}
+
+
+def test_a_parked_deploy_loses_its_policies_and_serves_the_next_scenario_of_its_model(fake):
+    """Issue 20: a scenario that ended cleanly leaves its pods (KubeBackendBase.park); the
+    next deploy of an equal model creates nothing, reuses the names, and starts with no
+    policy of the run, of either API group, in those namespaces."""
+    backend = TopologyOnly(topo(fake))
+    model = Model.default(namespaces=["x", "y"], pods=["a", "b"])
+    first = backend.deploy(model)
+    backend.apply_policy(NETPOL)
+    backend.apply_policy(CALICO)
+    assert backend.policy_count() == 2
+    backend.park()
+    assert not fake.netpols and fake.store == {}                    # policies deleted
+    assert not [e for e in fake.log if e[:2] == ("delete", "ns")]   # namespaces kept
+    assert backend.keeps(Model.default(namespaces=["x", "y"], pods=["a", "b"]))
+    assert not backend.keeps(Model.default(namespaces=["x", "y"], pods=["a"]))
+    created = len([e for e in fake.log if e[0] == "create"])
+    again = backend.deploy(Model.default(namespaces=["x", "y"], pods=["a", "b"]))
+    assert len([e for e in fake.log if e[0] == "create"]) == created   # nothing new
+    assert again.pod_ips == first.pod_ips
+    assert backend.real_dns_name("web.y.svc") == "web.np-abc123-y.svc"
+    assert backend.policy_count() == 0 and not backend.keeps(model)    # it is in use again
+    backend.apply_policy(NETPOL)
+    backend.park()
+    backend.undeploy()                     # down(): the kept namespaces go, and are awaited
+    assert not [n for n in fake.ns if n.startswith("np-abc123")]
+    assert not backend.keeps(model)
+
+
+def test_a_relabelled_or_other_model_deploy_is_never_reused(fake):
+    """A step's label change makes the pods differ from the model as created: such a deploy
+    is deleted, not kept. A deploy of another model deletes the kept one first (at most one
+    is kept, so idle pods do not pile up)."""
+    backend = TopologyOnly(topo(fake))
+    model = Model.default(namespaces=["x"], pods=["a"])
+    backend.deploy(model)
+    backend.set_labels({}, {"x/a": {"pod": "z"}})
+    backend.park()
+    assert ("delete", "ns", "np-abc123-x") in fake.log and not backend.keeps(model)
+    backend.deploy(model)                                   # fresh: generation 2
+    backend.park()
+    assert backend.keeps(model)
+    backend.deploy(Model.default(namespaces=["x"], pods=["b"]))
+    assert ("delete", "ns", "np-abc123--g2-x") in fake.log and not backend.keeps(model)
+    assert "np-abc123--g3-x" in fake.ns
+
+
+def test_a_deploy_whose_policy_cannot_be_deleted_is_not_kept(fake):
+    """The read-back decides: a policy the API server still lists in the deploy's namespaces
+    (here: its delete refused) and the namespaces are deleted instead of kept."""
+    backend = TopologyOnly(topo(fake))
+    model = Model.default(namespaces=["x"], pods=["a"])
+    backend.deploy(model)
+    backend.apply_policy(NETPOL)
+
+    def refuse(name, ns):
+        raise FakeApiException(403, "Forbidden")
+
+    fake.delete_namespaced_network_policy = refuse
+    backend.park()
+    assert not backend.keeps(model) and ("delete", "ns", "np-abc123-x") in fake.log
+
+
+def test_an_interrupted_run_keeps_nothing(fake):
+    backend = TopologyOnly(topo(fake))
+    model = Model.default(namespaces=["x"], pods=["a"])
+    backend.deploy(model)
+    backend.interrupt()
+    backend.park()
+    assert not backend.keeps(model) and ("delete", "ns", "np-abc123-x") in fake.log

@@ -399,3 +399,45 @@ def test_the_dns_blocked_assertion_of_the_real_engine_tests_can_fail(run_on):
     by_name = next(c for c in r.steps[1].cells
                    if c.target == "backend.prod.svc.cluster.local" and not c.dns_name)
     assert by_name.verdict == "not enforced", by_name.attempts
+
+
+class _RecordsTeardown(LocalBackend):
+    """The local backend (which keeps nothing: Backend.park undeploys), recording which
+    teardown the runner asked for."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.asked: list[str] = []
+
+    def park(self) -> None:
+        self.asked.append("park")
+        super().park()
+
+    def undeploy(self) -> None:
+        self.asked.append("undeploy")
+        super().undeploy()
+
+
+class _BreaksOnLabelsRecords(_RecordsTeardown):
+    def set_labels(self, namespace_labels, pod_labels) -> None:
+        raise TypeError("set_labels got an unexpected mapping (a bug on purpose)")
+
+
+@pytest.mark.parametrize("cls, path, outcome, asked", [
+    (_RecordsTeardown, DATA / "deny-ingress-small.yaml", "passed", ["park", "undeploy"]),
+    (_BreaksOnLabelsRecords, SCENARIOS / "conformance" / "updated-pod-label-admits.yaml",
+     "error", ["undeploy"]),
+])
+def test_only_a_scenario_that_ended_cleanly_offers_its_pods_to_the_next(run_on, cls, path,
+                                                                        outcome, asked):
+    """runner.run_scenario asks Backend.park (keep the pods, as the kube backends do) after a
+    clean end and undeploy after an error: pods a scenario failed on are never reused."""
+    s = build({"cnis": "enforcing"}, env={})
+    backend = cls(profile="enforcing", run_id=s.run_id, probe_timeout=s.probe_timeout)
+    backend.up()
+    try:
+        r = run_scenario(load_scenario(path), backend, s, log=lambda line: None, enforcing=True)
+        assert r.outcome == outcome, (r.infra_error, r.verdict_counts())
+        assert backend.asked == asked
+    finally:
+        backend.down()

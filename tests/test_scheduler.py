@@ -206,3 +206,22 @@ def test_items_in_a_lane_run_one_at_a_time_on_a_cluster_apart_beside_the_pool():
     made = [c.run_id for c in run.made]
     assert len(made) == 3 and all(c.ups == 1 for c in run.made)     # 2 for the pool, 1 apart
     assert sorted(c.run_id for c in run.scheduler.clusters("enforcing")) == sorted(made)
+
+
+def test_an_idle_cluster_that_kept_what_an_item_needs_is_lent_first():
+    """acquire's `prefer` (the session passes Backend.keeps of the scenario's model): among
+    the idle clusters the one it is true for, else the last freed; never a busy one."""
+    run = Run(jobs=3, primary=Cluster("first"))
+    s = run.scheduler
+    lent = [s.acquire("enforcing", run.primary, lambda line: None) for _ in range(3)]
+    for c in lent:
+        s.release("enforcing", c, run.primary)           # idle, freed in the order slot1..3
+    keeper = lent[0]
+    got = s.acquire("enforcing", run.primary, lambda line: None,
+                    prefer=lambda b: b is keeper)
+    assert got is keeper
+    other = s.acquire("enforcing", run.primary, lambda line: None,
+                      prefer=lambda b: b is keeper)      # the keeper is busy: the last freed
+    assert other is lent[2]
+    plain = s.acquire("enforcing", run.primary, lambda line: None)
+    assert plain is lent[1] and len(run.made) == 3

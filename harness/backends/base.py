@@ -138,6 +138,17 @@ class Backend(abc.ABC):
         keeps them off (harness.backends.sharing); elsewhere nothing to wait for."""
         return contextlib.nullcontext()
 
+    def park(self) -> None:
+        """The scenario ended without an error: where this backend can, its topology is kept
+        for a later scenario of the same model (`keeps`), without the scenario's policies;
+        elsewhere (this default) it is undeployed."""
+        self.undeploy()
+
+    def keeps(self, model: Model) -> bool:
+        """Whether `deploy(model)` would reuse a topology `park` kept (the scheduler hands such
+        a scenario this cluster first); this default keeps none."""
+        return False
+
     def tenant(self, run_id: str) -> Backend | None:
         """A backend on this one's cluster under run id `run_id`, for a scenario run beside
         others (its own namespaces, nothing brought up twice); None: an extra cluster of its own

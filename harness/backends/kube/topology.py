@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, Mapping, Sequence, cast
+from typing import Callable, Iterable, Mapping, NamedTuple, Sequence, cast
 
 from harness import naming
 from harness.backends.base import Backend
@@ -59,6 +59,14 @@ def cluster_pod_cidr(nodes: Iterable[Obj], pod_ips: Iterable[str | None]) -> str
     return str(ipaddress.ip_network(f"{ipaddress.ip_address(lo)}/{prefix}", strict=False))
 
 
+class Kept(NamedTuple):
+    """A deploy kept after its scenario (KubeTopology.park): the model as it was created, and
+    its real namespaces."""
+
+    model: Model
+    names: km.NameMap
+
+
 def _namespaces_first(objs: list[Obj]) -> list[Obj]:
     """Namespaces before everything else, each kind keeping its order (pods need theirs)."""
     return [o for o in objs if o["kind"] == "Namespace"] + \
@@ -101,6 +109,13 @@ class KubeTopology:
         #: the DNS-control pod is created once per topology, kept across deploys, seen Ready
         self._dns_control_created = self._dns_control_ready = False
         self._api_versions: dict[tuple[str, str, str], str] = {}  # (ns, name, kind) -> apiVersion
+        #: the policies the current deploy's scenario applied and did not delete, (ns, name, kind)
+        self._applied: set[tuple[str, str, str]] = set()
+        #: the model as the current deploy created it, and whether a step relabelled it since
+        self._deployed: Model | None = None
+        self._relabelled = False
+        #: the last scenario's deploy, kept for the next one of the same model (park)
+        self.kept: Kept | None = None
 
     @property
     def selector(self) -> str:
@@ -112,7 +127,11 @@ class KubeTopology:
             raise BackendError("deploying external hosts",
                                "this backend has no external hosts (capability external-hosts "
                                "is missing); the scenario should have been skipped")
-        self.model = model
+        if self.keeps(model):
+            return self._reuse(model)
+        self.drop_kept()
+        self.model = self._deployed = model
+        self._relabelled, self._applied = False, set()
         self.generation += 1
         self.names = km.NameMap(self.run_id, [n.name for n in model.namespaces], self.generation)
         node_of = self.node_of
@@ -131,6 +150,15 @@ class KubeTopology:
         self._create_all([o for o in namespaces if not self._ours_if_present(o)])
         self._create_all([o for o in objs if o["kind"] != "Namespace"])
         created = time.monotonic() - t
+        self._wait_pods_ready(model)
+        self.status(f"  objects created in {created:.2f}s, pods Ready "
+                    f"{time.monotonic() - t - created:.2f}s later")
+        return self._ready_addresses()
+
+    def _wait_pods_ready(self, model: Model) -> None:
+        """Every user pod of `model` in the current deploy's namespaces Ready (SCTP servers
+        optional: a warning)."""
+        assert self.names is not None
         expect = {self.names.real(ns.name): n for ns in model.namespaces if not ns.system
                   if (n := sum(1 for p in model.user_pods if p.namespace == ns.name))}
         if expect:
@@ -142,8 +170,9 @@ class KubeTopology:
                 self.status(f"  warning: SCTP not serving in {', '.join(silent)} (is the "
                             f"host's sctp module loaded?); SCTP probes there will be probe "
                             f"errors")
-        self.status(f"  objects created in {created:.2f}s, pods Ready "
-                    f"{time.monotonic() - t - created:.2f}s later")
+
+    def _ready_addresses(self) -> Addresses:
+        """The DNS-control pod Ready (once per topology), then the deploy's addresses."""
         if self.with_dns_control and not self._dns_control_ready:
             wait_pods_ready(self.api, naming.kube_dns_control_namespace(self.run_id),
                             self.selector, self.ready_timeout, "the DNS-control client pod Ready",
@@ -152,6 +181,99 @@ class KubeTopology:
         addresses = self.addresses()
         self._dns_server = addresses.dns_service_ip
         return addresses
+
+    # -- keeping a deploy for the next scenario ---------------------------------------------
+    def keeps(self, model: Model) -> bool:
+        """Whether a deploy of `model` would reuse the kept one (park): the same model, equal
+        in every namespace, pod, label, port and Service."""
+        return self.kept is not None and self.kept.model == model
+
+    def park(self) -> bool:
+        """The scenario ended without an error: delete the policies it applied and keep its
+        namespaces and pods for the next scenario of the same model (`deploy` reuses them),
+        instead of deleting them. Kept only when no step relabelled anything and the API
+        server lists no policy of this run left in them; else undeploy(wait=False). At most
+        one deploy is kept: a deploy of another model deletes it. True when kept.
+
+        Why: on a cluster every pod is an API object, a sandbox, a veth and rules in every
+        node's policy engine, made and unmade per scenario; most of the library shares one
+        model (x/y/z x a/b/c on port 80). Why that is sound: with no policy left, the pods are
+        what a fresh deploy gives, and the next scenario's baseline probes every cell it will
+        judge before any policy of its own, as after a fresh deploy (runner.Run.baseline): a
+        rule the engine has not removed yet shows there, never in a step. The upstream e2e
+        reused its x/y/z pods across tests the same way, with an all-connected check first
+        (docs/sources.md §5.1)."""
+        if self.names is None or self._deployed is None:
+            return False
+        if self._relabelled or not self._clear_policies():
+            self.undeploy(wait=False)
+            return False
+        self.drop_kept()
+        self.kept = Kept(self._deployed, self.names)
+        self.model = self._deployed = None
+        self.names = None
+        return True
+
+    def drop_kept(self) -> None:
+        """Delete the kept deploy's namespaces, not awaited (as undeploy(wait=False))."""
+        kept, self.kept = self.kept, None
+        if kept is None:
+            return
+        errors = []
+        for ns in sorted(set(kept.names.to_real.values()) - {SYSTEM_NAMESPACE}):
+            try:
+                self.api.core.delete_namespace(ns)
+            except self.api.client.ApiException as exc:
+                if exc.status != 404:
+                    errors.append(f"namespace {ns}: {_api_error(exc)}")
+        if errors:
+            raise BackendError("removing a kept deploy's namespaces", "; ".join(errors))
+
+    def _reuse(self, model: Model) -> Addresses:
+        assert self.kept is not None
+        kept, self.kept = self.kept, None
+        self.model, self._deployed, self.names = model, kept.model, kept.names
+        self._relabelled, self._applied = False, set()
+        real = sorted(set(self.names.to_real.values()) - {SYSTEM_NAMESPACE})
+        self.status(f"  reusing the last scenario's namespaces {', '.join(real)} (same model, "
+                    f"its policies deleted)")
+        t = time.monotonic()
+        self._wait_pods_ready(model)
+        self.status(f"  pods seen Ready in {time.monotonic() - t:.2f}s")
+        return self._ready_addresses()
+
+    def _clear_policies(self) -> bool:
+        """Delete the cluster-scoped policies and those the current deploy's scenario applied;
+        whether none of this run's policies is left in its namespaces (read back)."""
+        assert self.names is not None
+        if self._delete_cluster_policies():
+            return False
+        for ns, name, kind in sorted(self._applied):
+            try:
+                self.delete_policy(ns, name, kind)
+            except BackendError as exc:
+                self.status(f"  not kept: {exc}")
+                return False
+        real = set(self.names.to_real.values())
+        left = [f"{m.get('namespace')}/{m.get('name')}" for m in self._policies()
+                if m.get("namespace") in real]
+        if left:
+            self.status(f"  not kept: policies still listed: {', '.join(left)}")
+        return not left
+
+    def _policies(self) -> list[dict]:
+        """The metadata of every policy carrying this run's label: NetworkPolicies, and every
+        other kind this run applied."""
+        found = self.api._dict(self.api.net.list_network_policy_for_all_namespaces(
+            label_selector=self.selector)).get("items", [])
+        others = {km.policy_resource({"apiVersion": api, "kind": kind})[:3]
+                  for (_, _, kind), api in self._api_versions.items()
+                  if not api.startswith("networking.k8s.io/")}
+        for group, version, plural in sorted(others):
+            listed = self.api.custom.list_cluster_custom_object(group, version, plural,
+                                                                label_selector=self.selector)
+            found += (listed or {}).get("items", [])
+        return [i.get("metadata") or {} for i in found]
 
     def _create_all(self, objs: list[Obj]) -> None:
         """_create every object at once (a few threads); the first failure is raised once all
@@ -258,14 +380,9 @@ class KubeTopology:
         awaited each time: a namespace's deletion waits for the controller and the kubelets,
         seconds per scenario on the critical path (bench/bench_kube_exec.py). Cluster-scoped
         policies are always deleted first: they select pods of any namespace."""
-        errors = []
-        for (group, version, plural, name) in list(self._cluster_policies):
-            try:
-                self.api.custom.delete_cluster_custom_object(group, version, plural, name)
-            except self.api.client.ApiException as exc:
-                if exc.status != 404:
-                    errors.append(f"{plural}/{name}: {_api_error(exc)}")
-            self._cluster_policies.pop((group, version, plural, name), None)
+        errors = self._delete_cluster_policies()
+        if wait:
+            self.kept = None      # its namespaces are among own_namespaces()
         ours = self.own_namespaces()
         if not wait:
             mine = set((self.names.to_real if self.names is not None else {}).values())
@@ -281,9 +398,21 @@ class KubeTopology:
                      f"deletion of namespaces {', '.join(ours)}", 1.0,
                      describe=lambda left: f"still present: {', '.join(left)}")
             self._dns_control_created = self._dns_control_ready = False
-        self.model = None
+        self.model = self._deployed = None
         if errors:
             raise BackendError("removing this run's objects", "; ".join(errors))
+
+    def _delete_cluster_policies(self) -> list[str]:
+        """Delete this run's cluster-scoped policies; the failures (a 404 is none)."""
+        errors = []
+        for (group, version, plural, name) in list(self._cluster_policies):
+            try:
+                self.api.custom.delete_cluster_custom_object(group, version, plural, name)
+            except self.api.client.ApiException as exc:
+                if exc.status != 404:
+                    errors.append(f"{plural}/{name}: {_api_error(exc)}")
+            self._cluster_policies.pop((group, version, plural, name), None)
+        return errors
 
     def real_dns_name(self, name: str) -> str:
         """`name` with a logical namespace in it mapped to the run's real one (NameMap.dns_name);
@@ -298,6 +427,7 @@ class KubeTopology:
 
     def set_labels(self, namespace_labels: Mapping, pod_labels: Mapping) -> None:
         assert self.names is not None
+        self._relabelled = True
         for ns, change in namespace_labels.items():
             self.api.core.patch_namespace(self.names.real(ns), {"metadata": {"labels": dict(change)}})
         for key, change in pod_labels.items():
@@ -342,8 +472,9 @@ class KubeTopology:
                                f"{ns or ''}/{name}", why) from None
         # recorded only once applied: policy_count lists every group recorded here, and a group
         # the server refused (404) would make every later count fail
-        self._api_versions[(manifest["metadata"].get("namespace") or "", name,
-                            str(manifest.get("kind")))] = str(manifest.get("apiVersion"))
+        key = (manifest["metadata"].get("namespace") or "", name, str(manifest.get("kind")))
+        self._api_versions[key] = str(manifest.get("apiVersion"))
+        self._applied.add(key)
 
     def _create_or_replace(self, body, group, version, plural, name, ns) -> None:
         c = self.api.custom
@@ -380,21 +511,12 @@ class KubeTopology:
                 self._cluster_policies.pop((group, version, plural, name), None)
         except self.api.client.ApiException as exc:
             raise BackendError(f"deleting {kind} {namespace}/{name}", _api_error(exc)) from None
+        self._applied.discard((namespace or "", name, kind))
 
     def policy_count(self) -> int:
         """Policies carrying this run's label, as the API server lists them: NetworkPolicies,
         plus every other policy kind this run applied (Calico, Cilium, AdminNetworkPolicy)."""
-        items = self.api._dict(self.api.net.list_network_policy_for_all_namespaces(
-            label_selector=self.selector)).get("items", [])
-        count = len(items)
-        others = {km.policy_resource({"apiVersion": api, "kind": kind})[:3]
-                  for (_, _, kind), api in self._api_versions.items()
-                  if not api.startswith("networking.k8s.io/")}
-        for group, version, plural in sorted(others):
-            listed = self.api.custom.list_cluster_custom_object(group, version, plural,
-                                                                label_selector=self.selector)
-            count += len((listed or {}).get("items", []))
-        return count
+        return len(self._policies())
 
     # -- exec -----------------------------------------------------------------------------------
     def exec(self, endpoint: str, argv: Sequence[str], timeout: float) -> ExecResult:
@@ -451,6 +573,19 @@ class KubeBackendBase(Backend):
             self.topology.names = None
         else:
             self.topology.undeploy(wait=True)
+
+    def park(self) -> None:
+        """The scenario ended without an error: its namespaces and pods are kept for the next
+        scenario of the same model (KubeTopology.park), unless the run is stopping."""
+        if self.topology is None or self.topology.names is None:
+            return
+        if self.interrupted:
+            self.undeploy()
+            return
+        self.topology.park()
+
+    def keeps(self, model: Model) -> bool:
+        return self.topology is not None and self.topology.keeps(model)
 
     def set_labels(self, namespace_labels, pod_labels) -> None:
         self._topo().set_labels(namespace_labels, pod_labels)
