@@ -200,9 +200,7 @@ class KubeTopology:
         model (x/y/z x a/b/c on port 80). Why that is sound: with no policy left, the pods are
         what a fresh deploy gives, and the next scenario's baseline probes every cell it will
         judge before any policy of its own, as after a fresh deploy (runner.Run.baseline): a
-        rule the engine has not removed yet shows there, never in a step. The upstream e2e
-        reused its x/y/z pods across tests the same way, with an all-connected check first
-        (docs/sources.md §5.1)."""
+        rule the engine has not removed yet shows there, never in a step."""
         if self.names is None or self._deployed is None:
             return False
         if self._relabelled or not self._clear_policies():
