@@ -59,8 +59,10 @@ def test_pod_is_the_conformance_model_one_container_per_port_and_protocol():
     assert cs["serve-80-sctp"]["env"] == [{"name": "SERVE_SCTP_PORT_80", "value": "y-b"}]
     assert cs["serve-81-tcp"]["ports"] == [{"containerPort": 81, "protocol": "TCP",
                                             "name": "serve-81-tcp"}]
-    assert cs["serve-80-udp"]["readinessProbe"]["exec"]["command"] == [
+    assert cs["serve-80-udp"]["startupProbe"]["exec"]["command"] == [
         "/agnhost", "connect", "--protocol=udp", "--timeout=1s", "127.0.0.1:80"]
+    # once: no readiness probe runs a process in the container every period for its life
+    assert not any("readinessProbe" in c for c in cs.values())
     assert cs["client"]["args"] == ["pause"]
     assert {c["image"] for c in cs.values()} == {AGNHOST_IMAGE}
     assert pod["metadata"]["namespace"] == "np-abc123-y"

@@ -106,9 +106,9 @@ class TwoPods:
             self._wait_serving(key)
 
     def _wait_serving(self, key: str) -> None:
-        """The server's readiness probe as the manifests write it, until it passes."""
+        """The server's startup probe as the manifests write it, until it passes."""
         probe = km.pod_manifest(MODEL.pod(key), km.NameMap("abcd", ["x"]))["spec"][
-            "containers"][0]["readinessProbe"]["exec"]["command"]
+            "containers"][0]["startupProbe"]["exec"]["command"]
         deadline = time.monotonic() + 20
         while True:
             if self.exec(key, probe, 5).returncode == 0:

@@ -87,8 +87,10 @@ def namespace_manifest(name: str, labels: Mapping[str, str], run_id: str) -> dic
             "metadata": {"name": name, "labels": {**labels, **naming.ownership_labels(run_id)}}}
 
 
-#: seconds between two readiness probes of a server container (see _server_container)
-READINESS_PERIOD = 10
+#: seconds between two tries of a server container's startup probe (see _server_container),
+#: and how many tries it gets: a server not listening within about 10 minutes is restarted
+STARTUP_PERIOD = 1
+STARTUP_TRIES = 600
 
 
 def _server_container(cp: ContainerPort, image: str, hostname: str) -> dict:
@@ -107,20 +109,28 @@ def _server_container(cp: ContainerPort, image: str, hostname: str) -> dict:
         # value to every association: the pod's hostname, so the reply names the pod
         args = ["porter"]
         env = [{"name": f"SERVE_SCTP_PORT_{cp.port}", "value": hostname}]
-    # Every period the kubelet execs this in the container: a process start each time, for
-    # every server container of every pod. Upstream's period (the default, 10 s), not a shorter
-    # one: the kubelet runs a not-yet-ready container's readiness probe at once on each status
-    # update (its prober manager's manual trigger), so Ready comes as soon as the container
-    # runs, and a 2 s period only multiplied the execs by five (on realnodes, 23 probe
-    # processes a second with 8 scenarios at once: docs/real-nodes.md §12).
+    # The check upstream's readiness probe makes (agnhost connect to the server on loopback),
+    # as a *startup* probe: with no readiness probe, a container is Ready once its startup
+    # probe succeeded, and that probe then never runs again. Why not upstream's readiness
+    # probe every 10 s: each run is a process started in the container through the kubelet
+    # and the runtime, for every server container of every pod, for as long as the pod lives:
+    # on realnodes with 8 scenarios at once those were about a sixth of the machine's CPU
+    # (1,227 agnhost processes in 120 s, docs/real-nodes.md §12). A longer readiness period
+    # would not do: the kubelet delays a probe's first run by a random part of its period
+    # while it started less than a period ago (its prober worker's jitter), so pods made in a
+    # cluster's first minute waited up to a minute to be Ready. After Ready nothing of a
+    # verdict rests on readiness: each scenario's baseline and each round's positive controls
+    # prove the servers. A server that never listens (SCTP without the host's module) keeps
+    # its container not Ready, as before (deploy warns; not_ready_optional).
     probe = {"exec": {"command": ["/agnhost", "connect", f"--protocol={proto}", "--timeout=1s",
                                   f"127.0.0.1:{cp.port}"]},
-             "periodSeconds": READINESS_PERIOD, "timeoutSeconds": 3, "failureThreshold": 3}
+             "periodSeconds": STARTUP_PERIOD, "timeoutSeconds": 3,
+             "failureThreshold": STARTUP_TRIES}
     c: dict[str, Any] = {"name": f"serve-{cp.port}-{proto}"[:63], "image": image,
                          "imagePullPolicy": "IfNotPresent", "args": args,
                          "ports": [{"containerPort": cp.port, "protocol": cp.protocol.value,
                                     "name": name}],
-                         "readinessProbe": probe}
+                         "startupProbe": probe}
     if env:
         c["env"] = env
     return c
