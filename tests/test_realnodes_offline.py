@@ -239,3 +239,16 @@ def test_realnodes_settings_refuse_an_unknown_cni_and_a_registry_image():
         build({"backend": "realnodes", "cnis": "cilium"}, env={})
     with pytest.raises(SettingsError, match="the realnodes backend takes no image"):
         build({"backend": "realnodes", "cnis": "none", "agnhost_image": "x/agnhost:1"}, env={})
+
+
+def test_the_agnhost_image_puts_the_probes_curl_over_the_nodes(tmp_path):
+    from harness.backends.real.realnodes.node import AGNHOST_REF, image_catalog
+
+    agnhost, curl = tmp_path / "agnhost", tmp_path / "curl"
+    binds = image_catalog(agnhost, curl)["images"][AGNHOST_REF]["binds"]
+    targets = [b["target"] for b in binds]
+    # after /usr, so it lands over the node's curl inside the container
+    assert targets.index("/usr/bin/curl") > targets.index("/usr")
+    assert {"source": str(curl), "target": "/usr/bin/curl"} in binds
+    plain = image_catalog(agnhost)["images"][AGNHOST_REF]["binds"]
+    assert "/usr/bin/curl" not in [b["target"] for b in plain]

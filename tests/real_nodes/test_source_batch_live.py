@@ -134,3 +134,22 @@ def test_a_killed_or_cut_batch_exec_gives_probe_errors_not_results(cluster, faul
     # the same probes through the healthy transport answer: the fault, not the pods, did it
     healthy = probe_round(b, specs, addr, TIMEOUT, toolkit="agnhost")
     assert all(o.outcome == Outcome.CONNECTED for o in healthy.values())
+
+
+def test_the_pods_curl_is_the_http_only_build_when_it_is_built(cluster):
+    """node.image_catalog binds the probes' curl build over the node's /usr/bin/curl in the
+    agnhost image (inside the container's own mount namespace): the pods run it, the host's
+    curl is left as it was."""
+    from harness.backends.local import curl as probe_curl
+
+    _, b, _ = cluster
+    got = b.exec("x/a", ["curl", "--version"], 10)
+    host = b.exec("x/a", ["ls", "-l", "/usr/bin/curl"], 10)
+    assert got.returncode == 0 and host.returncode == 0, (got, host)
+    protocols = next(line for line in got.stdout.splitlines() if line.startswith("Protocols:"))
+    if probe_curl.built() is None:
+        pytest.skip("the probes' curl is not built (python -m harness.backends.local.curlbuild)")
+    assert protocols.split()[1:] == ["http"], protocols
+    import subprocess
+    system = subprocess.run(["curl", "--version"], capture_output=True, text=True).stdout
+    assert "https" in system            # the machine's own curl, untouched

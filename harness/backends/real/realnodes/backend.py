@@ -39,6 +39,7 @@ from harness import components, naming
 from harness.backends.kube.api import KubeApi, status_line
 from harness.backends.kube.topology import KubeBackendBase, KubeTopology
 from harness.backends.kube.waits import wait_pods_ready
+from harness.backends.local import curl as probe_curl
 from harness.backends.local.backend import STATE_DIR
 from harness.backends.real import engines
 from harness.backends.real.controlplane.relay import Relay
@@ -177,6 +178,11 @@ class RealNodesBackend(KubeBackendBase):
     # -- what is declared / what ran ------------------------------------------------------------
     def capabilities(self) -> Capabilities:
         return self.cni.caps
+
+    def probe_tools(self) -> str:
+        """Which curl the pods' probes run (the report's meta): the HTTP-only build over the
+        node's (node.image_catalog), or the node's own where it is not built."""
+        return probe_curl.describe()
 
     def describe(self) -> str:
         """Exactly what runs, every version from the pins (harness.components)."""

@@ -21,6 +21,7 @@ from typing import Callable
 import yaml
 
 from harness import components, naming
+from harness.backends.local import curl as probe_curl
 from harness.backends.local import netns as nsx
 from harness.backends.real.nodes import NodeNet
 from harness.errors import BackendError
@@ -59,13 +60,21 @@ def userland_binds() -> list[dict[str, str]]:
     return [{"source": p, "target": p} for p in HOST_USERLAND if os.path.lexists(p)]
 
 
-def image_catalog(agnhost: Path) -> dict:
+def image_catalog(agnhost: Path, curl: Path | None = None) -> dict:
     """The local image catalog netpol-cri serves: agnhost built from the pinned kubernetes
-    module at /agnhost, over the node's own userland (curl and nslookup from the node's
-    packages), entrypoint and cmd as the upstream image has them."""
+    module at /agnhost, over the node's own userland (nslookup and bash from the node's
+    packages), entrypoint and cmd as the upstream image has them; `curl` (the probes' HTTP-only
+    build, harness/backends/local/curl.py) at /usr/bin/curl when given, else the node's.
+
+    Why the build: every probe round starts a curl in each source pod, and the node's curl
+    spends most of a start in the dynamic linker (33 libraries); the same release built for
+    HTTP alone links libc only. The bind is inside the container's own mount namespace
+    (private: netpol-cri's init), the host's curl is never touched."""
+    binds = userland_binds() + [{"source": str(agnhost), "target": "/agnhost"}]
+    if curl is not None:
+        binds.append({"source": str(curl), "target": "/usr/bin/curl"})
     return {"images": {
-        AGNHOST_REF: {"binds": userland_binds() + [{"source": str(agnhost), "target": "/agnhost"}],
-                      "entrypoint": ["/agnhost"], "cmd": ["pause"]},
+        AGNHOST_REF: {"binds": binds, "entrypoint": ["/agnhost"], "cmd": ["pause"]},
     }}
 
 
@@ -183,7 +192,7 @@ class RealNode:
         if conf_data is not None:
             self.write_conflist(conf_data)
         catalog = self.dir / "images.json"
-        images = image_catalog(components.find("agnhost"))
+        images = image_catalog(components.find("agnhost"), probe_curl.built())
         images["images"].update(extra_images or {})
         catalog.write_text(json.dumps(images, indent=1))
         self._spawn("netpol-cri", [
