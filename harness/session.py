@@ -100,7 +100,7 @@ class Session:
         self._bannered: set[str] = set()
         #: scenarios run at once; above 1 each runs on an extra cluster of the scheduler (a local
         #: cluster of its own, or a realnodes tenant), the CNI's first backend keeping the canary
-        #: and the Python fixtures; kind and kubeconfig: 1; xdist's `workers` share the cores
+        #: and the Python fixtures; xdist's `workers` share the cores
         self.jobs = scenarios_at_once(settings.backend, settings.jobs) or settings.jobs or max(
             1, default_jobs(os.cpu_count(), settings.probe_timeout) // max(1, workers))
         self.scheduler: Scheduler[ScenarioResult] = Scheduler(self.jobs, self._new_cluster)

@@ -108,8 +108,8 @@ OPTIONS: tuple[Option, ...] = (
          "probes in flight at once per scenario (default 16)", "N"),
     _row("jobs", "--netpol-jobs",
          "scenarios at once, each on a local cluster of its own (default: from the CPU count "
-         "and the measured CPU per probe, shared by pytest-xdist's workers); realnodes: tenants "
-         "of its one cluster (default 4); kind and kubeconfig: 1", "N",
+         "and the measured CPU per probe, shared by pytest-xdist's workers); kind, kubeconfig "
+         "and realnodes: tenants of the one cluster (default 8)", "N",
          cli=("-j", "--jobs")),
     _row("context", "--context", "kubeconfig backend: the kubeconfig context to run in",
          "NAME"),

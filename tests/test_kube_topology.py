@@ -601,3 +601,51 @@ def test_an_interrupted_run_keeps_nothing(fake):
     backend.interrupt()
     backend.park()
     assert not backend.keeps(model) and ("delete", "ns", "np-abc123-x") in fake.log
+
+
+def test_tenants_share_the_hosts_cluster_under_run_ids_of_their_own(fake):
+    """harness.backends.kube.tenants: a tenant deploys into namespaces of its own run id on
+    the host's API client, answers with the host's capabilities and faults, is interrupted
+    with it, and is brought down (its namespaces deleted) before the host."""
+    from harness.backends.kube.tenants import KubeTenant, SharedCluster
+
+    class Host(SharedCluster):
+        name, profile, run_id, status = "kubeconfig", "calico", RUN, staticmethod(print)
+        faults: list = []
+
+        def __init__(self):
+            self.topology = topo(fake)
+
+        def capabilities(self):
+            return "the host's"
+
+        def up(self):
+            pass
+
+        def down(self):
+            errors = self.down_tenants()
+            self.undeploy()
+            assert not errors
+
+        def fault(self, action, target, node=None):
+            self.faults.append((action, target, node))
+            return "done"
+
+    host = Host()
+    t1, t2 = host.tenant("abc123b1"), host.tenant("abc123b2")
+    assert isinstance(t1, KubeTenant) and host.max_parallel > 1
+    for t in (t1, t2):
+        t.up()
+        t.deploy(Model.default(namespaces=["x"], pods=["a"]))
+    assert {"np-abc123b1-x", "np-abc123b2-x"} <= set(fake.ns)
+    assert fake.ns["np-abc123b2-x"]["metadata"]["labels"]["netpol-proof/run"] == "abc123b2"
+    assert t1.capabilities() == "the host's" and t1.fault("stop", "engine", 1) == "done"
+    assert host.faults == [("stop", "engine", 1)]
+    with t1.sharing(alone=False), t2.sharing(alone=False):
+        assert host._shared()[0].running == (2, False)      # one Sharing, the host's
+    host.interrupt()
+    assert t1.interrupted and t2.interrupted
+    host.interrupted = t1.interrupted = t2.interrupted = False
+    host.down()
+    assert not [n for n in fake.ns if n.startswith("np-abc123")]
+    assert t1.topology is None and host._shared()[1] == []

@@ -103,8 +103,13 @@ def test_default_jobs_follow_the_cores_and_the_measured_cost_per_probe():
     assert default_jobs(1, 0.1) >= 1 and default_jobs(512, 5.0) <= 64
     session, _ = _session(jobs="3")
     assert session.jobs == 3 and session.describe().endswith(" jobs=3")
-    kube = build({"backend": "kind", "cnis": "calico", "jobs": "4"}, env={})
-    assert Session(kube).jobs == 1      # one cluster, shared by every scenario of a run
+    # a kube cluster: -j scenarios as tenants of the one cluster, else the measured default
+    from harness.backends.kube.tenants import SCENARIOS_AT_ONCE
+    for backend in ("kind", "realnodes"):
+        kube = build({"backend": backend, "cnis": "calico", "jobs": "4"}, env={})
+        assert Session(kube).jobs == 4
+        kube = build({"backend": backend, "cnis": "calico"}, env={})
+        assert Session(kube).jobs == SCENARIOS_AT_ONCE
 
 
 def test_a_lookup_answered_nxdomain_is_nothing_to_enforce():
@@ -209,7 +214,9 @@ def test_realnodes_runs_tenants_at_once_with_run_ids_of_its_own_per_cni():
     host = session._made("none")
     session.backends["none"] = host
     tenant = session._new_cluster("none", 1)
-    assert tenant.host is host and tenant.run_id != host.run_id and tenant.cluster is None  # type: ignore[attr-defined]
+    from harness.backends.kube.tenants import KubeTenant
+    assert isinstance(tenant, KubeTenant) and tenant.host is host
+    assert tenant.run_id != host.run_id and tenant.topology is None   # nothing up yet
     # a scenario that must run alone runs apart: in a lane of its own per CNI, on a cluster
     # of its own (a host, not a tenant), so it never holds the tenants off
     repo = Path(__file__).resolve().parents[1]
@@ -222,7 +229,7 @@ def test_realnodes_runs_tenants_at_once_with_run_ids_of_its_own_per_cni():
     assert [session._lane(sc, "kube-router") for sc in (fault, kill, fault)] == \
         ["alone-kube-router-1", "alone-kube-router-2", "alone-kube-router-1"]
     apart = session._new_cluster("none", 2, apart=True)
-    assert apart.host is None and apart.run_id not in (host.run_id, tenant.run_id)  # type: ignore[attr-defined]
+    assert not isinstance(apart, KubeTenant) and apart.run_id not in (host.run_id, tenant.run_id)
     # elsewhere (one scenario at a time, or the local backend's clusters of their own) nothing
     # runs apart
     assert Session(build({"backend": "realnodes", "cnis": "none", "jobs": "1"}, env={}))._lane(

@@ -64,15 +64,13 @@ def capabilities(backend: str, cni: str) -> Capabilities:
 
 def scenarios_at_once(backend: str, jobs: int | None = None) -> int | None:
     """How many scenarios a run of `backend` has in flight: None on the local backend (the
-    session decides from the CPU count unless `jobs` says), `jobs` or the measured default
-    where scenarios are tenants of one cluster (realnodes), else 1 (one kube cluster, one
-    scenario at a time)."""
+    session decides from the CPU count unless `jobs` says), else `jobs` or the measured
+    default: on a kube cluster (kind, kubeconfig, realnodes) scenarios are tenants of the one
+    cluster (harness.backends.kube.tenants)."""
     if backend == "local":
         return None
-    if backend == "realnodes":
-        from harness.backends.real.realnodes.cnis import SCENARIOS_AT_ONCE
-        return jobs or SCENARIOS_AT_ONCE
-    return 1
+    from harness.backends.kube.tenants import SCENARIOS_AT_ONCE
+    return jobs or SCENARIOS_AT_ONCE
 
 
 def alone_apart(backend: str) -> int:

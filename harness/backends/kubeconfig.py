@@ -37,9 +37,10 @@ from harness.backends.kube.agent import (
     parse_agent_pods,
 )
 from harness.backends.kube.api import KubeApi, status_line
-from harness.backends.kube.topology import KubeBackendBase, KubeTopology
+from harness.backends.kube.tenants import SharedCluster
+from harness.backends.kube.topology import KubeTopology
 from harness.capabilities import Capabilities
-from harness.errors import UsageError
+from harness.errors import BackendError, UsageError
 
 _BASE = frozenset({"networkpolicy", "egress", "ipblock", "named-ports", "endport", "udp"})
 #: kubeconfig fields holding file paths, which are relative to the file that names them
@@ -140,7 +141,7 @@ _APISERVER = ("refused on an existing cluster: netpol-proof never stops an API s
               "not start")
 
 
-class KubeconfigBackend(AgentRestarts, KubeBackendBase):
+class KubeconfigBackend(AgentRestarts, SharedCluster):
     """An existing cluster through one context; see the module docstring."""
 
     name = "kubeconfig"
@@ -240,8 +241,12 @@ class KubeconfigBackend(AgentRestarts, KubeBackendBase):
                                      checkpoint=self._deploying)
 
     def down(self) -> None:
+        errors = self.down_tenants()
         try:
             self.undeploy()
+            if errors:
+                raise BackendError(f"tearing down the scenarios' namespaces on context "
+                                   f"{self.context}", "; ".join(errors))
         finally:
             self.topology = None
             if self.private_dir:

@@ -30,7 +30,8 @@ from harness.backends.kind import config as kind_config
 from harness.backends.kind.binaries import DEFAULT_CACHE, go_arch, resolve
 from harness.backends.kube.agent import AGENT_PODS, AgentRestarts
 from harness.backends.kube.api import KubeApi, status_line
-from harness.backends.kube.topology import KubeBackendBase, KubeTopology
+from harness.backends.kube.tenants import SharedCluster
+from harness.backends.kube.topology import KubeTopology
 from harness.backends.kube.waits import wait_cni, wait_coredns, wait_nodes_ready
 from harness.capabilities import Capabilities
 from harness.errors import BackendError, ExecError, UsageError
@@ -55,7 +56,7 @@ def verify_identity(name: str, server: str, node_names: list[str]) -> None:
                            f"nodes {strangers or 'none'} are not {name}'s; refusing to use it")
 
 
-class KindBackend(AgentRestarts, KubeBackendBase):
+class KindBackend(AgentRestarts, SharedCluster):
     """A kind cluster with one CNI; see the module docstring."""
 
     name = "kind"
@@ -266,7 +267,7 @@ class KindBackend(AgentRestarts, KubeBackendBase):
     def down(self) -> None:
         """Remove this run's objects; delete the cluster when no other worker of the session
         uses it and --keep-cluster was not given. Carries on past failures, reports them last."""
-        errors = []
+        errors = self.down_tenants()
         try:
             self.undeploy()
         except Exception as exc:  # noqa: BLE001 - the cluster may be gone already

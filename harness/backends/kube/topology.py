@@ -121,6 +121,13 @@ class KubeTopology:
     def selector(self) -> str:
         return f"{naming.RUN_LABEL}={self.run_id}"
 
+    def for_run(self, run_id: str, checkpoint: Callable[[], None] | None) -> KubeTopology:
+        """A topology of another run on the same cluster and API client, with this one's
+        settings (a tenant's: harness.backends.kube.tenants)."""
+        return KubeTopology(self.api, run_id, self.allow_cluster_scoped, self.ready_timeout,
+                            self.status, self.image, self.with_dns_control, self.node_of,
+                            checkpoint)
+
     # -- topology -----------------------------------------------------------------------------
     def deploy(self, model: Model) -> Addresses:
         if model.externals:

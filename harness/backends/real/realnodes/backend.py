@@ -17,27 +17,21 @@ backend (harness.backends.real.controlplane.relay, one listener in each node nam
 it to the API server on the root namespace's loopback. The API server itself writes no
 endpoints for a loopback address (`--endpoint-reconciler-type=none`).
 
-**Scenarios at once are tenants of one cluster** (issue 20 item 1). The scheduler's extra
-clusters of this backend (`tenant()`) share the one cluster: same API server, nodes and CoreDNS,
-their own run id, so their own `np-<run>-<ns>` namespaces carrying their own run label.
-A NetworkPolicy selects pods of its own namespace only and every probe starts in a pod of the
-scenario, so namespaced scenarios cannot change each other's cells. A scenario that creates a
-cluster-scoped object, labels a system namespace or pod, or has a fault step runs alone:
-harness.scenario.sharing says which, and this backend's `sharing()` holds the cluster's other
-tenants off while it runs.
+**Scenarios at once are tenants of one cluster** (issue 20 item 1), as on the kind and
+kubeconfig backends: harness.backends.kube.tenants says how.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, ContextManager
+from typing import Any, Callable
 
 from harness import components, naming
 from harness.backends.kube.api import KubeApi, status_line
-from harness.backends.kube.topology import KubeBackendBase, KubeTopology
+from harness.backends.kube.tenants import MAX_TENANTS, SharedCluster
+from harness.backends.kube.topology import KubeTopology
 from harness.backends.kube.waits import wait_pods_ready
 from harness.backends.local import curl as probe_curl
 from harness.backends.local.backend import STATE_DIR
@@ -46,7 +40,6 @@ from harness.backends.real.controlplane.relay import Relay
 from harness.backends.real.realnodes import cnis
 from harness.backends.real.realnodes.cluster import RealNodesCluster
 from harness.backends.real.realnodes.node import AGNHOST_REF, RealNode
-from harness.backends.sharing import Sharing
 from harness.capabilities import Capabilities
 from harness.errors import BackendError
 from harness.faults.kinds import Target, kind_named
@@ -57,8 +50,6 @@ from harness.waits import poll
 #: where each node's relay listener to the API server is (the `kubernetes` Service's endpoints)
 API_PORT = 6443
 COREDNS_REPOSITORY = "registry.k8s.io/coredns/coredns"
-#: the tenants a cluster may have: the run's --netpol-jobs decides how many at once
-MAX_TENANTS = 64
 READY_TIMEOUT = 180.0
 
 
@@ -138,9 +129,9 @@ def api_endpoints(run_id: str, addresses: list[str], port: int = API_PORT) -> di
             "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}
 
 
-class RealNodesBackend(KubeBackendBase):
+class RealNodesBackend(SharedCluster):
     """See the module docstring. The backend the session brings up is the cluster's host; the
-    scheduler's extra clusters are its tenants (`tenant()`)."""
+    scheduler's extra clusters are its tenants (harness.backends.kube.tenants)."""
 
     name = "realnodes"
     max_parallel = MAX_TENANTS
@@ -148,7 +139,7 @@ class RealNodesBackend(KubeBackendBase):
     def __init__(self, profile: str = "kube-router", run_id: str | None = None,
                  probe_timeout: float = 2.0, ready_timeout: float = READY_TIMEOUT,
                  status: Callable[[str], None] = status_line, workdir: str | None = None,
-                 host: RealNodesBackend | None = None, **_: Any):
+                 **_: Any):
         try:
             self.cni = cnis.spec(profile)
         except ValueError as exc:
@@ -160,16 +151,10 @@ class RealNodesBackend(KubeBackendBase):
         self.ready_timeout = ready_timeout
         self.status = status
         self.state_root = workdir or STATE_DIR
-        #: the backend whose cluster this one is a tenant of (None: this one brings it up)
-        self.host = host
         self.cluster: RealNodesCluster | None = None
         self.relay: Relay | None = None
         self.topology: KubeTopology | None = None
         self.timings: dict[str, float] = {}
-        self._tenants: list[RealNodesBackend] = []
-        self._lock = threading.Lock()
-        #: who runs on the cluster: tenants beside each other, or one alone
-        self._sharing = Sharing()
         #: (node, process) of engines a fault step stopped or killed
         self._engines_down: set[tuple[str, str]] = set()
         #: a fault step's `node: N` names one of the cluster's two nodes
@@ -204,9 +189,6 @@ class RealNodesBackend(KubeBackendBase):
     # -- up -------------------------------------------------------------------------------------
     def up(self) -> None:
         if self.topology is not None:
-            return
-        if self.host is not None:
-            self._up_tenant()
             return
         t = time.monotonic()
         os.makedirs(self.state_root, exist_ok=True)
@@ -290,53 +272,21 @@ class RealNodesBackend(KubeBackendBase):
                                f"{exc.status} {exc.reason}: {str(exc.body)[:300]}") from None
 
     def _log(self, msg: str) -> None:
-        """Details (the control plane's, the nodes', the topology's) go to the cluster's log
-        (`<state dir>/<host run>/harness.log`), a tenant's lines prefixed with its run id."""
-        if self.host is not None:
-            self.host._log(f"[{self.run_id}] {msg}")
-            return
+        """Details (the control plane's, the nodes', the topology's: its tenants' too) go to
+        the cluster's log (`<state dir>/<run>/harness.log`)."""
         try:
             with open(os.path.join(self.state_root, self.run_id, "harness.log"), "a") as fh:
                 fh.write(msg + "\n")
         except OSError:
             pass
 
-    # -- tenants --------------------------------------------------------------------------------
-    def tenant(self, run_id: str) -> RealNodesBackend:
-        """A backend on this one's cluster under run id `run_id` (see the module docstring);
-        brought up by the scheduler, which never brings a second cluster up for it."""
-        t = RealNodesBackend(self.profile, run_id, self.probe_timeout, self.ready_timeout,
-                             self.status, self.state_root, host=self)
-        with self._lock:
-            self._tenants.append(t)
-        return t
-
-    def sharing(self, alone: bool) -> ContextManager:
-        """The cluster's Sharing (the host's, for a tenant): see Backend.sharing."""
-        return (self.host or self)._sharing.held(alone)
-
-    def _up_tenant(self) -> None:
-        host = self.host
-        assert host is not None
-        if host.cluster is None or host.cluster.plane is None or host.topology is None:
-            raise BackendError(f"using the realnodes cluster of run {host.run_id} as tenant "
-                               f"{self.run_id}", "that cluster is not up")
-        plane = host.cluster.plane
-        self.topology = self._topology(KubeApi(str(plane.kubeconfig), plane.context))
-
-    def interrupt(self) -> None:
-        super().interrupt()
-        for t in list(self._tenants):
-            t.interrupt()
-
     # -- fault steps (they run alone: harness.scenario.sharing) -------------------------------
     def fault(self, action: str, target: str, node: int | None = None) -> str:
         """Stop (SIGTERM), kill (SIGKILL), start, restart or kill-restart the engine process on
         `node` (1-based; None: every node); what was done (never the API server: see
-        cnis.NOT_HERE). A tenant acts on its host's cluster. A started engine is not waited for (how
-        long it takes to program its rules is what the step's timeline measures)."""
-        if self.host is not None:
-            return self.host.fault(action, target, node)
+        cnis.NOT_HERE); a tenant's fault is its host's (KubeTenant). A started engine is not
+        waited for (how long it takes to program its rules is what the step's timeline
+        measures)."""
         cluster = self._cluster()
         doing = f"{action} {target}" + (f" on node {node}" if node else "") + \
             f" of realnodes run {self.run_id} ({self.profile})"
@@ -380,8 +330,6 @@ class RealNodesBackend(KubeBackendBase):
 
     def restore_faults(self) -> list[str]:
         """Start every engine a fault step stopped."""
-        if self.host is not None:
-            return self.host.restore_faults()
         out: list[str] = []
         cluster = self.cluster
         if cluster is None or cluster.plane is None:
@@ -399,17 +347,9 @@ class RealNodesBackend(KubeBackendBase):
 
     # -- down -----------------------------------------------------------------------------------
     def down(self) -> None:
-        """A tenant removes its namespaces (unless the run is stopping: the cluster goes with
-        its host); the host takes its tenants' topologies first, then the relay and the whole
-        cluster. Keeps going past failures; idempotent."""
-        errors: list[str] = []
-        with self._lock:
-            tenants, self._tenants = self._tenants, []
-        for t in tenants:
-            try:
-                t.down()
-            except BackendError as exc:
-                errors.append(str(exc))
+        """The tenants' topologies first (down_tenants), then this run's, the relay and the
+        whole cluster. Keeps going past failures; idempotent."""
+        errors = self.down_tenants()
         try:
             if not self.interrupted:
                 self.undeploy()
@@ -417,16 +357,15 @@ class RealNodesBackend(KubeBackendBase):
             errors.append(str(exc))
         finally:
             self.topology = None
-        if self.host is None:
-            if self.relay is not None:
-                if self.cluster is not None:
-                    for n in self.cluster.nodes:
-                        self.relay.remove(n.netns)
-                self.relay.stop()
-                self.relay = None
+        if self.relay is not None:
             if self.cluster is not None:
-                errors += self.cluster.down()
-                self.cluster = None
+                for n in self.cluster.nodes:
+                    self.relay.remove(n.netns)
+            self.relay.stop()
+            self.relay = None
+        if self.cluster is not None:
+            errors += self.cluster.down()
+            self.cluster = None
         if errors:
             raise BackendError(f"tearing down realnodes run {self.run_id} ({self.profile})",
                                "; ".join(errors))

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+from harness.backends.kube.tenants import SCENARIOS_AT_ONCE as KUBE_SCENARIOS_AT_ONCE
 from harness.backends.real import engines
 from harness.capabilities import Capabilities
 
@@ -30,11 +31,8 @@ NOT_HERE: dict[str, str] = {
 }
 _SCTP = "no SCTP in this kernel (no sctp module): the SCTP containers would never be Ready"
 
-#: scenarios at once on one cluster, as tenants (harness.backends.real.realnodes.backend): the
-#: default of --netpol-jobs on this backend, measured on this project's 2-core machine: the
-#: library on kube-router took 331-352 s at 8 at once and 336 s at 12 (deploys twice as long:
-#: the machine's two cores were the limit), docs/real-nodes.md §12
-SCENARIOS_AT_ONCE = 8
+#: scenarios at once on one cluster, as tenants: the kube backends' measured default
+SCENARIOS_AT_ONCE = KUBE_SCENARIOS_AT_ONCE
 #: clusters of their own per CNI for the scenarios that must run alone (harness.backends.
 #: alone_apart), each brought up when its first such scenario starts
 CLUSTERS_APART = 2
