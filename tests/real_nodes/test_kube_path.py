@@ -8,6 +8,7 @@ and removes its namespaces. Not yet: CoreDNS, a policy engine, the library (docs
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from harness.backends.kubeconfig import KubeconfigBackend
 from harness.backends.real.realnodes.cluster import RealNodesCluster
@@ -54,3 +55,48 @@ def test_the_kubeconfig_backend_deploys_execs_and_cleans_up_on_real_nodes():
         finally:
             b.down()
         assert b.topology is None
+
+
+def test_the_kubeconfig_backend_runs_scenarios_at_once_as_tenants_on_real_nodes(tmp_path,
+                                                                                monkeypatch):
+    """Issue 20 item 1 on the users' path: `--backend kubeconfig -j 2` against a cluster of
+    real kubelets with Calico's Felix enforcing (brought up by the realnodes backend, then
+    used as any existing cluster is): the scenarios run as tenants of the one cluster, each
+    under a run id of its own, a scenario's pods serve the next of the same model, every
+    verdict passes, and nothing of the run is left in the cluster."""
+    import json
+
+    from kubernetes import client
+
+    from harness import naming
+    from harness.backends.real.realnodes.backend import RealNodesBackend
+    from harness.cli import main
+
+    lib = Path(__file__).resolve().parents[2] / "scenarios" / "conformance"
+    paths = [str(lib / f"{name}.yaml") for name in (
+        "deny-all-ingress", "pod-selector-ingress", "namespace-isolation",
+        "allow-from-all-namespaces")]
+    host = RealNodesBackend("calico", status=lambda m: None)
+    host.up()
+    try:
+        assert host.cluster is not None and host.cluster.plane is not None
+        plane = host.cluster.plane
+        out = tmp_path / "r.json"
+        monkeypatch.setenv("KUBECONFIG", str(plane.kubeconfig))
+        code = main(["run", *paths, "--backend", "kubeconfig", "--cni", "calico",
+                     "--context", plane.context, "--allow-context", plane.context,
+                     "--agnhost-image", AGNHOST_REF,
+                     "-j", "2", "--json", str(out)])
+        doc = json.loads(out.read_text())
+        assert code == 0 and [s["outcome"] for s in doc["scenarios"]] == ["passed"] * 4, \
+            [(s["scenario"], s["outcome"], s["infra_error"]) for s in doc["scenarios"]]
+        tenants = {s["run_id"] for s in doc["scenarios"]}
+        assert len(tenants) == 2 and doc["meta"]["run_id"] not in tenants  # -j 2: two tenants
+        assert doc["meta"]["jobs"] == 2
+        left = client.CoreV1Api(plane.api_client()).list_namespace(
+            label_selector=naming.MANAGED_BY_LABEL + "=" + naming.PROJECT).items
+        assert [n.metadata.name for n in left
+                if n.metadata.labels.get(naming.RUN_LABEL, "").startswith(
+                    doc["meta"]["run_id"][:5])] == []
+    finally:
+        host.down()
