@@ -25,27 +25,21 @@ $PY -m pytest scenarios/ --backend local --cni enforcing,open -q \
 # 3. the whole library on the kube path on real kubelets (`--backend realnodes`: real etcd,
 #    kube-apiserver, kube-controller-manager, kube-scheduler; a real kubelet per node over
 #    netpol-cri, real CNI plugins, real kube-proxy, CoreDNS as a pod, and the CNI's own
-#    processes), one CNI per run: passes on kube-router and calico, strict expected failures on
-#    `none` (the canary's false-security banner). 8 scenarios in flight as tenants of the CNI's
-#    cluster, those that must run alone (fault steps) on two clusters apart (harness.backends.
-#    alone_apart); about 5-6 min per CNI on two cores (docs/real-nodes.md §12). Skipped, saying
-#    why, when the components could not be built (no Go).
-# 4. the seed's scenarios (scenarios/real-world and the false-security canary) on the three
-#    Flannel rows of the same path: strict expected failures on `flannel` (real flanneld, no
-#    engine), passes on canal (+ Felix) and k3s (+ kube-router). The whole library on these
-#    three would add about 16 min: over the command's budget on two cores (issue 21).
+#    processes) on all six of its CNIs: passes on kube-router, calico, canal (real flanneld +
+#    Felix) and k3s (real flanneld + kube-router), strict expected failures with the canary's
+#    false-security banner on `none` and `flannel` (real flanneld, no engine). 8 scenarios in
+#    flight as tenants of the CNI's cluster, a scenario's pods kept for the next of the same
+#    model, those that must run alone (fault steps) on two clusters apart (harness.backends.
+#    alone_apart); one CNI per run, about 3-5 min each on two cores (docs/real-nodes.md §13:
+#    two CNIs side by side, 16 at once, overloaded the two cores into unstable cells).
+#    Skipped, saying why, when the components could not be built (no Go).
 if missing=$($PY -m harness.components missing); then
-  for cni in kube-router calico none; do
+  for cni in kube-router calico canal k3s none flannel; do
     $PY -m pytest scenarios/ --backend realnodes --cni "$cni" -q \
         --netpol-json "reports-out/realnodes-$cni.json" \
         --netpol-html "reports-out/realnodes-$cni.html" \
         --junitxml "reports-out/junit-realnodes-$cni.xml"
   done
-  $PY -m pytest scenarios/real-world scenarios/canary --backend realnodes --cni flannel,canal,k3s \
-      --netpol-jobs 6 \
-      -q --netpol-json reports-out/realnodes-flannel-canal-k3s.json \
-      --netpol-html reports-out/realnodes-flannel-canal-k3s.html \
-      --junitxml reports-out/junit-realnodes-flannel-canal-k3s.xml
 else
   echo "netpol-proof: realnodes SKIPPED: $missing"
 fi
