@@ -115,13 +115,14 @@ def _server_container(cp: ContainerPort, image: str, hostname: str) -> dict:
     # probe every 10 s: each run is a process started in the container through the kubelet
     # and the runtime, for every server container of every pod, for as long as the pod lives:
     # on realnodes with 8 scenarios at once those were about a sixth of the machine's CPU
-    # (1,227 agnhost processes in 120 s, docs/real-nodes.md §12). A longer readiness period
-    # would not do: the kubelet delays a probe's first run by a random part of its period
-    # while it started less than a period ago (its prober worker's jitter), so pods made in a
-    # cluster's first minute waited up to a minute to be Ready. After Ready nothing of a
-    # verdict rests on readiness: each scenario's baseline and each round's positive controls
-    # prove the servers. A server that never listens (SCTP without the host's module) keeps
-    # its container not Ready, as before (deploy warns; not_ready_optional).
+    # (1,227 agnhost processes in 120 s, most of them these, docs/real-nodes.md §13). A
+    # longer readiness period would not do: the kubelet delays a probe's first run by a
+    # random part of its period while it started less than a period ago (its prober worker's
+    # jitter), so pods made in a cluster's first minute waited up to a minute to be Ready.
+    # After Ready nothing of a verdict rests on readiness: each scenario's baseline and each
+    # round's positive controls prove the servers. A server that never listens (SCTP without
+    # the host's module) keeps its container not Ready, as before (deploy warns;
+    # not_ready_optional).
     probe = {"exec": {"command": ["/agnhost", "connect", f"--protocol={proto}", "--timeout=1s",
                                   f"127.0.0.1:{cp.port}"]},
              "periodSeconds": STARTUP_PERIOD, "timeoutSeconds": 3,
