@@ -224,13 +224,8 @@ class KubeTopology:
         kept, self.kept = self.kept, None
         if kept is None:
             return
-        errors = []
-        for ns in sorted(set(kept.names.to_real.values()) - {SYSTEM_NAMESPACE}):
-            try:
-                self.api.core.delete_namespace(ns)
-            except self.api.client.ApiException as exc:
-                if exc.status != 404:
-                    errors.append(f"namespace {ns}: {_api_error(exc)}")
+        errors = self._delete_namespaces(sorted(set(kept.names.to_real.values())
+                                                - {SYSTEM_NAMESPACE}))
         if errors:
             raise BackendError("removing a kept deploy's namespaces", "; ".join(errors))
 
@@ -392,12 +387,7 @@ class KubeTopology:
         if not wait:
             mine = set((self.names.to_real if self.names is not None else {}).values())
             ours = [ns for ns in ours if ns in mine]
-        for ns in ours:
-            try:
-                self.api.core.delete_namespace(ns)
-            except self.api.client.ApiException as exc:
-                if exc.status != 404:
-                    errors.append(f"namespace {ns}: {_api_error(exc)}")
+        errors += self._delete_namespaces(ours)
         if ours and wait:
             wait_for(self.own_namespaces, lambda left: not left, timeout,
                      f"deletion of namespaces {', '.join(ours)}", 1.0,
@@ -406,6 +396,17 @@ class KubeTopology:
         self.model = self._deployed = None
         if errors:
             raise BackendError("removing this run's objects", "; ".join(errors))
+
+    def _delete_namespaces(self, names: list[str]) -> list[str]:
+        """Start the deletion of each namespace (not awaited); the failures (a 404 is none)."""
+        errors = []
+        for ns in names:
+            try:
+                self.api.core.delete_namespace(ns)
+            except self.api.client.ApiException as exc:
+                if exc.status != 404:
+                    errors.append(f"namespace {ns}: {_api_error(exc)}")
+        return errors
 
     def _delete_cluster_policies(self) -> list[str]:
         """Delete this run's cluster-scoped policies; the failures (a 404 is none)."""
