@@ -88,7 +88,6 @@ class KubeTenant(KubeBackendBase):
     def __init__(self, host: SharedCluster, run_id: str):
         self.host, self.run_id = host, run_id
         self.name, self.profile = host.name, host.profile
-        self.probe_timeout = getattr(host, "probe_timeout", 1.0)
         self.status: Callable[[str], None] = host.status
         self.topology = None
 
