@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from harness import components, naming
 from harness.backends.kube.api import KubeApi, status_line
-from harness.backends.kube.tenants import MAX_TENANTS, SharedCluster
+from harness.backends.kube.tenants import SharedCluster
 from harness.backends.kube.topology import KubeTopology
 from harness.backends.kube.waits import wait_pods_ready
 from harness.backends.local import curl as probe_curl
@@ -134,7 +134,6 @@ class RealNodesBackend(SharedCluster):
     scheduler's extra clusters are its tenants (harness.backends.kube.tenants)."""
 
     name = "realnodes"
-    max_parallel = MAX_TENANTS
 
     def __init__(self, profile: str = "kube-router", run_id: str | None = None,
                  probe_timeout: float = 2.0, ready_timeout: float = READY_TIMEOUT,
