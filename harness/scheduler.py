@@ -95,6 +95,9 @@ class Scheduler(Generic[T]):
         self._pool: ThreadPoolExecutor | None = None
         self._lanes: dict[str, ThreadPoolExecutor] = {}  # one worker each (start's `lane`)
         self._futures: dict[Hashable, Future[tuple[T, list[str]]]] = {}
+        #: the pool's items start_all queued with `fits`, longest first, not yet taken (_take)
+        self._waiting: list[tuple[Hashable, Callable[[Log], T], Future[tuple[T, list[str]]]]] \
+            = []
         self._extra: dict[str, list[Backend]] = {}   # every extra cluster per CNI (teardown)
         self._free: dict[tuple[str, bool], list[Backend]] = {}  # the idle ones, (cni, apart)
         self._limits: dict[str, threading.BoundedSemaphore] = {}
@@ -136,13 +139,66 @@ class Scheduler(Generic[T]):
                 self._futures[key] = pool.submit(task)
             return self._futures[key]
 
-    def start_all(self, items: list[tuple[Hashable, float, Callable[[Log], T], str | None]]
-                  ) -> None:
+    def start_all(self, items: list[tuple[Hashable, float, Callable[[Log], T], str | None]],
+                  fits: Callable[[Hashable, Backend], bool] | None = None) -> None:
         """Start (key, estimated seconds, work, lane) items, the longest first (ties in the
         order given): runs done at once end when the last does, so a long one started last
-        would run on alone."""
-        for key, _, work, lane in sorted(items, key=lambda item: -item[1]):
-            self.start(key, work, lane)
+        would run on alone.
+
+        `fits(key, cluster)`: whether an idle cluster suits an item better than any other (it
+        kept the pods the item needs: Backend.keeps). Then the pool's items are not queued in a
+        fixed order: a worker that becomes free takes the longest waiting item that an idle
+        cluster fits (the one its last item just released, mostly), else the longest waiting.
+        Why: on a kube cluster a fresh deploy is the costliest part of a scenario (pods,
+        sandboxes, every engine resyncing), and in a fixed order most items met a cluster that
+        kept another model's pods (docs/real-nodes.md §14)."""
+        ordered = sorted(items, key=lambda item: -item[1])
+        if fits is None:
+            for key, _, work, lane in ordered:
+                self.start(key, work, lane)
+            return
+        pooled = []
+        with self._mutex:
+            if self._stopping:
+                raise HarnessError("the run is stopping")
+            for key, _, work, lane in ordered:
+                if lane is not None or key in self._futures:
+                    continue
+                future: Future[tuple[T, list[str]]] = Future()
+                self._futures[key] = future
+                self._waiting.append((key, work, future))
+                pooled.append(key)
+            if pooled and self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.jobs,
+                                                thread_name_prefix="netpol-scenario")
+            pool = self._pool
+        for key, _, work, lane in ordered:
+            if lane is not None:
+                self.start(key, work, lane)
+        for _ in pooled:
+            assert pool is not None
+            try:
+                pool.submit(self._take, fits)
+            except RuntimeError:   # stopped meanwhile: stop() cancelled what was waiting
+                break
+
+    def _take(self, fits: Callable[[Hashable, Backend], bool]) -> None:
+        """One worker's turn (start_all with `fits`): the waiting item an idle cluster fits,
+        the longest of those, else the longest waiting; run, its future given the result."""
+        with self._mutex:
+            if not self._waiting:
+                return
+            idle = [b for (_, apart), free in self._free.items() if not apart for b in free]
+            pick = next((i for i, (key, _, _) in enumerate(self._waiting)
+                         if any(fits(key, b) for b in idle)), 0)
+            key, work, future = self._waiting.pop(pick)
+        if not future.set_running_or_notify_cancel():
+            return
+        lines: list[str] = []
+        try:
+            future.set_result((work(lines.append), lines))
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the item
+            future.set_exception(exc)
 
     # -- clusters ---------------------------------------------------------------------------
     def acquire(self, cni: str, primary: Backend, log: Log, apart: bool = False,
@@ -229,6 +285,9 @@ class Scheduler(Generic[T]):
             self._stopping = True
             running = [f for f in self._futures.values() if not f.done()]
             busy = list(self._busy)
+            waiting, self._waiting = self._waiting, []
+        for _, _, future in waiting:   # never taken: cancelled, as the pool's own queue is
+            future.cancel()
         if not pools:
             return
         for f in running:

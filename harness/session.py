@@ -277,9 +277,12 @@ class Session:
         if self.scheduler.parallel:
             for sc, cni in sorted(pairs, key=lambda pair: -self._estimate(*pair)):
                 self._lane(sc, cni)   # dealt the longest first
+            models = {(str(sc.path), cni): sc.model for sc, cni in pairs}
             self.scheduler.start_all([((str(sc.path), cni), self._estimate(sc, cni),
                                        self._work(sc, cni), self._lane(sc, cni))
-                                      for sc, cni in pairs])
+                                      for sc, cni in pairs],
+                                     lambda key, b: b.profile == key[1]
+                                     and b.keeps(models[key]))
 
     def _apart(self, scenario: Scenario) -> bool:
         """Whether `scenario` runs on a cluster apart from the others' (harness.backends.

@@ -28,6 +28,10 @@ class Cluster(Backend):
     def __init__(self, run_id: str, max_parallel: int = 64, pause: float = 0.02):
         self.run_id, self.max_parallel, self.pause = run_id, max_parallel, pause
         self.ups = 0
+        self.kept = ""   # the model whose pods it kept (test_a_free_worker_takes_...)
+
+    def keeps(self, model) -> bool:
+        return self.kept == model
 
     def up(self) -> None:
         self.ups += 1
@@ -225,3 +229,72 @@ def test_an_idle_cluster_that_kept_what_an_item_needs_is_lent_first():
     assert other is lent[2]
     plain = s.acquire("enforcing", run.primary, lambda line: None)
     assert plain is lent[1] and len(run.made) == 3
+
+
+def test_a_free_worker_takes_the_waiting_item_whose_pods_an_idle_cluster_kept():
+    """start_all's `fits` (the session passes Backend.keeps of each scenario's model): a worker
+    that becomes free takes the longest waiting item an idle cluster fits, before longer ones
+    no idle cluster fits; with none fitting, the longest. Each item here is held until the
+    test lets it end, so the order is the scheduler's, not timing's."""
+    run = Run(jobs=2, primary=Cluster("first"))
+    s = run.scheduler
+    gates = {k: threading.Event() for k in ("A1", "B1", "C", "A2", "B2")}
+    started: list[tuple[str, bool]] = []          # (item, whether its cluster kept its model)
+
+    def item(name: str):
+        model = name[0]
+
+        def work(log):
+            backend = s.acquire("enforcing", run.primary, log, prefer=lambda b: b.keeps(model))
+            try:
+                with run.lock:
+                    started.append((name, backend.keeps(model)))
+                gates[name].wait(10)
+                backend.kept = model                    # as Backend.park keeps its pods
+                return name
+            finally:
+                s.release("enforcing", backend, run.primary)
+        return work
+
+    def wait_started(n: int) -> None:
+        deadline = time.monotonic() + 10
+        while len(started) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(started) == n, started
+
+    estimates = {"A1": 10.0, "B1": 9.0, "C": 8.0, "A2": 2.0, "B2": 1.0}
+    s.start_all([(k, v, item(k), None) for k, v in estimates.items()],
+                lambda key, b: b.keeps(str(key)[0]))
+    wait_started(2)
+    gates["A1"].set()
+    wait_started(3)
+    assert started[2] == ("A2", True)             # not C, the longest: no idle cluster kept C
+    gates["A2"].set()
+    wait_started(4)
+    assert started[3] == ("C", False)             # none fits: the longest waiting, deployed anew
+    gates["B1"].set()
+    wait_started(5)
+    assert started[4] == ("B2", True)
+    for g in gates.values():
+        g.set()
+    assert sorted(s.start(k, item("x")).result(10)[0] for k in estimates) == sorted(estimates)
+    assert len(run.made) == 2
+
+
+def test_stop_cancels_the_items_start_all_left_waiting():
+    run = Run(jobs=2, primary=Cluster("first"))
+    gate = threading.Event()
+
+    def held(log):
+        gate.wait(10)
+        return "held"
+
+    run.scheduler.start_all([(i, 1.0, held, None) for i in range(4)], lambda key, b: False)
+    deadline = time.monotonic() + 10
+    futures = [run.scheduler.start(i, held) for i in range(4)]
+    while sum(f.running() for f in futures) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    threading.Timer(0.2, gate.set).start()
+    run.scheduler.stop()
+    assert [f.result(0)[0] for f in futures[:2]] == ["held", "held"]
+    assert futures[2].cancelled() and futures[3].cancelled()
