@@ -3,10 +3,12 @@
 Why: bring-up that fails now and then (issue 12: `ip -batch` exit 1 once in ~70 scenario runs)
 shows only over many runs, and concurrency must not make it worse. Runs
 `python -m harness run scenarios/ --backend local --cni enforcing,open` N times (default 20,
-each with the CLI's default jobs unless -j is given) and prints, per run, wall time, CPU and
+each with the CLI's default jobs unless -j is given; `--backend realnodes --cni kube-router`:
+the kube path on real kubelets, a cluster brought up per run) and prints, per run, wall time, CPU and
 the outcome counts, then whether every run gave identical verdicts (every cell of every step
 of every scenario, and each scenario's outcome) and how many infrastructure errors there were
-(targets: identical, 0). Prints, asserts nothing. Long: about N x 2 minutes on 2 cores.
+(targets: identical, 0). Prints, asserts nothing. Long: about N x 2 minutes on 2 cores
+(realnodes: N x 4-5 minutes).
 Run as root: `python bench/bench_soak.py [--runs 20] [-j N]`.
 """
 
@@ -47,18 +49,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-j", "--jobs", type=int)
     p.add_argument("--paths", nargs="+", default=["scenarios/"])
     p.add_argument("--cni", default="enforcing,open")
+    p.add_argument("--backend", default="local", choices=("local", "realnodes"))
     a = p.parse_args(argv)
     if os.geteuid() != 0:
         print("needs root (network namespaces)")
         return 1
     first: dict | None = None
     differing, infra, broken = [], 0, 0
-    print(f"soak: {a.runs} runs of {' '.join(a.paths)} on {a.cni}, "
+    print(f"soak: {a.runs} runs of {' '.join(a.paths)} on {a.backend} {a.cni}, "
           f"{'-j ' + str(a.jobs) if a.jobs else 'default jobs'}; {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory(prefix="np-soak-") as tmp:
         for i in range(1, a.runs + 1):
             out = os.path.join(tmp, f"{i}.json")
-            argv_ = [sys.executable, "-m", "harness", "run", *a.paths, "--backend", "local",
+            argv_ = [sys.executable, "-m", "harness", "run", *a.paths, "--backend", a.backend,
                      "--cni", a.cni, "--json", out] + (["-j", str(a.jobs)] if a.jobs else [])
             c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             load, t0 = os.getloadavg()[0], time.monotonic()
