@@ -65,12 +65,18 @@ class SharedCluster(KubeBackendBase):
         for t in list(self._shared()[1]):
             t.interrupt()
 
-    def down_tenants(self) -> list[str]:
+    def down_tenants(self, delete: bool = True) -> list[str]:
         """Bring every tenant down (its namespaces deleted and awaited, unless the run is
-        stopping); the failures."""
+        stopping); the failures. `delete=False`: the whole cluster goes next, made by this run
+        and by no other (realnodes): nothing is deleted through the API, the tenants are only
+        forgotten; the cluster's teardown removes their pods with everything else."""
         with _STATE_LOCK:
             tenants = list(self._shared()[1])
             self._shared()[1].clear()
+        if not delete:
+            for t in tenants:
+                t.topology = None
+            return []
         errors = []
         for t in tenants:
             try:

@@ -346,16 +346,15 @@ class RealNodesBackend(SharedCluster):
 
     # -- down -----------------------------------------------------------------------------------
     def down(self) -> None:
-        """The tenants' topologies first (down_tenants), then this run's, the relay and the
-        whole cluster. Keeps going past failures; idempotent."""
-        errors = self.down_tenants()
-        try:
-            if not self.interrupted:
-                self.undeploy()
-        except BackendError as exc:
-            errors.append(str(exc))
-        finally:
-            self.topology = None
+        """The relay and the whole cluster, the tenants' pods and this run's with it. Keeps
+        going past failures; idempotent.
+
+        Why no API deletions first: the cluster is this run's alone and goes whole (its etcd
+        data, node namespaces and runtimes; netpol-cri stops every container and undoes every
+        pod's network on SIGTERM), so awaiting each tenant's namespace deletion through the API
+        server before it only made the run's end longer (docs/real-nodes.md §14)."""
+        errors = self.down_tenants(delete=False)
+        self.topology = None
         if self.relay is not None:
             if self.cluster is not None:
                 for n in self.cluster.nodes:
