@@ -262,6 +262,27 @@ class Scheduler(Generic[T]):
         if not apart:
             self._limits[cni].release()
 
+    def retire(self, cni: str, needed: int, log: Log) -> list[str]:
+        """Bring down the idle clusters apart of `cni` beyond those `needed` more items apart
+        will want (each running one holds its own already): a cluster apart whose items are
+        done does not stay up, idle, until the run's end, its control plane and nodes taking
+        the cores the others' scenarios need (docs/real-nodes.md §14). The failures, as
+        `cni: error` (bring_down's)."""
+        with self._mutex:
+            if self._stopping:
+                return []
+            ours = self._extra.get(cni, [])
+            free = self._free.get((cni, True), [])
+            busy = sum(1 for b in self._busy if b in self._apart and b in ours)
+            doomed = [free.pop() for _ in range(max(0, len(free) - max(0, needed - busy)))]
+            for b in doomed:
+                ours.remove(b)
+                self._apart.remove(b)
+        for b in doomed:
+            log(f"taking down {b.name}/{cni} cluster apart (run {b.run_id}): no scenario "
+                f"left for it")
+        return bring_down([(cni, b) for b in doomed])
+
     def clusters(self, cni: str) -> list[Backend]:
         """Hand over the extra clusters of `cni` (for their teardown): forgotten here."""
         with self._mutex:

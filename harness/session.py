@@ -22,7 +22,7 @@ import os
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
-from typing import Callable, ContextManager
+from typing import Callable, ContextManager, Hashable
 
 from harness.backends import alone_apart, get_backend, scenarios_at_once
 from harness.backends.base import Backend
@@ -31,6 +31,7 @@ from harness.capabilities import Capabilities
 from harness.errors import HarnessError
 from harness.expected import expected_cells
 from harness.lifecycle import sigterm_deferred
+from harness.model import Model
 from harness.plan import estimated_seconds
 from harness.reports.json_report import Checkpoints
 from harness.reports.terminal import render_banner
@@ -110,6 +111,10 @@ class Session:
         #: the lane of each scenario that runs apart (_lane), and each lane's estimated seconds
         self._lanes: dict[tuple[str, str], str] = {}
         self._lane_load: dict[str, list[float]] = {}
+        #: per CNI, the prefetched scenarios apart not ended yet (_apart_done)
+        self._apart_left: dict[str, set[str]] = {}
+        #: failures of clusters apart taken down during the run, reported by teardown
+        self._retired_errors: list[str] = []
         #: the run's progress, in its results file as it goes (never a pytest-xdist worker's)
         self.progress = Checkpoints(settings.json_path if worker is None else None)
 
@@ -277,12 +282,20 @@ class Session:
         if self.scheduler.parallel:
             for sc, cni in sorted(pairs, key=lambda pair: -self._estimate(*pair)):
                 self._lane(sc, cni)   # dealt the longest first
-            models = {(str(sc.path), cni): sc.model for sc, cni in pairs}
+            with self._mutex:
+                for sc, cni in pairs:
+                    if self._apart(sc):
+                        self._apart_left.setdefault(cni, set()).add(str(sc.path))
+            wants: dict[Hashable, tuple[str, Model]] = {(str(sc.path), cni): (cni, sc.model)
+                                                         for sc, cni in pairs}
+
+            def fits(key: Hashable, cluster: Backend) -> bool:
+                cni, model = wants[key]
+                return cluster.profile == cni and cluster.keeps(model)
+
             self.scheduler.start_all([((str(sc.path), cni), self._estimate(sc, cni),
                                        self._work(sc, cni), self._lane(sc, cni))
-                                      for sc, cni in pairs],
-                                     lambda key, b: b.profile == key[1]
-                                     and b.keeps(models[key]))
+                                      for sc, cni in pairs], fits)
 
     def _apart(self, scenario: Scenario) -> bool:
         """Whether `scenario` runs on a cluster apart from the others' (harness.backends.
@@ -312,7 +325,22 @@ class Session:
         return estimated_seconds(scenario, s.probe_timeout, s.min_rounds, s.min_window)
 
     def _work(self, scenario: Scenario, cni: str) -> Callable[[Log], ScenarioResult]:
-        return lambda log: self._finish(self._execute(scenario, cni, log, True))
+        def work(log: Log) -> ScenarioResult:
+            try:
+                return self._finish(self._execute(scenario, cni, log, True))
+            finally:
+                if self._apart(scenario):
+                    self._apart_done(scenario, cni, log)
+        return work
+
+    def _apart_done(self, scenario: Scenario, cni: str, log: Log) -> None:
+        """A scenario apart has ended: the CNI's clusters apart that no prefetched scenario
+        apart still needs go down now (Scheduler.retire), not at the run's end."""
+        with self._mutex:
+            left = self._apart_left.setdefault(cni, set())
+            left.discard(str(scenario.path))
+            needed = len(left)
+        self._retired_errors += self.scheduler.retire(cni, needed, log)
 
     def _start(self, scenario: Scenario, cni: str) -> Future[tuple[ScenarioResult, list[str]]]:
         return self.scheduler.start((str(scenario.path), cni), self._work(scenario, cni),
@@ -373,7 +401,8 @@ class Session:
             return self._teardown(cnis)
 
     def _teardown(self, cnis: list[str] | None) -> list[str]:
-        errors: list[str] = []
+        # clusters apart taken down during the run (Scheduler.retire) that failed to go
+        errors, self._retired_errors = self._retired_errors, []
         if cnis is None:
             # scenarios still running (after Ctrl-C or SIGTERM) end at their next probe
             self.scheduler.stop()

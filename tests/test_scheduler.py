@@ -27,7 +27,7 @@ class Cluster(Backend):
 
     def __init__(self, run_id: str, max_parallel: int = 64, pause: float = 0.02):
         self.run_id, self.max_parallel, self.pause = run_id, max_parallel, pause
-        self.ups = 0
+        self.ups = self.downs = 0
         self.kept = ""   # the model whose pods it kept (test_a_free_worker_takes_...)
 
     def keeps(self, model) -> bool:
@@ -44,7 +44,10 @@ class Cluster(Backend):
     def _unused(self, *args, **kwargs):
         raise AssertionError("the scheduler never calls this")
 
-    capabilities = down = deploy = undeploy = set_labels = apply_policy = _unused  # type: ignore
+    def down(self) -> None:
+        self.downs += 1
+
+    capabilities = deploy = undeploy = set_labels = apply_policy = _unused  # type: ignore
     delete_policy = policy_count = _unused  # type: ignore
 
 
@@ -298,3 +301,24 @@ def test_stop_cancels_the_items_start_all_left_waiting():
     run.scheduler.stop()
     assert [f.result(0)[0] for f in futures[:2]] == ["held", "held"]
     assert futures[2].cancelled() and futures[3].cancelled()
+
+
+def test_clusters_apart_that_no_item_needs_any_more_go_down_at_once():
+    """retire: the idle clusters apart beyond what the items apart still to run need (those
+    running hold theirs) go down during the run, not at its end; the pool's are not touched."""
+    run = Run(jobs=2, primary=Cluster("first"))
+    s, lines = run.scheduler, []
+    pooled = s.acquire("enforcing", run.primary, lines.append)
+    a = s.acquire("enforcing", run.primary, lines.append, apart=True)
+    b = s.acquire("enforcing", run.primary, lines.append, apart=True)
+    s.release("enforcing", pooled, run.primary)
+    s.release("enforcing", a, run.primary)
+    assert s.retire("enforcing", 2, lines.append) == [] and a.downs == 0  # b's item + one more
+    assert s.retire("enforcing", 1, lines.append) == []                   # only b's, running
+    assert a.downs == 1 and b.downs == 0 and pooled.downs == 0
+    assert lines[-1] == f"taking down local/enforcing cluster apart (run {a.run_id}): no " \
+                        "scenario left for it"
+    s.release("enforcing", b, run.primary)
+    s.retire("enforcing", 0, lines.append)
+    assert b.downs == 1 and pooled.downs == 0
+    assert s.clusters("enforcing") == [pooled]            # the rest is the teardown's
