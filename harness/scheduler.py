@@ -1,14 +1,16 @@
 """The scheduler of a run: scenarios run at most `jobs` at once, each on a cluster of its own.
 
-What it does: a thread pool of `jobs` scenarios, started longest first; per CNI the clusters
+What it does: a thread pool of `jobs` scenarios, started longest first (or, given `fits`, each
+free worker taking the longest waiting one whose pods an idle cluster kept); per CNI the clusters
 they run on (the CNI's first cluster when its backend cannot have clusters side by side, else
 extra clusters brought up on demand and reused, at most `Backend.max_parallel` in use); the
 items that want a cluster apart (a scenario that must run alone, on a backend whose other
 scenarios share one cluster: harness.backends.alone_apart) in a lane of their own per CNI, one
-at a time on a cluster of their own, beside the pool instead of stopping it; and the
-stop after Ctrl-C or SIGTERM: nothing new starts, every cluster with a scenario on it is
-interrupted (Backend.interrupt: its scenario ends at its next probe), and the pool is waited
-for. Each scenario's story is kept and handed back whole with its result, never interleaved.
+at a time on a cluster of their own, beside the pool instead of stopping it, each such cluster
+going down once no item is left for it (`retire`); and the stop after Ctrl-C or SIGTERM:
+nothing new starts, every cluster with a scenario on it is interrupted (Backend.interrupt: its
+scenario ends at its next probe), and the pool is waited for. Each scenario's story is kept
+and handed back whole with its result, never interleaved.
 
 Why apart from harness.session: the session decides *what* runs on which CNI (settings, bring-up,
 canary, run or skip, reports); this module only decides *when* and *on which cluster*, and

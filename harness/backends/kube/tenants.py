@@ -28,9 +28,9 @@ from harness.errors import BackendError
 MAX_TENANTS = 64
 #: scenarios at once on one kube cluster, as tenants: the default of --netpol-jobs on the kube
 #: backends, measured on this project's 2-core machine with the cluster on it (realnodes): the
-#: library on kube-router took 331-352 s at 8 at once and 336 s at 12, deploys twice as long
-#: (the two cores were the limit), docs/real-nodes.md §12. A scenario's round has one probe
-#: exec in flight per source pod (at most 9 in the library), so about 70 at once in all
+#: library on kube-router took 209-277 s at 8 at once (10 runs) and 264 s at 12, its deploys
+#: 2.5 times as long (the two cores are the limit), docs/real-nodes.md §14. A scenario's round
+#: has one probe exec in flight per source pod (at most 9 in the library), so about 70 at once
 SCENARIOS_AT_ONCE = 8
 
 _STATE_LOCK = threading.RLock()
