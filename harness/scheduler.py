@@ -97,9 +97,10 @@ class Scheduler(Generic[T]):
         self._pool: ThreadPoolExecutor | None = None
         self._lanes: dict[str, ThreadPoolExecutor] = {}  # one worker each (start's `lane`)
         self._futures: dict[Hashable, Future[tuple[T, list[str]]]] = {}
-        #: the pool's items start_all queued with `fits`, longest first, not yet taken (_take)
-        self._waiting: list[tuple[Hashable, Callable[[Log], T], Future[tuple[T, list[str]]]]] \
-            = []
+        #: the pool's items start_all queued with `fits`, longest first, not yet taken (_take),
+        #: each with its `fits`
+        self._waiting: list[tuple[Hashable, Callable[[Log], T], Future[tuple[T, list[str]]],
+                                  Callable[[Hashable, Backend], bool]]] = []
         self._extra: dict[str, list[Backend]] = {}   # every extra cluster per CNI (teardown)
         self._free: dict[tuple[str, bool], list[Backend]] = {}  # the idle ones, (cni, apart)
         self._limits: dict[str, threading.BoundedSemaphore] = {}
@@ -168,7 +169,7 @@ class Scheduler(Generic[T]):
                     continue
                 future: Future[tuple[T, list[str]]] = Future()
                 self._futures[key] = future
-                self._waiting.append((key, work, future))
+                self._waiting.append((key, work, future, fits))
                 pooled.append(key)
             if pooled and self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=self.jobs,
@@ -180,21 +181,34 @@ class Scheduler(Generic[T]):
         for _ in pooled:
             assert pool is not None
             try:
-                pool.submit(self._take, fits)
+                pool.submit(self._take)
             except RuntimeError:   # stopped meanwhile: stop() cancelled what was waiting
                 break
 
-    def _take(self, fits: Callable[[Hashable, Backend], bool]) -> None:
-        """One worker's turn (start_all with `fits`): the waiting item an idle cluster fits,
-        the longest of those, else the longest waiting; run, its future given the result."""
+    def _take(self) -> None:
+        """One worker's turn (start_all with `fits`): the waiting item an idle cluster fits
+        (each item asked with the `fits` it was queued with: start_all is called once per CNI),
+        the longest of those, else the longest waiting; run, its future given the result. A
+        `fits` that raises fails its own item, never leaves one waiting with no worker."""
+        failed: BaseException | None = None
         with self._mutex:
             if not self._waiting:
                 return
             idle = [b for (_, apart), free in self._free.items() if not apart for b in free]
-            pick = next((i for i, (key, _, _) in enumerate(self._waiting)
-                         if any(fits(key, b) for b in idle)), 0)
-            key, work, future = self._waiting.pop(pick)
+            pick = 0
+            for i, (key, _, _, fits) in enumerate(self._waiting):
+                try:
+                    if any(fits(key, b) for b in idle):
+                        pick = i
+                        break
+                except Exception as exc:  # noqa: BLE001 - reported as that item's failure
+                    pick, failed = i, exc
+                    break
+            key, work, future, _ = self._waiting.pop(pick)
         if not future.set_running_or_notify_cancel():
+            return
+        if failed is not None:
+            future.set_exception(failed)
             return
         lines: list[str] = []
         try:
@@ -309,7 +323,7 @@ class Scheduler(Generic[T]):
             running = [f for f in self._futures.values() if not f.done()]
             busy = list(self._busy)
             waiting, self._waiting = self._waiting, []
-        for _, _, future in waiting:   # never taken: cancelled, as the pool's own queue is
+        for _, _, future, _ in waiting:   # never taken: cancelled, as the pool's own queue is
             future.cancel()
         if not pools:
             return

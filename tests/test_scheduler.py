@@ -322,3 +322,36 @@ def test_clusters_apart_that_no_item_needs_any_more_go_down_at_once():
     s.retire("enforcing", 0, lines.append)
     assert b.downs == 1 and pooled.downs == 0
     assert s.clusters("enforcing") == [pooled]            # the rest is the teardown's
+
+
+def test_items_queued_by_two_start_all_calls_each_keep_their_own_fits():
+    """The session calls start_all once per CNI, each with a `fits` that knows its own items
+    only: a worker asks each waiting item with the `fits` it was queued with (a run of two CNIs
+    once hung here, a `fits` raising KeyError on the other CNI's item in a worker); a `fits`
+    that raises fails its own item."""
+    run = Run(jobs=2, primary=Cluster("first"))
+    s = run.scheduler
+    pooled = s.acquire("enforcing", run.primary, lambda line: None)
+    s.release("enforcing", pooled, run.primary)          # an idle cluster: fits is asked
+
+    def fits_of(mine: set):
+        def fits(key, cluster):
+            if key not in mine:
+                raise KeyError(key)
+            return False
+        return fits
+
+    gate = threading.Event()
+
+    def done(log):
+        gate.wait(10)      # both workers held until both calls have queued their items
+        return "done"
+
+    first, second = {("a", i) for i in range(4)}, {("b", i) for i in range(4)}
+    s.start_all([(k, 1.0, done, None) for k in sorted(first)], fits_of(first))
+    s.start_all([(k, 1.0, done, None) for k in sorted(second)], fits_of(second))
+    gate.set()
+    assert [s.start(k, done).result(10)[0] for k in sorted(first | second)] == ["done"] * 8
+    s.start_all([(("c", 0), 1.0, done, None)], lambda key, cluster: 1 / 0 > 0)
+    with pytest.raises(ZeroDivisionError):
+        s.start(("c", 0), done).result(10)
