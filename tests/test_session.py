@@ -147,8 +147,9 @@ def test_prefetch_starts_the_longest_first_and_the_skipped_last(monkeypatch):
     assert estimated_seconds(short, 2.0, 3, 3.0) == (1 + len(short.steps)) * 6.0
     started: list[tuple[str, str]] = []
     names = {str(sc.path): sc.name for sc in (fault, short, sctp)}
-    monkeypatch.setattr(session.scheduler, "start",
-                        lambda key, work, lane=None: started.append((names[key[0]], key[1])))
+    # the order start_all queues them in (longest first: its own test is in test_scheduler.py)
+    monkeypatch.setattr(session.scheduler, "start_all", lambda items, fits=None: started.extend(
+        (names[key[0]], key[1]) for key, _, _, _ in sorted(items, key=lambda i: -i[1])))
     session.prefetch([(sctp, "enforcing"), (short, "enforcing"), (fault, "enforcing"),
                       (short, "open")])
     assert s.jobs == 4
