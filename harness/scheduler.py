@@ -135,11 +135,7 @@ class Scheduler(Generic[T]):
                                                         thread_name_prefix="netpol-scenario")
                     pool = self._pool
 
-                def task() -> tuple[T, list[str]]:
-                    lines: list[str] = []
-                    return work(lines.append), lines
-
-                self._futures[key] = pool.submit(task)
+                self._futures[key] = pool.submit(_told, work)
             return self._futures[key]
 
     def start_all(self, items: list[tuple[Hashable, float, Callable[[Log], T], str | None]],
@@ -210,9 +206,8 @@ class Scheduler(Generic[T]):
         if failed is not None:
             future.set_exception(failed)
             return
-        lines: list[str] = []
         try:
-            future.set_result((work(lines.append), lines))
+            future.set_result(_told(work))
         except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the item
             future.set_exception(exc)
 
@@ -334,6 +329,12 @@ class Scheduler(Generic[T]):
                 backend.interrupt()
         for pool in pools:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _told(work: Callable[[Log], T]) -> tuple[T, list[str]]:
+    """`work(log)` run, with the lines it logged: an item's result and its story."""
+    lines: list[str] = []
+    return work(lines.append), lines
 
 
 def bring_down(clusters: list[tuple[str, Backend]]) -> list[str]:

@@ -340,7 +340,9 @@ class Session:
             left = self._apart_left.setdefault(cni, set())
             left.discard(str(scenario.path))
             needed = len(left)
-        self._retired_errors += self.scheduler.retire(cni, needed, log)
+        errors = self.scheduler.retire(cni, needed, log)
+        with self._mutex:   # items apart of two CNIs end at once; teardown swaps the list
+            self._retired_errors += errors
 
     def _start(self, scenario: Scenario, cni: str) -> Future[tuple[ScenarioResult, list[str]]]:
         return self.scheduler.start((str(scenario.path), cni), self._work(scenario, cni),
@@ -402,7 +404,8 @@ class Session:
 
     def _teardown(self, cnis: list[str] | None) -> list[str]:
         # clusters apart taken down during the run (Scheduler.retire) that failed to go
-        errors, self._retired_errors = self._retired_errors, []
+        with self._mutex:
+            errors, self._retired_errors = self._retired_errors, []
         if cnis is None:
             # scenarios still running (after Ctrl-C or SIGTERM) end at their next probe
             self.scheduler.stop()
