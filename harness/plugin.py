@@ -167,8 +167,9 @@ def pytest_collect_file(file_path, parent):
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Say what the run means to run (Session.announce), then bring each CNI up and run its
-    canary before the first scenario, so that a banner about a non-enforcing cluster sits at the
-    top of the run (not under xdist: workers do it lazily)."""
+    canary (Session.ready: beside the scenarios when they run at once, its line and banner
+    then said by the CNI's first item, before its result), so that a banner about a
+    non-enforcing cluster sits at the top of the run (not under xdist: workers do it lazily)."""
     ns: Session = session.config.stash[SESSION_KEY]
     if ns.worker or session.config.option.collectonly:
         return
@@ -184,7 +185,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             wanted.append(item.cni)
     for cni in wanted:
         try:
-            ns.backend(cni)
+            ns.ready(cni)
         except HarnessError as exc:
             ns.say(f"{cni} could not be brought up: {exc}")
 

@@ -298,24 +298,38 @@ def converge_cells(backend: Backend, settings: Settings, addresses: Addresses,
 
 
 def run_scenario(scenario: Scenario, backend: Backend, settings: Settings, log: Log = print,
-                 enforcing: bool | None = None) -> ScenarioResult:
+                 enforcing: bool | None = None,
+                 finding: Callable[[], bool | None] | None = None) -> ScenarioResult:
     """Run one loaded scenario on an up backend and return its result; always undeploys.
 
     `enforcing` is the canary's finding for this cluster (None when not run): recorded, and
     the scenario is judged as it found where it contradicts the declaration
-    (verdicts.judged_enforcing).
+    (verdicts.judged_enforcing). `finding`, when given, is asked for it instead once the
+    probes are done: the canary runs beside this scenario (Session.start_canary), and nothing
+    before the judging depends on what it finds.
     """
     started = time.monotonic()
     result = ScenarioResult(scenario.name, str(scenario.path), backend.name, backend.profile,
-                            settings.run_id, getattr(scenario, "description", "") or "",
-                            enforcing_cluster=enforcing)
+                            settings.run_id, getattr(scenario, "description", "") or "")
     run = Run(scenario, backend, settings, log)
     result.declared_enforcing = run.declared_enforcing
-    result.canary_contradiction = canary_contradiction(backend.profile, run.declared_enforcing,
-                                                       enforcing)
     log(f"scenario {scenario.name} [{backend.profile}] on {backend.name} ({scenario.path})")
-    if result.canary_contradiction:
-        log(f"  WARNING: {result.canary_contradiction}")
+
+    def found() -> bool | None:
+        """The canary's finding, recorded in the result, with the warning when it contradicts
+        the declaration."""
+        nonlocal enforcing
+        if finding is not None:
+            enforcing = finding()
+        result.enforcing_cluster = enforcing
+        result.canary_contradiction = canary_contradiction(
+            backend.profile, run.declared_enforcing, enforcing)
+        if result.canary_contradiction:
+            log(f"  WARNING: {result.canary_contradiction}")
+        return enforcing
+
+    if finding is None:
+        found()   # said first, as before any probe
     has_deny = False
     try:
         t = time.monotonic()
@@ -395,7 +409,8 @@ def run_scenario(scenario: Scenario, backend: Backend, settings: Settings, log: 
         # one the fault's timeline is a measurement (harness/faults/timeline.py)
         final += [v for s in result.steps if s.fault is not None
                   for v in requirement_verdicts(s.fault)]
-        judged = judged_enforcing(run.declared_enforcing, enforcing)
+        judged = judged_enforcing(run.declared_enforcing,
+                                  found() if finding is not None else enforcing)
         result.outcome = scenario_outcome(final, judged, has_deny,
                                           infra_error=bool(result.infra_error),
                                           scenario_error=bool(result.scenario_error)).value

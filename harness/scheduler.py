@@ -212,7 +212,7 @@ class Scheduler(Generic[T]):
             future.set_exception(exc)
 
     # -- clusters ---------------------------------------------------------------------------
-    def acquire(self, cni: str, primary: Backend, log: Log, apart: bool = False,
+    def acquire(self, cni: str, primary: Backend | None, log: Log, apart: bool = False,
                 prefer: Callable[[Backend], bool] | None = None) -> Backend:
         """An idle cluster of `cni` for one work item: `primary` (the CNI's first cluster, up)
         when its backend cannot have clusters side by side, else an idle extra cluster or a
@@ -220,9 +220,12 @@ class Scheduler(Generic[T]):
         while `min(jobs, primary.max_parallel)` are in use. `apart`: a cluster only items
         started in a lane get, never one of the others' (the lane runs them one at a time).
         `prefer`: an idle cluster it is true for is lent first (one that kept the pods the
-        item needs: Backend.keeps). `release` gives it back."""
+        item needs: Backend.keeps). `release` gives it back. `primary` may be None for an item
+        apart only (unused then: that item need not wait for the CNI's first cluster)."""
         if apart:
             return self._lend(cni, primary, log, apart=True, prefer=prefer)
+        if primary is None:
+            raise ValueError("acquire: only a cluster apart can be lent without the primary")
         with self._mutex:
             limit = self._limits.get(cni)
             if limit is None:
@@ -235,12 +238,12 @@ class Scheduler(Generic[T]):
             limit.release()
             raise
 
-    def _lend(self, cni: str, primary: Backend, log: Log, apart: bool = False,
+    def _lend(self, cni: str, primary: Backend | None, log: Log, apart: bool = False,
               prefer: Callable[[Backend], bool] | None = None) -> Backend:
         with self._mutex:
             if self._stopping:
                 raise HarnessError("the run is stopping")
-            if primary.max_parallel == 1 and not apart:
+            if not apart and primary is not None and primary.max_parallel == 1:
                 self._busy.append(primary)
                 return primary
             free = self._free.setdefault((cni, apart), [])
@@ -262,7 +265,7 @@ class Scheduler(Generic[T]):
         backend.up()
         return backend
 
-    def release(self, cni: str, backend: Backend, primary: Backend) -> None:
+    def release(self, cni: str, backend: Backend, primary: Backend | None) -> None:
         """Give back a cluster `acquire` lent."""
         with self._mutex:
             if backend in self._busy:

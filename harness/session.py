@@ -30,7 +30,7 @@ from harness.canary import CanaryResult, run_canary
 from harness.capabilities import Capabilities
 from harness.errors import HarnessError
 from harness.expected import expected_cells
-from harness.lifecycle import sigterm_deferred
+from harness.lifecycle import Terminated, sigterm_deferred
 from harness.model import Model
 from harness.plan import estimated_seconds
 from harness.reports.json_report import Checkpoints
@@ -93,6 +93,10 @@ class Session:
         self.backends: dict[str, Backend] = {}    # brought up (torn down at the end)
         self.broken: dict[str, str] = {}          # bring-up failed: every use says why, no retry
         self.canaries: dict[str, CanaryResult] = {}
+        #: each CNI's canary run, started once (in the caller's thread, or beside the
+        #: scenarios: start_canary); its finding said once, by `canary`
+        self._canary_runs: dict[str, Future[CanaryResult]] = {}
+        self._canaries_said: set[str] = set()
         #: what each CNI's cluster really is, as its backend says (`describe()`), for the reports
         self.dataplanes: dict[str, str] = {}
         self.remote_canaries: dict[str, dict] = {}  # canary findings other processes sent
@@ -161,12 +165,28 @@ class Session:
             raise HarnessError(f"--cni {cni}: {exc}") from None
 
     def backend(self, cni: str) -> Backend:
-        """The backend of `cni`, up, with its canary run (lazily: only when a scenario needs it).
+        """The backend of `cni`, up, with its canary run (lazily: only when a scenario needs it;
+        one started beside the scenarios is waited for).
 
         A bring-up that failed is not retried: every later call raises the same error.
         """
-        backend = self._up(cni)
+        backend = self.up(cni)
         self.canary(cni)
+        return backend
+
+    def up(self, cni: str) -> Backend:
+        """The backend of `cni`, up; its canary not run (backend, start_canary)."""
+        return self._up(cni)
+
+    def ready(self, cni: str) -> Backend:
+        """What a front end calls before it starts a CNI's scenarios: the backend up, and its
+        canary run (one at a time), or started beside the scenarios when they run at once
+        (start_canary; `canary`, or `backend`, waits for its finding)."""
+        backend = self.up(cni)
+        if self.scheduler.parallel:
+            self.start_canary(cni)
+        else:
+            self.canary(cni)
         return backend
 
     def _cni_lock(self, cni: str) -> threading.RLock:
@@ -198,22 +218,72 @@ class Session:
         return self.backends[cni]
 
     def canary(self, cni: str) -> CanaryResult | None:
-        """The canary's finding on `cni`, run once on its up backend (None when disabled)."""
+        """The canary's finding on `cni`, run once on its up backend (None when disabled); one
+        running beside the scenarios (start_canary) is waited for. Its line and banners are
+        said here, once, in the caller's thread: a front end calls this before it prints the
+        CNI's first scenario, so they come first, never inside another's story."""
         if not self.settings.canary:
             return None
-        with self._cni_lock(cni):
-            return self._canary_locked(cni)
+        result = self._canary_run(cni, background=False).result()
+        self._say_canary(cni, result)
+        return result
 
-    def _canary_locked(self, cni: str) -> CanaryResult | None:
-        if cni not in self.canaries:
-            result = run_canary(self._up(cni), self.settings_for(cni))
-            self.canaries[cni] = result
+    def _say_canary(self, cni: str, result: CanaryResult) -> None:
+        with self._mutex:
+            said = cni in self._canaries_said
+            self._canaries_said.add(cni)
+        if not said:
             self.say(f"canary on {cni}: {result.detail}")
             if result.enforcing is False:
                 self.banner(cni)
             if result.contradiction:
                 self.banner(cni, result.contradiction)
-        return self.canaries[cni]
+
+    def start_canary(self, cni: str) -> None:
+        """Start the canary of `cni` in a thread of its own, beside the scenarios the pool
+        starts next: it runs in a namespace of its own (the tenancy rule of harness.scenario.
+        sharing: a namespaced scenario cannot change another's cells), and a scenario asks
+        for its finding only to be judged (run_scenario's `finding`). Why: it is one
+        observation window of a cluster otherwise idle before the first scenario's pods are
+        deployed (docs/real-nodes.md §15). Nothing with the canary off or jobs at 1."""
+        if self.settings.canary and self.scheduler.parallel:
+            self._canary_run(cni, background=True)
+
+    def _canary_run(self, cni: str, background: bool) -> Future[CanaryResult]:
+        with self._mutex:
+            known = self._canary_runs.get(cni)
+            run = self._canary_runs[cni] = known or Future()
+        if known is None:
+            if background:
+                threading.Thread(target=self._run_canary, args=(cni, run),
+                                 name=f"netpol-canary-{cni}", daemon=True).start()
+            else:
+                self._run_canary(cni, run)
+        return run
+
+    def _run_canary(self, cni: str, run: Future[CanaryResult]) -> None:
+        try:
+            result = run_canary(self._up(cni), self.settings_for(cni))
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the finding
+            # (an interrupt at teardown too: Terminated, raised by its next probe)
+            run.set_exception(exc)
+            return
+        self.canaries[cni] = result
+        run.set_result(result)
+
+    def _found(self, cni: str) -> bool | None:
+        """The canary's finding for a scenario's judging, waiting for a canary that runs beside
+        it; None when none was started, it could not tell, or the CNI could not come up."""
+        with self._mutex:
+            run = self._canary_runs.get(cni)
+        if run is None:
+            return None
+        try:
+            return run.result().enforcing
+        except HarnessError:
+            return None
+        except KeyboardInterrupt:   # the canary was interrupted: the run is stopping
+            raise Terminated("the run is stopping: the canary was interrupted") from None
 
     def enforcing(self, cni: str) -> bool | None:
         """What the canary found on `cni` (None when it did not run or could not tell)."""
@@ -239,6 +309,12 @@ class Session:
         """
         if self.scheduler.parallel:
             result, lines = self._start(scenario, cni).result()
+            with self._mutex:
+                canary = self._canary_runs.get(cni)
+            # the canary that ran beside: said before the first story of its CNI (the story
+            # was judged with its finding, so it is done unless it could not run)
+            if canary is not None and canary.done() and canary.exception() is None:
+                self._say_canary(cni, canary.result())
             for line in lines:
                 log(line)
         else:
@@ -355,13 +431,20 @@ class Session:
             log(f"scenario {scenario.name} [{cni}]: skipped: {plan.skip}")
             return ScenarioResult(scenario.name, str(scenario.path), s.backend, cni, s.run_id,
                                   scenario.description, outcome=ScenarioOutcome.SKIPPED.value,
-                                  skip_reason=plan.skip, enforcing_cluster=self.enforcing(cni),
+                                  skip_reason=plan.skip, enforcing_cluster=self._found(cni),
                                   declared_enforcing=self.capabilities(cni).enforces)
+        apart = self._apart(scenario)
         try:
-            primary = self.backend(cni)
-            backend = self.scheduler.acquire(cni, primary, log, self._apart(scenario),
-                                             lambda b: b.keeps(scenario.model)) \
-                if pooled else primary
+            # in the pool: the canary may still run beside (start_canary), and a scenario apart
+            # runs on a cluster of its own, which needs nothing of the CNI's first one
+            primary: Backend | None
+            if pooled:
+                primary = None if apart else self.up(cni)
+                self.start_canary(cni)   # started once, by the first item of the CNI
+                backend = self.scheduler.acquire(cni, primary, log, apart,
+                                                 lambda b: b.keeps(scenario.model))
+            else:
+                backend = primary = self.backend(cni)
         except HarnessError as exc:
             if not pooled:
                 raise
@@ -370,12 +453,13 @@ class Session:
             return ScenarioResult(scenario.name, str(scenario.path), s.backend, cni, s.run_id,
                                   scenario.description, outcome=ScenarioOutcome.ERROR.value,
                                   infra_error=f"{type(exc).__name__}: {exc}",
-                                  enforcing_cluster=self.enforcing(cni),
+                                  enforcing_cluster=self._found(cni),
                                   declared_enforcing=self.capabilities(cni).enforces)
         try:
             with backend.sharing(sharing.runs_alone(scenario) is not None):
                 return run_scenario(scenario, backend, replace(s, run_id=backend.run_id),
-                                    log=log, enforcing=self.enforcing(cni))
+                                    log=log, enforcing=self.enforcing(cni),
+                                    finding=(lambda: self._found(cni)) if pooled else None)
         finally:
             if pooled:
                 self.scheduler.release(cni, backend, primary)
@@ -402,6 +486,18 @@ class Session:
         with sigterm_deferred():
             return self._teardown(cnis)
 
+    def _end_canaries(self, cnis: list[str]) -> None:
+        """A canary still running beside the scenarios (Ctrl-C, SIGTERM, or a front end that
+        never waited for it) ends before its cluster goes down: interrupted, it ends at its next
+        probe and undeploys, as the pool's scenarios do (Scheduler.stop)."""
+        with self._mutex:
+            runs = [(cni, self._canary_runs[cni]) for cni in cnis if cni in self._canary_runs]
+        for cni, run in runs:
+            if not run.done() and cni in self.backends:
+                self.backends[cni].interrupt()
+            with contextlib.suppress(BaseException):
+                run.exception()   # waits; what it raised was the scenarios' to see
+
     def _teardown(self, cnis: list[str] | None) -> list[str]:
         # clusters apart taken down during the run (Scheduler.retire) that failed to go
         with self._mutex:
@@ -409,8 +505,10 @@ class Session:
         if cnis is None:
             # scenarios still running (after Ctrl-C or SIGTERM) end at their next probe
             self.scheduler.stop()
+        targets = list(set(self.backends) | set(self.scheduler.cnis())) if cnis is None else cnis
+        self._end_canaries(targets)
         doomed: list[tuple[str, Backend]] = []
-        for cni in list(set(self.backends) | set(self.scheduler.cnis())) if cnis is None else cnis:
+        for cni in targets:
             backends = [b for b in [self.backends.pop(cni, None)] if b is not None]
             backends += self.scheduler.clusters(cni)
             if self.settings.keep_cluster and self.settings.backend in ("kind", "kubeconfig"):

@@ -32,10 +32,10 @@ class EnforcesNothingThoughDeclaredEnforcing(local.LocalBackend):
         return None
 
 
-def _run(monkeypatch, cls, cni: str):
+def _run(monkeypatch, cls, cni: str, jobs: str = "1"):
     monkeypatch.setattr(local, "LocalBackend", cls)
     lines: list[str] = []
-    session = Session(build({"backend": "local", "cnis": cni, "jobs": "1"}, env={}),
+    session = Session(build({"backend": "local", "cnis": cni, "jobs": jobs}, env={}),
                       log=lines.append)
     try:
         result = session.run(load_scenario(DATA / "deny-ingress-small.yaml"), cni,
@@ -46,6 +46,9 @@ def _run(monkeypatch, cls, cni: str):
 
 
 @needs_local
+# jobs 2: the scenario runs in the pool on a cluster of its own, the canary beside it on the
+# CNI's first one (Session.start_canary); it is judged by the same finding
+@pytest.mark.parametrize("jobs", ["1", "2"])
 @pytest.mark.parametrize("cls, cni, canary, outcome", [
     # declared open, enforces everything: every block held -> passed (not a strict "xpassed")
     (EnforcesThoughDeclaredOpen, "open", True, "passed"),
@@ -55,8 +58,8 @@ def _run(monkeypatch, cls, cni: str):
     (EnforcesNothingThoughDeclaredEnforcing, "enforcing", False, "failed"),
 ])
 def test_a_canary_that_contradicts_the_declaration_is_said_loudly_and_judged_by(
-        monkeypatch, cls, cni, canary, outcome):
-    session, result, log = _run(monkeypatch, cls, cni)
+        monkeypatch, cls, cni, canary, outcome, jobs):
+    session, result, log = _run(monkeypatch, cls, cni, jobs)
     found = session.canaries[cni]
     assert found.enforcing is canary, found.detail
     assert result.outcome == outcome, (result.outcome, result.verdict_counts())

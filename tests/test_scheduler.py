@@ -355,3 +355,17 @@ def test_items_queued_by_two_start_all_calls_each_keep_their_own_fits():
     s.start_all([(("c", 0), 1.0, done, None)], lambda key, cluster: 1 / 0 > 0)
     with pytest.raises(ZeroDivisionError):
         s.start(("c", 0), done).result(10)
+
+
+def test_an_item_apart_is_lent_its_cluster_without_the_primary_and_a_pooled_one_is_not():
+    """acquire(apart=True) with no primary (the session's items apart do not wait for the
+    CNI's first cluster to come up): a cluster apart is made, lent, given back and lent again;
+    a pooled item must name the primary (its limit is the primary's max_parallel)."""
+    run = Run(jobs=2, primary=Cluster("first"))
+    s, lines = run.scheduler, []
+    a = s.acquire("enforcing", None, lines.append, apart=True)
+    assert a is run.made[0] and a.ups == 1 and run.primary.ups == 0
+    s.release("enforcing", a, None)
+    assert s.acquire("enforcing", None, lines.append, apart=True) is a and a.ups == 1
+    with pytest.raises(ValueError, match="only a cluster apart"):
+        s.acquire("enforcing", None, lines.append)

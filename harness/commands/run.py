@@ -70,7 +70,9 @@ def _on_cni(session, cni: str, scenarios: list) -> bool:
 
     ok = True
     try:
-        session.backend(cni)   # up and canary first (done by `run` with jobs above 1)
+        # up, and the canary's line and banner said before the first story (with jobs above 1
+        # `run` brought it up, and the canary runs beside the scenarios: waited for here)
+        session.backend(cni)
         for sc in scenarios:
             session.run(sc, cni, log=print)
     except HarnessError as exc:
@@ -122,12 +124,13 @@ def run(args: argparse.Namespace) -> int:
     session.announce([(sc, cni) for cni in settings.cnis for sc in scenarios])
     try:
         # with jobs > 1 every (scenario, CNI) starts in the pool, in this order, once its CNI
-        # is up with its canary run (here, one CNI after the other: those lines and a banner
-        # come first, in order); each story is printed whole, in this order, when it is done
+        # is up, its canary beside them (here, one CNI after the other); _on_cni waits for the
+        # canary's line and banner before it prints the CNI's first story; each story is
+        # printed whole, in this order, when it is done
         if session.jobs > 1:
             for cni in settings.cnis:
                 try:
-                    session.backend(cni)
+                    session.ready(cni)
                 except HarnessError:
                     continue   # said again, as this CNI's error, by _on_cni
                 session.prefetch([(sc, cni) for sc in scenarios])
