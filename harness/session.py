@@ -502,11 +502,13 @@ class Session:
         # clusters apart taken down during the run (Scheduler.retire) that failed to go
         with self._mutex:
             errors, self._retired_errors = self._retired_errors, []
+        targets = list(set(self.backends) | set(self.scheduler.cnis())) if cnis is None else cnis
+        # a canary still running first: a scenario of the pool waits for its finding to be
+        # judged, so an interrupted scenario would wait for it to end by itself
+        self._end_canaries(targets)
         if cnis is None:
             # scenarios still running (after Ctrl-C or SIGTERM) end at their next probe
             self.scheduler.stop()
-        targets = list(set(self.backends) | set(self.scheduler.cnis())) if cnis is None else cnis
-        self._end_canaries(targets)
         doomed: list[tuple[str, Backend]] = []
         for cni in targets:
             backends = [b for b in [self.backends.pop(cni, None)] if b is not None]
