@@ -61,6 +61,7 @@ def test_sigterm_stops_scenarios_running_at_once_in_the_cli(tmp_path):
     probe, the pending ones never start, and every cluster goes (in seconds, not after the
     scenarios' convergence deadlines)."""
     from harness import naming
+    from harness.scheduler import slot_run_id
     run_id = naming.new_run_id()   # its own, even when this test runs twice at once
     prefix = f"np-{run_id[:5]}"
     log = tmp_path / "run.log"
@@ -71,9 +72,13 @@ def test_sigterm_stops_scenarios_running_at_once_in_the_cli(tmp_path):
                   "--run-id", run_id, "--converge-timeout", "60"], log_path=str(log))
     try:
         deadline = time.monotonic() + 60
+        # an extra cluster's id is the run id's first five characters and three of its own
+        # (scheduler.slot_run_id), a CNI's first cluster's the run id and one letter: told
+        # apart by length (by prefix, a run id ending in "0" hid every extra cluster's)
+        extra = len(slot_run_id(run_id, 0, 0, 1))
         slots = lambda: [n for n in nsx.list_netns()   # noqa: E731
                          if n.startswith(prefix) and n.endswith("-p0")
-                         and not n.startswith(f"np-{run_id}")]
+                         and len(n) == len(f"np-{'x' * extra}-p0")]
         while time.monotonic() < deadline and len(slots()) < 2:
             assert proc.poll() is None, log.read_text()[-3000:]
             time.sleep(0.05)
